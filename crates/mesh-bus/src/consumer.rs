@@ -1,0 +1,294 @@
+//! The consumer loop: at-least-once delivery with offsets stored only after
+//! a handler applied a batch's effects.
+//!
+//! One `select!` over shutdown, a linger tick and the next record (biased in
+//! that order). Records are buffered per partition and handed to the
+//! [`Handler`] as one batch per partition; after every batch of a flush
+//! succeeded the next offsets are stored and committed in the background.
+//! A failing handler is retried with backoff, never skipped: the loop stops
+//! taking new records until the batch is applied or shutdown is asked. On
+//! shutdown the loop finishes the flush in progress, commits synchronously
+//! and returns.
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::headers::HeaderList;
+use crate::metrics::{BATCH_SECONDS, CONSUMED, HANDLER_ERRORS, PROCESS_LATENCY};
+use crate::Result;
+
+/// One received record, owned.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: HeaderList,
+    /// Broker or producer timestamp, Unix ms.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A handler failed; the batch will be retried.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HandlerError(pub String);
+
+/// Applies the effects of a batch of records of one partition.
+pub trait Handler: Send + Sync + 'static {
+    /// Called with records of one `(topic, partition)` in offset order. Must
+    /// be idempotent: after a crash the same records come again.
+    fn handle(
+        &self,
+        records: &[Record],
+    ) -> impl Future<Output = std::result::Result<(), HandlerError>> + Send;
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    /// Flush a partition's buffer at this many records.
+    pub max_batch: usize,
+    /// Flush whatever is buffered after this long.
+    pub linger: Duration,
+    /// Consumer-group session timeout.
+    pub session_timeout: Duration,
+    /// Extra librdkafka settings, applied last.
+    pub extra: Vec<(String, String)>,
+}
+
+impl ConsumerConfig {
+    pub fn new(brokers: &str, group_id: &str, topics: &[&str]) -> Self {
+        ConsumerConfig {
+            brokers: brokers.to_string(),
+            group_id: group_id.to_string(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            max_batch: 500,
+            linger: Duration::from_millis(5),
+            session_timeout: Duration::from_secs(10),
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// Tracks how many partitions are assigned, for readiness.
+#[derive(Clone, Default)]
+pub struct Assignment(Arc<AtomicUsize>);
+
+impl Assignment {
+    pub fn partitions(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct Ctx {
+    assigned: Assignment,
+    group: String,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn post_rebalance(
+        &self,
+        _base: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                self.assigned.0.store(tpl.count(), Ordering::Relaxed);
+                tracing::info!(group = %self.group, partitions = tpl.count(), "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {
+                self.assigned.0.store(0, Ordering::Relaxed);
+                tracing::info!(group = %self.group, "partitions revoked");
+            }
+            Rebalance::Error(e) => tracing::warn!(group = %self.group, %e, "rebalance error"),
+        }
+    }
+}
+
+/// Runs the loop until `shutdown` is cancelled. `assigned` reports the
+/// current assignment (for readiness).
+pub async fn run_consumer<H: Handler>(
+    cfg: ConsumerConfig,
+    handler: Arc<H>,
+    assigned: Assignment,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            cfg.session_timeout.as_millis().to_string(),
+        )
+        .set("enable.partition.eof", "false");
+    for (k, v) in &cfg.extra {
+        cc.set(k, v);
+    }
+    let consumer: StreamConsumer<Ctx> = cc.create_with_context(Ctx {
+        assigned,
+        group: cfg.group_id.clone(),
+    })?;
+    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+
+    let mut buffers: HashMap<(String, i32), Vec<Record>> = HashMap::new();
+    let mut buffered = 0usize;
+    let mut tick = tokio::time::interval(cfg.linger);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick(), if buffered > 0 => {
+                if !flush(&cfg, &consumer, &*handler, &mut buffers, &shutdown).await { break; }
+                buffered = 0;
+            }
+            msg = consumer.recv() => match msg {
+                Ok(m) => {
+                    let rec = Record {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        headers: HeaderList::from_kafka(m.headers()),
+                        timestamp_ms: m.timestamp().to_millis(),
+                    };
+                    let full = {
+                        let buf = buffers.entry((rec.topic.clone(), rec.partition)).or_default();
+                        buf.push(rec);
+                        buf.len() >= cfg.max_batch
+                    };
+                    buffered += 1;
+                    if full {
+                        if !flush(&cfg, &consumer, &*handler, &mut buffers, &shutdown).await { break; }
+                        buffered = 0;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(group = %cfg.group_id, %e, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    // Finish what was received, then commit what was applied.
+    if buffered > 0 {
+        flush(
+            &cfg,
+            &consumer,
+            &*handler,
+            &mut buffers,
+            &CancellationToken::new(),
+        )
+        .await;
+    }
+    if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+        // Nothing is lost: effects are idempotent and will be re-applied.
+        tracing::debug!(group = %cfg.group_id, %e, "final commit failed");
+    }
+    consumer.unsubscribe();
+    Ok(())
+}
+
+/// Hands every buffered partition batch to the handler (concurrently across
+/// partitions), retrying failures, then stores the next offsets. Returns
+/// false when shutdown interrupted a retry; nothing of that batch's offsets
+/// is stored then.
+async fn flush<H: Handler>(
+    cfg: &ConsumerConfig,
+    consumer: &StreamConsumer<Ctx>,
+    handler: &H,
+    buffers: &mut HashMap<(String, i32), Vec<Record>>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let batches: Vec<((String, i32), Vec<Record>)> =
+        buffers.drain().filter(|(_, v)| !v.is_empty()).collect();
+    let runs = batches
+        .iter()
+        .map(|(_, recs)| apply_with_retry(cfg, handler, recs, shutdown));
+    let done = futures::future::join_all(runs).await;
+    let mut tpl = TopicPartitionList::new();
+    let mut all = true;
+    for (((topic, partition), recs), ok) in batches.iter().zip(done) {
+        if !ok {
+            all = false;
+            continue;
+        }
+        let last = recs.last().map(|r| r.offset).unwrap_or_default();
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(last + 1));
+        CONSUMED
+            .with_label_values(&[&cfg.group_id, topic])
+            .inc_by(recs.len() as u64);
+        let now = now_ms();
+        for r in recs {
+            if let Some(ts) = r.timestamp_ms {
+                PROCESS_LATENCY
+                    .with_label_values(&[&cfg.group_id])
+                    .observe((now - ts).max(0) as f64 / 1000.0);
+            }
+        }
+    }
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            // The partition was revoked meanwhile; its new owner re-reads the
+            // records and the store's watermark drops them.
+            tracing::debug!(group = %cfg.group_id, %e, "offset store refused");
+        }
+    }
+    all
+}
+
+async fn apply_with_retry<H: Handler>(
+    cfg: &ConsumerConfig,
+    handler: &H,
+    recs: &[Record],
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let started = std::time::Instant::now();
+        match handler.handle(recs).await {
+            Ok(()) => {
+                BATCH_SECONDS
+                    .with_label_values(&[&cfg.group_id])
+                    .observe(started.elapsed().as_secs_f64());
+                return true;
+            }
+            Err(e) => {
+                HANDLER_ERRORS.with_label_values(&[&cfg.group_id]).inc();
+                tracing::warn!(group = %cfg.group_id, error = %e, records = recs.len(), "batch failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

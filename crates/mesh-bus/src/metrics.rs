@@ -1,0 +1,55 @@
+//! Metric names of the bus, defined once.
+use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use std::sync::LazyLock;
+
+/// Records produced, by topic and outcome (`ok`, `error`).
+pub static PRODUCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_bus_produced_total",
+        "Records produced, by topic and outcome",
+        &["topic", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// Records consumed and handled, by consumer group and topic.
+pub static CONSUMED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_bus_consumed_total",
+        "Records handled by a consumer, by group and topic",
+        &["group", "topic"]
+    )
+    .expect("metric registers once")
+});
+
+/// Handler failures (the batch is retried), by group.
+pub static HANDLER_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_bus_handler_errors_total",
+        "Batches a handler failed (retried), by group",
+        &["group"]
+    )
+    .expect("metric registers once")
+});
+
+/// Seconds from a record's broker timestamp to the end of its handling.
+pub static PROCESS_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "mesh_bus_end_to_end_seconds",
+        "Seconds from a record's timestamp to its effect being applied, by group",
+        &["group"],
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Seconds a handler spent on one batch.
+pub static BATCH_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "mesh_bus_batch_seconds",
+        "Seconds a handler took for one partition batch, by group",
+        &["group"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
+    )
+    .expect("metric registers once")
+});

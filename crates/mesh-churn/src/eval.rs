@@ -1,0 +1,297 @@
+//! The CDNOW evaluation protocol of Fader, Hardie & Lee (2005): fit on the calibration
+//! period, forecast the holdout, compare with the published numbers, then run the
+//! supervised and hybrid models under an honest time split (see [`crate::learned`]).
+
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use crate::bgnbd::{self, BgNbdFit};
+use crate::data::{weeks_between, PurchaseLog, Rfm};
+use crate::error::{Error, Result};
+use crate::gamma_gamma::{self, GammaGammaParams, Spend};
+use crate::learned::{self, LearnedReport};
+use crate::metrics::{pearson, roc_auc};
+use crate::pareto::{self, ParetoNbdFit};
+
+/// Published values from Fader, Hardie & Lee (2005) for the CDNOW 1/10 sample.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    /// BG/NBD r.
+    pub r: f64,
+    /// BG/NBD alpha.
+    pub alpha: f64,
+    /// BG/NBD a.
+    pub a: f64,
+    /// BG/NBD b.
+    pub b: f64,
+    /// BG/NBD log-likelihood.
+    pub log_likelihood: f64,
+    /// Actual repeat transactions, weeks 1-78.
+    pub cumulative_actual_week78: f64,
+    /// BG/NBD forecast of the cumulative repeat transactions at week 78.
+    pub cumulative_forecast_week78: f64,
+    /// Actual repeat transactions in weeks 40-78.
+    pub holdout_actual: f64,
+    /// Correlation of the BG/NBD per-customer holdout forecast with the actual.
+    pub holdout_corr: f64,
+    /// Correlation for Pareto/NBD.
+    pub pareto_holdout_corr: f64,
+    /// Mean holdout transactions by calibration frequency 0..7+.
+    pub by_frequency_actual: [f64; 8],
+    /// Pareto/NBD r, alpha, s, beta.
+    pub pareto: [f64; 4],
+    /// Pareto/NBD log-likelihood.
+    pub pareto_log_likelihood: f64,
+    /// Gamma-Gamma p, q, gamma (Fader & Hardie's note on the same sample).
+    pub gamma_gamma: [f64; 3],
+}
+
+/// The published numbers.
+pub fn published() -> Published {
+    Published {
+        r: 0.243,
+        alpha: 4.414,
+        a: 0.793,
+        b: 2.426,
+        log_likelihood: -9582.4,
+        cumulative_actual_week78: 4339.0,
+        cumulative_forecast_week78: 4166.0,
+        holdout_actual: 1882.0,
+        holdout_corr: 0.626,
+        pareto_holdout_corr: 0.630,
+        by_frequency_actual: [0.237, 0.697, 1.393, 1.560, 2.532, 2.947, 3.862, 6.359],
+        pareto: [0.553, 10.578, 0.606, 11.669],
+        pareto_log_likelihood: -9595.0,
+        gamma_gamma: [6.25, 3.74, 15.44],
+    }
+}
+
+/// One row of the by-frequency table.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrequencyRow {
+    /// Calibration frequency (7 means 7+).
+    pub frequency: u32,
+    /// Customers in the group.
+    pub customers: usize,
+    /// Mean actual holdout transactions.
+    pub actual: f64,
+    /// Mean BG/NBD conditional expectation.
+    pub expected: f64,
+}
+
+/// Pareto/NBD results.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParetoReport {
+    /// The fit.
+    pub fit: ParetoNbdFit,
+    /// Sum of conditional expectations over the holdout.
+    pub holdout_forecast: f64,
+    /// Per-customer correlation with the actual holdout counts.
+    pub holdout_corr: f64,
+}
+
+/// Everything `mesh eval churn` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// Customers in the calibration period.
+    pub customers: usize,
+    /// Purchase lines read / transactions after same-day merging.
+    pub lines: usize,
+    /// Transactions after same-day merging.
+    pub transactions: usize,
+    /// Calibration end (inclusive).
+    pub calibration_end: NaiveDate,
+    /// Holdout end (inclusive).
+    pub holdout_end: NaiveDate,
+    /// Holdout length in weeks.
+    pub holdout_weeks: f64,
+    /// BG/NBD r.
+    pub r: f64,
+    /// BG/NBD alpha.
+    pub alpha: f64,
+    /// BG/NBD a.
+    pub a: f64,
+    /// BG/NBD b.
+    pub b: f64,
+    /// BG/NBD log-likelihood, paper convention (no parameter-free terms).
+    pub log_likelihood: f64,
+    /// The same plus the parameter-free terms of the `(x, t_x)` summary density.
+    pub log_likelihood_with_constants: f64,
+    /// Optimizer iterations for the BG/NBD fit.
+    pub bgnbd_iterations: u64,
+    /// Actual repeat transactions from first purchase to holdout end.
+    pub cumulative_actual_week78: f64,
+    /// Sum over customers of E[X(t_i)], t_i from first purchase to holdout end.
+    pub cumulative_forecast_week78: f64,
+    /// Actual repeat transactions in the holdout.
+    pub holdout_actual: f64,
+    /// Sum of BG/NBD conditional expectations for the holdout.
+    pub holdout_forecast: f64,
+    /// Per-customer correlation of the BG/NBD forecast with the actual.
+    pub holdout_corr: f64,
+    /// Mean holdout transactions by calibration frequency 0..7+.
+    pub by_frequency: Vec<FrequencyRow>,
+    /// Pareto/NBD fit and forecasts.
+    pub pareto: ParetoReport,
+    /// Gamma-Gamma spend fit on customers with repeat purchases.
+    pub gamma_gamma: GammaGammaParams,
+    /// Customers with at least one holdout purchase.
+    pub holdout_active_customers: usize,
+    /// ROC-AUC of BG/NBD P(alive) for "any purchase in the holdout".
+    pub auc_p_alive: f64,
+    /// ROC-AUC of BG/NBD 1 - P(no purchase in holdout) for the same label.
+    pub auc_bgnbd_p_purchase: f64,
+    /// Supervised and hybrid models trained on an earlier split of the calibration.
+    pub learned: LearnedReport,
+    /// Model chosen before looking at the holdout (see `learned`).
+    pub best_model: String,
+    /// Its holdout total.
+    pub best_holdout_forecast: f64,
+    /// Its per-customer correlation.
+    pub best_holdout_corr: f64,
+    /// Published numbers for comparison.
+    pub published: Published,
+    /// Wall-clock seconds for the whole evaluation.
+    pub seconds: f64,
+}
+
+/// Runs the full evaluation on a parsed purchase log.
+pub fn evaluate(
+    log: &PurchaseLog,
+    calibration_end: NaiveDate,
+    holdout_end: NaiveDate,
+) -> Result<EvalReport> {
+    let started = Instant::now();
+    if holdout_end <= calibration_end {
+        return Err(Error::InvalidInput(format!(
+            "holdout end {holdout_end} must be after calibration end {calibration_end}"
+        )));
+    }
+    let cohort: Vec<_> = log
+        .customers
+        .iter()
+        .filter(|c| c.first_day().is_some_and(|d| d <= calibration_end))
+        .collect();
+    if cohort.len() < 10 {
+        return Err(Error::InvalidInput(format!(
+            "only {} customers bought before {calibration_end}",
+            cohort.len()
+        )));
+    }
+    let rfm: Vec<Rfm> = cohort
+        .iter()
+        .filter_map(|c| c.rfm(calibration_end))
+        .collect();
+    let holdout_weeks = weeks_between(calibration_end, holdout_end);
+    let actual: Vec<f64> = cohort
+        .iter()
+        .map(|c| c.count_between(calibration_end, holdout_end) as f64)
+        .collect();
+
+    let fit: BgNbdFit = bgnbd::fit(&rfm)?;
+    let p = fit.params;
+    let forecast: Vec<f64> = rfm
+        .iter()
+        .map(|c| p.conditional_expected(holdout_weeks, c))
+        .collect::<Result<_>>()?;
+
+    let mut cumulative_actual = 0.0;
+    let mut cumulative_forecast = 0.0;
+    for c in &cohort {
+        let first = c.first_day().expect("cohort members have purchases");
+        cumulative_actual += c.until(holdout_end).len().saturating_sub(1) as f64;
+        cumulative_forecast += p.expected_repeat(weeks_between(first, holdout_end))?;
+    }
+
+    let by_frequency = (0..8u32)
+        .map(|f| {
+            let members: Vec<usize> = (0..rfm.len())
+                .filter(|&i| {
+                    let x = rfm[i].frequency as u32;
+                    if f == 7 {
+                        x >= 7
+                    } else {
+                        x == f
+                    }
+                })
+                .collect();
+            let n = members.len().max(1) as f64;
+            FrequencyRow {
+                frequency: f,
+                customers: members.len(),
+                actual: members.iter().map(|&i| actual[i]).sum::<f64>() / n,
+                expected: members.iter().map(|&i| forecast[i]).sum::<f64>() / n,
+            }
+        })
+        .collect();
+
+    let pareto_fit = pareto::fit(&rfm)?;
+    let pareto_forecast: Vec<f64> = rfm
+        .iter()
+        .map(|c| pareto_fit.params.conditional_expected(holdout_weeks, c))
+        .collect::<Result<_>>()?;
+    let pareto = ParetoReport {
+        holdout_forecast: pareto_forecast.iter().sum(),
+        holdout_corr: pearson(&pareto_forecast, &actual)?,
+        fit: pareto_fit,
+    };
+
+    let spend: Vec<Spend> = cohort
+        .iter()
+        .zip(&rfm)
+        .filter_map(|(c, r)| {
+            c.mean_repeat_amount(calibration_end)
+                .filter(|m| *m > 0.0)
+                .map(|m| Spend {
+                    frequency: r.frequency,
+                    mean_value: m,
+                })
+        })
+        .collect();
+    let gamma_gamma = gamma_gamma::fit(&spend)?.params;
+
+    let active: Vec<bool> = actual.iter().map(|a| *a > 0.0).collect();
+    let p_alive: Vec<f64> = rfm.iter().map(|c| p.p_alive(c)).collect();
+    let p_purchase: Vec<f64> = rfm
+        .iter()
+        .map(|c| 1.0 - p.p_no_purchase(holdout_weeks, c))
+        .collect();
+
+    let learned = learned::evaluate(&cohort, calibration_end, holdout_end, &actual)?;
+    let best = learned.best();
+
+    Ok(EvalReport {
+        customers: rfm.len(),
+        lines: log.lines,
+        transactions: log.customers.iter().map(|c| c.purchases.len()).sum(),
+        calibration_end,
+        holdout_end,
+        holdout_weeks,
+        r: p.r,
+        alpha: p.alpha,
+        a: p.a,
+        b: p.b,
+        log_likelihood: fit.log_likelihood,
+        log_likelihood_with_constants: fit.log_likelihood + bgnbd::summary_constant(&rfm),
+        bgnbd_iterations: fit.iterations,
+        cumulative_actual_week78: cumulative_actual,
+        cumulative_forecast_week78: cumulative_forecast,
+        holdout_actual: actual.iter().sum(),
+        holdout_forecast: forecast.iter().sum(),
+        holdout_corr: pearson(&forecast, &actual)?,
+        by_frequency,
+        pareto,
+        gamma_gamma,
+        holdout_active_customers: active.iter().filter(|a| **a).count(),
+        auc_p_alive: roc_auc(&p_alive, &active)?,
+        auc_bgnbd_p_purchase: roc_auc(&p_purchase, &active)?,
+        best_model: best.name.clone(),
+        best_holdout_forecast: best.holdout_forecast,
+        best_holdout_corr: best.holdout_corr,
+        learned,
+        published: published(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,141 @@
+//! Command-line surface for `mesh eval forecast`: argument struct and report.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::data::{load_m3, shared_data_dir, Period};
+use crate::error::{invalid, Result};
+use crate::eval::{evaluate, GroupScore, MethodScore};
+use crate::method::Method;
+
+/// `mesh eval forecast` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Series file in the `m3_data.json` format [default: <shared data>/forecast/m3_data.json].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Method(s), comma separated; more than one prints a per-method table.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "auto")]
+    pub method: Vec<Method>,
+    /// Only series of this frequency class.
+    #[arg(long, value_enum)]
+    pub period: Option<Period>,
+    /// Only the first N series (by name, after the period filter).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Result of `mesh eval forecast`; the headline numbers are those of the first method.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    /// The file evaluated.
+    pub data: PathBuf,
+    /// Number of series.
+    pub series: usize,
+    /// The first (headline) method.
+    pub method: Method,
+    /// Mean sMAPE (percent) of the headline method.
+    pub smape: f64,
+    /// Mean MASE of the headline method.
+    pub mase: f64,
+    /// Per frequency class, headline method.
+    pub per_period: Vec<GroupScore>,
+    /// Total wall-clock seconds.
+    pub seconds: f64,
+    /// Every method evaluated, when more than one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<MethodScore>,
+}
+
+/// Run the evaluation described by `args`.
+pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
+    let path = args
+        .data
+        .clone()
+        .unwrap_or_else(|| shared_data_dir().join("forecast/m3_data.json"));
+    let mut series = load_m3(&path)?;
+    if let Some(p) = args.period {
+        series.retain(|s| s.period == p);
+    }
+    if let Some(limit) = args.limit {
+        series.truncate(limit);
+    }
+    let mut methods = args.method.clone();
+    methods.dedup();
+    let first = *methods
+        .first()
+        .ok_or_else(|| invalid("method", "at least one method is needed"))?;
+    let scores = methods
+        .iter()
+        .map(|m| evaluate(&series, *m))
+        .collect::<Result<Vec<_>>>()?;
+    let head = scores[0].clone();
+    Ok(EvalReport {
+        data: path,
+        series: series.len(),
+        method: first,
+        smape: head.smape,
+        mase: head.mase,
+        per_period: head.per_period,
+        seconds: scores.iter().map(|s| s.seconds).sum(),
+        methods: if scores.len() > 1 { scores } else { Vec::new() },
+    })
+}
+
+impl fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} series from {} in {:.1}s",
+            self.series,
+            self.data.display(),
+            self.seconds
+        )?;
+        writeln!(
+            f,
+            "{}: sMAPE {:.2}  MASE {:.3}",
+            self.method, self.smape, self.mase
+        )?;
+        for g in &self.per_period {
+            if let Some(p) = g.period {
+                writeln!(
+                    f,
+                    "  {:<10} n={:<5} sMAPE {:>6.2}  MASE {:>6.3}",
+                    p.to_string(),
+                    g.series,
+                    g.smape,
+                    g.mase
+                )?;
+            }
+        }
+        if !self.methods.is_empty() {
+            writeln!(
+                f,
+                "\n{:<12} {:>7} {:>7}  per period sMAPE  {:>7}",
+                "method", "sMAPE", "MASE", "seconds"
+            )?;
+            for m in &self.methods {
+                let per: Vec<String> = m
+                    .per_period
+                    .iter()
+                    .map(|g| format!("{:.2}", g.smape))
+                    .collect();
+                writeln!(
+                    f,
+                    "{:<12} {:>7.2} {:>7.3}  [{}]  {:>7.1}",
+                    m.method.name(),
+                    m.smape,
+                    m.mase,
+                    per.join(" "),
+                    m.seconds
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

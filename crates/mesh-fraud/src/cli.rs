@@ -1,0 +1,276 @@
+//! Command-line surface for the `mesh` operator binary: clap argument structs and functions
+//! returning reports that print as JSON (`serde`) or text (`Display`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::eval::{eval_simulated, SimEvalReport};
+use crate::metrics::Metrics;
+use crate::model::{ModelKind, TrainParams};
+use crate::rules::RuleSet;
+use crate::sim::{self, SimParams};
+use crate::tabular::{eval_table, TabularReport};
+
+/// `mesh fraud simulate`: generate a labelled event stream.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// Simulator parameters.
+    #[command(flatten)]
+    pub sim: SimParams,
+    /// Write the events as JSON lines to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What [`simulate`] produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulateReport {
+    /// Events generated.
+    pub events: usize,
+    /// Orders generated.
+    pub orders: usize,
+    /// Events per pattern and kind: pattern → (orders, payments, account events).
+    pub by_pattern: BTreeMap<String, (usize, usize, usize)>,
+    /// File written, if any.
+    pub out: Option<String>,
+}
+
+/// Generate the stream; write it to `--out` when given.
+pub fn simulate(args: &SimulateArgs) -> Result<SimulateReport> {
+    let events: Vec<sim::SimEvent> = sim::simulate(&args.sim)?.collect();
+    let mut by_pattern: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    for e in &events {
+        let s = by_pattern.entry(e.pattern.clone()).or_default();
+        match e.event {
+            crate::event::Event::Order(_) => s.0 += 1,
+            crate::event::Event::Payment(_) => s.1 += 1,
+            crate::event::Event::Account(_) => s.2 += 1,
+        }
+    }
+    let n = events.len();
+    let orders = by_pattern.values().map(|v| v.0).sum();
+    let out = match &args.out {
+        Some(path) => {
+            sim::write_jsonl(events.into_iter(), path)?;
+            Some(path.display().to_string())
+        }
+        None => None,
+    };
+    Ok(SimulateReport {
+        events: n,
+        orders,
+        by_pattern,
+        out,
+    })
+}
+
+impl fmt::Display for SimulateReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} events, {} orders", self.events, self.orders)?;
+        writeln!(
+            f,
+            "{:<18} {:>8} {:>9} {:>9}",
+            "pattern", "orders", "payments", "account"
+        )?;
+        for (p, (o, pay, a)) in &self.by_pattern {
+            writeln!(f, "{p:<18} {o:>8} {pay:>9} {a:>9}")?;
+        }
+        if let Some(out) = &self.out {
+            writeln!(f, "written to {out}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `mesh eval fraud --csv FILE --label COL --time COL`: the generic trainer.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalCsvArgs {
+    /// Labelled table.
+    #[arg(long)]
+    pub csv: PathBuf,
+    /// Binary label column (0/1, true/false, yes/no).
+    #[arg(long)]
+    pub label: String,
+    /// Time column (number, RFC 3339 or `YYYY-MM-DD[ HH:MM:SS]`); earliest 80% train.
+    #[arg(long)]
+    pub time: String,
+    /// Columns to ignore (ids), repeatable.
+    #[arg(long)]
+    pub drop: Vec<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run the generic trainer.
+pub fn eval_csv(args: &EvalCsvArgs) -> Result<TabularReport> {
+    eval_table(
+        &args.csv,
+        &args.label,
+        &args.time,
+        &args.drop,
+        &TrainParams::default(),
+    )
+}
+
+/// `mesh eval fraud`: `--simulate` (with simulator flags) or `--csv` (generic trainer).
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Evaluate on a simulated stream.
+    #[arg(long, conflicts_with = "csv")]
+    pub simulate: bool,
+    /// Simulator parameters (with `--simulate`).
+    #[command(flatten)]
+    pub sim: SimParams,
+    /// Rules file (default: the rules shipped with the crate).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Model used by the policy.
+    #[arg(long, value_enum, default_value_t = ModelKind::Forest)]
+    pub model: ModelKind,
+    /// Trees in the random forest.
+    #[arg(long, default_value_t = 60)]
+    pub trees: usize,
+    /// Maximum tree depth.
+    #[arg(long, default_value_t = 10)]
+    pub max_depth: u16,
+    /// Write the trained models (JSON, `policy::PolicyModels`) here (with `--simulate`).
+    #[arg(long)]
+    pub save_models: Option<PathBuf>,
+    /// Labelled table for the generic trainer.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Label column (with `--csv`).
+    #[arg(long, requires = "csv")]
+    pub label: Option<String>,
+    /// Time column (with `--csv`).
+    #[arg(long, requires = "csv")]
+    pub time: Option<String>,
+    /// Columns to ignore (with `--csv`), repeatable.
+    #[arg(long, requires = "csv")]
+    pub drop: Vec<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Report of [`eval`]: one of the two modes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum EvalReport {
+    /// `--simulate`.
+    Simulate(Box<SimEvalReport>),
+    /// `--csv`.
+    Csv(Box<TabularReport>),
+}
+
+/// Run the evaluation selected by the arguments.
+pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
+    let params = TrainParams {
+        n_trees: args.trees,
+        max_depth: args.max_depth,
+        primary: args.model,
+        ..TrainParams::default()
+    };
+    if let Some(csv) = &args.csv {
+        let need = |v: &Option<String>, flag: &str| {
+            v.clone()
+                .ok_or_else(|| Error::Invalid(format!("--{flag} COLUMN is required with --csv")))
+        };
+        let report = eval_table(
+            csv,
+            &need(&args.label, "label")?,
+            &need(&args.time, "time")?,
+            &args.drop,
+            &params,
+        )?;
+        return Ok(EvalReport::Csv(Box::new(report)));
+    }
+    if !args.simulate {
+        return Err(Error::Invalid("choose --simulate or --csv FILE".into()));
+    }
+    let rules = match &args.rules {
+        Some(p) => RuleSet::from_file(p)?,
+        None => RuleSet::default_rules(),
+    };
+    Ok(EvalReport::Simulate(Box::new(eval_simulated(
+        &args.sim,
+        &rules,
+        &params,
+        args.save_models.as_deref(),
+    )?)))
+}
+
+fn metrics_row(f: &mut fmt::Formatter<'_>, name: &str, m: &Metrics) -> fmt::Result {
+    writeln!(
+        f,
+        "  {name:<18} roc_auc {:.4}  pr_auc {:.4}  p@1% {:.4}  r@1%fpr {:.4}  (n {}, pos {})",
+        m.roc_auc, m.pr_auc, m.precision_at_1pct, m.recall_at_1pct_fpr, m.n, m.positives
+    )
+}
+
+impl fmt::Display for SimEvalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "simulated {} events, {} orders (seed {}, {} users, {} days); train {} / holdout {} orders, {} fraud in holdout",
+            self.events, self.orders, self.params.seed, self.params.users, self.params.days,
+            self.train_orders, self.holdout_orders, self.holdout_fraud
+        )?;
+        writeln!(f, "fraud orders by pattern: {:?}", self.fraud_orders)?;
+        for s in &self.scorers {
+            writeln!(f, "{}:", s.scorer)?;
+            metrics_row(f, "overall", &s.overall)?;
+            for (p, m) in &s.per_pattern {
+                metrics_row(f, p, m)?;
+            }
+        }
+        writeln!(
+            f,
+            "policy actions on holdout (orders, fraud): {:?}",
+            self.policy_actions
+        )?;
+        for (k, s) in &self.detectors {
+            writeln!(
+                f,
+                "detector {k}: {} alerts, {} on fraud events, {} on the matching pattern",
+                s.alerts, s.on_fraud, s.on_matching_pattern
+            )?;
+        }
+        write!(
+            f,
+            "features {:.2}s, training {:.2}s",
+            self.feature_secs, self.train_secs
+        )
+    }
+}
+
+impl fmt::Display for TabularReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {} rows, train {} ({} pos) / test {} ({} pos); {} numeric, {} categorical columns -> {} features",
+            self.csv, self.rows, self.train_rows, self.train_positives, self.test_rows, self.test_positives,
+            self.numeric_columns.len(), self.categorical_columns.len(), self.encoded_features
+        )?;
+        metrics_row(f, "logistic", &self.logistic)?;
+        metrics_row(f, "forest", &self.forest)?;
+        metrics_row(f, "anomaly", &self.anomaly)
+    }
+}
+
+impl fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EvalReport::Simulate(r) => r.fmt(f),
+            EvalReport::Csv(r) => r.fmt(f),
+        }
+    }
+}

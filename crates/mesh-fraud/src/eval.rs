@@ -1,0 +1,263 @@
+//! End-to-end evaluation on simulated streams: live features in time order, a time split,
+//! models trained on the past, scored on the future, per scorer and per injected pattern.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::features::{features, FeatureVector};
+use crate::iforest::IsolationForest;
+use crate::metrics::Metrics;
+use crate::model::{train, FraudModel, TrainParams};
+use crate::policy::{Policy, PolicyConfig, PolicyModels};
+use crate::risk::{detect_order, detect_payment, DetectorConfig, RiskKind};
+use crate::rules::{Action, RuleSet};
+use crate::sim::{simulate, SimParams, LEGIT, PATTERNS};
+use crate::state::MemoryFeatures;
+use crate::updates::updates;
+
+/// Metrics of one scorer, overall and per pattern (pattern orders vs legitimate orders).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScorerReport {
+    /// Scorer name: `rules`, `logistic`, `forest`, `anomaly`, `policy`.
+    pub scorer: String,
+    /// All holdout orders.
+    pub overall: Metrics,
+    /// Each pattern's orders against the legitimate ones.
+    pub per_pattern: BTreeMap<String, Metrics>,
+}
+
+/// Alert counts of a detector kind over the whole stream.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AlertStats {
+    /// Alerts raised.
+    pub alerts: usize,
+    /// Alerts raised on an event that belongs to a fraud pattern.
+    pub on_fraud: usize,
+    /// Alerts raised on an event of the matching pattern.
+    pub on_matching_pattern: usize,
+}
+
+/// Result of [`eval_simulated`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimEvalReport {
+    /// Simulator parameters.
+    pub params: SimParams,
+    /// Events streamed.
+    pub events: usize,
+    /// Orders scored.
+    pub orders: usize,
+    /// Fraud orders per pattern (whole stream).
+    pub fraud_orders: BTreeMap<String, usize>,
+    /// Train orders (earliest 80%).
+    pub train_orders: usize,
+    /// Holdout orders (latest 20%).
+    pub holdout_orders: usize,
+    /// Fraud orders in the holdout.
+    pub holdout_fraud: usize,
+    /// Scorers on the holdout.
+    pub scorers: Vec<ScorerReport>,
+    /// Policy actions on the holdout: `approve`/`review`/`reject` → (orders, of which fraud).
+    pub policy_actions: BTreeMap<String, (usize, usize)>,
+    /// Detector alerts over the whole stream.
+    pub detectors: BTreeMap<String, AlertStats>,
+    /// Seconds spent streaming events through updates and features.
+    pub feature_secs: f64,
+    /// Seconds spent training the models.
+    pub train_secs: f64,
+    /// Where the trained models were written (`--save-models`), if anywhere.
+    pub saved_models: Option<String>,
+}
+
+/// Orders with their features, computed live from the event stream.
+pub struct Dataset {
+    /// Feature vectors, in time order.
+    pub features: Vec<FeatureVector>,
+    /// Ground truth.
+    pub labels: Vec<bool>,
+    /// Pattern names.
+    pub patterns: Vec<String>,
+    /// Events streamed.
+    pub events: usize,
+    /// Detector statistics.
+    pub detectors: BTreeMap<String, AlertStats>,
+}
+
+fn kind_name(k: RiskKind) -> &'static str {
+    match k {
+        RiskKind::AccountTakeover => "account_takeover",
+        RiskKind::PromotionAbuse => "promo_abuse",
+        RiskKind::CardTesting => "card_testing",
+    }
+}
+
+/// Stream the simulator through `updates` + `features` (features before the order's own
+/// update) and run the detectors.
+pub fn build_dataset(params: &SimParams) -> Result<Dataset> {
+    let mut mem = MemoryFeatures::new();
+    let det = DetectorConfig::default();
+    let mut ds = Dataset {
+        features: Vec::new(),
+        labels: Vec::new(),
+        patterns: Vec::new(),
+        events: 0,
+        detectors: BTreeMap::new(),
+    };
+    for ev in simulate(params)? {
+        ds.events += 1;
+        let ts = ev.event.ts();
+        mem.expire(ts);
+        let mut alerts = Vec::new();
+        if let Event::Order(o) = &ev.event {
+            let f = features(o, &mem, ts)?;
+            alerts = detect_order(o, &f, &det);
+            ds.features.push(f);
+            ds.labels.push(ev.fraud);
+            ds.patterns.push(ev.pattern.clone());
+        }
+        mem.apply(&updates(&ev.event));
+        if let Event::Payment(p) = &ev.event {
+            if !p.success {
+                alerts = detect_payment(p, &mem, ts, &det)?;
+            }
+        }
+        // one count per kind per event
+        let mut kinds: Vec<RiskKind> = alerts.iter().map(|a| a.kind).collect();
+        kinds.dedup();
+        for k in kinds {
+            let s = ds.detectors.entry(kind_name(k).to_string()).or_default();
+            s.alerts += 1;
+            s.on_fraud += usize::from(ev.fraud);
+            s.on_matching_pattern += usize::from(ev.pattern == kind_name(k));
+        }
+    }
+    Ok(ds)
+}
+
+fn report(name: &str, scores: &[f64], labels: &[bool], patterns: &[String]) -> ScorerReport {
+    let mut per_pattern = BTreeMap::new();
+    for p in PATTERNS {
+        let idx: Vec<usize> = (0..scores.len())
+            .filter(|i| patterns[*i] == p || patterns[*i] == LEGIT)
+            .collect();
+        if idx.iter().any(|i| patterns[*i] == p) {
+            let s: Vec<f64> = idx.iter().map(|i| scores[*i]).collect();
+            let l: Vec<bool> = idx.iter().map(|i| labels[*i]).collect();
+            per_pattern.insert(p.to_string(), Metrics::compute(&s, &l));
+        }
+    }
+    ScorerReport {
+        scorer: name.to_string(),
+        overall: Metrics::compute(scores, labels),
+        per_pattern,
+    }
+}
+
+/// Fit the models of a policy on training rows.
+pub fn fit_policy(
+    train_x: &[FeatureVector],
+    train_y: &[bool],
+    params: &TrainParams,
+    config: PolicyConfig,
+) -> Result<Policy> {
+    let model: FraudModel = train(train_x, train_y, params)?;
+    let rows: Vec<Vec<f64>> = train_x.iter().map(|f| f.0.clone()).collect();
+    let iso = IsolationForest::fit(&rows, 100, 256, params.seed)?;
+    Ok(Policy {
+        config,
+        model: Some(Arc::new(model)),
+        anomaly: Some(Arc::new(iso)),
+    })
+}
+
+/// The `--simulate` evaluation.
+pub fn eval_simulated(
+    params: &SimParams,
+    rules: &RuleSet,
+    train_params: &TrainParams,
+    save_models: Option<&std::path::Path>,
+) -> Result<SimEvalReport> {
+    let t0 = Instant::now();
+    let ds = build_dataset(params)?;
+    let feature_secs = t0.elapsed().as_secs_f64();
+    let n = ds.features.len();
+    let split = n * 4 / 5;
+    let (train_x, test_x) = ds.features.split_at(split);
+    let (train_y, test_y) = ds.labels.split_at(split);
+    let test_p = &ds.patterns[split..];
+    if !train_y.iter().any(|l| *l) || !test_y.iter().any(|l| *l) {
+        return Err(Error::Invalid(format!(
+            "the simulation produced too little fraud to train and test ({} orders); raise --users, --days or the rates",
+            n
+        )));
+    }
+    let t1 = Instant::now();
+    let policy = fit_policy(train_x, train_y, train_params, PolicyConfig::default())?;
+    let saved_models = match save_models {
+        Some(path) => {
+            let json = PolicyModels::json_of(&policy)?;
+            std::fs::write(path, json).map_err(|e| Error::io(path, e))?;
+            Some(path.display().to_string())
+        }
+        None => None,
+    };
+    let train_secs = t1.elapsed().as_secs_f64();
+    let model = policy.model.as_ref().expect("fitted above");
+    let iso = policy.anomaly.as_ref().expect("fitted above");
+
+    let rule_scores: Vec<f64> = test_x
+        .iter()
+        .map(|f| RuleSet::score(&rules.evaluate(f)))
+        .collect();
+    let lr: Vec<f64> = test_x
+        .iter()
+        .map(|f| model.score_lr(&f.0))
+        .collect::<Result<_>>()?;
+    let rows: Vec<Vec<f64>> = test_x.iter().map(|f| f.0.clone()).collect();
+    let rf = model.score_rf_batch(&rows)?;
+    let an: Vec<f64> = test_x.iter().map(|f| iso.score(&f.0)).collect();
+    let mut pol = Vec::with_capacity(test_x.len());
+    let mut policy_actions: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (f, y) in test_x.iter().zip(test_y) {
+        let d = policy.decide(f, rules)?;
+        pol.push(d.score);
+        let e = policy_actions.entry(d.action.to_string()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(*y);
+    }
+    for a in [Action::Approve, Action::Review, Action::Reject] {
+        policy_actions.entry(a.to_string()).or_default();
+    }
+    let scorers = vec![
+        report("rules", &rule_scores, test_y, test_p),
+        report("logistic", &lr, test_y, test_p),
+        report("forest", &rf, test_y, test_p),
+        report("anomaly", &an, test_y, test_p),
+        report("policy", &pol, test_y, test_p),
+    ];
+    let mut fraud_orders = BTreeMap::new();
+    for (p, l) in ds.patterns.iter().zip(&ds.labels) {
+        if *l {
+            *fraud_orders.entry(p.clone()).or_insert(0) += 1;
+        }
+    }
+    Ok(SimEvalReport {
+        params: params.clone(),
+        events: ds.events,
+        orders: n,
+        fraud_orders,
+        train_orders: split,
+        holdout_orders: n - split,
+        holdout_fraud: test_y.iter().filter(|l| **l).count(),
+        scorers,
+        policy_actions,
+        detectors: ds.detectors,
+        feature_secs,
+        train_secs,
+        saved_models,
+    })
+}

@@ -1,0 +1,34 @@
+//! Protobuf types and gRPC stubs of the mesh, generated from `proto/`.
+//!
+//! This crate owns the wire contract and nothing else: no validation, no
+//! I/O. Packages map to modules: `mesh.events.v1` is [`events::v1`].
+//!
+//! # Layout
+//! - [`events`]: the event envelope and every body kind, plus
+//!   [`events::v1::EventKind`], the names used on the wire and in metrics.
+//! - [`ingest`], [`profile`]: service APIs.
+//! - [`FILE_DESCRIPTOR_SET`]: for gRPC reflection.
+#![forbid(unsafe_code)]
+
+/// Encoded `FileDescriptorSet` of every mesh proto, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("mesh_descriptor");
+
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("mesh.events.v1");
+        mod kind;
+        pub use kind::{EventKind, Topic};
+    }
+}
+
+pub mod ingest {
+    pub mod v1 {
+        tonic::include_proto!("mesh.ingest.v1");
+    }
+}
+
+pub mod profile {
+    pub mod v1 {
+        tonic::include_proto!("mesh.profile.v1");
+    }
+}

@@ -1,0 +1,48 @@
+//! What every mesh service shares at run time.
+//!
+//! Config from environment variables with errors that name the variable
+//! ([`config`]), tracing and OpenTelemetry that never block without a
+//! collector ([`telemetry`]), the admin HTTP endpoints `/live`, `/ready`,
+//! `/metrics` ([`admin`]), the gRPC server with health and reflection
+//! ([`grpc`]), and one shutdown token cancelled by SIGTERM/SIGINT
+//! ([`shutdown`]). It must not contain service logic.
+//!
+//! # Layout
+//! - [`config`]: [`config::Env`], typed lookups.
+//! - [`telemetry`]: `init` once per process.
+//! - [`admin`]: admin router and server.
+//! - [`grpc`]: `serve` a tonic router with health and reflection.
+//! - [`shutdown`]: signal handling.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod grpc;
+pub mod shutdown;
+pub mod telemetry;
+
+/// Errors of the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration variable had a value the mesh cannot use.
+    #[error("{var}={value:?}: {reason}")]
+    Config {
+        var: String,
+        value: String,
+        reason: String,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("grpc server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// Telemetry could not be set up.
+    #[error("telemetry: {0}")]
+    Telemetry(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,159 @@
+//! Service state with exactly-once effects, on Redis or in memory.
+//!
+//! Every piece of state belongs to one input partition. A consumer turns a
+//! run of records from one partition into [`Op`]s and hands them to
+//! [`StateStore::apply`] as a [`PartitionBatch`]; the store applies the ops
+//! of every record whose offset is above the partition's watermark **and**
+//! moves the watermark, in one atomic step (a Lua script on Redis, one lock
+//! in memory). A redelivered record therefore changes nothing, whoever
+//! delivers it: a restarted consumer, a zombie after a rebalance, a replay.
+//!
+//! All keys of one (scope, partition) share a Redis Cluster hash tag,
+//! `<prefix>:{<scope>.<partition>}:<key>`, so the atomic step stays on one
+//! slot.
+//!
+//! This crate knows nothing of events or Kafka; it must not grow service
+//! logic.
+//!
+//! # Layout
+//! - [`op`]: the operations and batches services produce.
+//! - [`redis_store`]: the Redis implementation (Lua apply script).
+//! - [`memory`]: the in-memory implementation for the embedded mode.
+//! - [`ledger`]: short-lived id claims used by ingest to drop retried
+//!   event ids.
+#![forbid(unsafe_code)]
+
+pub mod ledger;
+pub mod memory;
+pub mod op;
+pub mod redis_store;
+
+use std::collections::HashMap;
+
+pub use ledger::{Claim, IdLedger};
+pub use memory::MemoryStore;
+pub use op::{Op, PartitionBatch};
+pub use redis_store::RedisStore;
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Redis could not be reached or refused a command.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A value in the store was not what the reader expected.
+    #[error("bad value at {key}: {reason}")]
+    BadValue { key: String, reason: String },
+    /// The batch was not in offset order.
+    #[error("batch for {source_topic}[{partition}] is not in increasing offset order")]
+    Unordered {
+        source_topic: String,
+        partition: i32,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What one [`StateStore::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// Records whose ops were applied.
+    pub applied: u64,
+    /// Records at or below the watermark, skipped as already applied.
+    pub skipped: u64,
+}
+
+/// Where a key lives: the scope (usually a service name) and the input
+/// partition that owns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot<'a> {
+    pub scope: &'a str,
+    pub partition: i32,
+}
+
+/// One contract, two implementations. Both run the same test suite
+/// (`tests/contract.rs`).
+#[derive(Clone)]
+pub enum StateStore {
+    Redis(RedisStore),
+    Memory(MemoryStore),
+}
+
+impl StateStore {
+    /// Applies the ops of every record above the watermark of
+    /// `(batch.source_topic, batch.partition)` and moves the watermark, atomically.
+    pub async fn apply(&self, scope: &str, batch: &PartitionBatch) -> Result<Applied> {
+        batch.check_order()?;
+        match self {
+            StateStore::Redis(s) => s.apply(scope, batch).await,
+            StateStore::Memory(s) => Ok(s.apply(scope, batch)),
+        }
+    }
+
+    /// The last applied offset of a source partition, if any.
+    pub async fn watermark(&self, slot: Slot<'_>, source_topic: &str) -> Result<Option<i64>> {
+        match self {
+            StateStore::Redis(s) => s.watermark(slot, source_topic).await,
+            StateStore::Memory(s) => Ok(s.watermark(slot, source_topic)),
+        }
+    }
+
+    /// All fields of a hash; empty when the key does not exist.
+    pub async fn hgetall(&self, slot: Slot<'_>, key: &str) -> Result<HashMap<String, String>> {
+        match self {
+            StateStore::Redis(s) => s.hgetall(slot, key).await,
+            StateStore::Memory(s) => Ok(s.hgetall(slot, key)),
+        }
+    }
+
+    /// Several hashes in one round trip, in the order asked.
+    pub async fn hgetall_many(
+        &self,
+        keys: &[(Slot<'_>, String)],
+    ) -> Result<Vec<HashMap<String, String>>> {
+        match self {
+            StateStore::Redis(s) => s.hgetall_many(keys).await,
+            StateStore::Memory(s) => Ok(keys.iter().map(|(sl, k)| s.hgetall(*sl, k)).collect()),
+        }
+    }
+
+    /// Members of a sorted set with the highest scores first.
+    pub async fn ztop(&self, slot: Slot<'_>, key: &str, n: usize) -> Result<Vec<(String, f64)>> {
+        match self {
+            StateStore::Redis(s) => s.ztop(slot, key, n).await,
+            StateStore::Memory(s) => Ok(s.ztop(slot, key, n)),
+        }
+    }
+
+    /// A list, newest first.
+    pub async fn lrange(&self, slot: Slot<'_>, key: &str, n: usize) -> Result<Vec<String>> {
+        match self {
+            StateStore::Redis(s) => s.lrange(slot, key, n).await,
+            StateStore::Memory(s) => Ok(s.lrange(slot, key, n)),
+        }
+    }
+
+    /// Deletes every key of a scope, watermarks included (used by replay).
+    pub async fn clear_scope(&self, scope: &str) -> Result<u64> {
+        match self {
+            StateStore::Redis(s) => s.clear_scope(scope).await,
+            StateStore::Memory(s) => Ok(s.clear_scope(scope)),
+        }
+    }
+
+    /// Round trip to the backend, for readiness.
+    pub async fn ping(&self) -> Result<()> {
+        match self {
+            StateStore::Redis(s) => s.ping().await,
+            StateStore::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// Full key of `key` in `slot` under `prefix`.
+pub(crate) fn full_key(prefix: &str, slot: Slot<'_>, key: &str) -> String {
+    format!("{prefix}:{{{}.{}}}:{key}", slot.scope, slot.partition)
+}
+
+/// Key of the watermark hash of a slot (one field per source topic).
+pub(crate) const WATERMARK_KEY: &str = "_wm";

@@ -1,0 +1,187 @@
+//! The in-memory implementation for the embedded mode and tests. It keeps
+//! Redis's value semantics (numbers stored as strings in hashes) so that
+//! services read both stores with the same code.
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use crate::op::{Op, PartitionBatch};
+use crate::{full_key, Applied, Slot, WATERMARK_KEY};
+
+#[derive(Debug, Clone)]
+enum Value {
+    Hash(HashMap<String, String>),
+    ZSet(HashMap<String, f64>),
+    List(VecDeque<String>),
+}
+
+/// State in process memory; clones share the same data.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<HashMap<String, Value>>>,
+    prefix: Arc<str>,
+}
+
+impl MemoryStore {
+    pub fn new(prefix: &str) -> Self {
+        MemoryStore {
+            inner: Arc::default(),
+            prefix: prefix.into(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Value>> {
+        // A panic while holding the lock cannot leave a half-applied batch
+        // visible to anyone but the panicking caller's own test; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn apply(&self, scope: &str, batch: &PartitionBatch) -> Applied {
+        let slot = Slot {
+            scope,
+            partition: batch.partition,
+        };
+        let wm_key = full_key(&self.prefix, slot, WATERMARK_KEY);
+        let mut data = self.lock();
+        let wm = hash(&mut data, &wm_key)
+            .get(&batch.source_topic)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(-1);
+        let mut out = Applied::default();
+        let mut top = wm;
+        for (offset, ops) in &batch.records {
+            if *offset <= wm {
+                out.skipped += 1;
+                continue;
+            }
+            for op in ops {
+                apply_op(&mut data, &full_key(&self.prefix, slot, op.key()), op);
+            }
+            out.applied += 1;
+            top = *offset;
+        }
+        if top > wm {
+            hash(&mut data, &wm_key).insert(batch.source_topic.clone(), top.to_string());
+        }
+        out
+    }
+
+    pub(crate) fn watermark(&self, slot: Slot<'_>, source_topic: &str) -> Option<i64> {
+        let data = self.lock();
+        match data.get(&full_key(&self.prefix, slot, WATERMARK_KEY)) {
+            Some(Value::Hash(h)) => h.get(source_topic).and_then(|v| v.parse().ok()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn hgetall(&self, slot: Slot<'_>, key: &str) -> HashMap<String, String> {
+        match self.lock().get(&full_key(&self.prefix, slot, key)) {
+            Some(Value::Hash(h)) => h.clone(),
+            _ => HashMap::new(),
+        }
+    }
+
+    pub(crate) fn ztop(&self, slot: Slot<'_>, key: &str, n: usize) -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = match self.lock().get(&full_key(&self.prefix, slot, key)) {
+            Some(Value::ZSet(z)) => z.iter().map(|(m, s)| (m.clone(), *s)).collect(),
+            _ => Vec::new(),
+        };
+        // Redis orders equal scores by member, descending under REV.
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+        v.truncate(n);
+        v
+    }
+
+    pub(crate) fn lrange(&self, slot: Slot<'_>, key: &str, n: usize) -> Vec<String> {
+        match self.lock().get(&full_key(&self.prefix, slot, key)) {
+            Some(Value::List(l)) => l.iter().take(n).cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub(crate) fn clear_scope(&self, scope: &str) -> u64 {
+        let start = format!("{}:{{{}.", self.prefix, scope);
+        let mut data = self.lock();
+        let before = data.len();
+        data.retain(|k, _| !k.starts_with(&start));
+        (before - data.len()) as u64
+    }
+}
+
+fn hash<'a>(data: &'a mut HashMap<String, Value>, key: &str) -> &'a mut HashMap<String, String> {
+    let v = data
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Hash(HashMap::new()));
+    if !matches!(v, Value::Hash(_)) {
+        *v = Value::Hash(HashMap::new());
+    }
+    match v {
+        Value::Hash(h) => h,
+        _ => unreachable!("just made a hash"),
+    }
+}
+
+fn zset<'a>(data: &'a mut HashMap<String, Value>, key: &str) -> &'a mut HashMap<String, f64> {
+    let v = data
+        .entry(key.to_string())
+        .or_insert_with(|| Value::ZSet(HashMap::new()));
+    if !matches!(v, Value::ZSet(_)) {
+        *v = Value::ZSet(HashMap::new());
+    }
+    match v {
+        Value::ZSet(z) => z,
+        _ => unreachable!("just made a sorted set"),
+    }
+}
+
+fn apply_op(data: &mut HashMap<String, Value>, key: &str, op: &Op) {
+    match op {
+        Op::HIncr { field, delta, .. } => {
+            let h = hash(data, key);
+            let cur: i64 = h.get(field).and_then(|v| v.parse().ok()).unwrap_or(0);
+            h.insert(field.clone(), (cur + delta).to_string());
+        }
+        Op::HIncrFloat { field, delta, .. } => {
+            let h = hash(data, key);
+            let cur: f64 = h.get(field).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            h.insert(field.clone(), format!("{:?}", cur + delta));
+        }
+        Op::HSet { field, value, .. } => {
+            hash(data, key).insert(field.clone(), value.clone());
+        }
+        Op::HSetNx { field, value, .. } => {
+            hash(data, key)
+                .entry(field.clone())
+                .or_insert_with(|| value.clone());
+        }
+        Op::HMax { field, value, .. } | Op::HMin { field, value, .. } => {
+            let max = matches!(op, Op::HMax { .. });
+            let h = hash(data, key);
+            let cur: Option<i64> = h.get(field).and_then(|v| v.parse().ok());
+            let replace = match cur {
+                None => true,
+                Some(c) => (max && *value > c) || (!max && *value < c),
+            };
+            if replace {
+                h.insert(field.clone(), value.to_string());
+            }
+        }
+        Op::ZIncr { member, delta, .. } => {
+            *zset(data, key).entry(member.clone()).or_insert(0.0) += delta;
+        }
+        Op::ZSet { member, score, .. } => {
+            zset(data, key).insert(member.clone(), *score);
+        }
+        Op::LPushCapped { value, max_len, .. } => {
+            let v = data
+                .entry(key.to_string())
+                .or_insert_with(|| Value::List(VecDeque::new()));
+            if !matches!(v, Value::List(_)) {
+                *v = Value::List(VecDeque::new());
+            }
+            if let Value::List(l) = v {
+                l.push_front(value.clone());
+                l.truncate((*max_len).max(1) as usize);
+            }
+        }
+    }
+}

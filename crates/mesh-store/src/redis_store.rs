@@ -1,0 +1,242 @@
+//! The Redis implementation: one Lua script applies a batch and moves the
+//! watermark atomically.
+use std::collections::HashMap;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use crate::op::{Op, PartitionBatch};
+use crate::{full_key, Applied, Result, Slot, WATERMARK_KEY};
+
+/// KEYS[1] is the watermark hash; KEYS[2..] are the op keys.
+/// ARGV: source topic, record count, then per record: offset, op count, and
+/// per op four values: code, key index (into KEYS), a, b.
+const APPLY_LUA: &str = r#"
+local wm = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+local n = tonumber(ARGV[2])
+local i = 3
+local applied, skipped, top = 0, 0, wm
+for _ = 1, n do
+  local offset = tonumber(ARGV[i]); local nops = tonumber(ARGV[i + 1]); i = i + 2
+  local live = offset > wm
+  for _ = 1, nops do
+    local code, k, a, b = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
+    i = i + 4
+    if live then
+      if code == 'hi' then redis.call('HINCRBY', k, a, b)
+      elseif code == 'hf' then redis.call('HINCRBYFLOAT', k, a, b)
+      elseif code == 'hs' then redis.call('HSET', k, a, b)
+      elseif code == 'hn' then redis.call('HSETNX', k, a, b)
+      elseif code == 'hx' or code == 'hm' then
+        local cur = redis.call('HGET', k, a)
+        local v = tonumber(b)
+        if (not cur) or (code == 'hx' and v > tonumber(cur)) or (code == 'hm' and v < tonumber(cur)) then
+          redis.call('HSET', k, a, b)
+        end
+      elseif code == 'zi' then redis.call('ZINCRBY', k, b, a)
+      elseif code == 'zs' then redis.call('ZADD', k, b, a)
+      elseif code == 'lp' then
+        redis.call('LPUSH', k, a); redis.call('LTRIM', k, 0, tonumber(b) - 1)
+      else return redis.error_reply('unknown op ' .. code) end
+    end
+  end
+  if live then applied = applied + 1; top = offset else skipped = skipped + 1 end
+end
+if top > wm then redis.call('HSET', KEYS[1], ARGV[1], top) end
+return {applied, skipped}
+"#;
+
+/// State on a Redis server (standalone or, with the hash-tagged keys,
+/// Cluster).
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    script: Script,
+}
+
+impl RedisStore {
+    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`); every key is
+    /// written under `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new(client).await?;
+        Ok(RedisStore {
+            conn,
+            prefix: prefix.to_string(),
+            script: Script::new(APPLY_LUA),
+        })
+    }
+
+    /// The shared connection, for services that keep extra structures.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(crate) async fn apply(&self, scope: &str, batch: &PartitionBatch) -> Result<Applied> {
+        if batch.records.is_empty() {
+            return Ok(Applied::default());
+        }
+        let slot = Slot {
+            scope,
+            partition: batch.partition,
+        };
+        let mut keys: Vec<String> = vec![full_key(&self.prefix, slot, WATERMARK_KEY)];
+        let mut key_index: HashMap<&str, usize> = HashMap::new();
+        let mut args: Vec<String> =
+            vec![batch.source_topic.clone(), batch.records.len().to_string()];
+        for (offset, ops) in &batch.records {
+            args.push(offset.to_string());
+            args.push(ops.len().to_string());
+            for op in ops {
+                let idx = *key_index.entry(op.key()).or_insert_with(|| {
+                    keys.push(full_key(&self.prefix, slot, op.key()));
+                    keys.len()
+                });
+                let (code, a, b) = encode(op);
+                args.extend([code.to_string(), idx.to_string(), a, b]);
+            }
+        }
+        let mut inv = self.script.prepare_invoke();
+        for k in &keys {
+            inv.key(k);
+        }
+        for a in &args {
+            inv.arg(a);
+        }
+        let (applied, skipped): (u64, u64) = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(Applied { applied, skipped })
+    }
+
+    pub(crate) async fn watermark(
+        &self,
+        slot: Slot<'_>,
+        source_topic: &str,
+    ) -> Result<Option<i64>> {
+        let key = full_key(&self.prefix, slot, WATERMARK_KEY);
+        let v: Option<i64> = redis::cmd("HGET")
+            .arg(&key)
+            .arg(source_topic)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(v)
+    }
+
+    pub(crate) async fn hgetall(
+        &self,
+        slot: Slot<'_>,
+        key: &str,
+    ) -> Result<HashMap<String, String>> {
+        let v = redis::cmd("HGETALL")
+            .arg(full_key(&self.prefix, slot, key))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(v)
+    }
+
+    pub(crate) async fn hgetall_many(
+        &self,
+        keys: &[(Slot<'_>, String)],
+    ) -> Result<Vec<HashMap<String, String>>> {
+        let mut pipe = redis::pipe();
+        for (slot, key) in keys {
+            pipe.cmd("HGETALL").arg(full_key(&self.prefix, *slot, key));
+        }
+        Ok(pipe.query_async(&mut self.conn.clone()).await?)
+    }
+
+    pub(crate) async fn ztop(
+        &self,
+        slot: Slot<'_>,
+        key: &str,
+        n: usize,
+    ) -> Result<Vec<(String, f64)>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let v = redis::cmd("ZRANGE")
+            .arg(full_key(&self.prefix, slot, key))
+            .arg(0)
+            .arg(n as i64 - 1)
+            .arg("REV")
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(v)
+    }
+
+    pub(crate) async fn lrange(&self, slot: Slot<'_>, key: &str, n: usize) -> Result<Vec<String>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let v = redis::cmd("LRANGE")
+            .arg(full_key(&self.prefix, slot, key))
+            .arg(0)
+            .arg(n as i64 - 1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(v)
+    }
+
+    pub(crate) async fn clear_scope(&self, scope: &str) -> Result<u64> {
+        let pattern = format!("{}:{{{}.*", self.prefix, scope);
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            for k in keys {
+                let n: u64 = redis::cmd("DEL").arg(&k).query_async(&mut conn).await?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    pub(crate) async fn ping(&self) -> Result<()> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+fn encode(op: &Op) -> (&'static str, String, String) {
+    match op {
+        Op::HIncr { field, delta, .. } => ("hi", field.clone(), delta.to_string()),
+        Op::HIncrFloat { field, delta, .. } => ("hf", field.clone(), float(*delta)),
+        Op::HSet { field, value, .. } => ("hs", field.clone(), value.clone()),
+        Op::HSetNx { field, value, .. } => ("hn", field.clone(), value.clone()),
+        Op::HMax { field, value, .. } => ("hx", field.clone(), value.to_string()),
+        Op::HMin { field, value, .. } => ("hm", field.clone(), value.to_string()),
+        Op::ZIncr { member, delta, .. } => ("zi", member.clone(), float(*delta)),
+        Op::ZSet { member, score, .. } => ("zs", member.clone(), float(*score)),
+        Op::LPushCapped { value, max_len, .. } => {
+            ("lp", value.clone(), max_len.max(&1).to_string())
+        }
+    }
+}
+
+/// Redis parses floats with strtold; Rust's shortest round-trip form is
+/// accepted as long as it is finite.
+fn float(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:?}")
+    } else {
+        "0".to_string()
+    }
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The mesh's test command: installs what is missing, starts a real
+# Kafka-protocol broker (tansu) and a real Redis on free loopback ports,
+# runs fmt, clippy and every test against them, and stops the servers even
+# when something fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_build_tools
+ensure_redis
+TANSU=$(ensure_tansu)
+
+WORK=$(mktemp -d -t mesh-test-XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+KAFKA_PORT=$(free_port)
+REDIS_PORT=$(free_port)
+"$TANSU" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+  --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+  --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
+PIDS+=($!)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+  --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+wait_port "$KAFKA_PORT" tansu "$WORK/tansu.log"
+wait_port "$REDIS_PORT" redis "$WORK/redis.log"
+export MESH_TEST_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+export MESH_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+echo "test servers: kafka $MESH_TEST_KAFKA_BROKERS (tansu), redis $MESH_TEST_REDIS_URL"
+
+# MovieLens 100k for the recommender's evaluation test (downloaded once).
+export MESH_ML100K_DIR="${MESH_ML100K_DIR:-$PWD/target/ml-100k}"
+if [ ! -f "$MESH_ML100K_DIR/ml-100k.inter" ] && [ -x ../shared/data/recsys/fetch-ml100k.sh ]; then
+  bash ../shared/data/recsys/fetch-ml100k.sh "$MESH_ML100K_DIR" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --no-fail-fast "$@"

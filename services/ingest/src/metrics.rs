@@ -1,0 +1,40 @@
+//! Metric names of the ingest service, defined once.
+use prometheus::{register_int_counter_vec, IntCounterVec};
+use std::sync::LazyLock;
+
+/// Events published, by front door.
+pub static ACCEPTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_ingest_accepted_total",
+        "Events validated and acknowledged by the broker",
+        &["origin"]
+    )
+    .expect("metric registers once")
+});
+/// Events refused by validation, by front door.
+pub static REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_ingest_rejected_total",
+        "Events refused by validation",
+        &["origin"]
+    )
+    .expect("metric registers once")
+});
+/// Retried event ids not published again.
+pub static DUPLICATES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_ingest_duplicates_total",
+        "Retried event ids recognised and not published again",
+        &["origin"]
+    )
+    .expect("metric registers once")
+});
+/// Records written to the dead-letter topic.
+pub static DEAD_LETTERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_ingest_dead_lettered_total",
+        "Rejected inputs kept on the dead-letter topic",
+        &["origin"]
+    )
+    .expect("metric registers once")
+});

@@ -1,0 +1,277 @@
+//! The publishing core shared by the gRPC and HTTP front doors: validate,
+//! dead-letter what is invalid, drop retried ids, produce the rest and wait
+//! for the broker's acknowledgement.
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_bus::headers::{self, HeaderList};
+use mesh_bus::{Producer, TopicNames};
+use mesh_proto::events::v1::{Envelope, EventKind, Topic};
+use mesh_proto::ingest::v1::{PublishResponse, Rejection};
+use mesh_store::{Claim, IdLedger};
+use prost::Message;
+use tokio::sync::Semaphore;
+
+use crate::metrics;
+use crate::validate::{validate, Invalid};
+
+/// The most raw bytes of a rejected input kept on the dead-letter topic.
+pub const MAX_DLQ_BYTES: usize = 256 * 1024;
+
+/// One event as received, before validation.
+pub struct Candidate {
+    /// The input as the publisher sent it (JSON or protobuf bytes).
+    pub raw: Vec<u8>,
+    pub parsed: Result<Envelope, Invalid>,
+}
+
+/// Why a whole publish call failed. Events acknowledged before the failure
+/// stay published; a retry with the same ids does not publish them again.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct Publisher {
+    pub(crate) producer: Producer,
+    pub(crate) ledger: IdLedger,
+    pub(crate) topics: TopicNames,
+    limiter: Arc<Semaphore>,
+    pub(crate) max_batch: usize,
+    admit_timeout: Duration,
+}
+
+impl Publisher {
+    pub fn new(
+        producer: Producer,
+        ledger: IdLedger,
+        topics: TopicNames,
+        max_in_flight: usize,
+        max_batch: usize,
+    ) -> Self {
+        Publisher {
+            producer,
+            ledger,
+            topics,
+            limiter: Arc::new(Semaphore::new(max_in_flight)),
+            max_batch,
+            admit_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Publishes a batch. `origin` (`grpc`, `http`) and `base_index` (the
+    /// index of the first candidate within a stream) go into rejections and
+    /// dead-letter headers.
+    #[tracing::instrument(name = "ingest.publish", skip_all, fields(origin, events = items.len()))]
+    pub async fn publish(
+        &self,
+        items: Vec<Candidate>,
+        origin: &str,
+        base_index: u32,
+    ) -> Result<PublishResponse, PublishError> {
+        if items.len() > self.max_batch {
+            return Err(PublishError::TooLarge(format!(
+                "{} events in one request; at most {} (split the batch)",
+                items.len(),
+                self.max_batch
+            )));
+        }
+        let permits = items.len().max(1) as u32;
+        let _permit = tokio::time::timeout(
+            self.admit_timeout,
+            self.limiter.clone().acquire_many_owned(permits),
+        )
+        .await
+        .map_err(|_| {
+            PublishError::Busy("ingest is at its in-flight limit; retry with backoff".into())
+        })?
+        .map_err(|_| PublishError::Unavailable("ingest is shutting down".into()))?;
+
+        let now = now_ms();
+        let mut resp = PublishResponse::default();
+        let mut valid: Vec<(u32, Envelope)> = Vec::new();
+        let mut dead: Vec<(u32, Vec<u8>, Invalid, Option<String>)> = Vec::new();
+        for (i, c) in items.into_iter().enumerate() {
+            let index = base_index + i as u32;
+            match c.parsed.and_then(|e| validate(&e, now).map(|_| e)) {
+                Ok(e) => valid.push((index, e)),
+                Err(inv) => dead.push((index, c.raw, inv, None)),
+            }
+        }
+        // Keep every rejected input before anything is published: if the
+        // dead-letter topic is down the caller retries the whole request.
+        for (index, raw, inv, _) in &dead {
+            self.dead_letter(raw, inv, origin, *index).await?;
+            resp.rejected.push(Rejection {
+                index: *index,
+                event_id: event_id_of(raw),
+                field: inv.field.clone(),
+                reason: inv.reason.clone(),
+            });
+        }
+        metrics::REJECTED
+            .with_label_values(&[origin])
+            .inc_by(dead.len() as u64);
+        dead.clear();
+
+        // Within the request, the first copy of an id wins.
+        let mut seen = HashSet::new();
+        let mut fresh: Vec<(u32, Envelope)> = Vec::new();
+        for (i, e) in valid {
+            if seen.insert(ledger_key(&e)) {
+                fresh.push((i, e));
+            } else {
+                resp.duplicates += 1;
+            }
+        }
+        let keys: Vec<String> = fresh.iter().map(|(_, e)| ledger_key(e)).collect();
+        let claims = self
+            .ledger
+            .claim(&keys)
+            .await
+            .map_err(|e| PublishError::Unavailable(format!("id ledger: {e}")))?;
+        let mut mine: Vec<usize> = Vec::new();
+        let mut pending: Vec<&str> = Vec::new();
+        for (j, c) in claims.iter().enumerate() {
+            match c {
+                Claim::New => mine.push(j),
+                Claim::Done => resp.duplicates += 1,
+                Claim::Pending => pending.push(&fresh[j].1.event_id),
+            }
+        }
+        if !pending.is_empty() {
+            let ours: Vec<String> = mine.iter().map(|&j| keys[j].clone()).collect();
+            let _ = self.ledger.release(&ours).await;
+            return Err(PublishError::Unavailable(format!(
+                "event ids {} are being published by another request; retry shortly",
+                pending
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let sends = mine.iter().map(|&j| self.send(&fresh[j].1));
+        let results = futures::future::join_all(sends).await;
+        let (mut ok, mut failed, mut last_err) = (Vec::new(), Vec::new(), None);
+        for (&j, r) in mine.iter().zip(results) {
+            match r {
+                Ok(()) => ok.push(keys[j].clone()),
+                Err(e) => {
+                    failed.push(keys[j].clone());
+                    last_err = Some(e);
+                }
+            }
+        }
+        let mark = self.ledger.mark_done(&ok).await;
+        let _ = self.ledger.release(&failed).await;
+        resp.accepted = ok.len() as u32;
+        metrics::ACCEPTED
+            .with_label_values(&[origin])
+            .inc_by(ok.len() as u64);
+        metrics::DUPLICATES
+            .with_label_values(&[origin])
+            .inc_by(resp.duplicates as u64);
+        if let Some(e) = last_err {
+            return Err(PublishError::Unavailable(format!(
+                "{} of {} events were not acknowledged by the broker ({e}); retry the request — \
+                 events already published are recognised by id and not published twice",
+                failed.len(),
+                mine.len()
+            )));
+        }
+        if let Err(e) = mark {
+            // Published but not recorded: a retry may publish again. Say so.
+            tracing::warn!(%e, "published events could not be recorded in the id ledger");
+        }
+        Ok(resp)
+    }
+
+    async fn send(&self, e: &Envelope) -> Result<(), mesh_bus::Error> {
+        let kind = e.kind().unwrap_or(EventKind::Login);
+        let topic = match kind.topic() {
+            Topic::User => &self.topics.user_events,
+            Topic::Order => &self.topics.order_events,
+        };
+        let time = chrono::DateTime::from_timestamp_millis(e.occurred_at_ms)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        let h = HeaderList::new()
+            .with(headers::CE_SPECVERSION, "1.0")
+            .with(headers::CE_ID, &e.event_id)
+            .with(headers::CE_SOURCE, &e.source)
+            .with(headers::CE_TYPE, format!("mesh.events.v1.{}", kind.name()))
+            .with(headers::CE_TIME, time)
+            .with(headers::CE_SUBJECT, &e.user_id)
+            .with(headers::TENANT, &e.tenant_id)
+            .with(headers::CONTENT_TYPE, "application/protobuf")
+            .with_current_trace();
+        self.producer
+            .send(topic, &e.user_key(), &e.encode_to_vec(), &h)
+            .await
+            .map(|_| ())
+    }
+
+    async fn dead_letter(
+        &self,
+        raw: &[u8],
+        inv: &Invalid,
+        origin: &str,
+        index: u32,
+    ) -> Result<(), PublishError> {
+        let mut h = HeaderList::new()
+            .with(headers::DLQ_REASON, &inv.reason)
+            .with(headers::DLQ_FIELD, &inv.field)
+            .with(headers::DLQ_ORIGIN, origin)
+            .with("mesh_dlq_index", index.to_string())
+            .with_current_trace();
+        let kept = if raw.len() > MAX_DLQ_BYTES {
+            h.push("mesh_dlq_truncated_from", raw.len().to_string());
+            &raw[..MAX_DLQ_BYTES]
+        } else {
+            raw
+        };
+        self.producer
+            .send(&self.topics.dead_letter, "rejected", kept, &h)
+            .await
+            .map_err(|e| {
+                PublishError::Unavailable(format!("dead-letter topic unavailable: {e}"))
+            })?;
+        metrics::DEAD_LETTERED.with_label_values(&[origin]).inc();
+        Ok(())
+    }
+}
+
+fn ledger_key(e: &Envelope) -> String {
+    format!("{}/{}", e.tenant_id, e.event_id)
+}
+
+/// Best effort: the id of a rejected input, for the response.
+fn event_id_of(raw: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw) {
+        for k in ["event_id", "id"] {
+            if let Some(s) = v.get(k).and_then(|x| x.as_str()) {
+                return s.chars().take(128).collect();
+            }
+        }
+    } else if let Ok(e) = Envelope::decode(raw) {
+        return e.event_id.chars().take(128).collect();
+    }
+    String::new()
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

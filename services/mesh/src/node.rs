@@ -1,0 +1,217 @@
+//! The whole mesh in one process: broker (embedded or real), state store
+//! (in memory or Redis), every service, and the admin endpoints.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_bus::{EmbeddedKafka, Producer, ProducerConfig, TopicNames, TopicSpec};
+use mesh_runtime::config::Env;
+use mesh_store::{IdLedger, MemoryStore, RedisStore, StateStore};
+use tokio_util::sync::CancellationToken;
+
+/// Where the mesh's servers are and how topics and keys are named
+/// (`MESH_*` variables; see README.md).
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// `MESH_KAFKA_BROKERS`; unset = the embedded in-process cluster.
+    pub brokers: Option<String>,
+    /// `MESH_REDIS_URL`; unset = the in-memory store.
+    pub redis_url: Option<String>,
+    /// `MESH_TOPIC_PREFIX` (default `mesh`): topics are `<prefix>.user-events`, ...
+    pub topic_prefix: String,
+    /// `MESH_PARTITIONS` (default 8): partitions of each created topic.
+    pub partitions: i32,
+    /// `MESH_REPLICATION` (default 1): replication factor of created topics.
+    pub replication: i32,
+    /// `MESH_REDIS_PREFIX` (default `mesh`): prefix of every Redis key.
+    pub key_prefix: String,
+    /// `MESH_ADMIN_ADDR` (default 127.0.0.1:9090): `/live`, `/ready`, `/metrics`.
+    pub admin_addr: SocketAddr,
+    /// `MESH_DELIVERY_TIMEOUT_MS` (default 5000): how long a publish waits for
+    /// the broker before answering UNAVAILABLE.
+    pub delivery_timeout: Duration,
+    /// `MESH_IDEMPOTENCY_TTL_MS` (default 24 h): how long retried event ids
+    /// are recognised.
+    pub idempotency_ttl: Duration,
+    pub ingest: mesh_ingest::IngestConfig,
+    pub profile: mesh_profile::ProfileConfig,
+    /// Extra librdkafka settings for consumers (tests shorten timeouts).
+    pub consumer_extra: Vec<(String, String)>,
+}
+
+impl MeshConfig {
+    pub fn from_env(env: &Env) -> mesh_runtime::Result<Self> {
+        Ok(MeshConfig {
+            brokers: env.get("MESH_KAFKA_BROKERS").map(str::to_string),
+            redis_url: env.get("MESH_REDIS_URL").map(str::to_string),
+            topic_prefix: env.string("MESH_TOPIC_PREFIX", "mesh"),
+            partitions: env.positive("MESH_PARTITIONS", 8)?,
+            replication: env.positive("MESH_REPLICATION", 1)?,
+            key_prefix: env.string("MESH_REDIS_PREFIX", "mesh"),
+            admin_addr: env.addr("MESH_ADMIN_ADDR", "127.0.0.1:9090")?,
+            delivery_timeout: env.millis("MESH_DELIVERY_TIMEOUT_MS", Duration::from_secs(5))?,
+            idempotency_ttl: env.millis("MESH_IDEMPOTENCY_TTL_MS", Duration::from_secs(86_400))?,
+            ingest: mesh_ingest::IngestConfig::from_env(env)?,
+            profile: mesh_profile::ProfileConfig::from_env(env)?,
+            consumer_extra: Vec::new(),
+        })
+    }
+
+    /// Every listener on an ephemeral loopback port; for tests and benches.
+    pub fn ephemeral(brokers: Option<String>, redis_url: Option<String>, name: &str) -> Self {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
+        MeshConfig {
+            brokers,
+            redis_url,
+            topic_prefix: name.to_string(),
+            partitions: 4,
+            replication: 1,
+            key_prefix: name.to_string(),
+            admin_addr: any,
+            delivery_timeout: Duration::from_secs(5),
+            idempotency_ttl: Duration::from_secs(3600),
+            ingest: mesh_ingest::IngestConfig::ephemeral(),
+            profile: mesh_profile::ProfileConfig {
+                grpc_addr: any,
+                group: format!("{name}-profile"),
+            },
+            consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
+        }
+    }
+
+    pub fn topics(&self) -> TopicNames {
+        TopicNames::with_prefix(&self.topic_prefix)
+    }
+}
+
+/// The servers behind the mesh, created or connected once.
+pub struct Backends {
+    /// Keeps the embedded cluster alive when there is one.
+    pub embedded: Option<EmbeddedKafka>,
+    pub brokers: String,
+    pub store: StateStore,
+    pub ledger: IdLedger,
+    pub producer: Producer,
+}
+
+impl Backends {
+    /// Connects to (or starts) the broker and the store, and creates topics.
+    pub async fn connect(cfg: &MeshConfig) -> anyhow::Result<Self> {
+        let (embedded, brokers) = match &cfg.brokers {
+            Some(b) => (None, b.clone()),
+            None => {
+                let e = EmbeddedKafka::start(1)?;
+                let b = e.bootstrap_servers();
+                tracing::info!(brokers = %b, "embedded Kafka-protocol cluster started (MESH_KAFKA_BROKERS unset)");
+                (Some(e), b)
+            }
+        };
+        create_topics(
+            embedded.as_ref(),
+            &brokers,
+            &cfg.topics(),
+            TopicSpec {
+                partitions: cfg.partitions,
+                replication: cfg.replication,
+            },
+        )
+        .await?;
+        let pending = Duration::from_secs(30);
+        let (store, ledger) = match &cfg.redis_url {
+            Some(url) => {
+                let s = RedisStore::connect(url, &cfg.key_prefix)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("redis at {url}: {e}"))?;
+                let ledger = IdLedger::redis(
+                    s.connection(),
+                    &format!("{}:ingest", cfg.key_prefix),
+                    pending,
+                    cfg.idempotency_ttl,
+                );
+                (StateStore::Redis(s), ledger)
+            }
+            None => (
+                StateStore::Memory(MemoryStore::new(&cfg.key_prefix)),
+                IdLedger::memory(pending, cfg.idempotency_ttl),
+            ),
+        };
+        let mut pc = ProducerConfig::new(&brokers, "mesh");
+        pc.delivery_timeout = cfg.delivery_timeout;
+        let producer = Producer::new(pc)?;
+        Ok(Backends {
+            embedded,
+            brokers,
+            store,
+            ledger,
+            producer,
+        })
+    }
+
+    pub fn profile_deps(&self, cfg: &MeshConfig) -> mesh_profile::Deps {
+        mesh_profile::Deps {
+            brokers: self.brokers.clone(),
+            topics: cfg.topics(),
+            partitions: cfg.partitions,
+            store: self.store.clone(),
+            producer: self.producer.clone(),
+            consumer_extra: cfg.consumer_extra.clone(),
+        }
+    }
+}
+
+/// Creates missing topics: through the admin API on a real broker, directly
+/// on the embedded cluster (which has no CreateTopics).
+pub async fn create_topics(
+    embedded: Option<&EmbeddedKafka>,
+    brokers: &str,
+    topics: &TopicNames,
+    spec: TopicSpec,
+) -> anyhow::Result<()> {
+    match embedded {
+        Some(e) => e.create_topics(&topics.all(), spec.partitions)?,
+        None => mesh_bus::ensure_topics(brokers, topics, spec, Duration::from_secs(10))
+            .await
+            .map_err(|e| anyhow::anyhow!("broker at {brokers}: {e}"))?,
+    }
+    Ok(())
+}
+
+/// A running mesh.
+pub struct Mesh {
+    pub backends: Backends,
+    pub ingest: mesh_ingest::Running,
+    pub profile: mesh_profile::Running,
+    pub admin_addr: SocketAddr,
+}
+
+/// Starts every service in this process.
+pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Result<Mesh> {
+    let backends = Backends::connect(cfg).await?;
+    let publisher = mesh_ingest::Publisher::new(
+        backends.producer.clone(),
+        backends.ledger.clone(),
+        cfg.topics(),
+        cfg.ingest.max_in_flight,
+        cfg.ingest.max_batch,
+    );
+    let ingest = mesh_ingest::start(&cfg.ingest, publisher, shutdown.clone()).await?;
+    let profile =
+        mesh_profile::start(&cfg.profile, &backends.profile_deps(cfg), shutdown.clone()).await?;
+    let assigned = profile.assigned.clone();
+    let ready: mesh_runtime::admin::ReadyCheck = Arc::new(move || {
+        if assigned.partitions() > 0 {
+            Ok(())
+        } else {
+            Err("profile has no partitions assigned yet".into())
+        }
+    });
+    let (admin_addr, _) =
+        mesh_runtime::admin::serve(cfg.admin_addr, mesh_runtime::admin::router(ready), shutdown)
+            .await?;
+    Ok(Mesh {
+        backends,
+        ingest,
+        profile,
+        admin_addr,
+    })
+}

@@ -1,0 +1,159 @@
+//! Helpers for the whole-mesh tests: start a mesh on the test servers (or
+//! the embedded default), publish over both front doors, fold offline,
+//! wait for the store to agree.
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use mesh_cli::node::{self, Mesh, MeshConfig};
+use mesh_profile::fold::Counters;
+use mesh_proto::events::v1::Envelope;
+use mesh_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+use mesh_proto::ingest::v1::PublishRequest;
+use mesh_proto::profile::v1::profile_service_client::ProfileServiceClient;
+use mesh_proto::profile::v1::GetProfileRequest;
+use tokio_util::sync::CancellationToken;
+
+/// Which servers a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Servers {
+    /// The broker and Redis started by `scripts/test.sh`.
+    Real,
+    /// The embedded cluster and the in-memory store (`mesh up` default).
+    Embedded,
+}
+
+pub fn config(servers: Servers, name: &str) -> MeshConfig {
+    let name = mesh_testkit::unique(name);
+    match servers {
+        Servers::Real => MeshConfig::ephemeral(
+            Some(mesh_testkit::kafka_brokers()),
+            Some(mesh_testkit::redis_url()),
+            &name,
+        ),
+        Servers::Embedded => MeshConfig::ephemeral(None, None, &name),
+    }
+}
+
+pub async fn start(cfg: &MeshConfig) -> (Mesh, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    let mesh = node::start(cfg, shutdown.clone())
+        .await
+        .expect("mesh starts");
+    (mesh, shutdown)
+}
+
+/// Events of `users` users over the last day.
+pub fn events(prefix: &str, users: u32, n: usize) -> Vec<Envelope> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut ev = mesh_cli::sim::events(42, prefix, users, n, now - 86_400_000);
+    // Keep every event in the past whatever the generator's spacing.
+    let span = ev.last().map(|e| e.occurred_at_ms).unwrap_or(now) - (now - 86_400_000);
+    if span > 86_000_000 {
+        for (i, e) in ev.iter_mut().enumerate() {
+            e.occurred_at_ms = now - 86_400_000 + i as i64;
+        }
+    }
+    ev
+}
+
+/// The offline reference: every user's counters folded in memory.
+pub fn fold(events: &[Envelope]) -> HashMap<(String, String), Counters> {
+    let mut out: HashMap<(String, String), Counters> = HashMap::new();
+    for e in events {
+        out.entry((e.tenant_id.clone(), e.user_id.clone()))
+            .or_default()
+            .fold(e);
+    }
+    out
+}
+
+pub async fn publish_grpc(mesh: &Mesh, events: &[Envelope], batch: usize) -> (u32, u32) {
+    let mut c = IngestServiceClient::connect(format!("http://{}", mesh.ingest.grpc_addr))
+        .await
+        .unwrap();
+    let (mut accepted, mut dups) = (0, 0);
+    for chunk in events.chunks(batch) {
+        let r = c
+            .publish(PublishRequest {
+                events: chunk.to_vec(),
+            })
+            .await
+            .expect("publish")
+            .into_inner();
+        assert!(
+            r.rejected.is_empty(),
+            "unexpected rejections: {:?}",
+            r.rejected
+        );
+        accepted += r.accepted;
+        dups += r.duplicates;
+    }
+    (accepted, dups)
+}
+
+pub async fn publish_http(mesh: &Mesh, events: &[Envelope], batch: usize) -> (u64, u64) {
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/events", mesh.ingest.http_addr);
+    let (mut accepted, mut dups) = (0, 0);
+    for chunk in events.chunks(batch) {
+        let body: Vec<serde_json::Value> = chunk.iter().map(mesh_ingest::json::to_json).collect();
+        let r = client
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .expect("http publish");
+        assert_eq!(r.status(), 200, "http publish status");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["rejected"].as_array().map(Vec::len), Some(0), "{v}");
+        accepted += v["accepted"].as_u64().unwrap();
+        dups += v["duplicates"].as_u64().unwrap();
+    }
+    (accepted, dups)
+}
+
+/// Polls `GetProfile` for every user until all match `expected` or the
+/// deadline passes; returns the users that still differ (empty = success).
+pub async fn wait_for_profiles(
+    profile_addr: std::net::SocketAddr,
+    expected: &HashMap<(String, String), Counters>,
+    deadline: Duration,
+) -> Vec<String> {
+    let mut c = ProfileServiceClient::connect(format!("http://{profile_addr}"))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let mut bad = Vec::new();
+        for ((t, u), want) in expected {
+            let got = c
+                .get_profile(GetProfileRequest {
+                    tenant_id: t.clone(),
+                    user_id: u.clone(),
+                })
+                .await;
+            let ok = match got {
+                Ok(p) => {
+                    let p = p.into_inner();
+                    p.events == want.events
+                        && p.orders == want.orders
+                        && (p.spend - want.spend).abs() < 1e-6 * want.spend.max(1.0)
+                        && p.first_seen_ms == want.first_seen_ms
+                        && p.last_seen_ms == want.last_seen_ms
+                        && p.events_by_type == want.by_type
+                }
+                Err(_) => false,
+            };
+            if !ok {
+                bad.push(format!("{t}/{u}"));
+            }
+        }
+        if bad.is_empty() || start.elapsed() > deadline {
+            return bad;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
