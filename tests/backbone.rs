@@ -53,7 +53,15 @@ async fn crash_duplicates_and_replay_keep_exactly_once() {
     // A second consumer in the same group we can kill without warning.
     let deps = mesh.backends.profile_deps(&cfg);
     let victim_stop = tokio_util::sync::CancellationToken::new();
-    let (_, victim) = mesh_profile::start_consumer(&cfg.profile, &deps, victim_stop.clone());
+    let (victim_assigned, victim) =
+        mesh_profile::start_consumer(&cfg.profile, &deps, victim_stop.clone());
+    // Kill it once the group settled with both members, so it owns work.
+    let settle = std::time::Instant::now();
+    while (victim_assigned.partitions() == 0 || mesh.profile.assigned.partitions() == 0)
+        && settle.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let publisher = tokio::spawn({
         let evs = evs.clone();

@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut protos = Vec::new();
     collect(&root, &mut protos)?;
     protos.sort();
+    // A directory makes cargo rescan it, so a new .proto reruns the build.
+    println!("cargo:rerun-if-changed={}", root.display());
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());
     }

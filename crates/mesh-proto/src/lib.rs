@@ -7,6 +7,10 @@
 //! - [`events`]: the event envelope and every body kind, plus
 //!   [`events::v1::EventKind`], the names used on the wire and in metrics.
 //! - [`ingest`], [`profile`]: service APIs.
+//! - [`recommend`]: the recommend service API.
+//! - [`logistics`]: the logistics service API (waves, routes, forecasts).
+//! - [`fraud`]: the fraud service API (decisions, review queue, labels).
+//! - [`churn`]: the churn service API and its alert messages.
 //! - [`FILE_DESCRIPTOR_SET`]: for gRPC reflection.
 #![forbid(unsafe_code)]
 
@@ -30,5 +34,29 @@ pub mod ingest {
 pub mod profile {
     pub mod v1 {
         tonic::include_proto!("mesh.profile.v1");
+    }
+}
+
+pub mod recommend {
+    pub mod v1 {
+        tonic::include_proto!("mesh.recommend.v1");
+    }
+}
+
+pub mod logistics {
+    pub mod v1 {
+        tonic::include_proto!("mesh.logistics.v1");
+    }
+}
+
+pub mod fraud {
+    pub mod v1 {
+        tonic::include_proto!("mesh.fraud.v1");
+    }
+}
+
+pub mod churn {
+    pub mod v1 {
+        tonic::include_proto!("mesh.churn.v1");
     }
 }

@@ -71,6 +71,26 @@ pub struct Slot<'a> {
     pub partition: i32,
 }
 
+/// One read of [`StateStore::hread_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashRead<'a> {
+    /// `HMGET`: the values of `fields`, `None` where absent.
+    Fields {
+        slot: Slot<'a>,
+        key: String,
+        fields: Vec<String>,
+    },
+    /// `HKEYS`: the field names (any order).
+    Keys { slot: Slot<'a>, key: String },
+}
+
+/// Reply to one [`HashRead`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashReply {
+    Fields(Vec<Option<String>>),
+    Keys(Vec<String>),
+}
+
 /// One contract, two implementations. Both run the same test suite
 /// (`tests/contract.rs`).
 #[derive(Clone)]
@@ -117,6 +137,15 @@ impl StateStore {
         }
     }
 
+    /// Several hash reads (`HMGET` / `HKEYS`) in one round trip (one
+    /// pipeline), replies in the order asked.
+    pub async fn hread_many(&self, reads: &[HashRead<'_>]) -> Result<Vec<HashReply>> {
+        match self {
+            StateStore::Redis(s) => s.hread_many(reads).await,
+            StateStore::Memory(s) => Ok(reads.iter().map(|r| s.hread(r)).collect()),
+        }
+    }
+
     /// Members of a sorted set with the highest scores first.
     pub async fn ztop(&self, slot: Slot<'_>, key: &str, n: usize) -> Result<Vec<(String, f64)>> {
         match self {
@@ -138,6 +167,25 @@ impl StateStore {
         match self {
             StateStore::Redis(s) => s.clear_scope(scope).await,
             StateStore::Memory(s) => Ok(s.clear_scope(scope)),
+        }
+    }
+
+    /// Compare-and-set on one hash, atomically: when every `(field, expected)`
+    /// of `guard` holds (`None`: the field is absent), sets every
+    /// `(field, value)` of `set` and returns true; otherwise changes nothing
+    /// and returns false. For effects not tied to an input offset (timers):
+    /// once it succeeded, the same call fails its guard, so the effect
+    /// happens once however often it is retried.
+    pub async fn hset_if(
+        &self,
+        slot: Slot<'_>,
+        key: &str,
+        guard: &[(&str, Option<&str>)],
+        set: &[(&str, &str)],
+    ) -> Result<bool> {
+        match self {
+            StateStore::Redis(s) => s.hset_if(slot, key, guard, set).await,
+            StateStore::Memory(s) => Ok(s.hset_if(slot, key, guard, set)),
         }
     }
 

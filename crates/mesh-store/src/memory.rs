@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::op::{Op, PartitionBatch};
-use crate::{full_key, Applied, Slot, WATERMARK_KEY};
+use crate::{full_key, Applied, HashRead, HashReply, Slot, WATERMARK_KEY};
 
 #[derive(Debug, Clone)]
 enum Value {
@@ -80,6 +80,30 @@ impl MemoryStore {
         }
     }
 
+    pub(crate) fn hread(&self, read: &HashRead<'_>) -> HashReply {
+        let data = self.lock();
+        match read {
+            HashRead::Fields { slot, key, fields } => {
+                let h = match data.get(&full_key(&self.prefix, *slot, key)) {
+                    Some(Value::Hash(h)) => Some(h),
+                    _ => None,
+                };
+                HashReply::Fields(
+                    fields
+                        .iter()
+                        .map(|f| h.and_then(|h| h.get(f.as_str())).cloned())
+                        .collect(),
+                )
+            }
+            HashRead::Keys { slot, key } => {
+                HashReply::Keys(match data.get(&full_key(&self.prefix, *slot, key)) {
+                    Some(Value::Hash(h)) => h.keys().cloned().collect(),
+                    _ => Vec::new(),
+                })
+            }
+        }
+    }
+
     pub(crate) fn ztop(&self, slot: Slot<'_>, key: &str, n: usize) -> Vec<(String, f64)> {
         let mut v: Vec<(String, f64)> = match self.lock().get(&full_key(&self.prefix, slot, key)) {
             Some(Value::ZSet(z)) => z.iter().map(|(m, s)| (m.clone(), *s)).collect(),
@@ -96,6 +120,31 @@ impl MemoryStore {
             Some(Value::List(l)) => l.iter().take(n).cloned().collect(),
             _ => Vec::new(),
         }
+    }
+
+    pub(crate) fn hset_if(
+        &self,
+        slot: Slot<'_>,
+        key: &str,
+        guard: &[(&str, Option<&str>)],
+        set: &[(&str, &str)],
+    ) -> bool {
+        let full = full_key(&self.prefix, slot, key);
+        let mut data = self.lock();
+        let current = match data.get(&full) {
+            Some(Value::Hash(h)) => Some(h),
+            _ => None,
+        };
+        let holds = guard.iter().all(|(field, expected)| {
+            current.and_then(|h| h.get(*field)).map(String::as_str) == *expected
+        });
+        if holds && !set.is_empty() {
+            let h = hash(&mut data, &full);
+            for (field, value) in set {
+                h.insert(field.to_string(), value.to_string());
+            }
+        }
+        holds
     }
 
     pub(crate) fn clear_scope(&self, scope: &str) -> u64 {
@@ -167,6 +216,11 @@ fn apply_op(data: &mut HashMap<String, Value>, key: &str, op: &Op) {
         }
         Op::ZIncr { member, delta, .. } => {
             *zset(data, key).entry(member.clone()).or_insert(0.0) += delta;
+        }
+        Op::ZRem { member, .. } => {
+            if let Some(Value::ZSet(z)) = data.get_mut(key) {
+                z.remove(member);
+            }
         }
         Op::ZSet { member, score, .. } => {
             zset(data, key).insert(member.clone(), *score);

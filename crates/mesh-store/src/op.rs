@@ -54,6 +54,8 @@ pub enum Op {
         member: String,
         score: f64,
     },
+    /// Removes a sorted-set member (no-op when absent).
+    ZRem { key: String, member: String },
     /// Pushes to the head of a list and keeps the newest `max_len` items.
     LPushCapped {
         key: String,
@@ -73,6 +75,7 @@ impl Op {
             | Op::HMin { key, .. }
             | Op::ZIncr { key, .. }
             | Op::ZSet { key, .. }
+            | Op::ZRem { key, .. }
             | Op::LPushCapped { key, .. } => key,
         }
     }

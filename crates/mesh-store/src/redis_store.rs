@@ -6,7 +6,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 
 use crate::op::{Op, PartitionBatch};
-use crate::{full_key, Applied, Result, Slot, WATERMARK_KEY};
+use crate::{full_key, Applied, HashRead, HashReply, Result, Slot, WATERMARK_KEY};
 
 /// KEYS[1] is the watermark hash; KEYS[2..] are the op keys.
 /// ARGV: source topic, record count, then per record: offset, op count, and
@@ -35,6 +35,7 @@ for _ = 1, n do
         end
       elseif code == 'zi' then redis.call('ZINCRBY', k, b, a)
       elseif code == 'zs' then redis.call('ZADD', k, b, a)
+      elseif code == 'zr' then redis.call('ZREM', k, a)
       elseif code == 'lp' then
         redis.call('LPUSH', k, a); redis.call('LTRIM', k, 0, tonumber(b) - 1)
       else return redis.error_reply('unknown op ' .. code) end
@@ -46,6 +47,25 @@ if top > wm then redis.call('HSET', KEYS[1], ARGV[1], top) end
 return {applied, skipped}
 "#;
 
+/// KEYS[1] is the hash. ARGV: guard count, per guard: field, `a` (absent) or
+/// `v` (equals), value; then field/value pairs to set.
+const HSET_IF_LUA: &str = r#"
+local n = tonumber(ARGV[1])
+local i = 2
+for _ = 1, n do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if ARGV[i + 1] == 'a' then
+    if cur then return 0 end
+  elseif cur ~= ARGV[i + 2] then return 0 end
+  i = i + 3
+end
+while i < #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+return 1
+"#;
+
 /// State on a Redis server (standalone or, with the hash-tagged keys,
 /// Cluster).
 #[derive(Clone)]
@@ -53,6 +73,7 @@ pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
     script: Script,
+    cas: Script,
 }
 
 impl RedisStore {
@@ -65,6 +86,7 @@ impl RedisStore {
             conn,
             prefix: prefix.to_string(),
             script: Script::new(APPLY_LUA),
+            cas: Script::new(HSET_IF_LUA),
         })
     }
 
@@ -149,6 +171,46 @@ impl RedisStore {
         Ok(pipe.query_async(&mut self.conn.clone()).await?)
     }
 
+    pub(crate) async fn hread_many(&self, reads: &[HashRead<'_>]) -> Result<Vec<HashReply>> {
+        if reads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for r in reads {
+            match r {
+                HashRead::Fields { slot, key, fields } => {
+                    pipe.cmd("HMGET").arg(full_key(&self.prefix, *slot, key));
+                    for f in fields.iter() {
+                        pipe.arg(f);
+                    }
+                    if fields.is_empty() {
+                        // HMGET needs a field; this one is never written.
+                        pipe.arg("");
+                    }
+                }
+                HashRead::Keys { slot, key } => {
+                    pipe.cmd("HKEYS").arg(full_key(&self.prefix, *slot, key));
+                }
+            }
+        }
+        let raw: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        reads
+            .iter()
+            .zip(raw)
+            .map(|(r, v)| match r {
+                HashRead::Fields { fields, .. } => {
+                    let mut vals: Vec<Option<String>> =
+                        redis::from_redis_value(v).map_err(redis::RedisError::from)?;
+                    vals.truncate(fields.len());
+                    Ok(HashReply::Fields(vals))
+                }
+                HashRead::Keys { .. } => Ok(HashReply::Keys(
+                    redis::from_redis_value(v).map_err(redis::RedisError::from)?,
+                )),
+            })
+            .collect()
+    }
+
     pub(crate) async fn ztop(
         &self,
         slot: Slot<'_>,
@@ -207,6 +269,29 @@ impl RedisStore {
         }
     }
 
+    pub(crate) async fn hset_if(
+        &self,
+        slot: Slot<'_>,
+        key: &str,
+        guard: &[(&str, Option<&str>)],
+        set: &[(&str, &str)],
+    ) -> Result<bool> {
+        let mut inv = self.cas.prepare_invoke();
+        inv.key(full_key(&self.prefix, slot, key));
+        inv.arg(guard.len());
+        for (field, expected) in guard {
+            match expected {
+                Some(v) => inv.arg(*field).arg("v").arg(*v),
+                None => inv.arg(*field).arg("a").arg(""),
+            };
+        }
+        for (field, value) in set {
+            inv.arg(*field).arg(*value);
+        }
+        let done: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(done == 1)
+    }
+
     pub(crate) async fn ping(&self) -> Result<()> {
         let _: String = redis::cmd("PING")
             .query_async(&mut self.conn.clone())
@@ -225,6 +310,7 @@ fn encode(op: &Op) -> (&'static str, String, String) {
         Op::HMin { field, value, .. } => ("hm", field.clone(), value.to_string()),
         Op::ZIncr { member, delta, .. } => ("zi", member.clone(), float(*delta)),
         Op::ZSet { member, score, .. } => ("zs", member.clone(), float(*score)),
+        Op::ZRem { member, .. } => ("zr", member.clone(), String::new()),
         Op::LPushCapped { value, max_len, .. } => {
             ("lp", value.clone(), max_len.max(&1).to_string())
         }

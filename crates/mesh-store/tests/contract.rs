@@ -236,3 +236,201 @@ async fn ledger_claims_once_and_releases() {
         );
     }
 }
+
+#[tokio::test]
+async fn hset_if_sets_once_per_guard() {
+    for (name, store) in stores().await {
+        let slot = Slot {
+            scope: "svc",
+            partition: 1,
+        };
+        // Absent guard: the first call wins, the retry changes nothing.
+        let fire = [("alerted", None)];
+        let set = [("alerted", "1"), ("at", "10")];
+        assert!(
+            store.hset_if(slot, "u:a", &fire, &set).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !store
+                .hset_if(slot, "u:a", &fire, &[("at", "11")])
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        let h = store.hgetall(slot, "u:a").await.unwrap();
+        assert_eq!(
+            (h["alerted"].as_str(), h["at"].as_str()),
+            ("1", "10"),
+            "{name}"
+        );
+        // Value guards: all must hold.
+        let ok = [("alerted", Some("1")), ("at", Some("10"))];
+        let bad = [("alerted", Some("1")), ("at", Some("9"))];
+        assert!(
+            !store
+                .hset_if(slot, "u:a", &bad, &[("alerted", "0")])
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        assert!(
+            store
+                .hset_if(slot, "u:a", &ok, &[("alerted", "0")])
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            store.hgetall(slot, "u:a").await.unwrap()["alerted"],
+            "0",
+            "{name}"
+        );
+        // A value guard on a missing hash fails.
+        assert!(
+            !store.hset_if(slot, "u:b", &ok, &set).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            store.hgetall(slot, "u:b").await.unwrap().is_empty(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hread_many_answers_fields_and_keys_in_one_call() {
+    use mesh_store::{HashRead, HashReply};
+    for (name, store) in stores().await {
+        let mut b = PartitionBatch::new("t", 1);
+        b.push(
+            0,
+            vec![
+                Op::HIncrFloat {
+                    key: "h".into(),
+                    field: "a".into(),
+                    delta: 1.5,
+                },
+                Op::HSetNx {
+                    key: "set".into(),
+                    field: "u1".into(),
+                    value: "1".into(),
+                },
+                Op::HSetNx {
+                    key: "set".into(),
+                    field: "u2".into(),
+                    value: "1".into(),
+                },
+            ],
+        );
+        store.apply("svc", &b).await.unwrap();
+        let s1 = Slot {
+            scope: "svc",
+            partition: 1,
+        };
+        let s2 = Slot {
+            scope: "svc",
+            partition: 2,
+        };
+        let replies = store
+            .hread_many(&[
+                HashRead::Fields {
+                    slot: s1,
+                    key: "h".into(),
+                    fields: vec!["a".into(), "missing".into()],
+                },
+                HashRead::Keys {
+                    slot: s1,
+                    key: "set".into(),
+                },
+                HashRead::Fields {
+                    slot: s2,
+                    key: "h".into(),
+                    fields: vec!["a".into()],
+                },
+                HashRead::Keys {
+                    slot: s2,
+                    key: "set".into(),
+                },
+                HashRead::Fields {
+                    slot: s1,
+                    key: "h".into(),
+                    fields: vec![],
+                },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(replies.len(), 5, "{name}");
+        match &replies[0] {
+            HashReply::Fields(v) => {
+                assert_eq!(v.len(), 2, "{name}");
+                assert_eq!(
+                    v[0].as_deref().map(|x| x.parse::<f64>().unwrap()),
+                    Some(1.5)
+                );
+                assert_eq!(v[1], None, "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        match &replies[1] {
+            HashReply::Keys(k) => {
+                let mut k = k.clone();
+                k.sort();
+                assert_eq!(k, vec!["u1".to_string(), "u2".to_string()], "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert_eq!(replies[2], HashReply::Fields(vec![None]), "{name}");
+        assert_eq!(replies[3], HashReply::Keys(vec![]), "{name}");
+        assert_eq!(replies[4], HashReply::Fields(vec![]), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn zrem_removes_a_member() {
+    for (name, store) in stores().await {
+        let mut b = PartitionBatch::new("t", 0);
+        b.push(
+            0,
+            vec![
+                Op::ZSet {
+                    key: "z".into(),
+                    member: "a".into(),
+                    score: 1.0,
+                },
+                Op::ZSet {
+                    key: "z".into(),
+                    member: "b".into(),
+                    score: 2.0,
+                },
+            ],
+        );
+        b.push(
+            1,
+            vec![
+                Op::ZRem {
+                    key: "z".into(),
+                    member: "b".into(),
+                },
+                Op::ZRem {
+                    key: "z".into(),
+                    member: "never".into(),
+                },
+                Op::ZRem {
+                    key: "nokey".into(),
+                    member: "x".into(),
+                },
+            ],
+        );
+        store.apply("svc", &b).await.unwrap();
+        let slot = Slot {
+            scope: "svc",
+            partition: 0,
+        };
+        assert_eq!(
+            store.ztop(slot, "z", 10).await.unwrap(),
+            vec![("a".to_string(), 1.0)],
+            "{name}"
+        );
+    }
+}

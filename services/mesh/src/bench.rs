@@ -107,6 +107,11 @@ pub async fn ingest(cfg: &MeshConfig, args: &IngestBenchArgs) -> anyhow::Result<
     cfg.admin_addr = any;
     let shutdown = CancellationToken::new();
     let mesh = node::start(&cfg, shutdown.clone()).await?;
+    // Measure the steady state, not the consumer group's first join.
+    let joined = Instant::now();
+    while mesh.profile.assigned.partitions() == 0 && joined.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let bare = bare_producer(
         &mesh.backends,
         &format!("{run}.baseline"),

@@ -41,6 +41,54 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Evaluate a model on public data with the published protocol.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Generate labelled event streams.
+    #[command(subcommand)]
+    Simulate(SimulateCommand),
+    /// Route planning from files.
+    #[command(subcommand)]
+    Vrp(VrpCommand),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// BG/NBD, Pareto/NBD and learned churn models on a CDNOW-style purchase log.
+    Churn(mesh_churn::cli::EvalArgs),
+    /// Recommenders on MovieLens 100k (RecBole or Microsoft Recommenders protocol).
+    Recommend(mesh_recommend::cli::EvalArgs),
+    /// Fraud rules, models and policy on the labelled simulator or a CSV.
+    Fraud(mesh_fraud::cli::EvalArgs),
+    /// The route optimizer on CVRPLIB / Solomon / DIMACS instances.
+    Vrp(mesh_vrp::cli::EvalArgs),
+    /// Forecasting methods on M3-format series.
+    Forecast(mesh_forecast::cli::EvalArgs),
+}
+
+#[derive(Subcommand)]
+enum SimulateCommand {
+    /// Orders with injected, labelled fraud patterns.
+    Fraud(mesh_fraud::cli::SimulateArgs),
+}
+
+#[derive(Subcommand)]
+enum VrpCommand {
+    /// Solve one instance file and write a CVRPLIB .sol.
+    Solve(mesh_vrp::cli::SolveArgs),
+}
+
+/// Prints a report as pretty JSON or as text.
+fn print_report<R: serde::Serialize + std::fmt::Display>(
+    report: &R,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -123,6 +171,21 @@ async fn main() -> anyhow::Result<()> {
                     r.records, r.service, r.keys_cleared, r.seconds
                 );
             }
+        }
+        Command::Eval(EvalCommand::Churn(a)) => print_report(&mesh_churn::cli::eval(&a)?, a.json)?,
+        Command::Eval(EvalCommand::Recommend(a)) => {
+            print_report(&mesh_recommend::cli::eval(&a)?, a.json)?
+        }
+        Command::Eval(EvalCommand::Fraud(a)) => print_report(&mesh_fraud::cli::eval(&a)?, a.json)?,
+        Command::Eval(EvalCommand::Vrp(a)) => print_report(&mesh_vrp::cli::eval(&a)?, a.json)?,
+        Command::Eval(EvalCommand::Forecast(a)) => {
+            print_report(&mesh_forecast::cli::eval(&a)?, a.json)?
+        }
+        Command::Simulate(SimulateCommand::Fraud(a)) => {
+            print_report(&mesh_fraud::cli::simulate(&a)?, a.json)?
+        }
+        Command::Vrp(VrpCommand::Solve(a)) => {
+            print_report(&mesh_vrp::cli::solve_file(&a)?, a.json)?
         }
         Command::Bench(BenchCommand::Ingest(args)) => {
             let r = bench::ingest(&cfg, &args).await?;

@@ -198,11 +198,32 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     let profile =
         mesh_profile::start(&cfg.profile, &backends.profile_deps(cfg), shutdown.clone()).await?;
     let assigned = profile.assigned.clone();
+    // Readiness: partitions assigned and the store answering (pinged in the
+    // background so /ready never blocks on Redis).
+    let store_ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (store, ok, stop) = (backends.store.clone(), store_ok.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let up = matches!(
+                    tokio::time::timeout(Duration::from_secs(1), store.ping()).await,
+                    Ok(Ok(()))
+                );
+                ok.store(up, std::sync::atomic::Ordering::Relaxed);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        });
+    }
     let ready: mesh_runtime::admin::ReadyCheck = Arc::new(move || {
-        if assigned.partitions() > 0 {
-            Ok(())
-        } else {
+        if assigned.partitions() == 0 {
             Err("profile has no partitions assigned yet".into())
+        } else if !store_ok.load(std::sync::atomic::Ordering::Relaxed) {
+            Err("state store does not answer".into())
+        } else {
+            Ok(())
         }
     });
     let (admin_addr, _) =

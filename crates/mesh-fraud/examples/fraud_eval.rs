@@ -1,4 +1,4 @@
-//! `cargo run --release -p mesh-fraud --example eval -- --simulate --json`
+//! `cargo run --release -p mesh-fraud --example fraud_eval -- --simulate --json`
 //! Parses the same arguments as `mesh eval fraud` and prints the report.
 
 use clap::Parser;

@@ -1,4 +1,4 @@
-//! `cargo run --release -p mesh-churn --example eval -- [--json] [--transactions FILE]`
+//! `cargo run --release -p mesh-churn --example churn_eval -- [--json] [--transactions FILE]`
 use clap::Parser;
 
 #[derive(Parser)]

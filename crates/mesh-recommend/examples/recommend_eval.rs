@@ -1,4 +1,4 @@
-//! `cargo run --release -p mesh-recommend --example eval -- --protocol msrec --json`
+//! `cargo run --release -p mesh-recommend --example recommend_eval -- --protocol msrec --json`
 use clap::Parser;
 
 #[derive(Parser)]

@@ -1,4 +1,4 @@
-//! `cargo run --release -p mesh-vrp --example eval -- [--json] --time-limit 5 FILES...`
+//! `cargo run --release -p mesh-vrp --example vrp_eval -- [--json] --time-limit 5 FILES...`
 use clap::Parser;
 
 #[derive(Parser)]

@@ -1,4 +1,4 @@
-//! `cargo run --release -p mesh-forecast --example eval -- --json --method comb,ets,theta`
+//! `cargo run --release -p mesh-forecast --example forecast_eval -- --json --method comb,ets,theta`
 use clap::Parser;
 use mesh_forecast::cli::{eval, EvalArgs};
 
