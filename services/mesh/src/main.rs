@@ -133,6 +133,10 @@ async fn main() -> anyhow::Result<()> {
             println!("  ingest gRPC   {}", mesh.ingest.grpc_addr);
             println!("  ingest HTTP   http://{}/v1/events", mesh.ingest.http_addr);
             println!("  profile gRPC  {}", mesh.profile.grpc_addr);
+            println!("  churn gRPC    {}", mesh.churn.grpc_addr);
+            println!("  recommend     {}", mesh.recommend.grpc_addr);
+            println!("  fraud gRPC    {}", mesh.fraud.grpc_addr);
+            println!("  logistics     {}", mesh.logistics.grpc_addr);
             println!("  admin         http://{}/metrics", mesh.admin_addr);
             if simulate {
                 let addr = mesh.ingest.grpc_addr;

@@ -35,6 +35,10 @@ pub struct MeshConfig {
     pub idempotency_ttl: Duration,
     pub ingest: mesh_ingest::IngestConfig,
     pub profile: mesh_profile::ProfileConfig,
+    pub fraud: mesh_fraud_svc::FraudConfig,
+    pub churn: mesh_churn_svc::ChurnConfig,
+    pub logistics: mesh_logistics_svc::LogisticsConfig,
+    pub recommend: mesh_recommend_svc::RecommendConfig,
     /// Extra librdkafka settings for consumers (tests shorten timeouts).
     pub consumer_extra: Vec<(String, String)>,
 }
@@ -53,6 +57,10 @@ impl MeshConfig {
             idempotency_ttl: env.millis("MESH_IDEMPOTENCY_TTL_MS", Duration::from_secs(86_400))?,
             ingest: mesh_ingest::IngestConfig::from_env(env)?,
             profile: mesh_profile::ProfileConfig::from_env(env)?,
+            fraud: mesh_fraud_svc::FraudConfig::from_env(env)?,
+            churn: mesh_churn_svc::ChurnConfig::from_env(env)?,
+            logistics: mesh_logistics_svc::LogisticsConfig::from_env(env)?,
+            recommend: mesh_recommend_svc::RecommendConfig::from_env(env)?,
             consumer_extra: Vec::new(),
         })
     }
@@ -74,6 +82,30 @@ impl MeshConfig {
             profile: mesh_profile::ProfileConfig {
                 grpc_addr: any,
                 group: format!("{name}-profile"),
+            },
+            fraud: mesh_fraud_svc::FraudConfig {
+                grpc_addr: any,
+                group: format!("{name}-fraud"),
+                ..mesh_fraud_svc::FraudConfig::from_env(&Env::default())
+                    .expect("defaults are valid")
+            },
+            churn: mesh_churn_svc::ChurnConfig {
+                grpc_addr: any,
+                group: format!("{name}-churn"),
+                ..mesh_churn_svc::ChurnConfig::from_env(&Env::default())
+                    .expect("defaults are valid")
+            },
+            logistics: mesh_logistics_svc::LogisticsConfig {
+                grpc_addr: any,
+                group: format!("{name}-logistics"),
+                ..mesh_logistics_svc::LogisticsConfig::from_env(&Env::default())
+                    .expect("defaults are valid")
+            },
+            recommend: mesh_recommend_svc::RecommendConfig {
+                grpc_addr: any,
+                group: format!("{name}-recommend"),
+                ..mesh_recommend_svc::RecommendConfig::from_env(&Env::default())
+                    .expect("defaults are valid")
             },
             consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
         }
@@ -181,6 +213,10 @@ pub struct Mesh {
     pub backends: Backends,
     pub ingest: mesh_ingest::Running,
     pub profile: mesh_profile::Running,
+    pub fraud: mesh_fraud_svc::Running,
+    pub churn: mesh_churn_svc::Running,
+    pub logistics: mesh_logistics_svc::Running,
+    pub recommend: mesh_recommend_svc::Running,
     pub admin_addr: SocketAddr,
 }
 
@@ -197,6 +233,48 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     let ingest = mesh_ingest::start(&cfg.ingest, publisher, shutdown.clone()).await?;
     let profile =
         mesh_profile::start(&cfg.profile, &backends.profile_deps(cfg), shutdown.clone()).await?;
+    let fraud_deps = mesh_fraud_svc::Deps {
+        brokers: backends.brokers.clone(),
+        topics: cfg.topics(),
+        partitions: cfg.partitions,
+        replication: cfg.replication,
+        store: backends.store.clone(),
+        producer: backends.producer.clone(),
+        consumer_extra: cfg.consumer_extra.clone(),
+    };
+    let fraud = mesh_fraud_svc::start(&cfg.fraud, &fraud_deps, shutdown.clone()).await?;
+    let churn_deps = mesh_churn_svc::Deps {
+        brokers: backends.brokers.clone(),
+        topics: cfg.topics(),
+        partitions: cfg.partitions,
+        store: backends.store.clone(),
+        producer: backends.producer.clone(),
+        consumer_extra: cfg.consumer_extra.clone(),
+        clock: Arc::new(mesh_churn::scoring::SystemClock),
+    };
+    let churn = mesh_churn_svc::start(&cfg.churn, &churn_deps, shutdown.clone()).await?;
+    let logistics_deps = mesh_logistics_svc::Deps {
+        brokers: backends.brokers.clone(),
+        topics: cfg.topics(),
+        partitions: cfg.partitions,
+        store: backends.store.clone(),
+        producer: backends.producer.clone(),
+        consumer_extra: cfg.consumer_extra.clone(),
+        clock: mesh_logistics_svc::system_clock(),
+    };
+    let logistics =
+        mesh_logistics_svc::start(&cfg.logistics, &logistics_deps, shutdown.clone()).await?;
+    let recommend_deps = mesh_recommend_svc::Deps {
+        brokers: backends.brokers.clone(),
+        topics: cfg.topics(),
+        partitions: cfg.partitions,
+        store: backends.store.clone(),
+        producer: backends.producer.clone(),
+        consumer_extra: cfg.consumer_extra.clone(),
+    };
+    let recommend = mesh_recommend_svc::start(&cfg.recommend, &recommend_deps, shutdown.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("recommend: {e}"))?;
     let assigned = profile.assigned.clone();
     // Readiness: partitions assigned and the store answering (pinged in the
     // background so /ready never blocks on Redis).
@@ -233,6 +311,10 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         backends,
         ingest,
         profile,
+        fraud,
+        churn,
+        logistics,
+        recommend,
         admin_addr,
     })
 }

@@ -1,0 +1,500 @@
+//! Scoring, hysteresis and retention: the work behind the handler, the
+//! sweep and the gRPC methods.
+//!
+//! **Alerts once per crossing.** The hysteresis state lives in the user's
+//! hash (`alerted`, `alert_n`). A transition is decided with the core's
+//! [`ChurnScorer`] on the state as read, then written with one
+//! compare-and-set ([`StateStore::hset_if`]) guarded by the fields the
+//! decision was made from (`alerted`, `alert_n`, `orders`). Whoever runs it
+//! — an order, the sweep, a second instance, a retry after a crash — at
+//! most one writer wins a crossing, and only the winner publishes. The
+//! alert carries `alert_id = <tenant>/<user>/<n>`; `sent_n` records the
+//! highest alert published, so a crash between the write and the publish is
+//! repaired by the next evaluation (at-least-once publish, deduplicable by
+//! `alert_id`), never by a second crossing.
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use mesh_bus::headers::{self, HeaderList};
+use mesh_bus::Producer;
+use mesh_churn::gamma_gamma::customer_lifetime_value;
+use mesh_churn::retention::{self, Arm, ArmOutcome, IntervalMethod};
+use mesh_churn::scoring::{AlertConfig, ChurnScorer, Clock};
+use mesh_proto::churn::v1 as pb;
+use mesh_store::{Slot, StateStore};
+use prost::Message;
+
+use crate::error::Result;
+use crate::metrics::{ACTIONS, ALERTS, RETURNS, SWEEP_SECONDS, SWEPT};
+use crate::model::Model;
+use crate::summary::{self, Summary, INDEX_KEY};
+
+/// Scope of the churn service's keys in the store.
+pub const SCOPE: &str = "churn";
+
+/// Scoring, CLV and retention settings.
+#[derive(Debug, Clone)]
+pub struct Scoring {
+    pub alert: AlertConfig,
+    /// CLV discount rate per month (4.33 weeks).
+    pub discount_rate: f64,
+    /// CLV horizon in weeks.
+    pub clv_weeks: f64,
+    /// Action for treated users: `coupon`, `message` or `boost_recs`.
+    pub action: String,
+    /// Share of alerted users held out from the action.
+    pub holdout_share: f64,
+    /// Salt of the holdout assignment.
+    pub salt: String,
+}
+
+/// Weeks per CLV step (one month).
+const CLV_STEP_WEEKS: f64 = 52.0 / 12.0;
+
+/// A fixed instant, so one evaluation scores at one "now".
+struct At(DateTime<Utc>);
+
+impl Clock for At {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+/// A user's churn picture at one instant.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub summary: Summary,
+    pub risk: f64,
+    pub p_alive: f64,
+    pub expected_purchases: f64,
+    pub weeks: f64,
+    pub clv: f64,
+    pub reasons: Vec<String>,
+    pub rfm: mesh_churn::data::Rfm,
+    pub at: DateTime<Utc>,
+}
+
+/// What one evaluation changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub fired: u64,
+    pub rearmed: u64,
+    pub republished: u64,
+    pub returned: u64,
+}
+
+impl std::ops::AddAssign for Effects {
+    fn add_assign(&mut self, o: Self) {
+        self.fired += o.fired;
+        self.rearmed += o.rearmed;
+        self.republished += o.republished;
+        self.returned += o.returned;
+    }
+}
+
+/// The service's working parts, shared by handler, sweep and gRPC.
+pub struct Churn {
+    pub store: StateStore,
+    pub producer: Producer,
+    pub alerts_topic: String,
+    pub partitions: i32,
+    pub model: Model,
+    pub scoring: Scoring,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Churn {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn scorer(&self, now: DateTime<Utc>, alert: AlertConfig) -> Result<ChurnScorer<At>> {
+        Ok(ChurnScorer::new(self.model.bgnbd, alert, At(now))?)
+    }
+
+    /// The partition slot that owns a user.
+    pub fn slot_of(&self, member: &str) -> Slot<'static> {
+        Slot {
+            scope: SCOPE,
+            partition: mesh_bus::partition::partition_for(member, self.partitions),
+        }
+    }
+
+    /// Scores a summary at `now` with the core's scorer; `weeks` is the
+    /// horizon of `expected_purchases` (0: the risk horizon).
+    pub fn assess(&self, s: &Summary, now: DateTime<Utc>, weeks: f64) -> Result<Assessment> {
+        let h = self.scoring.alert.horizon_weeks;
+        let weeks = if weeks > 0.0 { weeks } else { h };
+        let mut st = s.customer_state();
+        let score = self.scorer(now, self.scoring.alert)?.on_tick(&mut st)?;
+        // A threshold of 0 makes the core explain every score.
+        let explain = AlertConfig {
+            threshold: 0.0,
+            rearm_below: 0.0,
+            horizon_weeks: h,
+        };
+        let mut st = s.customer_state();
+        st.alerted = false;
+        let reasons = self
+            .scorer(now, explain)?
+            .on_tick(&mut st)?
+            .alert
+            .map(|a| a.reasons)
+            .unwrap_or_default();
+        let rfm = s.rfm(now);
+        let expected = if weeks == h {
+            score.expected_purchases
+        } else {
+            self.model.bgnbd.conditional_expected(weeks, &rfm)?
+        };
+        let steps = (self.scoring.clv_weeks / CLV_STEP_WEEKS).ceil().max(1.0) as usize;
+        let clv = customer_lifetime_value(
+            &self.model.bgnbd,
+            &self.model.gamma_gamma,
+            &rfm,
+            s.repeat_spend().map(|sp| sp.mean_value),
+            steps,
+            CLV_STEP_WEEKS,
+            self.scoring.discount_rate,
+        )?;
+        Ok(Assessment {
+            summary: s.clone(),
+            risk: score.risk,
+            p_alive: score.p_alive,
+            expected_purchases: expected,
+            weeks,
+            clv,
+            reasons,
+            rfm,
+            at: now,
+        })
+    }
+
+    /// A user's stored summary; `None` before the first order.
+    pub async fn summary(&self, tenant: &str, user: &str) -> Result<Option<Summary>> {
+        let member = summary::member(tenant, user);
+        let h = self
+            .store
+            .hgetall(self.slot_of(&member), &summary::user_key(&member))
+            .await?;
+        Ok(Summary::from_hash(h))
+    }
+
+    /// Every user of one partition with their summary, in index order.
+    pub async fn partition_summaries(&self, partition: i32) -> Result<Vec<(String, Summary)>> {
+        let slot = Slot {
+            scope: SCOPE,
+            partition,
+        };
+        let members = self.store.ztop(slot, INDEX_KEY, i64::MAX as usize).await?;
+        let mut out = Vec::with_capacity(members.len());
+        for chunk in members.chunks(1000) {
+            let keys: Vec<_> = chunk
+                .iter()
+                .map(|(m, _)| (slot, summary::user_key(m)))
+                .collect();
+            let hashes = self.store.hgetall_many(&keys).await?;
+            for ((m, _), h) in chunk.iter().zip(hashes) {
+                if let Some(s) = Summary::from_hash(h) {
+                    out.push((m.clone(), s));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every user's summary, all partitions.
+    pub async fn all_summaries(&self) -> Result<Vec<(String, Summary)>> {
+        let mut out = Vec::new();
+        for p in 0..self.partitions {
+            out.extend(self.partition_summaries(p).await?);
+        }
+        Ok(out)
+    }
+
+    /// Re-scores one user at `now`: records a return after an alert, fires
+    /// or re-arms the alert (compare-and-set, see the module doc), and
+    /// publishes what it won.
+    pub async fn evaluate(
+        &self,
+        slot: Slot<'_>,
+        member: &str,
+        s: &Summary,
+        now: DateTime<Utc>,
+    ) -> Result<Effects> {
+        let key = summary::user_key(member);
+        let raw = |f: &str| s.raw.get(f).map(String::as_str);
+        let mut fx = Effects::default();
+        if let Some(first_alert) = s.first_alert_at_ms {
+            if !s.returned && s.last_ms > first_alert {
+                let last = s.last_ms.to_string();
+                let set = [("returned", "1"), ("returned_at", last.as_str())];
+                if self
+                    .store
+                    .hset_if(slot, &key, &[("returned", None)], &set)
+                    .await?
+                {
+                    RETURNS.inc();
+                    fx.returned += 1;
+                }
+            }
+        }
+        let mut st = s.customer_state();
+        let score = self.scorer(now, self.scoring.alert)?.on_tick(&mut st)?;
+        let guard = [
+            ("alerted", raw("alerted")),
+            ("alert_n", raw("alert_n")),
+            ("orders", raw("orders")),
+        ];
+        if let Some(alert) = score.alert {
+            let n = s.alert_n + 1;
+            let arm =
+                match retention::assign(member, &self.scoring.salt, self.scoring.holdout_share)? {
+                    Arm::Treatment => "treatment",
+                    Arm::Holdout => "holdout",
+                };
+            let (n_text, at) = (n.to_string(), now.timestamp_millis().to_string());
+            let mut set = vec![
+                ("alerted", "1"),
+                ("alert_n", n_text.as_str()),
+                ("alerted_at", at.as_str()),
+                ("arm", arm),
+            ];
+            if s.first_alert_at_ms.is_none() {
+                set.push(("first_alert_at", at.as_str()));
+            }
+            if self.store.hset_if(slot, &key, &guard, &set).await? {
+                ALERTS.with_label_values(&["fired"]).inc();
+                fx.fired += 1;
+                self.publish(
+                    member,
+                    n,
+                    arm,
+                    score.risk,
+                    score.p_alive,
+                    alert.reasons,
+                    now,
+                )
+                .await?;
+                self.mark_sent(slot, &key, n).await?;
+            }
+        } else if s.alerted && !st.alerted {
+            if self
+                .store
+                .hset_if(slot, &key, &guard, &[("alerted", "0")])
+                .await?
+            {
+                ALERTS.with_label_values(&["rearmed"]).inc();
+                fx.rearmed += 1;
+            }
+        } else if s.alerted && s.sent_n < s.alert_n {
+            // Fired but not published (crash or broker error): publish the
+            // same alert id again.
+            let reasons = self.assess(s, now, 0.0)?.reasons;
+            self.publish(
+                member,
+                s.alert_n,
+                &s.arm,
+                score.risk,
+                score.p_alive,
+                reasons,
+                now,
+            )
+            .await?;
+            self.mark_sent(slot, &key, s.alert_n).await?;
+            ALERTS.with_label_values(&["republished"]).inc();
+            fx.republished += 1;
+        }
+        Ok(fx)
+    }
+
+    async fn mark_sent(&self, slot: Slot<'_>, key: &str, n: u64) -> Result<()> {
+        let n = n.to_string();
+        self.store
+            .hset_if(slot, key, &[("alert_n", Some(&n))], &[("sent_n", &n)])
+            .await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn publish(
+        &self,
+        member: &str,
+        n: u64,
+        arm: &str,
+        risk: f64,
+        p_alive: f64,
+        reasons: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let (tenant, user) = summary::split_member(member);
+        let alert_id = format!("{member}/{n}");
+        let at_ms = now.timestamp_millis();
+        let alert = pb::ChurnAlert {
+            tenant_id: tenant.into(),
+            user_id: user.into(),
+            risk,
+            p_alive,
+            reasons,
+            at_ms,
+            alert_id: alert_id.clone(),
+            arm: arm.into(),
+        };
+        let h = ce_headers("mesh.churn.v1.ChurnAlert", &alert_id, tenant, user, now);
+        self.producer
+            .send(&self.alerts_topic, member, &alert.encode_to_vec(), &h)
+            .await?;
+        if arm == "treatment" {
+            let action = pb::RetentionAction {
+                tenant_id: tenant.into(),
+                user_id: user.into(),
+                action: self.scoring.action.clone(),
+                arm: arm.into(),
+                alert_id: alert_id.clone(),
+                at_ms,
+            };
+            let id = format!("{alert_id}/action");
+            let h = ce_headers("mesh.churn.v1.RetentionAction", &id, tenant, user, now);
+            self.producer
+                .send(&self.alerts_topic, member, &action.encode_to_vec(), &h)
+                .await?;
+            ACTIONS.with_label_values(&[&self.scoring.action]).inc();
+        }
+        Ok(())
+    }
+
+    /// Re-scores every user at the clock's now. Safe to run on several
+    /// instances at once: every transition is a compare-and-set.
+    pub async fn sweep_once(&self) -> Result<Effects> {
+        let started = std::time::Instant::now();
+        let now = self.now();
+        let mut fx = Effects::default();
+        for partition in 0..self.partitions {
+            let slot = Slot {
+                scope: SCOPE,
+                partition,
+            };
+            let users = self.partition_summaries(partition).await?;
+            SWEPT.inc_by(users.len() as u64);
+            for (member, s) in users {
+                fx += self.evaluate(slot, &member, &s, now).await?;
+            }
+        }
+        SWEEP_SECONDS.observe(started.elapsed().as_secs_f64());
+        Ok(fx)
+    }
+
+    /// Users at or above `threshold`, by risk descending then member
+    /// ascending; `after` is the last `(risk, member)` of the previous page.
+    pub async fn at_risk(
+        &self,
+        threshold: f64,
+        after: Option<(f64, String)>,
+        limit: usize,
+    ) -> Result<(Vec<pb::AtRiskUser>, Option<(f64, String)>)> {
+        let now = self.now();
+        let h = self.scoring.alert.horizon_weeks;
+        let mut rows: Vec<(f64, String, pb::AtRiskUser)> = Vec::new();
+        for (member, s) in self.all_summaries().await? {
+            let rfm = s.rfm(now);
+            let risk = self.model.bgnbd.p_no_purchase(h, &rfm);
+            if risk < threshold {
+                continue;
+            }
+            if let Some((r, m)) = &after {
+                if risk > *r || (risk == *r && member <= *m) {
+                    continue;
+                }
+            }
+            let (tenant, user) = summary::split_member(&member);
+            let row = pb::AtRiskUser {
+                tenant_id: tenant.into(),
+                user_id: user.into(),
+                churn_probability: risk,
+                p_alive: self.model.bgnbd.p_alive(&rfm),
+                last_purchase_ms: s.last_ms,
+                alerted: s.alerted,
+            };
+            rows.push((risk, member, row));
+        }
+        rows.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = if more {
+            rows.last().map(|(r, m, _)| (*r, m.clone()))
+        } else {
+            None
+        };
+        Ok((rows.into_iter().map(|(_, _, u)| u).collect(), next))
+    }
+
+    /// Return rates of alerted users by arm and the lift with its interval.
+    pub async fn retention_report(
+        &self,
+        confidence: f64,
+        method: IntervalMethod,
+    ) -> Result<pb::RetentionReportResponse> {
+        let mut treated = ArmOutcome {
+            users: 0,
+            returned: 0,
+        };
+        let mut holdout = treated;
+        for (_, s) in self.all_summaries().await? {
+            let arm = match s.arm.as_str() {
+                "treatment" => &mut treated,
+                "holdout" => &mut holdout,
+                _ => continue,
+            };
+            arm.users += 1;
+            arm.returned += u64::from(s.returned);
+        }
+        let outcome = |a: ArmOutcome| pb::ArmOutcome {
+            users: a.users,
+            returned: a.returned,
+            rate: if a.users > 0 {
+                a.returned as f64 / a.users as f64
+            } else {
+                0.0
+            },
+        };
+        let mut out = pb::RetentionReportResponse {
+            treated: Some(outcome(treated)),
+            holdout: Some(outcome(holdout)),
+            confidence,
+            method: method_name(method).into(),
+            holdout_share: self.scoring.holdout_share,
+            action: self.scoring.action.clone(),
+            ..Default::default()
+        };
+        if treated.users > 0 && holdout.users > 0 {
+            let l = retention::lift(treated, holdout, confidence, method)?;
+            out.ready = true;
+            out.difference = l.difference;
+            out.relative_lift = l.relative_lift;
+            out.ci_low = l.ci_low;
+            out.ci_high = l.ci_high;
+        }
+        Ok(out)
+    }
+}
+
+/// The wire name of an interval method.
+pub fn method_name(m: IntervalMethod) -> &'static str {
+    match m {
+        IntervalMethod::Wald => "wald",
+        IntervalMethod::Newcombe => "newcombe",
+    }
+}
+
+fn ce_headers(kind: &str, id: &str, tenant: &str, user: &str, now: DateTime<Utc>) -> HeaderList {
+    HeaderList::new()
+        .with(headers::CE_SPECVERSION, "1.0")
+        .with(headers::CE_ID, id)
+        .with(headers::CE_SOURCE, "mesh-churn")
+        .with(headers::CE_TYPE, kind)
+        .with(headers::CE_TIME, now.to_rfc3339())
+        .with(headers::CE_SUBJECT, user)
+        .with(headers::TENANT, tenant)
+        .with(headers::CONTENT_TYPE, "application/protobuf")
+        .with_current_trace()
+}

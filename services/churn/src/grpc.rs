@@ -1,0 +1,199 @@
+//! `ChurnService`: conversion only; the work is in [`crate::engine`].
+use std::sync::Arc;
+
+use mesh_churn::retention::IntervalMethod;
+use mesh_proto::churn::v1 as pb;
+use mesh_proto::churn::v1::churn_service_server::ChurnService;
+use tonic::{Request, Response, Status};
+
+use crate::engine::{method_name, Churn};
+use crate::error::{to_status, Error};
+use crate::model::Model;
+
+pub struct ChurnGrpc {
+    pub churn: Arc<Churn>,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Status {
+    to_status(Error::InvalidArgument {
+        field,
+        reason: reason.into(),
+    })
+}
+
+/// Page token: the last listed risk's bits and member.
+fn encode_token(risk: f64, member: &str) -> String {
+    format!("{:016x}:{member}", risk.to_bits())
+}
+
+fn decode_token(token: &str) -> Option<(f64, String)> {
+    let (bits, member) = token.split_once(':')?;
+    let risk = f64::from_bits(u64::from_str_radix(bits, 16).ok()?);
+    (bits.len() == 16 && (0.0..=1.0).contains(&risk)).then(|| (risk, member.to_string()))
+}
+
+/// Model parameters and alert settings as the wire shows them.
+pub fn model_info(m: &Model, alert: &mesh_churn::scoring::AlertConfig) -> pb::ModelInfo {
+    pb::ModelInfo {
+        r: m.bgnbd.r,
+        alpha: m.bgnbd.alpha,
+        a: m.bgnbd.a,
+        b: m.bgnbd.b,
+        gg_p: m.gamma_gamma.p,
+        gg_q: m.gamma_gamma.q,
+        gg_gamma: m.gamma_gamma.gamma,
+        version: m.version.clone(),
+        fitted_at_ms: m.fitted_at.timestamp_millis(),
+        source: m.source.name().into(),
+        customers: m.customers as u64,
+        threshold: alert.threshold,
+        rearm_below: alert.rearm_below,
+        horizon_weeks: alert.horizon_weeks,
+    }
+}
+
+/// Parses a `RetentionReport` method name ("" = newcombe).
+pub fn parse_method(method: &str) -> Result<IntervalMethod, Error> {
+    match method {
+        "" | "newcombe" => Ok(IntervalMethod::Newcombe),
+        "wald" => Ok(IntervalMethod::Wald),
+        other => Err(Error::InvalidArgument {
+            field: "method",
+            reason: format!("expected \"newcombe\" or \"wald\", got {other:?}"),
+        }),
+    }
+}
+
+#[tonic::async_trait]
+impl ChurnService for ChurnGrpc {
+    async fn get_churn_risk(
+        &self,
+        request: Request<pb::GetChurnRiskRequest>,
+    ) -> Result<Response<pb::ChurnRisk>, Status> {
+        let r = request.into_inner();
+        if r.tenant_id.is_empty() {
+            return Err(invalid("tenant_id", "is required"));
+        }
+        if r.user_id.is_empty() {
+            return Err(invalid("user_id", "is required"));
+        }
+        if !(r.weeks >= 0.0 && r.weeks.is_finite()) {
+            return Err(invalid("weeks", "must be a finite number >= 0"));
+        }
+        let c = &self.churn;
+        let s = c
+            .summary(&r.tenant_id, &r.user_id)
+            .await
+            .map_err(to_status)?
+            .ok_or_else(|| {
+                to_status(Error::NotFound(format!(
+                    "no order seen for user {}/{}",
+                    r.tenant_id, r.user_id
+                )))
+            })?;
+        let a = c.assess(&s, c.now(), r.weeks).map_err(to_status)?;
+        Ok(Response::new(pb::ChurnRisk {
+            tenant_id: r.tenant_id,
+            user_id: r.user_id,
+            p_alive: a.p_alive,
+            churn_probability: a.risk,
+            horizon_weeks: c.scoring.alert.horizon_weeks,
+            expected_purchases: a.expected_purchases,
+            weeks: a.weeks,
+            clv: a.clv,
+            reasons: a.reasons,
+            frequency: s.frequency(),
+            recency_weeks: a.rfm.recency,
+            age_weeks: a.rfm.t,
+            orders: s.orders,
+            spend: s.spend,
+            alerted: s.alerted,
+            arm: s.arm.clone(),
+            at_ms: a.at.timestamp_millis(),
+            model_version: c.model.version.clone(),
+        }))
+    }
+
+    async fn list_at_risk(
+        &self,
+        request: Request<pb::ListAtRiskRequest>,
+    ) -> Result<Response<pb::ListAtRiskResponse>, Status> {
+        let r = request.into_inner();
+        if !(0.0..=1.0).contains(&r.threshold) {
+            return Err(invalid("threshold", "must be in [0, 1]"));
+        }
+        let threshold = if r.threshold > 0.0 {
+            r.threshold
+        } else {
+            self.churn.scoring.alert.threshold
+        };
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(decode_token(&r.page_token).ok_or_else(|| {
+                invalid("page_token", "not a token from a previous ListAtRisk page")
+            })?)
+        };
+        let size = match r.page_size {
+            0 => 100,
+            n => n.min(1000) as usize,
+        };
+        let (users, next) = self
+            .churn
+            .at_risk(threshold, after, size)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListAtRiskResponse {
+            users,
+            next_page_token: next
+                .map(|(risk, m)| encode_token(risk, &m))
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn get_model_info(
+        &self,
+        _request: Request<pb::GetModelInfoRequest>,
+    ) -> Result<Response<pb::ModelInfo>, Status> {
+        Ok(Response::new(model_info(
+            &self.churn.model,
+            &self.churn.scoring.alert,
+        )))
+    }
+
+    async fn retention_report(
+        &self,
+        request: Request<pb::RetentionReportRequest>,
+    ) -> Result<Response<pb::RetentionReportResponse>, Status> {
+        let r = request.into_inner();
+        let confidence = if r.confidence == 0.0 {
+            0.95
+        } else {
+            r.confidence
+        };
+        if !(confidence > 0.0 && confidence < 1.0) {
+            return Err(invalid("confidence", "must be in (0, 1)"));
+        }
+        let method = parse_method(&r.method).map_err(to_status)?;
+        let mut out = self
+            .churn
+            .retention_report(confidence, method)
+            .await
+            .map_err(to_status)?;
+        out.method = method_name(method).into();
+        Ok(Response::new(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_junk() {
+        let t = encode_token(0.8125, "shop/u-1:x");
+        assert_eq!(decode_token(&t), Some((0.8125, "shop/u-1:x".into())));
+        assert_eq!(decode_token("nonsense"), None);
+        assert_eq!(decode_token(&encode_token(2.0, "a/b")), None);
+    }
+}

@@ -1,0 +1,268 @@
+//! What an order does to a user's purchase summary, as state ops, and the
+//! summary read back. Pure: the same envelope always gives the same ops.
+//!
+//! One hash per user, `u:<tenant>/<user>`, in the slot of the user's
+//! partition:
+//! - `first`, `last`: first and last order time (HMin / HMax, Unix ms);
+//! - `orders`, `spend`: every order counted, totals summed;
+//! - `d:<YYYY-MM-DD>`: spend of that UTC day (HIncrFloat). "Same-day
+//!   purchases are one transaction" is the number of `d:` fields, so it is
+//!   right whatever order the events come in;
+//! - hysteresis and retention fields written by [`crate::engine`]
+//!   (`alerted`, `alert_n`, `sent_n`, `alerted_at`, `first_alert_at`, `arm`,
+//!   `returned`).
+//!
+//! And one sorted set per partition, `idx`, member `<tenant>/<user>`, score
+//! the time of the latest applied order: the list the sweep and
+//! `ListAtRisk` iterate.
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use mesh_churn::data::{Rfm, DAYS_PER_WEEK};
+use mesh_churn::gamma_gamma::Spend;
+use mesh_churn::scoring::CustomerState;
+use mesh_proto::events::v1::envelope::Body;
+use mesh_proto::events::v1::Envelope;
+use mesh_store::Op;
+
+/// Key of the per-partition user index.
+pub const INDEX_KEY: &str = "idx";
+
+/// Key of a user's summary hash within its partition slot.
+pub fn user_key(member: &str) -> String {
+    format!("u:{member}")
+}
+
+/// The index member (and partitioning key) of a user.
+pub fn member(tenant: &str, user: &str) -> String {
+    format!("{tenant}/{user}")
+}
+
+/// Splits an index member back into tenant and user (tenant ids have no `/`).
+pub fn split_member(member: &str) -> (&str, &str) {
+    member.split_once('/').unwrap_or(("", member))
+}
+
+/// The ops one event applies: none unless it is an `order_placed`.
+pub fn ops(e: &Envelope) -> Vec<Op> {
+    let Some(Body::OrderPlaced(o)) = &e.body else {
+        return Vec::new();
+    };
+    let member = member(&e.tenant_id, &e.user_id);
+    let key = user_key(&member);
+    let t = e.occurred_at_ms;
+    vec![
+        Op::HMin {
+            key: key.clone(),
+            field: "first".into(),
+            value: t,
+        },
+        Op::HMax {
+            key: key.clone(),
+            field: "last".into(),
+            value: t,
+        },
+        Op::HIncr {
+            key: key.clone(),
+            field: "orders".into(),
+            delta: 1,
+        },
+        Op::HIncrFloat {
+            key: key.clone(),
+            field: "spend".into(),
+            delta: o.total,
+        },
+        Op::HIncrFloat {
+            key,
+            field: format!("d:{}", day(t)),
+            delta: o.total,
+        },
+        Op::ZSet {
+            key: INDEX_KEY.into(),
+            member,
+            score: t as f64,
+        },
+    ]
+}
+
+fn day(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// A user's purchase summary and alert state, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub orders: u64,
+    pub spend: f64,
+    /// Distinct purchase days (transactions).
+    pub days: u32,
+    /// Spend of the first purchase day (excluded from the repeat mean).
+    pub first_day_spend: f64,
+    /// An alert is outstanding.
+    pub alerted: bool,
+    /// Alerts fired so far (crossings).
+    pub alert_n: u64,
+    /// Highest alert number published.
+    pub sent_n: u64,
+    pub first_alert_at_ms: Option<i64>,
+    pub arm: String,
+    pub returned: bool,
+    /// The raw fields, for compare-and-set guards.
+    pub raw: HashMap<String, String>,
+}
+
+impl Summary {
+    /// Parses the stored hash; `None` when the user has no order.
+    pub fn from_hash(h: HashMap<String, String>) -> Option<Self> {
+        let int = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok());
+        let first_ms = int("first")?;
+        let last_ms = int("last")?;
+        let first_day = format!("d:{}", day(first_ms));
+        let days = h.keys().filter(|k| k.starts_with("d:")).count() as u32;
+        let float = |k: &str| h.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        Some(Summary {
+            first_ms,
+            last_ms,
+            orders: int("orders").unwrap_or(0) as u64,
+            spend: float("spend"),
+            days: days.max(1),
+            first_day_spend: float(&first_day),
+            alerted: h.get("alerted").is_some_and(|v| v == "1"),
+            alert_n: int("alert_n").unwrap_or(0) as u64,
+            sent_n: int("sent_n").unwrap_or(0) as u64,
+            first_alert_at_ms: int("first_alert_at"),
+            arm: h.get("arm").cloned().unwrap_or_default(),
+            returned: h.contains_key("returned"),
+            raw: h,
+        })
+    }
+
+    /// Repeat transactions `x`.
+    pub fn frequency(&self) -> u32 {
+        self.days - 1
+    }
+
+    /// The core's streaming state for this summary.
+    pub fn customer_state(&self) -> CustomerState {
+        CustomerState {
+            first_order: DateTime::from_timestamp_millis(self.first_ms),
+            last_order: DateTime::from_timestamp_millis(self.last_ms),
+            frequency: self.frequency(),
+            alerted: self.alerted,
+        }
+    }
+
+    /// (x, t_x, T) in weeks at `now`, as the core's scorer computes it.
+    pub fn rfm(&self, now: DateTime<Utc>) -> Rfm {
+        // As the core's scorer: whole seconds between the instants.
+        let weeks =
+            |from: i64, to: i64| ((to - from) / 1000).max(0) as f64 / (86_400.0 * DAYS_PER_WEEK);
+        let span = weeks(self.first_ms, self.last_ms);
+        Rfm {
+            frequency: f64::from(self.frequency()),
+            recency: if self.frequency() > 0 { span } else { 0.0 },
+            t: weeks(self.first_ms, now.timestamp_millis()).max(span),
+        }
+    }
+
+    /// Mean value of repeat transactions, for Gamma-Gamma; `None` without
+    /// a repeat transaction or with no repeat spend.
+    pub fn repeat_spend(&self) -> Option<Spend> {
+        let x = self.frequency();
+        let repeat = self.spend - self.first_day_spend;
+        (x > 0 && repeat > 0.0).then(|| Spend {
+            frequency: f64::from(x),
+            mean_value: repeat / f64::from(x),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_proto::events::v1::OrderPlaced;
+
+    fn order(ms: i64, total: f64) -> Envelope {
+        Envelope {
+            tenant_id: "shop".into(),
+            user_id: "u1".into(),
+            occurred_at_ms: ms,
+            body: Some(Body::OrderPlaced(OrderPlaced {
+                total,
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// Applies ops to a hash the way the store does (hash fields only).
+    fn fold(events: &[Envelope]) -> HashMap<String, String> {
+        let mut h: HashMap<String, String> = HashMap::new();
+        for e in events {
+            for op in ops(e) {
+                match op {
+                    Op::HMin { field, value, .. } => {
+                        let cur = h.get(&field).and_then(|v| v.parse::<i64>().ok());
+                        h.insert(field, cur.map_or(value, |c| c.min(value)).to_string());
+                    }
+                    Op::HMax { field, value, .. } => {
+                        let cur = h.get(&field).and_then(|v| v.parse::<i64>().ok());
+                        h.insert(field, cur.map_or(value, |c| c.max(value)).to_string());
+                    }
+                    Op::HIncr { field, delta, .. } => {
+                        let cur = h.get(&field).and_then(|v| v.parse::<i64>().ok());
+                        h.insert(field, (cur.unwrap_or(0) + delta).to_string());
+                    }
+                    Op::HIncrFloat { field, delta, .. } => {
+                        let cur = h.get(&field).and_then(|v| v.parse::<f64>().ok());
+                        h.insert(field, (cur.unwrap_or(0.0) + delta).to_string());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn same_day_orders_are_one_transaction_in_any_order() {
+        let day = 86_400_000;
+        let t0 = 1_700_000_000_000 - 1_700_000_000_000 % day + 3_600_000;
+        let mut evs = vec![
+            order(t0, 10.0),
+            order(t0 + 60_000, 5.0),
+            order(t0 + 7 * day, 20.0),
+            order(t0 + 14 * day, 30.0),
+        ];
+        let a = Summary::from_hash(fold(&evs)).unwrap();
+        evs.reverse();
+        let b = Summary::from_hash(fold(&evs)).unwrap();
+        assert_eq!(a.frequency(), 2);
+        assert_eq!(a.orders, 4);
+        assert_eq!((a.first_ms, a.last_ms), (t0, t0 + 14 * day));
+        assert_eq!(a.first_day_spend, 15.0);
+        let s = a.repeat_spend().unwrap();
+        assert_eq!((s.frequency, s.mean_value), (2.0, 25.0));
+        assert_eq!(
+            (b.frequency(), b.first_ms, b.last_ms),
+            (2, t0, t0 + 14 * day)
+        );
+        let rfm = a.rfm(DateTime::from_timestamp_millis(t0 + 21 * day).unwrap());
+        assert_eq!((rfm.frequency, rfm.recency, rfm.t), (2.0, 2.0, 3.0));
+    }
+
+    #[test]
+    fn other_events_apply_nothing() {
+        let e = Envelope {
+            body: Some(Body::Login(Default::default())),
+            ..order(0, 0.0)
+        };
+        assert!(ops(&e).is_empty());
+        assert!(Summary::from_hash(HashMap::new()).is_none());
+    }
+}

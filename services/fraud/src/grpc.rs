@@ -1,0 +1,102 @@
+//! `FraudService`: conversion and error mapping only; the work is in
+//! [`crate::scoring`] and [`crate::review`].
+use std::sync::Arc;
+
+use mesh_proto::fraud::v1 as pb;
+use mesh_proto::fraud::v1::fraud_service_server::FraudService;
+use mesh_store::StateStore;
+use tonic::{Request, Response, Status};
+
+use crate::error::{to_status, Error};
+use crate::metrics::{DECISIONS, RESOLUTIONS};
+use crate::scoring::Scorer;
+use crate::{convert, review};
+
+/// Wall clock in Unix ms; a parameter so tests can fix it.
+pub type Clock = fn() -> i64;
+
+/// The system clock.
+pub fn system_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+pub struct FraudGrpc {
+    pub scorer: Arc<Scorer>,
+    pub store: StateStore,
+    pub partitions: i32,
+    pub clock: Clock,
+}
+
+impl FraudGrpc {
+    /// Decides on one order from the current state (no state change).
+    pub async fn score_order(&self, req: pb::ScoreOrderRequest) -> Result<pb::Decision, Error> {
+        let env = req
+            .envelope
+            .ok_or_else(|| Error::invalid("envelope", "required: the order_placed event"))?;
+        let order = convert::order_from(&env).map_err(|e| e.in_field("envelope"))?;
+        let scored = self.scorer.score(&order, &[], "grpc").await?;
+        let d = self.scorer.decision_proto(&env, &order, &scored);
+        DECISIONS
+            .with_label_values(&["grpc", d.action().as_str_name()])
+            .inc();
+        Ok(d)
+    }
+}
+
+#[tonic::async_trait]
+impl FraudService for FraudGrpc {
+    async fn score_order(
+        &self,
+        request: Request<pb::ScoreOrderRequest>,
+    ) -> Result<Response<pb::Decision>, Status> {
+        FraudGrpc::score_order(self, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn get_review_queue(
+        &self,
+        request: Request<pb::GetReviewQueueRequest>,
+    ) -> Result<Response<pb::GetReviewQueueResponse>, Status> {
+        let r = request.into_inner();
+        review::list_queue(&self.store, self.partitions, r.page_size, &r.page_token)
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn resolve_review(
+        &self,
+        request: Request<pb::ResolveReviewRequest>,
+    ) -> Result<Response<pb::ResolveReviewResponse>, Status> {
+        let r = request.into_inner();
+        let (label, already_resolved) =
+            review::resolve(&self.store, self.partitions, &r, (self.clock)())
+                .await
+                .map_err(to_status)?;
+        if !already_resolved {
+            RESOLUTIONS
+                .with_label_values(&[label.label().as_str_name()])
+                .inc();
+        }
+        Ok(Response::new(pb::ResolveReviewResponse {
+            label: Some(label),
+            already_resolved,
+        }))
+    }
+
+    async fn list_labels(
+        &self,
+        request: Request<pb::ListLabelsRequest>,
+    ) -> Result<Response<pb::ListLabelsResponse>, Status> {
+        let r = request.into_inner();
+        review::list_labels(&self.store, self.partitions, r.page_size, &r.page_token)
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+}

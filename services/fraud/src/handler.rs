@@ -1,0 +1,209 @@
+//! The consumer side: a batch of records of one partition in; decisions and
+//! alerts published, then one atomic store step out.
+//!
+//! Per batch: records at or below the partition's watermark were applied
+//! (and their decisions published) before, so they are skipped. Each order
+//! is scored on the stored state plus the not-yet-applied ops of the
+//! earlier records of the batch (the overlay), i.e. on exactly the state
+//! before its own update. Decisions and alerts are published *before* the
+//! batch is applied: a crash in between re-publishes the same decisions
+//! (consumers dedupe on `event_id`), never loses one.
+use std::sync::Arc;
+
+use mesh_bus::headers::{self, HeaderList};
+use mesh_bus::{Handler, HandlerError, Producer, Record};
+use mesh_fraud::{updates, Event, RiskAlert};
+use mesh_proto::events::v1::Envelope;
+use mesh_proto::fraud::v1 as pb;
+use mesh_store::{PartitionBatch, Slot, StateStore};
+use prost::Message;
+
+use crate::error::Error;
+use crate::metrics::{ALERTS, DECISIONS};
+use crate::scoring::{alert_kind_name, Scorer};
+use crate::state::{store_ops, SCOPE};
+use crate::{convert, review};
+
+/// Applies fraud state and publishes decisions for one consumer group.
+pub struct FraudHandler {
+    pub scorer: Arc<Scorer>,
+    pub store: StateStore,
+    pub producer: Producer,
+    pub decisions_topic: String,
+    pub alerts_topic: String,
+    pub dead_letter_topic: String,
+    pub group: String,
+}
+
+/// A record to publish once the batch is decided.
+struct Outgoing {
+    topic: String,
+    key: String,
+    payload: Vec<u8>,
+}
+
+fn alert_proto(a: &RiskAlert, env: &Envelope, order_id: &str) -> pb::RiskAlert {
+    pb::RiskAlert {
+        kind: alert_kind_name(a.kind).to_string(),
+        entity: a.entity.clone(),
+        reasons: a.reasons.clone(),
+        tenant_id: env.tenant_id.clone(),
+        user_id: env.user_id.clone(),
+        event_id: env.event_id.clone(),
+        order_id: order_id.to_string(),
+        occurred_at_ms: env.occurred_at_ms,
+    }
+}
+
+impl FraudHandler {
+    fn alerts_out(
+        &self,
+        alerts: &[RiskAlert],
+        env: &Envelope,
+        order_id: &str,
+        out: &mut Vec<Outgoing>,
+    ) {
+        for a in alerts {
+            ALERTS.with_label_values(&[alert_kind_name(a.kind)]).inc();
+            out.push(Outgoing {
+                topic: self.alerts_topic.clone(),
+                key: env.user_key(),
+                payload: alert_proto(a, env, order_id).encode_to_vec(),
+            });
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        r: &Record,
+        reason: String,
+        field: Option<&str>,
+    ) -> Result<(), HandlerError> {
+        let mut h = HeaderList::new()
+            .with(headers::DLQ_REASON, reason)
+            .with(headers::DLQ_ORIGIN, &self.group)
+            .with(
+                "mesh_dlq_source",
+                format!("{}[{}]@{}", r.topic, r.partition, r.offset),
+            );
+        if let Some(f) = field {
+            h.push(headers::DLQ_FIELD, f);
+        }
+        let key = r
+            .key
+            .as_deref()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_else(|| "undecodable".into());
+        self.producer
+            .send(&self.dead_letter_topic, &key, &r.payload, &h)
+            .await
+            .map_err(|e| HandlerError(format!("dead-letter: {e}")))?;
+        Ok(())
+    }
+}
+
+impl Handler for FraudHandler {
+    async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        let err = |e: Error| HandlerError(e.to_string());
+        let slot = Slot {
+            scope: SCOPE,
+            partition: first.partition,
+        };
+        let wm = self
+            .store
+            .watermark(slot, &first.topic)
+            .await
+            .map_err(|e| err(e.into()))?
+            .unwrap_or(-1);
+        let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        let mut overlay = Vec::new();
+        let mut out = Vec::new();
+        for r in records.iter().filter(|r| r.offset > wm) {
+            let env = match Envelope::decode(r.payload.as_slice()) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.dead_letter(r, format!("undecodable event envelope: {e}"), None)
+                        .await?;
+                    batch.push(r.offset, Vec::new());
+                    continue;
+                }
+            };
+            let event = match convert::event_from(&env) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => {
+                    batch.push(r.offset, Vec::new());
+                    continue;
+                }
+                Err(e) => {
+                    let field = match &e {
+                        Error::InvalidArgument { field, .. } => Some(field.clone()),
+                        _ => None,
+                    };
+                    self.dead_letter(r, format!("fraud: {e}"), field.as_deref())
+                        .await?;
+                    batch.push(r.offset, Vec::new());
+                    continue;
+                }
+            };
+            let core_ops = updates(&event);
+            let mut ops = store_ops(&core_ops);
+            match &event {
+                Event::Order(o) => {
+                    let scored = self
+                        .scorer
+                        .score(o, &overlay, "consumer")
+                        .await
+                        .map_err(err)?;
+                    let decision = self.scorer.decision_proto(&env, o, &scored);
+                    let action = pb::Action::try_from(decision.action).unwrap_or_default();
+                    DECISIONS
+                        .with_label_values(&["consumer", action.as_str_name()])
+                        .inc();
+                    if action == pb::Action::Review {
+                        ops.extend(review::enqueue_ops(&pb::ReviewItem {
+                            decision: Some(decision.clone()),
+                            features: scored.features.0.clone(),
+                        }));
+                    }
+                    out.push(Outgoing {
+                        topic: self.decisions_topic.clone(),
+                        key: env.user_key(),
+                        payload: decision.encode_to_vec(),
+                    });
+                    self.alerts_out(&scored.alerts, &env, &o.order_id, &mut out);
+                    overlay.extend(core_ops);
+                }
+                Event::Payment(p) => {
+                    overlay.extend(core_ops);
+                    if !p.success {
+                        let alerts = self.scorer.payment_alerts(p, &overlay).await.map_err(err)?;
+                        self.alerts_out(&alerts, &env, &p.order_id, &mut out);
+                    }
+                }
+                Event::Account(_) => overlay.extend(core_ops),
+            }
+            batch.push(r.offset, ops);
+        }
+        if batch.records.is_empty() {
+            return Ok(());
+        }
+        let sends = out.iter().map(|o| {
+            let h = HeaderList::new().with_current_trace();
+            async move {
+                self.producer
+                    .send(&o.topic, &o.key, &o.payload, &h)
+                    .await
+                    .map_err(|e| HandlerError(format!("publish to {}: {e}", o.topic)))
+            }
+        });
+        futures::future::try_join_all(sends).await?;
+        self.store
+            .apply(SCOPE, &batch)
+            .await
+            .map_err(|e| err(e.into()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! Metric names of the fraud service, defined once.
+use std::sync::LazyLock;
+
+use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+
+/// Decisions made, by path (`grpc`, `consumer`) and action.
+pub static DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_fraud_decisions_total",
+        "Orders decided, by path (grpc, consumer) and action",
+        &["path", "action"]
+    )
+    .expect("metric registers once")
+});
+
+/// Time to read features and decide one order, by path.
+pub static SCORE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "mesh_fraud_score_seconds",
+        "Feature read plus decision time of one order, by path",
+        &["path"],
+        vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]
+    )
+    .expect("metric registers once")
+});
+
+/// Risk alerts published, by kind.
+pub static ALERTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_fraud_alerts_total",
+        "Risk alerts published, by kind",
+        &["kind"]
+    )
+    .expect("metric registers once")
+});
+
+/// Rules file checks, by outcome (`reloaded`, `invalid`).
+pub static RULE_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_fraud_rule_reloads_total",
+        "Rules file reloads, by outcome (reloaded, invalid)",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// Reviews resolved, by label.
+pub static RESOLUTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_fraud_review_resolutions_total",
+        "Reviews resolved, by label",
+        &["label"]
+    )
+    .expect("metric registers once")
+});

@@ -1,0 +1,272 @@
+//! One decision for one order, the same on both paths: rules (reloaded
+//! without restart), the supervised model and the anomaly model, over
+//! features read as of the order's event time.
+//!
+//! Features use the order's event time as "now": the gRPC path and the
+//! consumer then read the same windows for the same order, and a replay
+//! decides as the live run did.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesh_fraud::eval::{build_dataset, fit_policy};
+use mesh_fraud::risk::{detect_order, detect_payment, DetectorConfig, RiskKind};
+use mesh_fraud::state::{entity_key, EntityKind};
+use mesh_fraud::{
+    reads_for, FeatureSource, FeatureVector, Order, PaymentEvent, Policy, PolicyConfig,
+    PolicyModels, ReadRequest, ReadResults, RiskAlert, RuleSet, RulesHandle, SimParams, StateOp,
+    TrainParams,
+};
+use mesh_proto::fraud::v1 as pb;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::metrics::{RULE_RELOADS, SCORE_SECONDS};
+use crate::state::FeatureReader;
+
+/// An order scored: its features, the decision and the order's alerts.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// Features before the order's own update.
+    pub features: FeatureVector,
+    /// The core's decision.
+    pub decision: mesh_fraud::Decision,
+    /// Alerts of the order detectors.
+    pub alerts: Vec<RiskAlert>,
+}
+
+/// Rules, models and the feature reader, shared by both paths.
+pub struct Scorer {
+    /// Models and thresholds.
+    pub policy: Policy,
+    /// Current rules, swapped on reload.
+    pub rules: Arc<RulesHandle>,
+    /// Detector thresholds.
+    pub detectors: DetectorConfig,
+    /// Reads feature state.
+    pub reader: FeatureReader,
+}
+
+impl Scorer {
+    /// Scores `order` on the stored state plus `overlay` (ops not applied
+    /// yet; empty on the gRPC path). `path` labels the latency metric.
+    pub async fn score(&self, order: &Order, overlay: &[StateOp], path: &str) -> Result<Scored> {
+        let started = Instant::now();
+        let now = order.ts;
+        let reqs = reads_for(order, now);
+        let user = entity_key(EntityKind::User, &order.user_id);
+        let partition = mesh_bus::partition::partition_for(&order.user_id, self.reader.partitions);
+        let results = self.reader.read(&reqs, &user, partition, overlay).await?;
+        let features = mesh_fraud::features_from(order, &results, now)?;
+        let decision = self.policy.decide(&features, &self.rules.current())?;
+        let alerts = detect_order(order, &features, &self.detectors);
+        SCORE_SECONDS
+            .with_label_values(&[path])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(Scored {
+            features,
+            decision,
+            alerts,
+        })
+    }
+
+    /// Card-testing alerts of a declined payment, over the state including
+    /// the payment's own update (in `overlay`).
+    pub async fn payment_alerts(
+        &self,
+        p: &PaymentEvent,
+        overlay: &[StateOp],
+    ) -> Result<Vec<RiskAlert>> {
+        let reqs = mesh_fraud::risk::payment_reads(p, p.ts);
+        // No user hash among these reads: every key spans partitions.
+        let results = self.reader.read(&reqs, "", 0, overlay).await?;
+        Ok(detect_payment(
+            p,
+            &Prefetched(results),
+            p.ts,
+            &self.detectors,
+        )?)
+    }
+
+    /// The protobuf decision of a scored order.
+    pub fn decision_proto(
+        &self,
+        env: &mesh_proto::events::v1::Envelope,
+        order: &Order,
+        scored: &Scored,
+    ) -> pb::Decision {
+        let d = &scored.decision;
+        let rules = self.rules.current();
+        let reasons = d
+            .reasons
+            .iter()
+            .map(|code| pb::Reason {
+                code: code.clone(),
+                text: reason_text(&rules, &self.policy.config, code, d),
+            })
+            .collect();
+        let top_features = d
+            .top_features
+            .iter()
+            .map(|(name, contribution)| pb::FeatureContribution {
+                name: name.clone(),
+                value: mesh_fraud::features::feature_index(name)
+                    .map(|i| scored.features.0[i])
+                    .unwrap_or_default(),
+                contribution: *contribution,
+            })
+            .collect();
+        pb::Decision {
+            order_id: order.order_id.clone(),
+            tenant_id: env.tenant_id.clone(),
+            user_id: env.user_id.clone(),
+            event_id: env.event_id.clone(),
+            action: action_proto(d.action) as i32,
+            score: d.score,
+            model_score: d.model_score,
+            anomaly_score: d.anomaly_score,
+            reasons,
+            top_features,
+            occurred_at_ms: env.occurred_at_ms,
+        }
+    }
+}
+
+/// Replies fetched ahead, served to the core's synchronous detectors.
+struct Prefetched(ReadResults);
+
+impl FeatureSource for Prefetched {
+    fn read(&self, _requests: &[ReadRequest]) -> mesh_fraud::Result<ReadResults> {
+        Ok(self.0.clone())
+    }
+}
+
+fn reason_text(
+    rules: &RuleSet,
+    cfg: &PolicyConfig,
+    code: &str,
+    d: &mesh_fraud::Decision,
+) -> String {
+    match code {
+        "MODEL_SCORE" => format!(
+            "model probability {:.3} is at or above the review threshold {}",
+            d.model_score.unwrap_or_default(),
+            cfg.review_at
+        ),
+        "ANOMALY" => format!(
+            "anomaly score {:.3} is unusual for this shop",
+            d.anomaly_score.unwrap_or_default()
+        ),
+        _ => rules
+            .rules
+            .iter()
+            .find(|r| r.code == code)
+            .map(|r| r.description.clone())
+            .unwrap_or_else(|| format!("rule {code}")),
+    }
+}
+
+/// The protobuf action.
+pub fn action_proto(a: mesh_fraud::Action) -> pb::Action {
+    match a {
+        mesh_fraud::Action::Approve => pb::Action::Approve,
+        mesh_fraud::Action::Review => pb::Action::Review,
+        mesh_fraud::Action::Reject => pb::Action::Reject,
+    }
+}
+
+/// The name of an alert kind on the wire and in metrics.
+pub fn alert_kind_name(k: RiskKind) -> &'static str {
+    match k {
+        RiskKind::AccountTakeover => "account_takeover",
+        RiskKind::PromotionAbuse => "promotion_abuse",
+        RiskKind::CardTesting => "card_testing",
+    }
+}
+
+/// The simulator run used when no model file is given: small enough to
+/// train in a few seconds, large enough to contain every fraud pattern.
+pub fn quick_sim_params() -> SimParams {
+    SimParams {
+        users: 800,
+        days: 10,
+        ..SimParams::default()
+    }
+}
+
+/// Loads the models from `path` (JSON written by the core's
+/// `--save-models`), or trains them once on the seeded simulator.
+pub fn load_policy(path: Option<&Path>) -> Result<Policy> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| mesh_fraud::Error::Io {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            let policy = PolicyModels::from_json(&text)?.into_policy(PolicyConfig::default());
+            tracing::info!(path = %p.display(), "fraud models loaded");
+            Ok(policy)
+        }
+        None => train_policy(&quick_sim_params()),
+    }
+}
+
+/// Trains the models on the seeded simulator.
+pub fn train_policy(params: &SimParams) -> Result<Policy> {
+    let started = Instant::now();
+    let ds = build_dataset(params)?;
+    let policy = fit_policy(
+        &ds.features,
+        &ds.labels,
+        &TrainParams::default(),
+        PolicyConfig::default(),
+    )?;
+    tracing::info!(
+        orders = ds.features.len(),
+        fraud = ds.labels.iter().filter(|l| **l).count(),
+        secs = started.elapsed().as_secs_f64(),
+        "MESH_FRAUD_MODEL unset: trained the fraud models on the seeded simulator"
+    );
+    Ok(policy)
+}
+
+/// The rules of `path`, or the core's default rules when unset.
+pub fn load_rules(path: Option<&Path>) -> Result<Arc<RulesHandle>> {
+    Ok(Arc::new(match path {
+        Some(p) => RulesHandle::load(p)?,
+        None => RulesHandle::new(RuleSet::default_rules()),
+    }))
+}
+
+/// Checks the rules file every `every` and swaps in changed, valid rules;
+/// an invalid file is logged and the old rules stay.
+pub fn spawn_rules_reloader(
+    rules: Arc<RulesHandle>,
+    path: PathBuf,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let (r, p) = (rules.clone(), path.clone());
+            match tokio::task::spawn_blocking(move || r.reload_if_changed(&p)).await {
+                Ok(Ok(true)) => {
+                    RULE_RELOADS.with_label_values(&["reloaded"]).inc();
+                    tracing::info!(path = %path.display(), "fraud rules reloaded");
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(error)) => {
+                    RULE_RELOADS.with_label_values(&["invalid"]).inc();
+                    tracing::warn!(path = %path.display(), %error, "fraud rules not reloaded; keeping the old rules");
+                }
+                Err(error) => tracing::warn!(%error, "rules reload task failed"),
+            }
+        }
+    })
+}

@@ -1,0 +1,197 @@
+//! Starts the fraud service in-process against the test broker and Redis,
+//! with topics, consumer group and key prefix of its own.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use mesh_bus::{Producer, ProducerConfig, TopicNames, TopicSpec};
+use mesh_fraud::PolicyModels;
+use mesh_fraud_svc::{Deps, FraudConfig, Running};
+use mesh_proto::events::v1::envelope::Body;
+use mesh_proto::events::v1::{Context, Envelope, LineItem, Location, OrderPlaced};
+use mesh_proto::fraud::v1 as pb;
+use mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient;
+use mesh_store::{RedisStore, StateStore};
+use prost::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::ClientConfig;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub const PARTITIONS: i32 = 2;
+
+/// Models trained once per test binary and saved, so every test loads
+/// them through `MESH_FRAUD_MODEL` instead of training again.
+pub fn model_file() -> PathBuf {
+    static MODEL: OnceLock<PathBuf> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let policy =
+                mesh_fraud_svc::scoring::train_policy(&mesh_fraud_svc::scoring::quick_sim_params())
+                    .expect("train");
+            let path =
+                std::env::temp_dir().join(format!("{}.json", mesh_testkit::unique("fraud-models")));
+            std::fs::write(&path, PolicyModels::json_of(&policy).expect("json")).expect("write");
+            path
+        })
+        .clone()
+}
+
+pub struct Harness {
+    pub running: Running,
+    pub topics: TopicNames,
+    pub producer: Producer,
+    pub client: FraudServiceClient<Channel>,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A service with `rules_path` (if any) polled every 50 ms.
+pub async fn start(rules_path: Option<PathBuf>) -> Harness {
+    let brokers = mesh_testkit::kafka_brokers();
+    let name = mesh_testkit::unique("fraud");
+    let topics = TopicNames::with_prefix(&name);
+    mesh_bus::ensure_topics(
+        &brokers,
+        &topics,
+        TopicSpec {
+            partitions: PARTITIONS,
+            replication: 1,
+        },
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("topics");
+    let store = StateStore::Redis(
+        RedisStore::connect(&mesh_testkit::redis_url(), &name)
+            .await
+            .expect("redis"),
+    );
+    let producer = Producer::new(ProducerConfig::new(&brokers, &name)).expect("producer");
+    let model = tokio::task::spawn_blocking(model_file)
+        .await
+        .expect("model");
+    let cfg = FraudConfig {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        group: format!("{name}-group"),
+        rules_path,
+        rules_poll: Duration::from_millis(50),
+        model_path: Some(model),
+    };
+    let deps = Deps {
+        brokers,
+        topics: topics.clone(),
+        partitions: PARTITIONS,
+        replication: 1,
+        store,
+        producer: producer.clone(),
+        consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
+    };
+    let shutdown = CancellationToken::new();
+    let running = mesh_fraud_svc::start(&cfg, &deps, shutdown.clone())
+        .await
+        .expect("fraud starts");
+    let client = FraudServiceClient::connect(format!("http://{}", running.grpc_addr))
+        .await
+        .expect("connect");
+    Harness {
+        running,
+        topics,
+        producer,
+        client,
+        shutdown,
+    }
+}
+
+impl Harness {
+    /// Publishes an envelope on the order topic, keyed by user.
+    pub async fn publish(&self, env: &Envelope) {
+        self.producer
+            .send(
+                &self.topics.order_events,
+                &env.user_key(),
+                &env.encode_to_vec(),
+                &Default::default(),
+            )
+            .await
+            .expect("publish");
+    }
+
+    /// A reader of the decisions topic from the beginning.
+    pub fn decisions_reader(&self) -> StreamConsumer {
+        let c: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", mesh_testkit::kafka_brokers())
+            .set("group.id", mesh_testkit::unique("fraud-reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("reader");
+        c.subscribe(&[&self.topics.decisions]).expect("subscribe");
+        c
+    }
+}
+
+/// Waits (at most 60 s) for the decision on `order_id`.
+pub async fn decision_for(reader: &StreamConsumer, order_id: &str) -> pb::Decision {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no decision for {order_id} within 60 s");
+        if let Ok(Ok(m)) = tokio::time::timeout(left, reader.recv()).await {
+            let d = pb::Decision::decode(m.payload().unwrap_or_default()).expect("decision");
+            if d.order_id == order_id {
+                return d;
+            }
+        }
+    }
+}
+
+/// An ordinary order: one line, card, shipped to Berlin.
+pub fn order(user: &str, order_id: &str, amount: f64, at_ms: i64) -> Envelope {
+    Envelope {
+        event_id: format!("ev-{order_id}"),
+        tenant_id: "shop".into(),
+        user_id: user.into(),
+        occurred_at_ms: at_ms,
+        source: "checkout".into(),
+        context: Some(Context {
+            device_hash: format!("dev-{user}"),
+            ip_hash: format!("ip-{user}"),
+            ..Context::default()
+        }),
+        body: Some(Body::OrderPlaced(OrderPlaced {
+            order_id: order_id.into(),
+            items: vec![LineItem {
+                sku: "sku-1".into(),
+                category: "shoes".into(),
+                quantity: 1,
+                unit_price: amount,
+                ..LineItem::default()
+            }],
+            subtotal: amount,
+            total: amount,
+            currency: "EUR".into(),
+            payment_method: "card".into(),
+            payment_hash: format!("card-{user}"),
+            ship_to: Some(Location {
+                lat: 52.52,
+                lon: 13.40,
+                country: "DE".into(),
+                region: "10115".into(),
+            }),
+            ..OrderPlaced::default()
+        })),
+    }
+}
+
+pub fn now_ms() -> i64 {
+    mesh_fraud_svc::grpc::system_clock()
+}

@@ -1,0 +1,258 @@
+//! What an order event does to logistics state, as store ops. Pure: the same
+//! envelope always gives the same ops, which makes redelivery and replay
+//! safe.
+//!
+//! Keys (all in the slot of the record's input partition, scope
+//! [`crate::SCOPE`]):
+//! - `o:<tenant>/<order>`: one hash per order — wave, location, demand,
+//!   promised window, and status fields (`paid`, `cancelled`, `shipped_at`,
+//!   `delivered`, ...).
+//! - `w:<wave>`: wave membership, one field per order key.
+//! - `waves`: the wave index, one field per wave id.
+//! - `d:<series>`: daily demand, one float field per day (days since
+//!   1970-01-01), see [`series_keys`].
+//! - `series`: the series index.
+use mesh_proto::events::v1::envelope::Body;
+use mesh_proto::events::v1::{Envelope, OrderPlaced};
+use mesh_store::Op;
+
+/// Payment methods paid on delivery: such orders join a wave when placed.
+pub const CASH_ON_DELIVERY: &[&str] = &["cod", "cash_on_delivery", "cash"];
+/// Cancellation reason that holds a stop instead of cancelling it.
+pub const FRAUD_HOLD: &str = "fraud_hold";
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Key of an order's hash.
+pub fn order_key(tenant: &str, order: &str) -> String {
+    format!("o:{}", stop_id(tenant, order))
+}
+
+/// Id of a stop: `<tenant>/<order_id>`.
+pub fn stop_id(tenant: &str, order: &str) -> String {
+    format!("{tenant}/{order}")
+}
+
+/// Key of a wave's membership hash.
+pub fn wave_key(wave: &str) -> String {
+    format!("w:{wave}")
+}
+
+/// Key of a demand series hash.
+pub fn series_hash(series: &str) -> String {
+    format!("d:{series}")
+}
+
+/// Key of the wave index hash.
+pub const WAVES: &str = "waves";
+/// Key of the series index hash.
+pub const SERIES: &str = "series";
+
+/// Days since 1970-01-01 (UTC) of a Unix ms time.
+pub fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS)
+}
+
+/// `yyyy-mm-dd` of a day number.
+pub fn day_name(day: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(day * DAY_MS)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| day.to_string())
+}
+
+/// Makes a value safe inside a wave id (`|` separates its parts).
+fn clean(s: &str, default: &str) -> String {
+    let s = s.trim();
+    if s.is_empty() {
+        default.to_string()
+    } else {
+        s.replace('|', "_")
+    }
+}
+
+/// The wave an order joins: `<warehouse>|<region>|<yyyy-mm-dd>` of the
+/// promised window's start (the order time when there is no window).
+pub fn wave_id(o: &OrderPlaced, occurred_at_ms: i64, default_warehouse: &str) -> String {
+    let warehouse = clean(&o.warehouse_id, default_warehouse);
+    let region = clean(
+        o.ship_to.as_ref().map(|l| l.region.as_str()).unwrap_or(""),
+        "none",
+    );
+    let at = if o.promised_from_ms > 0 {
+        o.promised_from_ms
+    } else {
+        occurred_at_ms
+    };
+    format!("{warehouse}|{region}|{}", day_name(day_of(at)))
+}
+
+/// The demand series an order line counts in: per SKU, per SKU and
+/// warehouse, per category, per category and region.
+pub fn series_keys(sku: &str, category: &str, warehouse: &str, region: &str) -> Vec<String> {
+    let mut keys = Vec::with_capacity(4);
+    if !sku.is_empty() {
+        keys.push(format!("sku:{sku}"));
+        keys.push(format!("sku:{sku}@{warehouse}"));
+    }
+    if !category.is_empty() {
+        keys.push(format!("cat:{category}"));
+        if !region.is_empty() {
+            keys.push(format!("cat:{category}@{region}"));
+        }
+    }
+    keys
+}
+
+fn set(key: &str, field: &str, value: impl ToString) -> Op {
+    Op::HSet {
+        key: key.to_string(),
+        field: field.to_string(),
+        value: value.to_string(),
+    }
+}
+
+/// The ops one event applies (empty for events logistics ignores).
+pub fn ops(e: &Envelope, default_warehouse: &str) -> Vec<Op> {
+    let Some(body) = &e.body else {
+        return Vec::new();
+    };
+    match body {
+        Body::OrderPlaced(o) => placed(e, o, default_warehouse),
+        Body::PaymentAuthorized(p) => vec![set(&order_key(&e.tenant_id, &p.order_id), "paid", 1)],
+        Body::OrderCancelled(c) => vec![set(
+            &order_key(&e.tenant_id, &c.order_id),
+            "cancelled",
+            if c.reason.is_empty() {
+                "unknown"
+            } else {
+                &c.reason
+            },
+        )],
+        Body::OrderShipped(s) => vec![set(
+            &order_key(&e.tenant_id, &s.order_id),
+            "shipped_at",
+            e.occurred_at_ms,
+        )],
+        Body::OrderDelivered(d) => {
+            let key = order_key(&e.tenant_id, &d.order_id);
+            vec![
+                set(&key, "delivered", if d.success { 1 } else { 0 }),
+                set(&key, "delivered_at", e.occurred_at_ms),
+                set(&key, "failure_reason", &d.failure_reason),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn placed(e: &Envelope, o: &OrderPlaced, default_warehouse: &str) -> Vec<Op> {
+    let key = order_key(&e.tenant_id, &o.order_id);
+    let wave = wave_id(o, e.occurred_at_ms, default_warehouse);
+    let warehouse = clean(&o.warehouse_id, default_warehouse);
+    let loc = o.ship_to.clone().unwrap_or_default();
+    let units: i64 = o.items.iter().map(|i| i64::from(i.quantity)).sum();
+    let cod = CASH_ON_DELIVERY.contains(&o.payment_method.to_ascii_lowercase().as_str());
+    let mut ops = vec![
+        set(&key, "wave", &wave),
+        set(&key, "lat", loc.lat),
+        set(&key, "lon", loc.lon),
+        set(&key, "demand", units.max(1)),
+        set(&key, "from_ms", o.promised_from_ms),
+        set(&key, "to_ms", o.promised_to_ms),
+        set(&key, "placed_at", e.occurred_at_ms),
+        set(&key, "user", &e.user_id),
+        set(&wave_key(&wave), &stop_id(&e.tenant_id, &o.order_id), 1),
+        set(WAVES, &wave, 1),
+    ];
+    if cod {
+        ops.push(set(&key, "cod", 1));
+    }
+    let day = day_of(e.occurred_at_ms).to_string();
+    for item in &o.items {
+        for s in series_keys(&item.sku, &item.category, &warehouse, &loc.region) {
+            ops.push(Op::HIncrFloat {
+                key: series_hash(&s),
+                field: day.clone(),
+                delta: f64::from(item.quantity),
+            });
+            ops.push(set(SERIES, &s, 1));
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_proto::events::v1::{LineItem, Location, OrderCancelled};
+
+    fn order(method: &str) -> Envelope {
+        Envelope {
+            event_id: "e1".into(),
+            tenant_id: "shop".into(),
+            user_id: "u1".into(),
+            occurred_at_ms: 1_764_288_000_000,
+            body: Some(Body::OrderPlaced(OrderPlaced {
+                order_id: "o1".into(),
+                items: vec![LineItem {
+                    sku: "s1".into(),
+                    category: "shoes".into(),
+                    quantity: 3,
+                    ..Default::default()
+                }],
+                payment_method: method.into(),
+                ship_to: Some(Location {
+                    lat: 52.5,
+                    lon: 13.4,
+                    region: "north".into(),
+                    ..Default::default()
+                }),
+                warehouse_id: "wh|1".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn placed_order_joins_its_wave_and_counts_demand() {
+        let ops = ops(&order("card"), "default");
+        assert!(ops.contains(&set("o:shop/o1", "wave", "wh_1|north|2025-11-28")));
+        assert!(ops.contains(&set("w:wh_1|north|2025-11-28", "shop/o1", 1)));
+        assert!(ops.contains(&set("o:shop/o1", "demand", 3)));
+        assert!(!ops
+            .iter()
+            .any(|o| matches!(o, Op::HSet { field, .. } if field == "cod")));
+        let series: Vec<_> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::HIncrFloat { key, delta, .. } => Some((key.clone(), *delta)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(series.len(), 4);
+        assert!(series.contains(&("d:cat:shoes@north".into(), 3.0)));
+    }
+
+    #[test]
+    fn cash_on_delivery_is_paid_on_placement() {
+        let ops = ops(&order("COD"), "default");
+        assert!(ops.contains(&set("o:shop/o1", "cod", 1)));
+    }
+
+    #[test]
+    fn cancellation_records_the_reason() {
+        let e = Envelope {
+            tenant_id: "shop".into(),
+            body: Some(Body::OrderCancelled(OrderCancelled {
+                order_id: "o1".into(),
+                reason: FRAUD_HOLD.into(),
+            })),
+            ..Default::default()
+        };
+        assert_eq!(
+            ops(&e, "d"),
+            vec![set("o:shop/o1", "cancelled", FRAUD_HOLD)]
+        );
+    }
+}

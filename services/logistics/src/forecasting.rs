@@ -1,0 +1,302 @@
+//! Demand series read back from the store, forecasts with the core's
+//! default method, stock levels and reorder suggestions.
+//!
+//! Series are daily: day `d` (days since 1970-01-01, UTC) holds the units
+//! ordered that day, summed over every partition slot. A forecast uses the
+//! days from the first observation up to yesterday (today is incomplete),
+//! zero-filled, at most `max_history_days`.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use mesh_forecast::{Method, Suggestion};
+use mesh_store::{Op, PartitionBatch, Slot, StateStore};
+
+use crate::error::{invalid, Error, Result};
+use crate::fold::{self, day_of};
+use crate::SCOPE;
+
+/// Weekly seasonality of daily demand.
+pub const PERIOD: usize = 7;
+
+/// Forecasting and inventory settings.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// Replenishment lead time in days.
+    pub lead_time_days: usize,
+    /// Target probability of no stock-out over the lead time.
+    pub service_level: f64,
+    /// A stock-out alert is raised above this probability.
+    pub stockout_threshold: f64,
+    /// Longest history fitted.
+    pub max_history_days: usize,
+}
+
+/// A forecast of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesForecast {
+    pub method: String,
+    /// Day number of the first forecast day.
+    pub first_day: i64,
+    pub point: Vec<f64>,
+    pub lower: Vec<f64>,
+    pub upper: Vec<f64>,
+    pub history_days: usize,
+}
+
+fn slots(partitions: i32) -> impl Iterator<Item = Slot<'static>> {
+    (0..partitions).map(|partition| Slot {
+        scope: SCOPE,
+        partition,
+    })
+}
+
+/// Units per day of a series, summed over every partition.
+pub async fn load_series(
+    store: &StateStore,
+    partitions: i32,
+    series: &str,
+) -> Result<BTreeMap<i64, f64>> {
+    let key = fold::series_hash(series);
+    let keys: Vec<_> = slots(partitions).map(|s| (s, key.clone())).collect();
+    let mut out = BTreeMap::new();
+    for h in store.hgetall_many(&keys).await? {
+        for (day, v) in h {
+            if let (Ok(d), Ok(v)) = (day.parse::<i64>(), v.parse::<f64>()) {
+                *out.entry(d).or_insert(0.0) += v;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The zero-filled daily history ending yesterday (or at the last observed
+/// day when that is later), at most `max_days` long; with its first day.
+pub fn daily(series: &BTreeMap<i64, f64>, today: i64, max_days: usize) -> Option<(i64, Vec<f64>)> {
+    let first = *series.keys().next()?;
+    let last = (*series.keys().next_back()?).max(today - 1);
+    let first = first.max(last + 1 - max_days.max(1) as i64);
+    let ys = (first..=last)
+        .map(|d| series.get(&d).copied().unwrap_or(0.0))
+        .collect();
+    Some((first, ys))
+}
+
+/// Fits the core's default method and forecasts `horizon` days with
+/// intervals at `level`. Demand cannot be negative: bounds are floored at 0.
+pub fn forecast_daily(
+    first: i64,
+    ys: &[f64],
+    horizon: usize,
+    level: f64,
+) -> Result<SeriesForecast> {
+    let fitted = mesh_forecast::fit(Method::Auto, ys, PERIOD)?;
+    let f = fitted.forecast(horizon);
+    let iv = f.interval(level)?;
+    let floor = |v: &Vec<f64>| v.iter().map(|x| x.max(0.0)).collect::<Vec<_>>();
+    let point = floor(&f.mean);
+    Ok(SeriesForecast {
+        method: fitted.describe(),
+        first_day: first + ys.len() as i64,
+        lower: floor(&iv.lower)
+            .into_iter()
+            .zip(&point)
+            .map(|(l, p)| l.min(*p))
+            .collect(),
+        upper: floor(&iv.upper)
+            .into_iter()
+            .zip(&point)
+            .map(|(u, p)| u.max(*p))
+            .collect(),
+        point,
+        history_days: ys.len(),
+    })
+}
+
+/// Loads and forecasts a series.
+pub async fn forecast(
+    store: &StateStore,
+    partitions: i32,
+    inv: &Inventory,
+    series: &str,
+    horizon: usize,
+    level: f64,
+    now_ms: i64,
+) -> Result<SeriesForecast> {
+    if series.is_empty() {
+        return Err(invalid(
+            "series_key",
+            "is empty; expected e.g. sku:<sku> or cat:<category>",
+        ));
+    }
+    if !(1..=365).contains(&horizon) {
+        return Err(invalid("horizon", format!("{horizon} is outside 1..=365")));
+    }
+    if !(level > 0.0 && level < 1.0) {
+        return Err(invalid("level", format!("{level} is outside (0, 1)")));
+    }
+    let data = load_series(store, partitions, series).await?;
+    let (first, ys) = daily(&data, day_of(now_ms), inv.max_history_days)
+        .ok_or_else(|| Error::NotFound(format!("no demand recorded for series {series}")))?;
+    forecast_daily(first, &ys, horizon, level)
+}
+
+fn stock_key(warehouse: &str) -> String {
+    format!("stock:{warehouse}")
+}
+
+fn stock_slot(warehouse: &str, partitions: i32) -> Slot<'static> {
+    Slot {
+        scope: SCOPE,
+        partition: mesh_bus::partition::partition_for(warehouse, partitions),
+    }
+}
+
+/// Versions of stock writes: strictly increasing in this process and
+/// tied to the clock across restarts, so the store's watermark of the
+/// pseudo source `stock/<warehouse>` drops nothing but stale writes.
+#[derive(Default)]
+pub struct StockVersions(AtomicI64);
+
+impl StockVersions {
+    fn next(&self, now_ms: i64) -> i64 {
+        let want = now_ms.saturating_mul(1000);
+        let prev = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(want.max(last + 1))
+            })
+            .unwrap_or(0);
+        want.max(prev + 1)
+    }
+}
+
+/// Sets the stock of one SKU in one warehouse.
+#[allow(clippy::too_many_arguments)]
+pub async fn set_stock(
+    store: &StateStore,
+    partitions: i32,
+    versions: &StockVersions,
+    warehouse: &str,
+    sku: &str,
+    on_hand: f64,
+    on_order: f64,
+    now_ms: i64,
+) -> Result<()> {
+    if warehouse.is_empty() {
+        return Err(invalid("warehouse", "is empty"));
+    }
+    if sku.is_empty() {
+        return Err(invalid("sku", "is empty"));
+    }
+    if !on_hand.is_finite() {
+        return Err(invalid("on_hand", format!("{on_hand} is not finite")));
+    }
+    if !(on_order.is_finite() && on_order >= 0.0) {
+        return Err(invalid(
+            "on_order",
+            format!("{on_order} must be finite and >= 0"),
+        ));
+    }
+    let slot = stock_slot(warehouse, partitions);
+    let mut batch = PartitionBatch::new(format!("stock/{warehouse}"), slot.partition);
+    batch.push(
+        versions.next(now_ms),
+        vec![Op::HSet {
+            key: stock_key(warehouse),
+            field: sku.to_string(),
+            value: format!("{on_hand},{on_order}"),
+        }],
+    );
+    store.apply(SCOPE, &batch).await?;
+    Ok(())
+}
+
+/// Stock of every SKU of a warehouse: `(sku, on_hand, on_order)`, by SKU.
+pub async fn stock(
+    store: &StateStore,
+    partitions: i32,
+    warehouse: &str,
+) -> Result<Vec<(String, f64, f64)>> {
+    let h = store
+        .hgetall(stock_slot(warehouse, partitions), &stock_key(warehouse))
+        .await?;
+    let mut out: Vec<_> = h
+        .into_iter()
+        .filter_map(|(sku, v)| {
+            let (a, b) = v.split_once(',')?;
+            Some((sku, a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// The reorder suggestion for one SKU of a warehouse from its demand at
+/// that warehouse (`sku:<sku>@<warehouse>`); no demand yet means a zero
+/// forecast.
+#[allow(clippy::too_many_arguments)]
+pub async fn suggestion(
+    store: &StateStore,
+    partitions: i32,
+    inv: &Inventory,
+    warehouse: &str,
+    sku: &str,
+    on_hand: f64,
+    on_order: f64,
+    now_ms: i64,
+) -> Result<Suggestion> {
+    let horizon = inv.lead_time_days.max(1);
+    let data = load_series(store, partitions, &format!("sku:{sku}@{warehouse}")).await?;
+    let f = match daily(&data, day_of(now_ms), inv.max_history_days) {
+        Some((_, ys)) => mesh_forecast::fit(Method::Auto, &ys, PERIOD)?.forecast(horizon),
+        None => mesh_forecast::Forecast {
+            mean: vec![0.0; horizon],
+            sd: vec![0.0; horizon],
+        },
+    };
+    Ok(mesh_forecast::reorder_suggestion(
+        on_hand,
+        on_order,
+        &f,
+        horizon,
+        inv.service_level,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daily_zero_fills_up_to_yesterday() {
+        let s: BTreeMap<i64, f64> = [(10, 2.0), (12, 3.0)].into();
+        assert_eq!(
+            daily(&s, 15, 100),
+            Some((10, vec![2.0, 0.0, 3.0, 0.0, 0.0]))
+        );
+        assert_eq!(daily(&s, 15, 2), Some((13, vec![0.0, 0.0])));
+        assert_eq!(daily(&BTreeMap::new(), 15, 10), None);
+    }
+
+    #[test]
+    fn forecast_of_a_seasonal_series_brackets_its_points() {
+        let ys: Vec<f64> = (0..60)
+            .map(|i| 20.0 + 5.0 * ((i % 7) as f64) + (i as f64 * 0.7).sin())
+            .collect();
+        let f = forecast_daily(100, &ys, 14, 0.9).unwrap();
+        assert_eq!(f.point.len(), 14);
+        assert_eq!(f.first_day, 160);
+        for i in 0..14 {
+            assert!(f.lower[i] <= f.point[i] && f.point[i] <= f.upper[i]);
+        }
+    }
+
+    #[test]
+    fn stock_versions_increase() {
+        let v = StockVersions::default();
+        let a = v.next(5);
+        let b = v.next(5);
+        let c = v.next(4);
+        assert!(a < b && b < c);
+    }
+}

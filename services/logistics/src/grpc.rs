@@ -1,0 +1,369 @@
+//! `LogisticsService`: conversion and validation only; the work is in
+//! [`crate::wave`] and [`crate::forecasting`].
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_bus::Producer;
+use mesh_proto::logistics::v1 as pb;
+use mesh_proto::logistics::v1::logistics_service_server::LogisticsService;
+use mesh_store::StateStore;
+use mesh_vrp::{Budget, Instance, SolveOptions, Stop};
+use tonic::{Request, Response, Status};
+
+use crate::error::{invalid, to_status, Error, Result};
+use crate::forecasting::{self, Inventory, StockVersions};
+use crate::handler::publish_alert;
+use crate::wave::{self, schedule, StopState, StoredPlan};
+use crate::{fold, Clock};
+
+/// Due time used for "no limit" in `PlanRoutes`.
+const NO_LIMIT: f64 = 1e9;
+
+pub struct LogisticsGrpc {
+    pub store: StateStore,
+    pub partitions: i32,
+    pub producer: Producer,
+    pub alerts_topic: String,
+    pub inventory: Inventory,
+    pub plan_routes_default: Duration,
+    pub clock: Clock,
+    pub stock_versions: Arc<StockVersions>,
+}
+
+fn check_stop(field: &str, s: &pb::RouteStop, capacity: i64, depot: bool) -> Result<Stop> {
+    for (name, v) in [
+        ("x", s.x),
+        ("y", s.y),
+        ("ready", s.ready),
+        ("due", s.due),
+        ("service", s.service),
+    ] {
+        if !v.is_finite() || (v < 0.0 && !matches!(name, "x" | "y")) {
+            return Err(invalid(
+                format!("{field}.{name}"),
+                format!("{v} must be finite and >= 0"),
+            ));
+        }
+    }
+    let due = if s.due == 0.0 { NO_LIMIT } else { s.due };
+    if s.ready > due {
+        return Err(invalid(
+            format!("{field}.ready"),
+            format!("{} is after due {}", s.ready, s.due),
+        ));
+    }
+    if !depot && !(0..=capacity).contains(&s.demand) {
+        return Err(invalid(
+            format!("{field}.demand"),
+            format!("{} is outside 0..={capacity}", s.demand),
+        ));
+    }
+    Ok(Stop {
+        x: s.x,
+        y: s.y,
+        demand: if depot { 0 } else { s.demand },
+        ready: s.ready,
+        due,
+        service: if depot { 0.0 } else { s.service },
+    })
+}
+
+/// Solves a stateless routing request.
+pub fn plan_routes(
+    r: &pb::PlanRoutesRequest,
+    default_budget: Duration,
+) -> Result<pb::PlanRoutesResponse> {
+    if r.capacity <= 0 {
+        return Err(invalid("capacity", format!("{} must be > 0", r.capacity)));
+    }
+    let depot = r
+        .depot
+        .as_ref()
+        .ok_or_else(|| invalid("depot", "is required"))?;
+    if r.stops.is_empty() {
+        return Err(invalid("stops", "needs at least one stop"));
+    }
+    if r.time_budget_ms > 60_000 {
+        return Err(invalid(
+            "time_budget_ms",
+            format!("{} is above 60000", r.time_budget_ms),
+        ));
+    }
+    let mut nodes = vec![check_stop("depot", depot, r.capacity, true)?];
+    for (i, s) in r.stops.iter().enumerate() {
+        nodes.push(check_stop(&format!("stops[{i}]"), s, r.capacity, false)?);
+    }
+    let fleet = (r.vehicles > 0).then_some(r.vehicles as usize);
+    let inst = Instance::from_stops("plan-routes", &nodes, r.capacity, fleet, None)?;
+    let budget = if r.time_budget_ms == 0 {
+        default_budget
+    } else {
+        Duration::from_millis(u64::from(r.time_budget_ms))
+    };
+    let res = mesh_vrp::solve(
+        &inst,
+        &SolveOptions {
+            seed: 1,
+            budget: Budget::time(budget),
+            threads: 1,
+        },
+    )?;
+    let id = |c: usize| {
+        let s = &r.stops[c - 1];
+        if s.id.is_empty() {
+            (c - 1).to_string()
+        } else {
+            s.id.clone()
+        }
+    };
+    let routes = res
+        .solution
+        .routes
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|route| {
+            let s = schedule(&inst, route);
+            pb::Route {
+                stop_ids: route.iter().map(|&c| id(c)).collect(),
+                stop_indexes: route.iter().map(|&c| (c - 1) as u32).collect(),
+                arrivals: s.arrivals,
+                load: s.load,
+                distance: s.distance,
+            }
+        })
+        .collect();
+    Ok(pb::PlanRoutesResponse {
+        routes,
+        distance: res.distance,
+        vehicles: res.vehicles as u32,
+        seconds: res.seconds,
+    })
+}
+
+fn to_wave_plan(p: StoredPlan) -> pb::WavePlan {
+    pb::WavePlan {
+        vehicles: p.routes.len() as u32,
+        routes: p
+            .routes
+            .into_iter()
+            .map(|r| pb::Route {
+                stop_ids: r.stops,
+                stop_indexes: Vec::new(),
+                arrivals: r.arrivals,
+                load: r.load,
+                distance: r.distance,
+            })
+            .collect(),
+        wave_id: p.wave_id,
+        version: p.version,
+        method: p.method,
+        distance: p.distance,
+        unassigned: p.unassigned,
+        computed_at_ms: p.computed_at_ms,
+        seconds: p.seconds,
+    }
+}
+
+impl LogisticsGrpc {
+    async fn get_plan(&self, wave_id: &str) -> Result<pb::WavePlan> {
+        if wave_id.is_empty() {
+            return Err(invalid("wave_id", "is empty"));
+        }
+        wave::load_plan(&self.store, self.partitions, wave_id)
+            .await?
+            .map(to_wave_plan)
+            .ok_or_else(|| Error::NotFound(format!("wave {wave_id} has no plan (yet)")))
+    }
+
+    async fn list_waves(&self) -> Result<pb::ListWavesResponse> {
+        let mut waves = Vec::new();
+        for w in wave::list_waves(&self.store, self.partitions).await? {
+            let stops = wave::load_wave(&self.store, self.partitions, &w).await?;
+            let plan = wave::load_plan(&self.store, self.partitions, &w).await?;
+            let mut parts = w.splitn(3, '|');
+            waves.push(pb::WaveSummary {
+                warehouse: parts.next().unwrap_or_default().to_string(),
+                region: parts.next().unwrap_or_default().to_string(),
+                day: parts.next().unwrap_or_default().to_string(),
+                orders: stops.len() as u32,
+                active_stops: stops
+                    .values()
+                    .filter(|s| s.state == StopState::Active)
+                    .count() as u32,
+                plan_version: plan.map(|p| p.version).unwrap_or(0),
+                wave_id: w,
+            });
+        }
+        Ok(pb::ListWavesResponse { waves })
+    }
+
+    async fn forecast(&self, r: pb::ForecastRequest) -> Result<pb::ForecastResponse> {
+        let level = if r.level == 0.0 { 0.95 } else { r.level };
+        let f = forecasting::forecast(
+            &self.store,
+            self.partitions,
+            &self.inventory,
+            &r.series_key,
+            r.horizon as usize,
+            level,
+            (self.clock)(),
+        )
+        .await?;
+        Ok(pb::ForecastResponse {
+            series_key: r.series_key,
+            method: f.method,
+            first_day: fold::day_name(f.first_day),
+            point: f.point,
+            lower: f.lower,
+            upper: f.upper,
+            level,
+            history_days: f.history_days as u32,
+        })
+    }
+
+    async fn reorder(&self, warehouse: &str) -> Result<pb::ReorderSuggestionsResponse> {
+        if warehouse.is_empty() {
+            return Err(invalid("warehouse", "is empty"));
+        }
+        let stock = forecasting::stock(&self.store, self.partitions, warehouse).await?;
+        if stock.is_empty() {
+            return Err(Error::NotFound(format!(
+                "no stock set for warehouse {warehouse}"
+            )));
+        }
+        let now = (self.clock)();
+        let inv = &self.inventory;
+        let mut suggestions = Vec::with_capacity(stock.len());
+        for (sku, on_hand, on_order) in stock {
+            let s = forecasting::suggestion(
+                &self.store,
+                self.partitions,
+                inv,
+                warehouse,
+                &sku,
+                on_hand,
+                on_order,
+                now,
+            )
+            .await?;
+            let alert = s.stockout_alert(inv.stockout_threshold);
+            if alert {
+                let day = fold::day_name(fold::day_of(now));
+                let a = pb::LogisticsAlert {
+                    alert_id: format!("logistics:stockout:{warehouse}:{sku}:{day}"),
+                    kind: pb::AlertKind::StockoutRisk as i32,
+                    warehouse: warehouse.to_string(),
+                    sku: sku.clone(),
+                    probability: s.stockout_probability,
+                    detail: format!(
+                        "stock-out probability {:.2} over {} days exceeds {:.2}",
+                        s.stockout_probability, inv.lead_time_days, inv.stockout_threshold
+                    ),
+                    occurred_at_ms: now,
+                    vehicle: -1,
+                    ..Default::default()
+                };
+                publish_alert(
+                    &self.producer,
+                    &self.alerts_topic,
+                    &format!("{warehouse}/{sku}"),
+                    &a,
+                )
+                .await?;
+            }
+            suggestions.push(pb::ReorderSuggestion {
+                sku,
+                on_hand,
+                on_order,
+                lead_time_demand: s.lead_time_demand,
+                safety_stock: s.safety_stock,
+                reorder_point: s.reorder_point,
+                order_quantity: s.order_qty,
+                stockout_probability: s.stockout_probability,
+                alert,
+            });
+        }
+        Ok(pb::ReorderSuggestionsResponse {
+            warehouse: warehouse.to_string(),
+            lead_time_days: inv.lead_time_days as u32,
+            service_level: inv.service_level,
+            suggestions,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl LogisticsService for LogisticsGrpc {
+    async fn plan_routes(
+        &self,
+        request: Request<pb::PlanRoutesRequest>,
+    ) -> std::result::Result<Response<pb::PlanRoutesResponse>, Status> {
+        let r = request.into_inner();
+        let budget = self.plan_routes_default;
+        tokio::task::spawn_blocking(move || plan_routes(&r, budget))
+            .await
+            .map_err(|e| Status::internal(format!("solver task failed: {e}")))?
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn get_plan(
+        &self,
+        request: Request<pb::GetPlanRequest>,
+    ) -> std::result::Result<Response<pb::WavePlan>, Status> {
+        self.get_plan(&request.into_inner().wave_id)
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn list_waves(
+        &self,
+        _request: Request<pb::ListWavesRequest>,
+    ) -> std::result::Result<Response<pb::ListWavesResponse>, Status> {
+        self.list_waves()
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn forecast(
+        &self,
+        request: Request<pb::ForecastRequest>,
+    ) -> std::result::Result<Response<pb::ForecastResponse>, Status> {
+        self.forecast(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn set_stock(
+        &self,
+        request: Request<pb::SetStockRequest>,
+    ) -> std::result::Result<Response<pb::SetStockResponse>, Status> {
+        let r = request.into_inner();
+        forecasting::set_stock(
+            &self.store,
+            self.partitions,
+            &self.stock_versions,
+            &r.warehouse,
+            &r.sku,
+            r.on_hand,
+            r.on_order,
+            (self.clock)(),
+        )
+        .await
+        .map(|()| Response::new(pb::SetStockResponse {}))
+        .map_err(to_status)
+    }
+
+    async fn reorder_suggestions(
+        &self,
+        request: Request<pb::ReorderSuggestionsRequest>,
+    ) -> std::result::Result<Response<pb::ReorderSuggestionsResponse>, Status> {
+        self.reorder(&request.into_inner().warehouse)
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+}

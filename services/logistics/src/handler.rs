@@ -1,0 +1,198 @@
+//! The consumer side: order records of one partition in, one atomic store
+//! step out; then (outside the exactly-once step) touched waves go to the
+//! planner and delivery exceptions to the alerts topic.
+//!
+//! Alerts are published after the state step and before the offsets are
+//! stored, so they are at-least-once; each carries a stable `alert_id`
+//! derived from the event id for readers to drop duplicates.
+use std::collections::BTreeSet;
+
+use mesh_bus::headers::{self, HeaderList};
+use mesh_bus::{Handler, HandlerError, Producer, Record};
+use mesh_proto::events::v1::envelope::Body;
+use mesh_proto::events::v1::Envelope;
+use mesh_proto::logistics::v1::{AlertKind, LogisticsAlert};
+use mesh_store::{PartitionBatch, Slot, StateStore};
+use prost::Message;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::metrics::{ALERTS, EVENTS};
+use crate::planner::PlannerHandle;
+use crate::{fold, wave, SCOPE};
+
+pub struct LogisticsHandler {
+    pub store: StateStore,
+    pub producer: Producer,
+    pub partitions: i32,
+    pub dead_letter_topic: String,
+    pub alerts_topic: String,
+    pub group: String,
+    pub default_warehouse: String,
+    pub planner: PlannerHandle,
+}
+
+/// Publishes one alert, keyed by `key`.
+pub async fn publish_alert(
+    producer: &Producer,
+    topic: &str,
+    key: &str,
+    alert: &LogisticsAlert,
+) -> Result<(), mesh_bus::Error> {
+    let kind = alert.kind().as_str_name();
+    let h = HeaderList::new()
+        .with(headers::CE_SPECVERSION, "1.0")
+        .with(headers::CE_ID, &alert.alert_id)
+        .with(headers::CE_SOURCE, "mesh-logistics")
+        .with(headers::CE_TYPE, "mesh.logistics.v1.LogisticsAlert")
+        .with(headers::CONTENT_TYPE, "application/protobuf")
+        .with(headers::TENANT, &alert.tenant_id)
+        .with_current_trace();
+    producer
+        .send(topic, key, &alert.encode_to_vec(), &h)
+        .await?;
+    ALERTS.with_label_values(&[kind]).inc();
+    Ok(())
+}
+
+impl LogisticsHandler {
+    async fn dead_letter(&self, r: &Record, err: prost::DecodeError) -> Result<(), HandlerError> {
+        let h = HeaderList::new()
+            .with(
+                headers::DLQ_REASON,
+                format!("undecodable event envelope: {err}"),
+            )
+            .with(headers::DLQ_ORIGIN, &self.group)
+            .with(
+                "mesh_dlq_source",
+                format!("{}[{}]@{}", r.topic, r.partition, r.offset),
+            );
+        self.producer
+            .send(&self.dead_letter_topic, "undecodable", &r.payload, &h)
+            .await
+            .map_err(|e| HandlerError(format!("dead-letter: {e}")))?;
+        Ok(())
+    }
+
+    /// Waves touched by the batch and delivery exceptions, read after the
+    /// state step so the order hashes include this batch.
+    async fn after_apply(&self, partition: i32, events: &[Envelope]) -> Result<(), HandlerError> {
+        let slot = Slot {
+            scope: SCOPE,
+            partition,
+        };
+        let order_of = |e: &Envelope| -> Option<String> {
+            Some(match e.body.as_ref()? {
+                Body::OrderPlaced(o) => o.order_id.clone(),
+                Body::PaymentAuthorized(p) => p.order_id.clone(),
+                Body::OrderCancelled(c) => c.order_id.clone(),
+                Body::OrderDelivered(d) => d.order_id.clone(),
+                _ => return None,
+            })
+        };
+        let relevant: Vec<(&Envelope, String)> = events
+            .iter()
+            .filter_map(|e| Some((e, order_of(e)?)))
+            .collect();
+        if relevant.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<_> = relevant
+            .iter()
+            .map(|(e, o)| (slot, fold::order_key(&e.tenant_id, o)))
+            .collect();
+        let hashes = self
+            .store
+            .hgetall_many(&keys)
+            .await
+            .map_err(|e| HandlerError(format!("reading orders: {e}")))?;
+        let mut touched = BTreeSet::new();
+        for ((e, order), h) in relevant.iter().zip(hashes) {
+            let Some(wave_id) = h.get("wave") else {
+                continue;
+            };
+            touched.insert(wave_id.clone());
+            let Some(Body::OrderDelivered(d)) = &e.body else {
+                continue;
+            };
+            let to_ms: i64 = h.get("to_ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let (kind, detail) = if !d.success {
+                (
+                    AlertKind::DeliveryFailed,
+                    format!("delivery failed: {}", d.failure_reason),
+                )
+            } else if to_ms > 0 && e.occurred_at_ms > to_ms {
+                (
+                    AlertKind::LateDelivery,
+                    format!(
+                        "delivered {} min after the promised window",
+                        (e.occurred_at_ms - to_ms) / 60_000
+                    ),
+                )
+            } else {
+                continue;
+            };
+            let stop = fold::stop_id(&e.tenant_id, order);
+            let vehicle = wave::load_plan(&self.store, self.partitions, wave_id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|p| p.vehicle_of(&stop))
+                .map(|v| v as i32)
+                .unwrap_or(-1);
+            let alert = LogisticsAlert {
+                alert_id: format!("logistics:{}", e.event_id),
+                kind: kind as i32,
+                tenant_id: e.tenant_id.clone(),
+                order_id: order.clone(),
+                wave_id: wave_id.clone(),
+                warehouse: wave_id.split('|').next().unwrap_or_default().to_string(),
+                detail,
+                occurred_at_ms: e.occurred_at_ms,
+                vehicle,
+                ..Default::default()
+            };
+            publish_alert(&self.producer, &self.alerts_topic, &stop, &alert)
+                .await
+                .map_err(|e| HandlerError(format!("alert: {e}")))?;
+        }
+        for w in touched {
+            self.planner.touch(&w);
+        }
+        Ok(())
+    }
+}
+
+impl Handler for LogisticsHandler {
+    async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        let mut events = Vec::with_capacity(records.len());
+        for r in records {
+            match Envelope::decode(r.payload.as_slice()) {
+                Ok(e) => {
+                    let span = tracing::info_span!("logistics.apply", event_id = %e.event_id, offset = r.offset);
+                    let _ = span.set_parent(r.headers.trace_context());
+                    let _g = span.enter();
+                    let ops = fold::ops(&e, &self.default_warehouse);
+                    if !ops.is_empty() {
+                        let kind = e.kind().map(|k| k.name()).unwrap_or("unknown");
+                        EVENTS.with_label_values(&[kind]).inc();
+                    }
+                    batch.push(r.offset, ops);
+                    events.push(e);
+                }
+                Err(err) => {
+                    self.dead_letter(r, err).await?;
+                    batch.push(r.offset, Vec::new());
+                }
+            }
+        }
+        self.store
+            .apply(SCOPE, &batch)
+            .await
+            .map_err(|e| HandlerError(e.to_string()))?;
+        self.after_apply(first.partition, &events).await
+    }
+}

@@ -1,0 +1,325 @@
+//! The logistics service: delivery waves planned from the live order
+//! stream, stateless route optimisation, demand forecasts and reorder
+//! suggestions.
+//!
+//! **Dispatch.** Consumes the order topic in its own group. An order joins
+//! the wave `<warehouse>|<region>|<day of the promised window>` when it is
+//! placed; it becomes an *active* stop once paid — `payment_authorized`, or
+//! at placement when the payment method is cash on delivery (`cod`). An
+//! `order_cancelled` removes it (reason `fraud_hold` holds it instead).
+//! Order and wave state is applied exactly once ([`fold`], [`handler`]).
+//! Touched waves go to a debounced planner task ([`planner`]) that plans
+//! outside the exactly-once path: `solve` first, `replan` from the stored
+//! plan after that, so stops stay on their vehicles ([`wave`]).
+//! `order_delivered` with `success = false`, or after the promised window,
+//! publishes a `LogisticsAlert` on the alerts topic.
+//!
+//! **Forecasting.** Order lines add to daily demand series per SKU, SKU and
+//! warehouse, category, and category and region; `Forecast` fits the
+//! forecasting core's default method; `ReorderSuggestions` combines a SKU's
+//! forecast with the stock set by `SetStock` and raises stock-out alerts
+//! ([`forecasting`]).
+//!
+//! # Layout
+//! - [`fold`]: order event → store ops (pure), key layout.
+//! - [`handler`]: the bus handler; planner notification and delivery alerts.
+//! - [`wave`]: wave loading, routing instance, `solve`/`replan`, plan storage.
+//! - [`plan_store`]: the versioned plan in the store.
+//! - [`planner`]: the debounced planner task.
+//! - [`forecasting`]: series, forecasts, stock and reorder suggestions.
+//! - [`grpc`]: the `LogisticsService` implementation.
+//! - [`error`]: the error type and its gRPC status mapping.
+//! - [`metrics`]: metric names.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod fold;
+pub mod forecasting;
+pub mod grpc;
+pub mod handler;
+pub mod metrics;
+pub mod plan_store;
+pub mod planner;
+pub mod wave;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_bus::consumer::Assignment;
+use mesh_bus::{ConsumerConfig, Producer, TopicNames};
+use mesh_proto::logistics::v1::logistics_service_server::LogisticsServiceServer;
+use mesh_runtime::config::Env;
+use mesh_store::StateStore;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{Error, Result};
+
+/// Scope of the service's keys in the store.
+pub const SCOPE: &str = "logistics";
+
+/// The current time, Unix ms. Tests pass a fixed clock.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// Logistics settings (`MESH_LOGISTICS_*`).
+#[derive(Debug, Clone)]
+pub struct LogisticsConfig {
+    /// gRPC listen address (`MESH_LOGISTICS_GRPC_ADDR`, default 127.0.0.1:50056).
+    pub grpc_addr: SocketAddr,
+    /// Consumer group (`MESH_LOGISTICS_GROUP`, default `mesh-logistics`).
+    pub group: String,
+    /// Warehouse of orders without one (`MESH_LOGISTICS_DEFAULT_WAREHOUSE`, `default`).
+    pub default_warehouse: String,
+    /// Quiet period before a touched wave is re-planned (`MESH_LOGISTICS_PLAN_DEBOUNCE_MS`, 200).
+    pub debounce: Duration,
+    /// Default budget of `PlanRoutes` (`MESH_LOGISTICS_PLAN_ROUTES_MS`, 1000).
+    pub plan_routes_default: Duration,
+    /// Routing of waves: `MESH_LOGISTICS_CAPACITY` (100), `MESH_LOGISTICS_VEHICLES`
+    /// (0 = unlimited), `MESH_LOGISTICS_SPEED_KMH` (30), `MESH_LOGISTICS_SERVICE_MIN` (5),
+    /// `MESH_LOGISTICS_DEPOTS` (`wh=lat,lon;...`), `MESH_LOGISTICS_SOLVE_MS` (1000),
+    /// `MESH_LOGISTICS_SOLVE_ITERATIONS` (2000), `MESH_LOGISTICS_REPLAN_MS` (200).
+    pub routing: wave::Routing,
+    /// Inventory: `MESH_LOGISTICS_LEAD_TIME_DAYS` (3), `MESH_LOGISTICS_SERVICE_LEVEL` (0.95),
+    /// `MESH_LOGISTICS_STOCKOUT_THRESHOLD` (0.2), `MESH_LOGISTICS_HISTORY_DAYS` (365).
+    pub inventory: forecasting::Inventory,
+}
+
+fn bad(var: &str, value: &str, reason: &str) -> mesh_runtime::Error {
+    mesh_runtime::Error::Config {
+        var: var.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Parses `wh-1=52.52,13.40;wh-2=48.1,11.6`.
+fn depots(env: &Env) -> mesh_runtime::Result<HashMap<String, (f64, f64)>> {
+    const VAR: &str = "MESH_LOGISTICS_DEPOTS";
+    let raw = env.string(VAR, "");
+    let expected = "expected warehouse=lat,lon pairs separated by ';', e.g. wh-1=52.52,13.40";
+    raw.split(';')
+        .filter(|s| !s.trim().is_empty())
+        .map(|item| {
+            let (wh, ll) = item
+                .split_once('=')
+                .ok_or_else(|| bad(VAR, &raw, expected))?;
+            let (lat, lon) = ll.split_once(',').ok_or_else(|| bad(VAR, &raw, expected))?;
+            let lat: f64 = lat.trim().parse().map_err(|_| bad(VAR, &raw, expected))?;
+            let lon: f64 = lon.trim().parse().map_err(|_| bad(VAR, &raw, expected))?;
+            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+                return Err(bad(
+                    VAR,
+                    &raw,
+                    "latitude must be in -90..=90, longitude in -180..=180",
+                ));
+            }
+            Ok((wh.trim().to_string(), (lat, lon)))
+        })
+        .collect()
+}
+
+fn positive_f64(env: &Env, var: &str, default: f64) -> mesh_runtime::Result<f64> {
+    let v = env.parse::<f64>(var, default, "a number")?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(bad(var, &v.to_string(), "must be a finite number > 0"));
+    }
+    Ok(v)
+}
+
+fn probability(env: &Env, var: &str, default: f64) -> mesh_runtime::Result<f64> {
+    let v = env.parse::<f64>(var, default, "a number")?;
+    if !(v > 0.0 && v < 1.0) {
+        return Err(bad(var, &v.to_string(), "must be strictly between 0 and 1"));
+    }
+    Ok(v)
+}
+
+impl LogisticsConfig {
+    pub fn from_env(env: &Env) -> mesh_runtime::Result<Self> {
+        let vehicles = env.parse::<usize>(
+            "MESH_LOGISTICS_VEHICLES",
+            0,
+            "a whole number (0 = unlimited)",
+        )?;
+        Ok(LogisticsConfig {
+            grpc_addr: env.addr("MESH_LOGISTICS_GRPC_ADDR", "127.0.0.1:50056")?,
+            group: env.string("MESH_LOGISTICS_GROUP", "mesh-logistics"),
+            default_warehouse: env.string("MESH_LOGISTICS_DEFAULT_WAREHOUSE", "default"),
+            debounce: env.millis(
+                "MESH_LOGISTICS_PLAN_DEBOUNCE_MS",
+                Duration::from_millis(200),
+            )?,
+            plan_routes_default: env
+                .millis("MESH_LOGISTICS_PLAN_ROUTES_MS", Duration::from_secs(1))?,
+            routing: wave::Routing {
+                capacity: i64::from(env.positive("MESH_LOGISTICS_CAPACITY", 100)?),
+                vehicles: (vehicles > 0).then_some(vehicles),
+                speed_kmh: positive_f64(env, "MESH_LOGISTICS_SPEED_KMH", 30.0)?,
+                service_min: env.parse("MESH_LOGISTICS_SERVICE_MIN", 5.0, "a number of minutes")?,
+                depots: depots(env)?,
+                solve_budget: env.millis("MESH_LOGISTICS_SOLVE_MS", Duration::from_secs(1))?,
+                solve_iterations: env.parse(
+                    "MESH_LOGISTICS_SOLVE_ITERATIONS",
+                    2000,
+                    "a whole number",
+                )?,
+                replan_budget: env
+                    .millis("MESH_LOGISTICS_REPLAN_MS", Duration::from_millis(200))?,
+            },
+            inventory: forecasting::Inventory {
+                lead_time_days: env.positive("MESH_LOGISTICS_LEAD_TIME_DAYS", 3)? as usize,
+                service_level: probability(env, "MESH_LOGISTICS_SERVICE_LEVEL", 0.95)?,
+                stockout_threshold: probability(env, "MESH_LOGISTICS_STOCKOUT_THRESHOLD", 0.2)?,
+                max_history_days: env.positive("MESH_LOGISTICS_HISTORY_DAYS", 365)? as usize,
+            },
+        })
+    }
+}
+
+/// What the service needs from the process.
+#[derive(Clone)]
+pub struct Deps {
+    pub brokers: String,
+    pub topics: TopicNames,
+    pub partitions: i32,
+    pub store: StateStore,
+    pub producer: Producer,
+    /// librdkafka settings for the consumer (tests shorten timeouts).
+    pub consumer_extra: Vec<(String, String)>,
+    /// Time source for plans, forecasts and stock versions.
+    pub clock: Clock,
+}
+
+/// A started consumer and planner.
+pub struct Consumer {
+    pub assigned: Assignment,
+    pub consumer: tokio::task::JoinHandle<()>,
+    pub planner: tokio::task::JoinHandle<()>,
+}
+
+/// A started logistics service.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub assigned: Assignment,
+    pub consumer: tokio::task::JoinHandle<()>,
+    pub planner: tokio::task::JoinHandle<()>,
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the order consumer and the wave planner (no server).
+pub fn start_consumer(cfg: &LogisticsConfig, deps: &Deps, shutdown: CancellationToken) -> Consumer {
+    let (handle, planner) = planner::spawn(
+        planner::PlannerCtx {
+            store: deps.store.clone(),
+            partitions: deps.partitions,
+            routing: cfg.routing.clone(),
+            debounce: cfg.debounce,
+            clock: deps.clock.clone(),
+        },
+        shutdown.clone(),
+    );
+    let mut cc = ConsumerConfig::new(&deps.brokers, &cfg.group, &[&deps.topics.order_events]);
+    cc.extra = deps.consumer_extra.clone();
+    let handler = Arc::new(handler::LogisticsHandler {
+        store: deps.store.clone(),
+        producer: deps.producer.clone(),
+        partitions: deps.partitions,
+        dead_letter_topic: deps.topics.dead_letter.clone(),
+        alerts_topic: deps.topics.alerts.clone(),
+        group: cfg.group.clone(),
+        default_warehouse: cfg.default_warehouse.clone(),
+        planner: handle,
+    });
+    let assigned = Assignment::default();
+    let a = assigned.clone();
+    let consumer = tokio::spawn(async move {
+        if let Err(e) = mesh_bus::run_consumer(cc, handler, a, shutdown).await {
+            tracing::error!(%e, "logistics consumer stopped");
+        }
+    });
+    Consumer {
+        assigned,
+        consumer,
+        planner,
+    }
+}
+
+/// The gRPC service over `deps`.
+pub fn service(cfg: &LogisticsConfig, deps: &Deps) -> grpc::LogisticsGrpc {
+    grpc::LogisticsGrpc {
+        store: deps.store.clone(),
+        partitions: deps.partitions,
+        producer: deps.producer.clone(),
+        alerts_topic: deps.topics.alerts.clone(),
+        inventory: cfg.inventory.clone(),
+        plan_routes_default: cfg.plan_routes_default,
+        clock: deps.clock.clone(),
+        stock_versions: Arc::new(forecasting::StockVersions::default()),
+    }
+}
+
+/// Starts the consumer, the planner and the gRPC server.
+pub async fn start(
+    cfg: &LogisticsConfig,
+    deps: &Deps,
+    shutdown: CancellationToken,
+) -> mesh_runtime::Result<Running> {
+    let c = start_consumer(cfg, deps, shutdown.clone());
+    let (router, health) = mesh_runtime::grpc::server();
+    health
+        .set_serving::<LogisticsServiceServer<grpc::LogisticsGrpc>>()
+        .await;
+    let svc = LogisticsServiceServer::new(service(cfg, deps));
+    let (grpc_addr, task) =
+        mesh_runtime::grpc::serve(cfg.grpc_addr, router.add_service(svc), shutdown).await?;
+    let server = tokio::spawn(async move {
+        if let Ok(Err(e)) = task.await {
+            tracing::error!(%e, "logistics gRPC server stopped");
+        }
+    });
+    tracing::info!(%grpc_addr, "logistics serving");
+    Ok(Running {
+        grpc_addr,
+        assigned: c.assigned,
+        consumer: c.consumer,
+        planner: c.planner,
+        server,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_errors_name_the_variable() {
+        let cfg = LogisticsConfig::from_env(&Env::from_pairs([(
+            "MESH_LOGISTICS_DEPOTS",
+            "wh-1=52.5,13.4; wh-2 = 48.1,11.6",
+        )]))
+        .unwrap();
+        assert_eq!(cfg.routing.depots["wh-2"], (48.1, 11.6));
+        assert_eq!(cfg.routing.vehicles, None);
+        let e = LogisticsConfig::from_env(&Env::from_pairs([("MESH_LOGISTICS_DEPOTS", "wh-1")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("MESH_LOGISTICS_DEPOTS"), "{e}");
+        let e =
+            LogisticsConfig::from_env(&Env::from_pairs([("MESH_LOGISTICS_SERVICE_LEVEL", "1.5")]))
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("MESH_LOGISTICS_SERVICE_LEVEL"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! Metric names of the logistics service, defined once.
+use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use std::sync::LazyLock;
+
+/// Order events applied, by event kind.
+pub static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_logistics_events_total",
+        "Order events folded into wave and demand state, by kind",
+        &["kind"]
+    )
+    .expect("metric registers once")
+});
+
+/// Plans stored, by method (`solve`, `replan`) and outcome (`ok`, `error`, `stale`).
+pub static PLANS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_logistics_plans_total",
+        "Wave plans computed, by method and outcome",
+        &["method", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// Seconds to load, optimise and store one wave plan, by method.
+pub static PLAN_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "mesh_logistics_plan_seconds",
+        "Seconds to load, optimise and store one wave plan",
+        &["method"],
+        vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Alerts published, by kind.
+pub static ALERTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_logistics_alerts_total",
+        "Exception and stock-out alerts published, by kind",
+        &["kind"]
+    )
+    .expect("metric registers once")
+});

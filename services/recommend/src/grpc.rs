@@ -1,0 +1,277 @@
+//! `RecommendService`: validation and conversion only; the work is in
+//! [`crate::engine`] and [`crate::live`].
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use mesh_proto::recommend::v1 as pb;
+use mesh_proto::recommend::v1::recommend_service_server::RecommendService;
+use mesh_recommend::cold::ColdContext;
+use mesh_recommend::rank::{Ranked, Source};
+use mesh_recommend::types::ItemMeta;
+use tonic::{Request, Response, Status};
+
+use crate::engine::{Answer, Engine, Query};
+use crate::error::{to_status, Error, Result};
+use crate::metrics::{REQUESTS, REQUEST_SECONDS};
+
+const MAX_N: u32 = 100;
+const MAX_CANDIDATES: usize = 500;
+const MAX_UPSERT: usize = 1000;
+
+pub struct RecommendGrpc {
+    pub engine: Arc<Engine>,
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+fn required(field: &str, v: &str) -> Result<()> {
+    if v.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    Ok(())
+}
+
+fn count(n: u32) -> Result<usize> {
+    match n {
+        0 => Ok(10),
+        n if n <= MAX_N => Ok(n as usize),
+        n => Err(Error::invalid(
+            "n",
+            format!("{n} is above the maximum {MAX_N}"),
+        )),
+    }
+}
+
+fn cold_context(c: Option<pb::RequestContext>) -> ColdContext {
+    let c = c.unwrap_or_default();
+    let some = |s: String| (!s.is_empty()).then_some(s);
+    ColdContext {
+        category: some(c.category),
+        device: some(c.device),
+        segment: some(c.segment),
+    }
+}
+
+fn source(s: Source) -> pb::Source {
+    match s {
+        Source::Model => pb::Source::Model,
+        Source::Cooccurrence => pb::Source::Cooccurrence,
+        Source::Popularity => pb::Source::Popularity,
+        Source::Rule => pb::Source::Rule,
+    }
+}
+
+fn item(r: Ranked) -> pb::RecommendedItem {
+    pb::RecommendedItem {
+        item_id: r.item,
+        score: r.score,
+        source: source(r.source) as i32,
+        reason: r.reason,
+    }
+}
+
+fn answer(a: Answer) -> pb::RecommendResponse {
+    pb::RecommendResponse {
+        items: a.items.into_iter().map(item).collect(),
+        model_version: a.model_version,
+        cold_start: a.cold_start,
+    }
+}
+
+fn catalog_item(i: pb::CatalogItem, index: usize) -> Result<ItemMeta> {
+    let field = |f: &str| format!("items[{index}].{f}");
+    if i.item_id.is_empty() {
+        return Err(Error::invalid(&field("item_id"), "is required"));
+    }
+    let check = |f: &str, v: f64, lo: f64, hi: f64| {
+        if v.is_finite() && (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(Error::invalid(
+                &field(f),
+                format!("{v} is outside {lo}..={hi}"),
+            ))
+        }
+    };
+    let mut m = ItemMeta::new(
+        i.item_id,
+        i.category,
+        check("price", i.price, 0.0, f64::MAX)?,
+    );
+    m.in_stock = !i.out_of_stock;
+    m.sales = check("sales", i.sales, 0.0, f64::MAX)?;
+    m.rating = check("rating", i.rating, 0.0, 5.0)?;
+    m.margin = check("margin", i.margin, 0.0, 1.0)?;
+    m.promotional = i.promotional;
+    m.retention_offer = i.retention_offer;
+    m.listed_at = i.listed_at_ms as f64 / 1000.0;
+    Ok(m)
+}
+
+/// Counts and times one call, and maps its error.
+async fn observed<T>(
+    method: &str,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<Response<T>, Status> {
+    let started = Instant::now();
+    let out = work.await.map(Response::new).map_err(to_status);
+    let outcome = match &out {
+        Ok(_) => "ok".to_string(),
+        Err(s) => format!("{:?}", s.code()),
+    };
+    REQUESTS.with_label_values(&[method, &outcome]).inc();
+    REQUEST_SECONDS
+        .with_label_values(&[method])
+        .observe(started.elapsed().as_secs_f64());
+    out
+}
+
+#[tonic::async_trait]
+impl RecommendService for RecommendGrpc {
+    async fn recommend(
+        &self,
+        request: Request<pb::RecommendRequest>,
+    ) -> Result<Response<pb::RecommendResponse>, Status> {
+        let r = request.into_inner();
+        observed("Recommend", async {
+            required("tenant_id", &r.tenant_id)?;
+            required("user_id", &r.user_id)?;
+            let q = Query {
+                n: count(r.n)?,
+                tenant: r.tenant_id,
+                user: r.user_id,
+                context: cold_context(r.context),
+                recently_shown: r.recently_shown.into_iter().collect(),
+            };
+            Ok(answer(self.engine.recommend(&q, now_secs()).await?))
+        })
+        .await
+    }
+
+    async fn similar_items(
+        &self,
+        request: Request<pb::SimilarItemsRequest>,
+    ) -> Result<Response<pb::ItemList>, Status> {
+        let r = request.into_inner();
+        observed("SimilarItems", async {
+            required("tenant_id", &r.tenant_id)?;
+            required("item_id", &r.item_id)?;
+            let n = count(r.n)?;
+            let reason = format!("viewed or bought together with {}", r.item_id);
+            let items = self
+                .engine
+                .live
+                .similar(&r.tenant_id, &r.item_id, n, now_secs())
+                .await?
+                .into_iter()
+                .map(|(item_id, score)| pb::RecommendedItem {
+                    item_id,
+                    score,
+                    source: pb::Source::Cooccurrence as i32,
+                    reason: reason.clone(),
+                })
+                .collect();
+            Ok(pb::ItemList { items })
+        })
+        .await
+    }
+
+    async fn rank_items(
+        &self,
+        request: Request<pb::RankItemsRequest>,
+    ) -> Result<Response<pb::RecommendResponse>, Status> {
+        let r = request.into_inner();
+        observed("RankItems", async {
+            required("tenant_id", &r.tenant_id)?;
+            required("user_id", &r.user_id)?;
+            if r.candidates.is_empty() || r.candidates.len() > MAX_CANDIDATES {
+                return Err(Error::invalid(
+                    "candidates",
+                    format!(
+                        "has {} ids; expected 1..={MAX_CANDIDATES}",
+                        r.candidates.len()
+                    ),
+                ));
+            }
+            if let Some(i) = r.candidates.iter().position(String::is_empty) {
+                return Err(Error::invalid(&format!("candidates[{i}]"), "is empty"));
+            }
+            let q = Query {
+                n: r.candidates.len(),
+                tenant: r.tenant_id,
+                user: r.user_id,
+                context: cold_context(r.context),
+                recently_shown: r.recently_shown.into_iter().collect(),
+            };
+            Ok(answer(
+                self.engine
+                    .rank_items(&q, &r.candidates, now_secs())
+                    .await?,
+            ))
+        })
+        .await
+    }
+
+    async fn trending(
+        &self,
+        request: Request<pb::TrendingRequest>,
+    ) -> Result<Response<pb::ItemList>, Status> {
+        let r = request.into_inner();
+        observed("Trending", async {
+            required("tenant_id", &r.tenant_id)?;
+            let n = count(r.n)?;
+            let category = (!r.category.is_empty()).then_some(r.category.as_str());
+            let place = category.map_or("this shop".to_string(), |c| c.to_string());
+            let items = self
+                .engine
+                .live
+                .trending(&r.tenant_id, category, n, now_secs())
+                .await?
+                .into_iter()
+                .map(|(item_id, score)| pb::RecommendedItem {
+                    item_id,
+                    score,
+                    source: pb::Source::Popularity as i32,
+                    reason: format!("trending in {place}: {score:.1}x its usual rate"),
+                })
+                .collect();
+            Ok(pb::ItemList { items })
+        })
+        .await
+    }
+
+    async fn upsert_items(
+        &self,
+        request: Request<pb::UpsertItemsRequest>,
+    ) -> Result<Response<pb::UpsertItemsResponse>, Status> {
+        let r = request.into_inner();
+        observed("UpsertItems", async {
+            required("tenant_id", &r.tenant_id)?;
+            if r.items.is_empty() || r.items.len() > MAX_UPSERT {
+                return Err(Error::invalid(
+                    "items",
+                    format!("has {} entries; expected 1..={MAX_UPSERT}", r.items.len()),
+                ));
+            }
+            let items = r
+                .items
+                .into_iter()
+                .enumerate()
+                .map(|(k, i)| catalog_item(i, k))
+                .collect::<Result<Vec<_>>>()?;
+            let now_us = (now_secs() * 1e6) as i64;
+            let n = self
+                .engine
+                .live
+                .upsert_items(&r.tenant_id, &items, now_us)
+                .await?;
+            Ok(pb::UpsertItemsResponse { upserted: n as u32 })
+        })
+        .await
+    }
+}

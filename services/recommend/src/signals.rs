@@ -1,0 +1,305 @@
+//! What an event does to the live signals, as state ops. Pure: the same
+//! envelope and the same history always give the same ops, which is what
+//! makes replay and redelivery safe.
+use mesh_proto::events::v1::envelope::Body;
+use mesh_proto::events::v1::Envelope;
+use mesh_recommend::live::{cooccurrence_updates, popularity_updates, LiveConfig};
+use mesh_recommend::{EventKind, Interaction};
+use mesh_store::Op;
+
+use crate::keys::{self, HistEntry};
+
+/// One user-item interaction from an event, with what the catalog learns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    pub entry: HistEntry,
+    /// Units (carts and orders), 1 for views.
+    pub quantity: i64,
+}
+
+/// The interactions of one event, in order (one per order line), and the
+/// cart removals.
+pub fn signals(e: &Envelope) -> (Vec<Signal>, Vec<(String, i64)>) {
+    let ts = e.occurred_at_ms as f64 / 1000.0;
+    let entry = |sku: &str, kind, category: &str, price: f64| HistEntry {
+        item: sku.to_string(),
+        kind,
+        ts,
+        category: (!category.is_empty()).then(|| category.to_string()),
+        price: (price.is_finite() && price > 0.0).then_some(price),
+    };
+    let mut out = Vec::new();
+    let mut removed = Vec::new();
+    match &e.body {
+        Some(Body::ProductView(v)) if !v.sku.is_empty() => out.push(Signal {
+            entry: entry(&v.sku, EventKind::View, &v.category, v.price),
+            quantity: 1,
+        }),
+        Some(Body::AddToCart(c)) if !c.sku.is_empty() => out.push(Signal {
+            entry: entry(&c.sku, EventKind::Cart, &c.category, c.unit_price),
+            quantity: i64::from(c.quantity.max(1)),
+        }),
+        Some(Body::OrderPlaced(o)) => {
+            for l in o.items.iter().filter(|l| !l.sku.is_empty()) {
+                out.push(Signal {
+                    entry: entry(&l.sku, EventKind::Order, &l.category, l.unit_price),
+                    quantity: i64::from(l.quantity.max(1)),
+                });
+            }
+        }
+        Some(Body::RemoveFromCart(r)) if !r.sku.is_empty() => {
+            removed.push((r.sku.clone(), i64::from(r.quantity.max(1))));
+        }
+        _ => {}
+    }
+    (out, removed)
+}
+
+/// Whether an event changes anything here (others skip the history read).
+pub fn is_relevant(e: &Envelope) -> bool {
+    matches!(
+        e.body,
+        Some(
+            Body::ProductView(_)
+                | Body::AddToCart(_)
+                | Body::OrderPlaced(_)
+                | Body::RemoveFromCart(_)
+        )
+    )
+}
+
+/// The live-layer interaction of a history entry.
+pub fn interaction(user: &str, h: &HistEntry) -> Interaction {
+    Interaction {
+        user: user.to_string(),
+        item: h.item.clone(),
+        kind: h.kind,
+        ts: h.ts,
+        category: h.category.clone(),
+        device: None,
+        segment: None,
+    }
+}
+
+/// The ops of one event, given the user's `history` (oldest first). The
+/// history is extended in place with the event's interactions (bounded to
+/// `cfg.history_len`), so the next event of the same batch sees them.
+pub fn ops(e: &Envelope, history: &mut Vec<HistEntry>, cfg: &LiveConfig) -> Vec<Op> {
+    let (tenant, user) = (e.tenant_id.as_str(), e.user_id.as_str());
+    let (sigs, removed) = signals(e);
+    let mut ops = Vec::new();
+    let ctx = e.context.as_ref();
+    let device = ctx
+        .map(|c| c.device_type.as_str())
+        .filter(|s| !s.is_empty());
+    let segment = ctx.map(|c| c.channel.as_str()).filter(|s| !s.is_empty());
+    let cart = keys::cart(tenant, user);
+    for (item, qty) in removed {
+        ops.push(Op::HIncr {
+            key: cart.clone(),
+            field: item,
+            delta: -qty,
+        });
+    }
+    if sigs.is_empty() {
+        return ops;
+    }
+    ops.push(Op::ZSet {
+        key: keys::USERS.into(),
+        member: format!("{tenant}/{user}"),
+        score: e.occurred_at_ms as f64,
+    });
+    for s in sigs {
+        let past: Vec<Interaction> = history.iter().map(|h| interaction(user, h)).collect();
+        let mut now = interaction(user, &s.entry);
+        for (a, b, delta) in cooccurrence_updates(&past, &now, cfg) {
+            ops.push(Op::ZIncr {
+                key: keys::cooc(tenant, &a),
+                member: b,
+                delta,
+            });
+        }
+        now.device = device.map(str::to_string);
+        now.segment = segment.map(str::to_string);
+        for up in popularity_updates(&now, cfg) {
+            ops.push(Op::ZIncr {
+                key: keys::popularity(tenant, &up.scope, up.horizon),
+                member: up.item,
+                delta: up.delta,
+            });
+        }
+        ops.extend(catalog_ops(tenant, &s.entry, e.occurred_at_ms));
+        let item = s.entry.item.clone();
+        match s.entry.kind {
+            EventKind::View => {}
+            EventKind::Cart => ops.push(Op::HIncr {
+                key: cart.clone(),
+                field: item,
+                delta: s.quantity,
+            }),
+            EventKind::Order => {
+                ops.push(Op::HSet {
+                    key: keys::bought(tenant, user),
+                    field: item.clone(),
+                    value: e.occurred_at_ms.to_string(),
+                });
+                // Ordered units leave the cart.
+                ops.push(Op::HSet {
+                    key: cart.clone(),
+                    field: item,
+                    value: "0".into(),
+                });
+            }
+        }
+        ops.push(Op::LPushCapped {
+            key: keys::history(tenant, user),
+            value: s.entry.encode(),
+            max_len: cfg.history_len.max(1) as u32,
+        });
+        history.push(s.entry);
+        if history.len() > cfg.history_len.max(1) {
+            let extra = history.len() - cfg.history_len.max(1);
+            history.drain(..extra);
+        }
+    }
+    ops
+}
+
+fn catalog_ops(tenant: &str, h: &HistEntry, at_ms: i64) -> Vec<Op> {
+    let key = keys::item(tenant, &h.item);
+    let mut ops = vec![Op::HMax {
+        key: key.clone(),
+        field: "seen_ms".into(),
+        value: at_ms,
+    }];
+    if let Some(c) = &h.category {
+        ops.push(Op::HSet {
+            key: key.clone(),
+            field: "category".into(),
+            value: c.clone(),
+        });
+    }
+    if let Some(p) = h.price {
+        ops.push(Op::HSet {
+            key,
+            field: "price".into(),
+            value: p.to_string(),
+        });
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_proto::events::v1::{AddToCart, LineItem, OrderPlaced, ProductView};
+
+    fn env(body: Body, ms: i64) -> Envelope {
+        Envelope {
+            event_id: format!("e{ms}"),
+            tenant_id: "t".into(),
+            user_id: "u".into(),
+            occurred_at_ms: ms,
+            source: "test".into(),
+            context: None,
+            body: Some(body),
+        }
+    }
+
+    fn view(sku: &str, ms: i64) -> Envelope {
+        env(
+            Body::ProductView(ProductView {
+                sku: sku.into(),
+                category: "c".into(),
+                price: 10.0,
+                ..Default::default()
+            }),
+            ms,
+        )
+    }
+
+    fn zincr(ops: &[Op], key: &str, member: &str) -> Option<f64> {
+        ops.iter().find_map(|o| match o {
+            Op::ZIncr {
+                key: k,
+                member: m,
+                delta,
+            } if k == key && m == member => Some(*delta),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_second_view_pairs_with_the_first_in_both_directions() {
+        let cfg = LiveConfig::default();
+        let mut h = Vec::new();
+        let first = ops(&view("a", 1_800_000_000_000), &mut h, &cfg);
+        assert!(zincr(&first, &keys::cooc("t", "a"), "b").is_none());
+        let second = ops(&view("b", 1_800_000_001_000), &mut h, &cfg);
+        let ab = zincr(&second, &keys::cooc("t", "a"), "b").unwrap();
+        assert_eq!(zincr(&second, &keys::cooc("t", "b"), "a"), Some(ab));
+        assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn order_lines_pair_with_each_other_and_mark_purchases() {
+        let cfg = LiveConfig::default();
+        let mut h = Vec::new();
+        let line = |sku: &str| LineItem {
+            sku: sku.into(),
+            quantity: 1,
+            unit_price: 5.0,
+            ..Default::default()
+        };
+        let e = env(
+            Body::OrderPlaced(OrderPlaced {
+                order_id: "o".into(),
+                items: vec![line("x"), line("y")],
+                ..Default::default()
+            }),
+            1_800_000_000_000,
+        );
+        let o = ops(&e, &mut h, &cfg);
+        assert!(zincr(&o, &keys::cooc("t", "x"), "y").is_some());
+        let bought: Vec<&str> = o
+            .iter()
+            .filter_map(|op| match op {
+                Op::HSet { key, field, .. } if *key == keys::bought("t", "u") => {
+                    Some(field.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bought, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn history_is_bounded_and_carts_count_units() {
+        let cfg = LiveConfig {
+            history_len: 3,
+            ..LiveConfig::default()
+        };
+        let mut h = Vec::new();
+        for k in 0..5 {
+            ops(&view(&format!("i{k}"), 1_800_000_000_000 + k), &mut h, &cfg);
+        }
+        assert_eq!(
+            h.iter().map(|e| e.item.as_str()).collect::<Vec<_>>(),
+            vec!["i2", "i3", "i4"]
+        );
+        let cart = env(
+            Body::AddToCart(AddToCart {
+                sku: "z".into(),
+                quantity: 2,
+                ..Default::default()
+            }),
+            1_800_000_010_000,
+        );
+        let o = ops(&cart, &mut h, &cfg);
+        assert!(o.contains(&Op::HIncr {
+            key: keys::cart("t", "u"),
+            field: "z".into(),
+            delta: 2
+        }));
+    }
+}

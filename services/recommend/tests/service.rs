@@ -1,0 +1,345 @@
+//! The recommend service in-process against the real broker and Redis.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesh_bus::headers::HeaderList;
+use mesh_bus::{Producer, ProducerConfig, TopicNames, TopicSpec};
+use mesh_proto::events::v1::envelope::Body;
+use mesh_proto::events::v1::{AddToCart, Envelope, LineItem, OrderPlaced, ProductView};
+use mesh_proto::recommend::v1::recommend_service_client::RecommendServiceClient;
+use mesh_proto::recommend::v1::{
+    CatalogItem, RecommendRequest, RecommendResponse, SimilarItemsRequest, Source,
+    UpsertItemsRequest,
+};
+use mesh_recommend::{EventKind, Interaction, ModelSpec};
+use mesh_recommend_svc::{model, Deps, ModelHandle, RecommendConfig, Running};
+use mesh_store::{RedisStore, StateStore};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+const TENANT: &str = "shop";
+
+struct Svc {
+    running: Running,
+    topics: TopicNames,
+    producer: Producer,
+    client: RecommendServiceClient<Channel>,
+    store: StateStore,
+    shutdown: CancellationToken,
+}
+
+async fn start(name: &str, model_path: Option<PathBuf>) -> Svc {
+    let name = mesh_testkit::unique(name);
+    let brokers = mesh_testkit::kafka_brokers();
+    let topics = TopicNames::with_prefix(&name);
+    let spec = TopicSpec {
+        partitions: 2,
+        replication: 1,
+    };
+    mesh_bus::ensure_topics(&brokers, &topics, spec, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let store = StateStore::Redis(
+        RedisStore::connect(&mesh_testkit::redis_url(), &name)
+            .await
+            .unwrap(),
+    );
+    let producer = Producer::new(ProducerConfig::new(&brokers, &name)).unwrap();
+    let deps = Deps {
+        brokers,
+        topics: topics.clone(),
+        partitions: spec.partitions,
+        store: store.clone(),
+        producer: producer.clone(),
+        consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
+    };
+    let mut cfg = RecommendConfig::from_env(&mesh_runtime::config::Env::default()).unwrap();
+    cfg.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    cfg.group = name.clone();
+    cfg.model_path = model_path;
+    cfg.model_poll = Duration::from_millis(100);
+    let shutdown = CancellationToken::new();
+    let running = mesh_recommend_svc::start(&cfg, &deps, shutdown.clone())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running.assigned.partitions() == 0 {
+        assert!(Instant::now() < deadline, "no partitions assigned in 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = RecommendServiceClient::connect(format!("http://{}", running.grpc_addr))
+        .await
+        .unwrap();
+    Svc {
+        running,
+        topics,
+        producer,
+        client,
+        store,
+        shutdown,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn envelope(user: &str, at: i64, body: Body) -> Envelope {
+    Envelope {
+        event_id: mesh_testkit::unique("e"),
+        tenant_id: TENANT.into(),
+        user_id: user.into(),
+        occurred_at_ms: at,
+        source: "test".into(),
+        context: None,
+        body: Some(body),
+    }
+}
+
+fn view(user: &str, sku: &str, at: i64) -> Envelope {
+    envelope(
+        user,
+        at,
+        Body::ProductView(ProductView {
+            sku: sku.into(),
+            category: format!("cat-{sku}"),
+            price: 20.0,
+            ..Default::default()
+        }),
+    )
+}
+
+impl Svc {
+    async fn publish(&self, events: &[Envelope]) {
+        for e in events {
+            let topic = match e.body {
+                Some(Body::OrderPlaced(_)) => &self.topics.order_events,
+                _ => &self.topics.user_events,
+            };
+            self.producer
+                .send(topic, &e.user_key(), &e.encode_to_vec(), &HeaderList::new())
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn recommend(&self, user: &str) -> RecommendResponse {
+        self.client
+            .clone()
+            .recommend(RecommendRequest {
+                tenant_id: TENANT.into(),
+                user_id: user.into(),
+                n: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.running.consumer.await;
+        let _ = self.running.server.await;
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_cooccurrence_is_visible_within_a_second() {
+    let svc = start("rec-cooc", None).await;
+    // Warm the path (first fetch after assignment) with an unrelated user.
+    let t = now_ms();
+    svc.publish(&[view("warm", "w1", t)]).await;
+    assert!(eventually(Duration::from_secs(20), || async {
+        !svc.recommend("warm").await.items.is_empty()
+    })
+    .await
+    .is_some());
+
+    svc.publish(&[view("u1", "A", t + 1), view("u1", "B", t + 2)])
+        .await;
+    let mut client = svc.client.clone();
+    let took = eventually(Duration::from_secs(5), || {
+        let mut c = client.clone();
+        async move {
+            c.similar_items(SimilarItemsRequest {
+                tenant_id: TENANT.into(),
+                item_id: "A".into(),
+                n: 5,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+            .iter()
+            .any(|i| i.item_id == "B" && i.source == Source::Cooccurrence as i32)
+        }
+    })
+    .await;
+    let took = took.expect("B never appeared among A's similar items");
+    assert!(took <= Duration::from_secs(1), "took {took:?}, bound 1 s");
+    let bad = client
+        .similar_items(SimilarItemsRequest {
+            tenant_id: TENANT.into(),
+            item_id: String::new(),
+            n: 5,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().contains("item_id"));
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recommend_never_returns_purchased_or_in_cart_items_and_sets_sources() {
+    let svc = start("rec-rules", None).await;
+    let t = now_ms() - 60_000;
+    let items = ["X", "Y", "Z", "V", "W", "Q"];
+    let mut events = Vec::new();
+    for (k, u) in ["o1", "o2", "o3"].iter().enumerate() {
+        for (j, i) in items.iter().enumerate() {
+            events.push(view(u, i, t + (k * 10 + j) as i64));
+        }
+    }
+    // The user bought X, has Y in the cart and looked at Z.
+    events.push(view("me", "Z", t + 100));
+    events.push(envelope(
+        "me",
+        t + 101,
+        Body::AddToCart(AddToCart {
+            sku: "Y".into(),
+            quantity: 1,
+            ..Default::default()
+        }),
+    ));
+    events.push(envelope(
+        "me",
+        t + 102,
+        Body::OrderPlaced(OrderPlaced {
+            order_id: "o-1".into(),
+            items: vec![LineItem {
+                sku: "X".into(),
+                quantity: 1,
+                unit_price: 20.0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+    ));
+    svc.publish(&events).await;
+    let seen = eventually(Duration::from_secs(20), || async {
+        svc.recommend("me")
+            .await
+            .items
+            .iter()
+            .any(|i| i.source == Source::Cooccurrence as i32)
+    })
+    .await;
+    assert!(seen.is_some(), "co-occurrence never reached Recommend");
+    // The order is on the other topic: wait until it is applied too.
+    let live = mesh_recommend_svc::live::LiveReader {
+        store: svc.store.clone(),
+        partitions: 2,
+        live: Default::default(),
+    };
+    let ordered = eventually(Duration::from_secs(20), || async {
+        let s = live.user_state(TENANT, "me").await.unwrap();
+        s.purchased.contains("X") && s.in_cart.contains("Y")
+    })
+    .await;
+    assert!(
+        ordered.is_some(),
+        "the order and the cart never reached the store"
+    );
+    let r = svc.recommend("me").await;
+    assert!(r.items.len() >= 3, "{r:?}");
+    for i in &r.items {
+        assert!(!["X", "Y"].contains(&i.item_id.as_str()), "{r:?}");
+        assert_ne!(i.source, Source::Unspecified as i32);
+        assert!(!i.reason.is_empty());
+    }
+    assert!(!r.cold_start);
+    let cold = svc.recommend("newcomer").await;
+    assert!(cold.cold_start);
+    assert!(!cold.items.is_empty());
+    assert!(cold
+        .items
+        .iter()
+        .all(|i| i.source == Source::Popularity as i32));
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_swapped_model_file_is_picked_up() {
+    let dir = std::env::temp_dir().join(mesh_testkit::unique("rec-model"));
+    let path = dir.join("model.json");
+    let train = |version: &str| {
+        let ev: Vec<Interaction> = [("m1", "p1"), ("m1", "p2"), ("m2", "p2"), ("m2", "p3")]
+            .iter()
+            .map(|(u, i)| Interaction::new(*u, *i, EventKind::Order, 0.0))
+            .collect();
+        model::train_from_interactions(&ev, &ModelSpec::Popularity, 1, version).unwrap()
+    };
+    model::write_artifact(&train("one"), &path).unwrap();
+    let mut svc = start("rec-swap", Some(path.clone())).await;
+    let catalog = |id: &str, out: bool| CatalogItem {
+        item_id: id.into(),
+        category: "c".into(),
+        price: 10.0,
+        out_of_stock: out,
+        ..Default::default()
+    };
+    svc.client
+        .upsert_items(UpsertItemsRequest {
+            tenant_id: TENANT.into(),
+            items: vec![
+                catalog("p1", false),
+                catalog("p2", true),
+                catalog("p3", false),
+            ],
+        })
+        .await
+        .unwrap();
+    let r = svc.recommend("m1").await;
+    assert_eq!(r.model_version, "one");
+    // m1 trained on p1 and p2; p2 is out of stock anyway: only p3 is left.
+    assert_eq!(
+        r.items
+            .iter()
+            .map(|i| (i.item_id.as_str(), i.source))
+            .collect::<Vec<_>>(),
+        vec![("p3", Source::Model as i32)]
+    );
+    model::write_artifact(&train("second"), &path).unwrap();
+    let swapped = eventually(Duration::from_secs(10), || async {
+        svc.recommend("m1").await.model_version == "second"
+    })
+    .await;
+    assert!(swapped.is_some(), "the new model file was not picked up");
+    let direct = Arc::new(ModelHandle::fixed(train("fixed")));
+    assert_eq!(direct.current().unwrap().version, "fixed");
+    svc.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
