@@ -202,9 +202,12 @@ pub fn start_consumer(
 /// the consumer and the gRPC server.
 pub async fn start(cfg: &FraudConfig, deps: &Deps, shutdown: CancellationToken) -> Result<Running> {
     let scorer = build_scorer(cfg, deps).await?;
-    // The decisions and alerts topics are created with the others
-    // (`mesh_bus::TopicNames::all`); `ensure_output_topics` is for callers
-    // that manage topics themselves.
+    // The decisions and alerts topics are normally created with the others
+    // (`mesh_bus::TopicNames::all`); make sure, but do not fail on brokers
+    // without the admin API (the embedded cluster creates them itself).
+    if let Err(e) = ensure_output_topics(deps, Duration::from_secs(3)).await {
+        tracing::warn!(%e, "could not ensure the decisions/alerts topics");
+    }
     let reloader = cfg.rules_path.clone().map(|path| {
         scoring::spawn_rules_reloader(scorer.rules.clone(), path, cfg.rules_poll, shutdown.clone())
     });
