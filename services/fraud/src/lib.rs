@@ -205,8 +205,17 @@ pub async fn start(cfg: &FraudConfig, deps: &Deps, shutdown: CancellationToken) 
     // The decisions and alerts topics are normally created with the others
     // (`mesh_bus::TopicNames::all`); make sure, but do not fail on brokers
     // without the admin API (the embedded cluster creates them itself).
-    if let Err(e) = ensure_output_topics(deps, Duration::from_secs(3)).await {
-        tracing::warn!(%e, "could not ensure the decisions/alerts topics");
+    match tokio::time::timeout(
+        Duration::from_secs(4),
+        ensure_output_topics(deps, Duration::from_secs(3)),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(%e, "could not ensure the decisions/alerts topics"),
+        Err(_) => {
+            tracing::warn!("no answer from the admin API; decisions/alerts topics not checked")
+        }
     }
     let reloader = cfg.rules_path.clone().map(|path| {
         scoring::spawn_rules_reloader(scorer.rules.clone(), path, cfg.rules_poll, shutdown.clone())
