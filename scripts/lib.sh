@@ -19,6 +19,12 @@ ensure_build_tools() {
   [ -f /usr/include/curl/curl.h ] || [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || { echo "installing libcurl headers (librdkafka)"; apt_install libcurl4-openssl-dev libssl-dev zlib1g-dev; }
 }
 
+# Headless Chromium drives the console test (tests/ops_console.rs).
+ensure_chromium() {
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null || {
+    echo "installing chromium (console browser test)"; apt_install chromium fonts-dejavu-core; }
+}
+
 ensure_redis() {
   command -v redis-server >/dev/null || { echo "installing redis-server"; apt_install redis-server; }
 }

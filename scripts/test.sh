@@ -9,6 +9,7 @@ source scripts/lib.sh
 
 ensure_build_tools
 ensure_redis
+ensure_chromium
 TANSU=$(ensure_tansu)
 
 WORK=$(mktemp -d -t mesh-test-XXXXXX)

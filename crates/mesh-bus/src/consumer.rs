@@ -201,12 +201,39 @@ pub async fn run_consumer<H: Handler>(
         )
         .await;
     }
-    if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
-        // Nothing is lost: effects are idempotent and will be re-applied.
-        tracing::debug!(group = %cfg.group_id, %e, "final commit failed");
-    }
-    consumer.unsubscribe();
+    close_bounded(consumer, cfg.group_id.clone(), FINAL_COMMIT_TIMEOUT).await;
     Ok(())
+}
+
+/// How long shutdown waits for the final commit and the group leave.
+const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Commits what was applied and leaves the group on a thread of its own,
+/// waiting at most `limit`. librdkafka's synchronous commit and close have
+/// no deadline and can block for good when the coordinator is already gone
+/// (the embedded cluster shutting down first); on a timeout the thread is
+/// left to finish or die with the process. Nothing is lost either way:
+/// effects are idempotent and uncommitted records are re-applied.
+async fn close_bounded(consumer: StreamConsumer<Ctx>, group: String, limit: Duration) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread_group = group.clone();
+    let spawned = std::thread::Builder::new()
+        .name("mesh-consumer-close".into())
+        .spawn(move || {
+            if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+                tracing::debug!(group = %thread_group, %e, "final commit failed");
+            }
+            consumer.unsubscribe();
+            drop(consumer);
+            let _ = tx.send(());
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(%group, %e, "could not start the closing thread; skipping the final commit");
+        return;
+    }
+    if tokio::time::timeout(limit, rx).await.is_err() {
+        tracing::warn!(%group, ?limit, "final commit did not finish in time; records after the last commit will be re-applied");
+    }
 }
 
 /// Hands every buffered partition batch to the handler (concurrently across

@@ -28,7 +28,7 @@ pub mod topics;
 pub use consumer::{run_consumer, ConsumerConfig, Handler, HandlerError, Record};
 pub use embedded::EmbeddedKafka;
 pub use producer::{Producer, ProducerConfig};
-pub use topics::{ensure_topics, TopicNames, TopicSpec};
+pub use topics::{ensure_output_topics, ensure_topics, TopicNames, TopicSpec};
 
 /// Errors of the bus.
 #[derive(Debug, thiserror::Error)]

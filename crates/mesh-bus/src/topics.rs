@@ -45,6 +45,13 @@ impl TopicNames {
         [&self.user_events, &self.order_events]
     }
 
+    /// The topics services produce to besides the dead-letter topic
+    /// (decisions, alerts); not part of [`TopicNames::all`], created by
+    /// [`ensure_output_topics`].
+    pub fn outputs(&self) -> [&str; 2] {
+        [&self.decisions, &self.alerts]
+    }
+
     pub fn all(&self) -> [&str; 4] {
         [
             &self.user_events,
@@ -145,4 +152,45 @@ pub async fn partition_count(brokers: &str, topic: &str, timeout: Duration) -> R
     })
     .await
     .map_err(|e| Error::Unavailable(format!("metadata task failed: {e}")))?
+}
+
+/// Creates the output topics ([`TopicNames::outputs`]) that are missing,
+/// with `spec`; their partition counts are not checked (nothing keeps state
+/// by their partition).
+pub async fn ensure_output_topics(
+    brokers: &str,
+    names: &TopicNames,
+    spec: TopicSpec,
+    timeout: Duration,
+) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("socket.timeout.ms", timeout.as_millis().to_string())
+        .create()?;
+    let new: Vec<NewTopic<'_>> = names
+        .outputs()
+        .iter()
+        .map(|t| {
+            NewTopic::new(
+                t,
+                spec.partitions,
+                TopicReplication::Fixed(spec.replication),
+            )
+        })
+        .collect();
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    for r in admin.create_topics(&new, &opts).await? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::Topic {
+                    topic,
+                    reason: format!("could not create: {code}"),
+                })
+            }
+        }
+    }
+    Ok(())
 }

@@ -125,6 +125,11 @@ impl fmt::Display for EvalReport {
             "ROC-AUC for any holdout purchase ({} of {} customers): P(alive) {:.3}, BG/NBD P(purchase) {:.3}",
             self.holdout_active_customers, self.customers, self.auc_p_alive, self.auc_bgnbd_p_purchase
         )?;
+        writeln!(
+            f,
+            "  supervised ({}) {:.3}, hybrid ({}) {:.3} (each the learner with the best validation AUC)",
+            self.auc_supervised_model, self.auc_supervised, self.auc_hybrid_model, self.auc_hybrid
+        )?;
         for c in &self.learned.classifiers {
             writeln!(
                 f,
@@ -134,18 +139,22 @@ impl fmt::Display for EvalReport {
         }
         writeln!(
             f,
-            "Holdout count models (trained on calibration weeks only):"
+            "Holdout count models (trained on calibration weeks only); backtest: cut-off {}, {} actual transactions to the calibration end:",
+            self.learned.backtest_cutoff, self.learned.backtest_actual
         )?;
         for c in &self.learned.count_models {
             writeln!(
                 f,
-                "  {:<20} forecast {:>7.1} ({} vs actual)  corr {:.3}  MAE {:.3}  backtest RMSE {:.3}",
+                "  {:<22} forecast {:>7.1} ({} vs actual)  corr {:.3}  MAE {:.3} | backtest RMSE {:.4} forecast {:>7.1} ({}) corr {:.3}",
                 c.name,
                 c.holdout_forecast,
                 pct(c.holdout_forecast, self.holdout_actual),
                 c.holdout_corr,
                 c.holdout_mae,
-                c.backtest_rmse
+                c.backtest_rmse,
+                c.backtest_forecast,
+                pct(c.backtest_forecast, self.learned.backtest_actual),
+                c.backtest_corr
             )?;
         }
         write!(

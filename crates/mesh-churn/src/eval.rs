@@ -143,6 +143,15 @@ pub struct EvalReport {
     pub auc_p_alive: f64,
     /// ROC-AUC of BG/NBD 1 - P(no purchase in holdout) for the same label.
     pub auc_bgnbd_p_purchase: f64,
+    /// ROC-AUC of the supervised classifier (plain features) for the same label on the
+    /// same customers: of the learners, the one with the best validation AUC.
+    pub auc_supervised: f64,
+    /// Which supervised classifier `auc_supervised` is.
+    pub auc_supervised_model: String,
+    /// ROC-AUC of the hybrid classifier (plain + BG/NBD features), chosen the same way.
+    pub auc_hybrid: f64,
+    /// Which hybrid classifier `auc_hybrid` is.
+    pub auc_hybrid_model: String,
     /// Supervised and hybrid models trained on an earlier split of the calibration.
     pub learned: LearnedReport,
     /// Model chosen before looking at the holdout (see `learned`).
@@ -261,6 +270,8 @@ pub fn evaluate(
 
     let learned = learned::evaluate(&cohort, calibration_end, holdout_end, &actual)?;
     let best = learned.best();
+    let (auc_supervised_model, auc_supervised) = learned.classifier_by_validation("supervised_")?;
+    let (auc_hybrid_model, auc_hybrid) = learned.classifier_by_validation("hybrid_")?;
 
     Ok(EvalReport {
         customers: rfm.len(),
@@ -287,6 +298,10 @@ pub fn evaluate(
         holdout_active_customers: active.iter().filter(|a| **a).count(),
         auc_p_alive: roc_auc(&p_alive, &active)?,
         auc_bgnbd_p_purchase: roc_auc(&p_purchase, &active)?,
+        auc_supervised,
+        auc_supervised_model,
+        auc_hybrid,
+        auc_hybrid_model,
         best_model: best.name.clone(),
         best_holdout_forecast: best.holdout_forecast,
         best_holdout_corr: best.holdout_corr,

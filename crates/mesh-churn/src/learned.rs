@@ -9,15 +9,18 @@
 //!   `*_rate`) or with BG/NBD's per-customer time profile. `bgnbd_rescaled` multiplies
 //!   BG/NBD by its own in-calibration forecast error; `hybrid_poisson` is a Poisson
 //!   regression with the BG/NBD forecast as offset; `hybrid_blend` averages
-//!   `hybrid_forest` and `bgnbd_rescaled`.
+//!   `hybrid_forest` and `bgnbd_rescaled`; `pareto_nbd` is the Pareto/NBD conditional
+//!   expectation; `bgnbd+<model>` are equal-weight combinations of BG/NBD with another
+//!   model (no weights are fitted).
+//! - **Model selection** never looks at the holdout: the whole protocol above is run
+//!   again with the middle of the calibration period as cut-off and the calibration end
+//!   as horizon (so every learned model is retrained on the first quarter), and the
+//!   model with the lowest per-customer RMSE there is reported as best.
 //! - **Classifiers** learn "no purchase in the next N weeks" (N = a third of the
 //!   calibration period) on a snapshot at 1/3 of the calibration period, get their
 //!   Platt calibration on the snapshot at 2/3 (a later, time-based validation fold), and
 //!   are applied at the calibration end. Their ROC-AUC is for "any purchase in the
 //!   holdout", the same label P(alive) is scored on.
-//!
-//! The model reported as best was fixed in code before running on the holdout:
-//! [`BEST_MODEL`].
 
 use chrono::{Duration, NaiveDate};
 use serde::Serialize;
@@ -47,6 +50,10 @@ pub struct CountCandidate {
     /// Per-customer RMSE of the same model in the in-calibration backtest (used to
     /// choose the best model without looking at the holdout).
     pub backtest_rmse: f64,
+    /// Sum of the model's forecasts in the in-calibration backtest.
+    pub backtest_forecast: f64,
+    /// Per-customer correlation in the in-calibration backtest.
+    pub backtest_corr: f64,
 }
 
 /// Holdout result of one classifier.
@@ -69,6 +76,10 @@ pub struct LearnedReport {
     pub count_train_cutoff: NaiveDate,
     /// Count model with the lowest backtest RMSE: the one reported as best.
     pub chosen: String,
+    /// Cut-off of the model-selection backtest (middle of the calibration period).
+    pub backtest_cutoff: NaiveDate,
+    /// Actual transactions from the backtest cut-off to the calibration end.
+    pub backtest_actual: f64,
     /// Snapshot date of the classifier training features.
     pub classifier_train_cutoff: NaiveDate,
     /// Snapshot date of the classifier validation (Platt) fold.
@@ -88,6 +99,17 @@ impl LearnedReport {
             .iter()
             .find(|c| c.name == self.chosen)
             .unwrap_or(&self.count_models[0])
+    }
+
+    /// `(name, holdout AUC)` of the classifier whose name starts with `prefix` and
+    /// has the best validation AUC (chosen without the holdout).
+    pub fn classifier_by_validation(&self, prefix: &str) -> Result<(String, f64)> {
+        self.classifiers
+            .iter()
+            .filter(|c| c.name.starts_with(prefix))
+            .max_by(|a, b| a.validation_auc.total_cmp(&b.validation_auc))
+            .map(|c| (c.name.clone(), c.holdout_auc))
+            .ok_or_else(|| Error::InvalidInput(format!("no classifier named {prefix}*")))
     }
 }
 
@@ -151,6 +173,8 @@ fn candidate(name: &str, forecast: &[f64], actual: &[f64]) -> Result<CountCandid
             .sum::<f64>()
             / actual.len() as f64,
         backtest_rmse: f64::NAN,
+        backtest_forecast: f64::NAN,
+        backtest_corr: f64::NAN,
     })
 }
 
@@ -260,6 +284,31 @@ fn count_forecasts(
         .map(|((c, r), e)| e * linear(&beta, &correction_features(c, r, calibration_end)).exp())
         .collect();
     out.push(("hybrid_poisson", corrected));
+
+    let pareto = crate::pareto::fit(&full_rfm)?.params;
+    let pareto_forecast: Vec<f64> = full_rfm
+        .iter()
+        .map(|c| pareto.conditional_expected(horizon, c))
+        .collect::<Result<_>>()?;
+    out.push(("pareto_nbd", pareto_forecast));
+
+    // Equal-weight forecast combinations (Bates & Granger 1969) of BG/NBD with each
+    // other model: the errors of a likelihood model and a learned one are only partly
+    // correlated, so their mean is usually closer than either. Equal weights need no
+    // fitting, so nothing more is learned from the (short) calibration period.
+    let combined: Forecasts = COMBINED_WITH_BGNBD
+        .iter()
+        .filter_map(|(combo, other)| {
+            let (_, f) = out.iter().find(|(n, _)| n == other)?;
+            let mean = bg_forecast
+                .iter()
+                .zip(f)
+                .map(|(a, b)| 0.5 * (a + b))
+                .collect();
+            Some((*combo, mean))
+        })
+        .collect();
+    out.extend(combined);
     Ok((mid, out))
 }
 
@@ -305,6 +354,14 @@ fn fit_poisson_offset(z: &[Vec<f64>], offsets: &[f64], y: &[f64]) -> Result<Vec<
     Ok(crate::optimize::minimize(&objective, &vec![0.0; k])?.x)
 }
 
+/// `(combination name, model averaged with BG/NBD)`.
+const COMBINED_WITH_BGNBD: [(&str, &str); 4] = [
+    ("bgnbd+pareto_nbd", "pareto_nbd"),
+    ("bgnbd+forest", "forest"),
+    ("bgnbd+hybrid_forest", "hybrid_forest"),
+    ("bgnbd+hybrid_poisson", "hybrid_poisson"),
+];
+
 /// Named per-customer forecasts.
 type Forecasts = Vec<(&'static str, Vec<f64>)>;
 
@@ -348,6 +405,10 @@ pub fn evaluate(
         .iter()
         .map(|(name, f)| (*name, rmse(f, &backtest_actual)))
         .collect();
+    let backtest_scores: Vec<(f64, f64)> = backtest
+        .iter()
+        .map(|(_, f)| Ok((f.iter().sum(), pearson(f, &backtest_actual)?)))
+        .collect::<Result<_>>()?;
     let chosen = backtest_rmse
         .iter()
         .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -356,9 +417,13 @@ pub fn evaluate(
 
     let (count_train_cutoff, forecasts) = count_forecasts(cohort, calibration_end, holdout_end)?;
     let mut count_models = Vec::new();
-    for ((name, f), (_, bt)) in forecasts.iter().zip(&backtest_rmse) {
+    for (((name, f), (_, bt)), (bf, bc)) in
+        forecasts.iter().zip(&backtest_rmse).zip(&backtest_scores)
+    {
         let mut c = candidate(name, f, actual)?;
         c.backtest_rmse = *bt;
+        c.backtest_forecast = *bf;
+        c.backtest_corr = *bc;
         count_models.push(c);
     }
     let full_bg = bgnbd::fit(&snapshot(cohort, calibration_end).1)?.params;
@@ -427,6 +492,8 @@ pub fn evaluate(
     Ok(LearnedReport {
         count_train_cutoff,
         chosen,
+        backtest_cutoff: mid,
+        backtest_actual: backtest_actual.iter().sum(),
         classifier_train_cutoff: k_a,
         classifier_validation_cutoff: k_b,
         classifier_horizon_weeks: horizon,

@@ -19,6 +19,7 @@
 //! - [`gamma_gamma`] — Gamma-Gamma spend model and discounted CLV.
 //! - [`features`] — named per-customer feature matrices (plain and BG/NBD hybrid).
 //! - [`supervised`] — versioned, serialisable, Platt-calibrated churn classifier.
+//! - [`training`] — time-split training of the classifier from histories (`mesh train churn`).
 //! - [`learned`] — the honest time-split protocol for supervised/hybrid models on CDNOW.
 //! - [`metrics`] — ROC-AUC and Pearson correlation.
 //! - [`scoring`] — streaming state, risk score, alerts with hysteresis and reasons.
@@ -43,5 +44,6 @@ pub mod retention;
 pub mod scoring;
 pub mod special;
 pub mod supervised;
+pub mod training;
 
 pub use error::{Error, Result};

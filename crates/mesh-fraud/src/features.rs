@@ -105,29 +105,28 @@ fn order_ids(o: &Order) -> [&str; 5] {
 
 fn bucket_fields(kind: EntityKind, now: i64, out: &mut Vec<String>) {
     for w in &WINDOWS {
+        let parts = w.parts(now);
         for m in metrics_for(kind, w) {
-            for b in w.range(now) {
-                out.push(w.field(b, m));
-            }
+            out.extend(parts.iter().map(|p| w.part_field(*p, m)));
         }
     }
 }
 
-fn bucket_field_count(kind: EntityKind) -> usize {
+fn bucket_field_count(kind: EntityKind, now: i64) -> usize {
     WINDOWS
         .iter()
-        .map(|w| metrics_for(kind, w).len() * w.buckets as usize)
+        .map(|w| metrics_for(kind, w).len() * w.parts(now).len())
         .sum()
 }
 
 /// Window sums `[window][metric]` decoded from the leading bucket fields of a reply.
-fn bucket_sums(kind: EntityKind, vals: &[Option<f64>]) -> [[f64; METRICS.len()]; 3] {
+fn bucket_sums(kind: EntityKind, vals: &[Option<f64>], now: i64) -> [[f64; METRICS.len()]; 3] {
     let mut sums = [[0.0; METRICS.len()]; 3];
     let mut i = 0;
     for (wi, w) in WINDOWS.iter().enumerate() {
+        let n = w.parts(now).len();
         for m in metrics_for(kind, w) {
             let mi = METRICS.iter().position(|x| x == m).unwrap_or(0);
-            let n = w.buckets as usize;
             sums[wi][mi] = vals[i..i + n].iter().map(|v| v.unwrap_or(0.0)).sum();
             i += n;
         }
@@ -149,7 +148,7 @@ fn hour_fields(ts: i64) -> [String; 3] {
 pub fn reads_for(order: &Order, now: i64) -> Vec<ReadRequest> {
     let mut reqs = Vec::with_capacity(8);
     for (kind, id) in EntityKind::ALL.iter().zip(order_ids(order)) {
-        let mut fields = Vec::with_capacity(bucket_field_count(*kind) + 16);
+        let mut fields = Vec::with_capacity(bucket_field_count(*kind, now) + 16);
         bucket_fields(*kind, now, &mut fields);
         if *kind == EntityKind::User {
             fields.extend(PROFILE.iter().map(|s| s.to_string()));
@@ -189,14 +188,14 @@ pub fn features_from(order: &Order, results: &ReadResults, now: i64) -> Result<F
     let mut sums = [[[0.0; METRICS.len()]; 3]; 5];
     let mut user_tail: &[Option<f64>] = &[];
     for (k, kind) in EntityKind::ALL.iter().enumerate() {
-        let nb = bucket_field_count(*kind);
+        let nb = bucket_field_count(*kind, now);
         let extra = if *kind == EntityKind::User {
             PROFILE.len() + 5
         } else {
             0
         };
         let vals = results.fields(k, nb + extra)?;
-        sums[k] = bucket_sums(*kind, &vals[..nb]);
+        sums[k] = bucket_sums(*kind, &vals[..nb], now);
         if *kind == EntityKind::User {
             user_tail = &vals[nb..];
         }

@@ -109,7 +109,11 @@ pub fn detect_order(order: &Order, f: &FeatureVector, cfg: &DetectorConfig) -> V
 
 /// Reads the payment detector needs (failed payments in the hour on instrument and device).
 pub fn payment_reads(p: &PaymentEvent, now: i64) -> Vec<ReadRequest> {
-    let fields: Vec<String> = W_1H.range(now).map(|b| W_1H.field(b, "f")).collect();
+    let fields: Vec<String> = W_1H
+        .parts(now)
+        .into_iter()
+        .map(|p| W_1H.part_field(p, "f"))
+        .collect();
     vec![
         ReadRequest::Fields {
             key: entity_key(EntityKind::Instrument, &p.instrument_id),
@@ -130,7 +134,7 @@ pub fn detect_payment(
     cfg: &DetectorConfig,
 ) -> Result<Vec<RiskAlert>> {
     let res = source.read(&payment_reads(p, now))?;
-    let n = W_1H.buckets as usize;
+    let n = W_1H.parts(now).len();
     let sum = |i| -> Result<f64> { Ok(res.fields(i, n)?.iter().map(|v| v.unwrap_or(0.0)).sum()) };
     let (inst, dev) = (sum(0)?, sum(1)?);
     let mut alerts = Vec::new();

@@ -71,6 +71,11 @@ pub fn users_key(kind: EntityKind, id: &str) -> String {
 /// A window of length `W` over buckets of size `B` covers the `W / B` buckets ending with the
 /// bucket that holds `now`, so its effective span is between `W - B` and `W` seconds. That is
 /// the price of pure-increment state; the finest bucket is used for the shortest window.
+///
+/// Every increment also goes to a **block** of `block` consecutive buckets (aligned on block
+/// boundaries). A window is read as the blocks that lie wholly inside it plus the buckets at
+/// its two edges ([`Window::parts`]): the same sum from far fewer fields (the 24 h window
+/// reads at most 9 fields instead of 24), which is what keeps one order's read small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     /// Name used in feature names (`1m`, `1h`, `24h`).
@@ -81,6 +86,19 @@ pub struct Window {
     pub bucket_secs: i64,
     /// Number of buckets in the window.
     pub buckets: i64,
+    /// Field prefix of the block granularity.
+    pub block_prefix: &'static str,
+    /// Buckets per block.
+    pub block: i64,
+}
+
+/// One field a window read sums: a bucket or a whole block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// A bucket index.
+    Bucket(i64),
+    /// A block index (buckets `block * k .. block * k + k`).
+    Block(i64),
 }
 
 impl Window {
@@ -89,10 +107,34 @@ impl Window {
         ts.div_euclid(self.bucket_secs)
     }
 
+    /// Block index of a bucket.
+    pub fn block_of(&self, bucket: i64) -> i64 {
+        bucket.div_euclid(self.block)
+    }
+
     /// Bucket indices of the window ending at `now`, oldest first.
     pub fn range(&self, now: i64) -> std::ops::RangeInclusive<i64> {
         let last = self.bucket_of(now);
         (last - self.buckets + 1)..=last
+    }
+
+    /// The fields whose sum is the window ending at `now`: edge buckets and the blocks wholly
+    /// inside, oldest first. Covers exactly the buckets of [`Window::range`].
+    pub fn parts(&self, now: i64) -> Vec<Part> {
+        let range = self.range(now);
+        let (first, last) = (*range.start(), *range.end());
+        let mut out = Vec::with_capacity(2 * self.block as usize + 4);
+        let mut b = first;
+        while b <= last {
+            if b.rem_euclid(self.block) == 0 && b + self.block - 1 <= last {
+                out.push(Part::Block(self.block_of(b)));
+                b += self.block;
+            } else {
+                out.push(Part::Bucket(b));
+                b += 1;
+            }
+        }
+        out
     }
 
     /// When a bucket can be dropped: once no window read can reach it any more.
@@ -100,32 +142,56 @@ impl Window {
         (bucket + self.buckets + 1) * self.bucket_secs
     }
 
+    /// When a block can be dropped: once its first bucket has left every window.
+    pub fn block_expire_at(&self, block: i64) -> i64 {
+        self.expire_at(block * self.block)
+    }
+
     /// Field name of a metric in a bucket.
     pub fn field(&self, bucket: i64, metric: &str) -> String {
         format!("{}{bucket}:{metric}", self.prefix)
     }
+
+    /// Field name of a metric in a block.
+    pub fn block_field(&self, block: i64, metric: &str) -> String {
+        format!("{}{block}:{metric}", self.block_prefix)
+    }
+
+    /// Field name of a metric in a part.
+    pub fn part_field(&self, part: Part, metric: &str) -> String {
+        match part {
+            Part::Bucket(b) => self.field(b, metric),
+            Part::Block(b) => self.block_field(b, metric),
+        }
+    }
 }
 
-/// 1 minute over 10-second buckets.
+/// 1 minute over 10-second buckets (blocks of 30 s).
 pub const W_1M: Window = Window {
     name: "1m",
     prefix: "t",
     bucket_secs: 10,
     buckets: 6,
+    block_prefix: "T",
+    block: 3,
 };
-/// 1 hour over 5-minute buckets.
+/// 1 hour over 5-minute buckets (blocks of 15 minutes).
 pub const W_1H: Window = Window {
     name: "1h",
     prefix: "m",
     bucket_secs: 300,
     buckets: 12,
+    block_prefix: "M",
+    block: 3,
 };
-/// 24 hours over 1-hour buckets.
+/// 24 hours over 1-hour buckets (blocks of 6 hours).
 pub const W_24H: Window = Window {
     name: "24h",
     prefix: "h",
     bucket_secs: 3600,
     buckets: 24,
+    block_prefix: "H",
+    block: 6,
 };
 /// The windows, shortest first.
 pub const WINDOWS: [Window; 3] = [W_1M, W_1H, W_24H];
@@ -313,5 +379,53 @@ impl FeatureSource for MemoryFeatures {
             })
             .collect();
         Ok(ReadResults(replies))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_exactly_the_window_with_few_fields() {
+        for w in WINDOWS {
+            let mut most = 0;
+            for now in (0..3 * w.buckets * w.block * w.bucket_secs).step_by(7) {
+                let parts = w.parts(now);
+                let mut covered: Vec<i64> = parts
+                    .iter()
+                    .flat_map(|p| match *p {
+                        Part::Bucket(b) => b..b + 1,
+                        Part::Block(k) => k * w.block..(k + 1) * w.block,
+                    })
+                    .collect();
+                covered.sort_unstable();
+                assert_eq!(
+                    covered,
+                    w.range(now).collect::<Vec<_>>(),
+                    "{} at {now}",
+                    w.name
+                );
+                most = most.max(parts.len());
+            }
+            let limit = match w.name {
+                "24h" => 9,
+                "1h" => 6,
+                _ => 4,
+            };
+            assert_eq!(most, limit, "{}: most fields per read", w.name);
+        }
+    }
+
+    #[test]
+    fn a_block_expires_when_its_first_bucket_does() {
+        let w = W_24H;
+        let block = 100;
+        let at = w.block_expire_at(block);
+        // the last time a read still uses the block
+        assert!(w
+            .parts(at - w.bucket_secs - 1)
+            .contains(&Part::Block(block)));
+        assert!(!w.parts(at).contains(&Part::Block(block)));
     }
 }

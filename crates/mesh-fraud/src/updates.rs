@@ -45,6 +45,14 @@ fn incr_buckets(
                 delta,
                 expire_at: Some(w.expire_at(b)),
             });
+            // the same increment in the bucket's block (see `Window::parts`)
+            let block = w.block_of(b);
+            ops.push(StateOp::Incr {
+                key: key.clone(),
+                field: w.block_field(block, metric),
+                delta,
+                expire_at: Some(w.block_expire_at(block)),
+            });
         }
     }
 }
@@ -86,7 +94,7 @@ fn order_ids(o: &Order) -> [(EntityKind, &str); 5] {
 }
 
 fn order_updates(o: &Order) -> Vec<StateOp> {
-    let mut ops = Vec::with_capacity(40);
+    let mut ops = Vec::with_capacity(72);
     for (kind, id) in order_ids(o) {
         incr_buckets(&mut ops, kind, id, o.ts, "n", 1.0);
         incr_buckets(&mut ops, kind, id, o.ts, "a", o.amount);

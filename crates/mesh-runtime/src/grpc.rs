@@ -1,12 +1,21 @@
 //! The gRPC server every service runs: its own services plus health and
-//! reflection.
+//! reflection, behind a tower layer that records latency and status per
+//! method ([`MetricsLayer`]).
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::Router;
+use tower::layer::util::{Identity, Stack};
 
 use crate::{Error, Result};
 
 /// Health reporter handed to services so they flip their status.
 pub type Health = tonic_health::server::HealthReporter;
+
+/// The router [`server`] returns: tonic's router with [`MetricsLayer`].
+pub type Router = tonic::transport::server::Router<Stack<MetricsLayer, Identity>>;
 
 /// A tonic server builder with health and reflection already added. Add the
 /// service's own services to the returned router, then call [`serve`].
@@ -17,6 +26,7 @@ pub fn server() -> (Router, Health) {
         .build_v1()
         .expect("the mesh descriptor set is generated at build time and valid");
     let router = tonic::transport::Server::builder()
+        .layer(MetricsLayer)
         .add_service(health)
         .add_service(reflection);
     (router, reporter)
@@ -38,7 +48,12 @@ pub async fn serve(
         addr: addr.to_string(),
         source,
     })?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // TCP_NODELAY on every accepted connection: tonic sets it only on
+    // listeners it binds itself. Without it, Nagle holds a response's last
+    // frames until the client's delayed ACK, i.e. until the next request on
+    // the connection (measured: ScoreOrder p50 = connections x request
+    // interval + 1 ms with `mesh bench fraud`).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(async move {
         router
             .serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await })
@@ -46,4 +61,74 @@ pub async fn serve(
             .map_err(Error::from)
     });
     Ok((bound, task))
+}
+
+/// Records `mesh_grpc_requests_total{method, code}` and
+/// `mesh_grpc_request_seconds{method}` for every call. The time is until the
+/// response headers (the whole call for unary methods; the stream's start
+/// for streaming ones). The code is `grpc-status` from the headers (errors
+/// are trailers-only responses, so their status is there) or `0`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsLayer;
+
+impl<S> tower::Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService { inner }
+    }
+}
+
+/// The service [`MetricsLayer`] wraps around tonic's routes.
+#[derive(Debug, Clone)]
+pub struct MetricsService<S> {
+    inner: S,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for MetricsService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    RB: 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = std::result::Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path().to_string();
+        let start = Instant::now();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let res = fut.await;
+            let code = match &res {
+                Ok(r) => r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0")
+                    .to_string(),
+                Err(_) => "transport".to_string(),
+            };
+            // Unknown paths (UNIMPLEMENTED) share one label so a client
+            // cannot grow the series without bound.
+            let method = if code == "12" {
+                "unknown"
+            } else {
+                path.as_str()
+            };
+            crate::metrics::GRPC_REQUESTS
+                .with_label_values(&[method, code.as_str()])
+                .inc();
+            crate::metrics::GRPC_SECONDS
+                .with_label_values(&[method])
+                .observe(start.elapsed().as_secs_f64());
+            res
+        })
+    }
 }

@@ -11,13 +11,15 @@
 //! - [`config`]: [`config::Env`], typed lookups.
 //! - [`telemetry`]: `init` once per process.
 //! - [`admin`]: admin router and server.
-//! - [`grpc`]: `serve` a tonic router with health and reflection.
+//! - [`grpc`]: `serve` a tonic router with health, reflection and per-method metrics.
+//! - [`metrics`]: gRPC, store and consumer-lag metrics shared by every service.
 //! - [`shutdown`]: signal handling.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
 pub mod grpc;
+pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -29,7 +29,27 @@ impl Drop for Telemetry {
 /// `RUST_LOG`) sets the filter, default `info`; `MESH_LOG_FORMAT=json`
 /// switches to JSON lines.
 pub fn init(env: &Env, service: &str) -> Result<Telemetry> {
-    let mut builder = SdkTracerProvider::builder();
+    init_with(env, service, SdkTracerProvider::builder())
+}
+
+/// [`init`] with spans also handed, as they end, to `exporter` (tests use
+/// the SDK's in-memory exporter to check a trace's spans).
+pub fn init_with_exporter<E>(env: &Env, service: &str, exporter: E) -> Result<Telemetry>
+where
+    E: opentelemetry_sdk::trace::SpanExporter + 'static,
+{
+    init_with(
+        env,
+        service,
+        SdkTracerProvider::builder().with_simple_exporter(exporter),
+    )
+}
+
+fn init_with(
+    env: &Env,
+    service: &str,
+    mut builder: opentelemetry_sdk::trace::TracerProviderBuilder,
+) -> Result<Telemetry> {
     let endpoint = env
         .get("MESH_OTLP_ENDPOINT")
         .or_else(|| env.get("OTEL_EXPORTER_OTLP_ENDPOINT"));

@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         model: Model::prior(start),
         scoring: cfg.scoring,
         clock: clock.clone(),
+        supervised: Default::default(),
     });
     let handler = ChurnHandler {
         churn,

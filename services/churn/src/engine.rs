@@ -12,7 +12,7 @@
 //! highest alert published, so a crash between the write and the publish is
 //! repaired by the next evaluation (at-least-once publish, deduplicable by
 //! `alert_id`), never by a second crossing.
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use mesh_bus::headers::{self, HeaderList};
@@ -20,6 +20,7 @@ use mesh_bus::Producer;
 use mesh_churn::gamma_gamma::customer_lifetime_value;
 use mesh_churn::retention::{self, Arm, ArmOutcome, IntervalMethod};
 use mesh_churn::scoring::{AlertConfig, ChurnScorer, Clock};
+use mesh_churn::training::TrainedChurnModel;
 use mesh_proto::churn::v1 as pb;
 use mesh_store::{Slot, StateStore};
 use prost::Message;
@@ -72,6 +73,9 @@ pub struct Assessment {
     pub reasons: Vec<String>,
     pub rfm: mesh_churn::data::Rfm,
     pub at: DateTime<Utc>,
+    /// The supervised model's churn probability and the model, when one is
+    /// stored.
+    pub supervised: Option<(f64, Arc<TrainedChurnModel>)>,
 }
 
 /// What one evaluation changed.
@@ -101,11 +105,47 @@ pub struct Churn {
     pub model: Model,
     pub scoring: Scoring,
     pub clock: Arc<dyn Clock>,
+    /// The supervised model stored by `mesh train churn`, swapped in by
+    /// [`Churn::refresh_supervised`] without a restart.
+    pub supervised: RwLock<Option<Arc<TrainedChurnModel>>>,
 }
 
 impl Churn {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// The supervised model in use, if any.
+    pub fn supervised(&self) -> Option<Arc<TrainedChurnModel>> {
+        self.supervised
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Loads the stored supervised model when its version differs from the
+    /// one in use (one `HMGET` when nothing changed). Returns true when a
+    /// new model was swapped in.
+    pub async fn refresh_supervised(&self) -> Result<bool> {
+        let Some(stored) = crate::model::stored_supervised_version(&self.store).await? else {
+            return Ok(false);
+        };
+        if self
+            .supervised()
+            .is_some_and(|m| m.report.version == stored)
+        {
+            return Ok(false);
+        }
+        let Some(m) = crate::model::load_supervised(&self.store).await? else {
+            return Ok(false);
+        };
+        tracing::info!(
+            version = %m.report.version,
+            validation_auc = m.report.validation_auc,
+            "churn: supervised model loaded"
+        );
+        *self.supervised.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(m));
+        Ok(true)
     }
 
     fn scorer(&self, now: DateTime<Utc>, alert: AlertConfig) -> Result<ChurnScorer<At>> {
@@ -157,7 +197,14 @@ impl Churn {
             CLV_STEP_WEEKS,
             self.scoring.discount_rate,
         )?;
+        let supervised = match self.supervised() {
+            Some(m) => m
+                .churn_probability(&s.history(""), now.date_naive(), &self.model.bgnbd)?
+                .map(|p| (p, m)),
+            None => None,
+        };
         Ok(Assessment {
+            supervised,
             summary: s.clone(),
             risk: score.risk,
             p_alive: score.p_alive,
@@ -367,6 +414,9 @@ impl Churn {
     /// instances at once: every transition is a compare-and-set.
     pub async fn sweep_once(&self) -> Result<Effects> {
         let started = std::time::Instant::now();
+        if let Err(e) = self.refresh_supervised().await {
+            tracing::warn!(%e, "churn: could not load the stored supervised model; keeping the current one");
+        }
         let now = self.now();
         let mut fx = Effects::default();
         for partition in 0..self.partitions {

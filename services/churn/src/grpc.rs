@@ -49,6 +49,7 @@ pub fn model_info(m: &Model, alert: &mesh_churn::scoring::AlertConfig) -> pb::Mo
         threshold: alert.threshold,
         rearm_below: alert.rearm_below,
         horizon_weeks: alert.horizon_weeks,
+        ..Default::default()
     }
 }
 
@@ -111,6 +112,16 @@ impl ChurnService for ChurnGrpc {
             arm: s.arm.clone(),
             at_ms: a.at.timestamp_millis(),
             model_version: c.model.version.clone(),
+            supervised_churn_probability: a.supervised.as_ref().map(|(p, _)| *p),
+            supervised_model_version: a
+                .supervised
+                .as_ref()
+                .map(|(_, m)| m.report.version.clone())
+                .unwrap_or_default(),
+            supervised_horizon_weeks: a
+                .supervised
+                .as_ref()
+                .map_or(0.0, |(_, m)| f64::from(m.report.horizon_weeks)),
         }))
     }
 
@@ -155,10 +166,23 @@ impl ChurnService for ChurnGrpc {
         &self,
         _request: Request<pb::GetModelInfoRequest>,
     ) -> Result<Response<pb::ModelInfo>, Status> {
-        Ok(Response::new(model_info(
-            &self.churn.model,
-            &self.churn.scoring.alert,
-        )))
+        self.churn.refresh_supervised().await.map_err(to_status)?;
+        let mut info = model_info(&self.churn.model, &self.churn.scoring.alert);
+        if let Some(m) = self.churn.supervised() {
+            let r = &m.report;
+            info.supervised_version = r.version.clone();
+            info.supervised_kind = match r.kind {
+                mesh_churn::supervised::ModelKind::LogisticRegression => "logistic_regression",
+                mesh_churn::supervised::ModelKind::RandomForest => "random_forest",
+            }
+            .into();
+            info.supervised_horizon_weeks = f64::from(r.horizon_weeks);
+            info.supervised_validation_auc = r.validation_auc;
+            info.supervised_validation_brier = r.validation_brier;
+            info.supervised_train_rows = r.train_rows as u64;
+            info.supervised_hybrid = r.hybrid;
+        }
+        Ok(Response::new(info))
     }
 
     async fn retention_report(

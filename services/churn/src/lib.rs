@@ -192,6 +192,7 @@ pub async fn engine(cfg: &ChurnConfig, deps: &Deps) -> Result<Arc<Churn>> {
         model: Model::prior(now),
         scoring: cfg.scoring.clone(),
         clock: deps.clock.clone(),
+        supervised: Default::default(),
     };
     churn.model = match &cfg.model {
         Some(setting) => {
@@ -209,6 +210,9 @@ pub async fn engine(cfg: &ChurnConfig, deps: &Deps) -> Result<Arc<Churn>> {
             Model::fit_or_prior(&summaries, cfg.min_fit_users, now)
         }
     };
+    if let Err(e) = churn.refresh_supervised().await {
+        tracing::warn!(%e, "churn: stored supervised model not loaded; scoring with BG/NBD only");
+    }
     Ok(Arc::new(churn))
 }
 

@@ -5,6 +5,8 @@
 use chrono::{DateTime, Utc};
 use mesh_churn::bgnbd::{self, BgNbdParams};
 use mesh_churn::gamma_gamma::{self, GammaGammaParams};
+use mesh_churn::training::TrainedChurnModel;
+use mesh_store::{HashRead, HashReply, Slot, StateStore};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -173,6 +175,64 @@ impl Model {
         let m = Self::new(bg, gg, None, now, Source::Fitted, summaries.len());
         tracing::info!(params = ?m.bgnbd, gamma_gamma = ?m.gamma_gamma, users = m.customers, "churn model fitted on stored summaries");
         m
+    }
+}
+
+/// Store scope of the supervised model artefact: its own scope, so a
+/// replay of the churn scope (which clears it) keeps the trained model.
+pub const MODEL_SCOPE: &str = "churn-model";
+
+/// Hash holding the current supervised model: fields `version` and `json`.
+pub const SUPERVISED_KEY: &str = "supervised";
+
+fn model_slot() -> Slot<'static> {
+    Slot {
+        scope: MODEL_SCOPE,
+        partition: 0,
+    }
+}
+
+/// Stores a trained supervised model as the current one (`mesh train
+/// churn`). Running services pick it up at their next sweep or
+/// `GetModelInfo`, without a restart. The version and the artefact are
+/// written in one `HSET`, so a reader never sees one without the other.
+pub async fn store_supervised(store: &StateStore, model: &TrainedChurnModel) -> Result<()> {
+    let json = model.to_json()?;
+    store
+        .hset_if(
+            model_slot(),
+            SUPERVISED_KEY,
+            &[],
+            &[
+                ("version", model.report.version.as_str()),
+                ("json", json.as_str()),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Version of the stored supervised model, if any (one `HMGET`).
+pub async fn stored_supervised_version(store: &StateStore) -> Result<Option<String>> {
+    let reply = store
+        .hread_many(&[HashRead::Fields {
+            slot: model_slot(),
+            key: SUPERVISED_KEY.into(),
+            fields: vec!["version".into()],
+        }])
+        .await?;
+    Ok(match reply.into_iter().next() {
+        Some(HashReply::Fields(mut v)) => v.pop().flatten(),
+        _ => None,
+    })
+}
+
+/// The stored supervised model, if any.
+pub async fn load_supervised(store: &StateStore) -> Result<Option<TrainedChurnModel>> {
+    let h = store.hgetall(model_slot(), SUPERVISED_KEY).await?;
+    match h.get("json") {
+        None => Ok(None),
+        Some(json) => Ok(Some(TrainedChurnModel::from_json(json)?)),
     }
 }
 

@@ -8,6 +8,9 @@
 //! - `d:<YYYY-MM-DD>`: spend of that UTC day (HIncrFloat). "Same-day
 //!   purchases are one transaction" is the number of `d:` fields, so it is
 //!   right whatever order the events come in;
+//! - `q:<YYYY-MM-DD>`: items bought that day (HIncrFloat), so the
+//!   supervised model sees the same per-day history `mesh train churn`
+//!   trained on;
 //! - hysteresis and retention fields written by [`crate::engine`]
 //!   (`alerted`, `alert_n`, `sent_n`, `alerted_at`, `first_alert_at`, `arm`,
 //!   `returned`).
@@ -17,8 +20,8 @@
 //! `ListAtRisk` iterate.
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
-use mesh_churn::data::{Rfm, DAYS_PER_WEEK};
+use chrono::{DateTime, NaiveDate, Utc};
+use mesh_churn::data::{CustomerHistory, Purchase, Rfm, DAYS_PER_WEEK};
 use mesh_churn::gamma_gamma::Spend;
 use mesh_churn::scoring::CustomerState;
 use mesh_proto::events::v1::envelope::Body;
@@ -73,9 +76,14 @@ pub fn ops(e: &Envelope) -> Vec<Op> {
             delta: o.total,
         },
         Op::HIncrFloat {
-            key,
+            key: key.clone(),
             field: format!("d:{}", day(t)),
             delta: o.total,
+        },
+        Op::HIncrFloat {
+            key,
+            field: format!("q:{}", day(t)),
+            delta: order_quantity(o),
         },
         Op::ZSet {
             key: INDEX_KEY.into(),
@@ -83,6 +91,58 @@ pub fn ops(e: &Envelope) -> Vec<Op> {
             score: t as f64,
         },
     ]
+}
+
+/// Per-user purchase histories of the `order_placed` events among
+/// `events` (any order, duplicates by `event_id` counted once): one
+/// transaction per user and UTC day, as the stored summary keeps them. Ids
+/// are index members (`<tenant>/<user>`), histories sorted by id.
+pub fn histories(events: &[Envelope]) -> Vec<CustomerHistory> {
+    let mut seen = std::collections::HashSet::new();
+    let mut days: std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<NaiveDate, (f64, f64)>,
+    > = Default::default();
+    for e in events {
+        let Some(Body::OrderPlaced(o)) = &e.body else {
+            continue;
+        };
+        if !e.event_id.is_empty() && !seen.insert(e.event_id.as_str()) {
+            continue;
+        }
+        let Some(at) = DateTime::from_timestamp_millis(e.occurred_at_ms) else {
+            continue;
+        };
+        let slot = days
+            .entry(member(&e.tenant_id, &e.user_id))
+            .or_default()
+            .entry(at.date_naive())
+            .or_insert((0.0, 0.0));
+        slot.0 += order_quantity(o);
+        slot.1 += o.total;
+    }
+    days.into_iter()
+        .map(|(id, d)| CustomerHistory {
+            id,
+            purchases: d
+                .into_iter()
+                .map(|(day, (quantity, amount))| Purchase {
+                    day,
+                    quantity,
+                    amount,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Items in an order (sum of line quantities; 1 for an order without lines).
+pub fn order_quantity(o: &mesh_proto::events::v1::OrderPlaced) -> f64 {
+    if o.items.is_empty() {
+        1.0
+    } else {
+        o.items.iter().map(|i| f64::from(i.quantity)).sum()
+    }
 }
 
 fn day(ms: i64) -> String {
@@ -140,6 +200,34 @@ impl Summary {
             returned: h.contains_key("returned"),
             raw: h,
         })
+    }
+
+    /// The per-day purchase history (`d:` spend and `q:` items per UTC day),
+    /// as the model core's training sees it.
+    pub fn history(&self, id: &str) -> CustomerHistory {
+        let mut purchases: Vec<Purchase> = self
+            .raw
+            .iter()
+            .filter_map(|(k, v)| {
+                let d = k.strip_prefix("d:")?;
+                let day = NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?;
+                let quantity = self
+                    .raw
+                    .get(&format!("q:{d}"))
+                    .and_then(|q| q.parse().ok())
+                    .unwrap_or(1.0);
+                Some(Purchase {
+                    day,
+                    quantity,
+                    amount: v.parse().unwrap_or(0.0),
+                })
+            })
+            .collect();
+        purchases.sort_by_key(|p| p.day);
+        CustomerHistory {
+            id: id.to_string(),
+            purchases,
+        }
     }
 
     /// Repeat transactions `x`.
@@ -252,8 +340,37 @@ mod tests {
             (b.frequency(), b.first_ms, b.last_ms),
             (2, t0, t0 + 14 * day)
         );
+        let h = a.history("shop/u1");
+        assert_eq!(h.purchases.len(), 3);
+        assert_eq!((h.purchases[0].amount, h.purchases[2].amount), (15.0, 30.0));
+        assert!(h.purchases.windows(2).all(|w| w[0].day < w[1].day));
         let rfm = a.rfm(DateTime::from_timestamp_millis(t0 + 21 * day).unwrap());
         assert_eq!((rfm.frequency, rfm.recency, rfm.t), (2.0, 2.0, 3.0));
+    }
+
+    #[test]
+    fn histories_merge_days_and_drop_duplicates() {
+        let day = 86_400_000;
+        let t0 = 1_700_000_000_000 - 1_700_000_000_000 % day + 3_600_000;
+        let mut evs = vec![
+            order(t0 + 7 * day, 20.0),
+            order(t0, 10.0),
+            order(t0 + 60_000, 5.0),
+        ];
+        for (i, e) in evs.iter_mut().enumerate() {
+            e.event_id = format!("e{i}");
+        }
+        evs.push(evs[0].clone());
+        let h = histories(&evs);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].id, "shop/u1");
+        let amounts: Vec<f64> = h[0].purchases.iter().map(|p| p.amount).collect();
+        assert_eq!(amounts, vec![15.0, 20.0]);
+        // The same history the stored summary reconstructs.
+        let stored = Summary::from_hash(fold(&evs[..3]))
+            .unwrap()
+            .history("shop/u1");
+        assert_eq!(stored, h[0]);
     }
 
     #[test]

@@ -444,3 +444,99 @@ async fn risk_equals_core_and_list_at_risk_pages_stably() {
     shutdown.cancel();
     let _ = running.consumer.await;
 }
+
+/// `mesh train churn` stores a model; the running service uses it without a
+/// restart (GetModelInfo reloads, GetChurnRisk scores with it), and a newer
+/// version replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_supervised_model_is_picked_up_without_restart() {
+    use mesh_churn::data::PurchaseLog;
+    use mesh_churn::supervised::ModelKind;
+    use mesh_churn::training::{self, TrainConfig};
+
+    let now = t0() + chrono::Duration::weeks(30);
+    let s = setup("churn-supervised", 1, now).await;
+    let shutdown = CancellationToken::new();
+    let running = mesh_churn_svc::start(&s.cfg, &s.deps, shutdown.clone())
+        .await
+        .unwrap();
+    let mut client = ChurnServiceClient::connect(format!("http://{}", running.grpc_addr))
+        .await
+        .unwrap();
+    let info = client
+        .get_model_info(pb::GetModelInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.supervised_version, "");
+
+    let times = [t0(), t0() + chrono::Duration::weeks(3)];
+    let events: Vec<_> = times
+        .iter()
+        .enumerate()
+        .map(|(k, at)| order("sup", k, *at, 25.0))
+        .collect();
+    publish(&s, &events).await;
+    let churn = running.churn.clone();
+    wait_for("the user's orders", || async {
+        churn
+            .summary("shop", "sup")
+            .await
+            .unwrap()
+            .is_some_and(|x| x.orders == 2)
+    })
+    .await;
+    let ask = || pb::GetChurnRiskRequest {
+        tenant_id: "shop".into(),
+        user_id: "sup".into(),
+        weeks: 0.0,
+    };
+    let before = client.get_churn_risk(ask()).await.unwrap().into_inner();
+    assert_eq!(before.supervised_churn_probability, None);
+
+    let log = PurchaseLog::read(&mesh_churn::cli::default_transactions()).unwrap();
+    let cdnow_end = chrono::NaiveDate::from_ymd_opt(1997, 9, 30).unwrap();
+    let mut versions = Vec::new();
+    for (version, kind) in [
+        ("v1", ModelKind::LogisticRegression),
+        ("v2", ModelKind::RandomForest),
+    ] {
+        let cfg = TrainConfig {
+            kind,
+            hybrid: false,
+            horizon_weeks: 13,
+            version: version.into(),
+        };
+        let trained = training::train(&log.customers, cdnow_end, &cfg).unwrap();
+        mesh_churn_svc::model::store_supervised(&s.deps.store, &trained)
+            .await
+            .unwrap();
+        let info = client
+            .get_model_info(pb::GetModelInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(info.supervised_version, version);
+        assert_eq!(info.supervised_horizon_weeks, 13.0);
+        assert_eq!(
+            info.supervised_validation_auc,
+            trained.report.validation_auc
+        );
+        let got = client.get_churn_risk(ask()).await.unwrap().into_inner();
+        let history = churn
+            .summary("shop", "sup")
+            .await
+            .unwrap()
+            .unwrap()
+            .history("");
+        let want = trained
+            .churn_probability(&history, now.date_naive(), &CDNOW_BGNBD)
+            .unwrap();
+        assert_eq!(got.supervised_churn_probability, want);
+        assert_eq!(got.supervised_model_version, version);
+        versions.push(got.supervised_churn_probability.unwrap());
+    }
+    assert_ne!(versions[0], versions[1]);
+    shutdown.cancel();
+    let _ = running.consumer.await;
+}

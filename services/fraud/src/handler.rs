@@ -1,8 +1,10 @@
 //! The consumer side: a batch of records of one partition in; decisions and
 //! alerts published, then one atomic store step out.
 //!
-//! Per batch: records at or below the partition's watermark were applied
-//! (and their decisions published) before, so they are skipped. Each order
+//! Per batch: records at or below the partition's watermark were scored
+//! (and their decisions published) before, so they are not scored again;
+//! only their entity ops are handed on, for home slots that may have missed
+//! them (see [`crate::state`]). Each order
 //! is scored on the stored state plus the not-yet-applied ops of the
 //! earlier records of the batch (the overlay), i.e. on exactly the state
 //! before its own update. Decisions and alerts are published *before* the
@@ -15,13 +17,13 @@ use mesh_bus::{Handler, HandlerError, Producer, Record};
 use mesh_fraud::{updates, Event, RiskAlert};
 use mesh_proto::events::v1::Envelope;
 use mesh_proto::fraud::v1 as pb;
-use mesh_store::{PartitionBatch, Slot, StateStore};
+use mesh_store::{Slot, StateStore};
 use prost::Message;
 
 use crate::error::Error;
 use crate::metrics::{ALERTS, DECISIONS};
 use crate::scoring::{alert_kind_name, Scorer};
-use crate::state::{store_ops, SCOPE};
+use crate::state::{BatchWrite, SCOPE};
 use crate::{convert, review};
 
 /// Applies fraud state and publishes decisions for one consumer group.
@@ -118,38 +120,49 @@ impl Handler for FraudHandler {
             .await
             .map_err(|e| err(e.into()))?
             .unwrap_or(-1);
-        let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        let mut write =
+            BatchWrite::new(&first.topic, first.partition, self.scorer.reader.partitions);
         let mut overlay = Vec::new();
         let mut out = Vec::new();
-        for r in records.iter().filter(|r| r.offset > wm) {
-            let env = match Envelope::decode(r.payload.as_slice()) {
-                Ok(e) => e,
-                Err(e) => {
-                    self.dead_letter(r, format!("undecodable event envelope: {e}"), None)
-                        .await?;
-                    batch.push(r.offset, Vec::new());
+        for r in records {
+            let live = r.offset > wm;
+            let decoded = Envelope::decode(r.payload.as_slice())
+                .map_err(|e| (format!("undecodable event envelope: {e}"), None))
+                .and_then(|env| match convert::event_from(&env) {
+                    Ok(ev) => Ok((env, ev)),
+                    Err(e) => {
+                        let field = match &e {
+                            Error::InvalidArgument { field, .. } => Some(field.clone()),
+                            _ => None,
+                        };
+                        Err((format!("fraud: {e}"), field))
+                    }
+                });
+            let (env, event) = match decoded {
+                Ok((env, Some(ev))) => (env, ev),
+                Ok((_, None)) => {
+                    if live {
+                        write.push(r.offset, &[], Vec::new());
+                    }
                     continue;
                 }
-            };
-            let event = match convert::event_from(&env) {
-                Ok(Some(ev)) => ev,
-                Ok(None) => {
-                    batch.push(r.offset, Vec::new());
-                    continue;
-                }
-                Err(e) => {
-                    let field = match &e {
-                        Error::InvalidArgument { field, .. } => Some(field.clone()),
-                        _ => None,
-                    };
-                    self.dead_letter(r, format!("fraud: {e}"), field.as_deref())
-                        .await?;
-                    batch.push(r.offset, Vec::new());
+                Err((reason, field)) => {
+                    // Dead-lettered when first seen (above the watermark).
+                    if live {
+                        self.dead_letter(r, reason, field.as_deref()).await?;
+                        write.push(r.offset, &[], Vec::new());
+                    }
                     continue;
                 }
             };
             let core_ops = updates(&event);
-            let mut ops = store_ops(&core_ops);
+            if !live {
+                // Scored and its user slot applied before; its home slots
+                // may not have been (see `state`).
+                write.push_entity_only(r.offset, &core_ops);
+                continue;
+            }
+            let mut extra = Vec::new();
             match &event {
                 Event::Order(o) => {
                     let scored = self
@@ -163,10 +176,10 @@ impl Handler for FraudHandler {
                         .with_label_values(&["consumer", action.as_str_name()])
                         .inc();
                     if action == pb::Action::Review {
-                        ops.extend(review::enqueue_ops(&pb::ReviewItem {
+                        extra = review::enqueue_ops(&pb::ReviewItem {
                             decision: Some(decision.clone()),
                             features: scored.features.0.clone(),
-                        }));
+                        });
                     }
                     out.push(Outgoing {
                         topic: self.decisions_topic.clone(),
@@ -174,20 +187,20 @@ impl Handler for FraudHandler {
                         payload: decision.encode_to_vec(),
                     });
                     self.alerts_out(&scored.alerts, &env, &o.order_id, &mut out);
-                    overlay.extend(core_ops);
+                    overlay.extend(core_ops.iter().cloned());
                 }
                 Event::Payment(p) => {
-                    overlay.extend(core_ops);
+                    overlay.extend(core_ops.iter().cloned());
                     if !p.success {
                         let alerts = self.scorer.payment_alerts(p, &overlay).await.map_err(err)?;
                         self.alerts_out(&alerts, &env, &p.order_id, &mut out);
                     }
                 }
-                Event::Account(_) => overlay.extend(core_ops),
+                Event::Account(_) => overlay.extend(core_ops.iter().cloned()),
             }
-            batch.push(r.offset, ops);
+            write.push(r.offset, &core_ops, extra);
         }
-        if batch.records.is_empty() {
+        if write.is_empty() {
             return Ok(());
         }
         let sends = out.iter().map(|o| {
@@ -200,10 +213,7 @@ impl Handler for FraudHandler {
             }
         });
         futures::future::try_join_all(sends).await?;
-        self.store
-            .apply(SCOPE, &batch)
-            .await
-            .map_err(|e| err(e.into()))?;
+        write.apply(&self.store).await.map_err(err)?;
         Ok(())
     }
 }

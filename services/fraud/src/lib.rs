@@ -12,27 +12,33 @@
 //! computes the same decision synchronously from the same state ([`grpc`]).
 //!
 //! It must not train models on live traffic or change rules itself: models
-//! come from a file (or one training run on the simulator at start), rules
-//! from a file an operator edits.
+//! come from a file `mesh train fraud` writes (or one training run on the
+//! simulator at start), rules from a file an operator edits.
 //!
 //! # Layout
 //! - [`convert`]: protobuf envelope → core events, with field-named errors.
-//! - [`state`]: core ops → store ops; reads merged over every partition.
-//! - [`scoring`]: the [`scoring::Scorer`], model loading, rules reloading.
+//! - [`state`]: core ops → store ops routed to home slots; one-round-trip reads.
+//! - [`scoring`]: the [`scoring::Scorer`], rules reloading, training on the simulator.
+//! - [`model`]: the hot-swapped models ([`model::ModelHandle`]) and their file.
+//! - [`train`]: `mesh train fraud`: labels from the store and the simulator, time split.
 //! - [`handler`]: the bus handler.
 //! - [`review`]: review queue and labels in the store.
 //! - [`grpc`]: the `FraudService` implementation.
+//! - [`bench`]: the `ScoreOrder` load behind `mesh bench fraud`.
 //! - [`error`], [`metrics`]: the error type and its status mapping; metric names.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod convert;
 pub mod error;
 pub mod grpc;
 pub mod handler;
 pub mod metrics;
+pub mod model;
 pub mod review;
 pub mod scoring;
 pub mod state;
+pub mod train;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,13 +50,10 @@ use mesh_bus::{ConsumerConfig, Producer, TopicNames};
 use mesh_proto::fraud::v1::fraud_service_server::FraudServiceServer;
 use mesh_runtime::config::Env;
 use mesh_store::StateStore;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
+pub use mesh_fraud::RulesHandle;
 pub use scoring::Scorer;
 
 /// Fraud settings (`MESH_FRAUD_*`).
@@ -66,9 +69,13 @@ pub struct FraudConfig {
     /// How often the rules file is checked (`MESH_FRAUD_RULES_POLL_MS`,
     /// default 2000).
     pub rules_poll: Duration,
-    /// Models JSON from the core's `--save-models` (`MESH_FRAUD_MODEL`);
-    /// unset: trained once at start on the seeded simulator.
+    /// Models JSON written by `mesh train fraud` (`MESH_FRAUD_MODEL`),
+    /// swapped in without a restart when the file changes; unset, or missing
+    /// at start: trained once at start on the seeded simulator.
     pub model_path: Option<PathBuf>,
+    /// How often the model file is checked (`MESH_FRAUD_MODEL_POLL_MS`,
+    /// default 2000).
+    pub model_poll: Duration,
 }
 
 impl FraudConfig {
@@ -79,6 +86,7 @@ impl FraudConfig {
             rules_path: env.get("MESH_FRAUD_RULES").map(PathBuf::from),
             rules_poll: env.millis("MESH_FRAUD_RULES_POLL_MS", Duration::from_secs(2))?,
             model_path: env.get("MESH_FRAUD_MODEL").map(PathBuf::from),
+            model_poll: env.millis("MESH_FRAUD_MODEL_POLL_MS", Duration::from_secs(2))?,
         })
     }
 }
@@ -89,7 +97,8 @@ pub struct Deps {
     pub brokers: String,
     pub topics: TopicNames,
     pub partitions: i32,
-    /// Replication factor of the output topics created at start.
+    /// Replication factor of created topics (the service creates none
+    /// itself; kept for callers that set topics up from `Deps`).
     pub replication: i32,
     pub store: StateStore,
     pub producer: Producer,
@@ -106,6 +115,8 @@ pub struct Running {
     pub server: tokio::task::JoinHandle<()>,
     /// The rules reloader, when a rules file is configured.
     pub reloader: Option<tokio::task::JoinHandle<()>>,
+    /// The model file watcher, when a model file is configured.
+    pub model_watcher: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Loads rules and models (training them when no model file is given; a
@@ -113,11 +124,11 @@ pub struct Running {
 pub async fn build_scorer(cfg: &FraudConfig, deps: &Deps) -> Result<Arc<Scorer>> {
     let rules = scoring::load_rules(cfg.rules_path.as_deref())?;
     let model_path = cfg.model_path.clone();
-    let policy = tokio::task::spawn_blocking(move || scoring::load_policy(model_path.as_deref()))
+    let policy = tokio::task::spawn_blocking(move || scoring::open_models(model_path))
         .await
         .map_err(|e| mesh_fraud::Error::Model(format!("model loading task failed: {e}")))??;
     Ok(Arc::new(Scorer {
-        policy,
+        policy: Arc::new(policy),
         rules,
         detectors: Default::default(),
         reader: state::FeatureReader {
@@ -125,49 +136,6 @@ pub async fn build_scorer(cfg: &FraudConfig, deps: &Deps) -> Result<Arc<Scorer>>
             partitions: deps.partitions,
         },
     }))
-}
-
-/// Creates the decisions and alerts topics when missing (the input topics
-/// are the ingest's to create).
-pub async fn ensure_output_topics(deps: &Deps, timeout: Duration) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &deps.brokers)
-        .create()
-        .map_err(mesh_bus::Error::from)?;
-    let topics = [&deps.topics.decisions, &deps.topics.alerts];
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| {
-            NewTopic::new(
-                t,
-                deps.partitions,
-                TopicReplication::Fixed(deps.replication),
-            )
-        })
-        .collect();
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(timeout))
-        .request_timeout(Some(timeout));
-    let results = admin
-        .create_topics(&new, &opts)
-        .await
-        .map_err(mesh_bus::Error::from)?;
-    for r in results {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(mesh_bus::Error::Topic {
-                    topic,
-                    reason: format!("could not create: {code}"),
-                }
-                .into())
-            }
-        }
-    }
-    for t in topics {
-        mesh_bus::topics::partition_count(&deps.brokers, t, timeout).await?;
-    }
-    Ok(())
 }
 
 /// Starts the consumer only (replay and tests use it without a server).
@@ -201,24 +169,18 @@ pub fn start_consumer(
 /// Builds the scorer, creates the output topics, starts the rules reloader,
 /// the consumer and the gRPC server.
 pub async fn start(cfg: &FraudConfig, deps: &Deps, shutdown: CancellationToken) -> Result<Running> {
+    // The decisions and alerts topics are created with the others by whoever
+    // sets the broker up (`mesh up`: `mesh_bus::ensure_output_topics`); a
+    // producer to a missing topic would retry the batch until it appears.
     let scorer = build_scorer(cfg, deps).await?;
-    // The decisions and alerts topics are normally created with the others
-    // (`mesh_bus::TopicNames::all`); make sure, but do not fail on brokers
-    // without the admin API (the embedded cluster creates them itself).
-    match tokio::time::timeout(
-        Duration::from_secs(4),
-        ensure_output_topics(deps, Duration::from_secs(3)),
-    )
-    .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(%e, "could not ensure the decisions/alerts topics"),
-        Err(_) => {
-            tracing::warn!("no answer from the admin API; decisions/alerts topics not checked")
-        }
-    }
     let reloader = cfg.rules_path.clone().map(|path| {
         scoring::spawn_rules_reloader(scorer.rules.clone(), path, cfg.rules_poll, shutdown.clone())
+    });
+    let model_watcher = scorer.policy.path().is_some().then(|| {
+        scorer
+            .policy
+            .clone()
+            .spawn_watcher(cfg.model_poll, shutdown.clone())
     });
     let (assigned, consumer) = start_consumer(cfg, deps, scorer.clone(), shutdown.clone());
     let (router, health) = mesh_runtime::grpc::server();
@@ -248,5 +210,6 @@ pub async fn start(cfg: &FraudConfig, deps: &Deps, shutdown: CancellationToken) 
         consumer,
         server,
         reloader,
+        model_watcher,
     })
 }

@@ -53,3 +53,13 @@ pub static RESOLUTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// Model file loads, by outcome (`loaded`, `failed`).
+pub static MODEL_LOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_fraud_model_loads_total",
+        "Fraud model file loads, by outcome (loaded, failed)",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});

@@ -14,14 +14,14 @@ use mesh_fraud::risk::{detect_order, detect_payment, DetectorConfig, RiskKind};
 use mesh_fraud::state::{entity_key, EntityKind};
 use mesh_fraud::{
     reads_for, FeatureSource, FeatureVector, Order, PaymentEvent, Policy, PolicyConfig,
-    PolicyModels, ReadRequest, ReadResults, RiskAlert, RuleSet, RulesHandle, SimParams, StateOp,
-    TrainParams,
+    ReadRequest, ReadResults, RiskAlert, RuleSet, RulesHandle, SimParams, StateOp, TrainParams,
 };
 use mesh_proto::fraud::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::metrics::{RULE_RELOADS, SCORE_SECONDS};
+use crate::model::{model_version, ModelHandle};
 use crate::state::FeatureReader;
 
 /// An order scored: its features, the decision and the order's alerts.
@@ -33,12 +33,14 @@ pub struct Scored {
     pub decision: mesh_fraud::Decision,
     /// Alerts of the order detectors.
     pub alerts: Vec<RiskAlert>,
+    /// The policy (models, thresholds) that decided.
+    pub policy: Arc<Policy>,
 }
 
 /// Rules, models and the feature reader, shared by both paths.
 pub struct Scorer {
-    /// Models and thresholds.
-    pub policy: Policy,
+    /// Models and thresholds, swapped when the model file changes.
+    pub policy: Arc<ModelHandle>,
     /// Current rules, swapped on reload.
     pub rules: Arc<RulesHandle>,
     /// Detector thresholds.
@@ -56,9 +58,10 @@ impl Scorer {
         let reqs = reads_for(order, now);
         let user = entity_key(EntityKind::User, &order.user_id);
         let partition = mesh_bus::partition::partition_for(&order.user_id, self.reader.partitions);
-        let results = self.reader.read(&reqs, &user, partition, overlay).await?;
+        let results = self.reader.read(reqs, &user, partition, overlay).await?;
         let features = mesh_fraud::features_from(order, &results, now)?;
-        let decision = self.policy.decide(&features, &self.rules.current())?;
+        let policy = self.policy.current();
+        let decision = policy.decide(&features, &self.rules.current())?;
         let alerts = detect_order(order, &features, &self.detectors);
         SCORE_SECONDS
             .with_label_values(&[path])
@@ -67,6 +70,7 @@ impl Scorer {
             features,
             decision,
             alerts,
+            policy,
         })
     }
 
@@ -79,7 +83,7 @@ impl Scorer {
     ) -> Result<Vec<RiskAlert>> {
         let reqs = mesh_fraud::risk::payment_reads(p, p.ts);
         // No user hash among these reads: every key spans partitions.
-        let results = self.reader.read(&reqs, "", 0, overlay).await?;
+        let results = self.reader.read(reqs, "", 0, overlay).await?;
         Ok(detect_payment(
             p,
             &Prefetched(results),
@@ -102,7 +106,7 @@ impl Scorer {
             .iter()
             .map(|code| pb::Reason {
                 code: code.clone(),
-                text: reason_text(&rules, &self.policy.config, code, d),
+                text: reason_text(&rules, &scored.policy.config, code, d),
             })
             .collect();
         let top_features = d
@@ -128,6 +132,7 @@ impl Scorer {
             reasons,
             top_features,
             occurred_at_ms: env.occurred_at_ms,
+            model_version: model_version(&scored.policy).to_string(),
         }
     }
 }
@@ -194,21 +199,32 @@ pub fn quick_sim_params() -> SimParams {
     }
 }
 
-/// Loads the models from `path` (JSON written by the core's
-/// `--save-models`), or trains them once on the seeded simulator.
+/// Loads the models from `path` (JSON written by `mesh train fraud` or the
+/// core's `--save-models`), or trains them once on the seeded simulator.
 pub fn load_policy(path: Option<&Path>) -> Result<Policy> {
     match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| mesh_fraud::Error::Io {
-                path: p.to_path_buf(),
-                source,
-            })?;
-            let policy = PolicyModels::from_json(&text)?.into_policy(PolicyConfig::default());
-            tracing::info!(path = %p.display(), "fraud models loaded");
+            let policy = crate::model::load_file(p)?;
+            tracing::info!(path = %p.display(), version = %model_version(&policy), "fraud models loaded");
             Ok(policy)
         }
         None => train_policy(&quick_sim_params()),
     }
+}
+
+/// The model handle of the service: the file at `path` when it exists,
+/// watched for new versions; otherwise models trained once on the seeded
+/// simulator (and, with a `path`, replaced as soon as the file appears).
+pub fn open_models(path: Option<PathBuf>) -> Result<ModelHandle> {
+    let handle = ModelHandle::new(Policy::default(), path.clone());
+    if handle.reload_if_changed()? {
+        return Ok(handle);
+    }
+    if let Some(p) = &path {
+        tracing::warn!(path = %p.display(), "MESH_FRAUD_MODEL does not exist yet; serving simulator-trained models until it does");
+    }
+    handle.swap(train_policy(&quick_sim_params())?);
+    Ok(handle)
 }
 
 /// Trains the models on the seeded simulator.

@@ -1,58 +1,195 @@
-//! Feature state in the store: core [`StateOp`]s → store [`Op`]s on the
-//! write side, and reads that merge every partition on the read side.
+//! Feature state in the store: core [`StateOp`]s → store [`Op`]s routed to
+//! their home slots on the write side, one pipelined round trip on the read
+//! side.
 //!
-//! **Writes.** The consumer writes an event's counters into the slot of the
-//! partition that consumed it. A user's own hash therefore lives in one slot
-//! (the user's partition), but a device, IP, instrument or shipping location
-//! is shared by users of many partitions, so its counters are spread over
-//! every slot. `Incr` becomes `HINCRBYFLOAT`, `SetIfAbsent` becomes `HSETNX`.
-//! The core's per-field `expire_at` is **not** honoured: Redis 7.0 has no
+//! **Where a hash lives.** A user's hash (`fraud:user:<tenant>/<user>`)
+//! lives in the slot of the user's partition, the one whose consumer sees
+//! all of the user's events. Every other hash (device, IP, instrument,
+//! shipping location and their distinct-account sets) is shared by users of
+//! many partitions; it lives in **one home slot**, `murmur2(key) %
+//! partitions` ([`home_partition`]), so a read is one `HMGET` (or `HKEYS`)
+//! per hash: an order costs 8 commands in one pipeline, whatever the
+//! partition count.
+//!
+//! **Exactly once.** The consumer of partition `P` of topic `T` applies a
+//! batch in two kinds of atomic steps ([`BatchWrite`]):
+//! 1. the user slot `P`, under the store's watermark of `(P, T)`: user
+//!    counters, the review queue;
+//! 2. per home slot `E` touched by the batch, the entity counters, under the
+//!    watermark of `(E, "T#P")` ([`entity_source`]): slot `E` remembers, per
+//!    input partition, the last offset whose entity ops it applied.
+//!
+//! Step 1 runs first. A crash after step 1 leaves some entity steps undone;
+//! the redelivered records are at or below `P`'s watermark, so they are not
+//! scored again (their decisions were published), but their entity ops are
+//! derived again and handed to step 2, whose own watermarks skip the slots
+//! that had them. Every op therefore lands exactly once, and an order is
+//! never scored on state that already holds its own update.
+//!
+//! `Incr` becomes `HINCRBYFLOAT`, `SetIfAbsent` becomes `HSETNX`. The
+//! core's per-field `expire_at` is **not** honoured: Redis 7.0 has no
 //! per-field expiry (`HEXPIREAT` came in 7.4) and the store contract has no
 //! expiry op, so old bucket fields stay until a replay rebuilds the scope.
 //! Reads never look at them (windows read only their own buckets), so they
 //! cost memory, not correctness.
 //!
-//! **Reads.** For each of the core's [`ReadRequest`]s: the user hash is read
-//! from the user's slot only; every other hash from every slot, numeric
-//! fields summed. `HLEN` of a distinct-accounts set cannot be summed (an
-//! account seen in two slots would count twice), so its member fields are
-//! read (`HKEYS`) and counted distinct. All of it is one pipelined round
-//! trip. An *overlay* of ops not yet applied (earlier records of the batch
-//! the consumer is working on) is added on top, so each order sees every
-//! event before it.
-use std::collections::{HashMap, HashSet};
+//! **Reads.** `HMGET` of each hash in its slot; a distinct-account set is
+//! read with `HKEYS` and counted. An *overlay* of ops not yet applied
+//! (earlier records of the batch the consumer is working on) is added on
+//! top, so each order sees every event before it.
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use mesh_fraud::state::ReadReply;
 use mesh_fraud::{ReadRequest, ReadResults, StateOp};
-use mesh_store::{HashRead, HashReply, Op, Slot, StateStore};
+use mesh_store::{HashRead, HashReply, Op, PartitionBatch, Slot, StateStore};
 
 use crate::error::{Error, Result};
 
 /// Scope of every fraud key in the store.
 pub const SCOPE: &str = "fraud";
 
-/// Store ops of core ops (written in the consuming partition's slot).
-pub fn store_ops(ops: &[StateOp]) -> Vec<Op> {
-    ops.iter()
-        .map(|op| match op {
-            // expire_at cannot be honoured per field: see the module docs.
-            StateOp::Incr {
-                key, field, delta, ..
-            } => Op::HIncrFloat {
-                key: key.clone(),
-                field: field.clone(),
-                delta: *delta,
-            },
-            StateOp::SetIfAbsent { key, field, value } => Op::HSetNx {
-                key: key.clone(),
-                field: field.clone(),
-                value: format!("{value:?}"),
-            },
-        })
-        .collect()
+/// Key prefix of user hashes (they live in the user's partition slot).
+const USER_PREFIX: &str = "fraud:user:";
+
+/// Whether a core key is a user hash (kept in the user's partition slot).
+pub fn is_user_key(key: &str) -> bool {
+    key.starts_with(USER_PREFIX)
 }
 
-/// Reads feature state across the slots of every partition.
+/// The home slot of a shared (non-user) hash.
+pub fn home_partition(key: &str, partitions: i32) -> i32 {
+    mesh_bus::partition::partition_for(key, partitions)
+}
+
+/// The watermark field under which a home slot tracks the entity ops it
+/// applied from input partition `partition` of `topic`.
+pub fn entity_source(topic: &str, partition: i32) -> String {
+    format!("{topic}#{partition}")
+}
+
+/// Store op of one core op.
+fn store_op(op: &StateOp) -> Op {
+    match op {
+        // expire_at cannot be honoured per field: see the module docs.
+        StateOp::Incr {
+            key, field, delta, ..
+        } => Op::HIncrFloat {
+            key: key.clone(),
+            field: field.clone(),
+            delta: *delta,
+        },
+        StateOp::SetIfAbsent { key, field, value } => Op::HSetNx {
+            key: key.clone(),
+            field: field.clone(),
+            value: format!("{value:?}"),
+        },
+    }
+}
+
+/// Store ops of core ops, all in one slot (no routing; the simplest
+/// single-slot layout, used by tools that keep everything together).
+pub fn store_ops(ops: &[StateOp]) -> Vec<Op> {
+    ops.iter().map(store_op).collect()
+}
+
+/// The writes of one consumed batch of partition `partition`, routed to
+/// their slots; see the module docs for the order and the guarantees.
+#[derive(Debug, Clone)]
+pub struct BatchWrite {
+    partitions: i32,
+    own: PartitionBatch,
+    entity: BTreeMap<i32, PartitionBatch>,
+    entity_source: String,
+}
+
+impl BatchWrite {
+    /// An empty write for records of `topic[partition]`, with `partitions`
+    /// slots.
+    pub fn new(topic: &str, partition: i32, partitions: i32) -> Self {
+        BatchWrite {
+            partitions,
+            own: PartitionBatch::new(topic, partition),
+            entity: BTreeMap::new(),
+            entity_source: entity_source(topic, partition),
+        }
+    }
+
+    /// A record above the partition's watermark: user ops and `extra` (e.g.
+    /// the review queue) go to the partition's slot, the rest to home slots.
+    pub fn push(&mut self, offset: i64, ops: &[StateOp], extra: Vec<Op>) {
+        let mut own: Vec<Op> = Vec::new();
+        let mut remote: Vec<&StateOp> = Vec::new();
+        for op in ops {
+            if is_user_key(op_key(op)) {
+                own.push(store_op(op));
+            } else {
+                remote.push(op);
+            }
+        }
+        own.extend(extra);
+        self.own.push(offset, own);
+        self.push_remote(offset, remote);
+    }
+
+    /// A record at or below the partition's watermark (redelivered): only its
+    /// entity ops, which the home slots' watermarks skip where applied.
+    pub fn push_entity_only(&mut self, offset: i64, ops: &[StateOp]) {
+        let remote = ops.iter().filter(|op| !is_user_key(op_key(op))).collect();
+        self.push_remote(offset, remote);
+    }
+
+    fn push_remote(&mut self, offset: i64, ops: Vec<&StateOp>) {
+        let mut by_slot: BTreeMap<i32, Vec<Op>> = BTreeMap::new();
+        for op in ops {
+            by_slot
+                .entry(home_partition(op_key(op), self.partitions))
+                .or_default()
+                .push(store_op(op));
+        }
+        for (slot, ops) in by_slot {
+            self.entity
+                .entry(slot)
+                .or_insert_with(|| PartitionBatch::new(&self.entity_source, slot))
+                .push(offset, ops);
+        }
+    }
+
+    /// Whether there is nothing to apply.
+    pub fn is_empty(&self) -> bool {
+        self.own.records.is_empty() && self.entity.is_empty()
+    }
+
+    /// Slots touched (the partition's own, when it has records, first).
+    pub fn slots(&self) -> usize {
+        usize::from(!self.own.records.is_empty()) + self.entity.len()
+    }
+
+    /// Applies the partition's slot, then every home slot (concurrently).
+    pub async fn apply(&self, store: &StateStore) -> Result<()> {
+        if !self.own.records.is_empty() {
+            store.apply(SCOPE, &self.own).await?;
+        }
+        futures::future::try_join_all(self.entity.values().map(|b| store.apply(SCOPE, b))).await?;
+        Ok(())
+    }
+
+    /// Applies only the partition's own slot: a crash before the home slots
+    /// (for tests of the recovery path).
+    pub async fn apply_own_only(&self, store: &StateStore) -> Result<()> {
+        if !self.own.records.is_empty() {
+            store.apply(SCOPE, &self.own).await?;
+        }
+        Ok(())
+    }
+}
+
+fn op_key(op: &StateOp) -> &str {
+    match op {
+        StateOp::Incr { key, .. } | StateOp::SetIfAbsent { key, .. } => key,
+    }
+}
+
+/// Reads feature state in one round trip.
 #[derive(Clone)]
 pub struct FeatureReader {
     /// The state store.
@@ -62,59 +199,53 @@ pub struct FeatureReader {
 }
 
 impl FeatureReader {
-    /// Answers `reqs` in one round trip. `owner_key` is the store key that
-    /// lives only in `owner_partition` (the user's hash); `overlay` holds
-    /// ops not applied yet, added on top in order.
+    /// Answers `reqs` in one round trip. `owner_key` is the user hash, which
+    /// lives in `owner_partition`; every other key is read in its home slot.
+    /// `overlay` holds ops not applied yet, added on top in order.
     pub async fn read(
         &self,
-        reqs: &[ReadRequest],
+        reqs: Vec<ReadRequest>,
         owner_key: &str,
         owner_partition: i32,
         overlay: &[StateOp],
     ) -> Result<ReadResults> {
-        let all: Vec<i32> = (0..self.partitions).collect();
-        let mut reads = Vec::new();
-        let mut spans = Vec::with_capacity(reqs.len());
-        for req in reqs {
-            let start = reads.len();
-            match req {
-                ReadRequest::Fields { key, fields } => {
-                    let parts = if key == owner_key {
-                        std::slice::from_ref(&owner_partition)
-                    } else {
-                        all.as_slice()
-                    };
-                    for &partition in parts {
-                        reads.push(HashRead::Fields {
-                            slot: Slot {
-                                scope: SCOPE,
-                                partition,
-                            },
-                            key: key.clone(),
-                            fields: fields.clone(),
-                        });
-                    }
-                }
-                ReadRequest::Len { key } => {
-                    for &partition in &all {
-                        reads.push(HashRead::Keys {
-                            slot: Slot {
-                                scope: SCOPE,
-                                partition,
-                            },
-                            key: key.clone(),
-                        });
-                    }
-                }
-            }
-            spans.push(start..reads.len());
-        }
+        let slot_of = |key: &str| Slot {
+            scope: SCOPE,
+            partition: if key == owner_key {
+                owner_partition
+            } else {
+                home_partition(key, self.partitions)
+            },
+        };
+        // The requests move into the store reads (no copy of the ~450 field
+        // names an order reads).
+        let reads: Vec<HashRead<'_>> = reqs
+            .into_iter()
+            .map(|req| match req {
+                ReadRequest::Fields { key, fields } => HashRead::Fields {
+                    slot: slot_of(&key),
+                    key,
+                    fields,
+                },
+                ReadRequest::Len { key } => HashRead::Keys {
+                    slot: slot_of(&key),
+                    key,
+                },
+            })
+            .collect();
         let replies = self.store.hread_many(&reads).await?;
-        let mut merged = Vec::with_capacity(reqs.len());
-        for (req, span) in reqs.iter().zip(spans) {
-            merged.push(merge(req, &replies[span])?);
+        if replies.len() != reads.len() {
+            return Err(corrupt(
+                owner_key,
+                &format!("{} replies to {} reads", replies.len(), reads.len()),
+            ));
         }
-        apply_overlay(reqs, &mut merged, overlay);
+        let mut merged = reads
+            .iter()
+            .zip(&replies)
+            .map(|(read, reply)| decode(read, reply))
+            .collect::<Result<Vec<_>>>()?;
+        apply_overlay(&reads, &mut merged, overlay);
         Ok(ReadResults(
             merged
                 .into_iter()
@@ -127,43 +258,33 @@ impl FeatureReader {
     }
 }
 
-/// One request's replies merged over the slots.
+/// One request's reply, decoded.
 enum Merged {
-    /// Field values summed over slots.
+    /// Field values.
     Fields(Vec<Option<f64>>),
-    /// Distinct member fields over slots.
+    /// Member fields of a distinct-accounts set.
     Members(HashSet<String>),
 }
 
-fn merge(req: &ReadRequest, replies: &[HashReply]) -> Result<Merged> {
-    match req {
-        ReadRequest::Fields { key, fields } => {
-            let mut vals: Vec<Option<f64>> = vec![None; fields.len()];
-            for reply in replies {
-                let HashReply::Fields(v) = reply else {
-                    return Err(corrupt(key, "expected field values"));
-                };
-                for (slot, raw) in vals.iter_mut().zip(v) {
-                    if let Some(raw) = raw {
-                        let x: f64 = raw
-                            .parse()
-                            .map_err(|_| corrupt(key, &format!("not a number: {raw:?}")))?;
-                        *slot = Some(slot.unwrap_or(0.0) + x);
-                    }
-                }
-            }
-            Ok(Merged::Fields(vals))
+fn decode(read: &HashRead<'_>, reply: &HashReply) -> Result<Merged> {
+    match (read, reply) {
+        (HashRead::Fields { key, .. }, HashReply::Fields(v)) => v
+            .iter()
+            .map(|raw| {
+                raw.as_deref()
+                    .map(|raw| {
+                        raw.parse::<f64>()
+                            .map_err(|_| corrupt(key, &format!("not a number: {raw:?}")))
+                    })
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Merged::Fields),
+        (HashRead::Keys { .. }, HashReply::Keys(k)) => {
+            Ok(Merged::Members(k.iter().cloned().collect()))
         }
-        ReadRequest::Len { key } => {
-            let mut members = HashSet::new();
-            for reply in replies {
-                let HashReply::Keys(k) = reply else {
-                    return Err(corrupt(key, "expected field names"));
-                };
-                members.extend(k.iter().cloned());
-            }
-            Ok(Merged::Members(members))
-        }
+        (HashRead::Fields { key, .. }, _) => Err(corrupt(key, "expected field values")),
+        (HashRead::Keys { key, .. }, _) => Err(corrupt(key, "expected field names")),
     }
 }
 
@@ -177,14 +298,14 @@ fn corrupt(key: &str, reason: &str) -> Error {
 /// Adds not-yet-applied ops to merged replies, in order, with the store's
 /// semantics (`HINCRBYFLOAT` adds, `HSETNX` fills an absent field or adds a
 /// member).
-fn apply_overlay(reqs: &[ReadRequest], merged: &mut [Merged], overlay: &[StateOp]) {
+fn apply_overlay(reads: &[HashRead<'_>], merged: &mut [Merged], overlay: &[StateOp]) {
     if overlay.is_empty() {
         return;
     }
     let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, r) in reqs.iter().enumerate() {
+    for (i, r) in reads.iter().enumerate() {
         let key = match r {
-            ReadRequest::Fields { key, .. } | ReadRequest::Len { key } => key.as_str(),
+            HashRead::Fields { key, .. } | HashRead::Keys { key, .. } => key.as_str(),
         };
         by_key.entry(key).or_default().push(i);
     }
@@ -196,8 +317,8 @@ fn apply_overlay(reqs: &[ReadRequest], merged: &mut [Merged], overlay: &[StateOp
         };
         let Some(idx) = by_key.get(key) else { continue };
         for &i in idx {
-            match (&reqs[i], &mut merged[i]) {
-                (ReadRequest::Fields { fields, .. }, Merged::Fields(vals)) => {
+            match (&reads[i], &mut merged[i]) {
+                (HashRead::Fields { fields, .. }, Merged::Fields(vals)) => {
                     if let Some(j) = fields.iter().position(|f| f == field) {
                         vals[j] = match op {
                             StateOp::Incr { delta, .. } => Some(vals[j].unwrap_or(0.0) + delta),
@@ -205,7 +326,7 @@ fn apply_overlay(reqs: &[ReadRequest], merged: &mut [Merged], overlay: &[StateOp
                         };
                     }
                 }
-                (ReadRequest::Len { .. }, Merged::Members(m)) => {
+                (HashRead::Keys { .. }, Merged::Members(m)) => {
                     m.insert(field.to_string());
                 }
                 _ => {}

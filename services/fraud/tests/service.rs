@@ -20,9 +20,30 @@ async fn sync_and_async_paths_agree_on_the_same_order() {
     let t0 = now_ms() - 60_000;
     // A first order changes the state the second one is scored on.
     let first = order("u-agree", "o-agree-1", 80.0, t0);
-    h.publish(&first).await;
+    let at = h.publish(&first).await;
     let d1 = decision_for(&reader, "o-agree-1").await;
     assert_eq!(d1.event_id, "ev-o-agree-1");
+    // Decisions are published before the state step; wait for the step.
+    h.wait_applied(&first, &at).await;
+    // An account of the other partition on the same device and card: its
+    // counters reach the shared entities' home slots from another consumer.
+    let other_user = (0..)
+        .map(|i| format!("u-agree-{i}"))
+        .find(|u| {
+            mesh_bus::partition::partition_for(&format!("shop/{u}"), common::PARTITIONS)
+                != mesh_bus::partition::partition_for("shop/u-agree", common::PARTITIONS)
+        })
+        .unwrap();
+    let mut shared = order(&other_user, "o-agree-other", 400.0, t0 + 500);
+    if let Some(c) = &mut shared.context {
+        c.device_hash = "dev-u-agree".into();
+    }
+    if let Some(Body::OrderPlaced(o)) = &mut shared.body {
+        o.payment_hash = "card-u-agree".into();
+    }
+    let at = h.publish(&shared).await;
+    decision_for(&reader, "o-agree-other").await;
+    h.wait_applied(&shared, &at).await;
 
     let second = order("u-agree", "o-agree-2", 95.0, t0 + 1_000);
     let sync = h
@@ -253,4 +274,70 @@ async fn review_then_resolve_round_trip() {
         .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     assert!(bad.message().contains("label"), "{}", bad.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trained_models_are_swapped_in_without_restart() {
+    use mesh_fraud_svc::train::{rows_from_simulator, train_and_save, TrainOptions};
+    let dir = std::env::temp_dir().join(mesh_testkit::unique("fraud-models"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("models.json");
+    std::fs::copy(common::model_file(), &path).unwrap();
+    let mut h = common::start_with(None, path.clone()).await;
+    let env = order("u-swap", "o-swap", 120.0, now_ms() - 60_000);
+    let before = h
+        .client
+        .score_order(score_req(env.clone()))
+        .await
+        .expect("score")
+        .into_inner();
+    assert_eq!(before.model_version, "fraud-v1");
+
+    // What `mesh train fraud --simulate N` does, smaller.
+    let report = tokio::task::spawn_blocking(move || {
+        let rows = rows_from_simulator(400, 7, 9).expect("simulate");
+        let opts = TrainOptions {
+            train_share: 0.8,
+            version: "fraud-test-2".into(),
+            params: mesh_fraud::TrainParams {
+                n_trees: 10,
+                ..mesh_fraud::TrainParams::default()
+            },
+        };
+        train_and_save(vec![("simulator".into(), rows)], &opts, Some(&path)).expect("train")
+    })
+    .await
+    .unwrap();
+    assert!(
+        report.train_fraud > 0 && report.saved.is_some(),
+        "{report:?}"
+    );
+    let forest = report.forest.expect("holdout has both classes");
+    assert!(forest.roc_auc > 0.5, "{forest:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = h
+            .client
+            .score_order(score_req(env.clone()))
+            .await
+            .expect("score")
+            .into_inner();
+        if d.model_version == "fraud-test-2" {
+            break;
+        }
+        assert_eq!(d.model_version, "fraud-v1", "{d:?}");
+        assert!(Instant::now() < deadline, "new models not picked up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A broken file keeps the current models serving.
+    std::fs::write(dir.join("models.json"), "{not json").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let d = h
+        .client
+        .score_order(score_req(env))
+        .await
+        .expect("score")
+        .into_inner();
+    assert_eq!(d.model_version, "fraud-test-2");
 }

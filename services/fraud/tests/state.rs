@@ -1,13 +1,15 @@
-//! Features read from the store (counters spread over partition slots,
-//! merged on read, plus the consumer's overlay of unapplied ops) equal the
-//! core's reference in-memory state, on a simulated stream.
+//! Features read from the store (user counters in the user's slot, entity
+//! counters in their home slots, plus the consumer's overlay of unapplied
+//! ops) equal the core's reference in-memory state, on a simulated stream,
+//! also when batches are redelivered after a crash between the user slot
+//! and the home slots.
 use std::collections::HashMap;
 
 use mesh_fraud::sim::{simulate, SimParams};
 use mesh_fraud::state::{entity_key, EntityKind};
 use mesh_fraud::{features, features_from, reads_for, updates, Event, MemoryFeatures, StateOp};
-use mesh_fraud_svc::state::{store_ops, FeatureReader, SCOPE};
-use mesh_store::{PartitionBatch, RedisStore, StateStore};
+use mesh_fraud_svc::state::{BatchWrite, FeatureReader, SCOPE};
+use mesh_store::{RedisStore, StateStore};
 
 const PARTITIONS: i32 = 4;
 
@@ -44,6 +46,7 @@ async fn merged_reads_match_the_reference_state() {
     let mut pending: HashMap<i32, Vec<(i64, Vec<StateOp>)>> = HashMap::new();
     let mut offsets: HashMap<i32, i64> = HashMap::new();
     let mut orders = 0;
+    let mut flushes = 0u32;
     for (n, ev) in simulate(&params).expect("simulate").take(1500).enumerate() {
         let p = mesh_bus::partition::partition_for(user_of(&ev.event), PARTITIONS);
         if let Event::Order(o) = &ev.event {
@@ -56,7 +59,7 @@ async fn merged_reads_match_the_reference_state() {
                 .collect();
             let user = entity_key(EntityKind::User, &o.user_id);
             let res = reader
-                .read(&reads_for(o, o.ts), &user, p, &overlay)
+                .read(reads_for(o, o.ts), &user, p, &overlay)
                 .await
                 .expect("read");
             let got = features_from(o, &res, o.ts).expect("features");
@@ -74,14 +77,43 @@ async fn merged_reads_match_the_reference_state() {
         let off = offsets.entry(p).or_insert(0);
         *off += 1;
         pending.entry(p).or_default().push((*off, ops));
-        // Flush every partition's pending records now and then.
+        // Flush every partition's pending records now and then. Every third
+        // flush "crashes" after the user slot and is redelivered: the
+        // redelivery must add the missing entity ops and nothing twice.
         if n % 7 == 6 {
+            flushes += 1;
             for (part, recs) in pending.drain() {
-                let mut b = PartitionBatch::new("orders", part);
-                for (o, ops) in recs {
-                    b.push(o, store_ops(&ops));
+                let write = |wm: i64| {
+                    let mut w = BatchWrite::new("orders", part, PARTITIONS);
+                    for (o, ops) in &recs {
+                        if *o > wm {
+                            w.push(*o, ops, Vec::new());
+                        } else {
+                            w.push_entity_only(*o, ops);
+                        }
+                    }
+                    w
+                };
+                let slot = mesh_store::Slot {
+                    scope: SCOPE,
+                    partition: part,
+                };
+                let wm = store.watermark(slot, "orders").await.expect("wm");
+                let first = write(wm.unwrap_or(-1));
+                if flushes.is_multiple_of(3) {
+                    first.apply_own_only(&store).await.expect("apply own");
+                    let wm = store.watermark(slot, "orders").await.expect("wm");
+                    write(wm.unwrap_or(-1))
+                        .apply(&store)
+                        .await
+                        .expect("redeliver");
+                } else {
+                    first.apply(&store).await.expect("apply");
+                    // A plain redelivery of an applied batch changes nothing.
+                    if flushes.is_multiple_of(5) {
+                        write(-1).apply(&store).await.expect("redeliver");
+                    }
                 }
-                store.apply(SCOPE, &b).await.expect("apply");
             }
         }
     }

@@ -1,6 +1,6 @@
 //! `mesh`: the operator binary. Parses arguments and calls the library.
 use clap::{Parser, Subcommand};
-use mesh_cli::{bench, node, replay};
+use mesh_cli::{bench, cmd_churn, cmd_fraud, cmd_profile, cmd_recommend, node, replay, status};
 use mesh_runtime::config::Env;
 
 #[derive(Parser)]
@@ -50,6 +50,35 @@ enum Command {
     /// Route planning from files.
     #[command(subcommand)]
     Vrp(VrpCommand),
+    /// Train a model from the current state or event log; the service picks
+    /// the new version up without a restart.
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Reports over the mesh's state or public data.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Summarise a running mesh: services, throughput, lag, stages, alerts.
+    Status(status::StatusArgs),
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// Supervised churn model from the event log (time split, calibrated).
+    Churn(cmd_churn::TrainArgs),
+    /// Matrix-factorization recommender from the event log.
+    Recommend(cmd_recommend::TrainArgs),
+    /// Fraud models from labelled history.
+    Fraud(cmd_fraud::TrainArgs),
+    /// k-means user segments over scaled RFM and engagement features.
+    Segments(cmd_profile::TrainSegmentsArgs),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Measured lift of retention actions against the randomized holdout.
+    Retention(cmd_churn::RetentionArgs),
+    /// Replays a CDNOW purchase log through profile: segments, stages, cohorts.
+    Cdnow(cmd_profile::CdnowArgs),
 }
 
 #[derive(Subcommand)]
@@ -70,6 +99,8 @@ enum EvalCommand {
 enum SimulateCommand {
     /// Orders with injected, labelled fraud patterns.
     Fraud(mesh_fraud::cli::SimulateArgs),
+    /// Publish a purchase history, then live events, into a running mesh.
+    Traffic(mesh_cli::sim::TrafficArgs),
 }
 
 #[derive(Subcommand)]
@@ -96,6 +127,12 @@ enum BenchCommand {
     /// Ingest throughput and publish→visible latency at a fixed offered
     /// rate, beside a bare rdkafka producer on the same broker.
     Ingest(bench::IngestBenchArgs),
+    /// Profile throughput beside a bare consume + Redis write loop; GetProfile latency.
+    Profile(cmd_profile::BenchProfileArgs),
+    /// Recommend latency under concurrent load with a trained model.
+    Recommend(cmd_recommend::BenchArgs),
+    /// ScoreOrder latency at a fixed offered rate.
+    Fraud(cmd_fraud::BenchArgs),
 }
 
 #[tokio::main]
@@ -138,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
             println!("  fraud gRPC    {}", mesh.fraud.grpc_addr);
             println!("  logistics     {}", mesh.logistics.grpc_addr);
             println!("  admin         http://{}/metrics", mesh.admin_addr);
+            println!("  console       http://{}/console", mesh.admin_addr);
             if simulate {
                 let addr = mesh.ingest.grpc_addr;
                 let stop = shutdown.clone();
@@ -188,9 +226,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Simulate(SimulateCommand::Fraud(a)) => {
             print_report(&mesh_fraud::cli::simulate(&a)?, a.json)?
         }
+        Command::Simulate(SimulateCommand::Traffic(a)) => mesh_cli::sim::traffic(&a).await?,
         Command::Vrp(VrpCommand::Solve(a)) => {
             print_report(&mesh_vrp::cli::solve_file(&a)?, a.json)?
         }
+        Command::Train(TrainCommand::Churn(a)) => cmd_churn::train(&cfg, &a).await?,
+        Command::Train(TrainCommand::Recommend(a)) => cmd_recommend::train(&cfg, &a).await?,
+        Command::Train(TrainCommand::Fraud(a)) => cmd_fraud::train(&cfg, &a).await?,
+        Command::Train(TrainCommand::Segments(a)) => cmd_profile::train_segments(&cfg, &a).await?,
+        Command::Report(ReportCommand::Retention(a)) => {
+            cmd_churn::report_retention(&cfg, &a).await?
+        }
+        Command::Report(ReportCommand::Cdnow(a)) => cmd_profile::report_cdnow(&cfg, &a).await?,
+        Command::Status(a) => status::run(&cfg, &a).await?,
+        Command::Bench(BenchCommand::Profile(a)) => cmd_profile::bench(&cfg, &a).await?,
+        Command::Bench(BenchCommand::Recommend(a)) => cmd_recommend::bench(&cfg, &a).await?,
+        Command::Bench(BenchCommand::Fraud(a)) => cmd_fraud::bench(&cfg, &a).await?,
         Command::Bench(BenchCommand::Ingest(args)) => {
             let r = bench::ingest(&cfg, &args).await?;
             if args.json {

@@ -82,6 +82,8 @@ impl MeshConfig {
             profile: mesh_profile::ProfileConfig {
                 grpc_addr: any,
                 group: format!("{name}-profile"),
+                ..mesh_profile::ProfileConfig::from_env(&Env::default())
+                    .expect("defaults are valid")
             },
             fraud: mesh_fraud_svc::FraudConfig {
                 grpc_addr: any,
@@ -200,10 +202,18 @@ pub async fn create_topics(
     spec: TopicSpec,
 ) -> anyhow::Result<()> {
     match embedded {
-        Some(e) => e.create_topics(&topics.all(), spec.partitions)?,
-        None => mesh_bus::ensure_topics(brokers, topics, spec, Duration::from_secs(10))
-            .await
-            .map_err(|e| anyhow::anyhow!("broker at {brokers}: {e}"))?,
+        Some(e) => {
+            e.create_topics(&topics.all(), spec.partitions)?;
+            e.create_topics(&topics.outputs(), spec.partitions)?;
+        }
+        None => {
+            mesh_bus::ensure_topics(brokers, topics, spec, Duration::from_secs(10))
+                .await
+                .map_err(|e| anyhow::anyhow!("broker at {brokers}: {e}"))?;
+            mesh_bus::ensure_output_topics(brokers, topics, spec, Duration::from_secs(10))
+                .await
+                .map_err(|e| anyhow::anyhow!("broker at {brokers}: {e}"))?;
+        }
     }
     Ok(())
 }
@@ -217,7 +227,10 @@ pub struct Mesh {
     pub churn: mesh_churn_svc::Running,
     pub logistics: mesh_logistics_svc::Running,
     pub recommend: mesh_recommend_svc::Running,
+    /// Admin endpoints and the console (`/console`).
     pub admin_addr: SocketAddr,
+    /// The latest consumer-lag sample.
+    pub lag: crate::lag::SharedLag,
 }
 
 /// Starts every service in this process.
@@ -281,12 +294,22 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     let store_ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let (store, ok, stop) = (backends.store.clone(), store_ok.clone(), shutdown.clone());
+        let backend = match &backends.store {
+            StateStore::Redis(_) => "redis",
+            _ => "memory",
+        };
         tokio::spawn(async move {
             loop {
+                let started = std::time::Instant::now();
                 let up = matches!(
                     tokio::time::timeout(Duration::from_secs(1), store.ping()).await,
                     Ok(Ok(()))
                 );
+                if up {
+                    mesh_runtime::metrics::STORE_PING_SECONDS
+                        .with_label_values(&[backend])
+                        .observe(started.elapsed().as_secs_f64());
+                }
                 ok.store(up, std::sync::atomic::Ordering::Relaxed);
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -304,9 +327,40 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
             Ok(())
         }
     });
-    let (admin_addr, _) =
-        mesh_runtime::admin::serve(cfg.admin_addr, mesh_runtime::admin::router(ready), shutdown)
-            .await?;
+    // Zero-valued series for alert inputs that only move on failures, so
+    // `rate()` over them is 0 rather than absent.
+    for g in lag_groups(cfg) {
+        mesh_bus::metrics::HANDLER_ERRORS.with_label_values(&[g.name.as_str()]);
+    }
+    let lag = crate::lag::spawn(
+        backends.brokers.clone(),
+        lag_groups(cfg),
+        lag_topics(cfg),
+        cfg.partitions,
+        Duration::from_secs(5),
+        shutdown.clone(),
+    );
+    let console = crate::console::ConsoleCtx::new(
+        cfg.topics(),
+        cfg.partitions,
+        backends.store.clone(),
+        cfg.logistics.routing.depots.clone(),
+        lag.clone(),
+        crate::console_stages::spawn(
+            backends.brokers.clone(),
+            cfg.topics().lifecycle,
+            cfg.partitions,
+            shutdown.clone(),
+        ),
+        crate::console::Addrs {
+            churn: churn.grpc_addr,
+            fraud: fraud.grpc_addr,
+            logistics: logistics.grpc_addr,
+        },
+    );
+    crate::console::spawn_sampler(&console, shutdown.clone());
+    let admin = mesh_runtime::admin::router(ready).merge(crate::console::router(console));
+    let (admin_addr, _) = mesh_runtime::admin::serve(cfg.admin_addr, admin, shutdown).await?;
     Ok(Mesh {
         backends,
         ingest,
@@ -316,5 +370,42 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         logistics,
         recommend,
         admin_addr,
+        lag,
     })
+}
+
+/// Every consumer group of the mesh and the topics it reads.
+pub fn lag_groups(cfg: &MeshConfig) -> Vec<crate::lag::Group> {
+    let t = cfg.topics();
+    let both = vec![t.user_events.clone(), t.order_events.clone()];
+    let orders = vec![t.order_events.clone()];
+    [
+        (&cfg.profile.group, &both),
+        (&cfg.churn.group, &orders),
+        (&cfg.recommend.group, &both),
+        (&cfg.fraud.group, &both),
+        (&cfg.logistics.group, &orders),
+    ]
+    .into_iter()
+    .map(|(g, ts)| crate::lag::Group {
+        name: g.clone(),
+        topics: ts.clone(),
+    })
+    .collect()
+}
+
+/// Topics whose log ends are sampled.
+pub fn lag_topics(cfg: &MeshConfig) -> Vec<String> {
+    let t = cfg.topics();
+    [
+        &t.user_events,
+        &t.order_events,
+        &t.dead_letter,
+        &t.lifecycle,
+        &t.decisions,
+        &t.alerts,
+    ]
+    .into_iter()
+    .cloned()
+    .collect()
 }

@@ -99,6 +99,12 @@ pub async fn replay_profile(
             producer: backends.producer.clone(),
             dead_letter_topic: topics.dead_letter.clone(),
             group: "replay".into(),
+            // Re-announces lifecycle transitions with their original ids.
+            profiles: mesh_profile::profiles(
+                &cfg.profile,
+                &backends.profile_deps(cfg),
+                Arc::new(mesh_profile::engine::SystemClock),
+            ),
         },
         progress: progress.clone(),
         records: records.clone(),

@@ -2,12 +2,15 @@
 //! out.
 use mesh_bus::headers::{self, HeaderList};
 use mesh_bus::{Handler, HandlerError, Producer, Record};
+use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
-use mesh_store::{PartitionBatch, StateStore};
+use mesh_store::{PartitionBatch, Slot, StateStore};
 use prost::Message;
+use std::sync::Arc;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::fold;
+use crate::engine::Profiles;
+use crate::{features, fold};
 
 /// Scope of the profile's keys in the store.
 pub const SCOPE: &str = "profile";
@@ -17,6 +20,7 @@ pub struct ProfileHandler {
     pub producer: Producer,
     pub dead_letter_topic: String,
     pub group: String,
+    pub profiles: Arc<Profiles>,
 }
 
 impl Handler for ProfileHandler {
@@ -25,13 +29,21 @@ impl Handler for ProfileHandler {
             return Ok(());
         };
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        let mut members = Vec::new();
         for r in records {
             match Envelope::decode(r.payload.as_slice()) {
                 Ok(e) => {
                     let span = tracing::info_span!("profile.apply", event_id = %e.event_id, offset = r.offset);
                     let _ = span.set_parent(r.headers.trace_context());
                     let _g = span.enter();
-                    batch.push(r.offset, fold::ops(&e));
+                    let mut ops = fold::ops(&e);
+                    ops.extend(features::ops(&e, &self.profiles.features));
+                    // Only orders move a user's stage (time does the rest,
+                    // through the sweep).
+                    if matches!(e.body, Some(Body::OrderPlaced(_))) {
+                        members.push(features::member(&e.tenant_id, &e.user_id));
+                    }
+                    batch.push(r.offset, ops);
                 }
                 Err(err) => {
                     // Not ours to fix: keep it with the reason and move on.
@@ -57,6 +69,29 @@ impl Handler for ProfileHandler {
             .apply(SCOPE, &batch)
             .await
             .map_err(|e| HandlerError(e.to_string()))?;
+        // Stage changes caused by these events, after the store step and
+        // off the consumer's path: announcing waits for the broker's
+        // acknowledgement of the lifecycle topic, which must not hold up
+        // the input. Every step is a compare-and-set, so a late or failed
+        // evaluation is repaired by the next one (the user's next order, or
+        // the sweep at the user's deadline).
+        let members = crate::engine::distinct_members(members.iter().map(String::as_str));
+        if !members.is_empty() {
+            let profiles = self.profiles.clone();
+            let partition = first.partition;
+            tokio::spawn(async move {
+                let slot = Slot {
+                    scope: SCOPE,
+                    partition,
+                };
+                let eval = profiles.evaluate_members(slot, &members);
+                match tokio::time::timeout(std::time::Duration::from_secs(30), eval).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(%e, "lifecycle evaluation failed; retried later"),
+                    Err(_) => tracing::warn!("lifecycle evaluation timed out; retried later"),
+                }
+            });
+        }
         Ok(())
     }
 }

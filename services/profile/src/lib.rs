@@ -1,22 +1,44 @@
 //! The profile service: what the mesh knows about each user.
 //!
 //! Consumes both event topics in one consumer group, turns each event into
-//! state ops ([`fold`]) and applies them with the partition's watermark in
-//! one atomic store step ([`handler`]), so every event counts exactly once.
-//! Answers `GetProfile` from the slot that owns the user ([`grpc`]).
+//! state ops ([`fold`], [`features`]) and applies them with the partition's
+//! watermark in one atomic store step ([`handler`]), so every event counts
+//! exactly once. Orders and a periodic sweep move users through the
+//! lifecycle stages and publish each transition ([`engine`],
+//! [`lifecycle`]). Answers `ProfileService` from the slot that owns the
+//! user ([`grpc`]), with features derived at the injected clock's now, rule
+//! tags ([`tags`]) and the k-means segment ([`segments`]).
 //!
 //! # Layout
-//! - [`fold`]: event → ops, and the in-memory reference fold.
+//! - [`fold`]: event → backbone counters, and the in-memory reference fold.
+//! - [`features`]: event → feature ops; state → features at an instant.
+//! - [`lifecycle`]: the stage machine (pure).
+//! - [`engine`]: reads, transitions (compare-and-set + publish), sweep.
+//! - [`tags`], [`segments`]: rule tags, k-means segments.
+//! - [`analytics`]: funnel, active users, cohorts over all users.
+//! - [`offline`]: applying events without a broker (reports, benchmarks).
+//! - [`bench`]: the bare consume + Redis baseline of `mesh bench profile`.
 //! - [`handler`]: the bus handler.
 //! - [`grpc`]: the `ProfileService` implementation.
 #![forbid(unsafe_code)]
 
+pub mod analytics;
+pub mod bench;
+pub mod engine;
+pub mod error;
+pub mod features;
 pub mod fold;
 pub mod grpc;
 pub mod handler;
+pub mod lifecycle;
+pub mod metrics;
+pub mod offline;
+pub mod segments;
+pub mod tags;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mesh_bus::consumer::Assignment;
 use mesh_bus::{ConsumerConfig, Producer, TopicNames};
@@ -32,14 +54,71 @@ pub struct ProfileConfig {
     pub grpc_addr: SocketAddr,
     /// Consumer group (`MESH_PROFILE_GROUP`, default `mesh-profile`).
     pub group: String,
+    /// Days without an order before at-risk, dormant, churned
+    /// (`MESH_PROFILE_AT_RISK_DAYS` 30, `MESH_PROFILE_DORMANT_DAYS` 90,
+    /// `MESH_PROFILE_CHURNED_DAYS` 180; strictly increasing).
+    pub thresholds: lifecycle::Thresholds,
+    /// Decay time constants (`MESH_PROFILE_AFFINITY_TAU_DAYS` 30,
+    /// `MESH_PROFILE_ACTIVITY_TAU_DAYS` 7).
+    pub features: features::FeatureConfig,
+    /// Time between sweeps and segment-model reloads
+    /// (`MESH_PROFILE_SWEEP_INTERVAL_MS`, 60000).
+    pub sweep_interval: Duration,
+    /// Tag rules (`MESH_PROFILE_TAGS_FILE`; default: the bundled
+    /// `services/profile/tags.toml`).
+    pub tags: tags::TagRules,
 }
 
 impl ProfileConfig {
     pub fn from_env(env: &Env) -> mesh_runtime::Result<Self> {
+        let days = |var: &str, default: i32| env.positive(var, default).map(i64::from);
+        let at_risk = days("MESH_PROFILE_AT_RISK_DAYS", 30)?;
+        let dormant = days("MESH_PROFILE_DORMANT_DAYS", 90)?;
+        let churned = days("MESH_PROFILE_CHURNED_DAYS", 180)?;
+        if dormant <= at_risk {
+            return Err(bad(
+                env,
+                "MESH_PROFILE_DORMANT_DAYS",
+                format!("{dormant} must be more than MESH_PROFILE_AT_RISK_DAYS ({at_risk})"),
+            ));
+        }
+        if churned <= dormant {
+            return Err(bad(
+                env,
+                "MESH_PROFILE_CHURNED_DAYS",
+                format!("{churned} must be more than MESH_PROFILE_DORMANT_DAYS ({dormant})"),
+            ));
+        }
+        let thresholds = lifecycle::Thresholds::from_days(at_risk, dormant, churned);
+        let features = features::FeatureConfig {
+            affinity_tau_ms: days("MESH_PROFILE_AFFINITY_TAU_DAYS", 30)? as f64
+                * features::DAY_MS as f64,
+            activity_tau_ms: days("MESH_PROFILE_ACTIVITY_TAU_DAYS", 7)? as f64
+                * features::DAY_MS as f64,
+            first_deadline_ms: thresholds.at_risk_ms,
+        };
+        let tags = match env.get("MESH_PROFILE_TAGS_FILE") {
+            Some(path) => tags::TagRules::read(std::path::Path::new(path))
+                .map_err(|e| bad(env, "MESH_PROFILE_TAGS_FILE", e.to_string()))?,
+            None => tags::TagRules::parse(tags::DEFAULT_TAGS).expect("bundled tags parse"),
+        };
         Ok(ProfileConfig {
             grpc_addr: env.addr("MESH_PROFILE_GRPC_ADDR", "127.0.0.1:50052")?,
             group: env.string("MESH_PROFILE_GROUP", "mesh-profile"),
+            thresholds,
+            features,
+            sweep_interval: env
+                .millis("MESH_PROFILE_SWEEP_INTERVAL_MS", Duration::from_secs(60))?,
+            tags,
         })
+    }
+}
+
+fn bad(env: &Env, var: &str, reason: String) -> mesh_runtime::Error {
+    mesh_runtime::Error::Config {
+        var: var.to_string(),
+        value: env.get(var).unwrap_or_default().to_string(),
+        reason,
     }
 }
 
@@ -61,12 +140,46 @@ pub struct Running {
     pub assigned: Assignment,
     pub consumer: tokio::task::JoinHandle<()>,
     pub server: tokio::task::JoinHandle<()>,
+    /// The engine, e.g. to run a sweep by hand.
+    pub profiles: Arc<engine::Profiles>,
+    pub sweeper: tokio::task::JoinHandle<()>,
 }
 
-/// Starts the consumer only (replay and tests use it without a server).
+/// The service's working parts on `deps`, with `clock` as "now".
+pub fn profiles(
+    cfg: &ProfileConfig,
+    deps: &Deps,
+    clock: Arc<dyn engine::Clock>,
+) -> Arc<engine::Profiles> {
+    Arc::new(engine::Profiles {
+        store: deps.store.clone(),
+        producer: Some(deps.producer.clone()),
+        lifecycle_topic: deps.topics.lifecycle.clone(),
+        partitions: deps.partitions,
+        features: cfg.features,
+        thresholds: cfg.thresholds,
+        clock,
+        tags: cfg.tags.clone(),
+        segments: Default::default(),
+    })
+}
+
+/// Starts the consumer only (replay and tests use it without a server),
+/// on the system clock.
 pub fn start_consumer(
     cfg: &ProfileConfig,
     deps: &Deps,
+    shutdown: CancellationToken,
+) -> (Assignment, tokio::task::JoinHandle<()>) {
+    let p = profiles(cfg, deps, Arc::new(engine::SystemClock));
+    start_consumer_with(cfg, deps, p, shutdown)
+}
+
+/// Starts the consumer on an existing engine.
+pub fn start_consumer_with(
+    cfg: &ProfileConfig,
+    deps: &Deps,
+    profiles: Arc<engine::Profiles>,
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
     let mut cc = ConsumerConfig::new(&deps.brokers, &cfg.group, &deps.topics.inputs());
@@ -76,6 +189,7 @@ pub fn start_consumer(
         producer: deps.producer.clone(),
         dead_letter_topic: deps.topics.dead_letter.clone(),
         group: cfg.group.clone(),
+        profiles,
     });
     let assigned = Assignment::default();
     let a = assigned.clone();
@@ -87,20 +201,66 @@ pub fn start_consumer(
     (assigned, task)
 }
 
-/// Starts the consumer and the gRPC server.
+/// Runs a sweep and reloads the segment model every `interval` until
+/// shutdown. The interval only paces the work; what a sweep sees as "now"
+/// comes from the engine's clock.
+pub fn start_sweeper(
+    profiles: Arc<engine::Profiles>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    match segments::load(&profiles.store).await {
+                        Ok(m) => {
+                            let mut cur = profiles.segments.write().unwrap_or_else(|e| e.into_inner());
+                            if cur.as_ref().map(|c| c.version) != m.as_ref().map(|m| m.version) {
+                                *cur = m.map(Arc::new);
+                            }
+                        }
+                        Err(e) => tracing::warn!(%e, "segment model reload failed"),
+                    }
+                    match profiles.sweep_once().await {
+                        Ok(fx) => tracing::debug!(?fx, "profile sweep"),
+                        Err(e) => tracing::warn!(%e, "profile sweep failed; next tick retries"),
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Starts the consumer, the sweeper and the gRPC server on the system clock.
 pub async fn start(
     cfg: &ProfileConfig,
     deps: &Deps,
     shutdown: CancellationToken,
 ) -> mesh_runtime::Result<Running> {
-    let (assigned, consumer) = start_consumer(cfg, deps, shutdown.clone());
+    start_with(cfg, deps, Arc::new(engine::SystemClock), shutdown).await
+}
+
+/// Starts the consumer, the sweeper and the gRPC server with `clock` as
+/// "now".
+pub async fn start_with(
+    cfg: &ProfileConfig,
+    deps: &Deps,
+    clock: Arc<dyn engine::Clock>,
+    shutdown: CancellationToken,
+) -> mesh_runtime::Result<Running> {
+    let profiles = profiles(cfg, deps, clock);
+    let (assigned, consumer) = start_consumer_with(cfg, deps, profiles.clone(), shutdown.clone());
+    let sweeper = start_sweeper(profiles.clone(), cfg.sweep_interval, shutdown.clone());
     let (router, health) = mesh_runtime::grpc::server();
     health
-        .set_serving::<ProfileServiceServer<grpc::ProfileGrpc>>()
+        .set_serving::<ProfileServiceServer<grpc::ProfileApi>>()
         .await;
-    let svc = ProfileServiceServer::new(grpc::ProfileGrpc {
-        store: deps.store.clone(),
-        partitions: deps.partitions,
+    let svc = ProfileServiceServer::new(grpc::ProfileApi {
+        profiles: profiles.clone(),
     });
     let (grpc_addr, task) =
         mesh_runtime::grpc::serve(cfg.grpc_addr, router.add_service(svc), shutdown).await?;
@@ -115,5 +275,7 @@ pub async fn start(
         assigned,
         consumer,
         server,
+        profiles,
+        sweeper,
     })
 }

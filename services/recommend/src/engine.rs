@@ -3,10 +3,12 @@
 //! Time is a parameter (`now`, Unix seconds); the gRPC layer passes the
 //! clock.
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mesh_recommend::cold::{ColdContext, ColdWeights};
 use mesh_recommend::rank::{rank, Candidate, RankConfig, Ranked, Source, UserContext};
+use mesh_recommend::types::ItemMeta;
 use mesh_recommend::ModelArtifact;
 
 use crate::error::{Error, Result};
@@ -15,6 +17,14 @@ use crate::model::ModelHandle;
 
 /// How many recent items seed co-occurrence candidates.
 const COOC_SEEDS: usize = 10;
+
+/// How long a churn or fraud flag counts after its alert (30 days), unless
+/// configured otherwise (`MESH_RECOMMEND_FLAG_TTL_MS`).
+pub const FLAG_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// How long catalog entries are cached in process, unless configured
+/// otherwise (`MESH_RECOMMEND_CATALOG_TTL_MS`).
+pub const CATALOG_TTL: Duration = Duration::from_secs(1);
 
 /// A Recommend or RankItems request, validated.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +52,79 @@ pub struct Engine {
     pub model: Arc<ModelHandle>,
     pub cold_weights: ColdWeights,
     pub rank: RankConfig,
+    /// How long a churn or promotion-abuse flag counts after its alert.
+    pub flag_ttl: std::time::Duration,
+    /// Catalog entries read recently (see [`CatalogCache`]).
+    pub catalog: CatalogCache,
+}
+
+/// Catalog entries kept in process for `ttl` (`MESH_RECOMMEND_CATALOG_TTL_MS`,
+/// default 1 s): a `Recommend` ranks ~100 candidates, and reading and
+/// parsing their hashes was most of its cost. Entries this process upserts
+/// are dropped at once; other replicas' upserts and event-fed changes show
+/// within `ttl`. Items not in the catalog are not cached, so a new item
+/// shows at once. A zero `ttl` turns the cache off.
+#[derive(Default)]
+pub struct CatalogCache {
+    pub ttl: Duration,
+    entries: Mutex<HashMap<(String, String), (Instant, ItemMeta)>>,
+}
+
+/// Most entries kept; past it the cache starts over (a simple bound).
+const CATALOG_CACHE_MAX: usize = 200_000;
+
+impl CatalogCache {
+    pub fn new(ttl: Duration) -> Self {
+        CatalogCache {
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Instant, ItemMeta)>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fresh entries of `items`, and the ids that must be read.
+    fn get(&self, tenant: &str, items: &[String]) -> (HashMap<String, ItemMeta>, Vec<String>) {
+        if self.ttl.is_zero() {
+            return (HashMap::new(), items.to_vec());
+        }
+        let now = Instant::now();
+        let entries = self.lock();
+        let mut hit = HashMap::new();
+        let mut miss = Vec::new();
+        for id in items {
+            match entries.get(&(tenant.to_string(), id.clone())) {
+                Some((at, m)) if now.duration_since(*at) < self.ttl => {
+                    hit.insert(id.clone(), m.clone());
+                }
+                _ => miss.push(id.clone()),
+            }
+        }
+        (hit, miss)
+    }
+
+    fn put(&self, tenant: &str, read: &HashMap<String, ItemMeta>) {
+        if self.ttl.is_zero() || read.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut entries = self.lock();
+        if entries.len() + read.len() > CATALOG_CACHE_MAX {
+            entries.clear();
+        }
+        for (id, m) in read {
+            entries.insert((tenant.to_string(), id.clone()), (now, m.clone()));
+        }
+    }
+
+    fn forget(&self, tenant: &str, items: &[ItemMeta]) {
+        let mut entries = self.lock();
+        for m in items {
+            entries.remove(&(tenant.to_string(), m.id.clone()));
+        }
+    }
 }
 
 impl Engine {
@@ -51,7 +134,36 @@ impl Engine {
             model,
             cold_weights: ColdWeights::default(),
             rank: RankConfig::default(),
+            flag_ttl: FLAG_TTL,
+            catalog: CatalogCache::new(CATALOG_TTL),
         }
+    }
+
+    /// Catalog entries of `items`, from the cache where fresh.
+    pub async fn catalog(
+        &self,
+        tenant: &str,
+        items: &[String],
+    ) -> Result<HashMap<String, ItemMeta>> {
+        let (mut found, missing) = self.catalog.get(tenant, items);
+        if !missing.is_empty() {
+            let read = self.live.catalog(tenant, &missing).await?;
+            self.catalog.put(tenant, &read);
+            found.extend(read);
+        }
+        Ok(found)
+    }
+
+    /// Writes catalog entries (`UpsertItems`) and drops them from the cache.
+    pub async fn upsert_items(
+        &self,
+        tenant: &str,
+        items: &[ItemMeta],
+        now_us: i64,
+    ) -> Result<usize> {
+        let n = self.live.upsert_items(tenant, items, now_us).await?;
+        self.catalog.forget(tenant, items);
+        Ok(n)
     }
 
     /// Top `q.n` items for a user.
@@ -63,28 +175,48 @@ impl Engine {
         let recent = state.recent_items();
         let known = model.as_ref().is_some_and(|m| m.knows_user(&q.user));
         let cold_start = recent.is_empty() && !known;
-        let mut candidates = Vec::new();
-        if let Some(m) = model.as_ref().filter(|_| !cold_start) {
-            candidates.extend(model_scores(m, &q.user, &recent, pool, &exclude).await?);
-        }
-        if !recent.is_empty() {
-            let co = self
-                .live
+        // The three generators run together: the model on a blocking
+        // thread, co-occurrence and popularity as one batch of reads.
+        let from_model = async {
+            match model.as_ref().filter(|_| !cold_start) {
+                Some(m) => model_scores(m, &q.user, &recent, pool, &exclude).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let from_cooc = async {
+            if recent.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.live
                 .from_history(&q.tenant, &state, COOC_SEEDS, pool, now, &exclude)
-                .await?;
-            candidates.extend(co.into_iter().map(|(item, score)| Candidate {
-                item,
-                score,
-                source: Source::Cooccurrence,
-            }));
-        }
+                .await
+        };
         // Popularity always takes part: the whole answer for a new user, the
         // backfill for everyone else.
-        candidates.extend(
+        let from_pop =
             self.live
-                .cold_candidates(&q.tenant, &q.context, &self.cold_weights, pool, &exclude)
-                .await?,
-        );
+                .cold_candidates(&q.tenant, &q.context, &self.cold_weights, pool, &exclude);
+        let (mut candidates, co, pop) =
+            futures::future::try_join3(from_model, from_cooc, from_pop).await?;
+        candidates.extend(co.into_iter().map(|(item, score)| Candidate {
+            item,
+            score,
+            source: Source::Cooccurrence,
+        }));
+        candidates.extend(pop);
+        if self.flagged(state.at_risk_ms, now) {
+            // Retention offers enter as rule candidates; the ranking boosts
+            // them (RankItems only orders what the caller sent).
+            let offers = self
+                .live
+                .retention_offers(&q.tenant, self.rank.max_injected_offers * 4)
+                .await?;
+            candidates.extend(offers.into_iter().map(|item| Candidate {
+                item,
+                score: 0.0,
+                source: Source::Rule,
+            }));
+        }
         let items = self
             .rank_candidates(q, &state, candidates, q.n, now)
             .await?;
@@ -161,10 +293,11 @@ impl Engine {
         n: usize,
         now: f64,
     ) -> Result<Vec<Ranked>> {
+        let at_risk = self.flagged(state.at_risk_ms, now);
         let mut ids: Vec<String> = candidates.iter().map(|c| c.item.clone()).collect();
         ids.sort();
         ids.dedup();
-        let catalog = self.live.catalog(&q.tenant, &ids).await?;
+        let catalog = self.catalog(&q.tenant, &ids).await?;
         let ctx = UserContext {
             now,
             category_affinity: affinity(state),
@@ -172,14 +305,21 @@ impl Engine {
             purchased: state.purchased.clone(),
             in_cart: state.in_cart.clone(),
             recently_shown: q.recently_shown.clone(),
-            at_risk: false,
-            promo_abuse: false,
+            at_risk,
+            promo_abuse: self.flagged(state.promo_abuse_ms, now),
         };
         let cfg = RankConfig {
             n,
             ..self.rank.clone()
         };
         Ok(rank(&ctx, &candidates, &catalog, &cfg))
+    }
+}
+
+impl Engine {
+    /// Whether a flag raised at `at_ms` still counts at `now` (seconds).
+    fn flagged(&self, at_ms: Option<i64>, now: f64) -> bool {
+        at_ms.is_some_and(|ms| now - ms as f64 / 1000.0 <= self.flag_ttl.as_secs_f64())
     }
 }
 

@@ -267,7 +267,6 @@ impl RecommendService for RecommendGrpc {
             let now_us = (now_secs() * 1e6) as i64;
             let n = self
                 .engine
-                .live
                 .upsert_items(&r.tenant_id, &items, now_us)
                 .await?;
             Ok(pb::UpsertItemsResponse { upserted: n as u32 })

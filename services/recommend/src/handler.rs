@@ -8,14 +8,25 @@
 //! same partition number share those slots, so they are serialized by a
 //! per-partition lock: a history read never misses a concurrent batch's
 //! writes.
-use std::collections::HashMap;
+//!
+//! **Where the ops go.** User keys are written in the consumed partition's
+//! slot; co-occurrence, catalog and popularity keys in their home slot
+//! ([`keys::Home`]), so reads need one command per key instead of one per
+//! partition. Ops for another slot `q` go in a batch of source
+//! `<topic>@<partition>` applied to `q` (its own watermark there), and
+//! those batches are applied *before* the batch of the consumed slot. A
+//! crash in between leaves the consumed slot's watermark behind: the
+//! redelivered records are recomputed from the same history (it lives in the
+//! consumed slot, unchanged) into the same ops, and each other slot skips
+//! the offsets it already has. Every op lands exactly once.
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use mesh_bus::headers::{self, HeaderList};
 use mesh_bus::{Handler, HandlerError, Producer, Record};
 use mesh_proto::events::v1::Envelope;
 use mesh_recommend::live::LiveConfig;
-use mesh_store::{PartitionBatch, Slot, StateStore};
+use mesh_store::{Op, PartitionBatch, Slot, StateStore};
 use prost::Message;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -29,6 +40,8 @@ pub struct RecommendHandler {
     pub dead_letter_topic: String,
     pub group: String,
     pub live: LiveConfig,
+    /// Partitions of the input topics (home slots are computed with it).
+    pub partitions: i32,
     locks: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -39,6 +52,7 @@ impl RecommendHandler {
         dead_letter_topic: String,
         group: String,
         live: LiveConfig,
+        partitions: i32,
     ) -> Self {
         RecommendHandler {
             store,
@@ -46,6 +60,7 @@ impl RecommendHandler {
             dead_letter_topic,
             group,
             live,
+            partitions,
             locks: Mutex::default(),
         }
     }
@@ -118,6 +133,49 @@ impl Handler for RecommendHandler {
         };
         let lock = self.lock_of(first.partition);
         let _serial = lock.lock().await;
+        let plan = self.plan(records).await?;
+        // Other slots first, the consumed slot (whose watermark decides what
+        // is redelivered) last.
+        let applies = plan.cross.iter().map(|b| self.store.apply(SCOPE, b));
+        futures::future::try_join_all(applies)
+            .await
+            .map_err(|e| HandlerError(e.to_string()))?;
+        self.store
+            .apply(SCOPE, &plan.home)
+            .await
+            .map_err(|e| HandlerError(e.to_string()))?;
+        for k in plan.kinds {
+            INTERACTIONS
+                .with_label_values(&[interaction_label(k)])
+                .inc();
+        }
+        Ok(())
+    }
+}
+
+/// The store steps of one run of records.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Batches for other slots (source `<topic>@<partition>`), applied first.
+    pub cross: Vec<PartitionBatch>,
+    /// The batch of the consumed slot, applied last.
+    pub home: PartitionBatch,
+    /// Interactions, for the metrics.
+    pub kinds: Vec<mesh_recommend::EventKind>,
+}
+
+impl RecommendHandler {
+    /// The batches for `records` (one partition of one topic, in offset
+    /// order), from the histories in the store. Callers hold the
+    /// partition's lock.
+    pub async fn plan(&self, records: &[Record]) -> Result<Plan, HandlerError> {
+        let Some(first) = records.first() else {
+            return Ok(Plan {
+                cross: Vec::new(),
+                home: PartitionBatch::default(),
+                kinds: Vec::new(),
+            });
+        };
         let slot = Slot {
             scope: SCOPE,
             partition: first.partition,
@@ -152,6 +210,8 @@ impl Handler for RecommendHandler {
             .collect();
         let mut histories = self.histories(slot, &relevant).await?;
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        let cross_source = keys::cross_source(&first.topic, first.partition);
+        let mut cross: BTreeMap<i32, PartitionBatch> = BTreeMap::new();
         let mut applied_kinds = Vec::new();
         for (r, e) in &decoded {
             let Some(e) = e.as_ref().filter(|e| signals::is_relevant(e)) else {
@@ -165,20 +225,28 @@ impl Handler for RecommendHandler {
             let history = histories
                 .entry((e.tenant_id.clone(), e.user_id.clone()))
                 .or_default();
-            let ops = signals::ops(e, history, &self.live);
+            let mut own = Vec::new();
+            let mut others: BTreeMap<i32, Vec<Op>> = BTreeMap::new();
+            for (home, op) in signals::routed_ops(e, history, &self.live) {
+                match home.partition(&op, first.partition, self.partitions) {
+                    q if q == first.partition => own.push(op),
+                    q => others.entry(q).or_default().push(op),
+                }
+            }
+            for (q, ops) in others {
+                cross
+                    .entry(q)
+                    .or_insert_with(|| PartitionBatch::new(&cross_source, q))
+                    .push(r.offset, ops);
+            }
             applied_kinds.extend(signals::signals(e).0.into_iter().map(|s| s.entry.kind));
-            batch.push(r.offset, ops);
+            batch.push(r.offset, own);
         }
-        self.store
-            .apply(SCOPE, &batch)
-            .await
-            .map_err(|e| HandlerError(e.to_string()))?;
-        for k in applied_kinds {
-            INTERACTIONS
-                .with_label_values(&[interaction_label(k)])
-                .inc();
-        }
-        Ok(())
+        Ok(Plan {
+            cross: cross.into_values().collect(),
+            home: batch,
+            kinds: applied_kinds,
+        })
     }
 }
 
@@ -187,5 +255,99 @@ fn interaction_label(k: mesh_recommend::EventKind) -> &'static str {
         mesh_recommend::EventKind::View => "view",
         mesh_recommend::EventKind::Cart => "cart",
         mesh_recommend::EventKind::Order => "order",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_bus::ProducerConfig;
+    use mesh_proto::events::v1::envelope::Body;
+    use mesh_proto::events::v1::ProductView;
+    use mesh_store::MemoryStore;
+
+    const PARTITIONS: i32 = 4;
+
+    fn handler(store: &StateStore) -> RecommendHandler {
+        // Nothing here is undecodable: the producer never sends.
+        let producer = Producer::new(ProducerConfig::new("127.0.0.1:1", "test")).unwrap();
+        RecommendHandler::new(
+            store.clone(),
+            producer,
+            "dlq".into(),
+            "g".into(),
+            LiveConfig::default(),
+            PARTITIONS,
+        )
+    }
+
+    fn records() -> Vec<Record> {
+        let p = mesh_bus::partition::partition_for("t/u", PARTITIONS);
+        ["a", "b", "c", "d"]
+            .iter()
+            .enumerate()
+            .map(|(k, sku)| {
+                let e = Envelope {
+                    event_id: format!("e{k}"),
+                    tenant_id: "t".into(),
+                    user_id: "u".into(),
+                    occurred_at_ms: 1_800_000_000_000 + k as i64,
+                    source: "test".into(),
+                    context: None,
+                    body: Some(Body::ProductView(ProductView {
+                        sku: sku.to_string(),
+                        category: "c".into(),
+                        ..Default::default()
+                    })),
+                };
+                Record {
+                    topic: "events".into(),
+                    partition: p,
+                    offset: 10 + k as i64,
+                    key: None,
+                    payload: e.encode_to_vec(),
+                    headers: HeaderList::new(),
+                    timestamp_ms: None,
+                }
+            })
+            .collect()
+    }
+
+    async fn cooc(store: &StateStore, item: &str) -> Vec<(String, f64)> {
+        let slot = Slot {
+            scope: SCOPE,
+            partition: keys::item_partition("t", item, PARTITIONS),
+        };
+        store.ztop(slot, &keys::cooc("t", item), 10).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_slots_and_redeliveries_still_apply_every_op_once() {
+        let recs = records();
+        let once = StateStore::Memory(MemoryStore::new("once"));
+        handler(&once).handle(&recs).await.unwrap();
+        let expected: Vec<_> =
+            futures::future::join_all(["a", "b", "c", "d"].map(|i| cooc(&once, i))).await;
+        assert!(expected.iter().all(|c| !c.is_empty()));
+        let plan = handler(&once).plan(&recs).await.unwrap();
+        assert!(
+            plan.home.records.iter().all(|(_, ops)| ops.is_empty()),
+            "records under the watermark must plan no ops"
+        );
+
+        let crashed = StateStore::Memory(MemoryStore::new("crashed"));
+        let h = handler(&crashed);
+        // The other slots were written, then the process died before the
+        // consumed slot's step: the records come again, twice.
+        let plan = h.plan(&recs).await.unwrap();
+        assert!(!plan.cross.is_empty(), "some keys live in other slots");
+        for b in &plan.cross {
+            crashed.apply(SCOPE, b).await.unwrap();
+        }
+        h.handle(&recs).await.unwrap();
+        h.handle(&recs).await.unwrap();
+        let got: Vec<_> =
+            futures::future::join_all(["a", "b", "c", "d"].map(|i| cooc(&crashed, i))).await;
+        assert_eq!(got, expected);
     }
 }

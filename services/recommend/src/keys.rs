@@ -1,11 +1,17 @@
-//! Key names in the store and the stored form of one history entry.
+//! Key names in the store, which slot owns each key, and the stored form of
+//! one history entry.
 //!
-//! Keys of one user (history, purchases, cart) live in the user's slot
-//! (`partition_for("<tenant>/<user>")`). Co-occurrence, popularity and the
-//! event-fed catalog are written in the slot of the partition that consumed
-//! the event, so readers sum them over every partition.
+//! Keys of one user (history, purchases, cart, flags) live in the user's
+//! slot (`partition_for("<tenant>/<user>")`), which is the partition that
+//! consumes the user's events. Co-occurrence lists and catalog entries of an
+//! item live in the item's home slot (`partition_for("<tenant>/<item>")`),
+//! popularity sets in the slot of their key name: each is one merged key, so
+//! a read is one command, not one per partition. The consumer writes them
+//! there with a per-source watermark (see [`crate::handler`]).
+use mesh_bus::partition::partition_for;
 use mesh_recommend::live::{Horizon, Scope};
 use mesh_recommend::EventKind;
+use mesh_store::Op;
 use serde::{Deserialize, Serialize};
 
 /// Scope of every recommend key in the store.
@@ -54,6 +60,68 @@ pub fn popularity(tenant: &str, scope: &Scope, horizon: Horizon) -> String {
 /// `seen_ms`; `UpsertItems` writes the [`UPSERT_PREFIX`]ed fields, which win.
 pub fn item(tenant: &str, item: &str) -> String {
     format!("item:{tenant}/{item}")
+}
+
+/// Flags other services raised about a user (hash): [`FLAG_AT_RISK`] and
+/// [`FLAG_PROMO_ABUSE`], value = when the alert was raised, Unix ms.
+pub fn flags(tenant: &str, user: &str) -> String {
+    format!("flags:{tenant}/{user}")
+}
+
+/// Field of [`flags`]: the churn service flagged the user as at risk.
+pub const FLAG_AT_RISK: &str = "at_risk_ms";
+
+/// Field of [`flags`]: the fraud service flagged the user for promotion abuse.
+pub const FLAG_PROMO_ABUSE: &str = "promo_abuse_ms";
+
+/// Which slot owns the key an op writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Home {
+    /// The user's slot: the partition that consumed the event.
+    User,
+    /// The home slot of an item (`<tenant>/<item>`): co-occurrence, catalog.
+    Item(String),
+    /// The slot of the key name itself (popularity sets).
+    Key,
+}
+
+impl Home {
+    /// The home of an item of a tenant.
+    pub fn item(tenant: &str, item: &str) -> Self {
+        Home::Item(format!("{tenant}/{item}"))
+    }
+
+    /// The partition owning `op`'s key; `user_partition` for [`Home::User`].
+    pub fn partition(&self, op: &Op, user_partition: i32, partitions: i32) -> i32 {
+        match self {
+            Home::User => user_partition,
+            Home::Item(k) => partition_for(k, partitions),
+            Home::Key => key_partition(op.key(), partitions),
+        }
+    }
+}
+
+/// Home partition of an item (`<tenant>/<item>`).
+pub fn item_partition(tenant: &str, item: &str, partitions: i32) -> i32 {
+    partition_for(&format!("{tenant}/{item}"), partitions)
+}
+
+/// Home partition of a key stored under its own name (popularity).
+pub fn key_partition(key: &str, partitions: i32) -> i32 {
+    partition_for(key, partitions)
+}
+
+/// Watermark source of ops written into another partition's slot by the
+/// consumer of `topic`[`partition`]: offsets of one source partition only
+/// grow, so each (slot, source partition) pair has its own watermark.
+pub fn cross_source(topic: &str, partition: i32) -> String {
+    format!("{topic}@{partition}")
+}
+
+/// Retention offers of a tenant (sorted set, score = sales), kept by
+/// `UpsertItems` in the key's own slot: at-risk users get them as candidates.
+pub fn offers(tenant: &str) -> String {
+    format!("offers:{tenant}")
 }
 
 /// Prefix of catalog fields written by `UpsertItems`.

@@ -8,20 +8,24 @@
 //! history, popularity and trending counters per scope (global, category,
 //! device, channel-as-segment), a bounded history entry, cart and purchase
 //! marks and catalog facts — all as store ops applied with the partition's
-//! watermark in one atomic step ([`handler`]). It must not rank or train on
+//! watermark in one atomic step ([`handler`]). A second consumer reads the
+//! alerts topic and keeps the churn (at risk) and fraud (promotion abuse)
+//! flags the ranking rules use ([`alerts`]). It must not rank or train on
 //! the consumer path, and it owns no state outside the `recommend` scope.
 //!
 //! # Layout
 //! - [`keys`]: key names and the stored history entry.
 //! - [`signals`]: event → interactions → ops (pure).
-//! - [`handler`]: the bus handler (history read, batch, apply).
-//! - [`live`]: reads merged over partitions, catalog upserts.
+//! - [`handler`]: the bus handler (history read, batch, apply per home slot).
+//! - [`alerts`]: churn / promotion-abuse flags from the alerts topic.
+//! - [`live`]: reads of the live signals (one key per read), catalog upserts.
 //! - [`model`]: the hot-swapped [`ModelHandle`], training and artifact files.
 //! - [`engine`]: candidate generation and ranking behind each RPC.
 //! - [`grpc`]: the `RecommendService` implementation (conversion only).
 //! - [`error`], [`metrics`]: the error enum with its status mapping; metric names.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod engine;
 pub mod error;
 pub mod grpc;
@@ -66,6 +70,16 @@ pub struct RecommendConfig {
     /// `MESH_RECOMMEND_HISTORY_LEN` (default 50). Changing `t_ref` needs an
     /// empty store (or a rebase of every stored score).
     pub live: LiveConfig,
+    /// How long a churn or promotion-abuse flag counts after its alert
+    /// (`MESH_RECOMMEND_FLAG_TTL_MS`, default 30 days).
+    pub flag_ttl: Duration,
+    /// How long catalog entries are cached in process
+    /// (`MESH_RECOMMEND_CATALOG_TTL_MS`, default 1000; 0 = no cache).
+    pub catalog_ttl: Duration,
+    /// Longest time the consumer's fetch waits at the broker for new events
+    /// (`MESH_RECOMMEND_FETCH_WAIT_MS`, default 50): bounds how late a new
+    /// event reaches the live signals when traffic is low.
+    pub fetch_wait: Duration,
 }
 
 impl RecommendConfig {
@@ -88,6 +102,9 @@ impl RecommendConfig {
             group: env.string("MESH_RECOMMEND_GROUP", "mesh-recommend"),
             model_path: env.get("MESH_RECOMMEND_MODEL").map(PathBuf::from),
             model_poll: env.millis("MESH_RECOMMEND_MODEL_POLL_MS", Duration::from_secs(2))?,
+            flag_ttl: env.millis("MESH_RECOMMEND_FLAG_TTL_MS", engine::FLAG_TTL)?,
+            catalog_ttl: env.millis("MESH_RECOMMEND_CATALOG_TTL_MS", engine::CATALOG_TTL)?,
+            fetch_wait: env.millis("MESH_RECOMMEND_FETCH_WAIT_MS", Duration::from_millis(50))?,
             live: LiveConfig {
                 t_ref,
                 history_len: env.positive("MESH_RECOMMEND_HISTORY_LEN", 50)? as usize,
@@ -113,8 +130,11 @@ pub struct Deps {
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub assigned: Assignment,
+    /// Partitions of the alerts topic assigned to the flags consumer.
+    pub flags_assigned: Assignment,
     pub model: Arc<ModelHandle>,
     pub consumer: tokio::task::JoinHandle<()>,
+    pub flags_consumer: tokio::task::JoinHandle<()>,
     pub server: tokio::task::JoinHandle<()>,
     pub watcher: tokio::task::JoinHandle<()>,
 }
@@ -126,19 +146,62 @@ pub fn start_consumer(
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
     let mut cc = ConsumerConfig::new(&deps.brokers, &cfg.group, &deps.topics.inputs());
-    cc.extra = deps.consumer_extra.clone();
+    // Co-occurrence should show within a second of the event: do not let an
+    // idle fetch sit at the broker for librdkafka's default 500 ms.
+    cc.extra = vec![(
+        "fetch.wait.max.ms".to_string(),
+        cfg.fetch_wait.as_millis().to_string(),
+    )];
+    cc.extra.extend(deps.consumer_extra.iter().cloned());
     let handler = Arc::new(handler::RecommendHandler::new(
         deps.store.clone(),
         deps.producer.clone(),
         deps.topics.dead_letter.clone(),
         cfg.group.clone(),
         cfg.live.clone(),
+        deps.partitions,
     ));
     let assigned = Assignment::default();
     let a = assigned.clone();
     let task = tokio::spawn(async move {
         if let Err(e) = mesh_bus::run_consumer(cc, handler, a, shutdown).await {
             tracing::error!(%e, "recommend consumer stopped");
+        }
+    });
+    (assigned, task)
+}
+
+/// Starts the consumer of the alerts topic (group `<group>-flags`), once the
+/// topic exists.
+pub fn start_flags_consumer(
+    cfg: &RecommendConfig,
+    deps: &Deps,
+    shutdown: CancellationToken,
+) -> (Assignment, tokio::task::JoinHandle<()>) {
+    let mut cc = ConsumerConfig::new(
+        &deps.brokers,
+        &format!("{}-flags", cfg.group),
+        &[deps.topics.alerts.as_str()],
+    );
+    cc.extra = deps.consumer_extra.clone();
+    let handler = Arc::new(alerts::AlertsHandler {
+        store: deps.store.clone(),
+        partitions: deps.partitions,
+    });
+    let (brokers, topics, partitions) =
+        (deps.brokers.clone(), deps.topics.clone(), deps.partitions);
+    let assigned = Assignment::default();
+    let a = assigned.clone();
+    let task = tokio::spawn(async move {
+        let ready = tokio::select! {
+            _ = shutdown.cancelled() => false,
+            ok = alerts::ensure_alerts_topic(&brokers, &topics, partitions, Duration::from_secs(4)) => ok,
+        };
+        if !ready {
+            return;
+        }
+        if let Err(e) = mesh_bus::run_consumer(cc, handler, a, shutdown).await {
+            tracing::error!(%e, "recommend flags consumer stopped");
         }
     });
     (assigned, task)
@@ -163,6 +226,7 @@ pub async fn start_with_model(
     shutdown: CancellationToken,
 ) -> std::result::Result<Running, StartError> {
     let (assigned, consumer) = start_consumer(cfg, deps, shutdown.clone());
+    let (flags_assigned, flags_consumer) = start_flags_consumer(cfg, deps, shutdown.clone());
     let watcher = model
         .clone()
         .spawn_watcher(cfg.model_poll, shutdown.clone());
@@ -171,14 +235,19 @@ pub async fn start_with_model(
         partitions: deps.partitions,
         live: cfg.live.clone(),
     };
-    let engine = Arc::new(engine::Engine::new(live, model.clone()));
+    let mut engine = engine::Engine::new(live, model.clone());
+    engine.flag_ttl = cfg.flag_ttl;
+    engine.catalog = engine::CatalogCache::new(cfg.catalog_ttl);
+    let engine = Arc::new(engine);
     let (grpc_addr, server) = serve_grpc(cfg.grpc_addr, engine, shutdown).await?;
     tracing::info!(%grpc_addr, "recommend serving");
     Ok(Running {
         grpc_addr,
         assigned,
+        flags_assigned,
         model,
         consumer,
+        flags_consumer,
         server,
         watcher,
     })

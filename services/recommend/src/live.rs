@@ -1,12 +1,11 @@
-//! Reads of the live signals, merged over partitions.
+//! Reads of the live signals.
 //!
-//! A user's history, purchases and cart live in the user's slot and are read
-//! from there. Co-occurrence, popularity and the event-fed catalog were
-//! written in the slot of whichever partition consumed the event, so a read
-//! takes the top `k` of every partition's sorted set concurrently and sums
-//! the scores per member. Summing per-partition tops is exact for members in
-//! every partition's top `k` and a lower bound otherwise; `k` is a multiple
-//! of what the caller asked for, so the merged order is right in practice.
+//! A user's history, purchases, cart and flags live in the user's slot;
+//! an item's co-occurrence list and catalog entry in the item's home slot;
+//! a popularity set in its key's slot ([`keys::Home`]). Every read is
+//! therefore one command on one key, and the reads of one request are issued
+//! together on the multiplexed connection (one pipelined round trip per
+//! stage): the user's state, then the candidates, then the catalog.
 use std::collections::{HashMap, HashSet};
 
 use mesh_bus::partition::partition_for;
@@ -24,6 +23,9 @@ use crate::keys::{self, HistEntry, SCOPE, UPSERT_PREFIX};
 /// per source; this one never collides with a Kafka topic).
 pub const UPSERT_SOURCE: &str = "_rpc.upsert-items";
 
+/// Neighbours read per seed item by [`LiveReader::from_history`].
+const SEED_DEPTH: usize = 20;
+
 /// What the store knows about one user.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserState {
@@ -31,6 +33,10 @@ pub struct UserState {
     pub history: Vec<HistEntry>,
     pub purchased: HashSet<String>,
     pub in_cart: HashSet<String>,
+    /// When the churn service last flagged the user at risk, Unix ms.
+    pub at_risk_ms: Option<i64>,
+    /// When the fraud service last flagged the user for promotion abuse, Unix ms.
+    pub promo_abuse_ms: Option<i64>,
 }
 
 impl UserState {
@@ -67,12 +73,24 @@ impl LiveReader {
         Self::slot(partition_for(&format!("{tenant}/{user}"), self.partitions))
     }
 
+    /// The slot that owns an item's co-occurrence list and catalog entry.
+    pub fn item_slot(&self, tenant: &str, item: &str) -> Slot<'static> {
+        Self::slot(keys::item_partition(tenant, item, self.partitions))
+    }
+
+    /// The slot that owns a key stored under its own name (popularity).
+    pub fn key_slot(&self, key: &str) -> Slot<'static> {
+        Self::slot(keys::key_partition(key, self.partitions))
+    }
+
+    /// History, purchases, cart and flags: one pipelined round trip.
     pub async fn user_state(&self, tenant: &str, user: &str) -> Result<UserState> {
         let slot = self.user_slot(tenant, user);
         let hist_key = keys::history(tenant, user);
         let hashes = [
             (slot, keys::bought(tenant, user)),
             (slot, keys::cart(tenant, user)),
+            (slot, keys::flags(tenant, user)),
         ];
         let (list, hashes) = futures::future::try_join(
             self.store
@@ -89,6 +107,8 @@ impl LiveReader {
             .filter(|(_, v)| v.parse::<i64>().is_ok_and(|n| n > 0))
             .map(|(k, _)| k)
             .collect();
+        let flags = hashes.next().unwrap_or_default();
+        let flag = |f: &str| flags.get(f).and_then(|v| v.parse::<i64>().ok());
         Ok(UserState {
             history: list
                 .iter()
@@ -97,24 +117,24 @@ impl LiveReader {
                 .collect(),
             purchased,
             in_cart,
+            at_risk_ms: flag(keys::FLAG_AT_RISK),
+            promo_abuse_ms: flag(keys::FLAG_PROMO_ABUSE),
         })
     }
 
-    /// Sum over partitions of each partition's top `k` of a sorted set
-    /// (stored, undecayed values).
-    pub async fn zsum(&self, key: &str, k: usize) -> Result<HashMap<String, f64>> {
-        let reads = (0..self.partitions).map(|p| self.store.ztop(Self::slot(p), key, k));
-        let mut out: HashMap<String, f64> = HashMap::new();
-        for top in futures::future::try_join_all(reads).await? {
-            for (m, s) in top {
-                *out.entry(m).or_insert(0.0) += s;
-            }
-        }
-        Ok(out)
+    /// Top `k` of a popularity set (stored, undecayed values).
+    async fn popularity(&self, key: &str, k: usize) -> Result<HashMap<String, f64>> {
+        Ok(self
+            .store
+            .ztop(self.key_slot(key), key, k)
+            .await?
+            .into_iter()
+            .collect())
     }
 
-    fn merge_k(n: usize) -> usize {
-        (n * 3).max(30)
+    /// How deep popularity is read for `n` answers: the rules drop some.
+    fn depth(n: usize) -> usize {
+        (n * 2).max(20)
     }
 
     /// Items most co-occurring with `item`, decayed to `now`.
@@ -126,11 +146,16 @@ impl LiveReader {
         now: f64,
     ) -> Result<Vec<(String, f64)>> {
         let d = self.live.cooc_decay();
-        let sums = self
-            .zsum(&keys::cooc(tenant, item), Self::merge_k(n))
+        let top = self
+            .store
+            .ztop(
+                self.item_slot(tenant, item),
+                &keys::cooc(tenant, item),
+                n + 1,
+            )
             .await?;
         Ok(top_n(
-            sums.into_iter()
+            top.into_iter()
                 .filter(|(m, _)| m != item)
                 .map(|(m, s)| (m, d.read(s, now))),
             n,
@@ -156,7 +181,9 @@ impl LiveReader {
             let w = weight.entry(h.item.as_str()).or_insert(0.0);
             *w = w.max(self.live.weights.of(h.kind));
         }
-        let reads = seeds.iter().map(|s| self.similar(tenant, s, n, now));
+        // A seed's strongest neighbours are enough; the sum is cut to `n`.
+        let per_seed = n.min(SEED_DEPTH);
+        let reads = seeds.iter().map(|s| self.similar(tenant, s, per_seed, now));
         let lists = futures::future::try_join_all(reads).await?;
         let seen: HashSet<&str> = recent.iter().map(String::as_str).collect();
         let mut acc: HashMap<String, f64> = HashMap::new();
@@ -192,12 +219,12 @@ impl LiveReader {
         if let Some(d) = &ctx.device {
             scopes.push((Scope::Device(d.clone()), weights.device));
         }
-        let k = Self::merge_k(n + exclude.len());
+        let k = Self::depth(n) + exclude.len();
         let pop_keys: Vec<String> = scopes
             .iter()
             .map(|(s, _)| keys::popularity(tenant, s, Horizon::Long))
             .collect();
-        let reads = pop_keys.iter().map(|key| self.zsum(key, k));
+        let reads = pop_keys.iter().map(|key| self.popularity(key, k));
         let pops = futures::future::try_join_all(reads).await?;
         // Every stored value of one horizon decays by the same factor, so
         // the ratio to the scope's maximum needs no decay at all.
@@ -232,10 +259,10 @@ impl LiveReader {
         now: f64,
     ) -> Result<Vec<(String, f64)>> {
         let scope = category.map_or(Scope::Global, |c| Scope::Category(c.to_string()));
-        let k = Self::merge_k(n);
+        let k = Self::depth(n);
         let (short, long) = futures::future::try_join(
-            self.zsum(&keys::popularity(tenant, &scope, Horizon::Short), k),
-            self.zsum(&keys::popularity(tenant, &scope, Horizon::Long), k * 4),
+            self.popularity(&keys::popularity(tenant, &scope, Horizon::Short), k),
+            self.popularity(&keys::popularity(tenant, &scope, Horizon::Long), k * 4),
         )
         .await?;
         Ok(top_n(
@@ -246,6 +273,18 @@ impl LiveReader {
             }),
             n,
         ))
+    }
+
+    /// The tenant's retention offers, best selling first.
+    pub async fn retention_offers(&self, tenant: &str, n: usize) -> Result<Vec<String>> {
+        let key = keys::offers(tenant);
+        Ok(self
+            .store
+            .ztop(self.key_slot(&key), &key, n)
+            .await?
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect())
     }
 
     /// Catalog entries of `items`: fields written by `UpsertItems` win over
@@ -261,14 +300,13 @@ impl LiveReader {
         }
         let keys: Vec<(Slot<'_>, String)> = items
             .iter()
-            .flat_map(|i| (0..self.partitions).map(move |p| (Self::slot(p), keys::item(tenant, i))))
+            .map(|i| (self.item_slot(tenant, i), keys::item(tenant, i)))
             .collect();
         let hashes = self.store.hgetall_many(&keys).await?;
-        let per_item = hashes.chunks(self.partitions.max(1) as usize);
         Ok(items
             .iter()
-            .zip(per_item)
-            .filter_map(|(id, hs)| item_meta(id, hs).map(|m| (id.clone(), m)))
+            .zip(hashes)
+            .filter_map(|(id, h)| item_meta(id, std::slice::from_ref(&h)).map(|m| (id.clone(), m)))
             .collect())
     }
 
@@ -281,9 +319,24 @@ impl LiveReader {
         now_us: i64,
     ) -> Result<usize> {
         let mut by_slot: HashMap<i32, Vec<Op>> = HashMap::new();
+        let offers = keys::offers(tenant);
+        let offers_slot = keys::key_partition(&offers, self.partitions);
         for m in items {
-            let p = partition_for(&format!("{tenant}/{}", m.id), self.partitions);
+            let p = keys::item_partition(tenant, &m.id, self.partitions);
             by_slot.entry(p).or_default().extend(upsert_ops(tenant, m));
+            let offer = if m.retention_offer {
+                Op::ZSet {
+                    key: offers.clone(),
+                    member: m.id.clone(),
+                    score: m.sales,
+                }
+            } else {
+                Op::ZRem {
+                    key: offers.clone(),
+                    member: m.id.clone(),
+                }
+            };
+            by_slot.entry(offers_slot).or_default().push(offer);
         }
         for (p, ops) in by_slot {
             // The offset only has to pass the watermark: the ops are plain
@@ -331,7 +384,8 @@ fn upsert_ops(tenant: &str, m: &ItemMeta) -> Vec<Op> {
     .collect()
 }
 
-/// One item's catalog entry from its hashes in every partition.
+/// One item's catalog entry from its hash (or several hashes of the same
+/// item: event-fed fields are taken from the most recently seen one).
 fn item_meta(id: &str, hashes: &[HashMap<String, String>]) -> Option<ItemMeta> {
     if hashes.iter().all(HashMap::is_empty) {
         return None;

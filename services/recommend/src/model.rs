@@ -12,11 +12,11 @@ use std::time::{Duration, SystemTime};
 
 use mesh_proto::events::v1::Envelope;
 use mesh_recommend::{Interaction, ModelArtifact, ModelSpec};
-use mesh_store::StateStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::keys::{self, HistEntry, SCOPE, USERS};
+use crate::live::LiveReader;
 use crate::metrics::MODEL_LOADS;
 use crate::signals;
 
@@ -159,38 +159,54 @@ pub fn train_from_interactions(
     )?)
 }
 
+/// The interactions in the recent histories kept in the store (every slot
+/// of the recommend scope, at most `max_users` users per partition).
+pub async fn interactions_from_store(
+    live: &LiveReader,
+    max_users: usize,
+) -> Result<Vec<Interaction>> {
+    let mut interactions = Vec::new();
+    for p in 0..live.partitions {
+        let slot = mesh_store::Slot {
+            scope: SCOPE,
+            partition: p,
+        };
+        let users = live.store.ztop(slot, USERS, max_users).await?;
+        let reads = users.iter().filter_map(|(tu, _)| {
+            let (tenant, user) = tu.split_once('/')?;
+            Some(async move {
+                let list = live
+                    .store
+                    .lrange(
+                        slot,
+                        &keys::history(tenant, user),
+                        live.live.history_len.max(1),
+                    )
+                    .await?;
+                Ok::<_, Error>((user, list))
+            })
+        });
+        for (user, list) in futures::future::try_join_all(reads).await? {
+            interactions.extend(
+                list.iter()
+                    .filter_map(|s| HistEntry::decode(s))
+                    .map(|h| signals::interaction(user, &h)),
+            );
+        }
+    }
+    Ok(interactions)
+}
+
 /// Trains on the recent histories kept in the store (every slot of the
 /// recommend scope, at most `max_users` users per partition).
 pub async fn train_from_store(
-    store: &StateStore,
-    partitions: i32,
-    history_len: usize,
+    live: &LiveReader,
     spec: &ModelSpec,
     seed: u64,
     version: &str,
     max_users: usize,
 ) -> Result<ModelArtifact> {
-    let mut interactions = Vec::new();
-    for p in 0..partitions {
-        let slot = mesh_store::Slot {
-            scope: SCOPE,
-            partition: p,
-        };
-        let users = store.ztop(slot, USERS, max_users).await?;
-        for (tu, _) in users {
-            let Some((tenant, user)) = tu.split_once('/') else {
-                continue;
-            };
-            for s in store
-                .lrange(slot, &keys::history(tenant, user), history_len.max(1))
-                .await?
-            {
-                if let Some(h) = HistEntry::decode(&s) {
-                    interactions.push(signals::interaction(user, &h));
-                }
-            }
-        }
-    }
+    let interactions = interactions_from_store(live, max_users).await?;
     train_from_interactions(&interactions, spec, seed, version)
 }
 

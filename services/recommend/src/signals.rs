@@ -7,7 +7,7 @@ use mesh_recommend::live::{cooccurrence_updates, popularity_updates, LiveConfig}
 use mesh_recommend::{EventKind, Interaction};
 use mesh_store::Op;
 
-use crate::keys::{self, HistEntry};
+use crate::keys::{self, HistEntry, Home};
 
 /// One user-item interaction from an event, with what the catalog learns.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +85,14 @@ pub fn interaction(user: &str, h: &HistEntry) -> Interaction {
 /// history is extended in place with the event's interactions (bounded to
 /// `cfg.history_len`), so the next event of the same batch sees them.
 pub fn ops(e: &Envelope, history: &mut Vec<HistEntry>, cfg: &LiveConfig) -> Vec<Op> {
+    routed_ops(e, history, cfg)
+        .into_iter()
+        .map(|(_, op)| op)
+        .collect()
+}
+
+/// [`ops`], each with the slot that owns its key ([`Home`]).
+pub fn routed_ops(e: &Envelope, history: &mut Vec<HistEntry>, cfg: &LiveConfig) -> Vec<(Home, Op)> {
     let (tenant, user) = (e.tenant_id.as_str(), e.user_id.as_str());
     let (sigs, removed) = signals(e);
     let mut ops = Vec::new();
@@ -95,67 +103,97 @@ pub fn ops(e: &Envelope, history: &mut Vec<HistEntry>, cfg: &LiveConfig) -> Vec<
     let segment = ctx.map(|c| c.channel.as_str()).filter(|s| !s.is_empty());
     let cart = keys::cart(tenant, user);
     for (item, qty) in removed {
-        ops.push(Op::HIncr {
-            key: cart.clone(),
-            field: item,
-            delta: -qty,
-        });
+        ops.push((
+            Home::User,
+            Op::HIncr {
+                key: cart.clone(),
+                field: item,
+                delta: -qty,
+            },
+        ));
     }
     if sigs.is_empty() {
         return ops;
     }
-    ops.push(Op::ZSet {
-        key: keys::USERS.into(),
-        member: format!("{tenant}/{user}"),
-        score: e.occurred_at_ms as f64,
-    });
+    ops.push((
+        Home::User,
+        Op::ZSet {
+            key: keys::USERS.into(),
+            member: format!("{tenant}/{user}"),
+            score: e.occurred_at_ms as f64,
+        },
+    ));
     for s in sigs {
         let past: Vec<Interaction> = history.iter().map(|h| interaction(user, h)).collect();
         let mut now = interaction(user, &s.entry);
         for (a, b, delta) in cooccurrence_updates(&past, &now, cfg) {
-            ops.push(Op::ZIncr {
-                key: keys::cooc(tenant, &a),
-                member: b,
-                delta,
-            });
+            let home = Home::item(tenant, &a);
+            ops.push((
+                home,
+                Op::ZIncr {
+                    key: keys::cooc(tenant, &a),
+                    member: b,
+                    delta,
+                },
+            ));
         }
         now.device = device.map(str::to_string);
         now.segment = segment.map(str::to_string);
         for up in popularity_updates(&now, cfg) {
-            ops.push(Op::ZIncr {
-                key: keys::popularity(tenant, &up.scope, up.horizon),
-                member: up.item,
-                delta: up.delta,
-            });
+            ops.push((
+                Home::Key,
+                Op::ZIncr {
+                    key: keys::popularity(tenant, &up.scope, up.horizon),
+                    member: up.item,
+                    delta: up.delta,
+                },
+            ));
         }
-        ops.extend(catalog_ops(tenant, &s.entry, e.occurred_at_ms));
+        let home = Home::item(tenant, &s.entry.item);
+        ops.extend(
+            catalog_ops(tenant, &s.entry, e.occurred_at_ms)
+                .into_iter()
+                .map(|op| (home.clone(), op)),
+        );
         let item = s.entry.item.clone();
         match s.entry.kind {
             EventKind::View => {}
-            EventKind::Cart => ops.push(Op::HIncr {
-                key: cart.clone(),
-                field: item,
-                delta: s.quantity,
-            }),
-            EventKind::Order => {
-                ops.push(Op::HSet {
-                    key: keys::bought(tenant, user),
-                    field: item.clone(),
-                    value: e.occurred_at_ms.to_string(),
-                });
-                // Ordered units leave the cart.
-                ops.push(Op::HSet {
+            EventKind::Cart => ops.push((
+                Home::User,
+                Op::HIncr {
                     key: cart.clone(),
                     field: item,
-                    value: "0".into(),
-                });
+                    delta: s.quantity,
+                },
+            )),
+            EventKind::Order => {
+                ops.push((
+                    Home::User,
+                    Op::HSet {
+                        key: keys::bought(tenant, user),
+                        field: item.clone(),
+                        value: e.occurred_at_ms.to_string(),
+                    },
+                ));
+                // Ordered units leave the cart.
+                ops.push((
+                    Home::User,
+                    Op::HSet {
+                        key: cart.clone(),
+                        field: item,
+                        value: "0".into(),
+                    },
+                ));
             }
         }
-        ops.push(Op::LPushCapped {
-            key: keys::history(tenant, user),
-            value: s.entry.encode(),
-            max_len: cfg.history_len.max(1) as u32,
-        });
+        ops.push((
+            Home::User,
+            Op::LPushCapped {
+                key: keys::history(tenant, user),
+                value: s.entry.encode(),
+                max_len: cfg.history_len.max(1) as u32,
+            },
+        ));
         history.push(s.entry);
         if history.len() > cfg.history_len.max(1) {
             let extra = history.len() - cfg.history_len.max(1);
@@ -271,6 +309,36 @@ mod tests {
             })
             .collect();
         assert_eq!(bought, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn every_op_names_the_slot_that_owns_its_key() {
+        let cfg = LiveConfig::default();
+        let mut h = Vec::new();
+        routed_ops(&view("a", 1_800_000_000_000), &mut h, &cfg);
+        let ops = routed_ops(&view("b", 1_800_000_001_000), &mut h, &cfg);
+        for (home, op) in &ops {
+            let key = op.key();
+            let want = if key.starts_with("co:t:a") || key.starts_with("item:t/a") {
+                Home::item("t", "a")
+            } else if key.starts_with("co:t:b") || key.starts_with("item:t/b") {
+                Home::item("t", "b")
+            } else if key.starts_with("pop:") {
+                Home::Key
+            } else {
+                assert!(
+                    key.starts_with("hist:") || key == keys::USERS,
+                    "unexpected key {key}"
+                );
+                Home::User
+            };
+            assert_eq!(home, &want, "{key}");
+        }
+        assert!(ops.iter().any(|(h, _)| *h == Home::item("t", "a")));
+        assert_eq!(
+            Home::item("t", "a").partition(&ops[0].1, 3, 8),
+            keys::item_partition("t", "a", 8)
+        );
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub struct Harness {
     pub producer: Producer,
     pub client: FraudServiceClient<Channel>,
     pub shutdown: CancellationToken,
+    pub store: StateStore,
 }
 
 impl Drop for Harness {
@@ -54,8 +55,18 @@ impl Drop for Harness {
     }
 }
 
-/// A service with `rules_path` (if any) polled every 50 ms.
+/// A service with `rules_path` (if any) polled every 50 ms, on the shared
+/// test models.
 pub async fn start(rules_path: Option<PathBuf>) -> Harness {
+    let model = tokio::task::spawn_blocking(model_file)
+        .await
+        .expect("model");
+    start_with(rules_path, model).await
+}
+
+/// A service with `rules_path` (if any) and the models file `model`, both
+/// polled every 50 ms.
+pub async fn start_with(rules_path: Option<PathBuf>, model: PathBuf) -> Harness {
     let brokers = mesh_testkit::kafka_brokers();
     let name = mesh_testkit::unique("fraud");
     let topics = TopicNames::with_prefix(&name);
@@ -70,28 +81,37 @@ pub async fn start(rules_path: Option<PathBuf>) -> Harness {
     )
     .await
     .expect("topics");
+    mesh_bus::ensure_output_topics(
+        &brokers,
+        &topics,
+        TopicSpec {
+            partitions: PARTITIONS,
+            replication: 1,
+        },
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("output topics");
     let store = StateStore::Redis(
         RedisStore::connect(&mesh_testkit::redis_url(), &name)
             .await
             .expect("redis"),
     );
     let producer = Producer::new(ProducerConfig::new(&brokers, &name)).expect("producer");
-    let model = tokio::task::spawn_blocking(model_file)
-        .await
-        .expect("model");
     let cfg = FraudConfig {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         group: format!("{name}-group"),
         rules_path,
         rules_poll: Duration::from_millis(50),
         model_path: Some(model),
+        model_poll: Duration::from_millis(50),
     };
     let deps = Deps {
         brokers,
         topics: topics.clone(),
         partitions: PARTITIONS,
         replication: 1,
-        store,
+        store: store.clone(),
         producer: producer.clone(),
         consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
     };
@@ -108,12 +128,14 @@ pub async fn start(rules_path: Option<PathBuf>) -> Harness {
         producer,
         client,
         shutdown,
+        store,
     }
 }
 
 impl Harness {
-    /// Publishes an envelope on the order topic, keyed by user.
-    pub async fn publish(&self, env: &Envelope) {
+    /// Publishes an envelope on the order topic, keyed by user; returns
+    /// where it landed.
+    pub async fn publish(&self, env: &Envelope) -> mesh_bus::producer::Delivered {
         self.producer
             .send(
                 &self.topics.order_events,
@@ -122,7 +144,40 @@ impl Harness {
                 &Default::default(),
             )
             .await
-            .expect("publish");
+            .expect("publish")
+    }
+
+    /// Waits (at most 60 s) until the consumer applied the order `env`,
+    /// delivered at `at`, to its user slot and to every home slot.
+    pub async fn wait_applied(&self, env: &Envelope, at: &mesh_bus::producer::Delivered) {
+        use mesh_fraud_svc::state::{entity_source, home_partition, is_user_key, SCOPE};
+        let event = mesh_fraud_svc::convert::event_from(env)
+            .expect("valid")
+            .expect("an order");
+        let mut slots = vec![(at.partition, self.topics.order_events.clone())];
+        for op in mesh_fraud::updates(&event) {
+            let key = match &op {
+                mesh_fraud::StateOp::Incr { key, .. }
+                | mesh_fraud::StateOp::SetIfAbsent { key, .. } => key.clone(),
+            };
+            if !is_user_key(&key) {
+                slots.push((
+                    home_partition(&key, PARTITIONS),
+                    entity_source(&self.topics.order_events, at.partition),
+                ));
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (partition, source) in slots {
+            let slot = mesh_store::Slot {
+                scope: SCOPE,
+                partition,
+            };
+            while self.store.watermark(slot, &source).await.expect("wm") < Some(at.offset) {
+                assert!(Instant::now() < deadline, "order not applied within 60 s");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
 
     /// A reader of the decisions topic from the beginning.

@@ -1,0 +1,461 @@
+//! The operator console: one HTML page (`/console`, also `/`) served on the
+//! admin address, polling one JSON document (`/api/console`) every second.
+//!
+//! The JSON is built from what any client could see: the process's own
+//! Prometheus registry (throughput, decisions, errors), the lag sampler
+//! ([`crate::lag`]), and the services' public gRPC APIs (churn `ListAtRisk`,
+//! fraud `GetReviewQueue`, logistics `ListWaves`/`GetPlan`/`Forecast`) plus
+//! the logistics library's read-only wave loader for stop coordinates. A
+//! section whose source fails says why in its `error` field; the page shows
+//! that instead of the panel, so the console degrades one panel at a time.
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::{Json, Router};
+use mesh_bus::TopicNames;
+use mesh_proto::churn::v1::churn_service_client::ChurnServiceClient;
+use mesh_proto::churn::v1::ListAtRiskRequest;
+use mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient;
+use mesh_proto::fraud::v1::{Action, GetReviewQueueRequest};
+use mesh_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
+use mesh_proto::logistics::v1::{ForecastRequest, GetPlanRequest, ListWavesRequest};
+use mesh_store::{Slot, StateStore};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::console_stages::SharedStages;
+use crate::lag::SharedLag;
+
+const PAGE: &str = include_str!("../console/index.html");
+/// Seconds of throughput history kept for the sparkline.
+const HISTORY: usize = 120;
+
+/// What the console reads from.
+#[derive(Clone)]
+pub struct ConsoleCtx {
+    pub topics: TopicNames,
+    pub partitions: i32,
+    pub store: StateStore,
+    pub depots: HashMap<String, (f64, f64)>,
+    pub lag: SharedLag,
+    pub stages: SharedStages,
+    churn: Channel,
+    fraud: Channel,
+    logistics: Channel,
+    rates: Arc<Mutex<Rates>>,
+}
+
+/// Addresses of the services the console asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    pub churn: SocketAddr,
+    pub fraud: SocketAddr,
+    pub logistics: SocketAddr,
+}
+
+fn channel(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a socket address is a valid URI")
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(3))
+        .connect_lazy()
+}
+
+impl ConsoleCtx {
+    pub fn new(
+        topics: TopicNames,
+        partitions: i32,
+        store: StateStore,
+        depots: HashMap<String, (f64, f64)>,
+        lag: SharedLag,
+        stages: SharedStages,
+        addrs: Addrs,
+    ) -> Self {
+        ConsoleCtx {
+            topics,
+            partitions,
+            store,
+            depots,
+            lag,
+            stages,
+            churn: channel(addrs.churn),
+            fraud: channel(addrs.fraud),
+            logistics: channel(addrs.logistics),
+            rates: Arc::default(),
+        }
+    }
+}
+
+/// Counter totals at one instant.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    at_ms: i64,
+    ingested: f64,
+    consumed: f64,
+}
+
+#[derive(Debug, Default)]
+struct Rates {
+    history: VecDeque<Sample>,
+}
+
+/// Sums every sample of a metric family whose labels match `filter`.
+pub fn metric_sum(
+    families: &[prometheus::proto::MetricFamily],
+    name: &str,
+    filter: &[(&str, &str)],
+) -> f64 {
+    // `+ 0.0`: an empty f64 sum is -0.0.
+    metric_by(families, name, filter, None)
+        .values()
+        .sum::<f64>()
+        + 0.0
+}
+
+/// Sums a metric family grouped by one label (`None`: one group `""`).
+pub fn metric_by(
+    families: &[prometheus::proto::MetricFamily],
+    name: &str,
+    filter: &[(&str, &str)],
+    label: Option<&str>,
+) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for f in families.iter().filter(|f| f.name() == name) {
+        for m in f.get_metric() {
+            let labels: HashMap<&str, &str> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if !filter.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                continue;
+            }
+            let v = if m.counter.is_some() {
+                m.get_counter().value()
+            } else if m.gauge.is_some() {
+                m.get_gauge().value()
+            } else if m.histogram.is_some() {
+                m.get_histogram().get_sample_count() as f64
+            } else {
+                0.0
+            };
+            let key = label
+                .and_then(|l| labels.get(l))
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            *out.entry(key).or_insert(0.0) += v;
+        }
+    }
+    out
+}
+
+/// Samples the counters once a second until `shutdown`.
+pub fn spawn_sampler(ctx: &ConsoleCtx, shutdown: CancellationToken) {
+    let rates = ctx.rates.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let fams = prometheus::gather();
+            let s = Sample {
+                at_ms: now_ms(),
+                ingested: metric_sum(&fams, "mesh_ingest_accepted_total", &[]),
+                consumed: metric_sum(&fams, "mesh_bus_consumed_total", &[]),
+            };
+            let mut r = rates.lock().expect("rates lock");
+            r.history.push_back(s);
+            while r.history.len() > HISTORY {
+                r.history.pop_front();
+            }
+        }
+    });
+}
+
+/// The console's routes, to merge into the admin router.
+pub fn router(ctx: ConsoleCtx) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/console", get(page))
+        .route("/api/console", get(snapshot))
+        .with_state(ctx)
+}
+
+async fn page() -> impl IntoResponse {
+    Html(PAGE)
+}
+
+async fn snapshot(State(ctx): State<ConsoleCtx>) -> Json<Value> {
+    Json(build(&ctx).await)
+}
+
+/// The whole console document.
+pub async fn build(ctx: &ConsoleCtx) -> Value {
+    let (at_risk, reviews, logistics) = tokio::join!(at_risk(ctx), reviews(ctx), logistics(ctx));
+    json!({
+        "at_ms": now_ms(),
+        "throughput": throughput(ctx),
+        "lag": serde_json::to_value(ctx.lag.lock().expect("lag lock").clone()).unwrap_or(Value::Null),
+        "lifecycle": lifecycle(ctx),
+        "at_risk": at_risk,
+        "fraud": reviews,
+        "logistics": logistics,
+    })
+}
+
+fn throughput(ctx: &ConsoleCtx) -> Value {
+    let fams = prometheus::gather();
+    let r = ctx.rates.lock().expect("rates lock");
+    let last = r.history.back().copied().unwrap_or_default();
+    // Rate over the last five seconds of samples.
+    let base = r
+        .history
+        .iter()
+        .rev()
+        .nth(5)
+        .or(r.history.front())
+        .copied()
+        .unwrap_or_default();
+    let dt = ((last.at_ms - base.at_ms) as f64 / 1000.0).max(1e-9);
+    let rate = |a: f64, b: f64| {
+        if last.at_ms > base.at_ms {
+            (a - b) / dt
+        } else {
+            0.0
+        }
+    };
+    let series: Vec<Value> = r
+        .history
+        .iter()
+        .zip(r.history.iter().skip(1))
+        .map(|(a, b)| {
+            let dt = ((b.at_ms - a.at_ms) as f64 / 1000.0).max(1e-9);
+            json!({"at_ms": b.at_ms, "ingested_per_s": (b.ingested - a.ingested) / dt})
+        })
+        .collect();
+    json!({
+        "ingested_total": metric_sum(&fams, "mesh_ingest_accepted_total", &[]),
+        "rejected_total": metric_sum(&fams, "mesh_ingest_rejected_total", &[]),
+        "dead_lettered_total": metric_sum(&fams, "mesh_ingest_dead_lettered_total", &[]),
+        "duplicates_total": metric_sum(&fams, "mesh_ingest_duplicates_total", &[]),
+        "consumed_total": metric_sum(&fams, "mesh_bus_consumed_total", &[]),
+        "consumed_by_group": metric_by(&fams, "mesh_bus_consumed_total", &[], Some("group")),
+        "handler_errors_total": metric_sum(&fams, "mesh_bus_handler_errors_total", &[]),
+        "ingested_per_s": rate(last.ingested, base.ingested),
+        "consumed_per_s": rate(last.consumed, base.consumed),
+        // Actions are labelled with the proto names (`ACTION_REJECT`).
+        "decisions": metric_by(&fams, "mesh_fraud_decisions_total", &[("path", "consumer")], Some("action"))
+            .into_iter()
+            .map(|(k, v)| (k.trim_start_matches("ACTION_").to_lowercase(), v))
+            .collect::<BTreeMap<_, _>>(),
+        "churn_alerts": metric_by(&fams, "mesh_churn_alerts_total", &[], Some("kind")),
+        "history": series,
+    })
+}
+
+/// Lifecycle stages: users per stage folded from the lifecycle topic
+/// ([`crate::console_stages`]), the transitions published, and the records
+/// consumed per input topic.
+fn lifecycle(ctx: &ConsoleCtx) -> Value {
+    let fams = prometheus::gather();
+    let transitions = ctx
+        .lag
+        .lock()
+        .expect("lag lock")
+        .topic_ends
+        .get(&ctx.topics.lifecycle)
+        .copied();
+    let stages = ctx.stages.lock().expect("stages lock").clone();
+    json!({
+        "stages": if stages.stages.is_empty() { Value::Null } else { json!(stages.stages) },
+        "stage_transitions_read": stages.transitions,
+        "note": stages.error.unwrap_or_else(|| "no stage transition published yet (users still new)".into()),
+        "transitions_published": transitions,
+        "events_by_topic": metric_by(&fams, "mesh_bus_consumed_total", &[], Some("topic")),
+    })
+}
+
+async fn at_risk(ctx: &ConsoleCtx) -> Value {
+    let mut c = ChurnServiceClient::new(ctx.churn.clone());
+    match c
+        .list_at_risk(ListAtRiskRequest {
+            threshold: 0.0,
+            page_size: 12,
+            page_token: String::new(),
+        })
+        .await
+    {
+        Ok(r) => {
+            let users: Vec<Value> = r
+                .into_inner()
+                .users
+                .into_iter()
+                .map(|u| {
+                    json!({"tenant_id": u.tenant_id, "user_id": u.user_id,
+                           "churn_probability": u.churn_probability, "p_alive": u.p_alive,
+                           "last_purchase_ms": u.last_purchase_ms, "alerted": u.alerted})
+                })
+                .collect();
+            json!({ "users": users })
+        }
+        Err(s) => json!({ "error": format!("churn ListAtRisk: {}", s.message()) }),
+    }
+}
+
+async fn reviews(ctx: &ConsoleCtx) -> Value {
+    let mut c = FraudServiceClient::new(ctx.fraud.clone());
+    match c
+        .get_review_queue(GetReviewQueueRequest {
+            page_size: 12,
+            page_token: String::new(),
+        })
+        .await
+    {
+        Ok(r) => {
+            let items: Vec<Value> = r
+                .into_inner()
+                .items
+                .into_iter()
+                .filter_map(|i| i.decision)
+                .map(|d| {
+                    let action = Action::try_from(d.action)
+                        .map(|a| a.as_str_name().trim_start_matches("ACTION_").to_lowercase())
+                        .unwrap_or_else(|_| d.action.to_string());
+                    json!({"order_id": d.order_id, "user_id": d.user_id, "action": action,
+                           "score": d.score, "model_score": d.model_score,
+                           "anomaly_score": d.anomaly_score, "occurred_at_ms": d.occurred_at_ms,
+                           "reasons": d.reasons.iter().map(|r| json!({"code": r.code, "text": r.text})).collect::<Vec<_>>()})
+                })
+                .collect();
+            json!({ "review_queue": items })
+        }
+        Err(s) => json!({ "error": format!("fraud GetReviewQueue: {}", s.message()) }),
+    }
+}
+
+async fn logistics(ctx: &ConsoleCtx) -> Value {
+    let mut c = LogisticsServiceClient::new(ctx.logistics.clone());
+    let waves = match c.list_waves(ListWavesRequest {}).await {
+        Ok(r) => r.into_inner().waves,
+        Err(s) => return json!({ "error": format!("logistics ListWaves: {}", s.message()) }),
+    };
+    let wave_list: Vec<Value> = waves
+        .iter()
+        .map(|w| {
+            json!({"wave_id": w.wave_id, "warehouse": w.warehouse, "region": w.region,
+                        "day": w.day, "orders": w.orders, "active_stops": w.active_stops,
+                        "plan_version": w.plan_version})
+        })
+        .collect();
+    // Draw the planned wave with the most active stops.
+    let best = waves
+        .iter()
+        .filter(|w| w.plan_version > 0)
+        .max_by_key(|w| (w.active_stops, w.wave_id.clone()));
+    let plan = match best {
+        Some(w) => plan_drawing(ctx, &mut c, &w.wave_id, &w.warehouse).await,
+        None => json!({ "error": "no wave has a plan yet" }),
+    };
+    json!({ "waves": wave_list, "plan": plan, "forecasts": forecasts(ctx, &mut c).await })
+}
+
+/// The plan of one wave with coordinates: routes as polylines of (lon, lat).
+async fn plan_drawing(
+    ctx: &ConsoleCtx,
+    c: &mut LogisticsServiceClient<Channel>,
+    wave: &str,
+    warehouse: &str,
+) -> Value {
+    let plan = match c
+        .get_plan(GetPlanRequest {
+            wave_id: wave.to_string(),
+        })
+        .await
+    {
+        Ok(p) => p.into_inner(),
+        Err(s) => return json!({ "error": format!("logistics GetPlan: {}", s.message()) }),
+    };
+    let stops = match mesh_logistics_svc::wave::load_wave(&ctx.store, ctx.partitions, wave).await {
+        Ok(s) => s,
+        Err(e) => return json!({ "error": format!("wave stops: {e}") }),
+    };
+    let routes: Vec<Value> = plan
+        .routes
+        .iter()
+        .map(|r| {
+            let pts: Vec<[f64; 2]> = r
+                .stop_ids
+                .iter()
+                .filter_map(|id| stops.get(id).map(|s| [s.lon, s.lat]))
+                .collect();
+            json!({"points": pts, "load": r.load, "distance": r.distance})
+        })
+        .collect();
+    let depot = ctx.depots.get(warehouse).map(|(lat, lon)| [*lon, *lat]);
+    json!({"wave_id": plan.wave_id, "version": plan.version, "method": plan.method,
+           "distance": plan.distance, "vehicles": plan.vehicles, "unassigned": plan.unassigned.len(),
+           "depot": depot, "routes": routes})
+}
+
+/// Forecasts of the category series with the most recorded demand (up to 3).
+async fn forecasts(ctx: &ConsoleCtx, c: &mut LogisticsServiceClient<Channel>) -> Value {
+    let keys: Vec<_> = (0..ctx.partitions)
+        .map(|partition| {
+            (
+                Slot {
+                    scope: mesh_logistics_svc::SCOPE,
+                    partition,
+                },
+                mesh_logistics_svc::fold::SERIES.to_string(),
+            )
+        })
+        .collect();
+    let series: std::collections::BTreeSet<String> = match ctx.store.hgetall_many(&keys).await {
+        Ok(hs) => hs
+            .into_iter()
+            .flat_map(|h| h.into_keys())
+            .filter(|k| k.starts_with("cat:") && !k.contains('@'))
+            .collect(),
+        Err(e) => return json!({ "error": format!("series list: {e}") }),
+    };
+    let mut out = Vec::new();
+    for key in series.into_iter().take(3) {
+        let history =
+            mesh_logistics_svc::forecasting::load_series(&ctx.store, ctx.partitions, &key)
+                .await
+                .unwrap_or_default();
+        let r = c
+            .forecast(ForecastRequest {
+                series_key: key.clone(),
+                horizon: 14,
+                level: 0.9,
+            })
+            .await;
+        out.push(match r {
+            Ok(f) => {
+                let f = f.into_inner();
+                json!({"series_key": key, "method": f.method, "first_day": f.first_day,
+                       "history": history.values().collect::<Vec<_>>(),
+                       "point": f.point, "lower": f.lower, "upper": f.upper, "level": f.level})
+            }
+            Err(s) => json!({"series_key": key, "error": s.message(),
+                             "history": history.values().collect::<Vec<_>>()}),
+        });
+    }
+    Value::Array(out)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,202 @@
+//! The console in a real browser: start the mesh with the simulator, load
+//! `/console` in headless Chromium (Debian's `chromium`, installed by
+//! `scripts/test.sh`), check the page's own JavaScript rendered live
+//! numbers, load it again after more events arrived and check they grew,
+//! and save a screenshot under `target/`.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mesh_e2e::{config, start, Servers};
+use tokio_util::sync::CancellationToken;
+
+fn chromium() -> String {
+    if let Ok(c) = std::env::var("MESH_CHROMIUM") {
+        return c;
+    }
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        if Command::new(c).arg("--version").output().is_ok() {
+            return c.to_string();
+        }
+    }
+    panic!("no chromium found: install Debian's `chromium` (scripts/test.sh does) or set MESH_CHROMIUM");
+}
+
+/// Runs headless Chromium on `url` with `args`; returns stdout.
+fn run_chromium(profile: &Path, url: &str, args: &[&str]) -> String {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Loads the page, lets its JavaScript poll the API a few times (virtual
+/// time), and returns the rendered DOM.
+fn rendered_dom(profile: &Path, url: &str) -> String {
+    run_chromium(profile, url, &["--virtual-time-budget=4000", "--dump-dom"])
+}
+
+/// The text of the element with `id` in a dumped DOM.
+fn text_of(dom: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\"");
+    let at = dom
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no #{id} in the page"));
+    let open = at + dom[at..].find('>').expect("tag closes") + 1;
+    let close = open + dom[open..].find('<').expect("text ends");
+    dom[open..close].trim().to_string()
+}
+
+fn number(text: &str) -> f64 {
+    text.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("{text:?} is not a number"))
+}
+
+async fn api(client: &reqwest::Client, admin: std::net::SocketAddr) -> serde_json::Value {
+    client
+        .get(format!("http://{admin}/api/console"))
+        .send()
+        .await
+        .expect("console api answers")
+        .json()
+        .await
+        .expect("console api is JSON")
+}
+
+/// Polls the console API until `ok` holds or `deadline` passes.
+async fn wait_api(
+    client: &reqwest::Client,
+    admin: std::net::SocketAddr,
+    deadline: Duration,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let v = api(client, admin).await;
+        if ok(&v) || start.elapsed() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn console_shows_live_numbers_in_a_browser() {
+    let cfg = config(Servers::Embedded, "console");
+    let (mesh, shutdown) = start(&cfg).await;
+    // Stop the mesh even when an assertion fails, so the runtime can end.
+    let _stop_on_panic = shutdown.clone().drop_guard();
+    let stop = CancellationToken::new();
+    let sim = tokio::spawn(mesh_cli::sim::drive(
+        mesh.ingest.grpc_addr,
+        300,
+        stop.clone(),
+    ));
+    let admin = mesh.admin_addr;
+    let client = reqwest::Client::new();
+
+    // Events flowing, consumed, decided, and a route planned.
+    let v = wait_api(&client, admin, Duration::from_secs(90), |v| {
+        v["throughput"]["consumed_total"].as_f64() > Some(0.0)
+            && v["lag"]["at_ms"].as_i64() > Some(0)
+            && v["throughput"]["decisions"]
+                .as_object()
+                .is_some_and(|d| !d.is_empty())
+            && v["logistics"]["plan"]["routes"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    assert!(
+        v["throughput"]["ingested_total"].as_f64() > Some(0.0),
+        "{v}"
+    );
+    assert!(
+        v["logistics"]["plan"]["routes"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "no route plan: {}",
+        v["logistics"]
+    );
+    assert!(
+        v["at_risk"]["users"].is_array(),
+        "at-risk list: {}",
+        v["at_risk"]
+    );
+    assert!(
+        v["fraud"]["review_queue"].is_array(),
+        "review queue: {}",
+        v["fraud"]
+    );
+
+    let url = format!("http://{admin}/console");
+    let profile = std::env::temp_dir().join(mesh_testkit::unique("chromium-profile"));
+    let first = rendered_dom(&profile, &url);
+    assert!(
+        number(text_of(&first, "updates").trim_end_matches(" updates")) >= 1.0,
+        "the page's JavaScript never rendered the API"
+    );
+    let ingested_1 = number(&text_of(&first, "ingested-total"));
+    assert!(ingested_1 > 0.0, "ingested total on the page: {ingested_1}");
+    assert!(number(&text_of(&first, "consumed-total")) > 0.0);
+    assert!(
+        first.contains("class=\"route\""),
+        "no route drawn in the SVG"
+    );
+    assert!(
+        first.contains("id=\"decisions-approve\""),
+        "decision counts not rendered"
+    );
+
+    // More events arrive; the page shows the new total.
+    wait_api(&client, admin, Duration::from_secs(30), |v| {
+        v["throughput"]["ingested_total"].as_f64() > Some(ingested_1 + 100.0)
+    })
+    .await;
+    let second = rendered_dom(&profile, &url);
+    let ingested_2 = number(&text_of(&second, "ingested-total"));
+    assert!(
+        ingested_2 > ingested_1,
+        "the page did not move: {ingested_1} then {ingested_2}"
+    );
+
+    let shot: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ops-console.png");
+    let _ = std::fs::remove_file(&shot);
+    run_chromium(
+        &profile,
+        &url,
+        &[
+            "--virtual-time-budget=4000",
+            "--window-size=1400,1700",
+            &format!("--screenshot={}", shot.display()),
+        ],
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "screenshot is a PNG");
+    assert!(
+        png.len() > 20_000,
+        "screenshot is suspiciously small: {} bytes",
+        png.len()
+    );
+
+    stop.cancel();
+    let _ = sim.await;
+    shutdown.cancel();
+    let _ = std::fs::remove_dir_all(&profile);
+}

@@ -1,0 +1,154 @@
+//! Every metric a Grafana dashboard (`deploy/grafana/dashboards/*.json`) or
+//! a Prometheus alert rule (`deploy/prometheus/alerts.yml`) references is
+//! exported by a running mesh: start it on the real servers, drive valid
+//! and invalid events plus a purchase history with lapsed buyers, let one
+//! churn sweep and one wave plan run, scrape `/metrics`, compare.
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mesh_e2e::{config, publish_grpc, start, Servers};
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Every `mesh_*` metric name in a PromQL expression.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let re = regex::Regex::new(r"\bmesh_[a-z0-9_]+").expect("literal regex");
+    re.find_iter(expr).map(|m| m.as_str().to_string()).collect()
+}
+
+/// (file, expression) of every dashboard target and alert rule.
+fn referenced_expressions() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let dir = repo().join("deploy/grafana/dashboards");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dashboards folder")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 8,
+        "overview, six services and models: {files:?}"
+    );
+    for f in files {
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).expect("dashboard JSON");
+        assert!(d["uid"].is_string(), "{} has no uid", f.display());
+        for p in d["panels"].as_array().expect("panels") {
+            for t in p["targets"].as_array().expect("targets") {
+                let e = t["expr"].as_str().expect("expr").to_string();
+                out.push((f.display().to_string(), e));
+            }
+        }
+    }
+    let alerts = repo().join("deploy/prometheus/alerts.yml");
+    let y: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&alerts).unwrap()).expect("alerts YAML");
+    let mut names = BTreeSet::new();
+    for g in y["groups"].as_sequence().expect("groups") {
+        for r in g["rules"].as_sequence().expect("rules") {
+            let name = r["alert"].as_str().expect("alert name");
+            names.insert(name.to_string());
+            out.push((
+                format!("alert {name}"),
+                r["expr"].as_str().expect("expr").to_string(),
+            ));
+        }
+    }
+    for needed in [
+        "MeshConsumerLagGrowing",
+        "MeshDeadLetterSpike",
+        "MeshGrpcErrorRate",
+        "MeshNoEvents",
+        "MeshFraudRejectSpike",
+        "MeshFraudModelDrift",
+    ] {
+        assert!(names.contains(needed), "alert {needed} missing");
+    }
+    out
+}
+
+#[test]
+fn dashboards_and_alerts_parse_and_reference_metrics() {
+    let exprs = referenced_expressions();
+    assert!(exprs.len() > 40, "{} expressions", exprs.len());
+    for (file, e) in &exprs {
+        assert!(
+            !metric_names(e).is_empty(),
+            "{file}: {e} names no mesh metric"
+        );
+    }
+}
+
+async fn scrape(admin: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .unwrap()
+}
+
+fn exported(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_dashboard_and_alert_metric_is_exported() {
+    let mut cfg = config(Servers::Real, "opsmetrics");
+    cfg.churn.sweep_interval = Duration::from_secs(1);
+    let (mesh, shutdown) = start(&cfg).await;
+    // Stop the mesh even when an assertion fails, so the runtime can end.
+    let _stop_on_panic = shutdown.clone().drop_guard();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Lapsed buyers (churn alerts), then live traffic (waves, decisions).
+    let (past, _) = mesh_cli::sim::history(3, "opsm", 150, 120, now);
+    publish_grpc(&mesh, &past, 500).await;
+    let live = mesh_e2e::events("opsm-live", 200, 2_000);
+    publish_grpc(&mesh, &live, 500).await;
+    // Invalid input: rejected and dead-lettered.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/events", mesh.ingest.http_addr))
+        .json(&serde_json::json!([{"event_id": "bad-1", "tenant_id": "demo"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+
+    let wanted: BTreeSet<String> = referenced_expressions()
+        .iter()
+        .flat_map(|(_, e)| metric_names(e))
+        .collect();
+    // The console asks churn, fraud and logistics over gRPC (gRPC metrics)
+    // and the lag sampler runs every 5 s.
+    let start_wait = Instant::now();
+    let mut missing;
+    loop {
+        let _ = reqwest::get(format!("http://{}/api/console", mesh.admin_addr)).await;
+        let have = exported(&scrape(mesh.admin_addr).await);
+        missing = wanted
+            .iter()
+            .filter(|m| !have.contains(*m))
+            .cloned()
+            .collect::<Vec<_>>();
+        if missing.is_empty() || start_wait.elapsed() > Duration::from_secs(90) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    assert!(
+        missing.is_empty(),
+        "referenced by dashboards/alerts but not exported: {missing:?}"
+    );
+    shutdown.cancel();
+}
