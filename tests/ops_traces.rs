@@ -15,6 +15,7 @@ use opentelemetry_sdk::trace::InMemorySpanExporter;
 /// the record's headers.
 const CONSUMERS: &[&str] = &[
     "profile.apply",
+    "fraud.apply",
     "churn.apply",
     "recommend.apply",
     "logistics.apply",

@@ -78,36 +78,7 @@ pub async fn ensure_topics(
     spec: TopicSpec,
     timeout: Duration,
 ) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("socket.timeout.ms", timeout.as_millis().to_string())
-        .create()?;
-    let new: Vec<NewTopic<'_>> = names
-        .all()
-        .iter()
-        .map(|t| {
-            NewTopic::new(
-                t,
-                spec.partitions,
-                TopicReplication::Fixed(spec.replication),
-            )
-        })
-        .collect();
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(timeout))
-        .request_timeout(Some(timeout));
-    let results = admin.create_topics(&new, &opts).await?;
-    for r in results {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(Error::Topic {
-                    topic,
-                    reason: format!("could not create: {code}"),
-                })
-            }
-        }
-    }
+    create_missing(brokers, &names.all(), spec, timeout).await?;
     for t in names.inputs() {
         let n = partition_count(brokers, t, timeout).await?;
         if n != spec.partitions {
@@ -163,16 +134,25 @@ pub async fn ensure_output_topics(
     spec: TopicSpec,
     timeout: Duration,
 ) -> Result<()> {
+    create_missing(brokers, &names.outputs(), spec, timeout).await
+}
+
+/// Creates each of `topics` with `spec`; one that exists already is fine.
+async fn create_missing<T: AsRef<str>>(
+    brokers: &str,
+    topics: &[T],
+    spec: TopicSpec,
+    timeout: Duration,
+) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("socket.timeout.ms", timeout.as_millis().to_string())
         .create()?;
-    let new: Vec<NewTopic<'_>> = names
-        .outputs()
+    let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
             NewTopic::new(
-                t,
+                t.as_ref(),
                 spec.partitions,
                 TopicReplication::Fixed(spec.replication),
             )

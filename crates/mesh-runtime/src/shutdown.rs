@@ -39,3 +39,36 @@ async fn wait_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Calls `poll` on the blocking pool every `every` until `shutdown`: the
+/// hot-reload loop of the services' model files. A failed poll is logged
+/// (`what` names the model) and the previous model keeps serving.
+pub fn spawn_poller<E, F>(
+    what: &'static str,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+    poll: F,
+) -> tokio::task::JoinHandle<()>
+where
+    E: std::fmt::Display + Send + 'static,
+    F: Fn() -> std::result::Result<bool, E> + Send + Sync + 'static,
+{
+    let poll = std::sync::Arc::new(poll);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    let p = poll.clone();
+                    match tokio::task::spawn_blocking(move || p()).await {
+                        Ok(Err(e)) => tracing::warn!(model = what, %e, "model not reloaded; the previous one keeps serving"),
+                        Err(e) => tracing::warn!(model = what, %e, "model reload task failed"),
+                        Ok(Ok(_)) => {}
+                    }
+                }
+            }
+        }
+    })
+}

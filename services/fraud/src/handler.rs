@@ -19,6 +19,8 @@ use mesh_proto::events::v1::Envelope;
 use mesh_proto::fraud::v1 as pb;
 use mesh_store::{Slot, StateStore};
 use prost::Message;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error::Error;
 use crate::metrics::{ALERTS, DECISIONS};
@@ -165,9 +167,14 @@ impl Handler for FraudHandler {
             let mut extra = Vec::new();
             match &event {
                 Event::Order(o) => {
+                    // One span per scored order, child of the publisher's
+                    // span carried in the record's `traceparent` header.
+                    let span = tracing::info_span!("fraud.apply", event_id = %env.event_id, offset = r.offset);
+                    let _ = span.set_parent(r.headers.trace_context());
                     let scored = self
                         .scorer
                         .score(o, &overlay, "consumer")
+                        .instrument(span)
                         .await
                         .map_err(err)?;
                     let decision = self.scorer.decision_proto(&env, o, &scored);

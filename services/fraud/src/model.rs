@@ -107,22 +107,8 @@ impl ModelHandle {
         every: Duration,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {
-                        let me = self.clone();
-                        match tokio::task::spawn_blocking(move || me.reload_if_changed()).await {
-                            Ok(Err(e)) => tracing::warn!(%e, "fraud models not reloaded; the previous ones keep serving"),
-                            Err(e) => tracing::warn!(%e, "fraud model reload task failed"),
-                            Ok(Ok(_)) => {}
-                        }
-                    }
-                }
-            }
+        mesh_runtime::shutdown::spawn_poller("fraud", every, shutdown, move || {
+            self.reload_if_changed()
         })
     }
 }
