@@ -70,47 +70,89 @@ pub fn fold(events: &[Envelope]) -> HashMap<(String, String), Counters> {
     out
 }
 
+/// Attempts per batch: ingest answers UNAVAILABLE (HTTP 503) when the
+/// broker did not acknowledge every event and asks the client to retry.
+const ATTEMPTS: usize = 5;
+
+/// Publishes `events` over gRPC in batches, retrying a batch the way the
+/// ingest contract asks (on UNAVAILABLE). Returns (accepted, duplicates);
+/// in a retried batch the events the failed attempt had already published
+/// come back as duplicates and are counted as accepted — whether each
+/// event was applied exactly once is checked against the profiles.
 pub async fn publish_grpc(mesh: &Mesh, events: &[Envelope], batch: usize) -> (u32, u32) {
     let mut c = IngestServiceClient::connect(format!("http://{}", mesh.ingest.grpc_addr))
         .await
         .unwrap();
     let (mut accepted, mut dups) = (0, 0);
     for chunk in events.chunks(batch) {
-        let r = c
-            .publish(PublishRequest {
-                events: chunk.to_vec(),
-            })
-            .await
-            .expect("publish")
-            .into_inner();
+        let mut attempt = 1;
+        let r = loop {
+            match c
+                .publish(PublishRequest {
+                    events: chunk.to_vec(),
+                })
+                .await
+            {
+                Ok(r) => break r.into_inner(),
+                Err(s) if s.code() == tonic::Code::Unavailable && attempt < ATTEMPTS => {
+                    eprintln!("publish attempt {attempt}: {}; retrying", s.message());
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                }
+                Err(s) => panic!("publish: {s:?}"),
+            }
+        };
         assert!(
             r.rejected.is_empty(),
             "unexpected rejections: {:?}",
             r.rejected
         );
-        accepted += r.accepted;
-        dups += r.duplicates;
+        if attempt > 1 {
+            accepted += r.accepted + r.duplicates;
+        } else {
+            accepted += r.accepted;
+            dups += r.duplicates;
+        }
     }
     (accepted, dups)
 }
 
+/// [`publish_grpc`] over the HTTP front door (retrying on 503).
 pub async fn publish_http(mesh: &Mesh, events: &[Envelope], batch: usize) -> (u64, u64) {
     let client = reqwest::Client::new();
     let url = format!("http://{}/v1/events", mesh.ingest.http_addr);
     let (mut accepted, mut dups) = (0, 0);
     for chunk in events.chunks(batch) {
         let body: Vec<serde_json::Value> = chunk.iter().map(mesh_ingest::json::to_json).collect();
-        let r = client
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .expect("http publish");
+        let mut attempt = 1;
+        let r = loop {
+            let r = client
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .expect("http publish");
+            if r.status() == 503 && attempt < ATTEMPTS {
+                eprintln!("http publish attempt {attempt}: 503; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                continue;
+            }
+            break r;
+        };
         assert_eq!(r.status(), 200, "http publish status");
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["rejected"].as_array().map(Vec::len), Some(0), "{v}");
-        accepted += v["accepted"].as_u64().unwrap();
-        dups += v["duplicates"].as_u64().unwrap();
+        let (a, d) = (
+            v["accepted"].as_u64().unwrap(),
+            v["duplicates"].as_u64().unwrap(),
+        );
+        if attempt > 1 {
+            accepted += a + d;
+        } else {
+            accepted += a;
+            dups += d;
+        }
     }
     (accepted, dups)
 }
