@@ -5,7 +5,6 @@
 //! churn service stores them, trains the calibrated classifier on a time
 //! split ([`mesh_churn::training`]), and stores it where running churn
 //! services pick it up without a restart ([`mesh_churn_svc::model`]).
-use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,11 +15,6 @@ use mesh_churn::retention::IntervalMethod;
 use mesh_churn::supervised::ModelKind;
 use mesh_churn::training::{self, TrainConfig, TrainReport};
 use mesh_proto::churn::v1::RetentionReportResponse;
-use mesh_proto::events::v1::Envelope;
-use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message as _;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::node::{Backends, MeshConfig};
@@ -145,8 +139,10 @@ pub async fn train_with(
     let started = Instant::now();
     let (brokers, topics) = (backends.brokers.clone(), vec![topic.clone()]);
     let timeout = Duration::from_secs(args.read_timeout_secs);
-    let events =
-        tokio::task::spawn_blocking(move || read_log(&brokers, &topics, timeout)).await??;
+    let events = tokio::task::spawn_blocking(move || {
+        crate::log::read_log(&brokers, &topics, timeout, "train-churn", &|_| {})
+    })
+    .await??;
     let histories = mesh_churn_svc::summary::histories(&events);
     let read_seconds = started.elapsed().as_secs_f64();
     let orders = histories.iter().map(|h| h.purchases.len()).sum::<usize>();
@@ -197,77 +193,6 @@ pub async fn train_with(
         out: args.out.clone(),
         model: trained.report,
     })
-}
-
-/// High watermark of every partition of `topics`.
-fn end_offsets(c: &BaseConsumer, topics: &[String]) -> anyhow::Result<HashMap<(String, i32), i64>> {
-    let mut ends = HashMap::new();
-    for t in topics {
-        let md = c.fetch_metadata(Some(t), Duration::from_secs(10))?;
-        for topic in md.topics() {
-            for p in topic.partitions() {
-                let (_, high) = c.fetch_watermarks(t, p.id(), Duration::from_secs(10))?;
-                ends.insert((t.clone(), p.id()), high);
-            }
-        }
-    }
-    Ok(ends)
-}
-
-/// Every decodable envelope of `topics` from offset 0 to their end. Some
-/// brokers (tansu) report end offsets late, so reaching them is not
-/// trusted: the read ends when every partition is at its end offset, nothing
-/// arrived for a quiet second, and a fresh reading of the end offsets
-/// agrees (as `mesh replay` does).
-fn read_log(brokers: &str, topics: &[String], timeout: Duration) -> anyhow::Result<Vec<Envelope>> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("mesh-train-churn-{}", std::process::id()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
-    let mut ends = end_offsets(&c, topics)?;
-    let mut tpl = TopicPartitionList::new();
-    for (t, p) in ends.keys() {
-        tpl.add_partition_offset(t, *p, Offset::Beginning)?;
-    }
-    c.assign(&tpl)?;
-    let mut next: HashMap<(String, i32), i64> = HashMap::new();
-    let mut events = Vec::new();
-    let deadline = Instant::now() + timeout;
-    let mut last_message = Instant::now();
-    let quiet = Duration::from_secs(1);
-    loop {
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "the order log was not read to its end within {} s ({} events so far); raise --read-timeout-secs",
-                timeout.as_secs(),
-                events.len()
-            );
-        }
-        let caught_up = ends
-            .iter()
-            .all(|(k, end)| *end == 0 || next.get(k).is_some_and(|n| n >= end));
-        if caught_up && last_message.elapsed() >= quiet {
-            let again = end_offsets(&c, topics)?;
-            if again == ends {
-                return Ok(events);
-            }
-            ends = again;
-        }
-        let Some(msg) = c.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let msg = msg?;
-        last_message = Instant::now();
-        if let Some(Ok(e)) = msg.payload().map(Envelope::decode) {
-            events.push(e);
-        }
-        next.insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
-    }
 }
 
 /// Arguments of `mesh report retention`.

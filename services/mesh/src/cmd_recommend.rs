@@ -9,7 +9,6 @@
 //! and store, feeds it a seeded shop through Kafka, measures how long a new
 //! co-occurrence takes to become visible, then offers `Recommend` calls at a
 //! fixed rate and prints the achieved rate and latency percentiles.
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,8 +25,6 @@ use mesh_recommend::ModelArtifact;
 use mesh_recommend_svc::live::LiveReader;
 use mesh_recommend_svc::{model, ModelHandle};
 use prost::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::{Backends, MeshConfig};
@@ -147,8 +144,10 @@ pub async fn train_report(cfg: &MeshConfig, args: &TrainArgs) -> anyhow::Result<
             let topics = cfg.topics();
             let inputs = [topics.user_events.clone(), topics.order_events.clone()];
             let timeout = Duration::from_secs(args.read_timeout_secs);
-            let events =
-                tokio::task::spawn_blocking(move || read_log(&brokers, &inputs, timeout)).await??;
+            let events = tokio::task::spawn_blocking(move || {
+                crate::log::read_log(&brokers, &inputs, timeout, "train-recommend", &|_| {})
+            })
+            .await??;
             model::interactions_from_events(&events)
         }
         TrainSource::Store => {
@@ -195,66 +194,6 @@ pub async fn train_report(cfg: &MeshConfig, args: &TrainArgs) -> anyhow::Result<
         read_seconds,
         train_seconds,
     })
-}
-
-/// Every decodable envelope of `topics` from offset 0 to the end offsets
-/// read at the start.
-pub fn read_log(
-    brokers: &str,
-    topics: &[String],
-    timeout: Duration,
-) -> anyhow::Result<Vec<Envelope>> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("mesh-train-recommend-{}", std::process::id()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-    for t in topics {
-        let md = c.fetch_metadata(Some(t), Duration::from_secs(10))?;
-        for topic in md.topics() {
-            for p in topic.partitions() {
-                let (low, high) = c.fetch_watermarks(t, p.id(), Duration::from_secs(10))?;
-                if high > low {
-                    tpl.add_partition_offset(t, p.id(), Offset::Beginning)?;
-                    ends.insert((t.clone(), p.id()), high);
-                }
-            }
-        }
-    }
-    let mut events = Vec::new();
-    if ends.is_empty() {
-        return Ok(events);
-    }
-    c.assign(&tpl)?;
-    let deadline = Instant::now() + timeout;
-    while !ends.is_empty() {
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "the event log was not read to its end within {} s ({} partitions left); raise --read-timeout-secs",
-                timeout.as_secs(),
-                ends.len()
-            );
-        }
-        let Some(msg) = c.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let msg = msg?;
-        use rdkafka::Message as _;
-        if let Some(Ok(e)) = msg.payload().map(Envelope::decode) {
-            events.push(e);
-        }
-        let key = (msg.topic().to_string(), msg.partition());
-        if ends.get(&key).is_some_and(|end| msg.offset() + 1 >= *end) {
-            ends.remove(&key);
-        }
-    }
-    Ok(events)
 }
 
 /// Arguments of `mesh bench recommend`.

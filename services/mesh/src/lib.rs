@@ -20,6 +20,7 @@ pub mod cmd_recommend;
 pub mod console;
 pub mod console_stages;
 pub mod lag;
+pub mod log;
 pub mod node;
 pub mod replay;
 pub mod sim;

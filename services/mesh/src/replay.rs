@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use mesh_bus::consumer::Assignment;
 use mesh_bus::{ConsumerConfig, Handler, HandlerError, Record};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::{Backends, MeshConfig};
@@ -46,20 +44,7 @@ impl<H: Handler> Handler for Tracking<H> {
 
 /// High watermarks (next offset) of every partition of `topics`.
 fn end_offsets(brokers: &str, topics: &[&str]) -> anyhow::Result<HashMap<(String, i32), i64>> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let mut out = HashMap::new();
-    for t in topics {
-        let md = c.fetch_metadata(Some(t), Duration::from_secs(10))?;
-        for topic in md.topics() {
-            for p in topic.partitions() {
-                let (_, high) = c.fetch_watermarks(t, p.id(), Duration::from_secs(10))?;
-                out.insert((t.to_string(), p.id()), high);
-            }
-        }
-    }
-    Ok(out)
+    crate::log::end_offsets(&crate::log::reader(brokers, "replay-ends")?, topics)
 }
 
 /// Clears the profile scope and re-applies every record. The replay ends

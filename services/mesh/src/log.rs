@@ -1,0 +1,94 @@
+//! Reading the event log to its end, for training and replay. Some brokers
+//! (tansu) report end offsets late, so a single early reading is never
+//! trusted: a read ends when every partition reached its end offset,
+//! nothing arrived for a quiet second, and a fresh reading of the end
+//! offsets agrees.
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use mesh_proto::events::v1::Envelope;
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+
+/// High watermark (next offset) of every partition of `topics`.
+pub fn end_offsets<T: AsRef<str>>(
+    c: &BaseConsumer,
+    topics: &[T],
+) -> anyhow::Result<HashMap<(String, i32), i64>> {
+    let mut ends = HashMap::new();
+    for t in topics {
+        let t = t.as_ref();
+        let md = c.fetch_metadata(Some(t), Duration::from_secs(10))?;
+        for topic in md.topics() {
+            for p in topic.partitions() {
+                let (_, high) = c.fetch_watermarks(t, p.id(), Duration::from_secs(10))?;
+                ends.insert((t.to_string(), p.id()), high);
+            }
+        }
+    }
+    Ok(ends)
+}
+
+/// A consumer for metadata and reads, outside any consumer group's offsets.
+pub fn reader(brokers: &str, purpose: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("mesh-{purpose}-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?)
+}
+
+/// Every decodable envelope of `topics` from offset 0 to their end (see the
+/// module docs for how the end is found). `purpose` names the reader in
+/// errors and in its group id; `progress` is called with the events read.
+pub fn read_log(
+    brokers: &str,
+    topics: &[String],
+    timeout: Duration,
+    purpose: &str,
+    progress: &dyn Fn(u64),
+) -> anyhow::Result<Vec<Envelope>> {
+    let c = reader(brokers, purpose)?;
+    let mut ends = end_offsets(&c, topics)?;
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in ends.keys() {
+        tpl.add_partition_offset(t, *p, Offset::Beginning)?;
+    }
+    c.assign(&tpl)?;
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + timeout;
+    let mut last_message = Instant::now();
+    let quiet = Duration::from_secs(1);
+    loop {
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "{purpose}: the event log was not read to its end within {} s ({} events so far); raise --read-timeout-secs",
+                timeout.as_secs(),
+                events.len()
+            );
+        }
+        let caught_up = ends
+            .iter()
+            .all(|(k, end)| *end == 0 || next.get(k).is_some_and(|n| n >= end));
+        if caught_up && last_message.elapsed() >= quiet {
+            let again = end_offsets(&c, topics)?;
+            if again == ends {
+                return Ok(events);
+            }
+            ends = again;
+        }
+        let Some(msg) = c.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let msg = msg?;
+        last_message = Instant::now();
+        if let Some(Ok(e)) = msg.payload().map(Envelope::decode) {
+            events.push(e);
+            progress(events.len() as u64);
+        }
+        next.insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
+    }
+}
