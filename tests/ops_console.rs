@@ -121,6 +121,13 @@ async fn console_shows_live_numbers_in_a_browser() {
             && v["logistics"]["plan"]["routes"]
                 .as_array()
                 .is_some_and(|r| !r.is_empty())
+            && v["lifecycle"]["stages"]
+                .as_object()
+                .is_some_and(|s| !s.is_empty())
+            && v["lifecycle"]["transitions_published"].as_i64() > Some(0)
+            && v["at_risk"]["users"]
+                .as_array()
+                .is_some_and(|u| !u.is_empty())
     })
     .await;
     assert!(
@@ -135,9 +142,18 @@ async fn console_shows_live_numbers_in_a_browser() {
         v["logistics"]
     );
     assert!(
-        v["at_risk"]["users"].is_array(),
+        v["at_risk"]["users"]
+            .as_array()
+            .is_some_and(|u| !u.is_empty()),
         "at-risk list: {}",
         v["at_risk"]
+    );
+    assert!(
+        v["lifecycle"]["stages"]
+            .as_object()
+            .is_some_and(|s| !s.is_empty()),
+        "stage distribution: {}",
+        v["lifecycle"]
     );
     assert!(
         v["fraud"]["review_queue"].is_array(),
@@ -162,6 +178,10 @@ async fn console_shows_live_numbers_in_a_browser() {
     assert!(
         first.contains("id=\"decisions-approve\""),
         "decision counts not rendered"
+    );
+    assert!(
+        number(&text_of(&first, "transitions")) > 0.0,
+        "stage transitions not rendered"
     );
 
     // More events arrive; the page shows the new total.

@@ -266,13 +266,18 @@ fn throughput(ctx: &ConsoleCtx) -> Value {
 /// consumed per input topic.
 fn lifecycle(ctx: &ConsoleCtx) -> Value {
     let fams = prometheus::gather();
-    let transitions = ctx
+    // What this process's profile published, or the topic's end offset
+    // when profile runs elsewhere (brokers may report that one late).
+    let topic_end = ctx
         .lag
         .lock()
         .expect("lag lock")
         .topic_ends
         .get(&ctx.topics.lifecycle)
-        .copied();
+        .copied()
+        .unwrap_or(0);
+    let published = metric_sum(&fams, "mesh_profile_transitions_total", &[]) as i64;
+    let transitions = topic_end.max(published);
     let stages = ctx.stages.lock().expect("stages lock").clone();
     json!({
         "stages": if stages.stages.is_empty() { Value::Null } else { json!(stages.stages) },
