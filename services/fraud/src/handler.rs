@@ -43,8 +43,14 @@ pub struct FraudHandler {
 struct Outgoing {
     topic: String,
     key: String,
+    /// `ce_type` header: the record's protobuf message type.
+    ce_type: &'static str,
     payload: Vec<u8>,
 }
+
+/// `ce_type` of the decision and risk-alert records.
+pub const DECISION_TYPE: &str = "mesh.fraud.v1.Decision";
+pub const RISK_ALERT_TYPE: &str = "mesh.fraud.v1.RiskAlert";
 
 fn alert_proto(a: &RiskAlert, env: &Envelope, order_id: &str) -> pb::RiskAlert {
     pb::RiskAlert {
@@ -72,6 +78,7 @@ impl FraudHandler {
             out.push(Outgoing {
                 topic: self.alerts_topic.clone(),
                 key: env.user_key(),
+                ce_type: RISK_ALERT_TYPE,
                 payload: alert_proto(a, env, order_id).encode_to_vec(),
             });
         }
@@ -191,6 +198,7 @@ impl Handler for FraudHandler {
                     out.push(Outgoing {
                         topic: self.decisions_topic.clone(),
                         key: env.user_key(),
+                        ce_type: DECISION_TYPE,
                         payload: decision.encode_to_vec(),
                     });
                     self.alerts_out(&scored.alerts, &env, &o.order_id, &mut out);
@@ -211,7 +219,9 @@ impl Handler for FraudHandler {
             return Ok(());
         }
         let sends = out.iter().map(|o| {
-            let h = HeaderList::new().with_current_trace();
+            let h = HeaderList::new()
+                .with(headers::CE_TYPE, o.ce_type)
+                .with_current_trace();
             async move {
                 self.producer
                     .send(&o.topic, &o.key, &o.payload, &h)

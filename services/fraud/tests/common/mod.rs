@@ -16,7 +16,7 @@ use mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient;
 use mesh_store::{RedisStore, StateStore};
 use prost::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message as _;
+use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -203,6 +203,17 @@ pub async fn decision_for(reader: &StreamConsumer, order_id: &str) -> pb::Decisi
         if let Ok(Ok(m)) = tokio::time::timeout(left, reader.recv()).await {
             let d = pb::Decision::decode(m.payload().unwrap_or_default()).expect("decision");
             if d.order_id == order_id {
+                let ce_type = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == mesh_bus::headers::CE_TYPE)
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                });
+                assert_eq!(
+                    ce_type.as_deref(),
+                    Some(mesh_fraud_svc::handler::DECISION_TYPE),
+                    "decision record's ce_type header"
+                );
                 return d;
             }
         }
