@@ -24,6 +24,9 @@ pub struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write calibration and cumulative gains charts (SVG) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
 }
 
 /// The shared data directory: `$MESH_SHARED_DATA`, else `<workspace>/../shared/data`.
@@ -39,10 +42,25 @@ pub fn default_transactions() -> PathBuf {
     shared_data_dir().join("churn/CDNOW_sample.txt")
 }
 
-/// Runs `mesh eval churn`.
+/// Runs `mesh eval churn` (writing the plots when `--plot` is given).
 pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
+    Ok(eval_with(args, &|_, _| {})?.0)
+}
+
+/// [`eval`] with `progress(done, total)` called after each model fit; also
+/// returns the plot files written.
+pub fn eval_with(
+    args: &EvalArgs,
+    progress: &dyn Fn(u64, u64),
+) -> Result<(EvalReport, Vec<PathBuf>)> {
     let log = PurchaseLog::read(&args.transactions)?;
-    eval::evaluate(&log, args.calibration_end, args.holdout_end)
+    let report =
+        eval::evaluate_with_progress(&log, args.calibration_end, args.holdout_end, progress)?;
+    let plots = match &args.plot {
+        Some(dir) => crate::plot::write(&report, dir)?,
+        None => Vec::new(),
+    };
+    Ok((report, plots))
 }
 
 fn pct(measured: f64, published: f64) -> String {

@@ -36,6 +36,9 @@ pub enum Error {
     /// A model could not be (de)serialised.
     #[error("model serialisation: {0}")]
     Serde(#[from] serde_json::Error),
+    /// A plot file could not be written (`--plot DIR`).
+    #[error(transparent)]
+    Plot(#[from] mesh_plot::Error),
 }
 
 /// Result alias for this crate.

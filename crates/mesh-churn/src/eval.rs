@@ -12,7 +12,7 @@ use crate::data::{weeks_between, PurchaseLog, Rfm};
 use crate::error::{Error, Result};
 use crate::gamma_gamma::{self, GammaGammaParams, Spend};
 use crate::learned::{self, LearnedReport};
-use crate::metrics::{pearson, roc_auc};
+use crate::metrics::{calibration_bins, cumulative_gains, pearson, roc_auc, CalibrationBin};
 use crate::pareto::{self, ParetoNbdFit};
 
 /// Published values from Fader, Hardie & Lee (2005) for the CDNOW 1/10 sample.
@@ -92,6 +92,25 @@ pub struct ParetoReport {
     pub holdout_corr: f64,
 }
 
+/// Calibration curve of one model's P(purchase in the holdout), by decile.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationCurve {
+    /// Model (`supervised_*`, `hybrid_*`, `bgnbd_p_purchase`, `p_alive`).
+    pub model: String,
+    /// Ten bins, lowest predicted probability first.
+    pub bins: Vec<CalibrationBin>,
+}
+
+/// Cumulative gains curve of one model for "any holdout purchase".
+#[derive(Debug, Clone, Serialize)]
+pub struct GainsCurve {
+    /// Model, as in [`CalibrationCurve::model`].
+    pub model: String,
+    /// `(fraction of customers targeted, fraction of holdout buyers reached)`,
+    /// 11 points from (0, 0) to (1, 1), customers taken by descending score.
+    pub points: Vec<(f64, f64)>,
+}
+
 /// Everything `mesh eval churn` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
@@ -160,6 +179,11 @@ pub struct EvalReport {
     pub best_holdout_forecast: f64,
     /// Its per-customer correlation.
     pub best_holdout_corr: f64,
+    /// Calibration by decile for the chosen supervised and hybrid classifiers,
+    /// BG/NBD P(purchase in the holdout) and P(alive).
+    pub calibration: Vec<CalibrationCurve>,
+    /// Cumulative gains for the same models.
+    pub gains: Vec<GainsCurve>,
     /// Published numbers for comparison.
     pub published: Published,
     /// Wall-clock seconds for the whole evaluation.
@@ -171,6 +195,19 @@ pub fn evaluate(
     log: &PurchaseLog,
     calibration_end: NaiveDate,
     holdout_end: NaiveDate,
+) -> Result<EvalReport> {
+    evaluate_with_progress(log, calibration_end, holdout_end, &|_, _| {})
+}
+
+/// Steps reported by [`evaluate_with_progress`].
+pub const EVAL_STEPS: u64 = 9;
+
+/// [`evaluate`], calling `progress(done, EVAL_STEPS)` after each fit.
+pub fn evaluate_with_progress(
+    log: &PurchaseLog,
+    calibration_end: NaiveDate,
+    holdout_end: NaiveDate,
+    progress: &dyn Fn(u64, u64),
 ) -> Result<EvalReport> {
     let started = Instant::now();
     if holdout_end <= calibration_end {
@@ -200,6 +237,7 @@ pub fn evaluate(
         .collect();
 
     let fit: BgNbdFit = bgnbd::fit(&rfm)?;
+    progress(1, EVAL_STEPS);
     let p = fit.params;
     let forecast: Vec<f64> = rfm
         .iter()
@@ -237,6 +275,7 @@ pub fn evaluate(
         .collect();
 
     let pareto_fit = pareto::fit(&rfm)?;
+    progress(2, EVAL_STEPS);
     let pareto_forecast: Vec<f64> = rfm
         .iter()
         .map(|c| pareto_fit.params.conditional_expected(holdout_weeks, c))
@@ -260,6 +299,7 @@ pub fn evaluate(
         })
         .collect();
     let gamma_gamma = gamma_gamma::fit(&spend)?.params;
+    progress(3, EVAL_STEPS);
 
     let active: Vec<bool> = actual.iter().map(|a| *a > 0.0).collect();
     let p_alive: Vec<f64> = rfm.iter().map(|c| p.p_alive(c)).collect();
@@ -268,10 +308,44 @@ pub fn evaluate(
         .map(|c| 1.0 - p.p_no_purchase(holdout_weeks, c))
         .collect();
 
-    let learned = learned::evaluate(&cohort, calibration_end, holdout_end, &actual)?;
+    let (learned, p_buy) = learned::evaluate(
+        &cohort,
+        calibration_end,
+        holdout_end,
+        &actual,
+        &|done, _| progress(3 + done, EVAL_STEPS),
+    )?;
     let best = learned.best();
     let (auc_supervised_model, auc_supervised) = learned.classifier_by_validation("supervised_")?;
     let (auc_hybrid_model, auc_hybrid) = learned.classifier_by_validation("hybrid_")?;
+    let scores_of = |name: &str| {
+        learned
+            .classifiers
+            .iter()
+            .position(|c| c.name == name)
+            .map(|i| p_buy[i].as_slice())
+            .unwrap_or(&[])
+    };
+    let curves: Vec<(&str, &[f64])> = vec![
+        (&auc_supervised_model, scores_of(&auc_supervised_model)),
+        (&auc_hybrid_model, scores_of(&auc_hybrid_model)),
+        ("bgnbd_p_purchase", &p_purchase),
+        ("p_alive", &p_alive),
+    ];
+    let calibration = curves
+        .iter()
+        .map(|(model, p)| CalibrationCurve {
+            model: model.to_string(),
+            bins: calibration_bins(p, &active, 10),
+        })
+        .collect();
+    let gains = curves
+        .iter()
+        .map(|(model, p)| GainsCurve {
+            model: model.to_string(),
+            points: cumulative_gains(p, &active, 10),
+        })
+        .collect();
 
     Ok(EvalReport {
         customers: rfm.len(),
@@ -306,6 +380,8 @@ pub fn evaluate(
         best_holdout_forecast: best.holdout_forecast,
         best_holdout_corr: best.holdout_corr,
         learned,
+        calibration,
+        gains,
         published: published(),
         seconds: started.elapsed().as_secs_f64(),
     })

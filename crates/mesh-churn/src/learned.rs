@@ -377,13 +377,17 @@ fn rmse(forecast: &[f64], actual: &[f64]) -> f64 {
 
 /// Trains the learned models on the calibration period only and scores the holdout.
 /// `cohort` are the customers whose first purchase is on or before `calibration_end`;
-/// `actual` their holdout transaction counts (used only for scoring).
+/// `actual` their holdout transaction counts (used only for scoring). Beside the
+/// report: each classifier's per-customer P(purchase in the holdout), in the
+/// order of `LearnedReport::classifiers`. `progress(done, total)` is called
+/// after each model.
 pub fn evaluate(
     cohort: &[&CustomerHistory],
     calibration_end: NaiveDate,
     holdout_end: NaiveDate,
     actual: &[f64],
-) -> Result<LearnedReport> {
+    progress: &dyn Fn(u64, u64),
+) -> Result<(LearnedReport, Vec<Vec<f64>>)> {
     let active: Vec<bool> = actual.iter().map(|a| *a > 0.0).collect();
     let start = cohort
         .iter()
@@ -415,7 +419,9 @@ pub fn evaluate(
         .map(|(n, _)| n.to_string())
         .unwrap_or_else(|| "bgnbd".into());
 
+    progress(1, 6);
     let (count_train_cutoff, forecasts) = count_forecasts(cohort, calibration_end, holdout_end)?;
+    progress(2, 6);
     let mut count_models = Vec::new();
     for (((name, f), (_, bt)), (bf, bc)) in
         forecasts.iter().zip(&backtest_rmse).zip(&backtest_scores)
@@ -446,6 +452,7 @@ pub fn evaluate(
     let bg_a = bgnbd::fit(&rfm_a)?.params;
     let bg_b = bgnbd::fit(&rfm_b)?.params;
     let mut classifiers = Vec::new();
+    let mut holdout_p_buy = Vec::new();
     for (kind, kind_name) in [
         (ModelKind::LogisticRegression, "logistic"),
         (ModelKind::RandomForest, "forest"),
@@ -486,10 +493,12 @@ pub fn evaluate(
                 validation_brier: model.metrics.validation_brier,
                 holdout_auc: roc_auc(&p_buy, &active)?,
             });
+            holdout_p_buy.push(p_buy);
+            progress(2 + classifiers.len() as u64, 6);
         }
     }
 
-    Ok(LearnedReport {
+    let report = LearnedReport {
         count_train_cutoff,
         chosen,
         backtest_cutoff: mid,
@@ -499,5 +508,6 @@ pub fn evaluate(
         classifier_horizon_weeks: horizon,
         count_models,
         classifiers,
-    })
+    };
+    Ok((report, holdout_p_buy))
 }

@@ -24,6 +24,7 @@
 //! - [`metrics`] — ROC-AUC and Pearson correlation.
 //! - [`scoring`] — streaming state, risk score, alerts with hysteresis and reasons.
 //! - [`retention`] — deterministic holdout assignment and lift with Wald/Newcombe CIs.
+//! - [`plot`] — calibration and gains charts for `mesh eval churn --plot DIR`.
 //! - [`eval`] — the Fader, Hardie & Lee (2005) reproduction and report.
 //! - [`cli`] — clap argument structs and entry points for the `mesh` binary.
 #![forbid(unsafe_code)]
@@ -40,6 +41,7 @@ pub mod learned;
 pub mod metrics;
 pub mod optimize;
 pub mod pareto;
+pub mod plot;
 pub mod retention;
 pub mod scoring;
 pub mod special;

@@ -34,6 +34,7 @@ fn reproduces_fader_hardie_lee_2005() {
         calibration_end: NaiveDate::from_ymd_opt(1997, 9, 30).unwrap(),
         holdout_end: NaiveDate::from_ymd_opt(1998, 6, 30).unwrap(),
         json: false,
+        plot: None,
     };
     let r = cli::eval(&args).expect("evaluation runs");
     assert_eq!(r.customers, 2357);

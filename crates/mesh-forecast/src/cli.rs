@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::data::{load_m3, shared_data_dir, Period};
 use crate::error::{invalid, Result};
-use crate::eval::{evaluate, GroupScore, MethodScore};
+use crate::eval::{evaluate_with, GroupScore, MethodScore};
 use crate::method::Method;
 
 /// `mesh eval forecast` arguments.
@@ -28,6 +28,10 @@ pub struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write forecast fans (SVG) of the first few series, made by the first
+    /// method, into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Result of `mesh eval forecast`; the headline numbers are those of the first method.
@@ -52,8 +56,17 @@ pub struct EvalReport {
     pub methods: Vec<MethodScore>,
 }
 
-/// Run the evaluation described by `args`.
+/// Run the evaluation described by `args` (writing the plots when `--plot` is given).
 pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
+    Ok(eval_with(args, &|_, _| {})?.0)
+}
+
+/// [`eval`] with `progress(done, total)` called after each series of each
+/// method (from several threads); also returns the plot files written.
+pub fn eval_with(
+    args: &EvalArgs,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<(EvalReport, Vec<PathBuf>)> {
     let path = args
         .data
         .clone()
@@ -70,12 +83,22 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
     let first = *methods
         .first()
         .ok_or_else(|| invalid("method", "at least one method is needed"))?;
+    let total = (series.len() * methods.len()) as u64;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let tick = || {
+        let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress(d, total);
+    };
     let scores = methods
         .iter()
-        .map(|m| evaluate(&series, *m))
+        .map(|m| evaluate_with(&series, *m, &tick))
         .collect::<Result<Vec<_>>>()?;
+    let plots = match &args.plot {
+        Some(dir) => crate::plot::write(&series, first, dir)?,
+        None => Vec::new(),
+    };
     let head = scores[0].clone();
-    Ok(EvalReport {
+    let report = EvalReport {
         data: path,
         series: series.len(),
         method: first,
@@ -84,7 +107,8 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
         per_period: head.per_period,
         seconds: scores.iter().map(|s| s.seconds).sum(),
         methods: if scores.len() > 1 { scores } else { Vec::new() },
-    })
+    };
+    Ok((report, plots))
 }
 
 impl fmt::Display for EvalReport {

@@ -48,6 +48,9 @@ pub enum Error {
         /// What was wrong and what was expected.
         reason: String,
     },
+    /// A plot file could not be written (`--plot DIR`).
+    #[error(transparent)]
+    Plot(#[from] mesh_plot::Error),
 }
 
 /// Result alias used throughout the crate.

@@ -57,12 +57,22 @@ fn average(period: Option<Period>, rows: &[(Period, f64, f64)]) -> GroupScore {
 
 /// Evaluate one method on `series`.
 pub fn evaluate(series: &[Series], method: Method) -> Result<MethodScore> {
+    evaluate_with(series, method, &|| {})
+}
+
+/// [`evaluate`], calling `done()` after each series (from rayon's threads).
+pub fn evaluate_with(
+    series: &[Series],
+    method: Method,
+    done: &(dyn Fn() + Sync),
+) -> Result<MethodScore> {
     let start = Instant::now();
     let rows: Vec<(Period, f64, f64)> = series
         .par_iter()
         .map(|s| {
             let m = s.period.seasonal_period();
             let f = forecast(method, &s.x, m, s.h)?;
+            done();
             Ok((
                 s.period,
                 smape(&s.xx, &f.mean)?,

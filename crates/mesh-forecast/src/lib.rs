@@ -23,6 +23,7 @@
 //! - [`data`]: loading M3-format JSON and CSV series from the shared data directory.
 //! - [`eval`]: parallel competition-style scoring.
 //! - [`optim`]: Nelder–Mead (via `argmin`) used by every fit.
+//! - [`plot`]: forecast fans as SVG for `mesh eval forecast --plot DIR`.
 //! - [`cli`]: `EvalArgs`, `eval`, `EvalReport` for the `mesh` binary.
 #![forbid(unsafe_code)]
 
@@ -39,6 +40,7 @@ pub mod method;
 pub mod metrics;
 pub mod naive;
 pub mod optim;
+pub mod plot;
 pub mod theta;
 
 pub use error::{Error, Result};

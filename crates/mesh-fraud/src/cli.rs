@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::eval::{eval_simulated, SimEvalReport};
+use crate::eval::{eval_simulated_with, SimEvalReport};
 use crate::metrics::Metrics;
 use crate::model::{ModelKind, TrainParams};
 use crate::rules::RuleSet;
@@ -159,6 +159,9 @@ pub struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write precision–recall curves (SVG) into this directory (with `--simulate`).
+    #[arg(long, value_name = "DIR", conflicts_with = "csv")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Report of [`eval`]: one of the two modes.
@@ -171,8 +174,18 @@ pub enum EvalReport {
     Csv(Box<TabularReport>),
 }
 
-/// Run the evaluation selected by the arguments.
+/// Run the evaluation selected by the arguments (writing the plots when
+/// `--plot` is given).
 pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
+    Ok(eval_with(args, &|_, _| {})?.0)
+}
+
+/// [`eval`] with `progress(done, total)` called after each step
+/// (`--simulate`: features, training, scoring); also returns the plot files written.
+pub fn eval_with(
+    args: &EvalArgs,
+    progress: &dyn Fn(u64, u64),
+) -> Result<(EvalReport, Vec<PathBuf>)> {
     let params = TrainParams {
         n_trees: args.trees,
         max_depth: args.max_depth,
@@ -191,7 +204,7 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
             &args.drop,
             &params,
         )?;
-        return Ok(EvalReport::Csv(Box::new(report)));
+        return Ok((EvalReport::Csv(Box::new(report)), Vec::new()));
     }
     if !args.simulate {
         return Err(Error::Invalid("choose --simulate or --csv FILE".into()));
@@ -200,12 +213,18 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
         Some(p) => RuleSet::from_file(p)?,
         None => RuleSet::default_rules(),
     };
-    Ok(EvalReport::Simulate(Box::new(eval_simulated(
+    let (report, curves) = eval_simulated_with(
         &args.sim,
         &rules,
         &params,
         args.save_models.as_deref(),
-    )?)))
+        progress,
+    )?;
+    let plots = match &args.plot {
+        Some(dir) => crate::plot::write(&report, &curves, dir)?,
+        None => Vec::new(),
+    };
+    Ok((EvalReport::Simulate(Box::new(report)), plots))
 }
 
 fn metrics_row(f: &mut fmt::Formatter<'_>, name: &str, m: &Metrics) -> fmt::Result {

@@ -79,6 +79,9 @@ pub enum Error {
     /// JSON (de)serialization failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// A plot file could not be written (`--plot DIR`).
+    #[error(transparent)]
+    Plot(#[from] mesh_plot::Error),
 }
 
 impl Error {

@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::features::{features, FeatureVector};
 use crate::iforest::IsolationForest;
-use crate::metrics::Metrics;
-use crate::model::{train, FraudModel, TrainParams};
+use crate::metrics::{pr_curve, Metrics};
+use crate::model::{train, FraudModel, ModelKind, TrainParams};
 use crate::policy::{Policy, PolicyConfig, PolicyModels};
 use crate::risk::{detect_order, detect_payment, DetectorConfig, RiskKind};
 use crate::rules::{Action, RuleSet};
@@ -72,6 +72,22 @@ pub struct SimEvalReport {
     /// Where the trained models were written (`--save-models`), if anywhere.
     pub saved_models: Option<String>,
 }
+
+/// Precision–recall curve of one scorer on the holdout (kept beside the
+/// report: up to [`PR_CURVE_POINTS`] points per scorer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrCurve {
+    /// `rules`, the policy's model (`logistic`, `forest` or `blend`), `policy`.
+    pub scorer: String,
+    /// `(recall, precision)` by descending score threshold.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Most points kept per precision–recall curve.
+pub const PR_CURVE_POINTS: usize = 200;
+
+/// Steps reported by [`eval_simulated_with`]: features, training, scoring.
+pub const EVAL_STEPS: u64 = 3;
 
 /// Orders with their features, computed live from the event stream.
 pub struct Dataset {
@@ -181,8 +197,22 @@ pub fn eval_simulated(
     train_params: &TrainParams,
     save_models: Option<&std::path::Path>,
 ) -> Result<SimEvalReport> {
+    Ok(eval_simulated_with(params, rules, train_params, save_models, &|_, _| {})?.0)
+}
+
+/// [`eval_simulated`], calling `progress(done, EVAL_STEPS)` after each step and
+/// also returning the holdout precision–recall curves of the rules, the
+/// policy's model and the policy.
+pub fn eval_simulated_with(
+    params: &SimParams,
+    rules: &RuleSet,
+    train_params: &TrainParams,
+    save_models: Option<&std::path::Path>,
+    progress: &dyn Fn(u64, u64),
+) -> Result<(SimEvalReport, Vec<PrCurve>)> {
     let t0 = Instant::now();
     let ds = build_dataset(params)?;
+    progress(1, EVAL_STEPS);
     let feature_secs = t0.elapsed().as_secs_f64();
     let n = ds.features.len();
     let split = n * 4 / 5;
@@ -206,6 +236,7 @@ pub fn eval_simulated(
         None => None,
     };
     let train_secs = t1.elapsed().as_secs_f64();
+    progress(2, EVAL_STEPS);
     let model = policy.model.as_ref().expect("fitted above");
     let iso = policy.anomaly.as_ref().expect("fitted above");
 
@@ -232,6 +263,26 @@ pub fn eval_simulated(
     for a in [Action::Approve, Action::Review, Action::Reject] {
         policy_actions.entry(a.to_string()).or_default();
     }
+    let (model_name, model_scores): (&str, Vec<f64>) = match train_params.primary {
+        ModelKind::Logistic => ("logistic", lr.clone()),
+        ModelKind::Forest => ("forest", rf.clone()),
+        ModelKind::Blend => (
+            "blend",
+            lr.iter().zip(&rf).map(|(a, b)| (a + b) / 2.0).collect(),
+        ),
+    };
+    let curves = [
+        ("rules", &rule_scores),
+        (model_name, &model_scores),
+        ("policy", &pol),
+    ]
+    .into_iter()
+    .map(|(scorer, s)| PrCurve {
+        scorer: scorer.to_string(),
+        points: pr_curve(s, test_y, PR_CURVE_POINTS),
+    })
+    .collect();
+    progress(3, EVAL_STEPS);
     let scorers = vec![
         report("rules", &rule_scores, test_y, test_p),
         report("logistic", &lr, test_y, test_p),
@@ -245,7 +296,7 @@ pub fn eval_simulated(
             *fraud_orders.entry(p.clone()).or_insert(0) += 1;
         }
     }
-    Ok(SimEvalReport {
+    let report = SimEvalReport {
         params: params.clone(),
         events: ds.events,
         orders: n,
@@ -259,5 +310,6 @@ pub fn eval_simulated(
         feature_secs,
         train_secs,
         saved_models,
-    })
+    };
+    Ok((report, curves))
 }

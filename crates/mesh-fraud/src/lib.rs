@@ -25,6 +25,7 @@
 //! - [`metrics`] — ROC-AUC, PR-AUC, precision at 1%, recall at 1% FPR.
 //! - [`tabular`] — generic CSV trainer.
 //! - [`eval`] — the simulated end-to-end evaluation.
+//! - [`plot`] — precision–recall chart for `mesh eval fraud --plot DIR`.
 //! - [`cli`] — clap arguments and printable reports for the `mesh` binary.
 //! - [`error`] — the crate's error type.
 
@@ -39,6 +40,7 @@ pub mod features;
 pub mod iforest;
 pub mod metrics;
 pub mod model;
+pub mod plot;
 pub mod policy;
 pub mod risk;
 pub mod rules;

@@ -116,6 +116,32 @@ impl Metrics {
     }
 }
 
+/// Precision–recall curve: `(recall, precision)` after each group of tied
+/// scores, taken by descending score. Long curves are thinned to at most
+/// `max_points` (evenly by threshold, always keeping the last point).
+pub fn pr_curve(scores: &[f64], labels: &[bool], max_points: usize) -> Vec<(f64, f64)> {
+    let pos = labels.iter().filter(|l| **l).count() as f64;
+    if pos == 0.0 {
+        return Vec::new();
+    }
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut out = Vec::new();
+    for g in groups(scores) {
+        let gtp = g.iter().filter(|i| labels[**i]).count() as f64;
+        tp += gtp;
+        fp += g.len() as f64 - gtp;
+        out.push((tp / pos, tp / (tp + fp)));
+    }
+    let n = out.len();
+    if max_points >= 2 && n > max_points {
+        let keep: Vec<(f64, f64)> = (0..max_points)
+            .map(|k| out[k * (n - 1) / (max_points - 1)])
+            .collect();
+        return keep;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

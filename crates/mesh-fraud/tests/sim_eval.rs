@@ -91,6 +91,7 @@ fn combined_policy_beats_rules_alone() {
         time: None,
         drop: vec![],
         json: true,
+        plot: None,
     };
     let EvalReport::Simulate(r) = eval(&args).unwrap() else {
         panic!("simulate mode")

@@ -277,6 +277,11 @@ fn seed_split(ds: &Dataset, protocol: Protocol, seed: u64) -> SeedSplit {
 
 /// Runs `mesh eval recommend`.
 pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
+    eval_with(args, &|_, _| {})
+}
+
+/// [`eval`], calling `progress(done, total)` after each model on each seed.
+pub fn eval_with(args: &EvalArgs, progress: &dyn Fn(u64, u64)) -> Result<EvalReport> {
     if args.seeds == 0 {
         return Err(Error::InvalidConfig("--seeds must be at least 1".into()));
     }
@@ -284,6 +289,7 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
     let n_items = ds.n_items();
     let seeds: Vec<u64> = (0..args.seeds).map(|k| args.seed + k).collect();
     let mut per_model: BTreeMap<String, Vec<SeedResult>> = BTreeMap::new();
+    let (mut done, total) = (0, seeds.len() as u64 * args.models.len() as u64);
     for &seed in &seeds {
         let sp = seed_split(&ds, args.protocol, seed);
         for name in &args.models {
@@ -326,6 +332,8 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
                 train_seconds,
                 spec,
             });
+            done += 1;
+            progress(done, total);
         }
     }
     let models: BTreeMap<String, ModelReport> = per_model

@@ -30,6 +30,9 @@ pub struct EvalArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Draw each solved instance's routes (SVG, `vrp-<name>.svg`) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
     /// Instance files (.vrp or Solomon .txt).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -78,9 +81,21 @@ pub struct EvalReport {
     pub threads: usize,
 }
 
-/// Solves every file and measures the gap to the best known values.
+/// Solves every file and measures the gap to the best known values (writing
+/// the plots when `--plot` is given).
 pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
+    Ok(eval_with(args, &|_, _| {})?.0)
+}
+
+/// [`eval`] with `progress(done, total)` called after each instance; also
+/// returns the plot files written.
+pub fn eval_with(
+    args: &EvalArgs,
+    progress: &dyn Fn(u64, u64),
+) -> Result<(EvalReport, Vec<PathBuf>)> {
     let mut instances = Vec::new();
+    let mut solved = Vec::new();
+    let total = args.files.len() as u64;
     for path in &args.files {
         let mut inst = load(path)?;
         if args.unlimited_fleet {
@@ -100,20 +115,30 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
             ));
         }
         let res = solve(&inst, &opts)?;
-        instances.push(report(&inst, &res));
+        let r = report(&inst, &res);
+        if args.plot.is_some() {
+            solved.push((inst, res.solution, r.cost));
+        }
+        instances.push(r);
+        progress(instances.len() as u64, total);
     }
+    let plots = match &args.plot {
+        Some(dir) => crate::plot::write(&solved, dir)?,
+        None => Vec::new(),
+    };
     let gaps: Vec<f64> = instances
         .iter()
         .filter(|i| i.comparable)
         .filter_map(|i| i.gap)
         .collect();
-    Ok(EvalReport {
+    let report = EvalReport {
         mean_gap: (!gaps.is_empty()).then(|| gaps.iter().sum::<f64>() / gaps.len() as f64),
         instances,
         time_limit: args.time_limit,
         seed: args.seed,
         threads: args.threads,
-    })
+    };
+    Ok((report, plots))
 }
 
 fn opt<T: fmt::Display>(v: Option<T>) -> String {

@@ -52,6 +52,9 @@ pub enum Error {
         /// Instance name.
         name: String,
     },
+    /// A plot file could not be written (`--plot DIR`).
+    #[error(transparent)]
+    Plot(#[from] mesh_plot::Error),
 }
 
 /// Shorthand result type.

@@ -21,6 +21,7 @@
 //! - `construct`: regret-2 insertion (internal).
 //! - `segment`, `ls`, `split`, `population`, `hgs`: time-window segments, the granular local
 //!   search, giant-tour split, the population and the genetic loop (internal).
+//! - [`plot`]: routes of solved instances as SVG for `mesh eval vrp --plot DIR`.
 //! - [`cli`]: argument structs and reports for the `mesh` operator binary.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@ mod hgs;
 pub mod instance;
 mod ls;
 pub mod parse;
+pub mod plot;
 mod population;
 pub mod replan;
 mod segment;

@@ -139,10 +139,15 @@ pub async fn train_with(
     let started = Instant::now();
     let (brokers, topics) = (backends.brokers.clone(), vec![topic.clone()]);
     let timeout = Duration::from_secs(args.read_timeout_secs);
+    let reading = crate::cmd_progress::spinner("reading the order log: events");
+    let tick = reading.clone();
     let events = tokio::task::spawn_blocking(move || {
-        crate::log::read_log(&brokers, &topics, timeout, "train-churn", &|_| {})
+        crate::log::read_log(&brokers, &topics, timeout, "train-churn", &|n| {
+            tick.set_position(n)
+        })
     })
     .await??;
+    reading.finish_and_clear();
     let histories = mesh_churn_svc::summary::histories(&events);
     let read_seconds = started.elapsed().as_secs_f64();
     let orders = histories.iter().map(|h| h.purchases.len()).sum::<usize>();
@@ -166,8 +171,11 @@ pub async fn train_with(
             .unwrap_or_else(|| format!("churn-{}", Utc::now().format("%Y%m%dT%H%M%S"))),
     };
     let started = Instant::now();
+    let training_step = crate::cmd_progress::spinner("training the churn model");
     let trained =
-        tokio::task::spawn_blocking(move || training::train(&histories, now, &config)).await??;
+        tokio::task::spawn_blocking(move || training::train(&histories, now, &config)).await?;
+    training_step.finish_and_clear();
+    let trained = trained?;
     let train_seconds = started.elapsed().as_secs_f64();
     if let Some(path) = &args.out {
         std::fs::write(path, trained.to_json()?)

@@ -110,9 +110,12 @@ pub async fn train(cfg: &MeshConfig, args: &TrainArgs) -> anyhow::Result<()> {
     }
     if args.simulate > 0 {
         let (users, days, seed) = (args.simulate, args.sim_days, args.seed);
+        let simulating = crate::cmd_progress::spinner("simulating labelled orders");
         let rows =
             tokio::task::spawn_blocking(move || train::rows_from_simulator(users, days, seed))
-                .await??;
+                .await?;
+        simulating.finish_and_clear();
+        let rows = rows?;
         sources.push(("simulator".into(), rows));
     }
     if sources.is_empty() {
@@ -138,9 +141,12 @@ pub async fn train(cfg: &MeshConfig, args: &TrainArgs) -> anyhow::Result<()> {
         },
     };
     let out = args.out.clone().or_else(|| cfg.fraud.model_path.clone());
+    let training = crate::cmd_progress::spinner("training the fraud models");
     let report =
         tokio::task::spawn_blocking(move || train::train_and_save(sources, &opts, out.as_deref()))
-            .await??;
+            .await?;
+    training.finish_and_clear();
+    let report = report?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -99,7 +99,10 @@ pub async fn train_segments(cfg: &MeshConfig, args: &TrainSegmentsArgs) -> anyho
     );
     let now = now_ms();
     let p = engine(cfg, store.clone(), now);
-    let model = train_on(&p, args.k, now).await?;
+    let training = crate::cmd_progress::spinner("reading profiles and training segments");
+    let model = train_on(&p, args.k, now).await;
+    training.finish_and_clear();
+    let model = model?;
     let users = model.segments.iter().map(|s| s.size).sum();
     let model = segments::store(&store, model).await?;
     let r = TrainReport {

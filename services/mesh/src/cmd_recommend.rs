@@ -144,10 +144,15 @@ pub async fn train_report(cfg: &MeshConfig, args: &TrainArgs) -> anyhow::Result<
             let topics = cfg.topics();
             let inputs = [topics.user_events.clone(), topics.order_events.clone()];
             let timeout = Duration::from_secs(args.read_timeout_secs);
+            let reading = crate::cmd_progress::spinner("reading the event log: events");
+            let tick = reading.clone();
             let events = tokio::task::spawn_blocking(move || {
-                crate::log::read_log(&brokers, &inputs, timeout, "train-recommend", &|_| {})
+                crate::log::read_log(&brokers, &inputs, timeout, "train-recommend", &|n| {
+                    tick.set_position(n)
+                })
             })
             .await??;
+            reading.finish_and_clear();
             model::interactions_from_events(&events)
         }
         TrainSource::Store => {
@@ -174,11 +179,14 @@ pub async fn train_report(cfg: &MeshConfig, args: &TrainArgs) -> anyhow::Result<
     }
     let t = Instant::now();
     let (seed, v) = (args.seed, version.clone());
+    let training = crate::cmd_progress::spinner("training the recommender");
     let artifact = tokio::task::spawn_blocking(move || {
         model::train_from_interactions(&interactions, &spec, seed, &v)
             .map(|a| (a, interactions.len()))
     })
-    .await??;
+    .await?;
+    training.finish_and_clear();
+    let artifact = artifact?;
     let train_seconds = t.elapsed().as_secs_f64();
     let (artifact, n_interactions) = artifact;
     model::write_artifact(&artifact, &path)?;

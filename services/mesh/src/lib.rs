@@ -7,7 +7,8 @@
 //! - [`bench`]: the ingest load benchmark (`mesh bench ingest`).
 //! - [`sim`]: a small seeded event generator used by the bench and tests.
 //! - `cmd_*`: `mesh train`, `mesh report` and per-service benchmarks, one
-//!   module per service; [`status`]: `mesh status`.
+//!   module per service; [`cmd_progress`]: their progress bars; [`status`]:
+//!   `mesh status`.
 //! - [`console`]: the web console on the admin address; [`lag`]: the
 //!   consumer-lag sampler behind `mesh_consumer_lag`.
 #![forbid(unsafe_code)]
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod cmd_churn;
 pub mod cmd_fraud;
 pub mod cmd_profile;
+pub mod cmd_progress;
 pub mod cmd_recommend;
 pub mod console;
 pub mod console_stages;

@@ -1,5 +1,6 @@
 //! `mesh`: the operator binary. Parses arguments and calls the library.
 use clap::{Parser, Subcommand};
+use mesh_cli::cmd_progress::Steps;
 use mesh_cli::{bench, cmd_churn, cmd_fraud, cmd_profile, cmd_recommend, node, replay, status};
 use mesh_runtime::config::Env;
 
@@ -122,6 +123,14 @@ fn print_report<R: serde::Serialize + std::fmt::Display>(
     Ok(())
 }
 
+/// Names the plot files written by `--plot DIR`, on stderr so stdout stays
+/// the report alone.
+fn print_plots(plots: &[std::path::PathBuf]) {
+    for p in plots {
+        eprintln!("wrote {}", p.display());
+    }
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Ingest throughput and publish→visible latency at a fixed offered
@@ -214,14 +223,39 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Eval(EvalCommand::Churn(a)) => print_report(&mesh_churn::cli::eval(&a)?, a.json)?,
-        Command::Eval(EvalCommand::Recommend(a)) => {
-            print_report(&mesh_recommend::cli::eval(&a)?, a.json)?
+        Command::Eval(EvalCommand::Churn(a)) => {
+            let steps = Steps::new("eval churn: model fits");
+            let (r, plots) = mesh_churn::cli::eval_with(&a, &|d, t| steps.callback(d, t))?;
+            drop(steps);
+            print_plots(&plots);
+            print_report(&r, a.json)?
         }
-        Command::Eval(EvalCommand::Fraud(a)) => print_report(&mesh_fraud::cli::eval(&a)?, a.json)?,
-        Command::Eval(EvalCommand::Vrp(a)) => print_report(&mesh_vrp::cli::eval(&a)?, a.json)?,
+        Command::Eval(EvalCommand::Recommend(a)) => {
+            let steps = Steps::new("eval recommend: model x seed");
+            let r = mesh_recommend::cli::eval_with(&a, &|d, t| steps.callback(d, t))?;
+            drop(steps);
+            print_report(&r, a.json)?
+        }
+        Command::Eval(EvalCommand::Fraud(a)) => {
+            let steps = Steps::new("eval fraud: features, training, scoring");
+            let (r, plots) = mesh_fraud::cli::eval_with(&a, &|d, t| steps.callback(d, t))?;
+            drop(steps);
+            print_plots(&plots);
+            print_report(&r, a.json)?
+        }
+        Command::Eval(EvalCommand::Vrp(a)) => {
+            let steps = Steps::new("eval vrp: instances");
+            let (r, plots) = mesh_vrp::cli::eval_with(&a, &|d, t| steps.callback(d, t))?;
+            drop(steps);
+            print_plots(&plots);
+            print_report(&r, a.json)?
+        }
         Command::Eval(EvalCommand::Forecast(a)) => {
-            print_report(&mesh_forecast::cli::eval(&a)?, a.json)?
+            let steps = Steps::new("eval forecast: series x method");
+            let (r, plots) = mesh_forecast::cli::eval_with(&a, &|d, t| steps.callback(d, t))?;
+            drop(steps);
+            print_plots(&plots);
+            print_report(&r, a.json)?
         }
         Command::Simulate(SimulateCommand::Fraud(a)) => {
             print_report(&mesh_fraud::cli::simulate(&a)?, a.json)?
