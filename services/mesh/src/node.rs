@@ -191,6 +191,17 @@ impl Backends {
             consumer_extra: cfg.consumer_extra.clone(),
         }
     }
+
+    pub fn recommend_deps(&self, cfg: &MeshConfig) -> mesh_recommend_svc::Deps {
+        mesh_recommend_svc::Deps {
+            brokers: self.brokers.clone(),
+            topics: cfg.topics(),
+            partitions: cfg.partitions,
+            store: self.store.clone(),
+            producer: self.producer.clone(),
+            consumer_extra: cfg.consumer_extra.clone(),
+        }
+    }
 }
 
 /// Creates missing topics: through the admin API on a real broker, directly
@@ -277,14 +288,7 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     };
     let logistics =
         mesh_logistics_svc::start(&cfg.logistics, &logistics_deps, shutdown.clone()).await?;
-    let recommend_deps = mesh_recommend_svc::Deps {
-        brokers: backends.brokers.clone(),
-        topics: cfg.topics(),
-        partitions: cfg.partitions,
-        store: backends.store.clone(),
-        producer: backends.producer.clone(),
-        consumer_extra: cfg.consumer_extra.clone(),
-    };
+    let recommend_deps = backends.recommend_deps(cfg);
     let recommend = mesh_recommend_svc::start(&cfg.recommend, &recommend_deps, shutdown.clone())
         .await
         .map_err(|e| anyhow::anyhow!("recommend: {e}"))?;
