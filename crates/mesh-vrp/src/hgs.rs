@@ -65,6 +65,8 @@ pub(crate) struct Hgs<'a> {
     /// Educations between penalty updates.
     pub penalty_window: usize,
     educations: u64,
+    /// Upper bound of the adaptive penalty weights.
+    max_penalty: f64,
 }
 
 impl<'a> Hgs<'a> {
@@ -75,12 +77,15 @@ impl<'a> Hgs<'a> {
             .map(|(i, j)| inst.d(i, j))
             .fold(0.0, f64::max);
         let max_demand = inst.demand.iter().copied().max().unwrap_or(1).max(1) as f64;
+        // HGS-CVRP's penalty bounds are absolute and fit coordinates up to ~1e4; beyond,
+        // they scale with the distances, or a 1e6-wide instance never turns feasible.
+        let scale = (max_dist / 1e4).max(1.0);
         Self {
             inst,
             slots,
             ls: LocalSearch::new(inst, &neigh),
             pen: Penalties {
-                cap: (max_dist / max_demand).clamp(0.1, 1000.0),
+                cap: (max_dist / max_demand).clamp(0.1, 1000.0 * scale),
                 tw: if inst.timed() { TW_PENALTY_INIT } else { 1.0 },
             },
             params: PopParams::default(),
@@ -93,6 +98,7 @@ impl<'a> Hgs<'a> {
             stop_on_feasible: false,
             penalty_window: PENALTY_WINDOW,
             educations: 0,
+            max_penalty: 100_000.0 * scale,
         }
     }
 
@@ -134,7 +140,10 @@ impl<'a> Hgs<'a> {
         self.warp_ok.push(ind.warp <= 1e-9);
         self.consider_best(&ind);
         let feasible = ind.feasible();
-        let routes_for_repair = (!feasible && rng.random_bool(0.5)).then(|| ind.routes.clone());
+        // Always repair while nothing feasible is known: a short clock may allow only a
+        // handful of educations on a large instance.
+        let repair = !feasible && (self.best.is_none() || rng.random_bool(0.5));
+        let routes_for_repair = repair.then(|| ind.routes.clone());
         self.insert(ind);
         if let Some(r) = routes_for_repair {
             let strong = Penalties {
@@ -173,10 +182,11 @@ impl<'a> Hgs<'a> {
     fn adjust_penalties(&mut self) {
         // HGS multiplies by 1.2 / 0.85; the further from the target, the larger the step
         // here (up to x2), since short budgets allow only a few updates.
+        let max_penalty = self.max_penalty;
         let adjust = |ok: &[bool], p: f64| -> f64 {
             let frac = ok.iter().filter(|&&b| b).count() as f64 / ok.len().max(1) as f64;
             if frac < TARGET_FEASIBLE - 0.05 {
-                (p * (1.2 + 4.0 * (TARGET_FEASIBLE - frac))).min(100_000.0)
+                (p * (1.2 + 4.0 * (TARGET_FEASIBLE - frac))).min(max_penalty)
             } else if frac > TARGET_FEASIBLE + 0.05 {
                 (p * 0.85).max(0.1)
             } else {
@@ -205,8 +215,10 @@ impl<'a> Hgs<'a> {
         } else {
             4 * self.params.mu
         };
-        for _ in 0..initial {
-            if limit.reached(self.iterations) || self.done() {
+        for k in 0..initial {
+            // At least one educated solution, however short the budget.
+            let first = k == 0 && seeds.is_empty();
+            if !first && (limit.reached(self.iterations) || self.done()) {
                 break;
             }
             let routes = self.random_individual(rng);
@@ -223,6 +235,11 @@ impl<'a> Hgs<'a> {
             self.feas.len(),
             self.infeas.len()
         )
+    }
+
+    /// Local-search move evaluations and applied moves so far.
+    pub(crate) fn ls_work(&self) -> (u64, u64) {
+        (self.ls.evals, self.ls.moves)
     }
 
     /// Current penalty weights (handed to a follow-up phase).

@@ -176,6 +176,28 @@ impl Instance {
         })
     }
 
+    /// A capacitated instance without time windows: `coords[0]` is the depot, distances are
+    /// TSPLIB-rounded (`nint`) Euclidean, `demand[0]` must be 0.
+    pub fn cvrp(
+        name: &str,
+        coords: Vec<(f64, f64)>,
+        demand: Vec<i64>,
+        capacity: i64,
+        fleet: Option<usize>,
+    ) -> Result<Self> {
+        let n = coords.len();
+        Self::build(
+            name.to_string(),
+            DistanceConvention::TsplibRounded,
+            coords,
+            demand,
+            capacity,
+            None,
+            vec![0.0; n],
+            fleet,
+        )
+    }
+
     /// A custom instance for services: `stops[0]` is the depot; exact Euclidean travel times.
     pub fn from_stops(
         name: &str,

@@ -14,6 +14,7 @@
 //! # Layout
 //! - [`instance`]: the problem model and distance conventions.
 //! - [`parse`]: `.vrp`, Solomon and `.sol` readers.
+//! - [`generate`]: seeded CVRP instances in the style of Uchoa et al.'s X set, VRPLIB writer.
 //! - [`solution`]: routes and the `.sol` writer.
 //! - [`check`]: the independent feasibility checker.
 //! - [`solver`]: `solve` — budgets, threads, route minimisation for vehicles-first objectives.
@@ -30,6 +31,7 @@ pub mod check;
 pub mod cli;
 mod construct;
 pub mod error;
+pub mod generate;
 mod hgs;
 pub mod instance;
 mod ls;

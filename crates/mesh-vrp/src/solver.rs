@@ -72,6 +72,10 @@ pub struct SolveResult {
     pub vehicles: usize,
     /// Generations run (summed over threads).
     pub iterations: u64,
+    /// Local-search move evaluations (candidate moves priced), summed over threads.
+    pub ls_evaluations: u64,
+    /// Local-search moves applied, summed over threads.
+    pub ls_moves: u64,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -85,7 +89,7 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Result<SolveResult> {
     }
     let start = Instant::now();
     let threads = opts.threads.max(1);
-    let results: Vec<(Option<Vec<Vec<usize>>>, u64)> = if threads == 1 {
+    let results: Vec<(Option<Vec<Vec<usize>>>, Work)> = if threads == 1 {
         vec![solve_one(inst, opts.seed, &opts.budget, start)]
     } else {
         std::thread::scope(|s| {
@@ -98,11 +102,11 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Result<SolveResult> {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or((None, 0)))
+                .map(|h| h.join().unwrap_or((None, Work::default())))
                 .collect()
         })
     };
-    let iterations = results.iter().map(|r| r.1).sum();
+    let work = results.iter().fold(Work::default(), |acc, r| acc.plus(r.1));
     let mut best: Option<(Solution, (usize, f64))> = None;
     for routes in results.into_iter().filter_map(|r| r.0) {
         let sol = Solution::new(routes.into_iter().filter(|r| !r.is_empty()).collect());
@@ -119,7 +123,9 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Result<SolveResult> {
         distance: checked.distance,
         vehicles: checked.vehicles,
         solution,
-        iterations,
+        iterations: work.iterations,
+        ls_evaluations: work.ls_evals,
+        ls_moves: work.ls_moves,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -134,11 +140,39 @@ fn sol_key(inst: &Instance, sol: &Solution) -> (usize, f64) {
 /// Minimum time-warp penalty weight in route elimination attempts.
 const ELIMINATION_TW_PENALTY: f64 = 10.0;
 
+/// Search effort of one thread: generations and local-search work.
+#[derive(Debug, Clone, Copy, Default)]
+struct Work {
+    iterations: u64,
+    ls_evals: u64,
+    ls_moves: u64,
+}
+
+impl Work {
+    fn plus(self, o: Work) -> Work {
+        Work {
+            iterations: self.iterations + o.iterations,
+            ls_evals: self.ls_evals + o.ls_evals,
+            ls_moves: self.ls_moves + o.ls_moves,
+        }
+    }
+
+    fn of(hgs: &Hgs) -> Work {
+        let (ls_evals, ls_moves) = hgs.ls_work();
+        Work {
+            iterations: hgs.iterations,
+            ls_evals,
+            ls_moves,
+        }
+    }
+}
+
 /// A share of what is left of the budget.
 struct Clock {
     start: Instant,
     budget: Budget,
     used_iterations: u64,
+    work: Work,
 }
 
 impl Clock {
@@ -168,26 +202,29 @@ fn solve_one(
     seed: u64,
     budget: &Budget,
     start: Instant,
-) -> (Option<Vec<Vec<usize>>>, u64) {
+) -> (Option<Vec<Vec<usize>>>, Work) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut clock = Clock {
         start,
         budget: *budget,
         used_iterations: 0,
+        work: Work::default(),
     };
     let slots = inst.route_slots();
     if inst.objective == Objective::Distance {
         let mut hgs = Hgs::new(inst, slots);
         hgs.run(&[], &mut rng, &clock.phase(1.0));
-        return (hgs.best.map(|b| b.routes), hgs.iterations);
+        let work = Work::of(&hgs);
+        return (hgs.best.map(|b| b.routes), work);
     }
     // Vehicles first: a distance phase, then repeated route elimination, then polishing.
     let mut hgs = Hgs::new(inst, slots);
     hgs.run(&[], &mut rng, &clock.phase(0.15));
     clock.used_iterations += hgs.iterations;
+    clock.work = clock.work.plus(Work::of(&hgs));
     let mut pen = hgs.penalties();
     let Some(mut best) = hgs.best.take() else {
-        return (None, clock.used_iterations);
+        return (None, clock.work);
     };
     let min_vehicles = inst.min_vehicles();
     while best.vehicles() > min_vehicles {
@@ -204,6 +241,7 @@ fn solve_one(
         attempt.run(&seeds, &mut rng, &clock.phase(0.4));
         pen = attempt.penalties();
         clock.used_iterations += attempt.iterations;
+        clock.work = clock.work.plus(Work::of(&attempt));
         tracing::debug!(
             instance = %inst.name,
             target,
@@ -227,12 +265,13 @@ fn solve_one(
         &clock.phase(1.0),
     );
     clock.used_iterations += polish.iterations;
+    clock.work = clock.work.plus(Work::of(&polish));
     if let Some(b) = polish.best {
         if better(key(inst, &b), key(inst, &best)) {
             best = b;
         }
     }
-    (Some(best.routes), clock.used_iterations)
+    (Some(best.routes), clock.work)
 }
 
 /// Up to `variants` starting points with one route fewer: each removes one of the smallest

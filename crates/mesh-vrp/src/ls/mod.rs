@@ -1,7 +1,8 @@
 //! Granular local search over penalised routes: relocate (1, 2, reversed 2 = or-opt),
 //! swap (1-1, 2-1, 2-2), intra-route 2-opt, and the two inter-route 2-opt* variants
 //! (cross-exchange of tails), each move evaluated in O(1) pieces by concatenating cached
-//! prefix / suffix data (distance, load, time-window segments).
+//! prefix / suffix data (distance, load, time-window segments); then, on capacity-only
+//! problems, SWAP* between route pairs whose polar sectors overlap (`swap_star`).
 //!
 //! Distances are assumed symmetric (all supported conventions are Euclidean).
 
@@ -11,6 +12,9 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 mod moves;
+mod swap_star;
+
+use swap_star::{polar_angle, Sector, Top3};
 
 const EPS: f64 = 1e-7;
 const NONE: usize = usize::MAX;
@@ -105,6 +109,8 @@ struct RouteData {
     pre: Vec<Segment>,
     suf: Vec<Segment>,
     cost: f64,
+    /// Polar sector of the customers around the depot (SWAP* pruning).
+    sector: Sector,
 }
 
 /// Options that restrict the search (used by re-planning).
@@ -129,9 +135,20 @@ pub(crate) struct LocalSearch<'a> {
     restrict: Option<Restrictions>,
     last_modified: Vec<u64>,
     last_tested: Vec<u64>,
+    /// Move counter: never reset, so SWAP* caches stamped with it stay comparable.
     counter: u64,
     /// Number of moves applied since creation.
     pub moves: u64,
+    /// Number of move evaluations (candidate moves priced) since creation.
+    pub evals: u64,
+    /// SWAP* exchanges applied since creation.
+    pub star_moves: u64,
+    /// Whether SWAP* runs (on capacity-only problems).
+    pub use_swap_star: bool,
+    angle: Vec<i32>,
+    star_top: Vec<Top3>,
+    star_last_tested: Vec<u64>,
+    route_order: Vec<usize>,
 }
 
 impl<'a> LocalSearch<'a> {
@@ -148,6 +165,17 @@ impl<'a> LocalSearch<'a> {
             last_tested: vec![0; inst.n()],
             counter: 1,
             moves: 0,
+            evals: 0,
+            star_moves: 0,
+            use_swap_star: true,
+            angle: inst
+                .coords
+                .iter()
+                .map(|&p| polar_angle(inst.coords[0], p))
+                .collect(),
+            star_top: Vec::new(),
+            star_last_tested: Vec::new(),
+            route_order: Vec::new(),
         }
     }
 
@@ -159,7 +187,14 @@ impl<'a> LocalSearch<'a> {
     pub(crate) fn load(&mut self, routes: &[Vec<usize>], pen: Penalties) {
         self.pen = pen;
         self.routes.resize_with(routes.len(), RouteData::default);
-        self.last_modified = vec![0; routes.len()];
+        // Every route counts as modified now (this also invalidates the SWAP* caches).
+        self.counter += 1;
+        self.last_modified = vec![self.counter; routes.len()];
+        self.star_last_tested = vec![0; routes.len()];
+        if self.swap_star_enabled() && self.star_top.len() < routes.len() * self.inst.n() {
+            self.star_top
+                .resize(routes.len() * self.inst.n(), Top3::default());
+        }
         self.route_of.iter_mut().for_each(|r| *r = NONE);
         for (r, custs) in routes.iter().enumerate() {
             let nodes = &mut self.routes[r].nodes;
@@ -170,7 +205,6 @@ impl<'a> LocalSearch<'a> {
             self.refresh(r);
         }
         self.last_tested.iter_mut().for_each(|t| *t = 0);
-        self.counter = 1;
     }
 
     /// The current routes, customers only.
@@ -188,6 +222,9 @@ impl<'a> LocalSearch<'a> {
         rd.cum_dist.clear();
         rd.cum_load.clear();
         let (mut d, mut l) = (0.0, 0i64);
+        if len > 2 {
+            rd.sector = Sector::at(self.angle[rd.nodes[1]]);
+        }
         for k in 0..len {
             let node = rd.nodes[k];
             if k > 0 {
@@ -199,6 +236,7 @@ impl<'a> LocalSearch<'a> {
             if node != 0 {
                 self.route_of[node] = r;
                 self.pos_of[node] = k;
+                rd.sector.extend(self.angle[node]);
             }
         }
         let mut warp = 0.0;
@@ -348,6 +386,7 @@ impl<'a> LocalSearch<'a> {
     /// Evaluates a move producing `a` in route `ra` (and `b` in `rb` when distinct) and
     /// applies it when it improves the penalised cost.
     fn try_apply(&mut self, ra: usize, a: &Pieces, rb: usize, b: Option<&Pieces>) -> bool {
+        self.evals += 1;
         let old = self.routes[ra].cost
             + if b.is_some() {
                 self.routes[rb].cost
@@ -402,6 +441,9 @@ impl<'a> LocalSearch<'a> {
         }
         let mut loop_id = 0u32;
         let mut improved = true;
+        // Route order for SWAP*, shuffled like the customer order.
+        self.route_order = (0..self.routes.len()).collect();
+        self.route_order.shuffle(rng);
         while improved {
             improved = false;
             for &u in &order {
@@ -427,10 +469,41 @@ impl<'a> LocalSearch<'a> {
                     improved = true;
                 }
             }
+            if self.swap_star_enabled() && self.star_loop(loop_id) {
+                improved = true;
+            }
             loop_id += 1;
             if stop() {
                 break;
             }
         }
+    }
+}
+
+impl LocalSearch<'_> {
+    /// One pass of SWAP* over the route pairs whose sectors overlap and of which one route
+    /// changed since the pair was last tested (HGS-CVRP's route loop).
+    fn star_loop(&mut self, loop_id: u32) -> bool {
+        let mut improved = false;
+        for k in 0..self.route_order.len() {
+            let ra = self.route_order[k];
+            let last = self.star_last_tested[ra];
+            self.star_last_tested[ra] = self.counter;
+            for rb in ra + 1..self.routes.len() {
+                if self.routes[ra].nodes.len() <= 2 || self.routes[rb].nodes.len() <= 2 {
+                    continue;
+                }
+                if loop_id > 0 && self.last_modified[ra].max(self.last_modified[rb]) <= last {
+                    continue;
+                }
+                if !self.sector(ra).overlaps(&self.sector(rb)) {
+                    continue;
+                }
+                if self.swap_star(ra, rb) {
+                    improved = true;
+                }
+            }
+        }
+        improved
     }
 }
