@@ -9,11 +9,12 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::eval::{eval_simulated_with, SimEvalReport};
+use crate::gbdt::GbdtParams;
 use crate::metrics::Metrics;
 use crate::model::{ModelKind, TrainParams};
 use crate::rules::RuleSet;
 use crate::sim::{self, SimParams};
-use crate::tabular::{eval_table, TabularReport};
+use crate::tabular::{eval_table, TabularModel, TabularOptions, TabularReport};
 
 /// `mesh fraud simulate`: generate a labelled event stream.
 #[derive(clap::Args, Debug, Clone)]
@@ -104,9 +105,74 @@ pub struct EvalCsvArgs {
     /// Columns to ignore (ids), repeatable.
     #[arg(long)]
     pub drop: Vec<String>,
+    /// Models and their settings.
+    #[command(flatten)]
+    pub tabular: TabularArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Models of the generic trainer and the GBDT's settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TabularArgs {
+    /// Models to train on a table (comma separated); the best on the validation slice is
+    /// reported at the top.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = TabularModel::ALL.to_vec())]
+    pub models: Vec<TabularModel>,
+    /// Share of the training period (its latest rows) used for early stopping and model choice.
+    #[arg(long, default_value_t = 0.1)]
+    pub validation_fraction: f64,
+    /// GBDT shrinkage.
+    #[arg(long, default_value_t = GbdtParams::default().learning_rate)]
+    pub gbdt_learning_rate: f64,
+    /// GBDT most boosting rounds (early stopping usually ends sooner).
+    #[arg(long, default_value_t = GbdtParams::default().max_iter)]
+    pub gbdt_max_iter: usize,
+    /// GBDT most leaves per tree.
+    #[arg(long, default_value_t = GbdtParams::default().max_leaves)]
+    pub gbdt_max_leaves: usize,
+    /// GBDT fewest rows per leaf.
+    #[arg(long, default_value_t = GbdtParams::default().min_samples_leaf)]
+    pub gbdt_min_samples_leaf: usize,
+    /// GBDT L2 penalty on leaf weights.
+    #[arg(long, default_value_t = GbdtParams::default().l2)]
+    pub gbdt_l2: f64,
+}
+
+impl Default for TabularArgs {
+    /// The command-line defaults.
+    fn default() -> Self {
+        let g = GbdtParams::default();
+        Self {
+            models: TabularModel::ALL.to_vec(),
+            validation_fraction: 0.1,
+            gbdt_learning_rate: g.learning_rate,
+            gbdt_max_iter: g.max_iter,
+            gbdt_max_leaves: g.max_leaves,
+            gbdt_min_samples_leaf: g.min_samples_leaf,
+            gbdt_l2: g.l2,
+        }
+    }
+}
+
+impl TabularArgs {
+    fn options(&self, baselines: TrainParams) -> TabularOptions {
+        TabularOptions {
+            models: self.models.clone(),
+            gbdt: GbdtParams {
+                learning_rate: self.gbdt_learning_rate,
+                max_iter: self.gbdt_max_iter,
+                max_leaves: self.gbdt_max_leaves,
+                min_samples_leaf: self.gbdt_min_samples_leaf,
+                l2: self.gbdt_l2,
+                seed: baselines.seed,
+                ..GbdtParams::default()
+            },
+            baselines,
+            validation_fraction: self.validation_fraction,
+        }
+    }
 }
 
 /// Run the generic trainer.
@@ -116,7 +182,7 @@ pub fn eval_csv(args: &EvalCsvArgs) -> Result<TabularReport> {
         &args.label,
         &args.time,
         &args.drop,
-        &TrainParams::default(),
+        &args.tabular.options(TrainParams::default()),
     )
 }
 
@@ -156,6 +222,9 @@ pub struct EvalArgs {
     /// Columns to ignore (with `--csv`), repeatable.
     #[arg(long, requires = "csv")]
     pub drop: Vec<String>,
+    /// Models of the generic trainer (with `--csv`).
+    #[command(flatten)]
+    pub tabular: TabularArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -202,7 +271,7 @@ pub fn eval_with(
             &need(&args.label, "label")?,
             &need(&args.time, "time")?,
             &args.drop,
-            &params,
+            &args.tabular.options(params),
         )?;
         return Ok((EvalReport::Csv(Box::new(report)), Vec::new()));
     }
@@ -275,13 +344,41 @@ impl fmt::Display for TabularReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{}: {} rows, train {} ({} pos) / test {} ({} pos); {} numeric, {} categorical columns -> {} features",
-            self.csv, self.rows, self.train_rows, self.train_positives, self.test_rows, self.test_positives,
-            self.numeric_columns.len(), self.categorical_columns.len(), self.encoded_features
+            "{}: {} rows, train {} ({} pos; last {} rows validate, {} pos) / test {} ({} pos); {} numeric, {} categorical columns ({} with missing values)",
+            self.csv, self.rows, self.train_rows, self.train_positives, self.validation_rows,
+            self.validation_positives, self.test_rows, self.test_positives,
+            self.numeric_columns.len(), self.categorical_columns.len(), self.columns_with_missing
         )?;
-        metrics_row(f, "logistic", &self.logistic)?;
-        metrics_row(f, "forest", &self.forest)?;
-        metrics_row(f, "anomaly", &self.anomaly)
+        writeln!(
+            f,
+            "best on validation: {} (test roc_auc {:.4}, pr_auc {:.4})",
+            self.best_model, self.roc_auc, self.pr_auc
+        )?;
+        for (name, m) in [
+            ("gbdt", &self.gbdt),
+            ("logistic", &self.logistic),
+            ("forest", &self.forest),
+            ("anomaly", &self.anomaly),
+        ] {
+            if let Some(m) = m {
+                metrics_row(f, name, m)?;
+            }
+        }
+        let secs: Vec<String> = self
+            .train_secs
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1}s"))
+            .collect();
+        write!(
+            f,
+            "load {:.1}s, train {}; gbdt {} trees ({} rounds); peak memory {:.0} MiB ({:.0} after gbdt)",
+            self.load_secs,
+            secs.join(", "),
+            self.gbdt_trees,
+            self.gbdt_rounds,
+            self.peak_rss_mib.unwrap_or(f64::NAN),
+            self.peak_rss_mib_after_gbdt.unwrap_or(f64::NAN)
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Owns the fraud logic of the mesh: live order features over time-bucketed counters, the
 //! state increments every event causes, TOML rules with hot reload, supervised models
-//! (smartcore logistic regression and random forest), an isolation-forest anomaly score for
+//! (smartcore logistic regression and random forest, own gradient-boosted trees for tables), an isolation-forest anomaly score for
 //! cold start, the decision policy, risk detectors (account takeover, promotion abuse, card
 //! testing), a labelled simulator and the evaluations behind `mesh eval fraud`.
 //!
@@ -23,7 +23,9 @@
 //! - [`risk`] — [`risk::RiskAlert`] detectors.
 //! - [`sim`] — labelled simulator.
 //! - [`metrics`] — ROC-AUC, PR-AUC, precision at 1%, recall at 1% FPR.
-//! - [`tabular`] — generic CSV trainer.
+//! - [`tabular`] — generic CSV trainer (GBDT, forest, logistic, anomaly) and a wide
+//!   synthetic table generator.
+//! - [`gbdt`] — histogram gradient-boosted trees with missing values and categoricals.
 //! - [`eval`] — the simulated end-to-end evaluation.
 //! - [`plot`] — precision–recall chart for `mesh eval fraud --plot DIR`.
 //! - [`cli`] — clap arguments and printable reports for the `mesh` binary.
@@ -37,6 +39,7 @@ pub mod error;
 pub mod eval;
 pub mod event;
 pub mod features;
+pub mod gbdt;
 pub mod iforest;
 pub mod metrics;
 pub mod model;

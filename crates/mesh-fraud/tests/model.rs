@@ -102,6 +102,7 @@ fn csv_trainer_on_a_generated_table() {
         label: "is_fraud".into(),
         time: "when".into(),
         drop: vec!["id".into()],
+        tabular: Default::default(),
         json: true,
     };
     let r = eval_csv(&args).unwrap();
@@ -113,9 +114,18 @@ fn csv_trainer_on_a_generated_table() {
         1 + 3 + 2,
         "amount, one-hot channel, merchant freq+target"
     );
-    assert!(r.logistic.roc_auc > 0.85, "{r}");
-    assert!(r.forest.roc_auc > 0.85, "{r}");
-    assert!(r.forest.pr_auc > r.test_positives as f64 / r.test_rows as f64);
+    assert!(r.logistic.unwrap().roc_auc > 0.85, "{r}");
+    assert!(r.forest.unwrap().roc_auc > 0.85, "{r}");
+    assert!(r.forest.unwrap().pr_auc > r.test_positives as f64 / r.test_rows as f64);
+    assert!(r.gbdt.unwrap().roc_auc > 0.85, "{r}");
+    // the evaluation contract: the chosen model's test figures at the top level
+    let json = serde_json::to_value(&r).unwrap();
+    let best = json["best_model"].as_str().unwrap();
+    assert!(["gbdt", "forest", "logistic", "anomaly"].contains(&best));
+    assert_eq!(json["roc_auc"], json[best]["roc_auc"]);
+    assert_eq!(json["pr_auc"], json[best]["pr_auc"]);
+    assert!(json["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    assert!(json["train_secs"]["gbdt"].as_f64().is_some());
 
     let missing = EvalCsvArgs {
         label: "fraud".into(),

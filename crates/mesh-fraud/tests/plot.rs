@@ -33,6 +33,7 @@ fn eval_writes_precision_recall_svg() {
         label: None,
         time: None,
         drop: vec![],
+        tabular: Default::default(),
         json: true,
         plot: Some(dir.clone()),
     };

@@ -90,6 +90,7 @@ fn combined_policy_beats_rules_alone() {
         label: None,
         time: None,
         drop: vec![],
+        tabular: Default::default(),
         json: true,
         plot: None,
     };
