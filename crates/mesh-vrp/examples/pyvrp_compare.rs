@@ -40,6 +40,9 @@ struct Cli {
     /// Only the specs with at most this many customers.
     #[arg(long)]
     max_n: Option<usize>,
+    /// Only the specs with at least this many customers.
+    #[arg(long)]
+    min_n: Option<usize>,
 }
 
 struct Row {
@@ -83,7 +86,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pyvrp_run.py");
     let mut rows = Vec::new();
-    for spec in specs.iter().filter(|s| cli.max_n.is_none_or(|m| s.n <= m)) {
+    for spec in specs
+        .iter()
+        .filter(|s| cli.max_n.is_none_or(|m| s.n <= m) && cli.min_n.is_none_or(|m| s.n >= m))
+    {
         let inst = generate(spec)?;
         let secs = spec.n as f64 / 100.0 * cli.secs_per_100;
         let path = dir.join(format!("{}.vrp", inst.name));

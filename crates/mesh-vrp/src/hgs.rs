@@ -26,6 +26,10 @@ impl Limit {
 }
 
 const TARGET_FEASIBLE: f64 = 0.2;
+/// Share of the remaining wall-clock budget random initial solutions may use.
+const INIT_SHARE: f64 = 0.4;
+/// Random initial solutions made in any case (when the clock allows).
+const MIN_INITIAL: usize = 4;
 const RESTART_AFTER: u64 = 20_000;
 const GRANULAR: usize = 20;
 const TW_PENALTY_INIT: f64 = 1.0;
@@ -215,10 +219,20 @@ impl<'a> Hgs<'a> {
         } else {
             4 * self.params.mu
         };
+        // Under a clock, random starts may take only a share of what is left: on large
+        // instances with short budgets educating 100 random solutions would otherwise eat
+        // the whole budget, while children of two local optima educate much faster.
+        let init_deadline = limit.deadline.map(|d| {
+            let now = Instant::now();
+            now + d.saturating_duration_since(now).mul_f64(INIT_SHARE)
+        });
         for k in 0..initial {
             // At least one educated solution, however short the budget.
             let first = k == 0 && seeds.is_empty();
             if !first && (limit.reached(self.iterations) || self.done()) {
+                break;
+            }
+            if k >= MIN_INITIAL && init_deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
             let routes = self.random_individual(rng);
