@@ -64,3 +64,42 @@ wait_port() {
   cat "$log" >&2
   exit 1
 }
+
+# Starts a three-master Redis Cluster on free loopback ports, its files in
+# directory $1; appends the servers' pids to the caller's PIDS array (so
+# the caller's cleanup stops them) and sets REDIS_CLUSTER_URL to the seed
+# URLs, comma-separated. The cluster bus ports are chosen free too (the
+# default, port + 10000, can be taken or out of range).
+start_redis_cluster() {
+  local work=$1 ports=() p bus
+  for _ in 1 2 3; do
+    p=$(free_port); bus=$(free_port)
+    redis-server --port "$p" --cluster-port "$bus" --bind 127.0.0.1 \
+      --cluster-enabled yes --cluster-config-file "$work/nodes-$p.conf" \
+      --save "" --appendonly no --dir "$work" >"$work/redis-cluster-$p.log" 2>&1 &
+    PIDS+=($!)
+    ports+=("$p")
+  done
+  for p in "${ports[@]}"; do wait_port "$p" "redis cluster node" "$work/redis-cluster-$p.log"; done
+  # shellcheck disable=SC2046
+  if ! redis-cli --cluster create $(printf '127.0.0.1:%s ' "${ports[@]}") \
+      --cluster-replicas 0 --cluster-yes >"$work/redis-cluster-create.log" 2>&1; then
+    echo "redis-cli --cluster create failed:" >&2; cat "$work/redis-cluster-create.log" >&2; exit 1
+  fi
+  local ok
+  for _ in $(seq 1 100); do
+    ok=0
+    for p in "${ports[@]}"; do
+      redis-cli -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' && ok=$((ok + 1))
+    done
+    [ "$ok" = "${#ports[@]}" ] && break
+    sleep 0.1
+  done
+  if [ "$ok" != "${#ports[@]}" ]; then
+    echo "redis cluster on ports ${ports[*]} did not reach cluster_state:ok:" >&2
+    redis-cli -p "${ports[0]}" cluster info >&2 || true
+    exit 1
+  fi
+  REDIS_CLUSTER_URL=$(printf 'redis://127.0.0.1:%s,' "${ports[@]}")
+  REDIS_CLUSTER_URL=${REDIS_CLUSTER_URL%,}
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The mesh's test command: installs what is missing, starts a real
-# Kafka-protocol broker (tansu) and a real Redis on free loopback ports,
+# Kafka-protocol broker (tansu), a real Redis and a three-master Redis
+# Cluster on free loopback ports,
 # runs fmt, clippy and every test against them, and stops the servers even
 # when something fails.
 set -euo pipefail
@@ -32,9 +33,12 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
 PIDS+=($!)
 wait_port "$KAFKA_PORT" tansu "$WORK/tansu.log"
 wait_port "$REDIS_PORT" redis "$WORK/redis.log"
+start_redis_cluster "$WORK"
 export MESH_TEST_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export MESH_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-echo "test servers: kafka $MESH_TEST_KAFKA_BROKERS (tansu), redis $MESH_TEST_REDIS_URL"
+export MESH_TEST_REDIS_CLUSTER_URL="$REDIS_CLUSTER_URL"
+echo "test servers: kafka $MESH_TEST_KAFKA_BROKERS (tansu), redis $MESH_TEST_REDIS_URL," \
+  "redis cluster $MESH_TEST_REDIS_CLUSTER_URL"
 
 # MovieLens 100k for the recommender's evaluation test (downloaded once).
 export MESH_ML100K_DIR="${MESH_ML100K_DIR:-$PWD/target/ml-100k}"

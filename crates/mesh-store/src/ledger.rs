@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
-
+use crate::connection::{query_by_slot, StoreConnection};
 use crate::Result;
 
 /// Outcome of claiming one id.
@@ -28,7 +27,7 @@ pub enum Claim {
 #[derive(Clone)]
 pub enum IdLedger {
     Redis {
-        conn: ConnectionManager,
+        conn: StoreConnection,
         prefix: String,
         pending_ttl: Duration,
         done_ttl: Duration,
@@ -41,14 +40,18 @@ pub enum IdLedger {
 }
 
 impl IdLedger {
+    /// Claims in Redis under `<prefix>:ids:<id>`. `conn` is usually
+    /// [`crate::RedisStore::connection`] (a server or a cluster); the keys
+    /// carry no hash tag, so on a cluster each call is split into one
+    /// pipeline per slot.
     pub fn redis(
-        conn: ConnectionManager,
+        conn: impl Into<StoreConnection>,
         prefix: &str,
         pending_ttl: Duration,
         done_ttl: Duration,
     ) -> Self {
         IdLedger::Redis {
-            conn,
+            conn: conn.into(),
             prefix: prefix.to_string(),
             pending_ttl,
             done_ttl,
@@ -75,26 +78,27 @@ impl IdLedger {
                 pending_ttl,
                 ..
             } => {
-                let mut pipe = redis::pipe();
-                for id in ids {
-                    // SET NX GET returns the old value when the key existed.
-                    pipe.cmd("SET")
-                        .arg(format!("{prefix}:ids:{id}"))
-                        .arg("p")
+                // SET NX GET returns the old value when the key existed.
+                let cmds = per_id(prefix, ids, "SET", |c| {
+                    c.arg("p")
                         .arg("NX")
                         .arg("GET")
                         .arg("PX")
                         .arg(pending_ttl.as_millis() as u64);
-                }
-                let olds: Vec<Option<String>> = pipe.query_async(&mut conn.clone()).await?;
-                Ok(olds
+                });
+                query_by_slot(conn, cmds)
+                    .await?
                     .into_iter()
-                    .map(|o| match o.as_deref() {
-                        None => Claim::New,
-                        Some("d") => Claim::Done,
-                        Some(_) => Claim::Pending,
+                    .map(|v| {
+                        let old: Option<String> =
+                            redis::from_redis_value(v).map_err(redis::RedisError::from)?;
+                        Ok(match old.as_deref() {
+                            None => Claim::New,
+                            Some("d") => Claim::Done,
+                            Some(_) => Claim::Pending,
+                        })
                     })
-                    .collect())
+                    .collect()
             }
             IdLedger::Memory {
                 inner, pending_ttl, ..
@@ -133,16 +137,10 @@ impl IdLedger {
                 done_ttl,
                 ..
             } => {
-                let mut pipe = redis::pipe();
-                for id in ids {
-                    pipe.cmd("SET")
-                        .arg(format!("{prefix}:ids:{id}"))
-                        .arg("d")
-                        .arg("PX")
-                        .arg(done_ttl.as_millis() as u64)
-                        .ignore();
-                }
-                pipe.query_async::<()>(&mut conn.clone()).await?;
+                let cmds = per_id(prefix, ids, "SET", |c| {
+                    c.arg("d").arg("PX").arg(done_ttl.as_millis() as u64);
+                });
+                query_by_slot(conn, cmds).await?;
             }
             IdLedger::Memory {
                 inner, done_ttl, ..
@@ -169,11 +167,7 @@ impl IdLedger {
         }
         match self {
             IdLedger::Redis { conn, prefix, .. } => {
-                let mut pipe = redis::pipe();
-                for id in ids {
-                    pipe.cmd("DEL").arg(format!("{prefix}:ids:{id}")).ignore();
-                }
-                pipe.query_async::<()>(&mut conn.clone()).await?;
+                query_by_slot(conn, per_id(prefix, ids, "DEL", |_| {})).await?;
             }
             IdLedger::Memory { inner, .. } => {
                 let mut map = inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -184,4 +178,23 @@ impl IdLedger {
         }
         Ok(())
     }
+}
+
+/// One command `name <prefix>:ids:<id> <args>` per id, paired with its key
+/// for [`query_by_slot`].
+fn per_id(
+    prefix: &str,
+    ids: &[String],
+    name: &str,
+    args: impl Fn(&mut redis::Cmd),
+) -> Vec<(String, redis::Cmd)> {
+    ids.iter()
+        .map(|id| {
+            let key = format!("{prefix}:ids:{id}");
+            let mut c = redis::cmd(name);
+            c.arg(&key);
+            args(&mut c);
+            (key, c)
+        })
+        .collect()
 }

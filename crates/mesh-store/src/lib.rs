@@ -10,7 +10,12 @@
 //!
 //! All keys of one (scope, partition) share a Redis Cluster hash tag,
 //! `<prefix>:{<scope>.<partition>}:<key>`, so the atomic step stays on one
-//! slot.
+//! slot. The same code runs on one Redis server or on a Redis Cluster; the
+//! URL chooses ([`RedisStore::connect`]).
+//!
+//! Reads and writes of many keys (`*_many`, the ledger) answer an empty
+//! input with an empty answer and no round trip, in every mode: Redis
+//! refuses an empty pipeline.
 //!
 //! This crate knows nothing of events or Kafka; it must not grow service
 //! logic.
@@ -18,11 +23,14 @@
 //! # Layout
 //! - [`op`]: the operations and batches services produce.
 //! - [`redis_store`]: the Redis implementation (Lua apply script).
+//! - [`connection`]: one server or a cluster behind one connection type;
+//!   per-slot pipelines and per-master scans for the cluster.
 //! - [`memory`]: the in-memory implementation for the embedded mode.
 //! - [`ledger`]: short-lived id claims used by ingest to drop retried
 //!   event ids.
 #![forbid(unsafe_code)]
 
+pub mod connection;
 pub mod ledger;
 pub mod memory;
 pub mod op;
@@ -30,6 +38,7 @@ pub mod redis_store;
 
 use std::collections::HashMap;
 
+pub use connection::{StoreConnection, Topology};
 pub use ledger::{Claim, IdLedger};
 pub use memory::MemoryStore;
 pub use op::{Op, PartitionBatch};
@@ -50,6 +59,29 @@ pub enum Error {
         source_topic: String,
         partition: i32,
     },
+    /// The store's configuration (URL, key prefix) is unusable.
+    #[error("store configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Whether the failure says the store is unreachable or busy right now
+    /// (connection refused or dropped, timeout, cluster down or
+    /// resharding), so the same call may succeed later; false for answers
+    /// a retry will repeat (a script error, a wrong type, a bad value).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_cluster_error()
+                    || !matches!(e.retry_method(), redis::RetryMethod::NoRetry)
+            }
+            Error::BadValue { .. } | Error::Unordered { .. } | Error::Config(_) => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -126,7 +158,8 @@ impl StateStore {
         }
     }
 
-    /// Several hashes in one round trip, in the order asked.
+    /// Several hashes in one round trip (one per hash slot on a cluster),
+    /// in the order asked; no keys, no round trip.
     pub async fn hgetall_many(
         &self,
         keys: &[(Slot<'_>, String)],
@@ -138,7 +171,8 @@ impl StateStore {
     }
 
     /// Several hash reads (`HMGET` / `HKEYS`) in one round trip (one
-    /// pipeline), replies in the order asked.
+    /// pipeline, or one per hash slot on a cluster), replies in the order
+    /// asked; no reads, no round trip.
     pub async fn hread_many(&self, reads: &[HashRead<'_>]) -> Result<Vec<HashReply>> {
         match self {
             StateStore::Redis(s) => s.hread_many(reads).await,

@@ -2,11 +2,11 @@
 //! watermark atomically.
 use std::collections::HashMap;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
 
+use crate::connection::{query_by_slot, scan_nodes, scan_page, StoreConnection};
 use crate::op::{Op, PartitionBatch};
-use crate::{full_key, Applied, HashRead, HashReply, Result, Slot, WATERMARK_KEY};
+use crate::{full_key, Applied, Error, HashRead, HashReply, Result, Slot, WATERMARK_KEY};
 
 /// KEYS[1] is the watermark hash; KEYS[2..] are the op keys.
 /// ARGV: source topic, record count, then per record: offset, op count, and
@@ -66,22 +66,44 @@ end
 return 1
 "#;
 
-/// State on a Redis server (standalone or, with the hash-tagged keys,
-/// Cluster).
+/// State on a Redis server or a Redis Cluster.
+///
+/// In cluster mode every atomic step (the apply script, `hset_if`) touches
+/// keys of one `(scope, partition)` only, which share the hash tag
+/// `{<scope>.<partition>}` and so one cluster slot; reads that span slots
+/// (`hgetall_many`, `hread_many`) are split into one pipeline per slot, and
+/// `clear_scope` scans every master.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: StoreConnection,
     prefix: String,
     script: Script,
     cas: Script,
 }
 
 impl RedisStore {
-    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`); every key is
-    /// written under `prefix`.
+    /// Connects to `url`; every key is written under `prefix`.
+    ///
+    /// `url` (the mesh's `MESH_REDIS_URL`) selects the mode:
+    /// - `redis://host:port` (or `rediss://`, `redis+unix://`): one server;
+    /// - several comma-separated URLs
+    ///   (`redis://127.0.0.1:7001,redis://127.0.0.1:7002,...`), or the
+    ///   scheme `redis+cluster://` (`rediss+cluster://` for TLS) with one or
+    ///   more `host:port` seeds (`redis+cluster://10.0.0.1:7001,10.0.0.2:7001`):
+    ///   a Redis Cluster, discovered from those seed nodes.
+    ///
+    /// A password containing a comma cannot be given in this form. In
+    /// cluster mode `prefix` must not contain `{` or `}`: the hash tag that
+    /// keeps one partition's keys on one slot must be the first braces of
+    /// every key.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
-        let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
+        let conn = StoreConnection::connect(url).await?;
+        if conn.is_cluster() && prefix.contains(['{', '}']) {
+            return Err(Error::Config(format!(
+                "key prefix {prefix:?} contains a brace; on a Redis Cluster the partition's \
+                 hash tag must be the first braces of every key"
+            )));
+        }
         Ok(RedisStore {
             conn,
             prefix: prefix.to_string(),
@@ -90,9 +112,16 @@ impl RedisStore {
         })
     }
 
-    /// The shared connection, for services that keep extra structures.
-    pub fn connection(&self) -> ConnectionManager {
+    /// The shared connection, for services that keep extra structures
+    /// (e.g. [`crate::IdLedger::redis`]). It routes commands by key on a
+    /// cluster; a pipeline or script on it must stay on one hash slot.
+    pub fn connection(&self) -> StoreConnection {
         self.conn.clone()
+    }
+
+    /// Whether the store is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
     }
 
     pub fn prefix(&self) -> &str {
@@ -164,36 +193,48 @@ impl RedisStore {
         &self,
         keys: &[(Slot<'_>, String)],
     ) -> Result<Vec<HashMap<String, String>>> {
-        let mut pipe = redis::pipe();
-        for (slot, key) in keys {
-            pipe.cmd("HGETALL").arg(full_key(&self.prefix, *slot, key));
-        }
-        Ok(pipe.query_async(&mut self.conn.clone()).await?)
+        let cmds = keys
+            .iter()
+            .map(|(slot, key)| {
+                let k = full_key(&self.prefix, *slot, key);
+                let mut c = redis::cmd("HGETALL");
+                c.arg(&k);
+                (k, c)
+            })
+            .collect();
+        query_by_slot(&self.conn, cmds)
+            .await?
+            .into_iter()
+            .map(|v| Ok(redis::from_redis_value(v).map_err(redis::RedisError::from)?))
+            .collect()
     }
 
     pub(crate) async fn hread_many(&self, reads: &[HashRead<'_>]) -> Result<Vec<HashReply>> {
-        if reads.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for r in reads {
-            match r {
+        let cmds = reads
+            .iter()
+            .map(|r| match r {
                 HashRead::Fields { slot, key, fields } => {
-                    pipe.cmd("HMGET").arg(full_key(&self.prefix, *slot, key));
+                    let k = full_key(&self.prefix, *slot, key);
+                    let mut c = redis::cmd("HMGET");
+                    c.arg(&k);
                     for f in fields.iter() {
-                        pipe.arg(f);
+                        c.arg(f);
                     }
                     if fields.is_empty() {
                         // HMGET needs a field; this one is never written.
-                        pipe.arg("");
+                        c.arg("");
                     }
+                    (k, c)
                 }
                 HashRead::Keys { slot, key } => {
-                    pipe.cmd("HKEYS").arg(full_key(&self.prefix, *slot, key));
+                    let k = full_key(&self.prefix, *slot, key);
+                    let mut c = redis::cmd("HKEYS");
+                    c.arg(&k);
+                    (k, c)
                 }
-            }
-        }
-        let raw: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await?;
+            })
+            .collect();
+        let raw = query_by_slot(&self.conn, cmds).await?;
         reads
             .iter()
             .zip(raw)
@@ -246,27 +287,30 @@ impl RedisStore {
 
     pub(crate) async fn clear_scope(&self, scope: &str) -> Result<u64> {
         let pattern = format!("{}:{{{}.*", self.prefix, scope);
-        let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
         let mut deleted = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            for k in keys {
-                let n: u64 = redis::cmd("DEL").arg(&k).query_async(&mut conn).await?;
-                deleted += n;
+        for node in scan_nodes(&self.conn).await? {
+            let mut cursor = 0;
+            loop {
+                let (next, keys) = scan_page(&self.conn, &node, cursor, &pattern).await?;
+                let cmds = keys
+                    .into_iter()
+                    .map(|k| {
+                        let mut c = redis::cmd("DEL");
+                        c.arg(&k);
+                        (k, c)
+                    })
+                    .collect();
+                for v in query_by_slot(&self.conn, cmds).await? {
+                    deleted +=
+                        redis::from_redis_value::<u64>(v).map_err(redis::RedisError::from)?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
         }
+        Ok(deleted)
     }
 
     pub(crate) async fn hset_if(
@@ -292,8 +336,10 @@ impl RedisStore {
         Ok(done == 1)
     }
 
+    /// On a cluster, PING goes to every master: the store is usable only
+    /// when every slot is.
     pub(crate) async fn ping(&self) -> Result<()> {
-        let _: String = redis::cmd("PING")
+        let _: redis::Value = redis::cmd("PING")
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(())

@@ -1,16 +1,37 @@
-//! One contract, two implementations: every test here runs against the
-//! in-memory store and against a real Redis server.
-use mesh_store::{Claim, IdLedger, MemoryStore, Op, PartitionBatch, RedisStore, Slot, StateStore};
+//! One contract, three backends: every test here runs against the
+//! in-memory store, a real Redis server and a real three-master Redis
+//! Cluster (`MESH_TEST_REDIS_CLUSTER_URL`, started by `scripts/test.sh`).
+use mesh_store::{
+    Claim, HashRead, IdLedger, MemoryStore, Op, PartitionBatch, RedisStore, Slot, StateStore,
+};
 use std::time::Duration;
+
+/// Seed URLs of the test Redis Cluster. Like every `MESH_TEST_*` server, a
+/// missing one fails the test with how to get it, never skips it.
+fn redis_cluster_url() -> String {
+    match std::env::var("MESH_TEST_REDIS_CLUSTER_URL") {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => panic!(
+            "MESH_TEST_REDIS_CLUSTER_URL is not set: run the tests with `scripts/test.sh`, which \
+             starts a three-master Redis Cluster on free loopback ports and sets it to the seed \
+             URLs (redis://127.0.0.1:P1,redis://127.0.0.1:P2,redis://127.0.0.1:P3)"
+        ),
+    }
+}
 
 async fn stores() -> Vec<(&'static str, StateStore)> {
     let prefix = mesh_testkit::unique("store");
     let redis = RedisStore::connect(&mesh_testkit::redis_url(), &prefix)
         .await
         .expect("redis");
+    let cluster = RedisStore::connect(&redis_cluster_url(), &prefix)
+        .await
+        .expect("redis cluster");
+    assert!(cluster.is_cluster() && !redis.is_cluster());
     vec![
         ("memory", StateStore::Memory(MemoryStore::new(&prefix))),
         ("redis", StateStore::Redis(redis)),
+        ("cluster", StateStore::Redis(cluster)),
     ]
 }
 
@@ -214,26 +235,151 @@ async fn ledger_claims_once_and_releases() {
     let prefix = mesh_testkit::unique("ledger");
     let client = redis::Client::open(mesh_testkit::redis_url()).unwrap();
     let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    // On the cluster, through the store's connection (as `mesh up` does).
+    let cluster = RedisStore::connect(&redis_cluster_url(), &prefix)
+        .await
+        .expect("redis cluster");
     let ttl = (Duration::from_secs(30), Duration::from_secs(300));
-    for ledger in [
-        IdLedger::memory(ttl.0, ttl.1),
-        IdLedger::redis(conn, &prefix, ttl.0, ttl.1),
+    for (name, ledger) in [
+        ("memory", IdLedger::memory(ttl.0, ttl.1)),
+        ("redis", IdLedger::redis(conn, &prefix, ttl.0, ttl.1)),
+        (
+            "cluster",
+            IdLedger::redis(cluster.connection(), &prefix, ttl.0, ttl.1),
+        ),
     ] {
-        let ids: Vec<String> = vec!["a".into(), "b".into()];
+        // Enough ids that the cluster's keys land on every master.
+        let ids: Vec<String> = (0..20).map(|i| format!("t/id-{i}")).collect();
+        let (done, rest) = ids.split_at(7);
         assert_eq!(
             ledger.claim(&ids).await.unwrap(),
-            vec![Claim::New, Claim::New]
+            vec![Claim::New; 20],
+            "{name}"
         );
         assert_eq!(
             ledger.claim(&ids).await.unwrap(),
-            vec![Claim::Pending, Claim::Pending]
+            vec![Claim::Pending; 20],
+            "{name}"
         );
-        ledger.mark_done(&ids[..1]).await.unwrap();
-        ledger.release(&ids[1..]).await.unwrap();
+        ledger.mark_done(done).await.unwrap();
+        ledger.release(rest).await.unwrap();
+        let mut want = vec![Claim::Done; 7];
+        want.extend(vec![Claim::New; 13]);
+        assert_eq!(ledger.claim(&ids).await.unwrap(), want, "{name}");
+        // Nothing to claim, mark or release: nothing asked of Redis.
+        assert!(ledger.claim(&[]).await.unwrap().is_empty(), "{name}");
+        ledger.mark_done(&[]).await.unwrap();
+        ledger.release(&[]).await.unwrap();
+    }
+}
+
+/// Issue 15: an empty read or write is an empty answer, never a Redis
+/// error ("empty command") that fails the consumer's batch.
+#[tokio::test]
+async fn empty_reads_and_writes_answer_empty() {
+    for (name, store) in stores().await {
+        assert!(store.hgetall_many(&[]).await.unwrap().is_empty(), "{name}");
+        assert!(store.hread_many(&[]).await.unwrap().is_empty(), "{name}");
+        let slot = Slot {
+            scope: "svc",
+            partition: 0,
+        };
+        assert_eq!(store.ztop(slot, "z", 0).await.unwrap(), vec![], "{name}");
+        assert!(
+            store.lrange(slot, "l", 0).await.unwrap().is_empty(),
+            "{name}"
+        );
+        // A batch without records changes nothing; records without ops
+        // still move the watermark.
+        let empty = store.apply("svc", &PartitionBatch::new("t", 0)).await;
+        assert_eq!(empty.unwrap(), Default::default(), "{name}");
+        assert_eq!(store.watermark(slot, "t").await.unwrap(), None, "{name}");
+        let mut no_ops = PartitionBatch::new("t", 0);
+        no_ops.push(4, vec![]);
+        no_ops.push(5, vec![]);
         assert_eq!(
-            ledger.claim(&ids).await.unwrap(),
-            vec![Claim::Done, Claim::New]
+            store.apply("svc", &no_ops).await.unwrap().applied,
+            2,
+            "{name}"
         );
+        assert_eq!(store.watermark(slot, "t").await.unwrap(), Some(5), "{name}");
+        // A compare-and-set with nothing to set only checks its guard.
+        assert!(
+            store.hset_if(slot, "h", &[("f", None)], &[]).await.unwrap(),
+            "{name}"
+        );
+        assert!(store.hgetall(slot, "h").await.unwrap().is_empty(), "{name}");
+        // Clearing a scope that has nothing.
+        assert_eq!(
+            store.clear_scope("nothing-here").await.unwrap(),
+            0,
+            "{name}"
+        );
+    }
+}
+
+/// Reads that span many slots (every partition of two scopes) come back in
+/// the order asked, on the cluster split per slot and reassembled.
+#[tokio::test]
+async fn reads_across_slots_keep_their_order() {
+    for (name, store) in stores().await {
+        let parts = 16;
+        for scope in ["a", "b"] {
+            for p in 0..parts {
+                let mut b = PartitionBatch::new("t", p);
+                b.push(0, vec![incr("h", "p", i64::from(p))]);
+                store.apply(scope, &b).await.unwrap();
+            }
+        }
+        let keys: Vec<(Slot<'_>, String)> = (0..parts)
+            .flat_map(|p| {
+                ["b", "a"].map(|scope| {
+                    (
+                        Slot {
+                            scope,
+                            partition: p,
+                        },
+                        "h".to_string(),
+                    )
+                })
+            })
+            .collect();
+        let hashes = store.hgetall_many(&keys).await.unwrap();
+        let got: Vec<String> = hashes.iter().map(|h| h["p"].clone()).collect();
+        let want: Vec<String> = (0..parts)
+            .flat_map(|p| [p.to_string(), p.to_string()])
+            .collect();
+        assert_eq!(got, want, "{name}");
+        let reads: Vec<HashRead<'_>> = keys
+            .iter()
+            .map(|(slot, key)| HashRead::Fields {
+                slot: *slot,
+                key: key.clone(),
+                fields: vec!["p".into()],
+            })
+            .collect();
+        let replies = store.hread_many(&reads).await.unwrap();
+        let got: Vec<String> = replies
+            .into_iter()
+            .map(|r| match r {
+                mesh_store::HashReply::Fields(v) => v[0].clone().unwrap(),
+                other => panic!("{name}: {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, want, "{name}");
+        // Clearing one scope finds its keys on every master.
+        assert_eq!(
+            store.clear_scope("a").await.unwrap(),
+            2 * parts as u64,
+            "{name}"
+        );
+        assert!(store
+            .hgetall_many(&keys)
+            .await
+            .unwrap()
+            .iter()
+            .enumerate()
+            .all(|(i, h)| h.is_empty() == (i % 2 == 1)));
     }
 }
 
@@ -300,7 +446,7 @@ async fn hset_if_sets_once_per_guard() {
 
 #[tokio::test]
 async fn hread_many_answers_fields_and_keys_in_one_call() {
-    use mesh_store::{HashRead, HashReply};
+    use mesh_store::HashReply;
     for (name, store) in stores().await {
         let mut b = PartitionBatch::new("t", 1);
         b.push(
