@@ -371,9 +371,10 @@ impl fmt::Display for TabularReport {
             .collect();
         write!(
             f,
-            "load {:.1}s, train {}; gbdt {} trees ({} rounds); peak memory {:.0} MiB ({:.0} after gbdt)",
+            "load {:.1}s, train {} (gbdt cpu {:.1}s); gbdt {} trees ({} rounds); peak memory {:.0} MiB ({:.0} after gbdt)",
             self.load_secs,
             secs.join(", "),
+            self.gbdt_cpu_secs.unwrap_or(f64::NAN),
             self.gbdt_trees,
             self.gbdt_rounds,
             self.peak_rss_mib.unwrap_or(f64::NAN),

@@ -70,6 +70,10 @@ pub struct GbdtParams {
     pub min_gain: f64,
     /// Most categories on the left of a categorical split.
     pub max_cat_set: usize,
+    /// Fewest rows a category needs in a node to be placed by a split (others go right).
+    pub min_category_rows: usize,
+    /// Extra L2 on the children of categorical splits.
+    pub cat_l2: f64,
     /// Categories seen fewer times in the fit rows are pooled into the `other` bin.
     pub min_category_count: usize,
     /// Stop after this many rounds without a better validation log-loss.
@@ -92,7 +96,9 @@ impl Default for GbdtParams {
             min_samples_leaf: 20,
             l2: 1.0,
             min_gain: 1e-7,
-            max_cat_set: 64,
+            max_cat_set: 32,
+            min_category_rows: 100,
+            cat_l2: 10.0,
             min_category_count: 5,
             early_stopping_rounds: 20,
             tol: 1e-7,

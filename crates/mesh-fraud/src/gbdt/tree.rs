@@ -14,8 +14,6 @@ use super::bins::{BinMapper, Binned, MISSING_BIN};
 use super::GbdtParams;
 
 const NBINS: usize = 256;
-/// Categories seen fewer times than this in a node are not ordered; they go right.
-const CAT_SUPPORT: u32 = 10;
 /// Added to the hessian when ordering categories by gradient ratio.
 const CAT_SMOOTH: f64 = 10.0;
 /// Smallest hessian sum a child may have.
@@ -226,11 +224,14 @@ impl Grower<'_> {
     }
 
     fn best_categorical(&self, f: usize, hist: &[Sums], total: &Sums) -> Option<Split> {
-        let l2 = self.params.l2;
+        // category sets fit noise easily: more L2 and enough rows per category (as LightGBM's
+        // cat_l2 and min_data_per_group); categories with fewer rows in the node go right
+        let l2 = self.params.l2 + self.params.cat_l2;
         let nb = self.mappers[f].value_bins();
+        let support = self.params.min_category_rows as u32;
         let mut cats: Vec<(usize, f64)> = (0..nb)
             .chain(std::iter::once(MISSING_BIN as usize))
-            .filter(|b| hist[*b].n >= CAT_SUPPORT)
+            .filter(|b| hist[*b].n >= support)
             .map(|b| (b, hist[b].g / (hist[b].h + CAT_SMOOTH)))
             .collect();
         if cats.len() < 2 {
