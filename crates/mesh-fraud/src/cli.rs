@@ -391,3 +391,50 @@ impl fmt::Display for EvalReport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Eval {
+        #[command(flatten)]
+        args: EvalArgs,
+    }
+
+    #[derive(Parser)]
+    struct Csv {
+        #[command(flatten)]
+        args: EvalCsvArgs,
+    }
+
+    #[test]
+    fn flags_are_unique_and_models_parse_as_a_list() {
+        Eval::command().debug_assert();
+        Csv::command().debug_assert();
+        let e = Eval::try_parse_from([
+            "eval",
+            "--csv",
+            "t.csv",
+            "--label",
+            "y",
+            "--time",
+            "ts",
+            "--models",
+            "gbdt,forest",
+            "--gbdt-max-leaves",
+            "15",
+        ])
+        .unwrap();
+        assert_eq!(
+            e.args.tabular.models,
+            [TabularModel::Gbdt, TabularModel::Forest]
+        );
+        let o = e.args.tabular.options(TrainParams::default());
+        assert_eq!(o.gbdt.max_leaves, 15);
+        let c =
+            Csv::try_parse_from(["csv", "--csv", "t.csv", "--label", "y", "--time", "ts"]).unwrap();
+        assert_eq!(c.args.tabular.models, TabularModel::ALL);
+    }
+}
