@@ -9,40 +9,99 @@ use crate::op::{Op, PartitionBatch};
 use crate::{full_key, Applied, Error, HashRead, HashReply, Result, Slot, WATERMARK_KEY};
 
 /// KEYS[1] is the watermark hash; KEYS[2..] are the op keys.
+/// Checks every op first, then writes: all or nothing.
 /// ARGV: source topic, record count, then per record: offset, op count, and
 /// per op four values: code, key index (into KEYS), a, b.
 const APPLY_LUA: &str = r#"
 local wm = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 local n = tonumber(ARGV[2])
-local i = 3
-local applied, skipped, top = 0, 0, wm
-for _ = 1, n do
-  local offset = tonumber(ARGV[i]); local nops = tonumber(ARGV[i + 1]); i = i + 2
-  local live = offset > wm
-  for _ = 1, nops do
-    local code, k, a, b = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
-    i = i + 4
-    if live then
-      if code == 'hi' then redis.call('HINCRBY', k, a, b)
-      elseif code == 'hf' then redis.call('HINCRBYFLOAT', k, a, b)
-      elseif code == 'hs' then redis.call('HSET', k, a, b)
-      elseif code == 'hn' then redis.call('HSETNX', k, a, b)
-      elseif code == 'hx' or code == 'hm' then
-        local cur = redis.call('HGET', k, a)
-        local v = tonumber(b)
-        if (not cur) or (code == 'hx' and v > tonumber(cur)) or (code == 'hm' and v < tonumber(cur)) then
-          redis.call('HSET', k, a, b)
-        end
-      elseif code == 'zi' then redis.call('ZINCRBY', k, b, a)
-      elseif code == 'zs' then redis.call('ZADD', k, b, a)
-      elseif code == 'zr' then redis.call('ZREM', k, a)
-      elseif code == 'lp' then
-        redis.call('LPUSH', k, a); redis.call('LTRIM', k, 0, tonumber(b) - 1)
-      else return redis.error_reply('unknown op ' .. code) end
+-- Calls op(offset, code, key, a, b) for every op of the records above the
+-- watermark, stopping at the first error it returns, and done(offset, live)
+-- after every record.
+local function walk(op, done)
+  local i = 3
+  for _ = 1, n do
+    local offset = tonumber(ARGV[i]); local nops = tonumber(ARGV[i + 1]); i = i + 2
+    local live = offset > wm
+    for _ = 1, nops do
+      if live then
+        local err = op(offset, ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
+        if err then return err end
+      end
+      i = i + 4
     end
+    done(offset, live)
   end
-  if live then applied = applied + 1; top = offset else skipped = skipped + 1 end
 end
+-- Pass 1 checks every op against the stored values and those the batch's
+-- earlier ops leave, and refuses the batch before any write: Redis does not
+-- roll back a script's writes when it fails halfway, and a batch retried
+-- after a partial write would count its first records twice.
+local INT, FLOAT = {}, {}
+local kinds, shadow = {}, {}
+local function kind_ok(k, want)
+  local t = kinds[k]
+  if t == nil then t = redis.call('TYPE', k)['ok'] end
+  if t ~= 'none' and t ~= want then return false end
+  kinds[k] = want
+  return true
+end
+local function numeric(v)
+  return v == false or v == INT or v == FLOAT or tonumber(v) ~= nil
+end
+local function check(offset, code, k, a, b)
+  local bad
+  if code == 'zi' or code == 'zs' or code == 'zr' then
+    if not kind_ok(k, 'zset') then bad = 'holds no sorted set' end
+  elseif code == 'lp' then
+    if not kind_ok(k, 'list') then bad = 'holds no list' end
+  elseif not kind_ok(k, 'hash') then bad = 'holds no hash'
+  else
+    local h = shadow[k]
+    if h == nil then h = {}; shadow[k] = h end
+    local cur = h[a]
+    if cur == nil then cur = redis.call('HGET', k, a) or false end
+    if code == 'hi' then
+      if cur == false or cur == INT or cur == FLOAT or string.match(cur, '^%-?%d+$') then
+        h[a] = INT
+      else bad = 'field ' .. a .. ' is not an integer' end
+    elseif code == 'hf' or code == 'hx' or code == 'hm' then
+      if numeric(cur) then
+        if code == 'hf' then h[a] = FLOAT elseif cur == false then h[a] = INT else h[a] = cur end
+      else bad = 'field ' .. a .. ' is not a number' end
+    elseif code == 'hs' then h[a] = b
+    elseif code == 'hn' then if cur == false then h[a] = b else h[a] = cur end
+    else bad = 'unknown op ' .. code end
+  end
+  if bad then
+    return 'ERR batch refused at offset ' .. offset .. ': op ' .. code .. ' on ' .. k .. ': ' .. bad
+  end
+end
+local refused = walk(check, function() end)
+if refused then return redis.error_reply(refused) end
+-- Pass 2 writes.
+local function write(_, code, k, a, b)
+  if code == 'hi' then redis.call('HINCRBY', k, a, b)
+  elseif code == 'hf' then redis.call('HINCRBYFLOAT', k, a, b)
+  elseif code == 'hs' then redis.call('HSET', k, a, b)
+  elseif code == 'hn' then redis.call('HSETNX', k, a, b)
+  elseif code == 'hx' or code == 'hm' then
+    local cur = redis.call('HGET', k, a)
+    local v = tonumber(b)
+    if (not cur) or (code == 'hx' and v > tonumber(cur)) or (code == 'hm' and v < tonumber(cur)) then
+      redis.call('HSET', k, a, b)
+    end
+  elseif code == 'zi' then redis.call('ZINCRBY', k, b, a)
+  elseif code == 'zs' then redis.call('ZADD', k, b, a)
+  elseif code == 'zr' then redis.call('ZREM', k, a)
+  elseif code == 'lp' then
+    redis.call('LPUSH', k, a); redis.call('LTRIM', k, 0, tonumber(b) - 1)
+  end
+end
+local applied, skipped, top = 0, 0, wm
+walk(write, function(offset, live)
+  if live then applied = applied + 1; top = offset else skipped = skipped + 1 end
+end)
 if top > wm then redis.call('HSET', KEYS[1], ARGV[1], top) end
 return {applied, skipped}
 "#;

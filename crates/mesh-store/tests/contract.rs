@@ -580,3 +580,119 @@ async fn zrem_removes_a_member() {
         );
     }
 }
+
+/// Redis refuses some ops (an increment of a field holding text, an op on
+/// a key of another type); the apply script checks the whole batch first,
+/// so a refused batch writes nothing and does not move the watermark (a
+/// script error does not roll back its earlier writes, and the retried
+/// batch would count them twice). The in-memory store treats such values
+/// as 0 and never refuses, so this runs on Redis and the cluster only.
+#[tokio::test]
+async fn a_batch_redis_refuses_changes_nothing() {
+    for (name, store) in stores().await {
+        if name == "memory" {
+            continue;
+        }
+        let slot = Slot {
+            scope: "svc",
+            partition: 2,
+        };
+        let mut seed = PartitionBatch::new("t", 2);
+        seed.push(
+            0,
+            vec![
+                Op::HSet {
+                    key: "bad".into(),
+                    field: "n".into(),
+                    value: "text".into(),
+                },
+                Op::ZSet {
+                    key: "z".into(),
+                    member: "m".into(),
+                    score: 1.0,
+                },
+            ],
+        );
+        store.apply("svc", &seed).await.unwrap();
+        let poisons = [
+            incr("bad", "n", 1),
+            Op::HMax {
+                key: "bad".into(),
+                field: "n".into(),
+                value: 3,
+            },
+            incr("z", "n", 1),
+            Op::LPushCapped {
+                key: "z".into(),
+                value: "v".into(),
+                max_len: 3,
+            },
+        ];
+        for poison in poisons {
+            let mut b = PartitionBatch::new("t", 2);
+            b.push(1, vec![incr("u:a", "n", 1), incr("u:a", "f", 1)]);
+            b.push(
+                2,
+                vec![Op::HSet {
+                    key: "u:a".into(),
+                    field: "f".into(),
+                    value: "now text".into(),
+                }],
+            );
+            b.push(3, vec![poison.clone()]);
+            let err = store.apply("svc", &b).await.unwrap_err().to_string();
+            assert!(err.contains("offset 3"), "{name} {poison:?}: {err}");
+            assert!(
+                store.hgetall(slot, "u:a").await.unwrap().is_empty(),
+                "{name}"
+            );
+            assert_eq!(store.watermark(slot, "t").await.unwrap(), Some(0), "{name}");
+        }
+        // Within the batch: a field made text by an earlier record.
+        let mut b = PartitionBatch::new("t", 2);
+        b.push(
+            1,
+            vec![Op::HSet {
+                key: "u:b".into(),
+                field: "n".into(),
+                value: "text".into(),
+            }],
+        );
+        b.push(2, vec![incr("u:b", "n", 1)]);
+        assert!(store.apply("svc", &b).await.is_err(), "{name}");
+        assert!(
+            store.hgetall(slot, "u:b").await.unwrap().is_empty(),
+            "{name}"
+        );
+        // And the ordinary mixes still apply.
+        let mut ok = PartitionBatch::new("t", 2);
+        ok.push(1, vec![incr("u:c", "n", 1), incr("u:c", "n", 2)]);
+        ok.push(
+            2,
+            vec![
+                Op::HIncrFloat {
+                    key: "u:c".into(),
+                    field: "s".into(),
+                    delta: 1.5,
+                },
+                Op::HMax {
+                    key: "u:c".into(),
+                    field: "n".into(),
+                    value: 10,
+                },
+                Op::HSetNx {
+                    key: "u:c".into(),
+                    field: "n".into(),
+                    value: "ignored".into(),
+                },
+                incr("u:c", "n", 1),
+            ],
+        );
+        store.apply("svc", &ok).await.unwrap();
+        assert_eq!(
+            store.hgetall(slot, "u:c").await.unwrap()["n"],
+            "11",
+            "{name}"
+        );
+    }
+}
