@@ -5,10 +5,14 @@
 //! that order). Records are buffered per partition and handed to the
 //! [`Handler`] as one batch per partition; after every batch of a flush
 //! succeeded the next offsets are stored and committed in the background.
-//! A failing handler is retried with backoff, never skipped: the loop stops
-//! taking new records until the batch is applied or shutdown is asked. On
-//! shutdown the loop finishes the flush in progress, commits synchronously
-//! and returns.
+//! A failing handler is retried with backoff: the loop stops taking new
+//! records until the batch is applied or shutdown is asked. With a
+//! [`PoisonPolicy`] (`ConsumerConfig::poison`), a batch that keeps failing
+//! is split to find the record that fails, and that record alone is
+//! dead-lettered after a bounded number of attempts if the handler's
+//! dependencies answer (see [`crate::poison`]); without one, it is retried
+//! forever. On shutdown the loop finishes the flush in progress, commits
+//! synchronously and returns.
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +25,8 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::headers::HeaderList;
-use crate::metrics::{BATCH_SECONDS, CONSUMED, HANDLER_ERRORS, PROCESS_LATENCY};
+use crate::metrics::{CONSUMED, HANDLER_ERRORS, PROCESS_LATENCY};
+use crate::poison::{apply_isolating, pause, timed, PoisonPolicy};
 use crate::Result;
 
 /// One received record, owned.
@@ -66,6 +71,9 @@ pub struct ConsumerConfig {
     pub session_timeout: Duration,
     /// Extra librdkafka settings, applied last.
     pub extra: Vec<(String, String)>,
+    /// How to get past a record that keeps failing; `None` (the default):
+    /// retry it forever.
+    pub poison: Option<PoisonPolicy>,
 }
 
 impl ConsumerConfig {
@@ -78,6 +86,7 @@ impl ConsumerConfig {
             linger: Duration::from_millis(5),
             session_timeout: Duration::from_secs(10),
             extra: Vec::new(),
+            poison: None,
         }
     }
 }
@@ -290,24 +299,19 @@ async fn apply_with_retry<H: Handler>(
     recs: &[Record],
     shutdown: &CancellationToken,
 ) -> bool {
+    if let Some(policy) = &cfg.poison {
+        return apply_isolating(&cfg.group_id, policy, handler, recs, shutdown).await;
+    }
     let mut backoff = Duration::from_millis(50);
     loop {
-        let started = std::time::Instant::now();
-        match handler.handle(recs).await {
-            Ok(()) => {
-                BATCH_SECONDS
-                    .with_label_values(&[&cfg.group_id])
-                    .observe(started.elapsed().as_secs_f64());
-                return true;
-            }
+        match timed(&cfg.group_id, handler, recs).await {
+            Ok(()) => return true,
             Err(e) => {
                 HANDLER_ERRORS.with_label_values(&[&cfg.group_id]).inc();
                 tracing::warn!(group = %cfg.group_id, error = %e, records = recs.len(), "batch failed; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return false,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !pause(&mut backoff, shutdown).await {
+                    return false;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

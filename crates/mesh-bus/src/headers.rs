@@ -22,6 +22,25 @@ pub const DLQ_REASON: &str = "mesh_dlq_reason";
 pub const DLQ_FIELD: &str = "mesh_dlq_field";
 /// Where the rejected input came from (`grpc`, `http`, a consumer group).
 pub const DLQ_ORIGIN: &str = "mesh_dlq_origin";
+/// The record a consumer dead-lettered: `<topic>[<partition>]@<offset>`
+/// (see [`dlq_source`]).
+pub const DLQ_SOURCE: &str = "mesh_dlq_source";
+/// How many times a poison record failed before it was dead-lettered.
+pub const DLQ_ATTEMPTS: &str = "mesh_dlq_attempts";
+/// Prefix of every dead-letter header.
+pub const DLQ_PREFIX: &str = "mesh_dlq_";
+
+/// The [`DLQ_SOURCE`] value of a record: `<topic>[<partition>]@<offset>`.
+pub fn dlq_source(topic: &str, partition: i32, offset: i64) -> String {
+    format!("{topic}[{partition}]@{offset}")
+}
+
+/// Reads a [`DLQ_SOURCE`] value back into `(topic, partition, offset)`.
+pub fn parse_dlq_source(v: &str) -> Option<(&str, i32, i64)> {
+    let (rest, offset) = v.rsplit_once("]@")?;
+    let (topic, partition) = rest.rsplit_once('[')?;
+    Some((topic, partition.parse().ok()?, offset.parse().ok()?))
+}
 
 /// Headers being built for one record.
 #[derive(Debug, Clone, Default)]
@@ -194,6 +213,14 @@ mod tests {
             out.get(TRACEPARENT),
             Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
         );
+    }
+
+    #[test]
+    fn dlq_source_round_trips() {
+        let v = dlq_source("mesh.user-events", 3, 42);
+        assert_eq!(v, "mesh.user-events[3]@42");
+        assert_eq!(parse_dlq_source(&v), Some(("mesh.user-events", 3, 42)));
+        assert_eq!(parse_dlq_source("t[x]@1"), None);
     }
 
     #[test]

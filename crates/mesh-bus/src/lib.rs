@@ -12,6 +12,8 @@
 //! - [`topics`]: [`TopicNames`], creation and partition-count checks.
 //! - [`producer`]: [`Producer`], acks=all, idempotent, explicit partitions.
 //! - [`consumer`]: [`run_consumer`] and the [`Handler`] trait.
+//! - [`poison`]: [`PoisonPolicy`], isolating and dead-lettering a record
+//!   that keeps failing, retrying through outages.
 //! - [`headers`]: header names, trace-context inject/extract.
 //! - [`partition`]: Kafka's murmur2 partitioner.
 //! - [`embedded`]: librdkafka's mock cluster for the one-process mode.
@@ -22,11 +24,13 @@ pub mod embedded;
 pub mod headers;
 pub mod metrics;
 pub mod partition;
+pub mod poison;
 pub mod producer;
 pub mod topics;
 
 pub use consumer::{run_consumer, ConsumerConfig, Handler, HandlerError, Record};
 pub use embedded::EmbeddedKafka;
+pub use poison::PoisonPolicy;
 pub use producer::{Producer, ProducerConfig};
 pub use topics::{ensure_output_topics, ensure_topics, TopicNames, TopicSpec};
 

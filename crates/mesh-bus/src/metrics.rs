@@ -32,6 +32,17 @@ pub static HANDLER_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Records a consumer gave up on and dead-lettered (they failed on their
+/// own while the handler's dependencies answered), by group and topic.
+pub static POISON_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_bus_poison_records_total",
+        "Records dead-lettered after failing on their own, by group and source topic",
+        &["group", "topic"]
+    )
+    .expect("metric registers once")
+});
+
 /// Seconds from a record's broker timestamp to the end of its handling.
 pub static PROCESS_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
