@@ -15,7 +15,11 @@ use serde::{Deserialize, Serialize};
 use crate::data::Rfm;
 use crate::error::{Error, Result};
 use crate::optimize::minimize;
-use crate::special::{hyp2f1, ln_gamma, log_add_exp};
+use crate::special::{ln_gamma, log_add_exp};
+
+/// Cap on the terms of the expectation series (reached only for `t / (α+T)` in the
+/// tens of thousands).
+const K_MAX_TERMS: f64 = 2e6;
 
 /// BG/NBD parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -84,19 +88,77 @@ impl BgNbdParams {
         1.0 / (1.0 + log_ratio.exp())
     }
 
-    /// Expected number of transactions in `(T, T + t]` given `(x, t_x, T)` (eq. 10).
+    /// Expected number of transactions in `(T, T + t]` given `(x, t_x, T)` (eq. 10):
+    /// P(alive) times [`Self::expected_if_alive`].
     pub fn conditional_expected(&self, t: f64, c: &Rfm) -> Result<f64> {
         self.check()?;
         if t <= 0.0 {
             return Ok(0.0);
         }
+        Ok(self.expected_if_alive(t, c.frequency, c.t)? * self.p_alive(c))
+    }
+
+    /// Expected transactions in `(T, T + t]` of a customer known to be alive at `T`
+    /// after `x` repeat purchases: the bracket of eq. (10),
+    /// `(a+b+x-1)/(a-1) [1 - ((α+T)/(α+T+t))^{r+x} 2F1(r+x, b+x; a+b+x-1; z)]` with
+    /// `z = t/(α+T+t)`, evaluated without that `2F1`.
+    ///
+    /// Evaluated as written, `2F1(r+x, b+x; ...)` grows like `(1-z)^{-(r+x)}` and the
+    /// bracket is `1` minus a product of a huge and a tiny number; with `c - a - b =
+    /// a - 1 - r - x` far from zero the general `2F1` also fell into a badly conditioned
+    /// branch (issue 16). Euler's transformation turns it into
+    /// `(1-z)^{a-1} G`, `G = 2F1(a+b-1-r, a-1; a+b+x-1; z)`, and expanding `G - 1`
+    /// gives, with `ε = a - 1`, `c = a+b+x-1`, `L = ln(1-z)`,
+    ///
+    /// `E = c (1 - e^{εL}) / ε - e^{εL} K`, `K = Σ_{n≥1} (a+b-1-r)_n (a)_{n-1} z^n / ((c+1)_{n-1} n!)`.
+    ///
+    /// Nothing overflows for any `x`, `(c+1)_{n-1} > 0` has no poles (also when
+    /// `a + b < 1`), and `(1 - e^{εL})/ε = -L (e^{εL}-1)/(εL)` is exact at `a = 1`,
+    /// where eq. (10) is `0/0`. `K`'s terms have one sign after the first few and
+    /// shrink like `n^{a-r-x-2} z^n`.
+    pub fn expected_if_alive(&self, t: f64, x: f64, big_t: f64) -> Result<f64> {
+        self.check()?;
+        if t <= 0.0 {
+            return Ok(0.0);
+        }
         let Self { r, alpha, a, b } = *self;
-        let x = c.frequency;
-        let z = t / (alpha + c.t + t);
-        let f = hyp2f1(r + x, b + x, a + b + x - 1.0, z)?;
-        let decay = ((alpha + c.t) / (alpha + c.t + t)).powf(r + x);
-        let head = (a + b + x - 1.0) / (a - 1.0) * (1.0 - decay * f);
-        Ok(head * self.p_alive(c))
+        let eps = a - 1.0;
+        let c = a + b + x - 1.0;
+        let p = a + b - 1.0 - r;
+        let z = t / (alpha + big_t + t);
+        let ln_1mz = -(t / (alpha + big_t)).ln_1p();
+        let mut term = p * z;
+        let mut k = term;
+        let mut n = 1.0f64;
+        let mut small = 0;
+        let mut converged = term == 0.0;
+        while !converged && n < K_MAX_TERMS {
+            let ratio = (p + n) * (a + n - 1.0) * z / ((c + n) * (n + 1.0));
+            term *= ratio;
+            k += term;
+            n += 1.0;
+            // Past the sign change of a+b-1-r+n the ratio tends to z, so with
+            // r = max(ratio, z) < 1 the tail is at most term * r / (1 - r).
+            let r_tail = ratio.abs().max(z);
+            if term == 0.0
+                || (n > -p && r_tail < 1.0 && term.abs() <= 1e-17 * (1.0 - r_tail) * k.abs())
+            {
+                small += 1;
+                converged = term == 0.0 || small >= 3;
+            } else {
+                small = 0;
+            }
+        }
+        if !converged || !k.is_finite() {
+            return Err(Error::Numerical(format!(
+                "BG/NBD expectation series did not converge: {self:?}, x = {x}, T = {big_t}, t = {t}"
+            )));
+        }
+        let u = eps * ln_1mz;
+        let exp_m1_over = if u == 0.0 { 1.0 } else { u.exp_m1() / u };
+        let first = -c * ln_1mz * exp_m1_over;
+        let e = first - u.exp() * k;
+        Ok(e.max(0.0))
     }
 
     /// Probability of no transaction in `(T, T + h]` given `(x, t_x, T)`:
@@ -113,14 +175,8 @@ impl BgNbdParams {
     /// Unconditional expected number of repeat transactions in `(0, t]` for a newly
     /// acquired customer, E[X(t)] (eq. 9).
     pub fn expected_repeat(&self, t: f64) -> Result<f64> {
-        self.check()?;
-        if t <= 0.0 {
-            return Ok(0.0);
-        }
-        let Self { r, alpha, a, b } = *self;
-        let z = t / (alpha + t);
-        let f = hyp2f1(r, b, a + b - 1.0, z)?;
-        Ok((a + b - 1.0) / (a - 1.0) * (1.0 - (alpha / (alpha + t)).powf(r) * f))
+        // A new customer is alive with x = 0 at T = 0.
+        self.expected_if_alive(t, 0.0, 0.0)
     }
 }
 

@@ -175,13 +175,27 @@ impl fmt::Display for EvalReport {
                 c.backtest_corr
             )?;
         }
-        write!(
+        writeln!(
             f,
             "Best (chosen by in-calibration backtest RMSE): {} forecast {:.1} ({}), corr {:.3}",
             self.best_model,
             self.best_holdout_forecast,
             pct(self.best_holdout_forecast, self.holdout_actual),
             self.best_holdout_corr
-        )
+        )?;
+        let s = &self.customer_split;
+        write!(
+            f,
+            "Customer split (seed {}): selected on half A ({} customers, backtest only): {}; holdout on half B ({} customers, actual {:.0}):",
+            s.seed, s.customers_a, s.selected, s.customers_b, s.holdout_actual_b
+        )?;
+        for (label, c) in [("selected", &s.selected_b), ("bgnbd", &s.bgnbd_b)] {
+            write!(
+                f,
+                "\n  {label:<9} {:<20} forecast {:>7.1} ({:+.1}%)  corr {:.3}  RMSE {:.4}",
+                c.model, c.holdout_forecast, c.holdout_error_pct, c.holdout_corr, c.holdout_rmse
+            )?;
+        }
+        Ok(())
     }
 }

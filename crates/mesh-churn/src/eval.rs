@@ -179,6 +179,9 @@ pub struct EvalReport {
     pub best_holdout_forecast: f64,
     /// Its per-customer correlation.
     pub best_holdout_corr: f64,
+    /// Model selected on half A of the customers (in-calibration backtest only) and its
+    /// holdout figures on half B beside plain BG/NBD's.
+    pub customer_split: learned::CustomerSplit,
     /// Calibration by decile for the chosen supervised and hybrid classifiers,
     /// BG/NBD P(purchase in the holdout) and P(alive).
     pub calibration: Vec<CalibrationCurve>,
@@ -379,6 +382,7 @@ pub fn evaluate_with_progress(
         best_model: best.name.clone(),
         best_holdout_forecast: best.holdout_forecast,
         best_holdout_corr: best.holdout_corr,
+        customer_split: learned.customer_split.clone(),
         learned,
         calibration,
         gains,

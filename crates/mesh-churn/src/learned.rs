@@ -16,6 +16,10 @@
 //!   again with the middle of the calibration period as cut-off and the calibration end
 //!   as horizon (so every learned model is retrained on the first quarter), and the
 //!   model with the lowest per-customer RMSE there is reported as best.
+//! - **Customer split** ([`CustomerSplit`]): customers are split in two halves by a
+//!   seeded hash of their id; the model is selected on half A's in-calibration backtest
+//!   alone, and its holdout figures are reported on half B, beside plain BG/NBD's on the
+//!   same customers, so the winner is measured on customers it was not chosen on.
 //! - **Classifiers** learn "no purchase in the next N weeks" (N = a third of the
 //!   calibration period) on a snapshot at 1/3 of the calibration period, get their
 //!   Platt calibration on the snapshot at 2/3 (a later, time-based validation fold), and
@@ -69,6 +73,51 @@ pub struct ClassifierResult {
     pub holdout_auc: f64,
 }
 
+/// Holdout figures of one model on one half of the customers.
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitScore {
+    /// Model name.
+    pub model: String,
+    /// Sum of its per-customer holdout forecasts.
+    pub holdout_forecast: f64,
+    /// `(forecast - actual) / actual` of the total, in percent.
+    pub holdout_error_pct: f64,
+    /// Per-customer correlation with the actual holdout counts.
+    pub holdout_corr: f64,
+    /// Per-customer RMSE.
+    pub holdout_rmse: f64,
+}
+
+/// Model selection on one half of the customers, scored on the other half.
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerSplit {
+    /// Seed of the customer hash (`retention::unit_hash(id, "churn-eval-split-<seed>")`
+    /// below 0.5 is half A).
+    pub seed: u64,
+    /// Customers in half A (selection) and half B (report).
+    pub customers_a: usize,
+    /// Customers in half B.
+    pub customers_b: usize,
+    /// Count model with the lowest in-calibration backtest RMSE on half A.
+    pub selected: String,
+    /// Half-A backtest RMSE of every count model, in candidate order.
+    pub backtest_rmse_a: Vec<(String, f64)>,
+    /// Actual holdout transactions of half B.
+    pub holdout_actual_b: f64,
+    /// The selected model's holdout figures on half B.
+    pub selected_b: SplitScore,
+    /// Plain BG/NBD's holdout figures on half B.
+    pub bgnbd_b: SplitScore,
+}
+
+/// Seed of the customer split `mesh eval churn` reports.
+pub const SPLIT_SEED: u64 = 16;
+
+/// Whether customer `id` is in half A of the split with `seed`.
+pub fn in_half_a(id: &str, seed: u64) -> bool {
+    crate::retention::unit_hash(id, &format!("churn-eval-split-{seed}")) < 0.5
+}
+
 /// Results of the learned models.
 #[derive(Debug, Clone, Serialize)]
 pub struct LearnedReport {
@@ -90,6 +139,10 @@ pub struct LearnedReport {
     pub count_models: Vec<CountCandidate>,
     /// Classifiers on the holdout.
     pub classifiers: Vec<ClassifierResult>,
+    /// Selection on half of the customers, holdout figures on the other half
+    /// (serialised once, as `customer_split` at the top of the eval report).
+    #[serde(skip)]
+    pub customer_split: CustomerSplit,
 }
 
 impl LearnedReport {
@@ -432,6 +485,15 @@ pub fn evaluate(
         c.backtest_corr = *bc;
         count_models.push(c);
     }
+    let customer_split = customer_split(
+        SPLIT_SEED,
+        &backtest_customers,
+        &backtest,
+        &backtest_actual,
+        cohort,
+        &forecasts,
+        actual,
+    )?;
     let full_bg = bgnbd::fit(&snapshot(cohort, calibration_end).1)?.params;
 
     // ---- classifiers: fit at 1/3, Platt on 2/3, apply at the end ----
@@ -508,6 +570,72 @@ pub fn evaluate(
         classifier_horizon_weeks: horizon,
         count_models,
         classifiers,
+        customer_split,
     };
     Ok((report, holdout_p_buy))
+}
+
+/// Selects the count model on half A's backtest (`backtest` forecasts for
+/// `backtest_customers`, scored against `backtest_actual`: all inside the calibration
+/// period) and scores it and BG/NBD on half B's holdout (`forecasts` for `cohort`,
+/// `actual` its holdout counts).
+fn customer_split(
+    seed: u64,
+    backtest_customers: &[&CustomerHistory],
+    backtest: &Forecasts,
+    backtest_actual: &[f64],
+    cohort: &[&CustomerHistory],
+    forecasts: &Forecasts,
+    actual: &[f64],
+) -> Result<CustomerSplit> {
+    let pick = |v: &[f64], keep: &[bool]| -> Vec<f64> {
+        v.iter()
+            .zip(keep)
+            .filter(|(_, k)| **k)
+            .map(|(x, _)| *x)
+            .collect()
+    };
+    let bt_a: Vec<bool> = backtest_customers
+        .iter()
+        .map(|c| in_half_a(&c.id, seed))
+        .collect();
+    let actual_bt_a = pick(backtest_actual, &bt_a);
+    let backtest_rmse_a: Vec<(String, f64)> = backtest
+        .iter()
+        .map(|(name, f)| (name.to_string(), rmse(&pick(f, &bt_a), &actual_bt_a)))
+        .collect();
+    let selected = backtest_rmse_a
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(n, _)| n.clone())
+        .unwrap_or_else(|| "bgnbd".into());
+
+    let in_b: Vec<bool> = cohort.iter().map(|c| !in_half_a(&c.id, seed)).collect();
+    let actual_b = pick(actual, &in_b);
+    let total_b: f64 = actual_b.iter().sum();
+    let score = |model: &str| -> Result<SplitScore> {
+        let (_, f) = forecasts
+            .iter()
+            .find(|(n, _)| *n == model)
+            .ok_or_else(|| Error::InvalidInput(format!("no count model {model}")))?;
+        let f_b = pick(f, &in_b);
+        let total: f64 = f_b.iter().sum();
+        Ok(SplitScore {
+            model: model.to_string(),
+            holdout_forecast: total,
+            holdout_error_pct: 100.0 * (total - total_b) / total_b,
+            holdout_corr: pearson(&f_b, &actual_b)?,
+            holdout_rmse: rmse(&f_b, &actual_b),
+        })
+    };
+    Ok(CustomerSplit {
+        seed,
+        customers_a: in_b.iter().filter(|b| !**b).count(),
+        customers_b: actual_b.len(),
+        selected_b: score(&selected)?,
+        bgnbd_b: score("bgnbd")?,
+        selected,
+        backtest_rmse_a,
+        holdout_actual_b: total_b,
+    })
 }

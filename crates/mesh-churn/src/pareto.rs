@@ -49,10 +49,17 @@ impl ParetoNbdParams {
         };
         let rsx = r + s + x;
         let d = hi - lo;
-        let f1 = hyp2f1(rsx, second, rsx + 1.0, d / (hi + c.recency))?;
-        let f2 = hyp2f1(rsx, second, rsx + 1.0, d / (hi + c.t))?;
-        let t1 = f1.ln() - rsx * (hi + c.recency).ln();
-        let t2 = f2.ln() - rsx * (hi + c.t).ln();
+        // ln 2F1(rsx, second; rsx+1; z) through Euler's transformation,
+        // (1-z)^{1-second} 2F1(1, rsx+1-second; rsx+1; z): the new series has positive
+        // terms with ratio below z, while the original grows like (1-z)^{1-r-x} and
+        // overflows (or, through the 1-z connection formula, loses every digit) for
+        // customers with hundreds of purchases when α < β.
+        let ln_f = |z: f64| -> Result<f64> {
+            let g = hyp2f1(1.0, rsx + 1.0 - second, rsx + 1.0, z)?;
+            Ok((1.0 - second) * (-z).ln_1p() + g.ln())
+        };
+        let t1 = ln_f(d / (hi + c.recency))? - rsx * (hi + c.recency).ln();
+        let t2 = ln_f(d / (hi + c.t))? - rsx * (hi + c.t).ln();
         if t2 > t1 {
             // Only rounding can cause this (A0 >= 0 analytically).
             return Ok(f64::NEG_INFINITY);
@@ -83,30 +90,33 @@ impl ParetoNbdParams {
         Ok((alive - log_add_exp(alive, dead)).exp())
     }
 
-    /// Expected transactions in `(T, T + t]` given `(x, t_x, T)`; needs `s != 1`.
+    /// Expected transactions in `(T, T + t]` given `(x, t_x, T)`.
     pub fn conditional_expected(&self, t: f64, c: &Rfm) -> Result<f64> {
         let Self { r, alpha, s, beta } = *self;
-        if (s - 1.0).abs() < 1e-9 {
-            return Err(Error::Numerical(
-                "Pareto/NBD conditional expectation needs s != 1".into(),
-            ));
-        }
         let x = c.frequency;
-        let e = (r + x) * (beta + c.t) / ((alpha + c.t) * (s - 1.0))
-            * (1.0 - ((beta + c.t) / (beta + c.t + t)).powf(s - 1.0));
+        let e = (r + x) / (alpha + c.t) * dropout_weighted_time(s, beta + c.t, t);
         Ok(e * self.p_alive(c)?)
     }
 
-    /// Unconditional expected repeat transactions in `(0, t]`; needs `s != 1`.
+    /// Unconditional expected repeat transactions in `(0, t]`.
     pub fn expected_repeat(&self, t: f64) -> Result<f64> {
         let Self { r, alpha, s, beta } = *self;
-        if (s - 1.0).abs() < 1e-9 {
-            return Err(Error::Numerical(
-                "Pareto/NBD expectation needs s != 1".into(),
-            ));
-        }
-        Ok(r * beta / (alpha * (s - 1.0)) * (1.0 - (beta / (beta + t)).powf(s - 1.0)))
+        Ok(r / alpha * dropout_weighted_time(s, beta, t))
     }
+}
+
+/// `E[(1 - e^{-μt}) / μ]` for `μ ~ Gamma(s, rate β)`: the expected time alive within
+/// `t`, `β/(s-1) (1 - (β/(β+t))^{s-1})`. Written as `-β L (e^{(s-1)L}-1)/((s-1)L)`
+/// with `L = ln(β/(β+t))` it has no cancellation near `s = 1` and equals the limit
+/// `β ln(1 + t/β)` at `s = 1` (the old form divided by `s - 1` and refused `s = 1`).
+fn dropout_weighted_time(s: f64, beta: f64, t: f64) -> f64 {
+    if t <= 0.0 {
+        return 0.0;
+    }
+    let l = -(t / beta).ln_1p();
+    let u = (s - 1.0) * l;
+    let ratio = if u == 0.0 { 1.0 } else { u.exp_m1() / u };
+    -beta * l * ratio
 }
 
 /// Sum of per-customer log-likelihoods.

@@ -6,9 +6,17 @@
 //! - `z < 0`: Pfaff's transformation `(1-z)^{-a} 2F1(a, c-b; c; z/(z-1))`, which maps
 //!   `z` into `[0, 1)`;
 //! - `0.5 < z < 1`: the `1 - z` connection formula (Abramowitz & Stegun 15.3.6) when
-//!   `c - a - b` is not an integer and the two terms do not cancel; otherwise the power
-//!   series, whose terms are all positive when `a, b, c > 0` so it loses no precision,
-//!   only time, as `z -> 1`.
+//!   `c - a - b` is not an integer and its estimated rounding error is small; otherwise
+//!   the power series, directly or after Euler's transformation
+//!   `(1-z)^{c-a-b} 2F1(c-a, c-b; c; z)`, whichever has the faster-decaying terms.
+//!
+//! Every series also sums `|term|`, so each branch knows how many digits its
+//! cancellations cost. That matters for the connection formula when `|c - a - b|` is
+//! large (BG/NBD's `2F1(r+x, b+x; a+b+x-1; z)` has `c - a - b = a - 1 - r - x`): one of
+//! its two series then has a third parameter near `1 - |c - a - b|`, its terms grow
+//! by many orders of magnitude before they cancel, and the result was garbage (issue
+//! 16: customers with ~30 or more repeat purchases got negative or tenfold expectations)
+//! while the two terms themselves did not cancel, so the old check passed it.
 
 use crate::error::{Error, Result};
 
@@ -71,7 +79,7 @@ pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> Result<f64> {
         return Ok(1.0);
     }
     if terminating {
-        return series(a, b, c, z);
+        return finite(series(a, b, c, z)?.sum, a, b, c, z);
     }
     if z > 1.0 {
         return Err(Error::Numerical(format!(
@@ -90,10 +98,20 @@ pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> Result<f64> {
     hyp2f1_unit(a, b, c, z)
 }
 
+/// Accept a series whose estimated relative rounding error is at most this.
+const MAX_REL_ERROR: f64 = 1e-11;
+
+/// Accept the connection formula at this estimated relative error. It is looser than
+/// [`MAX_REL_ERROR`] because the estimate charges the `ln Γ` sums their full rounding
+/// (an ulp of `|ln Γ(c)|` each, 1e-10 for `c` near 15,000 as in Pareto/NBD fits that
+/// let `s, β` grow together, times the cancellation of the two terms), and the
+/// alternative near `z = 1` is a series of hundreds of thousands of terms.
+const CONNECTION_MAX_REL_ERROR: f64 = 1e-8;
+
 /// `0 <= z < 1`.
 fn hyp2f1_unit(a: f64, b: f64, c: f64, z: f64) -> Result<f64> {
     if z <= 0.5 || is_nonpositive_integer(a) || is_nonpositive_integer(b) {
-        return series(a, b, c, z);
+        return series(a, b, c, z).map(|s| s.sum);
     }
     let d = c - a - b;
     if (d - d.round()).abs() > 1e-6 {
@@ -101,10 +119,35 @@ fn hyp2f1_unit(a: f64, b: f64, c: f64, z: f64) -> Result<f64> {
             return Ok(v);
         }
     }
-    series(a, b, c, z)
+    // The form whose terms decay faster: the direct terms behave like n^{a+b-c-1} z^n,
+    // Euler's like n^{c-a-b-1} z^n.
+    let direct = || series(a, b, c, z);
+    let euler = || {
+        series(c - a, c - b, c, z).map(|s| Sum {
+            sum: (d * (-z).ln_1p()).exp() * s.sum,
+            abs: (d * (-z).ln_1p()).exp() * s.abs,
+        })
+    };
+    let (first, second): (&dyn Fn() -> Result<Sum>, &dyn Fn() -> Result<Sum>) = if d < 0.0 {
+        (&euler, &direct)
+    } else {
+        (&direct, &euler)
+    };
+    let best = match first() {
+        Ok(s) if s.sum.is_finite() && s.rel_error() <= MAX_REL_ERROR => return Ok(s.sum),
+        Ok(s) => Some(s),
+        Err(_) => None,
+    };
+    match (best, second()) {
+        (_, Ok(s)) if s.sum.is_finite() && s.rel_error() <= MAX_REL_ERROR => Ok(s.sum),
+        (Some(s), _) if s.sum.is_finite() && s.rel_error() <= 1e-6 => Ok(s.sum),
+        _ => Err(Error::Numerical(format!(
+            "2F1({a}, {b}; {c}; {z}): no branch evaluates it accurately"
+        ))),
+    }
 }
 
-/// A&S 15.3.6; `None` when the two terms cancel too much to trust.
+/// A&S 15.3.6; `None` when its estimated rounding error is too large to trust.
 fn one_minus_z(a: f64, b: f64, c: f64, z: f64) -> Result<Option<f64>> {
     let d = c - a - b;
     let w = 1.0 - z;
@@ -113,19 +156,36 @@ fn one_minus_z(a: f64, b: f64, c: f64, z: f64) -> Result<Option<f64>> {
         Some((s, l)) => (s, -l),
         None => return Ok(None),
     };
-    let term = |p: f64, q: f64, dd: f64, g1: f64, g2: f64| -> Result<f64> {
-        // Γ(c) Γ(dd) / (Γ(g1) Γ(g2)) * 2F1(p, q; 1 - dd; w)
+    // Γ(c) Γ(dd) / (Γ(g1) Γ(g2)) * 2F1(p, q; 1 - dd; w), with an absolute error bound.
+    let term = |p: f64, q: f64, dd: f64, g1: f64, g2: f64| -> Result<(f64, f64)> {
         let (Some((s1, l1)), Some((s2, l2))) = (ln_rgamma(g1), ln_rgamma(g2)) else {
-            return Ok(0.0);
+            return Ok((0.0, 0.0));
         };
         let (ldd, sdd) = libm::lgamma_r(dd);
-        let coef = sc * f64::from(sdd) * s1 * s2 * (lc + ldd + l1 + l2).exp();
-        Ok(coef * series(p, q, 1.0 - dd, w)?)
+        let ln_coef = lc + ldd + l1 + l2;
+        let coef = sc * f64::from(sdd) * s1 * s2 * ln_coef.exp();
+        let s = match series(p, q, 1.0 - dd, w) {
+            Ok(s) => s,
+            Err(_) => return Ok((f64::NAN, f64::INFINITY)),
+        };
+        // Each ln Γ is good to about an ulp of its magnitude, which exp() turns into a
+        // relative error of the coefficient; the series loses eps * sum |term|.
+        let ln_err = f64::EPSILON * (lc.abs() + ldd.abs() + l1.abs() + l2.abs() + 1.0);
+        let err = coef.abs() * (s.sum.abs() * ln_err + EPS * 8.0 * s.abs);
+        Ok((coef * s.sum, err))
     };
-    let t1 = term(a, b, d, c - a, c - b)?;
-    let t2 = w.powf(d) * term(c - a, c - b, -d, a, b)?;
+    let (t1, e1) = term(a, b, d, c - a, c - b)?;
+    let wd = w.powf(d);
+    let (t2, e2) = term(c - a, c - b, -d, a, b)?;
+    let (t2, e2) = (wd * t2, wd * e2);
     let sum = t1 + t2;
-    if !sum.is_finite() || sum.abs() < 1e-8 * t1.abs().max(t2.abs()) {
+    // Near z = 1 the series would need many thousands of terms: settle for less.
+    let tolerance = if z > 0.99 {
+        1e-6
+    } else {
+        CONNECTION_MAX_REL_ERROR
+    };
+    if !sum.is_finite() || !(e1 + e2).is_finite() || e1 + e2 > tolerance * sum.abs() {
         return Ok(None);
     }
     Ok(Some(sum))
@@ -147,27 +207,53 @@ fn gauss_at_one(a: f64, b: f64, c: f64) -> Result<f64> {
     finite(v, a, b, c, 1.0)
 }
 
+/// A series value with the sum of its terms' magnitudes (its condition).
+#[derive(Debug, Clone, Copy)]
+struct Sum {
+    sum: f64,
+    abs: f64,
+}
+
+impl Sum {
+    /// Rounding error of the summation relative to the result: every term carries a
+    /// few ulps from the running product, so the error is about `eps * sum |term|`.
+    fn rel_error(&self) -> f64 {
+        8.0 * EPS * self.abs / self.sum.abs()
+    }
+}
+
 /// The defining power series, summed until the terms stop mattering.
-fn series(a: f64, b: f64, c: f64, z: f64) -> Result<f64> {
+fn series(a: f64, b: f64, c: f64, z: f64) -> Result<Sum> {
     let mut term = 1.0f64;
     let mut sum = 1.0f64;
+    let mut abs = 1.0f64;
     let mut small = 0;
     for n in 0..SERIES_MAX_TERMS {
         let nf = n as f64;
         if a + nf == 0.0 || b + nf == 0.0 {
-            return finite(sum, a, b, c, z);
+            return Ok(Sum { sum, abs });
         }
-        term *= (a + nf) * (b + nf) / ((c + nf) * (nf + 1.0)) * z;
+        let ratio = (a + nf) * (b + nf) / ((c + nf) * (nf + 1.0)) * z;
+        term *= ratio;
         sum += term;
-        if !sum.is_finite() {
+        abs += term.abs();
+        if !abs.is_finite() {
             break;
         }
-        // Require several consecutive negligible terms: early terms can be tiny
-        // before they grow when a and b are large.
-        if term.abs() <= EPS * sum.abs() {
+        // Stop once the term is negligible and the terms shrink geometrically enough
+        // for the tail to be negligible too. Only past every sign change of a + n,
+        // b + n and c + n: before that the terms can be tiny and then grow by many
+        // orders of magnitude (c + n near zero), which the connection formula's series
+        // with a negative third parameter do. From there on the ratio tends to z, so
+        // max(ratio, z) bounds the later ratios and term * r / (1 - r) the tail; require
+        // it several times, as early terms can also be tiny before they grow when a and
+        // b are large.
+        let r_tail = ratio.abs().max(z.abs());
+        let past_signs = nf + 1.0 > -a.min(b).min(c);
+        if past_signs && r_tail < 1.0 && term.abs() <= EPS * (1.0 - r_tail) * sum.abs() {
             small += 1;
             if small >= 3 {
-                return finite(sum, a, b, c, z);
+                return Ok(Sum { sum, abs });
             }
         } else {
             small = 0;
@@ -249,7 +335,7 @@ mod tests {
             (0.553 + 3.0 + 0.606, 1.606, 0.553 + 3.0 + 0.606 + 1.0, 0.97),
         ] {
             let fast = hyp2f1(a, b, c, z).unwrap();
-            let slow = series(a, b, c, z).unwrap();
+            let slow = series(a, b, c, z).unwrap().sum;
             close(fast, slow, 1e-10);
         }
     }

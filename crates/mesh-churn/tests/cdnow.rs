@@ -103,6 +103,24 @@ fn reproduces_fader_hardie_lee_2005() {
         r.best_holdout_corr,
         r.holdout_corr
     );
+    // Customer split: the model selected on half A's in-calibration backtest alone
+    // still beats plain BG/NBD on half B's holdout (total error and correlation).
+    let split = &r.customer_split;
+    assert_eq!(split.customers_a + split.customers_b, r.customers);
+    let min_a = split
+        .backtest_rmse_a
+        .iter()
+        .map(|(_, v)| *v)
+        .fold(f64::INFINITY, f64::min);
+    assert!(split
+        .backtest_rmse_a
+        .iter()
+        .any(|(n, v)| *n == split.selected && *v == min_a));
+    assert!(
+        split.selected_b.holdout_error_pct.abs() < split.bgnbd_b.holdout_error_pct.abs()
+            && split.selected_b.holdout_corr > split.bgnbd_b.holdout_corr,
+        "{split:?}"
+    );
     for auc in [r.auc_supervised, r.auc_hybrid, r.auc_bgnbd_p_purchase] {
         assert!(auc > 0.7, "{auc}");
     }
@@ -115,6 +133,7 @@ fn reproduces_fader_hardie_lee_2005() {
         "best_model",
         "best_holdout_forecast",
         "best_holdout_corr",
+        "customer_split",
         "auc_p_alive",
         "auc_supervised",
         "auc_hybrid",
