@@ -28,6 +28,10 @@ pub struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Development protocol: drop the last `h` values of each history and score on them
+    /// instead of the test values, so methods can be compared without reading the test split.
+    #[arg(long)]
+    pub holdout: bool,
     /// Write forecast fans (SVG) of the first few series, made by the first
     /// method, into this directory.
     #[arg(long, value_name = "DIR")]
@@ -77,6 +81,9 @@ pub fn eval_with(
     }
     if let Some(limit) = args.limit {
         series.truncate(limit);
+    }
+    if args.holdout {
+        series = series.into_iter().filter_map(|s| s.holdout()).collect();
     }
     let mut methods = args.method.clone();
     methods.dedup();

@@ -82,6 +82,27 @@ pub struct Series {
     pub h: usize,
 }
 
+impl Series {
+    /// The series with its last `h` history values as the values to forecast and the test
+    /// values dropped; `None` when the shortened history could not scale MASE (too short
+    /// for a seasonal difference, or all such differences zero).
+    pub fn holdout(&self) -> Option<Series> {
+        let m = self.period.seasonal_period();
+        let cut = self.x.len().checked_sub(self.h).filter(|c| *c > m)?;
+        if (m..cut).all(|t| self.x[t] == self.x[t - m]) {
+            return None;
+        }
+        Some(Series {
+            name: self.name.clone(),
+            period: self.period,
+            kind: self.kind.clone(),
+            x: self.x[..cut].to_vec(),
+            xx: self.x[cut..].to_vec(),
+            h: self.h,
+        })
+    }
+}
+
 /// R's JSON export wraps scalars in one-element arrays; accept both forms.
 fn scalar(v: &Value) -> &Value {
     match v {

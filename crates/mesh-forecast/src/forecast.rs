@@ -98,6 +98,28 @@ impl Forecast {
     }
 }
 
+impl Forecast {
+    /// Weighted mean of several forecasts of equal horizon (`weights` sum to 1); the sd is
+    /// the same weighted mean of the sds.
+    pub fn combine_weighted(parts: &[Forecast], weights: &[f64]) -> Forecast {
+        let h = parts.iter().map(Forecast::horizon).min().unwrap_or(0);
+        let total: f64 = weights.iter().sum();
+        let norm = if total > 0.0 { total } else { 1.0 };
+        let at = |i: usize, get: fn(&Forecast) -> &Vec<f64>| {
+            parts
+                .iter()
+                .zip(weights)
+                .map(|(f, w)| w * get(f)[i])
+                .sum::<f64>()
+                / norm
+        };
+        Forecast {
+            mean: (0..h).map(|i| at(i, |f| &f.mean)).collect(),
+            sd: (0..h).map(|i| at(i, |f| &f.sd)).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! Demand forecasting and inventory core for the logistics service.
 //!
 //! Owns: univariate forecasting of demand series (automatic ETS selected by AICc, Theta,
-//! damped trend, seasonal naive and their combination), prediction intervals, an
+//! dynamic optimised Theta, ARIMA, damped trend, seasonal naive and their validation-weighted
+//! combination), prediction intervals, an
 //! incremental [`Forecaster`] that absorbs observations and refits on a schedule, and the
 //! inventory maths (safety stock, reorder point, order quantity, stock-out risk). Also
 //! the M3-protocol evaluation behind `mesh eval forecast`.
@@ -13,6 +14,9 @@
 //! # Layout
 //! - [`ets`]: ETS state-space recursion ([`ets::model`]) and ML fit / AICc selection ([`ets::fit`]).
 //! - [`theta`]: Theta (SES with drift) and the seasonal-adjustment wrapper.
+//! - [`dyntheta`]: optimised and dynamic optimised Theta (OTM/DOTM).
+//! - [`arima`]: ARIMA(p,d,q) with KPSS differencing and AICc order selection.
+//! - [`combine`]: combination weights from rolling-origin validation inside the history.
 //! - [`naive`]: naive and seasonal naive.
 //! - [`decompose`]: classical decomposition, ACF and the 90% seasonality test.
 //! - [`method`]: [`Method`] names, [`FittedModel`], dispatch, combination, fallback.
@@ -27,9 +31,12 @@
 //! - [`cli`]: `EvalArgs`, `eval`, `EvalReport` for the `mesh` binary.
 #![forbid(unsafe_code)]
 
+pub mod arima;
 pub mod cli;
+pub mod combine;
 pub mod data;
 pub mod decompose;
+pub mod dyntheta;
 pub mod error;
 pub mod ets;
 pub mod eval;
@@ -47,4 +54,4 @@ pub use error::{Error, Result};
 pub use forecast::{Forecast, Interval};
 pub use forecaster::Forecaster;
 pub use inventory::{reorder_suggestion, Suggestion};
-pub use method::{fit, forecast, FittedModel, Method};
+pub use method::{fit, fit_for_horizon, forecast, FittedModel, Method};

@@ -3,6 +3,9 @@
 
 use serde::Serialize;
 
+use crate::arima::{auto_arima, FittedArima};
+use crate::combine::{cv_weights, CvConfig};
+use crate::dyntheta::{auto_dyn_theta, FittedDynTheta};
 use crate::error::{Error, Result};
 use crate::ets::{auto_ets, fit_ets, ErrorType, EtsSpec, FittedEts, SeasonType, TrendType};
 use crate::forecast::Forecast;
@@ -16,7 +19,7 @@ pub const MIN_MODEL_LEN: usize = 10;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
-    /// The recommended default (currently [`Method::Comb`]).
+    /// The recommended default (currently [`Method::CombCv`]).
     Auto,
     /// ETS with AICc model selection.
     Ets,
@@ -24,6 +27,11 @@ pub enum Method {
     Theta,
     /// Damped trend ETS(A,Ad,N) on the seasonally adjusted series.
     Damped,
+    /// Optimised or dynamic optimised Theta (OTM / DOTM, lower one-step error), on the
+    /// seasonally adjusted series.
+    Dotm,
+    /// ARIMA(p, d, q) chosen by KPSS and AICc, on the seasonally adjusted series.
+    Arima,
     /// Seasonal naive.
     Snaive,
     /// Naive (last value).
@@ -32,17 +40,35 @@ pub enum Method {
     Comb,
     /// Median of ETS, Theta and damped trend.
     CombMedian,
+    /// Mean of ETS, Theta, damped trend, DOTM and ARIMA.
+    CombAll,
+    /// ETS, Theta, damped trend, DOTM and ARIMA weighted by rolling-origin validation on
+    /// each series' own history.
+    CombCv,
 }
+
+/// The members of [`Method::CombAll`] and [`Method::CombCv`].
+pub const COMB_PARTS: [Method; 5] = [
+    Method::Ets,
+    Method::Theta,
+    Method::Damped,
+    Method::Dotm,
+    Method::Arima,
+];
 
 impl Method {
     /// Every method, in table order.
-    pub const ALL: [Method; 8] = [
+    pub const ALL: [Method; 12] = [
         Method::Auto,
         Method::Ets,
         Method::Theta,
         Method::Damped,
+        Method::Dotm,
+        Method::Arima,
         Method::Comb,
         Method::CombMedian,
+        Method::CombAll,
+        Method::CombCv,
         Method::Snaive,
         Method::Naive,
     ];
@@ -50,7 +76,7 @@ impl Method {
     /// The concrete method `Auto` stands for.
     pub fn resolve(self) -> Method {
         match self {
-            Method::Auto => Method::Comb,
+            Method::Auto => Method::CombCv,
             m => m,
         }
     }
@@ -62,10 +88,14 @@ impl Method {
             Method::Ets => "ets",
             Method::Theta => "theta",
             Method::Damped => "damped",
+            Method::Dotm => "dotm",
+            Method::Arima => "arima",
             Method::Snaive => "snaive",
             Method::Naive => "naive",
             Method::Comb => "comb",
             Method::CombMedian => "comb-median",
+            Method::CombAll => "comb-all",
+            Method::CombCv => "comb-cv",
         }
     }
 }
@@ -88,12 +118,19 @@ pub enum FittedModel {
     Theta(Deseasonalised<FittedTheta>),
     /// Damped trend, possibly on seasonally adjusted data.
     Damped(Deseasonalised<FittedEts>),
+    /// Optimised / dynamic Theta, possibly on seasonally adjusted data.
+    DynTheta(Deseasonalised<FittedDynTheta>),
+    /// ARIMA, possibly on seasonally adjusted data.
+    Arima(Deseasonalised<FittedArima>),
     /// A combination of the listed models.
     Combination {
         /// Median (true) or mean (false) of the point forecasts.
         median: bool,
         /// The combined models.
         parts: Vec<FittedModel>,
+        /// Weights of a weighted mean (sum 1, one per part); empty for equal weights.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        weights: Vec<f64>,
     },
 }
 
@@ -105,9 +142,19 @@ impl FittedModel {
             FittedModel::Ets(m) => m.forecast(h),
             FittedModel::Theta(m) => m.forecast(h),
             FittedModel::Damped(m) => m.forecast(h),
-            FittedModel::Combination { median, parts } => {
+            FittedModel::DynTheta(m) => m.forecast(h),
+            FittedModel::Arima(m) => m.forecast(h),
+            FittedModel::Combination {
+                median,
+                parts,
+                weights,
+            } => {
                 let fs: Vec<Forecast> = parts.iter().map(|p| p.forecast(h)).collect();
-                Forecast::combine(&fs, *median)
+                if weights.len() == fs.len() && !*median {
+                    Forecast::combine_weighted(&fs, weights)
+                } else {
+                    Forecast::combine(&fs, *median)
+                }
             }
         }
     }
@@ -119,6 +166,8 @@ impl FittedModel {
             FittedModel::Ets(m) => m.observe(y),
             FittedModel::Theta(m) => m.observe(y),
             FittedModel::Damped(m) => m.observe(y),
+            FittedModel::DynTheta(m) => m.observe(y),
+            FittedModel::Arima(m) => m.observe(y),
             FittedModel::Combination { parts, .. } => parts.iter_mut().for_each(|p| p.observe(y)),
         }
     }
@@ -133,8 +182,31 @@ impl FittedModel {
             FittedModel::Theta(_) => "theta".into(),
             FittedModel::Damped(m) if m.is_seasonal() => "damped+season".into(),
             FittedModel::Damped(_) => "damped".into(),
-            FittedModel::Combination { median, parts } => {
-                let names: Vec<String> = parts.iter().map(FittedModel::describe).collect();
+            FittedModel::DynTheta(m) => {
+                let name = format!("{:?}(theta={:.2})", m.inner.model, m.inner.theta);
+                if m.is_seasonal() {
+                    format!("{name}+season")
+                } else {
+                    name
+                }
+            }
+            FittedModel::Arima(m) if m.is_seasonal() => {
+                format!("{}+season", m.inner.order.describe())
+            }
+            FittedModel::Arima(m) => m.inner.order.describe(),
+            FittedModel::Combination {
+                median,
+                parts,
+                weights,
+            } => {
+                let names: Vec<String> = parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| match weights.get(i) {
+                        Some(w) => format!("{w:.2}*{}", p.describe()),
+                        None => p.describe(),
+                    })
+                    .collect();
                 let rule = if *median { "median" } else { "mean" };
                 format!("{rule}[{}]", names.join(", "))
             }
@@ -183,14 +255,83 @@ fn fit_comb(y: &[f64], period: usize, median: bool) -> Result<FittedModel> {
         fit_theta(y, period)?,
         fit_damped(y, period)?,
     ];
-    Ok(FittedModel::Combination { median, parts })
+    Ok(FittedModel::Combination {
+        median,
+        parts,
+        weights: Vec::new(),
+    })
+}
+
+/// Fit one combination member (a model method, no fallback).
+fn fit_part(method: Method, y: &[f64], period: usize) -> Result<FittedModel> {
+    match method {
+        Method::Ets => auto_ets(y, period).map(FittedModel::Ets),
+        Method::Theta => fit_theta(y, period),
+        Method::Damped => fit_damped(y, period),
+        Method::Dotm => Ok(FittedModel::DynTheta(Deseasonalised::fit(
+            y,
+            period,
+            auto_dyn_theta,
+        )?)),
+        Method::Arima => Ok(FittedModel::Arima(Deseasonalised::fit(
+            y, period, auto_arima,
+        )?)),
+        other => Err(Error::Fit {
+            model: other.name().into(),
+            reason: "not a single-model method".into(),
+        }),
+    }
+}
+
+/// The default validation horizon when [`fit`] is not told the forecast horizon.
+pub fn default_horizon(period: usize) -> usize {
+    (2 * period).max(6)
+}
+
+/// Fit the five members on all of `y`; with `cv`, weight them by rolling-origin validation
+/// for horizon `h` on `y` itself (members that cannot be fitted are left out).
+fn fit_comb_all(y: &[f64], period: usize, h: usize, cv: Option<&CvConfig>) -> Result<FittedModel> {
+    let mut parts = Vec::new();
+    let mut kinds = Vec::new();
+    for kind in COMB_PARTS {
+        if let Ok(p) = fit_part(kind, y, period) {
+            parts.push(p);
+            kinds.push(kind);
+        }
+    }
+    if parts.is_empty() {
+        return Err(Error::Fit {
+            model: "combination".into(),
+            reason: format!("no member could be fitted to {} observations", y.len()),
+        });
+    }
+    let weights = match cv {
+        Some(cfg) => cv_weights(y, period, h, kinds.len(), cfg, |c, train, steps| {
+            fit_part(kinds[c], train, period)
+                .ok()
+                .map(|m| m.forecast(steps))
+        }),
+        None => Vec::new(),
+    };
+    Ok(FittedModel::Combination {
+        median: false,
+        parts,
+        weights,
+    })
 }
 
 /// Fit `method` to `y` with seasonal period `period` (1 for none).
 ///
 /// Model methods fall back to seasonal naive (naive when shorter than a period) for series
-/// shorter than [`MIN_MODEL_LEN`] or when the model cannot be fitted.
+/// shorter than [`MIN_MODEL_LEN`] or when the model cannot be fitted. Validation-weighted
+/// combinations validate over [`default_horizon`]; use [`fit_for_horizon`] when the
+/// horizon is known.
 pub fn fit(method: Method, y: &[f64], period: usize) -> Result<FittedModel> {
+    fit_for_horizon(method, y, period, default_horizon(period.max(1)))
+}
+
+/// [`fit`] for forecasts of `h` steps (only validation-weighted combinations use `h`).
+pub fn fit_for_horizon(method: Method, y: &[f64], period: usize, h: usize) -> Result<FittedModel> {
     validate(y)?;
     let period = period.max(1);
     let fallback = || FittedModel::Naive(FittedNaive::fit(y, period));
@@ -199,16 +340,20 @@ pub fn fit(method: Method, y: &[f64], period: usize) -> Result<FittedModel> {
         Method::Naive => return Ok(FittedModel::Naive(FittedNaive::fit(y, 1))),
         Method::Snaive => return Ok(fallback()),
         _ if y.len() < MIN_MODEL_LEN => return Ok(fallback()),
-        Method::Ets => auto_ets(y, period).map(FittedModel::Ets),
-        Method::Theta => fit_theta(y, period),
-        Method::Damped => fit_damped(y, period),
-        Method::Comb | Method::Auto => fit_comb(y, period, false),
+        Method::Ets | Method::Theta | Method::Damped | Method::Dotm | Method::Arima => {
+            fit_part(method, y, period)
+        }
+        Method::Comb => fit_comb(y, period, false),
         Method::CombMedian => fit_comb(y, period, true),
+        Method::CombAll => fit_comb_all(y, period, h, None),
+        Method::CombCv | Method::Auto => {
+            fit_comb_all(y, period, h.max(1), Some(&CvConfig::default()))
+        }
     };
     Ok(fitted.unwrap_or_else(|_| fallback()))
 }
 
 /// Fit `method` to `y` and forecast `h` steps.
 pub fn forecast(method: Method, y: &[f64], period: usize, h: usize) -> Result<Forecast> {
-    Ok(fit(method, y, period)?.forecast(h))
+    Ok(fit_for_horizon(method, y, period, h)?.forecast(h))
 }

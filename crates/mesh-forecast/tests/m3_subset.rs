@@ -12,6 +12,7 @@ fn default_method_beats_seasonal_naive_on_first_300() {
         period: None,
         limit: Some(300),
         json: true,
+        holdout: false,
         plot: None,
     };
     let r = eval(&args).unwrap();

@@ -101,7 +101,7 @@ fn combination_describes_its_parts() {
     let y = airline();
     let m = fit(Method::Comb, &y, 12).unwrap();
     match &m {
-        FittedModel::Combination { parts, median } => {
+        FittedModel::Combination { parts, median, .. } => {
             assert_eq!(parts.len(), 3);
             assert!(!median);
         }

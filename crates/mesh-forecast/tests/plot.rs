@@ -17,6 +17,7 @@ fn eval_writes_forecast_fans() {
         period: None,
         limit: Some(6),
         json: true,
+        holdout: false,
         plot: Some(dir.clone()),
     };
     let last = std::sync::Mutex::new((0, 0));
