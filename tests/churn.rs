@@ -143,6 +143,7 @@ async fn train_churn_reads_the_log_and_stores_a_calibrated_model() {
         producer: backends.producer.clone(),
         consumer_extra: cfg.consumer_extra.clone(),
         clock: clock.clone(),
+        peers: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let running = mesh_churn_svc::start(&cfg.churn, &deps, shutdown.clone())

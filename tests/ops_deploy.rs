@@ -46,18 +46,6 @@ const CALLS: [(&str, &[&str]); 5] = [
     ),
 ];
 
-/// Peer address variables the manifests already set but the code on main
-/// does not read yet (`mesh serve` lands with them); exempt from "read by
-/// the code" until then. Their targets are checked regardless.
-const PENDING_PEER_VARS: [&str; 6] = [
-    "MESH_INGEST_ADDR",
-    "MESH_PROFILE_ADDR",
-    "MESH_CHURN_ADDR",
-    "MESH_RECOMMEND_ADDR",
-    "MESH_FRAUD_ADDR",
-    "MESH_LOGISTICS_ADDR",
-];
-
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -299,15 +287,12 @@ fn peer_role(var: &str) -> Option<&'static str> {
     ROLES.into_iter().find(|r| peer_var(r) == var)
 }
 
-/// The shared environment of every role: each variable read by the code
-/// (peer addresses: see [`PENDING_PEER_VARS`]), each listen address on the
-/// code's default port and bound to all interfaces, the basics present.
+/// The shared environment of every role: each variable read by the code,
+/// each listen address on the code's default port and bound to all
+/// interfaces, the basics present.
 fn check_mesh_env(what: &str, env: &BTreeMap<String, String>, code: &Code) {
     for (k, v) in env {
-        assert!(
-            code.vars.contains(k) || PENDING_PEER_VARS.contains(&k.as_str()),
-            "{what}: {k} is not read by the code"
-        );
+        assert!(code.vars.contains(k), "{what}: {k} is not read by the code");
         if let Some(&want) = code.ports.get(k) {
             assert_eq!(
                 port_of(v),
@@ -369,6 +354,24 @@ fn model_dirs(env: &BTreeMap<String, String>) -> BTreeMap<&'static str, String> 
 fn runtime_stage() -> String {
     let docker = read("Dockerfile");
     docker[docker.rfind("\nFROM ").expect("a runtime stage")..].to_string()
+}
+
+/// `mesh serve <role>` knows every role the manifests run: each name is a
+/// string literal in `services/mesh/src`.
+#[test]
+fn roles_exist_in_the_code() {
+    let mut files = Vec::new();
+    rust_sources(&repo().join("services/mesh/src"), &mut files);
+    let src: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    for role in ROLES {
+        assert!(
+            src.contains(&format!("\"{role}\"")),
+            "`mesh serve {role}`: no \"{role}\" in services/mesh/src"
+        );
+    }
 }
 
 #[test]

@@ -103,32 +103,46 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let path = req.uri().path().to_string();
         let start = Instant::now();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let res = fut.await;
-            let code = match &res {
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0")
-                    .to_string(),
-                Err(_) => "transport".to_string(),
-            };
-            // Unknown paths (UNIMPLEMENTED) share one label so a client
-            // cannot grow the series without bound.
-            let method = if code == "12" {
-                "unknown"
-            } else {
-                path.as_str()
-            };
-            crate::metrics::GRPC_REQUESTS
-                .with_label_values(&[method, code.as_str()])
-                .inc();
-            crate::metrics::GRPC_SECONDS
-                .with_label_values(&[method])
-                .observe(start.elapsed().as_secs_f64());
-            res
-        })
+        // One server span per call, child of the caller's span when the
+        // request carries `traceparent` (see `peers::inject_trace`): the
+        // handler's spans nest under it, so a trace crosses gRPC hops.
+        let span = tracing::info_span!("grpc.server", otel.name = %path, rpc.method = %path);
+        {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let _ = span.set_parent(crate::peers::extract_trace(req.headers()));
+        }
+        let fut = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let res = fut.await;
+                let code = match &res {
+                    Ok(r) => r
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("0")
+                        .to_string(),
+                    Err(_) => "transport".to_string(),
+                };
+                // Unknown paths (UNIMPLEMENTED) share one label so a client
+                // cannot grow the series without bound.
+                let method = if code == "12" {
+                    "unknown"
+                } else {
+                    path.as_str()
+                };
+                crate::metrics::GRPC_REQUESTS
+                    .with_label_values(&[method, code.as_str()])
+                    .inc();
+                crate::metrics::GRPC_SECONDS
+                    .with_label_values(&[method])
+                    .observe(start.elapsed().as_secs_f64());
+                res
+            },
+            span,
+        ))
     }
 }

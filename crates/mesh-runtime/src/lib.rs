@@ -13,6 +13,7 @@
 //! - [`admin`]: admin router and server.
 //! - [`grpc`]: `serve` a tonic router with health, reflection and per-method metrics.
 //! - [`metrics`]: gRPC, store and consumer-lag metrics shared by every service.
+//! - [`peers`]: clients of the other services: deadlines, retry budget, circuit breaker, trace context.
 //! - [`shutdown`]: signal handling.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod config;
 pub mod grpc;
 pub mod metrics;
+pub mod peers;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         scoring: cfg.scoring,
         clock: clock.clone(),
         supervised: Default::default(),
+        recommend: None,
     });
     let handler = ChurnHandler {
         churn,

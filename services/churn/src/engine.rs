@@ -108,9 +108,47 @@ pub struct Churn {
     /// The supervised model stored by `mesh train churn`, swapped in by
     /// [`Churn::refresh_supervised`] without a restart.
     pub supervised: RwLock<Option<Arc<TrainedChurnModel>>>,
+    /// Recommend, asked for the items of a retention offer.
+    pub recommend: Option<mesh_runtime::peers::Peer>,
 }
 
+/// Items of a retention offer.
+const OFFER_ITEMS: u32 = 5;
+
 impl Churn {
+    /// The items recommend would show the user, for a retention offer:
+    /// `(items, degraded)`; no items and a reason when recommend did not
+    /// answer (the action is still published: the platform can send a
+    /// generic offer).
+    async fn offer_items(&self, tenant: &str, user: &str) -> (Vec<String>, Vec<String>) {
+        use mesh_proto::recommend::v1 as rpb;
+        use mesh_proto::recommend::v1::recommend_service_client::RecommendServiceClient;
+        let Some(peer) = &self.recommend else {
+            return (Vec::new(), Vec::new());
+        };
+        let req = rpb::RecommendRequest {
+            tenant_id: tenant.to_string(),
+            user_id: user.to_string(),
+            n: OFFER_ITEMS,
+            ..Default::default()
+        };
+        let res = peer
+            .call("Recommend", req, |ch, r| async move {
+                RecommendServiceClient::new(ch).recommend(r).await
+            })
+            .await;
+        match res {
+            Ok(r) => (r.items.into_iter().map(|i| i.item_id).collect(), Vec::new()),
+            Err(e) => {
+                mesh_runtime::peers::degraded("churn", "recommend");
+                (
+                    Vec::new(),
+                    vec![format!("{} (offer without items)", e.reason())],
+                )
+            }
+        }
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -392,6 +430,7 @@ impl Churn {
             .send(&self.alerts_topic, member, &alert.encode_to_vec(), &h)
             .await?;
         if arm == "treatment" {
+            let (offer_items, degraded) = self.offer_items(tenant, user).await;
             let action = pb::RetentionAction {
                 tenant_id: tenant.into(),
                 user_id: user.into(),
@@ -399,6 +438,8 @@ impl Churn {
                 arm: arm.into(),
                 alert_id: alert_id.clone(),
                 at_ms,
+                offer_items,
+                degraded,
             };
             let id = format!("{alert_id}/action");
             let h = ce_headers("mesh.churn.v1.RetentionAction", &id, tenant, user, now);

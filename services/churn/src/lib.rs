@@ -168,6 +168,8 @@ pub struct Deps {
     pub consumer_extra: Vec<(String, String)>,
     /// "Now" for scoring and sweeps (`SystemClock` in production).
     pub clock: Arc<dyn Clock>,
+    /// Peers asked at request time: recommend (retention offer items).
+    pub peers: mesh_runtime::peers::Peers,
 }
 
 /// A started churn service.
@@ -193,6 +195,7 @@ pub async fn engine(cfg: &ChurnConfig, deps: &Deps) -> Result<Arc<Churn>> {
         scoring: cfg.scoring.clone(),
         clock: deps.clock.clone(),
         supervised: Default::default(),
+        recommend: deps.peers.recommend.clone(),
     };
     churn.model = match &cfg.model {
         Some(setting) => {

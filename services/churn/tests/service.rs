@@ -79,6 +79,7 @@ async fn setup(name: &str, partitions: i32, start: DateTime<Utc>) -> Setup {
         producer,
         consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
         clock: clock.clone(),
+        peers: Default::default(),
     };
     Setup { cfg, deps, clock }
 }

@@ -318,6 +318,7 @@ pub async fn run(
         store: store.clone(),
         partitions,
         clock: system_clock,
+        profile: None,
     });
     let (addr, _server) = mesh_runtime::grpc::serve(
         "127.0.0.1:0".parse()?,

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use crate::error::{to_status, Error};
 use crate::metrics::{DECISIONS, RESOLUTIONS};
 use crate::scoring::Scorer;
-use crate::{convert, review};
+use crate::{buyer, convert, review};
 
 /// Wall clock in Unix ms; a parameter so tests can fix it.
 pub type Clock = fn() -> i64;
@@ -28,6 +28,8 @@ pub struct FraudGrpc {
     pub store: StateStore,
     pub partitions: i32,
     pub clock: Clock,
+    /// Profile, asked for the buyer's account age, history and stage.
+    pub profile: Option<mesh_runtime::peers::Peer>,
 }
 
 impl FraudGrpc {
@@ -37,12 +39,52 @@ impl FraudGrpc {
             .envelope
             .ok_or_else(|| Error::invalid("envelope", "required: the order_placed event"))?;
         let order = convert::order_from(&env).map_err(|e| e.in_field("envelope"))?;
-        let scored = self.scorer.score(&order, &[], "grpc").await?;
-        let d = self.scorer.decision_proto(&env, &order, &scored);
+        // Profile is asked while the order is scored, so the call adds no
+        // latency unless profile is slower than scoring.
+        let (scored, buyer) =
+            tokio::join!(self.scorer.score(&order, &[], "grpc"), self.buyer(&env));
+        let mut d = self.scorer.decision_proto(&env, &order, &scored?);
+        match buyer {
+            Ok(Some(b)) => buyer::attach(&mut d, b),
+            Ok(None) => {}
+            Err(reason) => buyer::degrade(&mut d, &reason),
+        }
         DECISIONS
             .with_label_values(&["grpc", d.action().as_str_name()])
             .inc();
         Ok(d)
+    }
+
+    /// Profile's answer for the order's buyer: `Ok(None)` without a
+    /// profile peer, `Err(reason)` when profile did not answer.
+    async fn buyer(
+        &self,
+        env: &mesh_proto::events::v1::Envelope,
+    ) -> Result<Option<pb::BuyerContext>, String> {
+        use mesh_proto::profile::v1 as ppb;
+        use mesh_proto::profile::v1::profile_service_client::ProfileServiceClient;
+        let Some(peer) = &self.profile else {
+            return Ok(None);
+        };
+        let req = ppb::GetProfileRequest {
+            tenant_id: env.tenant_id.clone(),
+            user_id: env.user_id.clone(),
+        };
+        let res = peer
+            .call("GetProfile", req, |ch, r| async move {
+                ProfileServiceClient::new(ch).get_profile(r).await
+            })
+            .await;
+        match res {
+            Ok(p) => Ok(Some(buyer::context(&p, env.occurred_at_ms))),
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| s.code() == tonic::Code::NotFound) =>
+            {
+                Ok(Some(buyer::unknown()))
+            }
+            Err(e) => Err(e.reason()),
+        }
     }
 }
 
@@ -53,6 +95,16 @@ impl FraudService for FraudGrpc {
         request: Request<pb::ScoreOrderRequest>,
     ) -> Result<Response<pb::Decision>, Status> {
         FraudGrpc::score_order(self, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn get_decision(
+        &self,
+        request: Request<pb::GetDecisionRequest>,
+    ) -> Result<Response<pb::GetDecisionResponse>, Status> {
+        review::decision_of(&self.store, self.partitions, &request.into_inner())
             .await
             .map(Response::new)
             .map_err(to_status)

@@ -37,6 +37,8 @@ pub struct FraudHandler {
     pub alerts_topic: String,
     pub dead_letter_topic: String,
     pub group: String,
+    /// Profile, asked once per batch for the buyers of its orders.
+    pub profile: Option<mesh_runtime::peers::Peer>,
 }
 
 /// A record to publish once the batch is decided.
@@ -133,6 +135,10 @@ impl Handler for FraudHandler {
             BatchWrite::new(&first.topic, first.partition, self.scorer.reader.partitions);
         let mut overlay = Vec::new();
         let mut out = Vec::new();
+        // Decisions wait for the batch's one profile call before they are
+        // encoded; the trace context of the first order parents that call.
+        let mut decisions: Vec<pb::Decision> = Vec::new();
+        let mut first_trace: Option<opentelemetry::Context> = None;
         for r in records {
             let live = r.offset > wm;
             let decoded = Envelope::decode(r.payload.as_slice())
@@ -195,12 +201,11 @@ impl Handler for FraudHandler {
                             features: scored.features.0.clone(),
                         });
                     }
-                    out.push(Outgoing {
-                        topic: self.decisions_topic.clone(),
-                        key: env.user_key(),
-                        ce_type: DECISION_TYPE,
-                        payload: decision.encode_to_vec(),
-                    });
+                    extra.push(review::decided_op(&decision));
+                    if first_trace.is_none() {
+                        first_trace = Some(r.headers.trace_context());
+                    }
+                    decisions.push(decision);
                     self.alerts_out(&scored.alerts, &env, &o.order_id, &mut out);
                     overlay.extend(core_ops.iter().cloned());
                 }
@@ -217,6 +222,24 @@ impl Handler for FraudHandler {
         }
         if write.is_empty() {
             return Ok(());
+        }
+        if !decisions.is_empty() {
+            let span = tracing::info_span!("fraud.buyer_context", orders = decisions.len());
+            if let Some(cx) = first_trace {
+                let _ = span.set_parent(cx);
+            }
+            let mut refs: Vec<&mut pb::Decision> = decisions.iter_mut().collect();
+            crate::buyer::enrich(self.profile.as_ref(), &mut refs)
+                .instrument(span)
+                .await;
+            for d in decisions {
+                out.push(Outgoing {
+                    topic: self.decisions_topic.clone(),
+                    key: format!("{}/{}", d.tenant_id, d.user_id),
+                    ce_type: DECISION_TYPE,
+                    payload: d.encode_to_vec(),
+                });
+            }
         }
         let sends = out.iter().map(|o| {
             let h = HeaderList::new()

@@ -23,12 +23,14 @@
 //! - [`train`]: `mesh train fraud`: labels from the store and the simulator, time split.
 //! - [`handler`]: the bus handler.
 //! - [`review`]: review queue and labels in the store.
+//! - [`buyer`]: the buyer's profile, asked over gRPC, attached to decisions.
 //! - [`grpc`]: the `FraudService` implementation.
 //! - [`bench`]: the `ScoreOrder` load behind `mesh bench fraud`.
 //! - [`error`], [`metrics`]: the error type and its status mapping; metric names.
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod buyer;
 pub mod convert;
 pub mod error;
 pub mod grpc;
@@ -104,6 +106,8 @@ pub struct Deps {
     pub producer: Producer,
     /// librdkafka settings for the consumer (tests shorten timeouts).
     pub consumer_extra: Vec<(String, String)>,
+    /// Peers asked at request time: profile (buyer context in `ScoreOrder`).
+    pub peers: mesh_runtime::peers::Peers,
 }
 
 /// A started fraud service.
@@ -155,6 +159,7 @@ pub fn start_consumer(
         alerts_topic: deps.topics.alerts.clone(),
         dead_letter_topic: deps.topics.dead_letter.clone(),
         group: cfg.group.clone(),
+        profile: deps.peers.profile.clone(),
     });
     let assigned = Assignment::default();
     let a = assigned.clone();
@@ -192,6 +197,7 @@ pub async fn start(cfg: &FraudConfig, deps: &Deps, shutdown: CancellationToken) 
         store: deps.store.clone(),
         partitions: deps.partitions,
         clock: grpc::system_clock,
+        profile: deps.peers.profile.clone(),
     });
     let (grpc_addr, task) =
         mesh_runtime::grpc::serve(cfg.grpc_addr, router.add_service(svc), shutdown)

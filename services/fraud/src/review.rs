@@ -63,6 +63,64 @@ fn decode<M: Message + Default>(key: &str, s: &str) -> Result<M> {
     })
 }
 
+/// Hash of every order's decision in a user slot: field
+/// `<tenant>/<order_id>`, value `<ACTION>:<score>` (about 40 bytes an
+/// order).
+pub const DECIDED_KEY: &str = "decided";
+
+/// The op that records an order's decision (applied with its record), read
+/// by `GetDecision`.
+pub fn decided_op(d: &pb::Decision) -> Op {
+    Op::HSet {
+        key: DECIDED_KEY.into(),
+        field: format!("{}/{}", d.tenant_id, d.order_id),
+        value: format!("{}:{:.4}", d.action().as_str_name(), d.score),
+    }
+}
+
+/// The stored decision on an order of `user` (`GetDecision`).
+pub async fn decision_of(
+    store: &StateStore,
+    partitions: i32,
+    r: &pb::GetDecisionRequest,
+) -> Result<pb::GetDecisionResponse> {
+    for (field, v) in [
+        ("tenant_id", &r.tenant_id),
+        ("user_id", &r.user_id),
+        ("order_id", &r.order_id),
+    ] {
+        if v.trim().is_empty() {
+            return Err(Error::invalid(field, "is required"));
+        }
+    }
+    let slot = Slot {
+        scope: crate::state::SCOPE,
+        partition: mesh_bus::partition::partition_for(
+            &format!("{}/{}", r.tenant_id, r.user_id),
+            partitions,
+        ),
+    };
+    let reply = store
+        .hread_many(&[mesh_store::HashRead::Fields {
+            slot,
+            key: DECIDED_KEY.into(),
+            fields: vec![format!("{}/{}", r.tenant_id, r.order_id)],
+        }])
+        .await?;
+    let value = match reply.into_iter().next() {
+        Some(mesh_store::HashReply::Fields(mut v)) => v.pop().flatten(),
+        _ => None,
+    };
+    Ok(match value.as_deref().and_then(|v| v.split_once(':')) {
+        Some((action, score)) => pb::GetDecisionResponse {
+            found: true,
+            action: pb::Action::from_str_name(action).unwrap_or_default() as i32,
+            score: score.parse().unwrap_or_default(),
+        },
+        None => pb::GetDecisionResponse::default(),
+    })
+}
+
 /// Ops that queue an order (applied with the order's record).
 pub fn enqueue_ops(item: &pb::ReviewItem) -> Vec<Op> {
     let d = item.decision.clone().unwrap_or_default();

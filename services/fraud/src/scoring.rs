@@ -133,6 +133,9 @@ impl Scorer {
             top_features,
             occurred_at_ms: env.occurred_at_ms,
             model_version: model_version(&scored.policy).to_string(),
+            // Filled by the caller once profile answered (`buyer`).
+            buyer: None,
+            degraded: Vec::new(),
         }
     }
 }

@@ -136,7 +136,7 @@ async fn main() {
     }
     let wave_id = "wh|r|2026-11-21";
     let t = Instant::now();
-    let first = wave::plan_wave(&store, PARTITIONS, &routing, wave_id, NOW)
+    let first = wave::plan_wave(&store, PARTITIONS, &routing, wave_id, NOW, None)
         .await
         .expect("plan")
         .expect("a first plan");
@@ -157,7 +157,7 @@ async fn main() {
         feeder.apply(&cancel(r * 3)).await;
         feeder.apply(&order(STOPS + r)).await;
         let t = Instant::now();
-        let p = wave::plan_wave(&store, PARTITIONS, &routing, wave_id, NOW)
+        let p = wave::plan_wave(&store, PARTITIONS, &routing, wave_id, NOW, None)
             .await
             .expect("replan")
             .expect("a new plan");

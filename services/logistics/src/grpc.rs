@@ -142,6 +142,8 @@ pub fn plan_routes(
 
 fn to_wave_plan(p: StoredPlan) -> pb::WavePlan {
     pb::WavePlan {
+        held: p.held,
+        degraded: p.degraded,
         vehicles: p.routes.len() as u32,
         routes: p
             .routes

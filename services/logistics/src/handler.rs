@@ -29,6 +29,8 @@ pub struct LogisticsHandler {
     pub group: String,
     pub default_warehouse: String,
     pub planner: PlannerHandle,
+    /// Fraud's decisions topic (consumed with the orders).
+    pub decisions_topic: String,
 }
 
 /// Publishes one alert, keyed by `key`.
@@ -162,11 +164,70 @@ impl LogisticsHandler {
     }
 }
 
+impl LogisticsHandler {
+    /// Fraud's decisions: the action lands in field `fraud` of the order's
+    /// hash (the decision is keyed by the buyer like the order, so it is in
+    /// the same partition slot); a held order's wave is re-planned.
+    async fn apply_decisions(&self, records: &[Record]) -> Result<(), HandlerError> {
+        use mesh_proto::fraud::v1::Decision;
+        let first = &records[0];
+        let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        let mut held = Vec::new();
+        for r in records {
+            let Ok(d) = Decision::decode(r.payload.as_slice()) else {
+                // Not ours to judge: fraud's own output; skipped, not
+                // dead-lettered (the record stays on fraud's topic).
+                batch.push(r.offset, Vec::new());
+                continue;
+            };
+            let action = d.action().as_str_name().to_string();
+            let key = fold::order_key(&d.tenant_id, &d.order_id);
+            if wave::holds(&action) {
+                held.push(key.clone());
+            }
+            batch.push(
+                r.offset,
+                vec![mesh_store::Op::HSet {
+                    key,
+                    field: "fraud".into(),
+                    value: action,
+                }],
+            );
+        }
+        self.store
+            .apply(SCOPE, &batch)
+            .await
+            .map_err(|e| HandlerError(e.to_string()))?;
+        if held.is_empty() {
+            return Ok(());
+        }
+        let slot = Slot {
+            scope: SCOPE,
+            partition: first.partition,
+        };
+        let keys: Vec<_> = held.into_iter().map(|k| (slot, k)).collect();
+        let hashes = self
+            .store
+            .hgetall_many(&keys)
+            .await
+            .map_err(|e| HandlerError(format!("reading orders: {e}")))?;
+        for h in hashes {
+            if let Some(w) = h.get("wave") {
+                self.planner.touch(w);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Handler for LogisticsHandler {
     async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
         let Some(first) = records.first() else {
             return Ok(());
         };
+        if first.topic == self.decisions_topic {
+            return self.apply_decisions(records).await;
+        }
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
         let mut events = Vec::with_capacity(records.len());
         for r in records {

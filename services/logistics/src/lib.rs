@@ -11,6 +11,10 @@
 //! Touched waves go to a debounced planner task ([`planner`]) that plans
 //! outside the exactly-once path: `solve` first, `replan` from the stored
 //! plan after that, so stops stay on their vehicles ([`wave`]).
+//! Fraud's decisions (the decisions topic, same group) hold an order whose
+//! decision is REVIEW or REJECT; an order with no decision yet when its wave
+//! is planned is looked up with fraud's `GetDecision` over gRPC (without an
+//! answer it is routed, and the plan says so in `degraded`).
 //! `order_delivered` with `success = false`, or after the promised window,
 //! publishes a `LogisticsAlert` on the alerts topic.
 //!
@@ -199,6 +203,9 @@ pub struct Deps {
     pub consumer_extra: Vec<(String, String)>,
     /// Time source for plans, forecasts and stock versions.
     pub clock: Clock,
+    /// Peers asked at request time: fraud (`GetDecision` for orders whose
+    /// decision has not arrived when their wave is planned).
+    pub peers: mesh_runtime::peers::Peers,
 }
 
 /// A started consumer and planner.
@@ -226,10 +233,17 @@ pub fn start_consumer(cfg: &LogisticsConfig, deps: &Deps, shutdown: Cancellation
             routing: cfg.routing.clone(),
             debounce: cfg.debounce,
             clock: deps.clock.clone(),
+            fraud: deps.peers.fraud.clone(),
         },
         shutdown.clone(),
     );
-    let mut cc = ConsumerConfig::new(&deps.brokers, &cfg.group, &[&deps.topics.order_events]);
+    // Orders, and fraud's decisions on them: a REVIEW or REJECT holds the
+    // order's stop out of the routes.
+    let mut cc = ConsumerConfig::new(
+        &deps.brokers,
+        &cfg.group,
+        &[&deps.topics.order_events, &deps.topics.decisions],
+    );
     cc.extra = deps.consumer_extra.clone();
     let handler = Arc::new(handler::LogisticsHandler {
         store: deps.store.clone(),
@@ -240,6 +254,7 @@ pub fn start_consumer(cfg: &LogisticsConfig, deps: &Deps, shutdown: Cancellation
         group: cfg.group.clone(),
         default_warehouse: cfg.default_warehouse.clone(),
         planner: handle,
+        decisions_topic: deps.topics.decisions.clone(),
     });
     let assigned = Assignment::default();
     let a = assigned.clone();

@@ -35,6 +35,12 @@ pub struct StoredPlan {
     pub unassigned: Vec<String>,
     pub computed_at_ms: i64,
     pub seconds: f64,
+    /// Orders held out of the routes by fraud (REVIEW/REJECT, `fraud_hold`).
+    #[serde(default)]
+    pub held: Vec<String>,
+    /// Peers that did not answer while planning, with the fallback used.
+    #[serde(default)]
+    pub degraded: Vec<String>,
 }
 
 impl StoredPlan {

@@ -30,6 +30,8 @@ pub struct PlannerCtx {
     pub routing: Routing,
     pub debounce: Duration,
     pub clock: Clock,
+    /// Fraud, asked for decisions that have not arrived at planning time.
+    pub fraud: Option<mesh_runtime::peers::Peer>,
 }
 
 /// Starts the planner; it stops when `shutdown` is cancelled.
@@ -74,7 +76,15 @@ async fn run(
                 return;
             }
             let timer = std::time::Instant::now();
-            match wave::plan_wave(&ctx.store, ctx.partitions, &ctx.routing, &w, (ctx.clock)()).await
+            match wave::plan_wave(
+                &ctx.store,
+                ctx.partitions,
+                &ctx.routing,
+                &w,
+                (ctx.clock)(),
+                ctx.fraud.as_ref(),
+            )
+            .await
             {
                 Ok(Some(p)) => {
                     PLAN_SECONDS

@@ -67,6 +67,15 @@ pub struct StopRec {
     pub from_ms: i64,
     pub to_ms: i64,
     pub state: StopState,
+    /// The buyer (`user` field), for `GetDecision`.
+    pub user: String,
+    /// Fraud's action on the order (`ACTION_ACCEPT`, ...) once known.
+    pub fraud: Option<String>,
+}
+
+/// Whether fraud's action keeps an order out of the routes.
+pub fn holds(action: &str) -> bool {
+    action == "ACTION_REVIEW" || action == "ACTION_REJECT"
 }
 
 impl StopRec {
@@ -74,9 +83,11 @@ impl StopRec {
         let f = |k: &str| h.get(k).and_then(|v| v.parse::<f64>().ok());
         let i = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         let flag = |k: &str| h.get(k).is_some_and(|v| v == "1");
+        let fraud = h.get("fraud").cloned();
         let state = match h.get("cancelled").map(String::as_str) {
             Some(FRAUD_HOLD) => StopState::Held,
             Some(_) => StopState::Cancelled,
+            None if fraud.as_deref().is_some_and(holds) => StopState::Held,
             None if flag("paid") || flag("cod") => StopState::Active,
             None => StopState::Pending,
         };
@@ -88,6 +99,8 @@ impl StopRec {
             from_ms: i("from_ms"),
             to_ms: i("to_ms"),
             state,
+            user: h.get("user").cloned().unwrap_or_default(),
+            fraud,
         })
     }
 }
@@ -121,6 +134,71 @@ pub async fn load_wave(
         .zip(hashes)
         .filter_map(|((_, _, id), h)| Some((id.clone(), StopRec::from_hash(id, &h)?)))
         .collect())
+}
+
+/// Asks fraud's `GetDecision` for the active stops whose decision has not
+/// arrived on the decisions topic; a REVIEW or REJECT holds the stop for
+/// this plan (the topic's record persists it later). Returns the degraded
+/// note when fraud did not answer: those stops are routed.
+async fn ask_decisions(
+    fraud: Option<&mesh_runtime::peers::Peer>,
+    stops: &mut BTreeMap<String, StopRec>,
+) -> Vec<String> {
+    use mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient;
+    use mesh_proto::fraud::v1::GetDecisionRequest;
+    let Some(fraud) = fraud else {
+        return Vec::new();
+    };
+    let missing: Vec<(String, GetDecisionRequest)> = stops
+        .values()
+        .filter(|s| s.state == StopState::Active && s.fraud.is_none() && !s.user.is_empty())
+        .filter_map(|s| {
+            let (tenant, order) = s.id.split_once('/')?;
+            Some((
+                s.id.clone(),
+                GetDecisionRequest {
+                    tenant_id: tenant.to_string(),
+                    user_id: s.user.clone(),
+                    order_id: order.to_string(),
+                },
+            ))
+        })
+        .collect();
+    let asks = missing.into_iter().map(|(id, req)| async move {
+        let r = fraud
+            .call("GetDecision", req, |ch, r| async move {
+                FraudServiceClient::new(ch).get_decision(r).await
+            })
+            .await;
+        (id, r)
+    });
+    let mut unanswered = 0;
+    let mut reason = String::new();
+    for (id, r) in futures::future::join_all(asks).await {
+        match r {
+            Ok(d) if d.found => {
+                let action = d.action().as_str_name().to_string();
+                if let Some(s) = stops.get_mut(&id) {
+                    if holds(&action) {
+                        s.state = StopState::Held;
+                    }
+                    s.fraud = Some(action);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                unanswered += 1;
+                reason = e.reason();
+            }
+        }
+    }
+    if unanswered == 0 {
+        return Vec::new();
+    }
+    mesh_runtime::peers::degraded("logistics", "fraud");
+    vec![format!(
+        "{reason} ({unanswered} orders without a decision routed)"
+    )]
 }
 
 /// Every wave id seen, over all partitions, sorted.
@@ -387,6 +465,12 @@ pub fn next_plan(
         unassigned,
         computed_at_ms: now_ms,
         seconds: started.elapsed().as_secs_f64(),
+        held: stops
+            .values()
+            .filter(|s| s.state == StopState::Held)
+            .map(|s| s.id.clone())
+            .collect(),
+        degraded: Vec::new(),
     }))
 }
 
@@ -399,8 +483,10 @@ pub async fn plan_wave(
     routing: &Routing,
     wave: &str,
     now_ms: i64,
+    fraud: Option<&mesh_runtime::peers::Peer>,
 ) -> Result<Option<StoredPlan>> {
-    let stops = load_wave(store, partitions, wave).await?;
+    let mut stops = load_wave(store, partitions, wave).await?;
+    let degraded = ask_decisions(fraud, &mut stops).await;
     let prev = load_plan(store, partitions, wave).await?;
     let routing = routing.clone();
     let w = wave.to_string();
@@ -411,9 +497,10 @@ pub async fn plan_wave(
                 wave: wave.to_string(),
                 reason: format!("planner task failed: {e}"),
             })??;
-    let Some(plan) = next else {
+    let Some(mut plan) = next else {
         return Ok(None);
     };
+    plan.degraded = degraded;
     let method = plan.method.clone();
     let stored = store_plan(store, partitions, &plan).await?;
     crate::metrics::PLANS
@@ -453,6 +540,8 @@ mod tests {
                     from_ms: DAY0 + 8 * 3_600_000,
                     to_ms: DAY0 + 16 * 3_600_000,
                     state: StopState::Active,
+                    user: format!("u{i}"),
+                    fraud: None,
                 };
                 (s.id.clone(), s)
             })

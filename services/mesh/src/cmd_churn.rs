@@ -343,6 +343,7 @@ pub async fn retention_with(
         producer: backends.producer.clone(),
         consumer_extra: cfg.consumer_extra.clone(),
         clock: Arc::new(mesh_churn::scoring::SystemClock),
+        peers: Default::default(),
     };
     let r =
         mesh_churn_svc::report_retention(&cfg.churn, &deps, args.confidence, args.method).await?;

@@ -51,17 +51,28 @@ pub struct ConsoleCtx {
     rates: Arc<Mutex<Rates>>,
 }
 
-/// Addresses of the services the console asks.
-#[derive(Debug, Clone, Copy)]
+/// Where the services the console asks answer: `http://host:port` each.
+#[derive(Debug, Clone)]
 pub struct Addrs {
-    pub churn: SocketAddr,
-    pub fraud: SocketAddr,
-    pub logistics: SocketAddr,
+    pub churn: String,
+    pub fraud: String,
+    pub logistics: String,
 }
 
-fn channel(addr: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("a socket address is a valid URI")
+impl Addrs {
+    /// The services of one process, on the addresses they bound.
+    pub fn local(churn: SocketAddr, fraud: SocketAddr, logistics: SocketAddr) -> Self {
+        Addrs {
+            churn: format!("http://{churn}"),
+            fraud: format!("http://{fraud}"),
+            logistics: format!("http://{logistics}"),
+        }
+    }
+}
+
+fn channel(url: &str) -> Channel {
+    Endpoint::from_shared(url.to_string())
+        .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:9"))
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(3))
         .connect_lazy()
@@ -84,9 +95,9 @@ impl ConsoleCtx {
             depots,
             lag,
             stages,
-            churn: channel(addrs.churn),
-            fraud: channel(addrs.fraud),
-            logistics: channel(addrs.logistics),
+            churn: channel(&addrs.churn),
+            fraud: channel(&addrs.fraud),
+            logistics: channel(&addrs.logistics),
             rates: Arc::default(),
         }
     }

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`node`]: the whole mesh in one process (`mesh up`).
+//! - [`serve`]: one service in its own process (`mesh serve <role>`);
+//!   [`processes`]: all of them as child processes (`mesh up --processes`).
 //! - [`replay`]: rebuild state from offset 0 (`mesh replay`).
 //! - [`bench`]: the ingest load benchmark (`mesh bench ingest`).
 //! - [`sim`]: a small seeded event generator used by the bench and tests.
@@ -24,6 +26,8 @@ pub mod console_stages;
 pub mod lag;
 pub mod log;
 pub mod node;
+pub mod processes;
 pub mod replay;
+pub mod serve;
 pub mod sim;
 pub mod status;

@@ -1,7 +1,9 @@
 //! `mesh`: the operator binary. Parses arguments and calls the library.
 use clap::{Parser, Subcommand};
 use mesh_cli::cmd_progress::Steps;
-use mesh_cli::{bench, cmd_churn, cmd_fraud, cmd_profile, cmd_recommend, node, replay, status};
+use mesh_cli::{
+    bench, cmd_churn, cmd_fraud, cmd_profile, cmd_recommend, node, replay, serve, status,
+};
 use mesh_runtime::config::Env;
 
 #[derive(Parser)]
@@ -15,6 +17,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run every service in one process. Without MESH_KAFKA_BROKERS and
@@ -30,6 +34,18 @@ enum Command {
         /// Stop after this many seconds (0 = run until SIGTERM/SIGINT).
         #[arg(long, default_value_t = 0)]
         seconds: u64,
+        /// Start every service as its own child process (`mesh serve
+        /// <role>`), the production shape; starts redis-server when
+        /// MESH_REDIS_URL is unset.
+        #[arg(long)]
+        processes: bool,
+    },
+    /// Run one service in this process against a real broker and Redis
+    /// (MESH_KAFKA_BROKERS, MESH_REDIS_URL), with its own admin port
+    /// (MESH_ADMIN_ADDR) and peers from MESH_<PEER>_ADDR.
+    Serve {
+        #[arg(value_enum)]
+        role: serve::Role,
     },
     /// Rebuild a service's state from offset 0 into an empty store. Stop the
     /// service first.
@@ -82,6 +98,8 @@ enum ReportCommand {
     Cdnow(cmd_profile::CdnowArgs),
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum EvalCommand {
     /// BG/NBD, Pareto/NBD and learned churn models on a CDNOW-style purchase log.
@@ -148,13 +166,62 @@ enum BenchCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let env = Env::from_process();
-    let _telemetry = mesh_runtime::telemetry::init(&env, "mesh")?;
+    // Spans name the service that made them: one per process under `serve`.
+    let service = match &cli.command {
+        Command::Serve { role } => role.name(),
+        _ => "mesh",
+    };
+    let _telemetry = mesh_runtime::telemetry::init(&env, service)?;
     let cfg = node::MeshConfig::from_env(&env)?;
     match cli.command {
         Command::Up {
             simulate,
             rate,
             seconds,
+            processes: true,
+        } => {
+            let shutdown = mesh_runtime::shutdown::on_signals();
+            let mut procs = mesh_cli::processes::start(&cfg).await?;
+            procs
+                .wait_ready(std::time::Duration::from_secs(120))
+                .await?;
+            println!("Lifecycle Mesh is up: one process per service");
+            println!("  broker        {}", procs.brokers);
+            println!("  state         {}", procs.redis_url);
+            for c in &procs.children {
+                println!(
+                    "  {:<13} gRPC {}  admin http://{}/ready",
+                    c.role.name(),
+                    c.grpc_addr,
+                    c.admin_addr
+                );
+            }
+            if simulate {
+                let addr = cfg.ingest.grpc_addr;
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = mesh_cli::sim::drive(addr, rate, stop).await {
+                        tracing::error!(%e, "simulator stopped");
+                    }
+                });
+                println!("  simulator     {rate} events/s");
+            }
+            if seconds > 0 {
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+                    stop.cancel();
+                });
+            }
+            procs
+                .run(shutdown, std::time::Duration::from_secs(15))
+                .await?;
+        }
+        Command::Up {
+            simulate,
+            rate,
+            seconds,
+            processes: false,
         } => {
             let shutdown = mesh_runtime::shutdown::on_signals();
             let mesh = node::start(&cfg, shutdown.clone()).await?;
@@ -204,12 +271,26 @@ async fn main() -> anyhow::Result<()> {
                 shutdown.cancelled().await;
             }
             // Bounded grace: consumers finish their batch and commit.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), mesh.profile.consumer)
-                .await;
-            let _ = mesh
-                .backends
-                .producer
-                .flush(std::time::Duration::from_secs(5));
+            mesh.stopped(std::time::Duration::from_secs(10)).await;
+        }
+        Command::Serve { role } => {
+            let shutdown = mesh_runtime::shutdown::on_signals();
+            let served = serve::serve(role, &cfg, &env, shutdown.clone()).await?;
+            println!(
+                "{} serving: {}{}, admin http://{}/ready",
+                role.name(),
+                served
+                    .grpc_addr
+                    .map(|a| format!("gRPC {a}"))
+                    .unwrap_or_else(|| "console".into()),
+                served
+                    .http_addr
+                    .map(|a| format!(", HTTP http://{a}/v1/events"))
+                    .unwrap_or_default(),
+                served.admin_addr
+            );
+            shutdown.cancelled().await;
+            served.stopped(std::time::Duration::from_secs(10)).await;
         }
         Command::Replay { service: _, json } => {
             let backends = node::Backends::connect(&cfg).await?;

@@ -4,8 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mesh_bus::consumer::Assignment;
 use mesh_bus::{EmbeddedKafka, Producer, ProducerConfig, TopicNames, TopicSpec};
 use mesh_runtime::config::Env;
+use mesh_runtime::peers::Peers;
 use mesh_store::{IdLedger, MemoryStore, RedisStore, StateStore};
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +65,18 @@ impl MeshConfig {
             churn: mesh_churn_svc::ChurnConfig::from_env(env)?,
             logistics: mesh_logistics_svc::LogisticsConfig::from_env(env)?,
             recommend: mesh_recommend_svc::RecommendConfig::from_env(env)?,
-            consumer_extra: Vec::new(),
+            consumer_extra: match env.get("MESH_CONSUMER_SESSION_TIMEOUT_MS") {
+                // How long the group waits for a consumer that stopped
+                // answering before its partitions move (librdkafka default
+                // 45 s); a group join takes about half of it.
+                Some(_) => vec![(
+                    "session.timeout.ms".into(),
+                    env.millis("MESH_CONSUMER_SESSION_TIMEOUT_MS", Duration::from_secs(45))?
+                        .as_millis()
+                        .to_string(),
+                )],
+                None => Vec::new(),
+            },
         })
     }
 
@@ -200,6 +215,7 @@ impl Backends {
             store: self.store.clone(),
             producer: self.producer.clone(),
             consumer_extra: cfg.consumer_extra.clone(),
+            peers: Peers::default(),
         }
     }
 }
@@ -257,6 +273,18 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     let ingest = mesh_ingest::start(&cfg.ingest, publisher, shutdown.clone()).await?;
     let profile =
         mesh_profile::start(&cfg.profile, &backends.profile_deps(cfg), shutdown.clone()).await?;
+    // In one process the services still ask each other over gRPC, on the
+    // addresses they just bound: the same code path as separate processes.
+    let peer = |name: &'static str, addr: SocketAddr| {
+        mesh_runtime::peers::Peer::connect(mesh_runtime::peers::PeerConfig::new(
+            name,
+            vec![format!("http://{addr}")],
+        ))
+    };
+    let profile_peer = Peers {
+        profile: Some(peer("profile", profile.grpc_addr)?),
+        ..Peers::default()
+    };
     let fraud_deps = mesh_fraud_svc::Deps {
         brokers: backends.brokers.clone(),
         topics: cfg.topics(),
@@ -265,8 +293,22 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         store: backends.store.clone(),
         producer: backends.producer.clone(),
         consumer_extra: cfg.consumer_extra.clone(),
+        peers: profile_peer.clone(),
     };
     let fraud = mesh_fraud_svc::start(&cfg.fraud, &fraud_deps, shutdown.clone()).await?;
+    let fraud_peer = Peers {
+        fraud: Some(peer("fraud", fraud.grpc_addr)?),
+        ..Peers::default()
+    };
+    let mut recommend_deps = backends.recommend_deps(cfg);
+    recommend_deps.peers = profile_peer.clone();
+    let recommend = mesh_recommend_svc::start(&cfg.recommend, &recommend_deps, shutdown.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("recommend: {e}"))?;
+    let recommend_peer = Peers {
+        recommend: Some(peer("recommend", recommend.grpc_addr)?),
+        ..Peers::default()
+    };
     let churn_deps = mesh_churn_svc::Deps {
         brokers: backends.brokers.clone(),
         topics: cfg.topics(),
@@ -275,6 +317,7 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         producer: backends.producer.clone(),
         consumer_extra: cfg.consumer_extra.clone(),
         clock: Arc::new(mesh_churn::scoring::SystemClock),
+        peers: recommend_peer,
     };
     let churn = mesh_churn_svc::start(&cfg.churn, &churn_deps, shutdown.clone()).await?;
     let logistics_deps = mesh_logistics_svc::Deps {
@@ -285,52 +328,25 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         producer: backends.producer.clone(),
         consumer_extra: cfg.consumer_extra.clone(),
         clock: mesh_logistics_svc::system_clock(),
+        peers: fraud_peer,
     };
     let logistics =
         mesh_logistics_svc::start(&cfg.logistics, &logistics_deps, shutdown.clone()).await?;
-    let recommend_deps = backends.recommend_deps(cfg);
-    let recommend = mesh_recommend_svc::start(&cfg.recommend, &recommend_deps, shutdown.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("recommend: {e}"))?;
-    let assigned = profile.assigned.clone();
-    // Readiness: partitions assigned and the store answering (pinged in the
-    // background so /ready never blocks on Redis).
-    let store_ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let (store, ok, stop) = (backends.store.clone(), store_ok.clone(), shutdown.clone());
-        let backend = match &backends.store {
-            StateStore::Redis(_) => "redis",
-            _ => "memory",
-        };
-        tokio::spawn(async move {
-            loop {
-                let started = std::time::Instant::now();
-                let up = matches!(
-                    tokio::time::timeout(Duration::from_secs(1), store.ping()).await,
-                    Ok(Ok(()))
-                );
-                if up {
-                    mesh_runtime::metrics::STORE_PING_SECONDS
-                        .with_label_values(&[backend])
-                        .observe(started.elapsed().as_secs_f64());
-                }
-                ok.store(up, std::sync::atomic::Ordering::Relaxed);
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                }
-            }
-        });
-    }
-    let ready: mesh_runtime::admin::ReadyCheck = Arc::new(move || {
-        if assigned.partitions() == 0 {
-            Err("profile has no partitions assigned yet".into())
-        } else if !store_ok.load(std::sync::atomic::Ordering::Relaxed) {
-            Err("state store does not answer".into())
-        } else {
-            Ok(())
-        }
-    });
+    // Readiness: every service's consumers assigned and the store
+    // answering (pinged in the background so /ready never blocks on Redis).
+    let store_ok = spawn_store_pinger(&backends.store, shutdown.clone());
+    let ready = ready_check(
+        vec![
+            ("profile", profile.assigned.clone()),
+            ("fraud", fraud.assigned.clone()),
+            ("churn", churn.assigned.clone()),
+            ("logistics", logistics.assigned.clone()),
+            ("recommend", recommend.assigned.clone()),
+            ("recommend flags", recommend.flags_assigned.clone()),
+        ],
+        store_ok,
+        Peers::default(),
+    );
     // Zero-valued series for alert inputs that only move on failures, so
     // `rate()` over them is 0 rather than absent.
     for g in lag_groups(cfg) {
@@ -356,11 +372,7 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
             cfg.partitions,
             shutdown.clone(),
         ),
-        crate::console::Addrs {
-            churn: churn.grpc_addr,
-            fraud: fraud.grpc_addr,
-            logistics: logistics.grpc_addr,
-        },
+        crate::console::Addrs::local(churn.grpc_addr, fraud.grpc_addr, logistics.grpc_addr),
     );
     crate::console::spawn_sampler(&console, shutdown.clone());
     let admin = mesh_runtime::admin::router(ready).merge(crate::console::router(console));
@@ -376,6 +388,79 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         admin_addr,
         lag,
     })
+}
+
+/// Pings the store every 2 s in the background; the flag says whether the
+/// last ping was answered within 1 s.
+pub fn spawn_store_pinger(store: &StateStore, stop: CancellationToken) -> Arc<AtomicBool> {
+    let ok = Arc::new(AtomicBool::new(false));
+    let (store, flag) = (store.clone(), ok.clone());
+    let backend = match &store {
+        StateStore::Redis(_) => "redis",
+        _ => "memory",
+    };
+    tokio::spawn(async move {
+        loop {
+            let started = std::time::Instant::now();
+            let up = matches!(
+                tokio::time::timeout(Duration::from_secs(1), store.ping()).await,
+                Ok(Ok(()))
+            );
+            if up {
+                mesh_runtime::metrics::STORE_PING_SECONDS
+                    .with_label_values(&[backend])
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            flag.store(up, Ordering::Relaxed);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    });
+    ok
+}
+
+/// `/ready`: every consumer named in `consumers` has partitions, the store
+/// answers, and every peer has answered at least once since start. A peer
+/// that goes away later does not make the service unready: it answers
+/// degraded instead (taking it out of rotation would spread the outage).
+pub fn ready_check(
+    consumers: Vec<(&'static str, Assignment)>,
+    store_ok: Arc<AtomicBool>,
+    peers: Peers,
+) -> mesh_runtime::admin::ReadyCheck {
+    Arc::new(move || {
+        if let Some((name, _)) = consumers.iter().find(|(_, a)| a.partitions() == 0) {
+            return Err(format!("{name} has no partitions assigned yet"));
+        }
+        if !store_ok.load(Ordering::Relaxed) {
+            return Err("state store does not answer".into());
+        }
+        if let Some(p) = peers.all().into_iter().find(|p| !p.has_answered()) {
+            return Err(format!("peer {} has not answered yet", p.name()));
+        }
+        Ok(())
+    })
+}
+
+impl Mesh {
+    /// Waits, after the shutdown token was cancelled, for every consumer
+    /// to finish its batch and commit (at most `grace` each), then flushes
+    /// the producer. The embedded broker, if any, stops last (when `self`
+    /// is dropped), so no consumer loses its broker mid-commit.
+    pub async fn stopped(self, grace: Duration) {
+        let consumers = [
+            self.profile.consumer,
+            self.fraud.consumer,
+            self.churn.consumer,
+            self.logistics.consumer,
+            self.recommend.consumer,
+            self.recommend.flags_consumer,
+        ];
+        let _ = tokio::time::timeout(grace, futures::future::join_all(consumers)).await;
+        let _ = self.backends.producer.flush(Duration::from_secs(5));
+    }
 }
 
 /// Every consumer group of the mesh and the topics it reads.

@@ -44,6 +44,20 @@ pub struct Answer {
     pub model_version: String,
     /// The user had no history and no model entry.
     pub cold_start: bool,
+    /// Where the ranking's user features came from: `profile` or `history`.
+    pub user_features: &'static str,
+    /// Peers that did not answer, with the fallback used.
+    pub degraded: Vec<String>,
+}
+
+/// User features profile keeps, used in ranking instead of recomputing
+/// them from the service's own short history.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfileFeatures {
+    /// Decayed category interest, scaled so the favourite is 1.
+    pub category_affinity: HashMap<String, f64>,
+    /// Stage is AT_RISK or DORMANT.
+    pub at_risk: bool,
 }
 
 /// Recommendation engine shared by the gRPC handlers.
@@ -56,6 +70,8 @@ pub struct Engine {
     pub flag_ttl: std::time::Duration,
     /// Catalog entries read recently (see [`CatalogCache`]).
     pub catalog: CatalogCache,
+    /// Profile, asked for the user features used in ranking.
+    pub profile: Option<mesh_runtime::peers::Peer>,
 }
 
 /// Catalog entries kept in process for `ttl` (`MESH_RECOMMEND_CATALOG_TTL_MS`,
@@ -136,7 +152,51 @@ impl Engine {
             rank: RankConfig::default(),
             flag_ttl: FLAG_TTL,
             catalog: CatalogCache::new(CATALOG_TTL),
+            profile: None,
         }
+    }
+
+    /// The user's features from profile: `Ok(None)` without a profile peer
+    /// or for a user profile does not know, `Err(reason)` when profile did
+    /// not answer.
+    pub async fn profile_features(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> std::result::Result<Option<ProfileFeatures>, String> {
+        use mesh_proto::profile::v1 as ppb;
+        use mesh_proto::profile::v1::profile_service_client::ProfileServiceClient;
+        let Some(peer) = &self.profile else {
+            return Ok(None);
+        };
+        let req = ppb::BatchGetProfilesRequest {
+            users: vec![ppb::GetProfileRequest {
+                tenant_id: tenant.to_string(),
+                user_id: user.to_string(),
+            }],
+        };
+        let res = peer
+            .call("BatchGetProfiles", req, |ch, r| async move {
+                ProfileServiceClient::new(ch).batch_get_profiles(r).await
+            })
+            .await
+            .map_err(|e| e.reason())?;
+        Ok(res.profiles.into_iter().next().map(|p| {
+            let top = p
+                .category_affinity
+                .iter()
+                .map(|a| a.score)
+                .fold(0.0_f64, f64::max);
+            ProfileFeatures {
+                category_affinity: p
+                    .category_affinity
+                    .iter()
+                    .filter(|a| top > 0.0 && a.score.is_finite())
+                    .map(|a| (a.name.clone(), a.score / top))
+                    .collect(),
+                at_risk: matches!(p.stage(), ppb::Stage::AtRisk | ppb::Stage::Dormant),
+            }
+        }))
     }
 
     /// Catalog entries of `items`, from the cache where fresh.
@@ -217,13 +277,15 @@ impl Engine {
                 source: Source::Rule,
             }));
         }
-        let items = self
+        let (items, user_features, degraded) = self
             .rank_candidates(q, &state, candidates, q.n, now)
             .await?;
         Ok(Answer {
             items,
             model_version: model.map(|m| m.version.clone()).unwrap_or_default(),
             cold_start,
+            user_features,
+            degraded,
         })
     }
 
@@ -272,7 +334,7 @@ impl Engine {
                     source: Source::Rule,
                 }),
         );
-        let mut ranked = self
+        let (mut ranked, user_features, degraded) = self
             .rank_candidates(q, &state, candidates, items.len(), now)
             .await?;
         for r in ranked.iter_mut().filter(|r| r.source == Source::Rule) {
@@ -282,6 +344,8 @@ impl Engine {
             items: ranked,
             model_version: model.map(|m| m.version.clone()).unwrap_or_default(),
             cold_start: recent.is_empty(),
+            user_features,
+            degraded,
         })
     }
 
@@ -292,15 +356,31 @@ impl Engine {
         candidates: Vec<Candidate>,
         n: usize,
         now: f64,
-    ) -> Result<Vec<Ranked>> {
-        let at_risk = self.flagged(state.at_risk_ms, now);
+    ) -> Result<(Vec<Ranked>, &'static str, Vec<String>)> {
         let mut ids: Vec<String> = candidates.iter().map(|c| c.item.clone()).collect();
         ids.sort();
         ids.dedup();
-        let catalog = self.catalog(&q.tenant, &ids).await?;
+        // Catalog and profile are read together.
+        let (catalog, from_profile) = futures::future::join(
+            self.catalog(&q.tenant, &ids),
+            self.profile_features(&q.tenant, &q.user),
+        )
+        .await;
+        let catalog = catalog?;
+        let mut degraded = Vec::new();
+        let (category_affinity, profile_at_risk, user_features) = match from_profile {
+            Ok(Some(p)) => (p.category_affinity, p.at_risk, "profile"),
+            Ok(None) => (affinity(state), false, "history"),
+            Err(reason) => {
+                mesh_runtime::peers::degraded("recommend", "profile");
+                degraded.push(format!("{reason} (features from recent history)"));
+                (affinity(state), false, "history")
+            }
+        };
+        let at_risk = self.flagged(state.at_risk_ms, now) || profile_at_risk;
         let ctx = UserContext {
             now,
-            category_affinity: affinity(state),
+            category_affinity,
             typical_price: typical_price(state),
             purchased: state.purchased.clone(),
             in_cart: state.in_cart.clone(),
@@ -312,7 +392,11 @@ impl Engine {
             n,
             ..self.rank.clone()
         };
-        Ok(rank(&ctx, &candidates, &catalog, &cfg))
+        Ok((
+            rank(&ctx, &candidates, &catalog, &cfg),
+            user_features,
+            degraded,
+        ))
     }
 }
 

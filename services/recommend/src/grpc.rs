@@ -80,6 +80,8 @@ fn answer(a: Answer) -> pb::RecommendResponse {
         items: a.items.into_iter().map(item).collect(),
         model_version: a.model_version,
         cold_start: a.cold_start,
+        user_features: a.user_features.to_string(),
+        degraded: a.degraded,
     }
 }
 

@@ -124,6 +124,8 @@ pub struct Deps {
     pub producer: Producer,
     /// librdkafka settings for the consumer (tests shorten timeouts).
     pub consumer_extra: Vec<(String, String)>,
+    /// Peers asked at request time: profile (user features for ranking).
+    pub peers: mesh_runtime::peers::Peers,
 }
 
 /// A started recommend service.
@@ -238,6 +240,7 @@ pub async fn start_with_model(
     let mut engine = engine::Engine::new(live, model.clone());
     engine.flag_ttl = cfg.flag_ttl;
     engine.catalog = engine::CatalogCache::new(cfg.catalog_ttl);
+    engine.profile = deps.peers.profile.clone();
     let engine = Arc::new(engine);
     let (grpc_addr, server) = serve_grpc(cfg.grpc_addr, engine, shutdown).await?;
     tracing::info!(%grpc_addr, "recommend serving");

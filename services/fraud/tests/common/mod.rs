@@ -114,6 +114,7 @@ pub async fn start_with(rules_path: Option<PathBuf>, model: PathBuf) -> Harness 
         store: store.clone(),
         producer: producer.clone(),
         consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
+        peers: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let running = mesh_fraud_svc::start(&cfg, &deps, shutdown.clone())

@@ -98,6 +98,7 @@ pub async fn start(name: &str) -> Svc {
         producer,
         consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
         clock: Arc::new(|| NOW),
+        peers: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let running = mesh_logistics_svc::start(&cfg, &deps, shutdown.clone())

@@ -1,0 +1,572 @@
+//! Clients of the other services: one [`Peer`] per service a service asks
+//! at request time.
+//!
+//! A peer's address comes from `MESH_<PEER>_ADDR` (an `http://host:port`
+//! URL, or a comma-separated list of them for replicas: the channel then
+//! balances calls over them, power of two choices). Every call through
+//! [`Peer::call`] gets
+//! - a deadline (`MESH_PEER_DEADLINE_MS`, default 250 ms), sent to the
+//!   server as `grpc-timeout` and enforced on this side too;
+//! - retries of UNAVAILABLE / deadline failures with a budget (at most 20%
+//!   extra calls over a 10 s window, so a struggling peer is not hit with
+//!   retry storms);
+//! - a circuit breaker: after 5 failures in a row the peer is skipped for
+//!   2 s (calls fail at once with [`PeerError::Open`]), then one call is let
+//!   through to probe it;
+//! - the caller's W3C trace context in the `traceparent` metadata, so the
+//!   server's spans join the caller's trace (the server side is
+//!   [`crate::grpc::MetricsLayer`]).
+//!
+//! A failed call is an answer the caller must handle: each service defines
+//! the degraded answer it gives without the peer, says so in its response,
+//! and counts it with [`degraded`].
+use std::future::Future;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use tonic::transport::{Channel, Endpoint};
+use tower::retry::budget::{Budget, TpsBudget};
+
+use crate::config::Env;
+use crate::{Error, Result};
+
+/// The services a mesh service may ask, with the variable holding each
+/// one's address.
+pub const PEERS: &[(&str, &str)] = &[
+    ("ingest", "MESH_INGEST_ADDR"),
+    ("profile", "MESH_PROFILE_ADDR"),
+    ("churn", "MESH_CHURN_ADDR"),
+    ("recommend", "MESH_RECOMMEND_ADDR"),
+    ("fraud", "MESH_FRAUD_ADDR"),
+    ("logistics", "MESH_LOGISTICS_ADDR"),
+];
+
+/// How to reach one peer.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// The peer's service name (`profile`, ...), used in metrics and logs.
+    pub name: &'static str,
+    /// `http://host:port` of each replica.
+    pub endpoints: Vec<String>,
+    /// Deadline of one attempt.
+    pub deadline: Duration,
+    /// Attempts per call, the first included.
+    pub attempts: u32,
+    /// Failures in a row that open the breaker.
+    pub trip_after: u32,
+    /// How long an open breaker skips the peer.
+    pub cool_down: Duration,
+}
+
+impl PeerConfig {
+    /// Defaults for `endpoints`.
+    pub fn new(name: &'static str, endpoints: Vec<String>) -> Self {
+        PeerConfig {
+            name,
+            endpoints,
+            deadline: Duration::from_millis(250),
+            attempts: 2,
+            trip_after: 5,
+            cool_down: Duration::from_secs(2),
+        }
+    }
+
+    /// The peer `name` from `MESH_<NAME>_ADDR`; `None` when unset.
+    pub fn from_env(env: &Env, name: &'static str) -> Result<Option<Self>> {
+        let var = PEERS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or("MESH_PEER_ADDR");
+        let Some(raw) = env.get(var) else {
+            return Ok(None);
+        };
+        let endpoints = parse_endpoints(var, raw)?;
+        let mut cfg = PeerConfig::new(name, endpoints);
+        cfg.deadline = env.millis("MESH_PEER_DEADLINE_MS", cfg.deadline)?;
+        Ok(Some(cfg))
+    }
+}
+
+/// Splits and checks a comma-separated list of `http://host:port` URLs.
+pub fn parse_endpoints(var: &str, raw: &str) -> Result<Vec<String>> {
+    let list: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if s.contains("://") {
+                s.to_string()
+            } else {
+                format!("http://{s}")
+            }
+        })
+        .collect();
+    if list.is_empty() {
+        return Err(Error::Config {
+            var: var.into(),
+            value: raw.into(),
+            reason: "expected http://host:port[,http://host:port...]".into(),
+        });
+    }
+    for e in &list {
+        Endpoint::from_shared(e.clone()).map_err(|err| Error::Config {
+            var: var.into(),
+            value: e.clone(),
+            reason: format!("not a URL: {err}"),
+        })?;
+    }
+    Ok(list)
+}
+
+/// The peers one service asks; `None` where that peer is not configured
+/// (the service then gives its fallback answer without trying).
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    pub profile: Option<Peer>,
+    pub recommend: Option<Peer>,
+    pub fraud: Option<Peer>,
+    pub churn: Option<Peer>,
+    pub logistics: Option<Peer>,
+}
+
+impl Peers {
+    /// Connects (lazily) to each of `names` configured in `env`.
+    pub fn from_env(env: &Env, names: &[&'static str]) -> Result<Peers> {
+        let mut peers = Peers::default();
+        for &name in names {
+            if let Some(cfg) = PeerConfig::from_env(env, name)? {
+                peers.set(name, Peer::connect(cfg)?);
+            }
+        }
+        Ok(peers)
+    }
+
+    /// Sets the peer `name` (an unknown name is ignored).
+    pub fn set(&mut self, name: &str, peer: Peer) {
+        match name {
+            "profile" => self.profile = Some(peer),
+            "recommend" => self.recommend = Some(peer),
+            "fraud" => self.fraud = Some(peer),
+            "churn" => self.churn = Some(peer),
+            "logistics" => self.logistics = Some(peer),
+            _ => {}
+        }
+    }
+
+    /// Every configured peer.
+    pub fn all(&self) -> Vec<&Peer> {
+        [
+            &self.profile,
+            &self.recommend,
+            &self.fraud,
+            &self.churn,
+            &self.logistics,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// Why a call to a peer gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The breaker is open: the peer failed repeatedly and is skipped.
+    #[error("{0}: circuit open after repeated failures")]
+    Open(&'static str),
+    /// No answer within the deadline.
+    #[error("{0}: no answer within {1:?}")]
+    Deadline(&'static str, Duration),
+    /// The peer answered with an error status.
+    #[error("{0}: {1}")]
+    Status(&'static str, tonic::Status),
+}
+
+impl PeerError {
+    /// A short reason for responses and logs, e.g. `profile: unavailable`.
+    pub fn reason(&self) -> String {
+        match self {
+            PeerError::Open(p) => format!("{p}: circuit open"),
+            PeerError::Deadline(p, _) => format!("{p}: deadline exceeded"),
+            PeerError::Status(p, s) => format!("{p}: {:?}", s.code()).to_lowercase(),
+        }
+    }
+
+    /// The peer's status, when it answered with one.
+    pub fn status(&self) -> Option<&tonic::Status> {
+        match self {
+            PeerError::Status(_, s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum BreakerState {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// One probe call is out; others are refused until it returns.
+    HalfOpen,
+}
+
+/// A client of one peer service; cheap to clone.
+#[derive(Clone)]
+pub struct Peer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: PeerConfig,
+    channel: Channel,
+    budget: TpsBudget,
+    breaker: Mutex<BreakerState>,
+    answered_once: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("name", &self.inner.cfg.name)
+            .field("endpoints", &self.inner.cfg.endpoints)
+            .finish()
+    }
+}
+
+impl Peer {
+    /// A lazily connecting client: never blocks, never fails on a peer
+    /// that is down (calls do). Must be called inside a tokio runtime.
+    pub fn connect(cfg: PeerConfig) -> Result<Peer> {
+        let endpoints = cfg
+            .endpoints
+            .iter()
+            .map(|e| {
+                Endpoint::from_shared(e.clone())
+                    .map(|ep| {
+                        ep.connect_timeout(Duration::from_millis(500))
+                            .tcp_nodelay(true)
+                            .http2_keep_alive_interval(Duration::from_secs(10))
+                            .keep_alive_while_idle(true)
+                    })
+                    .map_err(|err| Error::Config {
+                        var: format!("MESH_{}_ADDR", cfg.name.to_uppercase()),
+                        value: e.clone(),
+                        reason: format!("not a URL: {err}"),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let channel = match endpoints.as_slice() {
+            [one] => one.connect_lazy(),
+            _ => Channel::balance_list(endpoints.into_iter()),
+        };
+        Ok(Peer {
+            inner: Arc::new(Inner {
+                budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
+                breaker: Mutex::new(BreakerState::Closed { failures: 0 }),
+                answered_once: Default::default(),
+                cfg,
+                channel,
+            }),
+        })
+    }
+
+    /// The peer's service name.
+    pub fn name(&self) -> &'static str {
+        self.inner.cfg.name
+    }
+
+    /// The balanced channel, for clients that manage calls themselves.
+    pub fn channel(&self) -> Channel {
+        self.inner.channel.clone()
+    }
+
+    /// Whether the peer has answered any call (or health probe) since start.
+    pub fn has_answered(&self) -> bool {
+        self.inner
+            .answered_once
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the breaker currently lets calls through.
+    pub fn is_closed(&self) -> bool {
+        matches!(
+            *self.inner.breaker.lock().unwrap_or_else(|e| e.into_inner()),
+            BreakerState::Closed { .. }
+        )
+    }
+
+    /// Calls the peer: `f` gets the channel and a request carrying the
+    /// deadline and trace context, and makes one attempt. Retried (within
+    /// the budget) on UNAVAILABLE and deadline failures; other statuses are
+    /// the peer's answer and are returned as they are.
+    pub async fn call<Req, T, F, Fut>(
+        &self,
+        method: &'static str,
+        req: Req,
+        f: F,
+    ) -> std::result::Result<T, PeerError>
+    where
+        Req: Clone,
+        F: Fn(Channel, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let name = self.inner.cfg.name;
+        let started = Instant::now();
+        let out = self.call_inner(method, req, f).await;
+        let outcome = match &out {
+            Ok(_) => "ok",
+            Err(PeerError::Open(_)) => "open",
+            Err(PeerError::Deadline(..)) => "deadline",
+            Err(PeerError::Status(_, s)) if retryable(s) => "unavailable",
+            Err(PeerError::Status(..)) => "status",
+        };
+        PEER_CALLS.with_label_values(&[name, method, outcome]).inc();
+        PEER_SECONDS
+            .with_label_values(&[name, method])
+            .observe(started.elapsed().as_secs_f64());
+        out
+    }
+
+    async fn call_inner<Req, T, F, Fut>(
+        &self,
+        method: &'static str,
+        req: Req,
+        f: F,
+    ) -> std::result::Result<T, PeerError>
+    where
+        Req: Clone,
+        F: Fn(Channel, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let cfg = &self.inner.cfg;
+        if !self.admit() {
+            return Err(PeerError::Open(cfg.name));
+        }
+        self.inner.budget.deposit();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = tonic::Request::new(req.clone());
+            request.set_timeout(cfg.deadline);
+            inject_trace(request.metadata_mut());
+            let res =
+                tokio::time::timeout(cfg.deadline, f(self.inner.channel.clone(), request)).await;
+            let err = match res {
+                Ok(Ok(resp)) => {
+                    self.record(true);
+                    return Ok(resp.into_inner());
+                }
+                Ok(Err(s)) if !retryable(&s) => {
+                    // The peer answered: it is up, the answer is an error.
+                    self.record(true);
+                    return Err(PeerError::Status(cfg.name, s));
+                }
+                Ok(Err(s)) => PeerError::Status(cfg.name, s),
+                Err(_) => PeerError::Deadline(cfg.name, cfg.deadline),
+            };
+            if attempt >= cfg.attempts || !self.inner.budget.withdraw() {
+                self.record(false);
+                tracing::debug!(peer = cfg.name, method, %err, attempt, "peer call failed");
+                return Err(err);
+            }
+            RETRIES.with_label_values(&[cfg.name, method]).inc();
+            tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+        }
+    }
+
+    /// Whether the breaker lets this call through.
+    fn admit(&self) -> bool {
+        let mut b = self.inner.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        match *b {
+            BreakerState::Closed { .. } => true,
+            BreakerState::HalfOpen => false,
+            BreakerState::Open { until } if Instant::now() >= until => {
+                *b = BreakerState::HalfOpen;
+                true
+            }
+            BreakerState::Open { .. } => false,
+        }
+    }
+
+    fn record(&self, answered: bool) {
+        let cfg = &self.inner.cfg;
+        let mut b = self.inner.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        if answered {
+            self.inner
+                .answered_once
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            if !matches!(*b, BreakerState::Closed { .. }) {
+                tracing::info!(peer = cfg.name, "peer answers again; circuit closed");
+            }
+            *b = BreakerState::Closed { failures: 0 };
+            return;
+        }
+        let failures = match *b {
+            BreakerState::Closed { failures } => failures + 1,
+            _ => cfg.trip_after,
+        };
+        if failures >= cfg.trip_after {
+            if matches!(*b, BreakerState::Closed { .. }) {
+                tracing::warn!(peer = cfg.name, failures, cool_down = ?cfg.cool_down, "peer keeps failing; circuit open");
+                BREAKER_OPENED.with_label_values(&[cfg.name]).inc();
+            }
+            *b = BreakerState::Open {
+                until: Instant::now() + cfg.cool_down,
+            };
+        } else {
+            *b = BreakerState::Closed { failures };
+        }
+    }
+
+    /// Asks the peer's `grpc.health.v1` service once; records the answer
+    /// like a call (readiness reads [`Peer::has_answered`]).
+    pub async fn probe(&self) -> bool {
+        use tonic_health::pb::health_client::HealthClient;
+        use tonic_health::pb::HealthCheckRequest;
+        let res = self
+            .call(
+                "Health/Check",
+                HealthCheckRequest::default(),
+                |ch, r| async move { HealthClient::new(ch).check(r).await },
+            )
+            .await;
+        res.is_ok()
+    }
+}
+
+/// Statuses worth another attempt (or another replica).
+fn retryable(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+    ) && !s.message().starts_with("peer:")
+}
+
+/// Puts the current span's W3C trace context into `metadata`.
+pub fn inject_trace(metadata: &mut tonic::metadata::MetadataMap) {
+    let headers = mesh_bus::headers::HeaderList::new().with_current_trace();
+    for (k, v) in &headers.0 {
+        if let (Ok(key), Ok(val)) = (
+            tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(v.as_slice()),
+        ) {
+            metadata.insert(key, val);
+        }
+    }
+}
+
+/// The W3C trace context of an incoming request's headers (an empty
+/// context without one).
+pub fn extract_trace(headers: &http::HeaderMap) -> opentelemetry::Context {
+    let mut list = mesh_bus::headers::HeaderList::new();
+    for key in [
+        mesh_bus::headers::TRACEPARENT,
+        mesh_bus::headers::TRACESTATE,
+    ] {
+        if let Some(v) = headers.get(key) {
+            list.push(key, v.as_bytes());
+        }
+    }
+    list.trace_context()
+}
+
+/// Counts one degraded answer: `service` answered without `peer`.
+pub fn degraded(service: &str, peer: &str) {
+    DEGRADED.with_label_values(&[service, peer]).inc();
+}
+
+/// Calls to peers by outcome.
+pub static PEER_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_peer_calls_total",
+        "Calls to another mesh service, by peer, method and outcome (ok, status, unavailable, deadline, open)",
+        &["peer", "method", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// Latency of calls to peers, retries included.
+pub static PEER_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "mesh_peer_call_seconds",
+        "Seconds per call to another mesh service, retries included",
+        &["peer", "method"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]
+    )
+    .expect("metric registers once")
+});
+
+static RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_peer_retries_total",
+        "Retried calls to another mesh service (within the retry budget)",
+        &["peer", "method"]
+    )
+    .expect("metric registers once")
+});
+
+static BREAKER_OPENED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_peer_circuit_opened_total",
+        "Times the circuit breaker to a peer opened",
+        &["peer"]
+    )
+    .expect("metric registers once")
+});
+
+/// Answers given without a peer, by answering service and missing peer.
+pub static DEGRADED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_degraded_answers_total",
+        "Answers a service gave with its fallback because a peer did not answer, by service and peer",
+        &["service", "peer"]
+    )
+    .expect("metric registers once")
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_and_bad_ones_name_the_variable() {
+        let env = Env::from_pairs([("MESH_PROFILE_ADDR", "10.0.0.1:50052, http://b:1")]);
+        let cfg = PeerConfig::from_env(&env, "profile").unwrap().unwrap();
+        assert_eq!(cfg.endpoints, vec!["http://10.0.0.1:50052", "http://b:1"]);
+        assert!(PeerConfig::from_env(&env, "fraud").unwrap().is_none());
+        let e = parse_endpoints("MESH_FRAUD_ADDR", " , ").unwrap_err();
+        assert!(e.to_string().contains("MESH_FRAUD_ADDR"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_dead_peer_fails_fast_then_opens_the_circuit() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cfg = PeerConfig::new("profile", vec![format!("http://127.0.0.1:{port}")]);
+        cfg.trip_after = 2;
+        cfg.cool_down = Duration::from_secs(60);
+        let peer = Peer::connect(cfg).unwrap();
+        assert!(!peer.probe().await);
+        assert!(!peer.has_answered());
+        assert!(!peer.probe().await);
+        assert!(!peer.is_closed(), "two failures trip a breaker set to 2");
+        let started = Instant::now();
+        let e = peer
+            .call("Health/Check", (), |_ch, _r| async {
+                Ok::<_, tonic::Status>(tonic::Response::new(()))
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, PeerError::Open("profile")), "{e}");
+        assert!(started.elapsed() < Duration::from_millis(50));
+    }
+}

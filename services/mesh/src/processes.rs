@@ -1,0 +1,228 @@
+//! `mesh up --processes`: the production shape on a laptop. Every service
+//! is started as its own child process (`mesh serve <role>`, the same
+//! binary), wired to the others by `MESH_<PEER>_ADDR`.
+//!
+//! Without `MESH_KAFKA_BROKERS` the parent runs the embedded broker and
+//! the children connect to it over loopback; without `MESH_REDIS_URL` it
+//! starts a `redis-server` on a free loopback port (an in-memory store
+//! cannot be shared between processes). Each child gets its own admin port:
+//! `MESH_ADMIN_ADDR`'s port + 1, + 2, ... in the order of [`Role::ALL`].
+//! SIGTERM/SIGINT stops the children first (each commits its consumers),
+//! then the broker and Redis.
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::node::MeshConfig;
+use crate::serve::Role;
+
+/// A started child and where it answers.
+pub struct ChildService {
+    pub role: Role,
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    child: Child,
+}
+
+/// The whole mesh as child processes.
+pub struct Processes {
+    pub children: Vec<ChildService>,
+    pub brokers: String,
+    pub redis_url: String,
+    /// Keeps the embedded broker alive while the children use it.
+    _embedded: Option<mesh_bus::EmbeddedKafka>,
+    redis: Option<Child>,
+}
+
+fn grpc_addr(cfg: &MeshConfig, role: Role) -> SocketAddr {
+    match role {
+        Role::Ingest => cfg.ingest.grpc_addr,
+        Role::Profile => cfg.profile.grpc_addr,
+        Role::Churn => cfg.churn.grpc_addr,
+        Role::Recommend => cfg.recommend.grpc_addr,
+        Role::Fraud => cfg.fraud.grpc_addr,
+        Role::Logistics => cfg.logistics.grpc_addr,
+        Role::Console => cfg.admin_addr,
+    }
+}
+
+/// Starts Redis (when needed) and one child per role.
+pub async fn start(cfg: &MeshConfig) -> anyhow::Result<Processes> {
+    let (embedded, brokers) = match &cfg.brokers {
+        Some(b) => (None, b.clone()),
+        None => {
+            let e = mesh_bus::EmbeddedKafka::start(1)?;
+            let b = e.bootstrap_servers();
+            crate::node::create_topics(
+                Some(&e),
+                &b,
+                &cfg.topics(),
+                mesh_bus::TopicSpec {
+                    partitions: cfg.partitions,
+                    replication: 1,
+                },
+            )
+            .await?;
+            (Some(e), b)
+        }
+    };
+    let (redis, redis_url) = match &cfg.redis_url {
+        Some(u) => (None, u.clone()),
+        None => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "mesh up --processes needs a Redis the processes share: set MESH_REDIS_URL \
+                         or install redis-server ({e})"
+                    )
+                })?;
+            wait_port(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_secs(10),
+            )
+            .await?;
+            (Some(child), format!("redis://127.0.0.1:{port}"))
+        }
+    };
+    let exe = std::env::current_exe()?;
+    let url = |role: Role| format!("http://{}", loopback(grpc_addr(cfg, role)));
+    let mut children = Vec::new();
+    for (i, role) in Role::ALL.into_iter().enumerate() {
+        let admin = SocketAddr::new(cfg.admin_addr.ip(), cfg.admin_addr.port() + 1 + i as u16);
+        let child = Command::new(&exe)
+            .args(["serve", role.name()])
+            .env("MESH_KAFKA_BROKERS", &brokers)
+            .env("MESH_REDIS_URL", &redis_url)
+            .env("MESH_ADMIN_ADDR", admin.to_string())
+            .env("MESH_PROFILE_ADDR", url(Role::Profile))
+            .env("MESH_RECOMMEND_ADDR", url(Role::Recommend))
+            .env("MESH_FRAUD_ADDR", url(Role::Fraud))
+            .env("MESH_CHURN_ADDR", url(Role::Churn))
+            .env("MESH_LOGISTICS_ADDR", url(Role::Logistics))
+            .stdin(Stdio::null())
+            .spawn()?;
+        children.push(ChildService {
+            role,
+            grpc_addr: grpc_addr(cfg, role),
+            admin_addr: admin,
+            child,
+        });
+    }
+    Ok(Processes {
+        children,
+        brokers,
+        redis_url,
+        _embedded: embedded,
+        redis,
+    })
+}
+
+impl Processes {
+    /// Waits until every child answers `/ready` (or one exits).
+    pub async fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        for c in &mut self.children {
+            loop {
+                if let Some(status) = c.child.try_wait()? {
+                    anyhow::bail!("{} exited during start: {status}", c.role.name());
+                }
+                if matches!(
+                    crate::status::http_get(loopback(c.admin_addr), "/ready").await,
+                    Ok((200, _))
+                ) {
+                    break;
+                }
+                if started.elapsed() > within {
+                    anyhow::bail!("{} not ready within {within:?}", c.role.name());
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until `shutdown` or until a child exits; then stops every child
+    /// (SIGTERM, at most `grace` each), Redis and the broker.
+    pub async fn run(mut self, shutdown: CancellationToken, grace: Duration) -> anyhow::Result<()> {
+        let mut exited = None;
+        while exited.is_none() && !shutdown.is_cancelled() {
+            for c in &mut self.children {
+                if let Some(status) = c.child.try_wait()? {
+                    exited = Some(format!("{} exited: {status}", c.role.name()));
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        // Reverse start order: a service stops before the peers it asks.
+        for c in self.children.iter_mut().rev() {
+            terminate(&mut c.child, grace).await;
+        }
+        if let Some(mut r) = self.redis.take() {
+            terminate(&mut r, grace).await;
+        }
+        match exited {
+            Some(why) => anyhow::bail!(why),
+            None => Ok(()),
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`.
+async fn terminate(child: &mut Child, grace: Duration) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let started = Instant::now();
+    while started.elapsed() < grace {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A listen address as a client reaches it (0.0.0.0 → 127.0.0.1).
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+async fn wait_port(addr: SocketAddr, within: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if started.elapsed() > within {
+            anyhow::bail!("nothing listens on {addr} after {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
