@@ -140,3 +140,205 @@ async fn crash_duplicates_and_replay_keep_exactly_once() {
     assert!(bad.is_empty(), "after replay {} users differ", bad.len());
     reader.cancel();
 }
+
+/// Every key of `scope` under `prefix` with its contents (watermark hashes
+/// left out: a resolved review moves one outside any topic).
+async fn dump_scope(
+    url: &str,
+    prefix: &str,
+    scope: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let pattern = format!("{prefix}:{{{scope}.[0-9]*");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut c)
+        .await
+        .expect("keys");
+    let mut out = std::collections::BTreeMap::new();
+    for k in keys.into_iter().filter(|k| !k.ends_with(":_wm")) {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut c)
+            .await
+            .expect("type");
+        let value = match kind.as_str() {
+            "hash" => {
+                let h: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+                    .arg(&k)
+                    .query_async(&mut c)
+                    .await
+                    .expect("h");
+                format!("{h:?}")
+            }
+            "zset" => {
+                let z: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut c)
+                    .await
+                    .expect("z");
+                let mut z: Vec<String> =
+                    z.into_iter().map(|(m, s)| format!("{m}={s:.6}")).collect();
+                z.sort();
+                format!("{z:?}")
+            }
+            _ => {
+                let dump: Vec<u8> = redis::cmd("DUMP")
+                    .arg(&k)
+                    .query_async(&mut c)
+                    .await
+                    .expect("dump");
+                format!("{kind}:{dump:?}")
+            }
+        };
+        out.insert(k, value);
+    }
+    out
+}
+
+/// `mesh replay --service X` rebuilds fraud and recommend to exactly the
+/// state the live consumers built, keeps what no topic can rebuild (a
+/// reviewer's label stays, its order stays off the queue) and never touches
+/// a neighbouring scope (profile's trained segment model).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replay_rebuilds_each_stateful_service_and_keeps_what_topics_cannot() {
+    use mesh_cli::serve::Role;
+    use mesh_proto::fraud::v1 as fpb;
+    use mesh_store::{Op, PartitionBatch, Slot};
+
+    let cfg = config(Servers::Real, "replay-all");
+    let (mesh, shutdown) = start(&cfg).await;
+    let evs = events("replay-all", 200, 4_000);
+    let (accepted, _) = publish_grpc(&mesh, &evs, 250).await;
+    assert_eq!(accepted, 4_000);
+    let store = mesh.backends.store.clone();
+    // Every group has committed the end of its topics, twice in a row.
+    let groups = mesh_cli::node::lag_groups(&cfg);
+    let topics = mesh_cli::node::lag_topics(&cfg);
+    let settle = std::time::Instant::now();
+    let mut quiet = 0;
+    while quiet < 2 {
+        assert!(
+            settle.elapsed() < Duration::from_secs(120),
+            "consumers never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let (b, g, t, n) = (
+            mesh.backends.brokers.clone(),
+            groups.clone(),
+            topics.clone(),
+            cfg.partitions,
+        );
+        let snap = tokio::task::spawn_blocking(move || mesh_cli::lag::sample(&b, &g, &t, n))
+            .await
+            .unwrap();
+        let caught_up = snap.error.is_none()
+            && snap.groups.len() == groups.len()
+            && snap.groups.values().all(|l| *l == 0);
+        quiet = if caught_up { quiet + 1 } else { 0 };
+    }
+    // A trained model beside profile's state, in its own scope.
+    let mut model = PartitionBatch::new("train", 0);
+    model.push(
+        0,
+        vec![Op::HSet {
+            key: "segments".into(),
+            field: "json".into(),
+            value: "{}".into(),
+        }],
+    );
+    store.apply("profile.model", &model).await.unwrap();
+    // A reviewer resolves one queued order.
+    let queued = mesh_fraud_svc::review::list_queue(&store, cfg.partitions, 10, "")
+        .await
+        .expect("queue");
+    let order_of = |i: &fpb::ReviewItem| {
+        i.decision
+            .as_ref()
+            .map(|d| d.order_id.clone())
+            .unwrap_or_default()
+    };
+    let resolved = queued.items.first().map(order_of);
+    if let Some(order_id) = &resolved {
+        mesh_fraud_svc::review::resolve(
+            &store,
+            cfg.partitions,
+            &fpb::ResolveReviewRequest {
+                order_id: order_id.clone(),
+                label: fpb::Label::Legit as i32,
+                reviewer: "alice".into(),
+            },
+            1,
+        )
+        .await
+        .expect("resolve");
+    }
+    let url = mesh_testkit::redis_url();
+    let before_fraud = dump_scope(&url, &cfg.key_prefix, "fraud").await;
+    let before_rec = dump_scope(&url, &cfg.key_prefix, "recommend").await;
+    assert!(!before_fraud.is_empty() && !before_rec.is_empty());
+
+    shutdown.cancel();
+    mesh.stopped(Duration::from_secs(15)).await;
+    let backends = mesh_cli::node::Backends::connect(&cfg).await.unwrap();
+    for role in [
+        Role::Profile,
+        Role::Fraud,
+        Role::Recommend,
+        Role::Churn,
+        Role::Logistics,
+    ] {
+        let r = mesh_cli::replay::replay_service(role, &cfg, &backends, false)
+            .await
+            .unwrap_or_else(|e| panic!("replay {}: {e:#}", role.name()));
+        assert!(r.keys_cleared > 0, "{r:?}");
+        assert!(r.records >= 4_000, "{r:?}");
+    }
+    let model_slot = Slot {
+        scope: "profile.model",
+        partition: 0,
+    };
+    assert_eq!(
+        backends
+            .store
+            .hgetall(model_slot, "segments")
+            .await
+            .unwrap()["json"],
+        "{}",
+        "replaying profile deleted the trained model"
+    );
+    let after_fraud = dump_scope(&url, &cfg.key_prefix, "fraud").await;
+    let after_rec = dump_scope(&url, &cfg.key_prefix, "recommend").await;
+    let diff = |a: &std::collections::BTreeMap<String, String>,
+                b: &std::collections::BTreeMap<String, String>| {
+        a.iter()
+            .filter(|(k, v)| b.get(*k) != Some(*v))
+            .map(|(k, _)| k.clone())
+            .chain(b.keys().filter(|k| !a.contains_key(*k)).cloned())
+            .take(5)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        diff(&before_fraud, &after_fraud),
+        Vec::<String>::new(),
+        "fraud"
+    );
+    assert_eq!(
+        diff(&before_rec, &after_rec),
+        Vec::<String>::new(),
+        "recommend"
+    );
+    if let Some(order_id) = resolved {
+        let q = mesh_fraud_svc::review::list_queue(&backends.store, cfg.partitions, 500, "")
+            .await
+            .unwrap();
+        assert!(q.items.iter().all(|i| order_of(i) != order_id));
+    }
+}

@@ -42,6 +42,14 @@ pub struct Record {
     pub timestamp_ms: Option<i64>,
 }
 
+impl Record {
+    /// Headers for sending this record to the dead-letter topic: the
+    /// reason, the consumer group that gave up on it, and its source.
+    pub fn dead_letter_headers(&self, reason: &str, origin: &str) -> crate::headers::HeaderList {
+        crate::headers::dead_letter(reason, origin, &self.topic, self.partition, self.offset)
+    }
+}
+
 /// A handler failed; the batch will be retried.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -42,6 +42,49 @@ pub fn parse_dlq_source(v: &str) -> Option<(&str, i32, i64)> {
     Some((topic, partition.parse().ok()?, offset.parse().ok()?))
 }
 
+/// CloudEvents headers (binary content mode) of one protobuf record the
+/// mesh publishes: `kind` is the message's full name
+/// (`mesh.churn.v1.ChurnAlert`), `id` stable across re-publishes so
+/// consumers can drop repeats, `source` the publishing service. The current
+/// span's trace context is added.
+pub fn cloud_event(
+    kind: &str,
+    id: &str,
+    source: &str,
+    tenant: &str,
+    subject: &str,
+    time_ms: i64,
+) -> HeaderList {
+    let time = chrono::DateTime::from_timestamp_millis(time_ms)
+        .unwrap_or_default()
+        .to_rfc3339();
+    HeaderList::new()
+        .with(CE_SPECVERSION, "1.0")
+        .with(CE_ID, id)
+        .with(CE_SOURCE, source)
+        .with(CE_TYPE, kind)
+        .with(CE_TIME, time)
+        .with(CE_SUBJECT, subject)
+        .with(TENANT, tenant)
+        .with(CONTENT_TYPE, "application/protobuf")
+        .with_current_trace()
+}
+
+/// Headers of a record sent to the dead-letter topic: why (`reason`), which
+/// consumer group gave up on it (`origin`), and where it came from.
+pub fn dead_letter(
+    reason: &str,
+    origin: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> HeaderList {
+    HeaderList::new()
+        .with(DLQ_REASON, reason)
+        .with(DLQ_ORIGIN, origin)
+        .with(DLQ_SOURCE, dlq_source(topic, partition, offset))
+}
+
 /// Headers being built for one record.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderList(pub Vec<(String, Vec<u8>)>);

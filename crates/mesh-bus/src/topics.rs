@@ -25,6 +25,9 @@ pub struct TopicNames {
     pub decisions: String,
     /// Alerts raised by models: churn risk, fraud risk, stock-out, late delivery.
     pub alerts: String,
+    /// Engagement decisions: price changes, offers sent, responses (engage),
+    /// and feedback analysed by support.
+    pub engagement: String,
 }
 
 impl TopicNames {
@@ -37,6 +40,7 @@ impl TopicNames {
             lifecycle: format!("{prefix}.lifecycle"),
             decisions: format!("{prefix}.decisions"),
             alerts: format!("{prefix}.alerts"),
+            engagement: format!("{prefix}.engagement"),
         }
     }
 
@@ -46,10 +50,10 @@ impl TopicNames {
     }
 
     /// The topics services produce to besides the dead-letter topic
-    /// (decisions, alerts); not part of [`TopicNames::all`], created by
-    /// [`ensure_output_topics`].
-    pub fn outputs(&self) -> [&str; 2] {
-        [&self.decisions, &self.alerts]
+    /// (decisions, alerts, engagement); not part of [`TopicNames::all`],
+    /// created by [`ensure_output_topics`].
+    pub fn outputs(&self) -> [&str; 3] {
+        [&self.decisions, &self.alerts, &self.engagement]
     }
 
     pub fn all(&self) -> [&str; 4] {

@@ -11,6 +11,10 @@
 //! - [`logistics`]: the logistics service API (waves, routes, forecasts).
 //! - [`fraud`]: the fraud service API (decisions, review queue, labels).
 //! - [`churn`]: the churn service API and its alert messages.
+//! - [`engage`]: the engage service API (pricing, offers, campaigns,
+//!   audiences) and its decision events.
+//! - [`support`], [`catalog`]: the support service's assistant/feedback
+//!   and search/classification APIs.
 //! - [`FILE_DESCRIPTOR_SET`]: for gRPC reflection.
 #![forbid(unsafe_code)]
 
@@ -58,5 +62,23 @@ pub mod fraud {
 pub mod churn {
     pub mod v1 {
         tonic::include_proto!("mesh.churn.v1");
+    }
+}
+
+pub mod engage {
+    pub mod v1 {
+        tonic::include_proto!("mesh.engage.v1");
+    }
+}
+
+pub mod support {
+    pub mod v1 {
+        tonic::include_proto!("mesh.support.v1");
+    }
+}
+
+pub mod catalog {
+    pub mod v1 {
+        tonic::include_proto!("mesh.catalog.v1");
     }
 }

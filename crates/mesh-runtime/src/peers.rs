@@ -40,6 +40,8 @@ pub const PEERS: &[(&str, &str)] = &[
     ("recommend", "MESH_RECOMMEND_ADDR"),
     ("fraud", "MESH_FRAUD_ADDR"),
     ("logistics", "MESH_LOGISTICS_ADDR"),
+    ("engage", "MESH_ENGAGE_ADDR"),
+    ("support", "MESH_SUPPORT_ADDR"),
 ];
 
 /// How to reach one peer.
@@ -129,6 +131,8 @@ pub struct Peers {
     pub fraud: Option<Peer>,
     pub churn: Option<Peer>,
     pub logistics: Option<Peer>,
+    pub engage: Option<Peer>,
+    pub support: Option<Peer>,
 }
 
 impl Peers {
@@ -151,6 +155,8 @@ impl Peers {
             "fraud" => self.fraud = Some(peer),
             "churn" => self.churn = Some(peer),
             "logistics" => self.logistics = Some(peer),
+            "engage" => self.engage = Some(peer),
+            "support" => self.support = Some(peer),
             _ => {}
         }
     }
@@ -163,6 +169,8 @@ impl Peers {
             &self.fraud,
             &self.churn,
             &self.logistics,
+            &self.engage,
+            &self.support,
         ]
         .into_iter()
         .flatten()

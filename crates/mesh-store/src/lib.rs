@@ -198,9 +198,16 @@ impl StateStore {
 
     /// Deletes every key of a scope, watermarks included (used by replay).
     pub async fn clear_scope(&self, scope: &str) -> Result<u64> {
+        self.clear_scope_keeping(scope, &[]).await
+    }
+
+    /// Like [`clear_scope`](Self::clear_scope), but keeps the keys whose
+    /// name starts with one of `keep`: state that no topic can rebuild
+    /// (review labels, stock set over gRPC) survives a replay.
+    pub async fn clear_scope_keeping(&self, scope: &str, keep: &[&str]) -> Result<u64> {
         match self {
-            StateStore::Redis(s) => s.clear_scope(scope).await,
-            StateStore::Memory(s) => Ok(s.clear_scope(scope)),
+            StateStore::Redis(s) => s.clear_scope(scope, keep).await,
+            StateStore::Memory(s) => Ok(s.clear_scope(scope, keep)),
         }
     }
 
@@ -235,6 +242,26 @@ impl StateStore {
 /// Full key of `key` in `slot` under `prefix`.
 pub(crate) fn full_key(prefix: &str, slot: Slot<'_>, key: &str) -> String {
     format!("{prefix}:{{{}.{}}}:{key}", slot.scope, slot.partition)
+}
+
+/// Whether `full` (a key under `prefix`) is in a partition slot of `scope`
+/// (`{prefix}:{{scope}.{partition}}:name`, integer partition) and its key
+/// name does not start with one of `keep`. A longer scope that starts with
+/// the same name (`profile.model` beside `profile`) is a different scope.
+pub(crate) fn clears(prefix: &str, scope: &str, full: &str, keep: &[&str]) -> bool {
+    key_in_scope(prefix, scope, full).is_some_and(|name| !keep.iter().any(|k| name.starts_with(k)))
+}
+
+/// The key name of `full` when it is in a partition slot of `scope`.
+fn key_in_scope<'a>(prefix: &str, scope: &str, full: &'a str) -> Option<&'a str> {
+    let rest = full
+        .strip_prefix(prefix)?
+        .strip_prefix(":{")?
+        .strip_prefix(scope)?
+        .strip_prefix('.')?;
+    let (partition, name) = rest.split_once('}')?;
+    partition.parse::<i32>().ok()?;
+    Some(name.strip_prefix(':').unwrap_or(name))
 }
 
 /// Key of the watermark hash of a slot (one field per source topic).

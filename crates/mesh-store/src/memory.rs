@@ -147,11 +147,10 @@ impl MemoryStore {
         holds
     }
 
-    pub(crate) fn clear_scope(&self, scope: &str) -> u64 {
-        let start = format!("{}:{{{}.", self.prefix, scope);
+    pub(crate) fn clear_scope(&self, scope: &str, keep: &[&str]) -> u64 {
         let mut data = self.lock();
         let before = data.len();
-        data.retain(|k, _| !k.starts_with(&start));
+        data.retain(|k, _| !crate::clears(&self.prefix, scope, k, keep));
         (before - data.len()) as u64
     }
 }

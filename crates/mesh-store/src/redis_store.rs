@@ -344,8 +344,10 @@ impl RedisStore {
         Ok(v)
     }
 
-    pub(crate) async fn clear_scope(&self, scope: &str) -> Result<u64> {
-        let pattern = format!("{}:{{{}.*", self.prefix, scope);
+    pub(crate) async fn clear_scope(&self, scope: &str, keep: &[&str]) -> Result<u64> {
+        // The glob narrows the scan; `clears` is the exact test (the glob
+        // alone would also match a scope such as `profile.model`).
+        let pattern = format!("{}:{{{}.[-0-9]*", self.prefix, scope);
         let mut deleted = 0;
         for node in scan_nodes(&self.conn).await? {
             let mut cursor = 0;
@@ -353,6 +355,7 @@ impl RedisStore {
                 let (next, keys) = scan_page(&self.conn, &node, cursor, &pattern).await?;
                 let cmds = keys
                     .into_iter()
+                    .filter(|k| crate::clears(&self.prefix, scope, k, keep))
                     .map(|k| {
                         let mut c = redis::cmd("DEL");
                         c.arg(&k);

@@ -205,7 +205,17 @@ async fn clear_scope_removes_state_and_watermarks_of_that_scope_only() {
             batch.push(0, vec![incr("x", "n", 1)]);
             store.apply(scope, &batch).await.unwrap();
         }
+        // A scope whose name starts with "a." (a model kept beside the
+        // service's state) is not part of scope "a".
+        let mut model = PartitionBatch::new("t", 0);
+        model.push(0, vec![incr("m", "n", 1)]);
+        store.apply("a.model", &model).await.unwrap();
         assert!(store.clear_scope("a").await.unwrap() >= 2, "{name}");
+        let kept = Slot {
+            scope: "a.model",
+            partition: 0,
+        };
+        assert_eq!(store.hgetall(kept, "m").await.unwrap()["n"], "1", "{name}");
         let a = Slot {
             scope: "a",
             partition: 1,
@@ -217,6 +227,30 @@ async fn clear_scope_removes_state_and_watermarks_of_that_scope_only() {
         assert!(store.hgetall(a, "x").await.unwrap().is_empty(), "{name}");
         assert_eq!(store.watermark(a, "t").await.unwrap(), None, "{name}");
         assert_eq!(store.hgetall(b, "x").await.unwrap()["n"], "1", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn clear_scope_keeping_spares_the_named_keys() {
+    for (name, store) in stores().await {
+        let mut batch = PartitionBatch::new("t", 3);
+        batch.push(0, vec![incr("labels:x", "n", 1), incr("queue", "n", 1)]);
+        store.apply("k", &batch).await.unwrap();
+        store.clear_scope_keeping("k", &["labels:"]).await.unwrap();
+        let slot = Slot {
+            scope: "k",
+            partition: 3,
+        };
+        assert_eq!(
+            store.hgetall(slot, "labels:x").await.unwrap()["n"],
+            "1",
+            "{name}"
+        );
+        assert!(
+            store.hgetall(slot, "queue").await.unwrap().is_empty(),
+            "{name}"
+        );
+        assert_eq!(store.watermark(slot, "t").await.unwrap(), None, "{name}");
     }
 }
 

@@ -578,14 +578,5 @@ pub fn method_name(m: IntervalMethod) -> &'static str {
 }
 
 fn ce_headers(kind: &str, id: &str, tenant: &str, user: &str, now: DateTime<Utc>) -> HeaderList {
-    HeaderList::new()
-        .with(headers::CE_SPECVERSION, "1.0")
-        .with(headers::CE_ID, id)
-        .with(headers::CE_SOURCE, "mesh-churn")
-        .with(headers::CE_TYPE, kind)
-        .with(headers::CE_TIME, now.to_rfc3339())
-        .with(headers::CE_SUBJECT, user)
-        .with(headers::TENANT, tenant)
-        .with(headers::CONTENT_TYPE, "application/protobuf")
-        .with_current_trace()
+    headers::cloud_event(kind, id, "mesh-churn", tenant, user, now.timestamp_millis())
 }

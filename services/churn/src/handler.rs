@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use mesh_bus::headers::{self, HeaderList};
 use mesh_bus::{Handler, HandlerError, Record};
 use mesh_proto::events::v1::Envelope;
 use mesh_store::{PartitionBatch, Slot};
@@ -42,16 +41,10 @@ impl ChurnHandler {
                     batch.push(r.offset, ops);
                 }
                 Err(err) => {
-                    let h = HeaderList::new()
-                        .with(
-                            headers::DLQ_REASON,
-                            format!("undecodable event envelope: {err}"),
-                        )
-                        .with(headers::DLQ_ORIGIN, &self.group)
-                        .with(
-                            "mesh_dlq_source",
-                            format!("{}[{}]@{}", r.topic, r.partition, r.offset),
-                        );
+                    let h = r.dead_letter_headers(
+                        &format!("undecodable event envelope: {err}"),
+                        &self.group,
+                    );
                     self.churn
                         .producer
                         .send(&self.dead_letter_topic, "undecodable", &r.payload, &h)

@@ -92,13 +92,7 @@ impl FraudHandler {
         reason: String,
         field: Option<&str>,
     ) -> Result<(), HandlerError> {
-        let mut h = HeaderList::new()
-            .with(headers::DLQ_REASON, reason)
-            .with(headers::DLQ_ORIGIN, &self.group)
-            .with(
-                "mesh_dlq_source",
-                format!("{}[{}]@{}", r.topic, r.partition, r.offset),
-            );
+        let mut h = r.dead_letter_headers(&reason, &self.group);
         if let Some(f) = field {
             h.push(headers::DLQ_FIELD, f);
         }

@@ -27,6 +27,9 @@ pub const QUEUE_KEY: &str = "review:queue";
 pub const ITEMS_KEY: &str = "review:items";
 /// Hash of labels.
 pub const LABELS_KEY: &str = "review:labels";
+/// Keys that no topic can rebuild (reviewers' labels): `mesh replay
+/// --service fraud` keeps them.
+pub const REPLAY_KEEPS: &[&str] = &[LABELS_KEY];
 /// Most queued orders read per partition when listing (the oldest ones).
 pub const QUEUE_SCAN: usize = 10_000;
 
@@ -370,4 +373,44 @@ mod tests {
         );
         assert!(parse_token("nonsense").is_err());
     }
+}
+
+/// Takes every labelled order off the review queue; returns how many were
+/// queued. After a replay has re-queued every REVIEW order, this restores
+/// what reviewers had resolved.
+pub async fn drop_labelled(store: &StateStore, partitions: i32) -> Result<u64> {
+    let keys: Vec<(Slot<'_>, String)> = (0..partitions)
+        .map(|p| (slot(p), LABELS_KEY.to_string()))
+        .collect();
+    let mut dropped = 0;
+    for (p, labels) in (0..partitions).zip(store.hgetall_many(&keys).await?) {
+        if labels.is_empty() {
+            continue;
+        }
+        let queued: std::collections::HashSet<String> = store
+            .ztop(slot(p), QUEUE_KEY, i64::MAX as usize)
+            .await?
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
+        let ops: Vec<Op> = labels
+            .into_keys()
+            .filter(|id| queued.contains(id))
+            .map(|member| Op::ZRem {
+                key: QUEUE_KEY.into(),
+                member,
+            })
+            .collect();
+        if ops.is_empty() {
+            continue;
+        }
+        dropped += ops.len() as u64;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let mut batch = PartitionBatch::new(format!("review-replay/{now_ms}"), p);
+        batch.push(0, ops);
+        store.apply(SCOPE, &batch).await?;
+    }
+    Ok(dropped)
 }

@@ -58,16 +58,7 @@ pub async fn publish_alert(
 
 impl LogisticsHandler {
     async fn dead_letter(&self, r: &Record, err: prost::DecodeError) -> Result<(), HandlerError> {
-        let h = HeaderList::new()
-            .with(
-                headers::DLQ_REASON,
-                format!("undecodable event envelope: {err}"),
-            )
-            .with(headers::DLQ_ORIGIN, &self.group)
-            .with(
-                "mesh_dlq_source",
-                format!("{}[{}]@{}", r.topic, r.partition, r.offset),
-            );
+        let h = r.dead_letter_headers(&format!("undecodable event envelope: {err}"), &self.group);
         self.producer
             .send(&self.dead_letter_topic, "undecodable", &r.payload, &h)
             .await

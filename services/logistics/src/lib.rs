@@ -63,6 +63,10 @@ pub use error::{Error, Result};
 /// Scope of the service's keys in the store.
 pub const SCOPE: &str = "logistics";
 
+/// Keys that no topic can rebuild: stock set over `SetStock`. `mesh replay
+/// --service logistics` keeps them.
+pub const REPLAY_KEEPS: &[&str] = &["stock:"];
+
 /// The current time, Unix ms. Tests pass a fixed clock.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 

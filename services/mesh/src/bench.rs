@@ -241,6 +241,7 @@ async fn bare_producer(backends: &node::Backends, topic: &str, n: usize) -> anyh
             lifecycle: format!("{topic}-lc"),
             decisions: format!("{topic}-dec"),
             alerts: format!("{topic}-al"),
+            engagement: format!("{topic}-eng"),
         },
         mesh_bus::TopicSpec {
             partitions: 4,

@@ -48,6 +48,7 @@ pub struct ConsoleCtx {
     churn: Channel,
     fraud: Channel,
     logistics: Channel,
+    engage: Channel,
     rates: Arc<Mutex<Rates>>,
 }
 
@@ -57,15 +58,22 @@ pub struct Addrs {
     pub churn: String,
     pub fraud: String,
     pub logistics: String,
+    pub engage: String,
 }
 
 impl Addrs {
     /// The services of one process, on the addresses they bound.
-    pub fn local(churn: SocketAddr, fraud: SocketAddr, logistics: SocketAddr) -> Self {
+    pub fn local(
+        churn: SocketAddr,
+        fraud: SocketAddr,
+        logistics: SocketAddr,
+        engage: SocketAddr,
+    ) -> Self {
         Addrs {
             churn: format!("http://{churn}"),
             fraud: format!("http://{fraud}"),
             logistics: format!("http://{logistics}"),
+            engage: format!("http://{engage}"),
         }
     }
 }
@@ -98,6 +106,7 @@ impl ConsoleCtx {
             churn: channel(&addrs.churn),
             fraud: channel(&addrs.fraud),
             logistics: channel(&addrs.logistics),
+            engage: channel(&addrs.engage),
             rates: Arc::default(),
         }
     }
@@ -210,7 +219,8 @@ async fn snapshot(State(ctx): State<ConsoleCtx>) -> Json<Value> {
 
 /// The whole console document.
 pub async fn build(ctx: &ConsoleCtx) -> Value {
-    let (at_risk, reviews, logistics) = tokio::join!(at_risk(ctx), reviews(ctx), logistics(ctx));
+    let (at_risk, reviews, logistics, campaigns) =
+        tokio::join!(at_risk(ctx), reviews(ctx), logistics(ctx), campaigns(ctx));
     json!({
         "at_ms": now_ms(),
         "throughput": throughput(ctx),
@@ -219,7 +229,57 @@ pub async fn build(ctx: &ConsoleCtx) -> Value {
         "at_risk": at_risk,
         "fraud": reviews,
         "logistics": logistics,
+        "campaigns": campaigns,
     })
+}
+
+/// Every campaign (at most 10) with its report, from engage.
+async fn campaigns(ctx: &ConsoleCtx) -> Value {
+    use mesh_proto::engage::v1 as epb;
+    use mesh_proto::engage::v1::engage_service_client::EngageServiceClient;
+    let mut c = EngageServiceClient::new(ctx.engage.clone());
+    let list = match c
+        .list_campaigns(epb::ListCampaignsRequest {
+            tenant_id: String::new(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner().campaigns,
+        Err(s) => return json!({ "error": format!("engage ListCampaigns: {}", s.message()) }),
+    };
+    let mut out = Vec::new();
+    for camp in list.into_iter().take(10) {
+        let r = match c
+            .campaign_report(epb::CampaignReportRequest {
+                tenant_id: camp.tenant_id.clone(),
+                campaign_id: camp.campaign_id.clone(),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) => return json!({ "error": format!("engage CampaignReport: {}", s.message()) }),
+        };
+        let arm = |a: &Option<epb::ArmStats>| {
+            let a = a.clone().unwrap_or_default();
+            json!({"participants": a.participants, "converted": a.converted,
+                   "conversion_rate": a.conversion_rate, "revenue_per_user": a.revenue_per_user})
+        };
+        let lift = |l: &Option<epb::Lift>| {
+            let l = l.clone().unwrap_or_default();
+            json!({"difference": l.difference, "ci_low": l.ci_low, "ci_high": l.ci_high,
+                   "relative": l.relative})
+        };
+        out.push(json!({
+            "tenant_id": camp.tenant_id, "campaign_id": camp.campaign_id, "name": camp.name,
+            "treatment": arm(&r.treatment), "control": arm(&r.control), "ready": r.ready,
+            "conversion_lift": lift(&r.conversion_lift),
+            "revenue_lift_cuped": lift(&r.revenue_lift_cuped),
+            "cuped_variance_reduction": r.cuped_variance_reduction,
+            "sequential_p_value": r.sequential_p_value, "significant": r.significant,
+            "offers_sent": r.offers_sent,
+        }));
+    }
+    json!({ "campaigns": out })
 }
 
 fn throughput(ctx: &ConsoleCtx) -> Value {

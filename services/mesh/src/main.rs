@@ -50,8 +50,9 @@ enum Command {
     /// Rebuild a service's state from offset 0 into an empty store. Stop the
     /// service first.
     Replay {
-        #[arg(long, default_value = "profile", value_parser = ["profile"])]
-        service: String,
+        /// The service to rebuild (profile, churn, recommend, fraud, logistics).
+        #[arg(long, value_enum, default_value = "profile")]
+        service: serve::Role,
         #[arg(long)]
         json: bool,
     },
@@ -112,6 +113,9 @@ enum EvalCommand {
     Vrp(mesh_vrp::cli::EvalArgs),
     /// Forecasting methods on M3-format series.
     Forecast(mesh_forecast::cli::EvalArgs),
+    /// Pricing, offer bandit, campaign evaluation and ads against seeded
+    /// simulations with known truth.
+    Engage(mesh_engage::cli::EvalArgs),
 }
 
 #[derive(Subcommand)]
@@ -292,9 +296,9 @@ async fn main() -> anyhow::Result<()> {
             shutdown.cancelled().await;
             served.stopped(std::time::Duration::from_secs(10)).await;
         }
-        Command::Replay { service: _, json } => {
+        Command::Replay { service, json } => {
             let backends = node::Backends::connect(&cfg).await?;
-            let r = replay::replay_profile(&cfg, &backends, !json).await?;
+            let r = replay::replay_service(service, &cfg, &backends, !json).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -334,6 +338,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Eval(EvalCommand::Forecast(a)) => {
             let steps = Steps::new("eval forecast: series x method");
             let (r, plots) = mesh_forecast::cli::eval_with(&a, &|d, t| steps.callback(d, t))?;
+            drop(steps);
+            print_plots(&plots);
+            print_report(&r, a.json)?
+        }
+        Command::Eval(EvalCommand::Engage(a)) => {
+            let steps = Steps::new("eval engage: pricing, bandit, campaigns, ads");
+            let (r, plots) = mesh_engage::cli::eval_with(&a)?;
             drop(steps);
             print_plots(&plots);
             print_report(&r, a.json)?

@@ -43,6 +43,7 @@ pub struct MeshConfig {
     pub churn: mesh_churn_svc::ChurnConfig,
     pub logistics: mesh_logistics_svc::LogisticsConfig,
     pub recommend: mesh_recommend_svc::RecommendConfig,
+    pub engage: mesh_engage_svc::EngageConfig,
     /// Extra librdkafka settings for consumers (tests shorten timeouts).
     pub consumer_extra: Vec<(String, String)>,
 }
@@ -65,6 +66,7 @@ impl MeshConfig {
             churn: mesh_churn_svc::ChurnConfig::from_env(env)?,
             logistics: mesh_logistics_svc::LogisticsConfig::from_env(env)?,
             recommend: mesh_recommend_svc::RecommendConfig::from_env(env)?,
+            engage: mesh_engage_svc::EngageConfig::from_env(env)?,
             consumer_extra: match env.get("MESH_CONSUMER_SESSION_TIMEOUT_MS") {
                 // How long the group waits for a consumer that stopped
                 // answering before its partitions move (librdkafka default
@@ -122,6 +124,12 @@ impl MeshConfig {
                 grpc_addr: any,
                 group: format!("{name}-recommend"),
                 ..mesh_recommend_svc::RecommendConfig::from_env(&Env::default())
+                    .expect("defaults are valid")
+            },
+            engage: mesh_engage_svc::EngageConfig {
+                grpc_addr: any,
+                group: format!("{name}-engage"),
+                ..mesh_engage_svc::EngageConfig::from_env(&Env::default())
                     .expect("defaults are valid")
             },
             consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
@@ -254,6 +262,7 @@ pub struct Mesh {
     pub churn: mesh_churn_svc::Running,
     pub logistics: mesh_logistics_svc::Running,
     pub recommend: mesh_recommend_svc::Running,
+    pub engage: mesh_engage_svc::Running,
     /// Admin endpoints and the console (`/console`).
     pub admin_addr: SocketAddr,
     /// The latest consumer-lag sample.
@@ -320,6 +329,21 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         peers: recommend_peer,
     };
     let churn = mesh_churn_svc::start(&cfg.churn, &churn_deps, shutdown.clone()).await?;
+    let engage_deps = mesh_engage_svc::Deps {
+        brokers: backends.brokers.clone(),
+        topics: cfg.topics(),
+        partitions: cfg.partitions,
+        store: backends.store.clone(),
+        producer: backends.producer.clone(),
+        consumer_extra: cfg.consumer_extra.clone(),
+        clock: mesh_engage_svc::system_clock(),
+        peers: Peers {
+            profile: Some(peer("profile", profile.grpc_addr)?),
+            churn: Some(peer("churn", churn.grpc_addr)?),
+            ..Peers::default()
+        },
+    };
+    let engage = mesh_engage_svc::start(&cfg.engage, &engage_deps, shutdown.clone()).await?;
     let logistics_deps = mesh_logistics_svc::Deps {
         brokers: backends.brokers.clone(),
         topics: cfg.topics(),
@@ -343,6 +367,7 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
             ("logistics", logistics.assigned.clone()),
             ("recommend", recommend.assigned.clone()),
             ("recommend flags", recommend.flags_assigned.clone()),
+            ("engage", engage.assigned.clone()),
         ],
         store_ok,
         Peers::default(),
@@ -372,7 +397,12 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
             cfg.partitions,
             shutdown.clone(),
         ),
-        crate::console::Addrs::local(churn.grpc_addr, fraud.grpc_addr, logistics.grpc_addr),
+        crate::console::Addrs::local(
+            churn.grpc_addr,
+            fraud.grpc_addr,
+            logistics.grpc_addr,
+            engage.grpc_addr,
+        ),
     );
     crate::console::spawn_sampler(&console, shutdown.clone());
     let admin = mesh_runtime::admin::router(ready).merge(crate::console::router(console));
@@ -385,6 +415,7 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         churn,
         logistics,
         recommend,
+        engage,
         admin_addr,
         lag,
     })
@@ -457,6 +488,7 @@ impl Mesh {
             self.logistics.consumer,
             self.recommend.consumer,
             self.recommend.flags_consumer,
+            self.engage.consumer,
         ];
         let _ = tokio::time::timeout(grace, futures::future::join_all(consumers)).await;
         let _ = self.backends.producer.flush(Duration::from_secs(5));
@@ -468,12 +500,18 @@ pub fn lag_groups(cfg: &MeshConfig) -> Vec<crate::lag::Group> {
     let t = cfg.topics();
     let both = vec![t.user_events.clone(), t.order_events.clone()];
     let orders = vec![t.order_events.clone()];
+    let engage = vec![
+        t.user_events.clone(),
+        t.order_events.clone(),
+        t.alerts.clone(),
+    ];
     [
         (&cfg.profile.group, &both),
         (&cfg.churn.group, &orders),
         (&cfg.recommend.group, &both),
         (&cfg.fraud.group, &both),
         (&cfg.logistics.group, &orders),
+        (&cfg.engage.group, &engage),
     ]
     .into_iter()
     .map(|(g, ts)| crate::lag::Group {
@@ -493,6 +531,7 @@ pub fn lag_topics(cfg: &MeshConfig) -> Vec<String> {
         &t.lifecycle,
         &t.decisions,
         &t.alerts,
+        &t.engagement,
     ]
     .into_iter()
     .cloned()

@@ -44,6 +44,7 @@ fn grpc_addr(cfg: &MeshConfig, role: Role) -> SocketAddr {
         Role::Recommend => cfg.recommend.grpc_addr,
         Role::Fraud => cfg.fraud.grpc_addr,
         Role::Logistics => cfg.logistics.grpc_addr,
+        Role::Engage => cfg.engage.grpc_addr,
         Role::Console => cfg.admin_addr,
     }
 }
@@ -117,6 +118,7 @@ pub async fn start(cfg: &MeshConfig) -> anyhow::Result<Processes> {
             .env("MESH_FRAUD_ADDR", url(Role::Fraud))
             .env("MESH_CHURN_ADDR", url(Role::Churn))
             .env("MESH_LOGISTICS_ADDR", url(Role::Logistics))
+            .env("MESH_ENGAGE_ADDR", url(Role::Engage))
             .stdin(Stdio::null())
             .spawn()?;
         children.push(ChildService {

@@ -1,6 +1,14 @@
 //! `mesh replay`: rebuild a service's state from offset 0 into an empty
 //! store. Run it with the service stopped: a live consumer would move the
 //! watermarks past the records being replayed.
+//!
+//! Profile replays through its handler here (it counts records as they
+//! apply). Churn, recommend, fraud and logistics replay by running the
+//! service itself under a fresh consumer group that starts at offset 0,
+//! until that group's committed offsets reach the ends of its topics. State
+//! that no topic can rebuild (fraud's review labels, recommend's catalog
+//! from `UpsertItems`, logistics' stock from `SetStock`) is kept: each
+//! service names it in its `REPLAY_KEEPS`.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,6 +18,7 @@ use mesh_bus::{ConsumerConfig, Handler, HandlerError, Record};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::{Backends, MeshConfig};
+use crate::serve::Role;
 
 /// What a replay did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -149,6 +158,146 @@ pub async fn replay_profile(
         service: "profile".into(),
         keys_cleared: cleared,
         records: records.load(std::sync::atomic::Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Rebuilds `role`'s state: clears its scope (keeping what no topic can
+/// rebuild) and runs the service under a fresh group from offset 0 until it
+/// has committed the end of every partition it reads.
+pub async fn replay_service(
+    role: Role,
+    cfg: &MeshConfig,
+    backends: &Backends,
+    show_progress: bool,
+) -> anyhow::Result<ReplayReport> {
+    if role == Role::Profile {
+        return replay_profile(cfg, backends, show_progress).await;
+    }
+    let started = std::time::Instant::now();
+    let (scope, keep): (&str, &[&str]) = match role {
+        Role::Churn => (mesh_churn_svc::SCOPE, &[]),
+        Role::Recommend => (
+            mesh_recommend_svc::keys::SCOPE,
+            mesh_recommend_svc::keys::REPLAY_KEEPS,
+        ),
+        Role::Fraud => (
+            mesh_fraud_svc::state::SCOPE,
+            mesh_fraud_svc::review::REPLAY_KEEPS,
+        ),
+        Role::Logistics => (mesh_logistics_svc::SCOPE, mesh_logistics_svc::REPLAY_KEEPS),
+        Role::Engage => (mesh_engage_svc::SCOPE, mesh_engage_svc::keys::REPLAY_KEEPS),
+        Role::Profile | Role::Ingest | Role::Console => {
+            anyhow::bail!("mesh replay: {} keeps no state to rebuild", role.name())
+        }
+    };
+    let cleared = backends.store.clear_scope_keeping(scope, keep).await?;
+    let mut run = cfg.clone();
+    let suffix = format!("-replay-{}", std::process::id());
+    let any_port: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    run.admin_addr = any_port;
+    let group = match role {
+        Role::Churn => {
+            run.churn.group.push_str(&suffix);
+            run.churn.grpc_addr = any_port;
+            run.churn.group.clone()
+        }
+        Role::Recommend => {
+            run.recommend.group.push_str(&suffix);
+            run.recommend.grpc_addr = any_port;
+            run.recommend.group.clone()
+        }
+        Role::Engage => {
+            run.engage.group.push_str(&suffix);
+            run.engage.grpc_addr = any_port;
+            run.engage.group.clone()
+        }
+        Role::Fraud => {
+            run.fraud.group.push_str(&suffix);
+            run.fraud.grpc_addr = any_port;
+            run.fraud.group.clone()
+        }
+        _ => {
+            run.logistics.group.push_str(&suffix);
+            run.logistics.grpc_addr = any_port;
+            run.logistics.group.clone()
+        }
+    };
+    let t = cfg.topics();
+    let topics: Vec<String> = match role {
+        Role::Churn => vec![t.order_events.clone()],
+        Role::Logistics => vec![t.order_events.clone(), t.decisions.clone()],
+        Role::Engage => vec![
+            t.user_events.clone(),
+            t.order_events.clone(),
+            t.alerts.clone(),
+        ],
+        _ => vec![t.user_events.clone(), t.order_events.clone()],
+    };
+    let groups = vec![crate::lag::Group {
+        name: group.clone(),
+        topics: topics.clone(),
+    }];
+    let stop = CancellationToken::new();
+    // No peers: the replayed service answers nobody while it runs, and what
+    // it asks peers for (offers, buyer context) is not part of its state.
+    let served = crate::serve::serve(
+        role,
+        &run,
+        &mesh_runtime::config::Env::from_pairs([]),
+        stop.clone(),
+    )
+    .await?;
+    let bar = if show_progress {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "replay {bar:40} {pos}/{len} records {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let quiet = Duration::from_secs(2);
+    let mut done_since: Option<std::time::Instant> = None;
+    let mut records: u64;
+    loop {
+        let (b, g, ts, n) = (
+            backends.brokers.clone(),
+            groups.clone(),
+            topics.clone(),
+            cfg.partitions,
+        );
+        let snap = tokio::task::spawn_blocking(move || crate::lag::sample(&b, &g, &ts, n)).await?;
+        let lag = snap.groups.get(&group).copied();
+        let total: i64 = snap.topic_ends.values().sum();
+        records = total.max(0) as u64;
+        bar.set_length(records);
+        bar.set_position(records.saturating_sub(lag.unwrap_or(total).max(0) as u64));
+        match (snap.error.as_deref(), lag) {
+            (None, Some(0)) => {
+                let since = *done_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= quiet {
+                    break;
+                }
+            }
+            _ => done_since = None,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.cancel();
+    served.stopped(Duration::from_secs(10)).await;
+    if role == Role::Fraud {
+        // Every REVIEW order went back on the queue; the labelled ones were
+        // resolved before the replay and stay resolved.
+        mesh_fraud_svc::review::drop_labelled(&backends.store, cfg.partitions).await?;
+    }
+    bar.finish_and_clear();
+    Ok(ReplayReport {
+        service: role.name().into(),
+        keys_cleared: cleared,
+        records,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -29,6 +29,8 @@ pub enum Role {
     Recommend,
     Fraud,
     Logistics,
+    /// Pricing, offers, campaigns and audiences; asks profile and churn.
+    Engage,
     /// The web console and consumer-lag sampler; asks churn, fraud and
     /// logistics over gRPC (`MESH_CHURN_ADDR`, ...). Serves no gRPC itself.
     Console,
@@ -37,13 +39,14 @@ pub enum Role {
 impl Role {
     /// Every service, in start order (a service starts after the peers it
     /// asks); the console is not among them.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Ingest,
         Role::Profile,
         Role::Fraud,
         Role::Recommend,
         Role::Churn,
         Role::Logistics,
+        Role::Engage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Role {
             Role::Recommend => "recommend",
             Role::Fraud => "fraud",
             Role::Logistics => "logistics",
+            Role::Engage => "engage",
             Role::Console => "console",
         }
     }
@@ -64,7 +68,8 @@ impl Role {
             Role::Recommend | Role::Fraud => &["profile"],
             Role::Churn => &["recommend"],
             Role::Logistics => &["fraud"],
-            Role::Console => &["churn", "fraud", "logistics"],
+            Role::Engage => &["profile", "churn"],
+            Role::Console => &["churn", "fraud", "logistics", "engage"],
             Role::Ingest | Role::Profile => &[],
         }
     }
@@ -144,6 +149,7 @@ pub async fn serve(
                 churn: url(&peers.churn, "MESH_CHURN_ADDR")?,
                 fraud: url(&peers.fraud, "MESH_FRAUD_ADDR")?,
                 logistics: url(&peers.logistics, "MESH_LOGISTICS_ADDR")?,
+                engage: url(&peers.engage, "MESH_ENGAGE_ADDR")?,
             };
             let lag = crate::lag::spawn(
                 backends.brokers.clone(),
@@ -256,6 +262,23 @@ pub async fn serve(
             assigned.push(("logistics", r.assigned.clone()));
             consumers.push(r.consumer);
             others.extend([r.server, r.planner]);
+            Some(r.grpc_addr)
+        }
+        Role::Engage => {
+            let deps = mesh_engage_svc::Deps {
+                brokers: backends.brokers.clone(),
+                topics: cfg.topics(),
+                partitions: cfg.partitions,
+                store: backends.store.clone(),
+                producer: backends.producer.clone(),
+                consumer_extra: cfg.consumer_extra.clone(),
+                clock: mesh_engage_svc::system_clock(),
+                peers: peers.clone(),
+            };
+            let r = mesh_engage_svc::start(&cfg.engage, &deps, shutdown.clone()).await?;
+            assigned.push(("engage", r.assigned.clone()));
+            consumers.push(r.consumer);
+            others.extend([r.server, r.pricer]);
             Some(r.grpc_addr)
         }
     };

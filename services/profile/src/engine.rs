@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use mesh_bus::headers::{self, HeaderList};
+use mesh_bus::headers;
 use mesh_bus::Producer;
 use mesh_proto::profile::v1::{Stage, StageTransition};
 use mesh_store::{Op, PartitionBatch, Slot, StateStore};
@@ -363,14 +363,14 @@ impl Profiles {
             seq,
             decided_at_ms: now_ms,
         };
-        let h = HeaderList::new()
-            .with(headers::CE_SPECVERSION, "1.0")
-            .with(headers::CE_ID, &id)
-            .with(headers::CE_SOURCE, "mesh-profile")
-            .with(headers::CE_TYPE, "mesh.profile.v1.StageTransition")
-            .with(headers::CE_SUBJECT, user)
-            .with(headers::TENANT, tenant)
-            .with(headers::CONTENT_TYPE, "application/protobuf");
+        let h = headers::cloud_event(
+            "mesh.profile.v1.StageTransition",
+            &id,
+            "mesh-profile",
+            tenant,
+            user,
+            now_ms,
+        );
         let Some(producer) = &self.producer else {
             return Err(crate::error::Error::Config(
                 "read-only profile engine cannot publish transitions".into(),

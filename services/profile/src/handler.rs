@@ -1,6 +1,5 @@
 //! The consumer side: records of one partition in, one atomic store step
 //! out.
-use mesh_bus::headers::{self, HeaderList};
 use mesh_bus::{Handler, HandlerError, Producer, Record};
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
@@ -47,16 +46,10 @@ impl Handler for ProfileHandler {
                 }
                 Err(err) => {
                     // Not ours to fix: keep it with the reason and move on.
-                    let h = HeaderList::new()
-                        .with(
-                            headers::DLQ_REASON,
-                            format!("undecodable event envelope: {err}"),
-                        )
-                        .with(headers::DLQ_ORIGIN, &self.group)
-                        .with(
-                            "mesh_dlq_source",
-                            format!("{}[{}]@{}", r.topic, r.partition, r.offset),
-                        );
+                    let h = r.dead_letter_headers(
+                        &format!("undecodable event envelope: {err}"),
+                        &self.group,
+                    );
                     self.producer
                         .send(&self.dead_letter_topic, "undecodable", &r.payload, &h)
                         .await

@@ -22,7 +22,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use mesh_bus::headers::{self, HeaderList};
 use mesh_bus::{Handler, HandlerError, Producer, Record};
 use mesh_proto::events::v1::Envelope;
 use mesh_recommend::live::LiveConfig;
@@ -75,16 +74,7 @@ impl RecommendHandler {
     }
 
     async fn dead_letter(&self, r: &Record, err: prost::DecodeError) -> Result<(), HandlerError> {
-        let h = HeaderList::new()
-            .with(
-                headers::DLQ_REASON,
-                format!("undecodable event envelope: {err}"),
-            )
-            .with(headers::DLQ_ORIGIN, &self.group)
-            .with(
-                "mesh_dlq_source",
-                format!("{}[{}]@{}", r.topic, r.partition, r.offset),
-            );
+        let h = r.dead_letter_headers(&format!("undecodable event envelope: {err}"), &self.group);
         self.producer
             .send(&self.dead_letter_topic, "undecodable", &r.payload, &h)
             .await
@@ -306,7 +296,7 @@ mod tests {
                     offset: 10 + k as i64,
                     key: None,
                     payload: e.encode_to_vec(),
-                    headers: HeaderList::new(),
+                    headers: mesh_bus::headers::HeaderList::new(),
                     timestamp_ms: None,
                 }
             })

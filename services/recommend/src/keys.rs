@@ -17,6 +17,11 @@ use serde::{Deserialize, Serialize};
 /// Scope of every recommend key in the store.
 pub const SCOPE: &str = "recommend";
 
+/// Keys that no topic can rebuild: catalog entries carry `UpsertItems`
+/// fields. `mesh replay --service recommend` keeps them (their event fields
+/// are rewritten by the replay).
+pub const REPLAY_KEEPS: &[&str] = &["item:"];
+
 /// Users seen in a slot (member `<tenant>/<user>`, score = last event ms),
 /// so training can enumerate histories.
 pub const USERS: &str = "users";

@@ -1,0 +1,327 @@
+//! The consumer: user and order events feed price observations and
+//! attribute orders to offers; churn's retention actions on the alerts topic
+//! get an offer from the retention campaign.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mesh_bus::headers;
+use mesh_bus::{Handler, HandlerError, Record};
+use mesh_proto::churn::v1::RetentionAction;
+use mesh_proto::events::v1::{envelope::Body, Envelope};
+use mesh_store::{Op, PartitionBatch, Slot};
+use prost::Message;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::engine::{attribution_ops, Engage, OfferRecord, RETENTION_CAMPAIGN};
+use crate::keys::{self, SCOPE};
+use crate::metrics::RESPONSES;
+
+const DAY_MS: i64 = 86_400_000;
+
+pub struct EngageHandler {
+    pub engage: Arc<Engage>,
+    pub alerts_topic: String,
+    pub dead_letter_topic: String,
+    pub group: String,
+}
+
+/// Price as a field name: cents, so float noise does not split a price.
+pub fn price_field(day: i64, price: f64, kind: char) -> String {
+    format!("{day}|{}|{kind}", (price * 100.0).round() as i64)
+}
+
+/// Ops of one product view or order line for pricing.
+fn observation_ops(
+    tenant: &str,
+    sku: &str,
+    category: &str,
+    price: f64,
+    at_ms: i64,
+    views: i64,
+    units: i64,
+) -> Vec<Op> {
+    if sku.is_empty() || !(price.is_finite() && price > 0.0) {
+        return Vec::new();
+    }
+    let day = at_ms.div_euclid(DAY_MS);
+    let obs = keys::observations(tenant, sku);
+    let item = keys::item(tenant, sku);
+    let mut ops = Vec::new();
+    if views > 0 {
+        ops.push(Op::HIncr {
+            key: obs.clone(),
+            field: price_field(day, price, 'v'),
+            delta: views,
+        });
+        // The latest price shown is the item's base price.
+        ops.extend([
+            Op::HMax {
+                key: item.clone(),
+                field: "seen_ms".into(),
+                value: at_ms,
+            },
+            Op::HSet {
+                key: item.clone(),
+                field: "price".into(),
+                value: price.to_string(),
+            },
+        ]);
+    }
+    if units > 0 {
+        ops.push(Op::HIncr {
+            key: obs,
+            field: price_field(day, price, 'u'),
+            delta: units,
+        });
+    }
+    ops.push(Op::HSetNx {
+        key: item.clone(),
+        field: "list".into(),
+        value: price.to_string(),
+    });
+    if !category.is_empty() {
+        ops.push(Op::HSet {
+            key: item,
+            field: "category".into(),
+            value: category.into(),
+        });
+    }
+    ops.push(Op::ZSet {
+        key: keys::ITEMS.into(),
+        member: keys::member(tenant, sku),
+        score: at_ms as f64,
+    });
+    ops
+}
+
+impl EngageHandler {
+    async fn dead_letter(&self, r: &Record, reason: String) -> Result<(), crate::Error> {
+        let h = r.dead_letter_headers(&reason, &self.group);
+        self.engage
+            .producer
+            .send(&self.dead_letter_topic, "undecodable", &r.payload, &h)
+            .await?;
+        Ok(())
+    }
+
+    /// Churn's retention actions: one offer each from the retention
+    /// campaign (idempotent per alert), then the watermark moves.
+    async fn retention(&self, records: &[Record]) -> Result<(), crate::Error> {
+        let first = &records[0];
+        let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        for r in records {
+            if r.headers.get(headers::CE_TYPE) == Some("mesh.churn.v1.RetentionAction") {
+                match RetentionAction::decode(r.payload.as_slice()) {
+                    Ok(a) => {
+                        let d = self
+                            .engage
+                            .choose_offer(
+                                &a.tenant_id,
+                                RETENTION_CAMPAIGN,
+                                &a.user_id,
+                                Some(&a.alert_id),
+                            )
+                            .await;
+                        match d {
+                            Ok(_) => {}
+                            // Refused input is kept with the reason; store and
+                            // broker failures retry the batch.
+                            Err(
+                                e @ (crate::Error::InvalidArgument { .. }
+                                | crate::Error::NotFound(_)),
+                            ) => {
+                                self.dead_letter(r, format!("retention action refused: {e}"))
+                                    .await?
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Err(e) => {
+                        self.dead_letter(r, format!("undecodable RetentionAction: {e}"))
+                            .await?
+                    }
+                }
+            }
+            batch.push(r.offset, Vec::new());
+        }
+        self.engage.store.apply(SCOPE, &batch).await?;
+        Ok(())
+    }
+
+    /// Events: pricing observations, and orders attributed to offers.
+    pub async fn apply(&self, records: &[Record]) -> Result<(), crate::Error> {
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        if first.topic == self.alerts_topic {
+            return self.retention(records).await;
+        }
+        let engage = &self.engage;
+        let slot = Slot {
+            scope: SCOPE,
+            partition: first.partition,
+        };
+        let mut events = Vec::with_capacity(records.len());
+        for r in records {
+            match Envelope::decode(r.payload.as_slice()) {
+                Ok(e) => events.push((r, Some(e))),
+                Err(err) => {
+                    self.dead_letter(r, format!("undecodable event envelope: {err}"))
+                        .await?;
+                    events.push((r, None));
+                }
+            }
+        }
+        // The offer records of every user who ordered in this batch, read
+        // once and updated in memory as the batch goes.
+        let mut buyers: Vec<(String, String)> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Some(
+                    e @ Envelope {
+                        body: Some(Body::OrderPlaced(_)),
+                        ..
+                    },
+                ) => Some((e.tenant_id.clone(), e.user_id.clone())),
+                _ => None,
+            })
+            .collect();
+        buyers.sort();
+        buyers.dedup();
+        let reads: Vec<_> = buyers
+            .iter()
+            .map(|(t, u)| (slot, keys::offers(t, u)))
+            .collect();
+        let mut offers: HashMap<(String, String), HashMap<String, OfferRecord>> = HashMap::new();
+        if !reads.is_empty() {
+            for (who, h) in buyers.iter().zip(engage.store.hgetall_many(&reads).await?) {
+                let recs = h
+                    .into_iter()
+                    .filter_map(|(c, raw)| Some((c, serde_json::from_str(&raw).ok()?)))
+                    .collect();
+                offers.insert(who.clone(), recs);
+            }
+        }
+        let mut windows: HashMap<(String, String), i64> = HashMap::new();
+        let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        let mut conversions = Vec::new();
+        for (r, e) in events {
+            let Some(e) = e else {
+                batch.push(r.offset, Vec::new());
+                continue;
+            };
+            let span =
+                tracing::debug_span!("engage.apply", event_id = %e.event_id, offset = r.offset);
+            let _ = span.set_parent(r.headers.trace_context());
+            let mut ops = Vec::new();
+            match &e.body {
+                Some(Body::ProductView(v)) => ops.extend(observation_ops(
+                    &e.tenant_id,
+                    &v.sku,
+                    &v.category,
+                    v.price,
+                    e.occurred_at_ms,
+                    1,
+                    0,
+                )),
+                Some(Body::OrderPlaced(o)) => {
+                    for l in &o.items {
+                        ops.extend(observation_ops(
+                            &e.tenant_id,
+                            &l.sku,
+                            &l.category,
+                            l.unit_price,
+                            e.occurred_at_ms,
+                            0,
+                            i64::from(l.quantity),
+                        ));
+                    }
+                    let who = (e.tenant_id.clone(), e.user_id.clone());
+                    if let Some(recs) = offers.get_mut(&who) {
+                        for (campaign, rec) in recs.iter_mut() {
+                            if r.offset <= rec.last_offset {
+                                continue;
+                            }
+                            let key = (e.tenant_id.clone(), campaign.clone());
+                            let window = match windows.get(&key) {
+                                Some(w) => *w,
+                                None => {
+                                    let w = engage
+                                        .campaign(&e.tenant_id, campaign)
+                                        .await?
+                                        .map_or(7 * DAY_MS, |c| {
+                                            (c.attribution_days * DAY_MS as f64) as i64
+                                        });
+                                    windows.insert(key, w);
+                                    w
+                                }
+                            };
+                            if !rec.attributes(e.occurred_at_ms, window) {
+                                continue;
+                            }
+                            let was = rec.converted;
+                            let revenue = if o.total.is_finite() {
+                                o.total.max(0.0)
+                            } else {
+                                0.0
+                            };
+                            ops.extend(attribution_ops(&e.tenant_id, rec, revenue));
+                            rec.last_offset = r.offset;
+                            ops.push(Op::HSet {
+                                key: keys::offers(&e.tenant_id, &e.user_id),
+                                field: campaign.clone(),
+                                value: serde_json::to_string(&*rec).expect("record serializes"),
+                            });
+                            conversions.push((
+                                e.tenant_id.clone(),
+                                e.user_id.clone(),
+                                campaign.clone(),
+                                rec.clone(),
+                                was,
+                                revenue,
+                                o.order_id.clone(),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            batch.push(r.offset, ops);
+        }
+        // Responses go out before the state moves: a retry re-sends them with
+        // the same ids, a crash never loses them.
+        for (tenant, user, campaign, rec, _, revenue, order_id) in &conversions {
+            engage
+                .publish_response(
+                    tenant,
+                    campaign,
+                    user,
+                    rec,
+                    "conversion",
+                    *revenue,
+                    order_id,
+                )
+                .await?;
+        }
+        let applied = engage.store.apply(SCOPE, &batch).await?;
+        if applied.applied > 0 {
+            for (tenant, _, campaign, rec, was, _, _) in &conversions {
+                RESPONSES.with_label_values(&["conversion", "stream"]).inc();
+                if !was && !rec.offer.is_empty() {
+                    engage
+                        .bandit_update(tenant, campaign, &rec.offer, &rec.context, 1.0, false)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handler for EngageHandler {
+    async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
+        self.apply(records)
+            .await
+            .map_err(|e| HandlerError(e.to_string()))
+    }
+}
