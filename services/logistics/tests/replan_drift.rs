@@ -85,8 +85,9 @@ fn spread(p: &StoredPlan, stops: &BTreeMap<String, StopRec>) -> f64 {
 
 /// 40 stops solved, then `replans` waves of 3 new stops each replanned in.
 /// Returns (plan distance / fresh solve distance - 1, spread of the plan,
-/// spread of the fresh solve, methods used).
-fn run(reoptimize: Reoptimize, replans: usize) -> (f64, f64, f64, Vec<String>) {
+/// spread of the fresh solve, methods used, vehicles of the plan and of the
+/// fresh solve).
+fn run(reoptimize: Reoptimize, replans: usize) -> (f64, f64, f64, Vec<String>, usize, usize) {
     let routing = routing(reoptimize);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut stops: BTreeMap<String, StopRec> = BTreeMap::new();
@@ -120,6 +121,8 @@ fn run(reoptimize: Reoptimize, replans: usize) -> (f64, f64, f64, Vec<String>) {
         spread(&plan, &stops),
         spread(&fresh, &stops),
         methods,
+        plan.routes.len(),
+        fresh.routes.len(),
     )
 }
 
@@ -130,14 +133,15 @@ fn thirty_replans_stay_within_two_percent_of_a_fresh_solve() {
         drift: 0.0,
         every: 0,
     };
-    let (drift_off, spread_off, spread_fresh, _) = run(off, N);
+    let (drift_off, spread_off, spread_fresh, _, v_off, v_fresh) = run(off, N);
     let on = Reoptimize {
         drift: 0.02,
         every: 10,
     };
     // 27 replans: the last comparison (if any) was several replans ago.
-    let (drift_27, _, _, _) = run(on, N - 3);
-    let (drift_on, spread_on, _, methods) = run(on, N);
+    let (drift_27, ..) = run(on, N - 3);
+    let (drift_on, spread_on, _, methods, v_on, _) = run(on, N);
+    eprintln!("vehicles without re-optimization {v_off}, with it {v_on}, fresh solve {v_fresh}");
     eprintln!(
         "after {N} replans: drift without re-optimization {:.2}% (spread {spread_off:.4}), \
          with it {:.2}% (spread {spread_on:.4}); after 27: {:.2}%; fresh spread {spread_fresh:.4}; \
