@@ -126,6 +126,12 @@ async fn main() {
         solve_budget: Duration::from_secs(5),
         solve_iterations: 300,
         replan_budget: Duration::from_millis(200),
+        require_depots: false,
+        // Off: the example times the replan alone.
+        reoptimize: wave::Reoptimize {
+            drift: 0.0,
+            every: 0,
+        },
     };
     let mut feeder = Feeder {
         store: store.clone(),

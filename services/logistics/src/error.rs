@@ -22,6 +22,13 @@ pub enum Error {
     /// The forecasting core refused or failed.
     #[error("forecasting: {0}")]
     Forecast(#[from] mesh_forecast::Error),
+    /// Production mode (`MESH_LOGISTICS_REQUIRE_DEPOTS=true`) and the
+    /// wave's warehouse has no configured depot.
+    #[error(
+        "warehouse {warehouse} has no depot: add {warehouse}=<lat>,<lon> to MESH_LOGISTICS_DEPOTS \
+         (required because MESH_LOGISTICS_REQUIRE_DEPOTS=true)"
+    )]
+    NoDepot { warehouse: String },
     /// A stored plan could not be read back.
     #[error("stored plan of wave {wave}: {reason}")]
     BadPlan { wave: String, reason: String },
@@ -49,7 +56,7 @@ pub fn to_status(e: Error) -> Status {
         | Error::Forecast(mesh_forecast::Error::NonFinite { .. }) => {
             Status::invalid_argument(e.to_string())
         }
-        Error::Routing(mesh_vrp::Error::NoFeasibleSolution { .. }) => {
+        Error::Routing(mesh_vrp::Error::NoFeasibleSolution { .. }) | Error::NoDepot { .. } => {
             Status::failed_precondition(e.to_string())
         }
         Error::Routing(_) | Error::Forecast(_) | Error::BadPlan { .. } => {

@@ -4,8 +4,8 @@
 //!
 //! Keys (all in the slot of the record's input partition, scope
 //! [`crate::SCOPE`]):
-//! - `o:<tenant>/<order>`: one hash per order — wave, location, demand,
-//!   promised window, and status fields (`paid`, `cancelled`, `shipped_at`,
+//! - `o:<tenant>/<order>`: one hash per order — wave, warehouse, lines
+//!   (`items`), location, demand, promised window, and status fields (`paid`, `cancelled`, `shipped_at`,
 //!   `delivered`, ...).
 //! - `w:<wave>`: wave membership, one field per order key.
 //! - `waves`: the wave index, one field per wave id.
@@ -86,6 +86,32 @@ pub fn wave_id(o: &OrderPlaced, occurred_at_ms: i64, default_warehouse: &str) ->
     format!("{warehouse}|{region}|{}", day_name(day_of(at)))
 }
 
+/// The warehouse an order ships from (`default_warehouse` when it names none).
+pub fn warehouse_of(o: &OrderPlaced, default_warehouse: &str) -> String {
+    clean(&o.warehouse_id, default_warehouse)
+}
+
+/// An order's lines as stored in field `items` of its hash: `sku=qty`
+/// joined by `;` (SKUs with `;` or `=` are not counted in stock).
+pub fn encode_items(o: &OrderPlaced) -> String {
+    o.items
+        .iter()
+        .filter(|i| !i.sku.is_empty() && !i.sku.contains([';', '=']))
+        .map(|i| format!("{}={}", i.sku, i.quantity))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The lines of field `items` of an order's hash.
+pub fn decode_items(s: &str) -> Vec<(String, f64)> {
+    s.split(';')
+        .filter_map(|p| {
+            let (sku, q) = p.split_once('=')?;
+            Some((sku.to_string(), q.parse().ok()?))
+        })
+        .collect()
+}
+
 /// The demand series an order line counts in: per SKU, per SKU and
 /// warehouse, per category, per category and region.
 pub fn series_keys(sku: &str, category: &str, warehouse: &str, region: &str) -> Vec<String> {
@@ -148,7 +174,7 @@ pub fn ops(e: &Envelope, default_warehouse: &str) -> Vec<Op> {
 fn placed(e: &Envelope, o: &OrderPlaced, default_warehouse: &str) -> Vec<Op> {
     let key = order_key(&e.tenant_id, &o.order_id);
     let wave = wave_id(o, e.occurred_at_ms, default_warehouse);
-    let warehouse = clean(&o.warehouse_id, default_warehouse);
+    let warehouse = warehouse_of(o, default_warehouse);
     let loc = o.ship_to.clone().unwrap_or_default();
     let units: i64 = o.items.iter().map(|i| i64::from(i.quantity)).sum();
     let cod = CASH_ON_DELIVERY.contains(&o.payment_method.to_ascii_lowercase().as_str());
@@ -161,6 +187,8 @@ fn placed(e: &Envelope, o: &OrderPlaced, default_warehouse: &str) -> Vec<Op> {
         set(&key, "to_ms", o.promised_to_ms),
         set(&key, "placed_at", e.occurred_at_ms),
         set(&key, "user", &e.user_id),
+        set(&key, "warehouse", &warehouse),
+        set(&key, "items", encode_items(o)),
         set(&wave_key(&wave), &stop_id(&e.tenant_id, &o.order_id), 1),
         set(WAVES, &wave, 1),
     ];

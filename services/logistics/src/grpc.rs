@@ -14,7 +14,7 @@ use crate::error::{invalid, to_status, Error, Result};
 use crate::forecasting::{self, Inventory, StockVersions};
 use crate::handler::publish_alert;
 use crate::wave::{self, schedule, StopState, StoredPlan};
-use crate::{fold, Clock};
+use crate::{fold, plan_store, Clock};
 
 /// Due time used for "no limit" in `PlanRoutes`.
 const NO_LIMIT: f64 = 1e9;
@@ -178,9 +178,20 @@ impl LogisticsGrpc {
     }
 
     async fn list_waves(&self) -> Result<pb::ListWavesResponse> {
+        // Only waves with something to deliver: the live index holds waves
+        // whose latest plan routes or leaves unassigned an active stop; a
+        // wave whose orders were all cancelled or held left it with its
+        // empty plan, and waves of unpaid orders never entered it.
         let mut waves = Vec::new();
-        for w in wave::list_waves(&self.store, self.partitions).await? {
+        for w in plan_store::live_waves(&self.store, self.partitions).await? {
             let stops = wave::load_wave(&self.store, self.partitions, &w).await?;
+            let active = stops
+                .values()
+                .filter(|s| s.state == StopState::Active)
+                .count() as u32;
+            if active == 0 {
+                continue;
+            }
             let plan = wave::load_plan(&self.store, self.partitions, &w).await?;
             let mut parts = w.splitn(3, '|');
             waves.push(pb::WaveSummary {
@@ -188,10 +199,7 @@ impl LogisticsGrpc {
                 region: parts.next().unwrap_or_default().to_string(),
                 day: parts.next().unwrap_or_default().to_string(),
                 orders: stops.len() as u32,
-                active_stops: stops
-                    .values()
-                    .filter(|s| s.state == StopState::Active)
-                    .count() as u32,
+                active_stops: active,
                 plan_version: plan.map(|p| p.version).unwrap_or(0),
                 wave_id: w,
             });

@@ -18,7 +18,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{ALERTS, EVENTS};
 use crate::planner::PlannerHandle;
-use crate::{fold, wave, SCOPE};
+use crate::{fold, stock, wave, SCOPE};
 
 pub struct LogisticsHandler {
     pub store: StateStore,
@@ -31,6 +31,10 @@ pub struct LogisticsHandler {
     pub planner: PlannerHandle,
     /// Fraud's decisions topic (consumed with the orders).
     pub decisions_topic: String,
+    /// Stock alert settings and the time source.
+    pub inventory: crate::forecasting::Inventory,
+    pub clock: crate::Clock,
+    pub stock_alerts: crate::stock::AlertState,
 }
 
 /// Publishes one alert, keyed by `key`.
@@ -211,6 +215,36 @@ impl LogisticsHandler {
     }
 }
 
+impl LogisticsHandler {
+    /// Stock-out and reorder-point alerts of the stock this batch sold.
+    async fn stock_alerts(
+        &self,
+        sold: &std::collections::BTreeMap<(String, String), f64>,
+    ) -> Result<(), HandlerError> {
+        if sold.is_empty() {
+            return Ok(());
+        }
+        let alerts = stock::alerts(
+            &self.store,
+            self.partitions,
+            &self.inventory,
+            &self.stock_alerts,
+            sold,
+            (self.clock)(),
+        )
+        .await
+        .map_err(|e| HandlerError(format!("stock alerts: {e}")))?;
+        for a in alerts {
+            let key = format!("{}/{}", a.warehouse, a.sku);
+            publish_alert(&self.producer, &self.alerts_topic, &key, &a)
+                .await
+                .map_err(|e| HandlerError(format!("alert: {e}")))?;
+            self.stock_alerts.mark_sent(&a.alert_id);
+        }
+        Ok(())
+    }
+}
+
 impl Handler for LogisticsHandler {
     async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
         let Some(first) = records.first() else {
@@ -219,32 +253,76 @@ impl Handler for LogisticsHandler {
         if first.topic == self.decisions_topic {
             return self.apply_decisions(records).await;
         }
-        let mut batch = PartitionBatch::new(&first.topic, first.partition);
-        let mut events = Vec::with_capacity(records.len());
+        let mut decoded: Vec<(i64, Option<Envelope>)> = Vec::with_capacity(records.len());
         for r in records {
             match Envelope::decode(r.payload.as_slice()) {
-                Ok(e) => {
-                    let span = tracing::info_span!("logistics.apply", event_id = %e.event_id, offset = r.offset);
-                    let _ = span.set_parent(r.headers.trace_context());
-                    let _g = span.enter();
-                    let ops = fold::ops(&e, &self.default_warehouse);
-                    if !ops.is_empty() {
-                        let kind = e.kind().map(|k| k.name()).unwrap_or("unknown");
-                        EVENTS.with_label_values(&[kind]).inc();
-                    }
-                    batch.push(r.offset, ops);
-                    events.push(e);
-                }
+                Ok(e) => decoded.push((r.offset, Some(e))),
                 Err(err) => {
                     self.dead_letter(r, err).await?;
-                    batch.push(r.offset, Vec::new());
+                    decoded.push((r.offset, None));
                 }
             }
+        }
+        let events: Vec<(i64, Envelope)> = decoded
+            .iter()
+            .filter_map(|(o, e)| Some((*o, e.clone()?)))
+            .collect();
+        // Stock first (see `stock`): its moves are priced from the order
+        // hashes as they were before this batch.
+        let slot = Slot {
+            scope: SCOPE,
+            partition: first.partition,
+        };
+        let keys: Vec<_> = stock::keys_to_read(&events)
+            .into_iter()
+            .map(|k| (slot, k))
+            .collect();
+        let hashes = self
+            .store
+            .hgetall_many(&keys)
+            .await
+            .map_err(|e| HandlerError(format!("reading orders: {e}")))?;
+        let prior = keys.into_iter().map(|(_, k)| k).zip(hashes).collect();
+        let mut moves = stock::plan(
+            &first.topic,
+            first.partition,
+            self.partitions,
+            &events,
+            &prior,
+            &self.default_warehouse,
+        );
+        for b in &moves.batches {
+            self.store
+                .apply(SCOPE, b)
+                .await
+                .map_err(|e| HandlerError(format!("stock: {e}")))?;
+        }
+        let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        let mut by_offset: std::collections::HashMap<i64, &Envelope> =
+            events.iter().map(|(o, e)| (*o, e)).collect();
+        for r in records {
+            let Some(e) = by_offset.remove(&r.offset) else {
+                batch.push(r.offset, Vec::new());
+                continue;
+            };
+            let span =
+                tracing::info_span!("logistics.apply", event_id = %e.event_id, offset = r.offset);
+            let _ = span.set_parent(r.headers.trace_context());
+            let _g = span.enter();
+            let mut ops = fold::ops(e, &self.default_warehouse);
+            if !ops.is_empty() {
+                let kind = e.kind().map(|k| k.name()).unwrap_or("unknown");
+                EVENTS.with_label_values(&[kind]).inc();
+            }
+            ops.extend(moves.order_ops.remove(&r.offset).unwrap_or_default());
+            batch.push(r.offset, ops);
         }
         self.store
             .apply(SCOPE, &batch)
             .await
             .map_err(|e| HandlerError(e.to_string()))?;
-        self.after_apply(first.partition, &events).await
+        let events: Vec<Envelope> = events.into_iter().map(|(_, e)| e).collect();
+        self.after_apply(first.partition, &events).await?;
+        self.stock_alerts(&moves.sold).await
     }
 }

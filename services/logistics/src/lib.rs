@@ -22,20 +22,25 @@
 //! warehouse, category, and category and region; `Forecast` fits the
 //! forecasting core's default method; `ReorderSuggestions` combines a SKU's
 //! forecast with the stock set by `SetStock` and raises stock-out alerts
-//! ([`forecasting`]).
+//! ([`forecasting`]). Placed orders decrement that stock and cancellations
+//! before shipment restore it, exactly once; a stock-out or a fall below the
+//! reorder point is alerted from the stream ([`stock`]).
 //!
 //! # Layout
 //! - [`fold`]: order event → store ops (pure), key layout.
 //! - [`handler`]: the bus handler; planner notification and delivery alerts.
 //! - [`wave`]: wave loading, routing instance, `solve`/`replan`, plan storage.
+//! - [`drift`]: drift of replans and the background re-optimization.
 //! - [`plan_store`]: the versioned plan in the store.
 //! - [`planner`]: the debounced planner task.
+//! - [`stock`]: stock moves and stock alerts from the order stream.
 //! - [`forecasting`]: series, forecasts, stock and reorder suggestions.
 //! - [`grpc`]: the `LogisticsService` implementation.
 //! - [`error`]: the error type and its gRPC status mapping.
 //! - [`metrics`]: metric names.
 #![forbid(unsafe_code)]
 
+pub mod drift;
 pub mod error;
 pub mod fold;
 pub mod forecasting;
@@ -44,6 +49,7 @@ pub mod handler;
 pub mod metrics;
 pub mod plan_store;
 pub mod planner;
+pub mod stock;
 pub mod wave;
 
 use std::collections::HashMap;
@@ -96,8 +102,15 @@ pub struct LogisticsConfig {
     /// Routing of waves: `MESH_LOGISTICS_CAPACITY` (100), `MESH_LOGISTICS_VEHICLES`
     /// (0 = unlimited), `MESH_LOGISTICS_SPEED_KMH` (30), `MESH_LOGISTICS_SERVICE_MIN` (5),
     /// `MESH_LOGISTICS_DEPOTS` (`wh=lat,lon;...`), `MESH_LOGISTICS_SOLVE_MS` (1000),
-    /// `MESH_LOGISTICS_SOLVE_ITERATIONS` (2000), `MESH_LOGISTICS_REPLAN_MS` (200).
+    /// `MESH_LOGISTICS_SOLVE_ITERATIONS` (2000), `MESH_LOGISTICS_REPLAN_MS` (200),
+    /// `MESH_LOGISTICS_REQUIRE_DEPOTS` (false; set true in production: a wave of a
+    /// warehouse missing from `MESH_LOGISTICS_DEPOTS` is refused instead of routed
+    /// from its stops' centroid), `MESH_LOGISTICS_REOPTIMIZE_DRIFT` (0.02; 0 = off) and
+    /// `MESH_LOGISTICS_REOPTIMIZE_EVERY` (10 replans), see [`wave::Reoptimize`].
     pub routing: wave::Routing,
+    /// Period of the planner's INFO summary (`MESH_LOGISTICS_LOG_SUMMARY_MS`, 60000);
+    /// single plans are logged at DEBUG.
+    pub log_summary: Duration,
     /// Inventory: `MESH_LOGISTICS_LEAD_TIME_DAYS` (3), `MESH_LOGISTICS_SERVICE_LEVEL` (0.95),
     /// `MESH_LOGISTICS_STOCKOUT_THRESHOLD` (0.2), `MESH_LOGISTICS_HISTORY_DAYS` (365).
     pub inventory: forecasting::Inventory,
@@ -145,6 +158,14 @@ fn positive_f64(env: &Env, var: &str, default: f64) -> mesh_runtime::Result<f64>
     Ok(v)
 }
 
+fn fraction(env: &Env, var: &str, default: f64) -> mesh_runtime::Result<f64> {
+    let v = env.parse::<f64>(var, default, "a number")?;
+    if !(0.0..1.0).contains(&v) {
+        return Err(bad(var, &v.to_string(), "must be in 0..1 (0 = off)"));
+    }
+    Ok(v)
+}
+
 fn probability(env: &Env, var: &str, default: f64) -> mesh_runtime::Result<f64> {
     let v = env.parse::<f64>(var, default, "a number")?;
     if !(v > 0.0 && v < 1.0) {
@@ -155,6 +176,19 @@ fn probability(env: &Env, var: &str, default: f64) -> mesh_runtime::Result<f64> 
 
 impl LogisticsConfig {
     pub fn from_env(env: &Env) -> mesh_runtime::Result<Self> {
+        let cfg = Self::read(env)?;
+        if cfg.routing.require_depots && cfg.routing.depots.is_empty() {
+            return Err(bad(
+                "MESH_LOGISTICS_DEPOTS",
+                "",
+                "is empty while MESH_LOGISTICS_REQUIRE_DEPOTS=true; expected warehouse=lat,lon \
+                 pairs, e.g. wh-1=52.52,13.40",
+            ));
+        }
+        Ok(cfg)
+    }
+
+    fn read(env: &Env) -> mesh_runtime::Result<Self> {
         let vehicles = env.parse::<usize>(
             "MESH_LOGISTICS_VEHICLES",
             0,
@@ -184,7 +218,21 @@ impl LogisticsConfig {
                 )?,
                 replan_budget: env
                     .millis("MESH_LOGISTICS_REPLAN_MS", Duration::from_millis(200))?,
+                require_depots: env.parse(
+                    "MESH_LOGISTICS_REQUIRE_DEPOTS",
+                    false,
+                    "true or false",
+                )?,
+                reoptimize: wave::Reoptimize {
+                    drift: fraction(env, "MESH_LOGISTICS_REOPTIMIZE_DRIFT", 0.02)?,
+                    every: env.parse(
+                        "MESH_LOGISTICS_REOPTIMIZE_EVERY",
+                        10,
+                        "a whole number of replans (0 = only on estimated drift)",
+                    )?,
+                },
             },
+            log_summary: env.millis("MESH_LOGISTICS_LOG_SUMMARY_MS", Duration::from_secs(60))?,
             inventory: forecasting::Inventory {
                 lead_time_days: env.positive("MESH_LOGISTICS_LEAD_TIME_DAYS", 3)? as usize,
                 service_level: probability(env, "MESH_LOGISTICS_SERVICE_LEVEL", 0.95)?,
@@ -236,6 +284,7 @@ pub fn start_consumer(cfg: &LogisticsConfig, deps: &Deps, shutdown: Cancellation
             partitions: deps.partitions,
             routing: cfg.routing.clone(),
             debounce: cfg.debounce,
+            log_summary: cfg.log_summary,
             clock: deps.clock.clone(),
             fraud: deps.peers.fraud.clone(),
         },
@@ -259,6 +308,9 @@ pub fn start_consumer(cfg: &LogisticsConfig, deps: &Deps, shutdown: Cancellation
         default_warehouse: cfg.default_warehouse.clone(),
         planner: handle,
         decisions_topic: deps.topics.decisions.clone(),
+        inventory: cfg.inventory.clone(),
+        clock: deps.clock.clone(),
+        stock_alerts: Default::default(),
     });
     let assigned = Assignment::default();
     let a = assigned.clone();
@@ -340,5 +392,31 @@ mod tests {
             e.to_string().contains("MESH_LOGISTICS_SERVICE_LEVEL"),
             "{e}"
         );
+        assert!(
+            !cfg.routing.require_depots,
+            "off by default (embedded mesh)"
+        );
+        let e = LogisticsConfig::from_env(&Env::from_pairs([(
+            "MESH_LOGISTICS_REQUIRE_DEPOTS",
+            "true",
+        )]))
+        .unwrap_err();
+        assert!(e.to_string().contains("MESH_LOGISTICS_DEPOTS"), "{e}");
+        let e = LogisticsConfig::from_env(&Env::from_pairs([(
+            "MESH_LOGISTICS_REQUIRE_DEPOTS",
+            "yes please",
+        )]))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("MESH_LOGISTICS_REQUIRE_DEPOTS"),
+            "{e}"
+        );
+        let ok = LogisticsConfig::from_env(&Env::from_pairs([
+            ("MESH_LOGISTICS_REQUIRE_DEPOTS", "true"),
+            ("MESH_LOGISTICS_DEPOTS", "wh-1=52.5,13.4"),
+        ]))
+        .unwrap();
+        assert!(ok.routing.require_depots);
+        assert_eq!(ok.routing.reoptimize.drift, 0.02);
     }
 }

@@ -41,6 +41,20 @@ pub struct StoredPlan {
     /// Peers that did not answer while planning, with the fallback used.
     #[serde(default)]
     pub degraded: Vec<String>,
+    /// Depot (lat, lon) the plan was routed from; replans keep it when the
+    /// warehouse has no configured depot, so the routes do not move with
+    /// the stops' centroid.
+    #[serde(default)]
+    pub depot: Option<(f64, f64)>,
+    /// Replans since the last fresh solve (`solve` or `reoptimize`).
+    #[serde(default)]
+    pub replans_since_solve: u32,
+    /// Distance and served stops of the last fresh solve: the reference of
+    /// the cheap drift estimate.
+    #[serde(default)]
+    pub solved_distance: f64,
+    #[serde(default)]
+    pub solved_stops: usize,
 }
 
 impl StoredPlan {
@@ -49,6 +63,20 @@ impl StoredPlan {
         self.routes
             .iter()
             .position(|r| r.stops.iter().any(|s| s == stop))
+    }
+}
+
+/// Key of the live-wave index (a sorted set in each plan slot, member the
+/// wave id, score its plan version): waves whose latest plan routes or
+/// leaves unassigned at least one active stop. Written with the plan, so a
+/// wave that became empty (every order cancelled or held) leaves it
+/// atomically with its empty plan.
+pub const LIVE_WAVES: &str = "live_waves";
+
+impl StoredPlan {
+    /// Whether the plan has anything to deliver.
+    pub fn is_live(&self) -> bool {
+        self.routes.iter().any(|r| !r.stops.is_empty()) || !self.unassigned.is_empty()
     }
 }
 
@@ -84,6 +112,27 @@ pub async fn load_plan(
         })
 }
 
+/// Live waves over every partition slot, sorted.
+pub async fn live_waves(store: &StateStore, partitions: i32) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for partition in 0..partitions {
+        let slot = Slot {
+            scope: SCOPE,
+            partition,
+        };
+        out.extend(
+            store
+                .ztop(slot, LIVE_WAVES, 1_000_000)
+                .await?
+                .into_iter()
+                .map(|(w, _)| w),
+        );
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// Stores `plan` unless a plan of the same or a newer version is stored;
 /// returns whether it was written.
 pub async fn store_plan(store: &StateStore, partitions: i32, plan: &StoredPlan) -> Result<bool> {
@@ -106,6 +155,18 @@ pub async fn store_plan(store: &StateStore, partitions: i32, plan: &StoredPlan) 
                 key,
                 field: "version".into(),
                 value: plan.version.to_string(),
+            },
+            if plan.is_live() {
+                Op::ZSet {
+                    key: LIVE_WAVES.into(),
+                    member: plan.wave_id.clone(),
+                    score: plan.version as f64,
+                }
+            } else {
+                Op::ZRem {
+                    key: LIVE_WAVES.into(),
+                    member: plan.wave_id.clone(),
+                }
             },
         ],
     );

@@ -1,6 +1,10 @@
 //! The planner task: waves touched by the consumer are re-planned after a
 //! quiet period (debounce), one at a time, outside the exactly-once path.
-use std::collections::BTreeSet;
+//!
+//! Logging: one plan is a DEBUG line; at INFO the planner writes one
+//! summary per `log_summary` period (only when it planned something), so
+//! the INFO volume does not grow with the order rate.
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{PLANS, PLAN_SECONDS};
 use crate::wave::{self, Routing};
-use crate::Clock;
+use crate::{Clock, Error};
 
 /// Tells the planner a wave changed. Cheap to clone.
 #[derive(Clone)]
@@ -29,6 +33,8 @@ pub struct PlannerCtx {
     pub partitions: i32,
     pub routing: Routing,
     pub debounce: Duration,
+    /// Period of the INFO summary.
+    pub log_summary: Duration,
     pub clock: Clock,
     /// Fraud, asked for decisions that have not arrived at planning time.
     pub fraud: Option<mesh_runtime::peers::Peer>,
@@ -44,26 +50,74 @@ pub fn spawn(
     (PlannerHandle(tx), task)
 }
 
+/// What the planner did since the last summary.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Plans stored, by method.
+    pub plans: BTreeMap<String, u64>,
+    /// Latest (served stops, distance) of each wave planned.
+    pub waves: BTreeMap<String, (usize, f64)>,
+    pub failed: u64,
+}
+
+impl Summary {
+    pub fn record(&mut self, p: &wave::StoredPlan) {
+        *self.plans.entry(p.method.clone()).or_default() += 1;
+        let stops = p.routes.iter().map(|r| r.stops.len()).sum();
+        self.waves.insert(p.wave_id.clone(), (stops, p.distance));
+    }
+
+    /// Writes the INFO summary line and starts a new period; nothing when
+    /// nothing happened.
+    pub fn flush(&mut self) {
+        if self.plans.is_empty() && self.failed == 0 {
+            return;
+        }
+        let count = |m: &str| self.plans.get(m).copied().unwrap_or(0);
+        tracing::info!(
+            waves = self.waves.len(),
+            plans = self.plans.values().sum::<u64>(),
+            solves = count("solve"),
+            replans = count("replan"),
+            reoptimizations = count("reoptimize"),
+            stops = self.waves.values().map(|w| w.0).sum::<usize>(),
+            distance = self.waves.values().map(|w| w.1).sum::<f64>().round(),
+            failed = self.failed,
+            "planner summary"
+        );
+        *self = Summary::default();
+    }
+}
+
 async fn run(
     ctx: Arc<PlannerCtx>,
     mut rx: mpsc::UnboundedReceiver<String>,
     shutdown: CancellationToken,
 ) {
+    let mut summary = Summary::default();
+    let mut refused = HashSet::new();
+    let mut tick = tokio::time::interval(ctx.log_summary.max(Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.reset();
     loop {
         let mut dirty = BTreeSet::new();
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return summary.flush(),
+            _ = tick.tick() => {
+                summary.flush();
+                continue;
+            }
             w = rx.recv() => match w {
                 Some(w) => { dirty.insert(w); }
-                None => return,
+                None => return summary.flush(),
             },
         }
         // Debounce: keep collecting until the stream is quiet for a while.
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return summary.flush(),
                 w = rx.recv() => match w {
                     Some(w) => { dirty.insert(w); }
                     None => break,
@@ -73,7 +127,7 @@ async fn run(
         }
         for w in dirty {
             if shutdown.is_cancelled() {
-                return;
+                return summary.flush();
             }
             let timer = std::time::Instant::now();
             match wave::plan_wave(
@@ -90,21 +144,43 @@ async fn run(
                     PLAN_SECONDS
                         .with_label_values(&[p.method.as_str()])
                         .observe(timer.elapsed().as_secs_f64());
-                    tracing::info!(
+                    tracing::debug!(
                         wave = %w,
                         version = p.version,
                         method = %p.method,
                         vehicles = p.routes.len(),
                         unassigned = p.unassigned.len(),
+                        distance = p.distance,
                         "wave planned"
                     );
+                    refused.remove(&w);
+                    summary.record(&p);
                 }
                 Ok(None) => {}
+                Err(e @ Error::NoDepot { .. }) => {
+                    PLANS.with_label_values(&["any", "refused"]).inc();
+                    summary.failed += 1;
+                    // Once per wave: every order of the wave would repeat it.
+                    if refused.insert(w.clone()) {
+                        tracing::warn!(wave = %w, %e, "wave refused");
+                    }
+                }
                 Err(e) => {
                     PLANS.with_label_values(&["any", "error"]).inc();
+                    summary.failed += 1;
                     tracing::warn!(wave = %w, %e, "wave planning failed");
                 }
             }
         }
+        if summary_due(&mut tick) {
+            summary.flush();
+        }
     }
+}
+
+/// Whether the summary period elapsed while the planner was busy (the
+/// tick then fires at once; consuming it here keeps one line per period).
+fn summary_due(tick: &mut tokio::time::Interval) -> bool {
+    use futures::FutureExt;
+    tick.tick().now_or_never().is_some()
 }

@@ -32,15 +32,37 @@ pub struct Routing {
     pub speed_kmh: f64,
     /// Service minutes per stop.
     pub service_min: f64,
-    /// Depot coordinates (lat, lon) per warehouse; a warehouse without one
-    /// uses the centroid of its wave's stops.
+    /// Depot coordinates (lat, lon) per warehouse. A warehouse without one
+    /// is refused when `require_depots` is set (production); otherwise it
+    /// uses the centroid of its wave's stops at the first solve, kept in the
+    /// plan so later replans route from the same point.
     pub depots: HashMap<String, (f64, f64)>,
+    /// Refuse waves of warehouses missing from `depots`.
+    pub require_depots: bool,
+    /// When a replanned wave is compared with a fresh solve.
+    pub reoptimize: Reoptimize,
     /// Time budget of a first `solve`.
     pub solve_budget: Duration,
     /// Generation cap of a first `solve` (it stops at whichever limit comes first).
     pub solve_iterations: u64,
     /// Time budget of a `replan`.
     pub replan_budget: Duration,
+}
+
+/// Background re-optimization: incremental replans drift from what a fresh
+/// solve of the same stops finds (new stops are inserted where the
+/// anchored routes have room, and the anchored local search rarely moves a
+/// stop to another vehicle), so the planner compares a replanned wave with
+/// a fresh solve at the solve budget every `every` replans, or sooner when
+/// the cheap estimate ([`crate::drift::estimated_drift`]) exceeds `drift`,
+/// and adopts the fresh plan when the replanned one is longer by more than
+/// half of `drift`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reoptimize {
+    /// Tolerated relative excess over a fresh solve (0.02 = 2%); 0 disables.
+    pub drift: f64,
+    /// Replans between two comparisons (0: only on estimated drift).
+    pub every: u32,
 }
 
 /// Where a stop is in its life.
@@ -234,14 +256,41 @@ struct WaveInstance {
     ids: Vec<String>,
 }
 
+/// The depot a wave is routed from: the warehouse's configured depot; else
+/// an error when depots are required; else the one stored with the previous
+/// plan; else the centroid of `stops`.
+pub fn depot_of(
+    routing: &Routing,
+    wave: &str,
+    stops: &[&StopRec],
+    prev: Option<&StoredPlan>,
+) -> Result<(f64, f64)> {
+    let warehouse = wave.split('|').next().unwrap_or_default();
+    if let Some(d) = routing.depots.get(warehouse) {
+        return Ok(*d);
+    }
+    if routing.require_depots {
+        return Err(Error::NoDepot {
+            warehouse: warehouse.to_string(),
+        });
+    }
+    if let Some(d) = prev.and_then(|p| p.depot) {
+        return Ok(d);
+    }
+    let n = stops.len().max(1) as f64;
+    Ok((
+        stops.iter().map(|s| s.lat).sum::<f64>() / n,
+        stops.iter().map(|s| s.lon).sum::<f64>() / n,
+    ))
+}
+
 impl WaveInstance {
-    fn build(routing: &Routing, wave: &str, stops: &[&StopRec]) -> Result<Self> {
-        let warehouse = wave.split('|').next().unwrap_or_default();
-        let n = stops.len().max(1) as f64;
-        let (lat0, lon0) = routing.depots.get(warehouse).copied().unwrap_or((
-            stops.iter().map(|s| s.lat).sum::<f64>() / n,
-            stops.iter().map(|s| s.lon).sum::<f64>() / n,
-        ));
+    fn build(
+        routing: &Routing,
+        wave: &str,
+        stops: &[&StopRec],
+        (lat0, lon0): (f64, f64),
+    ) -> Result<Self> {
         let per_km = 60.0 / routing.speed_kmh;
         let cos = lat0.to_radians().cos();
         let midnight = wave_midnight(wave);
@@ -339,7 +388,8 @@ pub fn schedule(inst: &Instance, route: &[usize]) -> Schedule {
 
 /// Computes the next plan of a wave from its stops and the stored plan:
 /// `solve` when there is no plan with routes yet, `replan` from it
-/// otherwise. `None` when nothing changed.
+/// otherwise, `reoptimize` when a replan drifted and a fresh solve of the
+/// same stops is shorter ([`Reoptimize`]). `None` when nothing changed.
 pub fn next_plan(
     routing: &Routing,
     wave: &str,
@@ -366,7 +416,8 @@ pub fn next_plan(
     if nodes.is_empty() || (planned.is_empty() && active == 0) {
         return Ok(None);
     }
-    let w = WaveInstance::build(routing, wave, &nodes)?;
+    let depot = depot_of(routing, wave, &nodes, prev)?;
+    let w = WaveInstance::build(routing, wave, &nodes, depot)?;
     let index: HashMap<&str, usize> = w
         .ids
         .iter()
@@ -385,31 +436,14 @@ pub fn next_plan(
         }
     }
     let version = prev.map(|p| p.version).unwrap_or(0) + 1;
+    let mut replans = 0;
+    let mut reference = None;
     let (method, routes) = if planned.is_empty() {
         if wanted.is_empty() {
             return Ok(None);
         }
         // Solve only the stops that can be served; the others stay unassigned.
-        let sub: Vec<&StopRec> = wanted.iter().map(|&c| nodes[c - 1]).collect();
-        let ws = WaveInstance::build(routing, wave, &sub)?;
-        let r = mesh_vrp::solve(
-            &ws.inst,
-            &SolveOptions {
-                seed: 1,
-                budget: Budget {
-                    time: Some(routing.solve_budget),
-                    iterations: Some(routing.solve_iterations),
-                },
-                threads: 1,
-            },
-        )?;
-        let routes: Vec<Vec<usize>> = r
-            .solution
-            .routes
-            .iter()
-            .map(|route| route.iter().map(|&c| wanted[c - 1]).collect())
-            .collect();
-        ("solve", routes)
+        ("solve", fresh_solve(routing, &w, &wanted)?)
     } else {
         let prev = prev.expect("planned stops come from a plan");
         let plan = Solution::new(
@@ -452,9 +486,53 @@ pub fn next_plan(
             },
         )?;
         unassigned.extend(out.unassigned.iter().map(|&c| w.ids[c - 1].clone()));
-        ("replan", out.solution.routes)
+        replans = prev.replans_since_solve + 1;
+        let routes: Vec<Vec<usize>> = out
+            .solution
+            .routes
+            .into_iter()
+            .filter(|r| !r.is_empty())
+            .collect();
+        let distance = w.inst.routes_distance(&routes);
+        // Only when stops were added: removing stops never moves the
+        // others to another vehicle (the replan's contract), and the
+        // comparison waits for the next insertion.
+        let check = if changes.added.is_empty() {
+            crate::drift::Check::NotDue
+        } else {
+            crate::drift::reoptimize(
+                &routing.reoptimize,
+                prev,
+                replans,
+                &routes,
+                distance,
+                |served| {
+                    let fresh = fresh_solve(routing, &w, served)?;
+                    let d = w.inst.routes_distance(&fresh);
+                    Ok((fresh, d))
+                },
+            )
+        };
+        match check {
+            crate::drift::Check::Adopted { routes } => {
+                replans = 0;
+                ("reoptimize", routes)
+            }
+            crate::drift::Check::Kept { fresh_distance } => {
+                replans = 0;
+                reference = Some(fresh_distance);
+                ("replan", routes)
+            }
+            crate::drift::Check::NotDue => ("replan", routes),
+        }
     };
     let (routes, distance) = w.stored(&routes);
+    let served = routes.iter().map(|r| r.stops.len()).sum();
+    let (solved_distance, solved_stops) = match (prev, reference) {
+        (_, Some(fresh)) => (fresh, served),
+        (Some(p), None) if replans > 0 => (p.solved_distance, p.solved_stops),
+        _ => (distance, served),
+    };
     unassigned.sort();
     Ok(Some(StoredPlan {
         wave_id: wave.to_string(),
@@ -471,7 +549,45 @@ pub fn next_plan(
             .map(|s| s.id.clone())
             .collect(),
         degraded: Vec::new(),
+        depot: Some(depot),
+        replans_since_solve: replans,
+        solved_distance,
+        solved_stops,
     }))
+}
+
+/// A fresh solve of customer nodes `wanted` of `w` at the solve budget;
+/// routes in `w`'s node numbers.
+fn fresh_solve(routing: &Routing, w: &WaveInstance, wanted: &[usize]) -> Result<Vec<Vec<usize>>> {
+    let nodes: Vec<Stop> = std::iter::once(0)
+        .chain(wanted.iter().copied())
+        .map(|c| Stop {
+            x: w.inst.coords[c].0,
+            y: w.inst.coords[c].1,
+            demand: w.inst.demand[c],
+            ready: w.inst.ready[c],
+            due: w.inst.due[c],
+            service: w.inst.service[c],
+        })
+        .collect();
+    let sub = Instance::from_stops(&w.inst.name, &nodes, w.inst.capacity, w.inst.fleet, None)?;
+    let r = mesh_vrp::solve(
+        &sub,
+        &SolveOptions {
+            seed: 1,
+            budget: Budget {
+                time: Some(routing.solve_budget),
+                iterations: Some(routing.solve_iterations),
+            },
+            threads: 1,
+        },
+    )?;
+    Ok(r.solution
+        .routes
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|route| route.iter().map(|&c| wanted[c - 1]).collect())
+        .collect())
 }
 
 /// Loads a wave and its plan, computes the next plan and stores it.
@@ -525,6 +641,11 @@ mod tests {
             solve_budget: Duration::from_secs(2),
             solve_iterations: 100,
             replan_budget: Duration::from_millis(50),
+            require_depots: true,
+            reoptimize: Reoptimize {
+                drift: 0.02,
+                every: 10,
+            },
         }
     }
 
@@ -546,6 +667,52 @@ mod tests {
                 (s.id.clone(), s)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_warehouse_without_depot_is_refused_when_depots_are_required() {
+        let s = stops(4);
+        let mut r = routing();
+        let e = next_plan(&r, "wh-x|r|2026-11-20", &s, None, 1).unwrap_err();
+        assert!(matches!(e, Error::NoDepot { .. }), "{e}");
+        r.require_depots = false;
+        let e = next_plan(&r, "wh-x|r|2026-11-20", &s, None, 1).unwrap();
+        assert!(e.is_some(), "allowed when depots are not required");
+        r.require_depots = true;
+        let msg = next_plan(&r, "wh-x|r|2026-11-20", &s, None, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("wh-x") && msg.contains("MESH_LOGISTICS_DEPOTS"),
+            "{msg}"
+        );
+        assert!(msg.contains("MESH_LOGISTICS_REQUIRE_DEPOTS"), "{msg}");
+        assert_eq!(
+            crate::error::to_status(Error::NoDepot {
+                warehouse: "wh-x".into()
+            })
+            .code(),
+            tonic::Code::FailedPrecondition
+        );
+    }
+
+    #[test]
+    fn without_a_configured_depot_replans_keep_the_first_centroid() {
+        let mut s = stops(6);
+        let mut r = routing();
+        r.depots.clear();
+        r.require_depots = false;
+        let wave = "wh|r|2026-11-20";
+        let first = next_plan(&r, wave, &s, None, 1).unwrap().unwrap();
+        let depot = first.depot.unwrap();
+        for i in 6..9 {
+            let mut extra = s["t/o00"].clone();
+            extra.id = format!("t/x{i}");
+            extra.lat += 0.05;
+            s.insert(extra.id.clone(), extra);
+        }
+        let second = next_plan(&r, wave, &s, Some(&first), 2).unwrap().unwrap();
+        assert_eq!(second.depot, Some(depot));
     }
 
     #[test]
