@@ -41,7 +41,11 @@ fn order(user: usize, k: usize, at_ms: i64, total: f64) -> Envelope {
 }
 
 /// `ce_type` counts of the engagement topic.
-fn engagement_events(brokers: &str, topic: &str, want: usize) -> std::collections::BTreeMap<String, usize> {
+fn engagement_events(
+    brokers: &str,
+    topic: &str,
+    want: usize,
+) -> std::collections::BTreeMap<String, usize> {
     let c: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", mesh_testkit::unique("engage-reader"))
@@ -80,7 +84,10 @@ async fn an_at_risk_user_gets_an_offer_and_the_order_that_follows_shows_in_the_r
             history.push(order(u, k, now - (380 - 30 * k as i64) * DAY, 40.0));
         }
     }
-    assert_eq!(publish_grpc(&mesh, &history, 100).await, (history.len() as u32, 0));
+    assert_eq!(
+        publish_grpc(&mesh, &history, 100).await,
+        (history.len() as u32, 0)
+    );
     let mut client = EngageServiceClient::connect(format!("http://{}", mesh.engage.grpc_addr))
         .await
         .unwrap();
@@ -101,10 +108,14 @@ async fn an_at_risk_user_gets_an_offer_and_the_order_that_follows_shows_in_the_r
     let mut offered = 0;
     let mut stable = 0;
     while stable < 6 {
-        assert!(started.elapsed() < Duration::from_secs(90), "no retention offers after 90 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no retention offers after 90 s"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         let n = report(&mut client).await.map_or(0, |r| {
-            r.treatment.unwrap_or_default().participants + r.control.unwrap_or_default().participants
+            r.treatment.unwrap_or_default().participants
+                + r.control.unwrap_or_default().participants
         });
         stable = if n > 0 && n == offered { stable + 1 } else { 0 };
         offered = n;
@@ -116,14 +127,21 @@ async fn an_at_risk_user_gets_an_offer_and_the_order_that_follows_shows_in_the_r
     assert_eq!(sent, t.participants, "one offer per treated user");
     // The bandit was asked, with a context from churn and profile.
     let campaign = before.campaign.clone().unwrap();
-    assert_eq!(campaign.offers, vec!["coupon", "bundle", "recommendation_push"]);
+    assert_eq!(
+        campaign.offers,
+        vec!["coupon", "bundle", "recommendation_push"]
+    );
 
     // Everyone orders again today: each offered user converts.
-    let back: Vec<Envelope> = (0..users).map(|u| order(u, 9, now - 1000, 55.0)).collect();
+    let today = chrono::Utc::now().timestamp_millis();
+    let back: Vec<Envelope> = (0..users).map(|u| order(u, 9, today, 55.0)).collect();
     publish_grpc(&mesh, &back, 100).await;
     let started = std::time::Instant::now();
     let after = loop {
-        assert!(started.elapsed() < Duration::from_secs(60), "conversions never showed");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "conversions never showed"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         let r = report(&mut client).await.unwrap();
         let (t, c) = (r.treatment.clone().unwrap(), r.control.clone().unwrap());
@@ -133,7 +151,10 @@ async fn an_at_risk_user_gets_an_offer_and_the_order_that_follows_shows_in_the_r
     };
     let t = after.treatment.clone().unwrap();
     assert_eq!(t.orders, t.participants);
-    assert!((t.revenue - 55.0 * t.participants as f64).abs() < 1e-6, "{t:?}");
+    assert!(
+        (t.revenue - 55.0 * t.participants as f64).abs() < 1e-6,
+        "{t:?}"
+    );
     assert_eq!(after.offers_converted.values().sum::<u64>(), t.participants);
     // The bandit learned every conversion.
     let slot = mesh_engage_svc::keys::slot("shop/retention", cfg.partitions);
@@ -156,6 +177,12 @@ async fn an_at_risk_user_gets_an_offer_and_the_order_that_follows_shows_in_the_r
         t.participants + after.control.clone().unwrap().participants,
         "{events:?}"
     );
-    assert!(events.get("mesh.engage.v1.OfferResponse").copied().unwrap_or(0) as u64 >= t.participants);
+    assert!(
+        events
+            .get("mesh.engage.v1.OfferResponse")
+            .copied()
+            .unwrap_or(0) as u64
+            >= t.participants
+    );
     shutdown.cancel();
 }

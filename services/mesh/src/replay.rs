@@ -260,7 +260,10 @@ pub async fn replay_service(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let quiet = Duration::from_secs(2);
-    let mut done_since: Option<std::time::Instant> = None;
+    // Done when the group has committed the log ends and neither moved for
+    // a quiet period: some brokers report log ends late, so one reading of
+    // "no lag" is not trusted.
+    let mut done_since: Option<(std::time::Instant, i64)> = None;
     let mut records: u64;
     loop {
         let (b, g, ts, n) = (
@@ -275,13 +278,13 @@ pub async fn replay_service(
         records = total.max(0) as u64;
         bar.set_length(records);
         bar.set_position(records.saturating_sub(lag.unwrap_or(total).max(0) as u64));
-        match (snap.error.as_deref(), lag) {
-            (None, Some(0)) => {
-                let since = *done_since.get_or_insert_with(std::time::Instant::now);
+        match (snap.error.as_deref(), lag, done_since) {
+            (None, Some(0), Some((since, ends))) if ends == total => {
                 if since.elapsed() >= quiet {
                     break;
                 }
             }
+            (None, Some(0), _) => done_since = Some((std::time::Instant::now(), total)),
             _ => done_since = None,
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
