@@ -53,7 +53,13 @@ fn engagement_events(
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    c.subscribe(&[topic]).expect("subscribe");
+    // Assigned, not subscribed: no group join to wait for.
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..4 {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    c.assign(&tpl).expect("assign");
     let mut counts = std::collections::BTreeMap::new();
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_secs(40) && counts.values().sum::<usize>() < want {
@@ -121,7 +127,7 @@ async fn an_at_risk_user_gets_an_offer_and_the_order_that_follows_shows_in_the_r
         offered = n;
     }
     let before = report(&mut client).await.unwrap();
-    let t = before.treatment.clone().unwrap();
+    let t = before.treatment.unwrap();
     assert!(t.participants > 0 && t.converted == 0, "{before:?}");
     let sent: u64 = before.offers_sent.values().sum();
     assert_eq!(sent, t.participants, "one offer per treated user");
@@ -144,12 +150,12 @@ async fn an_at_risk_user_gets_an_offer_and_the_order_that_follows_shows_in_the_r
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
         let r = report(&mut client).await.unwrap();
-        let (t, c) = (r.treatment.clone().unwrap(), r.control.clone().unwrap());
+        let (t, c) = (r.treatment.unwrap(), r.control.unwrap());
         if t.converted == t.participants && c.converted == c.participants {
             break r;
         }
     };
-    let t = after.treatment.clone().unwrap();
+    let t = after.treatment.unwrap();
     assert_eq!(t.orders, t.participants);
     assert!(
         (t.revenue - 55.0 * t.participants as f64).abs() < 1e-6,
@@ -170,11 +176,11 @@ async fn an_at_risk_user_gets_an_offer_and_the_order_that_follows_shows_in_the_r
     assert_eq!(pulls, t.participants);
     assert_eq!(rewards, t.participants as f64);
     // Every decision is an event.
-    let want = (t.participants + after.control.clone().unwrap().participants) as usize * 2;
+    let want = (t.participants + after.control.unwrap().participants) as usize * 2;
     let events = engagement_events(&mesh.backends.brokers, &cfg.topics().engagement, want);
     assert_eq!(
         events.get("mesh.engage.v1.OfferSent").copied().unwrap_or(0) as u64,
-        t.participants + after.control.clone().unwrap().participants,
+        t.participants + after.control.unwrap().participants,
         "{events:?}"
     );
     assert!(

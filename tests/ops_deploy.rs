@@ -16,23 +16,27 @@ use serde::Deserialize as _;
 use serde_yaml::Value;
 
 /// What `mesh serve` runs: the six services and the console.
-const ROLES: [&str; 7] = [
+const ROLES: [&str; 9] = [
     "ingest",
     "profile",
     "churn",
     "recommend",
     "fraud",
     "logistics",
+    "engage",
+    "support",
     "console",
 ];
 
 /// Who asks whom over gRPC at request time (the readiness of a role waits
 /// for its peers, so compose starts it after them).
-const CALLS: [(&str, &[&str]); 5] = [
+const CALLS: [(&str, &[&str]); 7] = [
     ("recommend", &["profile"]),
     ("fraud", &["profile"]),
     ("churn", &["recommend"]),
     ("logistics", &["fraud"]),
+    ("engage", &["profile", "churn"]),
+    ("support", &["fraud", "recommend"]),
     (
         "console",
         &[
@@ -42,6 +46,7 @@ const CALLS: [(&str, &[&str]); 5] = [
             "recommend",
             "fraud",
             "logistics",
+            "engage",
         ],
     ),
 ];

@@ -140,7 +140,7 @@ pub fn normalize(mut c: pb::Campaign, now_ms: i64) -> Result<pb::Campaign> {
         ("pre_period_days", c.pre_period_days),
         ("attribution_days", c.attribution_days),
     ] {
-        if !v.is_finite() || v < 0.0 || v > 3650.0 * 24.0 {
+        if !v.is_finite() || !(0.0..=3650.0 * 24.0).contains(&v) {
             return Err(Error::invalid(field, format!("{v} is not in [0, 87600]")));
         }
     }
@@ -224,7 +224,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(what: &str, s: &str) -> Result<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if s.len() & 1 != 0 {
         return Err(Error::Corrupt {
             what: what.into(),
             reason: "odd hex length".into(),

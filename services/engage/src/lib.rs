@@ -172,17 +172,20 @@ pub fn start_consumer(
     engage: Arc<Engage>,
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
-    let t = &deps.topics;
     let mut cc = ConsumerConfig::new(
         &deps.brokers,
         &cfg.group,
-        &[&t.user_events, &t.order_events, &t.alerts],
+        &[
+            &deps.topics.user_events,
+            &deps.topics.order_events,
+            &deps.topics.alerts,
+        ],
     );
     cc.extra = deps.consumer_extra.clone();
     let handler = Arc::new(handler::EngageHandler {
         engage,
-        alerts_topic: t.alerts.clone(),
-        dead_letter_topic: t.dead_letter.clone(),
+        alerts_topic: deps.topics.alerts.clone(),
+        dead_letter_topic: deps.topics.dead_letter.clone(),
         group: cfg.group.clone(),
     });
     let assigned = Assignment::default();

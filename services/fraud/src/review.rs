@@ -352,29 +352,6 @@ pub async fn list_labels(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_round_trips() {
-        let b = vec![0u8, 1, 0xab, 0xff];
-        assert_eq!(unhex("k", &hex(&b)).unwrap(), b);
-        assert!(unhex("k", "abc").is_err());
-        assert!(unhex("k", "zz").is_err());
-    }
-
-    #[test]
-    fn tokens_are_positions() {
-        assert_eq!(parse_token("").unwrap(), None);
-        assert_eq!(
-            parse_token("12:o:1").unwrap(),
-            Some((12, "o:1".to_string()))
-        );
-        assert!(parse_token("nonsense").is_err());
-    }
-}
-
 /// Takes every labelled order off the review queue; returns how many were
 /// queued. After a replay has re-queued every REVIEW order, this restores
 /// what reviewers had resolved.
@@ -413,4 +390,27 @@ pub async fn drop_labelled(store: &StateStore, partitions: i32) -> Result<u64> {
         store.apply(SCOPE, &batch).await?;
     }
     Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let b = vec![0u8, 1, 0xab, 0xff];
+        assert_eq!(unhex("k", &hex(&b)).unwrap(), b);
+        assert!(unhex("k", "abc").is_err());
+        assert!(unhex("k", "zz").is_err());
+    }
+
+    #[test]
+    fn tokens_are_positions() {
+        assert_eq!(parse_token("").unwrap(), None);
+        assert_eq!(
+            parse_token("12:o:1").unwrap(),
+            Some((12, "o:1".to_string()))
+        );
+        assert!(parse_token("nonsense").is_err());
+    }
 }

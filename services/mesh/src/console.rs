@@ -260,12 +260,12 @@ async fn campaigns(ctx: &ConsoleCtx) -> Value {
             Err(s) => return json!({ "error": format!("engage CampaignReport: {}", s.message()) }),
         };
         let arm = |a: &Option<epb::ArmStats>| {
-            let a = a.clone().unwrap_or_default();
+            let a = a.unwrap_or_default();
             json!({"participants": a.participants, "converted": a.converted,
                    "conversion_rate": a.conversion_rate, "revenue_per_user": a.revenue_per_user})
         };
         let lift = |l: &Option<epb::Lift>| {
-            let l = l.clone().unwrap_or_default();
+            let l = l.unwrap_or_default();
             json!({"difference": l.difference, "ci_low": l.ci_low, "ci_high": l.ci_high,
                    "relative": l.relative})
         };

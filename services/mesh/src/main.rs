@@ -116,6 +116,16 @@ enum EvalCommand {
     /// Pricing, offer bandit, campaign evaluation and ads against seeded
     /// simulations with known truth.
     Engage(mesh_engage::cli::EvalArgs),
+    /// Three-class sentiment on a VADER-format file, or two-class on Chinese
+    /// positive/negative files (seeded 80/20 split).
+    Sentiment(mesh_text::cli::SentimentArgs),
+    /// Bilingual catalog search (NDCG@10, with and without personalization,
+    /// misspelled queries) on a generated judged catalog.
+    Search(mesh_text::cli::GeneratedArgs),
+    /// Product classification into the category tree on a generated catalog.
+    Product(mesh_text::cli::GeneratedArgs),
+    /// Feedback categories (delivery, quality, price, service, refund, account).
+    Feedback(mesh_text::cli::GeneratedArgs),
 }
 
 #[derive(Subcommand)]
@@ -348,6 +358,19 @@ async fn main() -> anyhow::Result<()> {
             drop(steps);
             print_plots(&plots);
             print_report(&r, a.json)?
+        }
+        Command::Eval(EvalCommand::Sentiment(a)) => {
+            let steps = Steps::new("eval sentiment: train on 80%, score 20%");
+            let r = mesh_text::cli::sentiment(&a)?;
+            drop(steps);
+            print_report(&r, a.json)?
+        }
+        Command::Eval(EvalCommand::Search(a)) => print_report(&mesh_text::cli::search(&a), a.json)?,
+        Command::Eval(EvalCommand::Product(a)) => {
+            print_report(&mesh_text::cli::product(&a)?, a.json)?
+        }
+        Command::Eval(EvalCommand::Feedback(a)) => {
+            print_report(&mesh_text::cli::feedback(&a)?, a.json)?
         }
         Command::Simulate(SimulateCommand::Fraud(a)) => {
             print_report(&mesh_fraud::cli::simulate(&a)?, a.json)?

@@ -44,6 +44,7 @@ pub struct MeshConfig {
     pub logistics: mesh_logistics_svc::LogisticsConfig,
     pub recommend: mesh_recommend_svc::RecommendConfig,
     pub engage: mesh_engage_svc::EngageConfig,
+    pub support: mesh_support_svc::SupportConfig,
     /// Extra librdkafka settings for consumers (tests shorten timeouts).
     pub consumer_extra: Vec<(String, String)>,
 }
@@ -67,6 +68,7 @@ impl MeshConfig {
             logistics: mesh_logistics_svc::LogisticsConfig::from_env(env)?,
             recommend: mesh_recommend_svc::RecommendConfig::from_env(env)?,
             engage: mesh_engage_svc::EngageConfig::from_env(env)?,
+            support: mesh_support_svc::SupportConfig::from_env(env)?,
             consumer_extra: match env.get("MESH_CONSUMER_SESSION_TIMEOUT_MS") {
                 // How long the group waits for a consumer that stopped
                 // answering before its partitions move (librdkafka default
@@ -130,6 +132,12 @@ impl MeshConfig {
                 grpc_addr: any,
                 group: format!("{name}-engage"),
                 ..mesh_engage_svc::EngageConfig::from_env(&Env::default())
+                    .expect("defaults are valid")
+            },
+            support: mesh_support_svc::SupportConfig {
+                grpc_addr: any,
+                group: format!("{name}-support"),
+                ..mesh_support_svc::SupportConfig::from_env(&Env::default())
                     .expect("defaults are valid")
             },
             consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
@@ -263,6 +271,7 @@ pub struct Mesh {
     pub logistics: mesh_logistics_svc::Running,
     pub recommend: mesh_recommend_svc::Running,
     pub engage: mesh_engage_svc::Running,
+    pub support: mesh_support_svc::Running,
     /// Admin endpoints and the console (`/console`).
     pub admin_addr: SocketAddr,
     /// The latest consumer-lag sample.
@@ -344,6 +353,21 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         },
     };
     let engage = mesh_engage_svc::start(&cfg.engage, &engage_deps, shutdown.clone()).await?;
+    let support_deps = mesh_support_svc::Deps {
+        brokers: backends.brokers.clone(),
+        topics: cfg.topics(),
+        partitions: cfg.partitions,
+        store: backends.store.clone(),
+        producer: backends.producer.clone(),
+        consumer_extra: cfg.consumer_extra.clone(),
+        clock: mesh_support_svc::system_clock(),
+        peers: Peers {
+            fraud: Some(peer("fraud", fraud.grpc_addr)?),
+            recommend: Some(peer("recommend", recommend.grpc_addr)?),
+            ..Peers::default()
+        },
+    };
+    let support = mesh_support_svc::start(&cfg.support, &support_deps, shutdown.clone()).await?;
     let logistics_deps = mesh_logistics_svc::Deps {
         brokers: backends.brokers.clone(),
         topics: cfg.topics(),
@@ -368,6 +392,7 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
             ("recommend", recommend.assigned.clone()),
             ("recommend flags", recommend.flags_assigned.clone()),
             ("engage", engage.assigned.clone()),
+            ("support", support.assigned.clone()),
         ],
         store_ok,
         Peers::default(),
@@ -416,6 +441,7 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         logistics,
         recommend,
         engage,
+        support,
         admin_addr,
         lag,
     })
@@ -489,6 +515,7 @@ impl Mesh {
             self.recommend.consumer,
             self.recommend.flags_consumer,
             self.engage.consumer,
+            self.support.consumer,
         ];
         let _ = tokio::time::timeout(grace, futures::future::join_all(consumers)).await;
         let _ = self.backends.producer.flush(Duration::from_secs(5));
@@ -500,6 +527,7 @@ pub fn lag_groups(cfg: &MeshConfig) -> Vec<crate::lag::Group> {
     let t = cfg.topics();
     let both = vec![t.user_events.clone(), t.order_events.clone()];
     let orders = vec![t.order_events.clone()];
+    let users = vec![t.user_events.clone()];
     let engage = vec![
         t.user_events.clone(),
         t.order_events.clone(),
@@ -512,6 +540,7 @@ pub fn lag_groups(cfg: &MeshConfig) -> Vec<crate::lag::Group> {
         (&cfg.fraud.group, &both),
         (&cfg.logistics.group, &orders),
         (&cfg.engage.group, &engage),
+        (&cfg.support.group, &users),
     ]
     .into_iter()
     .map(|(g, ts)| crate::lag::Group {

@@ -45,6 +45,7 @@ fn grpc_addr(cfg: &MeshConfig, role: Role) -> SocketAddr {
         Role::Fraud => cfg.fraud.grpc_addr,
         Role::Logistics => cfg.logistics.grpc_addr,
         Role::Engage => cfg.engage.grpc_addr,
+        Role::Support => cfg.support.grpc_addr,
         Role::Console => cfg.admin_addr,
     }
 }
@@ -119,6 +120,7 @@ pub async fn start(cfg: &MeshConfig) -> anyhow::Result<Processes> {
             .env("MESH_CHURN_ADDR", url(Role::Churn))
             .env("MESH_LOGISTICS_ADDR", url(Role::Logistics))
             .env("MESH_ENGAGE_ADDR", url(Role::Engage))
+            .env("MESH_SUPPORT_ADDR", url(Role::Support))
             .stdin(Stdio::null())
             .spawn()?;
         children.push(ChildService {

@@ -187,6 +187,7 @@ pub async fn replay_service(
         ),
         Role::Logistics => (mesh_logistics_svc::SCOPE, mesh_logistics_svc::REPLAY_KEEPS),
         Role::Engage => (mesh_engage_svc::SCOPE, mesh_engage_svc::keys::REPLAY_KEEPS),
+        Role::Support => (mesh_support_svc::SCOPE, mesh_support_svc::REPLAY_KEEPS),
         Role::Profile | Role::Ingest | Role::Console => {
             anyhow::bail!("mesh replay: {} keeps no state to rebuild", role.name())
         }
@@ -207,6 +208,11 @@ pub async fn replay_service(
             run.recommend.grpc_addr = any_port;
             run.recommend.group.clone()
         }
+        Role::Support => {
+            run.support.group.push_str(&suffix);
+            run.support.grpc_addr = any_port;
+            run.support.group.clone()
+        }
         Role::Engage => {
             run.engage.group.push_str(&suffix);
             run.engage.grpc_addr = any_port;
@@ -226,6 +232,7 @@ pub async fn replay_service(
     let t = cfg.topics();
     let topics: Vec<String> = match role {
         Role::Churn => vec![t.order_events.clone()],
+        Role::Support => vec![t.user_events.clone()],
         Role::Logistics => vec![t.order_events.clone(), t.decisions.clone()],
         Role::Engage => vec![
             t.user_events.clone(),

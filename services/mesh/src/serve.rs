@@ -31,6 +31,9 @@ pub enum Role {
     Logistics,
     /// Pricing, offers, campaigns and audiences; asks profile and churn.
     Engage,
+    /// Feedback, the assistant, search and product classification; asks
+    /// fraud and recommend.
+    Support,
     /// The web console and consumer-lag sampler; asks churn, fraud and
     /// logistics over gRPC (`MESH_CHURN_ADDR`, ...). Serves no gRPC itself.
     Console,
@@ -39,7 +42,7 @@ pub enum Role {
 impl Role {
     /// Every service, in start order (a service starts after the peers it
     /// asks); the console is not among them.
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Ingest,
         Role::Profile,
         Role::Fraud,
@@ -47,6 +50,7 @@ impl Role {
         Role::Churn,
         Role::Logistics,
         Role::Engage,
+        Role::Support,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +62,7 @@ impl Role {
             Role::Fraud => "fraud",
             Role::Logistics => "logistics",
             Role::Engage => "engage",
+            Role::Support => "support",
             Role::Console => "console",
         }
     }
@@ -69,6 +74,7 @@ impl Role {
             Role::Churn => &["recommend"],
             Role::Logistics => &["fraud"],
             Role::Engage => &["profile", "churn"],
+            Role::Support => &["fraud", "recommend"],
             Role::Console => &["churn", "fraud", "logistics", "engage"],
             Role::Ingest | Role::Profile => &[],
         }
@@ -279,6 +285,23 @@ pub async fn serve(
             assigned.push(("engage", r.assigned.clone()));
             consumers.push(r.consumer);
             others.extend([r.server, r.pricer]);
+            Some(r.grpc_addr)
+        }
+        Role::Support => {
+            let deps = mesh_support_svc::Deps {
+                brokers: backends.brokers.clone(),
+                topics: cfg.topics(),
+                partitions: cfg.partitions,
+                store: backends.store.clone(),
+                producer: backends.producer.clone(),
+                consumer_extra: cfg.consumer_extra.clone(),
+                clock: mesh_support_svc::system_clock(),
+                peers: peers.clone(),
+            };
+            let r = mesh_support_svc::start(&cfg.support, &deps, shutdown.clone()).await?;
+            assigned.push(("support", r.assigned.clone()));
+            consumers.push(r.consumer);
+            others.push(r.server);
             Some(r.grpc_addr)
         }
     };
