@@ -56,7 +56,7 @@ pub use error::{Error, Result};
 pub use event::{AccountEvent, AccountEventKind, Event, LineItem, Location, Order, PaymentEvent};
 pub use features::{features, features_from, reads_for, FeatureVector, FEATURE_NAMES};
 pub use model::{train, FraudModel, ModelKind, TrainParams};
-pub use policy::{Decision, Policy, PolicyConfig, PolicyModels};
+pub use policy::{Decision, Policy, PolicyConfig, PolicyModels, ReviewBudget};
 pub use risk::{RiskAlert, RiskKind};
 pub use rules::{Action, RuleSet, RulesHandle};
 pub use sim::{simulate, SimEvent, SimParams};

@@ -189,3 +189,63 @@ fn policy_combines_rules_and_anomaly_with_thresholds() {
     );
     assert!(odd.reasons.contains(&"ANOMALY".to_string()));
 }
+
+/// Under a review budget a review rule adds to the score instead of forcing
+/// a review, so one threshold decides every review; a reject rule still
+/// rejects.
+#[test]
+fn review_rules_go_through_the_threshold_when_reviews_are_by_score() {
+    let rules = RuleSet::default_rules();
+    let velocity = fv(&[("device_orders_1h", 9.0), ("amount", 20.0)]);
+    let card_testing = fv(&[("instrument_failed_1h", 5.0), ("amount", 20.0)]);
+    let forced = Policy::default();
+    assert_eq!(
+        forced.decide(&velocity, &rules).unwrap().action,
+        Action::Review
+    );
+    let by_score = Policy {
+        config: PolicyConfig {
+            review_by_score: true,
+            review_at: 0.3,
+            ..PolicyConfig::default()
+        },
+        ..Policy::default()
+    };
+    let d = by_score.decide(&velocity, &rules).unwrap();
+    // No model: base 0, plus the 0.05 rule boost, below 0.3.
+    assert_eq!(d.action, Action::Approve);
+    assert!(d.reasons.iter().any(|r| r == "DEVICE_VELOCITY"), "{d:?}");
+    let low = Policy {
+        config: PolicyConfig {
+            review_at: 0.04,
+            ..by_score.config.clone()
+        },
+        ..Policy::default()
+    };
+    assert_eq!(
+        low.decide(&velocity, &rules).unwrap().action,
+        Action::Review
+    );
+    assert_eq!(
+        by_score.decide(&card_testing, &rules).unwrap().action,
+        Action::Reject
+    );
+    // A rule lifts the score to the configured review level: reviewed
+    // while the budget's threshold is there, not once it rose above.
+    let lifted = |review_at: f64| Policy {
+        config: PolicyConfig {
+            review_at,
+            review_rule_score: Some(0.55),
+            ..by_score.config.clone()
+        },
+        ..Policy::default()
+    };
+    assert_eq!(
+        lifted(0.5).decide(&velocity, &rules).unwrap().action,
+        Action::Review
+    );
+    assert_eq!(
+        lifted(0.6).decide(&velocity, &rules).unwrap().action,
+        Action::Approve
+    );
+}

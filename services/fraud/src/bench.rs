@@ -308,6 +308,7 @@ pub async fn run(
             store: store.clone(),
             partitions,
         },
+        budget: None,
     });
     let seq = breakdown(&scorer, now).await?;
 

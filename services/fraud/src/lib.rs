@@ -78,6 +78,10 @@ pub struct FraudConfig {
     /// How often the model file is checked (`MESH_FRAUD_MODEL_POLL_MS`,
     /// default 2000).
     pub model_poll: Duration,
+    /// Largest share of orders sent to manual review on the model score
+    /// (`MESH_FRAUD_REVIEW_BUDGET`, default 0.02; 0 = no budget, the
+    /// configured threshold alone). Rules that ask for review still do.
+    pub review_budget: f64,
 }
 
 impl FraudConfig {
@@ -89,6 +93,17 @@ impl FraudConfig {
             rules_poll: env.millis("MESH_FRAUD_RULES_POLL_MS", Duration::from_secs(2))?,
             model_path: env.get("MESH_FRAUD_MODEL").map(PathBuf::from),
             model_poll: env.millis("MESH_FRAUD_MODEL_POLL_MS", Duration::from_secs(2))?,
+            review_budget: {
+                let v: f64 = env.parse("MESH_FRAUD_REVIEW_BUDGET", 0.02, "a share in [0, 1)")?;
+                if !(0.0..1.0).contains(&v) {
+                    return Err(mesh_runtime::Error::Config {
+                        var: "MESH_FRAUD_REVIEW_BUDGET".into(),
+                        value: v.to_string(),
+                        reason: "a share in [0, 1) (0 turns the budget off)".into(),
+                    });
+                }
+                v
+            },
         })
     }
 }
@@ -131,6 +146,17 @@ pub async fn build_scorer(cfg: &FraudConfig, deps: &Deps) -> Result<Arc<Scorer>>
     let policy = tokio::task::spawn_blocking(move || scoring::open_models(model_path))
         .await
         .map_err(|e| mesh_fraud::Error::Model(format!("model loading task failed: {e}")))??;
+    let budget = if cfg.review_budget > 0.0 {
+        Some(std::sync::Mutex::new(mesh_fraud::ReviewBudget::new(
+            cfg.review_budget,
+            // About a thousand orders: enough for a 2% quantile (20 orders
+            // above it), short enough to follow a shift in traffic within
+            // minutes (a backfill of old orders scores unlike live ones).
+            1_000,
+        )?))
+    } else {
+        None
+    };
     Ok(Arc::new(Scorer {
         policy: Arc::new(policy),
         rules,
@@ -139,6 +165,7 @@ pub async fn build_scorer(cfg: &FraudConfig, deps: &Deps) -> Result<Arc<Scorer>>
             store: deps.store.clone(),
             partitions: deps.partitions,
         },
+        budget,
     }))
 }
 

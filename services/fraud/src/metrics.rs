@@ -63,3 +63,12 @@ pub static MODEL_LOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// The review threshold in use (the budget's, or the configured one).
+pub static REVIEW_THRESHOLD: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
+    prometheus::register_gauge!(
+        "mesh_fraud_review_threshold",
+        "Base score from which an order goes to manual review (held at MESH_FRAUD_REVIEW_BUDGET of orders)"
+    )
+    .expect("metric registers once")
+});

@@ -20,7 +20,7 @@ use mesh_proto::fraud::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
-use crate::metrics::{RULE_RELOADS, SCORE_SECONDS};
+use crate::metrics::{REVIEW_THRESHOLD, RULE_RELOADS, SCORE_SECONDS};
 use crate::model::{model_version, ModelHandle};
 use crate::state::FeatureReader;
 
@@ -47,6 +47,9 @@ pub struct Scorer {
     pub detectors: DetectorConfig,
     /// Reads feature state.
     pub reader: FeatureReader,
+    /// Holds the share of orders sent to review (`MESH_FRAUD_REVIEW_BUDGET`);
+    /// `None` = the configured threshold alone.
+    pub budget: Option<std::sync::Mutex<mesh_fraud::ReviewBudget>>,
 }
 
 impl Scorer {
@@ -60,8 +63,42 @@ impl Scorer {
         let partition = mesh_bus::partition::partition_for(&order.user_id, self.reader.partitions);
         let results = self.reader.read(reqs, &user, partition, overlay).await?;
         let features = mesh_fraud::features_from(order, &results, now)?;
-        let policy = self.policy.current();
+        let mut policy = self.policy.current();
+        if let Some(b) = &self.budget {
+            let review_at = b
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .review_at(&policy.config);
+            // Under a budget every review goes through one threshold: a
+            // review rule lifts the score to the configured review level
+            // instead of forcing a review.
+            let mut p = (*policy).clone();
+            p.config.review_rule_score =
+                Some(policy.config.review_at + policy.config.review_rule_boost);
+            p.config.review_at = review_at;
+            p.config.review_by_score = true;
+            policy = Arc::new(p);
+            REVIEW_THRESHOLD.set(review_at);
+        }
         let decision = policy.decide(&features, &self.rules.current())?;
+        // The consumer decides every order once; the gRPC path may score
+        // the same order again, so only the consumer feeds the budget.
+        if let (Some(b), "consumer") = (&self.budget, path) {
+            // The score the review threshold compared: with a review rule's
+            // lift (see `review_rule_score`).
+            let lifted = match policy.config.review_rule_score {
+                Some(r)
+                    if decision
+                        .reasons
+                        .iter()
+                        .any(|c| rule_reviews(&self.rules.current(), c)) =>
+                {
+                    decision.score.max(r)
+                }
+                _ => decision.score,
+            };
+            b.lock().unwrap_or_else(|e| e.into_inner()).observe(lifted);
+        }
         let alerts = detect_order(order, &features, &self.detectors);
         SCORE_SECONDS
             .with_label_values(&[path])
@@ -288,4 +325,12 @@ pub fn spawn_rules_reloader(
             }
         }
     })
+}
+
+/// Whether `code` is a rule of `rules` whose action is review.
+fn rule_reviews(rules: &RuleSet, code: &str) -> bool {
+    rules
+        .rules
+        .iter()
+        .any(|r| r.code == code && r.action == mesh_fraud::Action::Review)
 }

@@ -264,6 +264,8 @@ async fn main() -> anyhow::Result<()> {
             println!("  recommend     {}", mesh.recommend.grpc_addr);
             println!("  fraud gRPC    {}", mesh.fraud.grpc_addr);
             println!("  logistics     {}", mesh.logistics.grpc_addr);
+            println!("  engage gRPC   {}", mesh.engage.grpc_addr);
+            println!("  support gRPC  {}", mesh.support.grpc_addr);
             println!("  admin         http://{}/metrics", mesh.admin_addr);
             println!("  console       http://{}/console", mesh.admin_addr);
             if simulate {

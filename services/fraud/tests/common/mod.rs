@@ -105,6 +105,7 @@ pub async fn start_with(rules_path: Option<PathBuf>, model: PathBuf) -> Harness 
         rules_poll: Duration::from_millis(50),
         model_path: Some(model),
         model_poll: Duration::from_millis(50),
+        review_budget: 0.02,
     };
     let deps = Deps {
         brokers,
