@@ -50,7 +50,7 @@ pub fn eval_with(args: &EvalArgs) -> Result<(EngageReport, Vec<PathBuf>), mesh_p
                 .map(|p| (p.round as f64, p.random))
                 .collect(),
         );
-        plots = mesh_plot::write_all(dir, &[("engage-bandit-regret".to_string(), chart)])?;
+        plots = mesh_plot::write_all(dir, &[("engage-bandit-regret.svg".to_string(), chart)])?;
     }
     Ok((report, plots))
 }
