@@ -192,3 +192,224 @@ async fn an_at_risk_user_gets_an_offer_and_the_order_that_follows_shows_in_the_r
     );
     shutdown.cancel();
 }
+
+fn view(user: usize, sku: &str, price: f64, at_ms: i64, k: usize) -> Envelope {
+    Envelope {
+        event_id: format!("view-{user}-{sku}-{k}"),
+        tenant_id: "shop".into(),
+        user_id: format!("p{user}"),
+        occurred_at_ms: at_ms,
+        source: "web".into(),
+        body: Some(Body::ProductView(mesh_proto::events::v1::ProductView {
+            sku: sku.into(),
+            category: "lamps".into(),
+            price,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn buy(user: usize, sku: &str, price: f64, units: u32, at_ms: i64, k: usize) -> Envelope {
+    Envelope {
+        event_id: format!("buy-{user}-{sku}-{k}"),
+        tenant_id: "shop".into(),
+        user_id: format!("p{user}"),
+        occurred_at_ms: at_ms,
+        source: "checkout".into(),
+        body: Some(Body::OrderPlaced(OrderPlaced {
+            order_id: format!("po-{user}-{sku}-{k}"),
+            items: vec![LineItem {
+                sku: sku.into(),
+                category: "lamps".into(),
+                quantity: units,
+                unit_price: price,
+                ..Default::default()
+            }],
+            total: price * f64::from(units),
+            currency: "USD".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// Dynamic pricing in the running mesh: views and sales at varied prices
+/// (buyers' lifecycle stages known from profile's transitions) give the
+/// item an elasticity per item and per stage; a competitor's price from the
+/// market-prices topic caps a rise; a bad market price is dead-lettered
+/// with its reason; the change is explained and published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prices_follow_demand_stages_and_the_market() {
+    use mesh_bus::headers::{self, HeaderList};
+    use prost::Message as _;
+
+    let cfg = config(Servers::Real, "engage-pricing");
+    let (mesh, shutdown) = start(&cfg).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let users = 24;
+    // A first order each: profile moves every buyer out of "new" and
+    // publishes the transition, which engage keeps.
+    let first: Vec<Envelope> = (0..users)
+        .map(|u| buy(u, "mug", 5.0, 1, now - 20 * DAY, 0))
+        .collect();
+    assert_eq!(publish_grpc(&mesh, &first, 50).await, (users as u32, 0));
+    let store = &mesh.backends.store;
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "engage never saw profile's stage transitions"
+        );
+        let reads: Vec<_> = (0..users)
+            .map(|u| {
+                let member = format!("shop/p{u}");
+                (
+                    mesh_engage_svc::keys::slot(&member, cfg.partitions),
+                    mesh_engage_svc::keys::stage("shop", &format!("p{u}")),
+                )
+            })
+            .collect();
+        let known = store
+            .hgetall_many(&reads)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|h| h.get("s").is_some_and(|s| s.starts_with("STAGE_")))
+            .count();
+        if known == users {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Ten days of a lamp at prices 8..12 with inelastic demand (-0.5).
+    let mut events = Vec::new();
+    for day in 0..10i64 {
+        let price = 8.0 + (day % 5) as f64;
+        let at = now - (10 - day) * DAY;
+        let units = (40.0 * 0.25 * (price / 10.0f64).powf(-0.5)).round() as usize;
+        for u in 0..40 {
+            events.push(view(u % users, "lamp", price, at, day as usize * 100 + u));
+        }
+        for u in 0..units {
+            events.push(buy(u % users, "lamp", price, 1, at, day as usize * 100 + u));
+        }
+    }
+    // The lamp is shown at 10 today.
+    events.push(view(0, "lamp", 10.0, now, 9999));
+    assert_eq!(publish_grpc(&mesh, &events, 200).await.1, 0);
+
+    // A competitor sells it at 9; a feed sends a price that cannot be one.
+    let market = |source: &str, price: f64| mesh_proto::engage::v1::MarketPrice {
+        tenant_id: "shop".into(),
+        sku: "lamp".into(),
+        source: source.into(),
+        price,
+        observed_at_ms: now,
+    };
+    let topic = cfg.topics().market_prices;
+    let p = &mesh.backends.producer;
+    let none = HeaderList::new();
+    p.send(
+        &topic,
+        "shop/lamp",
+        &market("rival", 9.0).encode_to_vec(),
+        &none,
+    )
+    .await
+    .unwrap();
+    p.send(
+        &topic,
+        "shop/lamp",
+        &market("broken-feed", -3.0).encode_to_vec(),
+        &none,
+    )
+    .await
+    .unwrap();
+
+    // Once engage has seen today's view and the market, a pricing round
+    // raises the price as far as the market allows (9 × 1.05), and says so.
+    let engage = mesh.engage.engage.clone();
+    let mut client = EngageServiceClient::connect(format!("http://{}", mesh.engage.grpc_addr))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let x = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the lamp was never priced against the market"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        mesh_engage_svc::pricing::price_once(&engage).await.unwrap();
+        let x = client
+            .explain_price(pb::GetPriceRequest {
+                tenant_id: "shop".into(),
+                sku: "lamp".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if x.market_price > 0.0 && x.observations >= 10 {
+            break x;
+        }
+    };
+    let quote = x.quote.clone().unwrap();
+    assert_eq!(x.market_source, "rival", "{x:?}");
+    assert!((x.market_price - 9.0).abs() < 1e-9, "{x:?}");
+    assert!(
+        x.elasticity > -1.0,
+        "inelastic demand was estimated as {x:?}"
+    );
+    assert_eq!(x.bound_by, "market", "{x:?}");
+    assert!((quote.price - 9.45).abs() < 0.01, "{quote:?}");
+    // Stage elasticities: every stage seen, each a finite negative slope.
+    assert!(!x.segments.is_empty(), "{x:?}");
+    for s in &x.segments {
+        assert!(s.segment.starts_with("STAGE_"), "{s:?}");
+        assert!(s.elasticity.is_finite() && s.observations > 0, "{s:?}");
+    }
+    // The bad market price is on the dead-letter topic with its reason.
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &mesh.backends.brokers)
+        .set("group.id", mesh_testkit::unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for part in 0..cfg.partitions {
+        tpl.add_partition_offset(&cfg.topics().dead_letter, part, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let started = std::time::Instant::now();
+    let reason = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the bad market price never reached the dead-letter topic"
+        );
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let reason = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == headers::DLQ_REASON))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).to_string())
+                .unwrap_or_default();
+            if reason.contains("MarketPrice") {
+                break reason;
+            }
+        }
+    };
+    assert!(reason.contains("MarketPrice.price -3"), "{reason}");
+    // The change went out as an event.
+    let events = engagement_events(&mesh.backends.brokers, &cfg.topics().engagement, 1);
+    assert!(
+        events
+            .get("mesh.engage.v1.PriceChanged")
+            .copied()
+            .unwrap_or(0)
+            >= 1,
+        "{events:?}"
+    );
+    shutdown.cancel();
+}

@@ -28,6 +28,9 @@ pub struct TopicNames {
     /// Engagement decisions: price changes, offers sent, responses (engage),
     /// and feedback analysed by support.
     pub engagement: String,
+    /// Competitor and market prices the platform publishes for engage's
+    /// pricer (`mesh.engage.v1.MarketPrice`, keyed by `<tenant>/<sku>`).
+    pub market_prices: String,
 }
 
 impl TopicNames {
@@ -41,6 +44,7 @@ impl TopicNames {
             decisions: format!("{prefix}.decisions"),
             alerts: format!("{prefix}.alerts"),
             engagement: format!("{prefix}.engagement"),
+            market_prices: format!("{prefix}.market-prices"),
         }
     }
 
@@ -56,12 +60,13 @@ impl TopicNames {
         [&self.decisions, &self.alerts, &self.engagement]
     }
 
-    pub fn all(&self) -> [&str; 4] {
+    pub fn all(&self) -> [&str; 5] {
         [
             &self.user_events,
             &self.order_events,
             &self.dead_letter,
             &self.lifecycle,
+            &self.market_prices,
         ]
     }
 }

@@ -63,11 +63,20 @@ impl std::fmt::Display for EngageReport {
             self.seed,
             if self.quick { ", quick" } else { "" }
         )?;
-        let rows: [(&str, String, &str); 11] = [
+        let item_only = format!(
+            "item x segment; {:.3} with the item's for every segment",
+            self.segment_elasticity_mape_item_only
+        );
+        let rows: [(&str, String, &str); 12] = [
             (
                 "elasticity_mape",
                 format!("{:.3}", self.elasticity_mape),
                 "lower is better; unshrunk per-item estimates shown below",
+            ),
+            (
+                "segment_elasticity_mape",
+                format!("{:.3}", self.segment_elasticity_mape),
+                item_only.as_str(),
             ),
             (
                 "pricing_revenue_lift",

@@ -11,11 +11,12 @@ use crate::ads::{ctr_features, BudgetBandit, CtrModel, FeatureHasher, Lookalike,
 use crate::bandit::{BanditPolicy, ContextualBandit};
 use crate::campaign::{Campaign, CampaignConfig, SequentialConfig};
 use crate::pricing::{
-    estimate_elasticities, optimize_price, ElasticityConfig, PriceConstraints, PriceObjective,
+    estimate_elasticities, estimate_segment_elasticities, optimize_price, ElasticityConfig,
+    PriceConstraints, PriceObjective,
 };
 use crate::simulate::{
-    simulate_campaign_users, simulate_price_history, AudienceWorld, CampaignWorld, CtrWorld,
-    OfferWorld, PricingWorld, RoasWorld, OFFER_CONTEXT_DIM,
+    simulate_campaign_users, simulate_price_history, simulate_segment_history, AudienceWorld,
+    CampaignWorld, CtrWorld, OfferWorld, PricingWorld, RoasWorld, SegmentWorld, OFFER_CONTEXT_DIM,
 };
 use crate::stats::{mean_var, roc_auc};
 
@@ -50,6 +51,11 @@ pub struct EngageReport {
     pub elasticity_mape: f64,
     /// Same for the unshrunk per-item estimates (items with an identified slope).
     pub elasticity_mape_unshrunk: f64,
+    /// Mean |estimated - true| / |true| of item × segment elasticities (three segments
+    /// with different price sensitivity).
+    pub segment_elasticity_mape: f64,
+    /// Same error if every segment used its item's elasticity (what segments improve on).
+    pub segment_elasticity_mape_item_only: f64,
     /// Items priced.
     pub pricing_items: usize,
     /// Relative revenue lift of optimized over fixed prices in the simulated A/B run.
@@ -110,11 +116,14 @@ pub fn run(cfg: &EvalConfig) -> EngageReport {
     let bandit = eval_bandit(s.wrapping_add(100), q);
     let campaign = eval_campaigns(s.wrapping_add(200), q);
     let ads = eval_ads(s.wrapping_add(300), q);
+    let segments = eval_segments(s.wrapping_add(400), q);
     EngageReport {
         seed: s,
         quick: q,
         elasticity_mape: pricing.0,
         elasticity_mape_unshrunk: pricing.1,
+        segment_elasticity_mape: segments.0,
+        segment_elasticity_mape_item_only: segments.1,
         pricing_items: pricing.2,
         pricing_revenue_lift: pricing.3,
         pricing_oracle_revenue_lift: pricing.4,
@@ -178,6 +187,7 @@ fn eval_pricing(seed: u64, quick: bool) -> PricingFigures {
             ceiling: 1.3 * item.base_price,
             max_change: 0.05,
             min_margin: 0.15,
+            market_ceiling: None,
         };
         let mut truth = fit.demand_curve(exposures);
         truth.elasticity = item.true_elasticity;
@@ -211,6 +221,30 @@ fn eval_pricing(seed: u64, quick: bool) -> PricingFigures {
         violations,
         decisions,
     )
+}
+
+/// Item × segment elasticity error, and the error of using the item's for every segment.
+fn eval_segments(seed: u64, quick: bool) -> (f64, f64) {
+    let per_cat = if quick { 5 } else { 12 };
+    let days = if quick { 30 } else { 60 };
+    let world = SegmentWorld::standard(PricingWorld::generate(seed, 6, per_cat, 0.3));
+    let (items, segments) = simulate_segment_history(&world, days, 300.0, 0.15, seed + 1);
+    let cfg = ElasticityConfig::default();
+    let item_model = estimate_elasticities(&items, &cfg).expect("simulated history is valid");
+    let model = estimate_segment_elasticities(&segments, &item_model, &cfg)
+        .expect("simulated history is valid");
+    let (mut own, mut item_only, mut n) = (0.0, 0.0, 0usize);
+    for item in &world.world.items {
+        let item_e = item_model.item(item.id).expect("every item has history");
+        for s in 0..world.offsets.len() as u32 {
+            let t = world.true_elasticity(item, s);
+            let fit = model.get(item.id, s).expect("every pair has history");
+            own += ((fit.elasticity - t) / t).abs();
+            item_only += ((item_e.elasticity - t) / t).abs();
+            n += 1;
+        }
+    }
+    (own / n as f64, item_only / n as f64)
 }
 
 fn poisson(mean: f64, rng: &mut ChaCha8Rng) -> f64 {
@@ -433,6 +467,12 @@ mod tests {
         });
         assert_eq!(r.pricing_constraint_violations, 0);
         assert!(r.elasticity_mape < 0.5, "{}", r.elasticity_mape);
+        assert!(
+            r.segment_elasticity_mape < r.segment_elasticity_mape_item_only,
+            "{} vs {}",
+            r.segment_elasticity_mape,
+            r.segment_elasticity_mape_item_only
+        );
         assert!(r.pricing_revenue_lift > 0.0, "{}", r.pricing_revenue_lift);
         assert!(r.bandit_regret_ratio < 1.0, "{}", r.bandit_regret_ratio);
         assert!(r.budget_regret_ratio < 1.0, "{}", r.budget_regret_ratio);

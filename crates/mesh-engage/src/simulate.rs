@@ -7,7 +7,7 @@ use rand_distr::{Distribution, LogNormal, Normal, Poisson};
 use serde::{Deserialize, Serialize};
 
 use crate::campaign::{Group, UserOutcome};
-use crate::pricing::PriceObservation;
+use crate::pricing::{PriceObservation, SegmentObservation};
 use crate::stats::sigmoid;
 
 fn poisson<R: Rng + ?Sized>(mean: f64, rng: &mut R) -> f64 {
@@ -109,6 +109,82 @@ pub fn simulate_price_history(
         }
     }
     out
+}
+
+/// A pricing world whose customer segments answer price differently: segment `s` has
+/// elasticity `item elasticity + offsets[s]` (capped at -0.2) and `shares[s]` of the views.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentWorld {
+    /// The items.
+    pub world: PricingWorld,
+    /// Elasticity offset per segment.
+    pub offsets: Vec<f64>,
+    /// Share of views per segment (sums to 1).
+    pub shares: Vec<f64>,
+}
+
+impl SegmentWorld {
+    /// Three segments: price-sensitive (-0.6, 30% of views), regular (0, 50%) and loyal
+    /// (+0.5, 20%).
+    pub fn standard(world: PricingWorld) -> Self {
+        Self {
+            world,
+            offsets: vec![-0.6, 0.0, 0.5],
+            shares: vec![0.3, 0.5, 0.2],
+        }
+    }
+
+    /// True elasticity of `item` for `segment`.
+    pub fn true_elasticity(&self, item: &SimItem, segment: u32) -> f64 {
+        (item.true_elasticity + self.offsets[segment as usize]).min(-0.2)
+    }
+}
+
+/// Like [`simulate_price_history`], with every day's views split over the segments: returns
+/// the per-item totals and the per-segment observations of the same days.
+pub fn simulate_segment_history(
+    world: &SegmentWorld,
+    days: usize,
+    exposures: f64,
+    price_spread: f64,
+    seed: u64,
+) -> (Vec<PriceObservation>, Vec<SegmentObservation>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut items = Vec::with_capacity(days * world.world.items.len());
+    let mut segments = Vec::with_capacity(items.capacity() * world.shares.len());
+    for item in &world.world.items {
+        for _ in 0..days {
+            let price = item.base_price * (1.0 + price_spread * (2.0 * rng.random::<f64>() - 1.0));
+            let (mut views, mut units) = (0.0, 0.0);
+            for (s, share) in world.shares.iter().enumerate() {
+                let v = (exposures * share * (0.5 + rng.random::<f64>()))
+                    .round()
+                    .max(1.0);
+                let e = world.true_elasticity(item, s as u32);
+                let u = poisson(
+                    v * item.base_rate * (price / item.base_price).powf(e),
+                    &mut rng,
+                );
+                segments.push(SegmentObservation {
+                    item_id: item.id,
+                    segment: s as u32,
+                    price,
+                    exposures: v,
+                    units: u,
+                });
+                views += v;
+                units += u;
+            }
+            items.push(PriceObservation {
+                item_id: item.id,
+                category: item.category,
+                price,
+                exposures: views,
+                units,
+            });
+        }
+    }
+    (items, segments)
 }
 
 // ---------------------------------------------------------------- (b) offers

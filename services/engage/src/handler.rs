@@ -1,13 +1,17 @@
-//! The consumer: user and order events feed price observations and
-//! attribute orders to offers; churn's retention actions on the alerts topic
-//! get an offer from the retention campaign.
+//! The consumer: user and order events feed price observations (per
+//! viewer lifecycle stage) and attribute orders to offers; churn's retention
+//! actions on the alerts topic get an offer from the retention campaign;
+//! profile's stage transitions and the platform's market prices are kept for
+//! the pricer.
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use mesh_bus::headers;
 use mesh_bus::{Handler, HandlerError, Record};
 use mesh_proto::churn::v1::RetentionAction;
+use mesh_proto::engage::v1::MarketPrice;
 use mesh_proto::events::v1::{envelope::Body, Envelope};
+use mesh_proto::profile::v1::{Stage, StageTransition};
 use mesh_store::{Op, PartitionBatch, Slot};
 use prost::Message;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -21,16 +25,49 @@ const DAY_MS: i64 = 86_400_000;
 pub struct EngageHandler {
     pub engage: Arc<Engage>,
     pub alerts_topic: String,
+    pub lifecycle_topic: String,
+    pub market_topic: String,
     pub dead_letter_topic: String,
     pub group: String,
 }
 
-/// Price as a field name: cents, so float noise does not split a price.
-pub fn price_field(day: i64, price: f64, kind: char) -> String {
-    format!("{day}|{}|{kind}", (price * 100.0).round() as i64)
+/// Price as a field name: cents, so float noise does not split a price;
+/// the viewer's lifecycle stage last when known.
+pub fn price_field(day: i64, price: f64, kind: char, stage: Option<&str>) -> String {
+    let cents = (price * 100.0).round() as i64;
+    match stage {
+        Some(s) => format!("{day}|{cents}|{kind}|{s}"),
+        None => format!("{day}|{cents}|{kind}"),
+    }
+}
+
+/// A market price as the platform sent it, checked.
+fn market_price(r: &Record) -> Result<MarketPrice, String> {
+    let m = MarketPrice::decode(r.payload.as_slice())
+        .map_err(|e| format!("undecodable MarketPrice: {e}"))?;
+    if m.tenant_id.trim().is_empty() {
+        return Err("MarketPrice.tenant_id is required".into());
+    }
+    if m.sku.trim().is_empty() || m.sku.len() > 256 {
+        return Err("MarketPrice.sku is required, 1..=256 bytes".into());
+    }
+    if m.source.trim().is_empty() || m.source.len() > 64 || m.source.contains('|') {
+        return Err("MarketPrice.source is required, 1..=64 bytes without '|'".into());
+    }
+    if !(m.price.is_finite() && m.price > 0.0) {
+        return Err(format!(
+            "MarketPrice.price {} must be finite and > 0",
+            m.price
+        ));
+    }
+    if m.observed_at_ms <= 0 {
+        return Err("MarketPrice.observed_at_ms is required".into());
+    }
+    Ok(m)
 }
 
 /// Ops of one product view or order line for pricing.
+#[allow(clippy::too_many_arguments)]
 fn observation_ops(
     tenant: &str,
     sku: &str,
@@ -39,6 +76,7 @@ fn observation_ops(
     at_ms: i64,
     views: i64,
     units: i64,
+    stage: Option<&str>,
 ) -> Vec<Op> {
     if sku.is_empty() || !(price.is_finite() && price > 0.0) {
         return Vec::new();
@@ -50,7 +88,7 @@ fn observation_ops(
     if views > 0 {
         ops.push(Op::HIncr {
             key: obs.clone(),
-            field: price_field(day, price, 'v'),
+            field: price_field(day, price, 'v', stage),
             delta: views,
         });
         // The latest price shown is the item's base price.
@@ -70,7 +108,7 @@ fn observation_ops(
     if units > 0 {
         ops.push(Op::HIncr {
             key: obs,
-            field: price_field(day, price, 'u'),
+            field: price_field(day, price, 'u', stage),
             delta: units,
         });
     }
@@ -148,6 +186,60 @@ impl EngageHandler {
         Ok(())
     }
 
+    /// Profile's stage transitions: each user's current stage, for the
+    /// observations of what they view and buy.
+    async fn stages(&self, records: &[Record]) -> Result<(), crate::Error> {
+        let first = &records[0];
+        let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        for r in records {
+            let mut ops = Vec::new();
+            match StageTransition::decode(r.payload.as_slice()) {
+                Ok(t) if !t.tenant_id.is_empty() && !t.user_id.is_empty() => {
+                    if let Ok(stage) = Stage::try_from(t.new_stage) {
+                        ops.push(Op::HSet {
+                            key: keys::stage(&t.tenant_id, &t.user_id),
+                            field: "s".into(),
+                            value: stage.as_str_name().into(),
+                        });
+                    }
+                }
+                // Profile's own output: a record we cannot read is its bug,
+                // kept on the dead-letter topic with the reason.
+                Ok(_) => {
+                    self.dead_letter(r, "StageTransition without tenant or user".into())
+                        .await?
+                }
+                Err(e) => {
+                    self.dead_letter(r, format!("undecodable StageTransition: {e}"))
+                        .await?
+                }
+            }
+            batch.push(r.offset, ops);
+        }
+        self.engage.store.apply(SCOPE, &batch).await?;
+        Ok(())
+    }
+
+    /// Market prices: the latest per item and source.
+    async fn market(&self, records: &[Record]) -> Result<(), crate::Error> {
+        let first = &records[0];
+        let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        for r in records {
+            let mut ops = Vec::new();
+            match market_price(r) {
+                Ok(m) => ops.push(Op::HSet {
+                    key: keys::market(&m.tenant_id, &m.sku),
+                    field: m.source.clone(),
+                    value: format!("{}|{}", m.price, m.observed_at_ms),
+                }),
+                Err(reason) => self.dead_letter(r, reason).await?,
+            }
+            batch.push(r.offset, ops);
+        }
+        self.engage.store.apply(SCOPE, &batch).await?;
+        Ok(())
+    }
+
     /// Events: pricing observations, and orders attributed to offers.
     pub async fn apply(&self, records: &[Record]) -> Result<(), crate::Error> {
         let Some(first) = records.first() else {
@@ -155,6 +247,12 @@ impl EngageHandler {
         };
         if first.topic == self.alerts_topic {
             return self.retention(records).await;
+        }
+        if first.topic == self.lifecycle_topic {
+            return self.stages(records).await;
+        }
+        if first.topic == self.market_topic {
+            return self.market(records).await;
         }
         let engage = &self.engage;
         let slot = Slot {
@@ -188,6 +286,41 @@ impl EngageHandler {
             .collect();
         buyers.sort();
         buyers.dedup();
+        // The lifecycle stage of everyone who viewed or bought, one read.
+        let mut people: Vec<(String, String)> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Some(
+                    e @ Envelope {
+                        body: Some(Body::ProductView(_) | Body::OrderPlaced(_)),
+                        ..
+                    },
+                ) => Some((e.tenant_id.clone(), e.user_id.clone())),
+                _ => None,
+            })
+            .collect();
+        people.sort();
+        people.dedup();
+        let stage_reads: Vec<_> = people
+            .iter()
+            .map(|(t, u)| {
+                (
+                    keys::slot(&keys::member(t, u), engage.partitions),
+                    keys::stage(t, u),
+                )
+            })
+            .collect();
+        let mut stage_of: HashMap<(String, String), String> = HashMap::new();
+        if !stage_reads.is_empty() {
+            for (who, mut h) in people
+                .into_iter()
+                .zip(engage.store.hgetall_many(&stage_reads).await?)
+            {
+                if let Some(s) = h.remove("s") {
+                    stage_of.insert(who, s);
+                }
+            }
+        }
         let reads: Vec<_> = buyers
             .iter()
             .map(|(t, u)| (slot, keys::offers(t, u)))
@@ -214,6 +347,9 @@ impl EngageHandler {
                 tracing::debug_span!("engage.apply", event_id = %e.event_id, offset = r.offset);
             let _ = span.set_parent(r.headers.trace_context());
             let mut ops = Vec::new();
+            let stage = stage_of
+                .get(&(e.tenant_id.clone(), e.user_id.clone()))
+                .map(String::as_str);
             match &e.body {
                 Some(Body::ProductView(v)) => ops.extend(observation_ops(
                     &e.tenant_id,
@@ -223,6 +359,7 @@ impl EngageHandler {
                     e.occurred_at_ms,
                     1,
                     0,
+                    stage,
                 )),
                 Some(Body::OrderPlaced(o)) => {
                     for l in &o.items {
@@ -234,6 +371,7 @@ impl EngageHandler {
                             e.occurred_at_ms,
                             0,
                             i64::from(l.quantity),
+                            stage,
                         ));
                     }
                     let who = (e.tenant_id.clone(), e.user_id.clone());

@@ -71,7 +71,8 @@ pub fn stats(tenant: &str, campaign: &str) -> String {
 }
 
 /// One partition's shard of an item's price observations: fields
-/// `<day>|<price>|v` (views) and `<day>|<price>|u` (units sold).
+/// `<day>|<price>|v` (views) and `<day>|<price>|u` (units sold), with
+/// `|<stage>` appended when the viewer's lifecycle stage is known.
 pub fn observations(tenant: &str, sku: &str) -> String {
     format!("obs:{tenant}/{sku}")
 }
@@ -89,6 +90,19 @@ pub fn item(tenant: &str, sku: &str) -> String {
 /// `explanation` JSON, `at_ms`), in the item's slot.
 pub fn quote(tenant: &str, sku: &str) -> String {
     format!("quote:{tenant}/{sku}")
+}
+
+/// Market prices of an item (field = source, value `<price>|<observed ms>`),
+/// in the item's slot (the market-prices topic is keyed by `<tenant>/<sku>`).
+pub fn market(tenant: &str, sku: &str) -> String {
+    format!("mkt:{tenant}/{sku}")
+}
+
+/// A user's lifecycle stage (field `s`, the stage name), from profile's
+/// transitions, in the user's slot (the lifecycle topic is keyed by
+/// `<tenant>/<user>`).
+pub fn stage(tenant: &str, user: &str) -> String {
+    format!("stage:{tenant}/{user}")
 }
 
 /// An item's pricing bounds (JSON field `json`), in the item's slot.

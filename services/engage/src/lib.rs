@@ -179,12 +179,16 @@ pub fn start_consumer(
             &deps.topics.user_events,
             &deps.topics.order_events,
             &deps.topics.alerts,
+            &deps.topics.lifecycle,
+            &deps.topics.market_prices,
         ],
     );
     cc.extra = deps.consumer_extra.clone();
     let handler = Arc::new(handler::EngageHandler {
         engage,
         alerts_topic: deps.topics.alerts.clone(),
+        lifecycle_topic: deps.topics.lifecycle.clone(),
+        market_topic: deps.topics.market_prices.clone(),
         dead_letter_topic: deps.topics.dead_letter.clone(),
         group: cfg.group.clone(),
     });

@@ -1,14 +1,15 @@
-//! Dynamic pricing: elasticities from the observations the consumer keeps,
-//! an optimized price per item within its bounds, and a `PriceChanged` event
-//! for every change. The pricer runs every `MESH_ENGAGE_PRICING_INTERVAL_MS`
+//! Dynamic pricing: elasticities from the observations the consumer keeps
+//! (per item, and per item × viewer lifecycle stage), an optimized price per
+//! item within its bounds and under the market's lowest fresh price, and a
+//! `PriceChanged` event for every change. The pricer runs every `MESH_ENGAGE_PRICING_INTERVAL_MS`
 //! on each replica; every write is a compare-and-set on the quoted price, so
 //! replicas agree and each change is published once.
 use std::collections::{BTreeMap, HashMap};
 
 use mesh_bus::headers;
 use mesh_engage::pricing::{
-    estimate_elasticities, optimize_price, BindingConstraint, ElasticityConfig, PriceConstraints,
-    PriceObjective, PriceObservation,
+    estimate_elasticities, estimate_segment_elasticities, optimize_price, BindingConstraint,
+    ElasticityConfig, PriceConstraints, PriceObjective, PriceObservation, SegmentObservation,
 };
 use mesh_proto::engage::v1 as pb;
 use prost::Message;
@@ -21,6 +22,12 @@ use crate::metrics::PRICE_CHANGES;
 
 const DAY_MS: i64 = 86_400_000;
 
+/// Market prices older than this are ignored.
+const MARKET_FRESH_MS: i64 = 7 * DAY_MS;
+
+/// Premium over the lowest market price allowed when bounds set none.
+const DEFAULT_MARKET_PREMIUM: f64 = 0.05;
+
 /// An item's pricing bounds as stored (0 = default).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Bounds {
@@ -30,6 +37,10 @@ pub struct Bounds {
     pub unit_cost: f64,
     pub min_margin: f64,
     pub objective: String,
+    #[serde(default)]
+    pub max_market_premium: f64,
+    #[serde(default)]
+    pub ignore_market: bool,
 }
 
 impl Bounds {
@@ -40,6 +51,7 @@ impl Bounds {
             ("max_change_per_day", r.max_change_per_day),
             ("unit_cost", r.unit_cost),
             ("min_margin", r.min_margin),
+            ("max_market_premium", r.max_market_premium),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(Error::invalid(
@@ -76,12 +88,15 @@ impl Bounds {
             unit_cost: r.unit_cost,
             min_margin: r.min_margin,
             objective: r.objective.clone(),
+            max_market_premium: r.max_market_premium,
+            ignore_market: r.ignore_market,
         })
     }
 
     /// Constraints around the item's list price: floor 0.8×, ceiling 1.25×
-    /// and 10% per day unless set; a floor never below the margin's need.
-    fn constraints(&self, list: f64) -> PriceConstraints {
+    /// and 10% per day unless set; at most 5% over the lowest market price
+    /// unless set or ignored.
+    fn constraints(&self, list: f64, market: Option<f64>) -> PriceConstraints {
         let floor = if self.floor > 0.0 {
             self.floor
         } else {
@@ -101,8 +116,26 @@ impl Bounds {
                 0.1
             },
             min_margin: self.min_margin,
+            market_ceiling: market.filter(|_| !self.ignore_market).map(|m| {
+                m * (1.0
+                    + if self.max_market_premium > 0.0 {
+                        self.max_market_premium
+                    } else {
+                        DEFAULT_MARKET_PREMIUM
+                    })
+            }),
         }
     }
+}
+
+/// One stage's elasticity in an explanation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StageElasticity {
+    pub segment: String,
+    pub elasticity: f64,
+    pub raw_elasticity: f64,
+    pub shrinkage_weight: f64,
+    pub observations: u64,
 }
 
 /// Why a quote is what it is, as stored beside it.
@@ -118,6 +151,12 @@ pub struct Explanation {
     pub bound_by: String,
     pub observations: u64,
     pub summary: String,
+    #[serde(default)]
+    pub market_price: f64,
+    #[serde(default)]
+    pub market_source: String,
+    #[serde(default)]
+    pub segments: Vec<StageElasticity>,
 }
 
 fn bound_name(b: Option<BindingConstraint>) -> &'static str {
@@ -127,6 +166,7 @@ fn bound_name(b: Option<BindingConstraint>) -> &'static str {
         Some(BindingConstraint::Ceiling) => "ceiling",
         Some(BindingConstraint::MaxDecrease | BindingConstraint::MaxIncrease) => "max_change",
         Some(BindingConstraint::MinMargin) => "min_margin",
+        Some(BindingConstraint::Market) => "market",
     }
 }
 
@@ -139,16 +179,32 @@ struct ItemView {
     category: String,
     /// (day, price cents) → (views, units).
     obs: BTreeMap<(i64, i64), (f64, f64)>,
+    /// (day, price cents, stage) → (views, units), where the stage is known.
+    stage_obs: BTreeMap<(i64, i64, String), (f64, f64)>,
+    /// Source → (price, observed ms), the latest per source.
+    market: BTreeMap<String, (f64, i64)>,
+}
+
+impl ItemView {
+    /// The lowest price seen by the market within a week of `now`.
+    fn market_low(&self, now: i64) -> Option<(&str, f64)> {
+        self.market
+            .iter()
+            .filter(|(_, (_, at))| now - at <= MARKET_FRESH_MS)
+            .map(|(s, (p, _))| (s.as_str(), *p))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
 }
 
 /// Reads every shard of `items` (`(tenant, sku)`) in one round trip each.
 async fn read_items(engage: &Engage, items: &[(String, String)]) -> Result<Vec<ItemView>> {
     let parts = engage.partitions;
-    let mut reads = Vec::with_capacity(items.len() * parts as usize * 2);
+    let mut reads = Vec::with_capacity(items.len() * parts as usize * 3);
     for (t, s) in items {
         for p in 0..parts {
             reads.push((keys::shard(p), keys::item(t, s)));
             reads.push((keys::shard(p), keys::observations(t, s)));
+            reads.push((keys::shard(p), keys::market(t, s)));
         }
     }
     let mut hashes = engage.store.hgetall_many(&reads).await?.into_iter();
@@ -158,6 +214,17 @@ async fn read_items(engage: &Engage, items: &[(String, String)]) -> Result<Vec<I
         for _ in 0..parts {
             let item = hashes.next().unwrap_or_default();
             let obs = hashes.next().unwrap_or_default();
+            for (source, raw) in hashes.next().unwrap_or_default() {
+                let Some((p, at)) = raw.split_once('|') else {
+                    continue;
+                };
+                let (Ok(p), Ok(at)) = (p.parse::<f64>(), at.parse::<i64>()) else {
+                    continue;
+                };
+                if v.market.get(&source).is_none_or(|(_, old)| at >= *old) {
+                    v.market.insert(source, (p, at));
+                }
+            }
             let seen: i64 = item
                 .get("seen_ms")
                 .and_then(|x| x.parse().ok())
@@ -188,6 +255,17 @@ async fn read_items(engage: &Engage, items: &[(String, String)]) -> Result<Vec<I
                     e.0 += n;
                 } else {
                     e.1 += n;
+                }
+                if let Some(stage) = it.next() {
+                    let e = v
+                        .stage_obs
+                        .entry((day, cents, stage.to_string()))
+                        .or_insert((0.0, 0.0));
+                    if kind == "v" {
+                        e.0 += n;
+                    } else {
+                        e.1 += n;
+                    }
                 }
             }
         }
@@ -227,7 +305,28 @@ pub async fn price_once(engage: &Engage) -> Result<usize> {
     let views = read_items(engage, &items).await?;
     let mut categories: HashMap<(String, String), u32> = HashMap::new();
     let mut observations = Vec::new();
+    let mut stage_ids: Vec<String> = Vec::new();
+    let mut stage_observations = Vec::new();
     for (i, ((tenant, _), v)) in items.iter().zip(&views).enumerate() {
+        for ((_, cents, stage), &(views, units)) in &v.stage_obs {
+            let exposures = views.max(units);
+            if exposures > 0.0 && *cents > 0 {
+                let segment = match stage_ids.iter().position(|s| s == stage) {
+                    Some(p) => p,
+                    None => {
+                        stage_ids.push(stage.clone());
+                        stage_ids.len() - 1
+                    }
+                } as u32;
+                stage_observations.push(SegmentObservation {
+                    item_id: i as u64,
+                    segment,
+                    price: *cents as f64 / 100.0,
+                    exposures,
+                    units,
+                });
+            }
+        }
         let next = categories.len() as u32;
         let category = *categories
             .entry((tenant.clone(), v.category.clone()))
@@ -250,7 +349,17 @@ pub async fn price_once(engage: &Engage) -> Result<usize> {
     if observations.is_empty() {
         return Ok(0);
     }
-    let model = estimate_elasticities(&observations, &ElasticityConfig::default())?;
+    let config = ElasticityConfig::default();
+    let model = estimate_elasticities(&observations, &config)?;
+    let stage_model = if stage_observations.is_empty() {
+        None
+    } else {
+        Some(estimate_segment_elasticities(
+            &stage_observations,
+            &model,
+            &config,
+        )?)
+    };
     let now = engage.now();
     let today = now.div_euclid(DAY_MS);
     let mut changed = 0;
@@ -304,7 +413,8 @@ pub async fn price_once(engage: &Engage) -> Result<usize> {
         } else {
             PriceObjective::Revenue
         };
-        let constraints = bounds.constraints(list);
+        let market = v.market_low(now);
+        let constraints = bounds.constraints(list, market.map(|m| m.1));
         let decision =
             match optimize_price(&curve, bounds.unit_cost, day_price, &constraints, objective) {
                 Ok(d) => d,
@@ -334,6 +444,23 @@ pub async fn price_once(engage: &Engage) -> Result<usize> {
             bound_by: bound_name(x.binding).into(),
             observations: fit.observations as u64,
             summary: x.summary.clone(),
+            market_price: market.map_or(0.0, |m| m.1),
+            market_source: market.map(|m| m.0.to_string()).unwrap_or_default(),
+            segments: stage_model
+                .iter()
+                .flat_map(|m| {
+                    stage_ids.iter().enumerate().filter_map(move |(s, name)| {
+                        let f = m.get(i as u64, s as u32)?;
+                        Some(StageElasticity {
+                            segment: name.clone(),
+                            elasticity: f.elasticity,
+                            raw_elasticity: f.raw_elasticity.unwrap_or(0.0),
+                            shrinkage_weight: f.shrinkage_weight,
+                            observations: f.observations as u64,
+                        })
+                    })
+                })
+                .collect(),
         };
         let price = (decision.price * 100.0).round() / 100.0;
         let price = if constraints.allows(price, day_price, bounds.unit_cost) {
@@ -428,6 +555,19 @@ pub fn to_proto(quote: pb::PriceQuote, x: &Explanation) -> pb::PriceExplanation 
         bound_by: x.bound_by.clone(),
         observations: x.observations,
         summary: x.summary.clone(),
+        market_price: x.market_price,
+        market_source: x.market_source.clone(),
+        segments: x
+            .segments
+            .iter()
+            .map(|s| pb::SegmentElasticity {
+                segment: s.segment.clone(),
+                elasticity: s.elasticity,
+                raw_elasticity: s.raw_elasticity,
+                shrinkage_weight: s.shrinkage_weight,
+                observations: s.observations,
+            })
+            .collect(),
     }
 }
 
@@ -557,7 +697,15 @@ mod tests {
 
     #[test]
     fn default_constraints_follow_the_list_price() {
-        let c = Bounds::default().constraints(20.0);
+        let c = Bounds::default().constraints(20.0, None);
         assert_eq!((c.floor, c.ceiling, c.max_change), (16.0, 25.0, 0.1));
+        assert_eq!(c.market_ceiling, None);
+        let c = Bounds::default().constraints(20.0, Some(18.0));
+        assert!((c.market_ceiling.unwrap() - 18.9).abs() < 1e-9);
+        let ignore = Bounds {
+            ignore_market: true,
+            ..Bounds::default()
+        };
+        assert_eq!(ignore.constraints(20.0, Some(18.0)).market_ceiling, None);
     }
 }

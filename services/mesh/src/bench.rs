@@ -242,6 +242,7 @@ async fn bare_producer(backends: &node::Backends, topic: &str, n: usize) -> anyh
             decisions: format!("{topic}-dec"),
             alerts: format!("{topic}-al"),
             engagement: format!("{topic}-eng"),
+            market_prices: format!("{topic}-mkt"),
         },
         mesh_bus::TopicSpec {
             partitions: 4,

@@ -129,12 +129,13 @@ impl ElasticityModel {
     }
 }
 
-struct RawFit {
-    item_id: u64,
-    category: u32,
-    n: usize,
-    ref_price: f64,
-    slope: Option<(f64, f64)>,
+pub(super) struct RawFit {
+    pub(super) item_id: u64,
+    pub(super) category: u32,
+    pub(super) n: usize,
+    pub(super) ref_price: f64,
+    /// Slope and its variance, when identified.
+    pub(super) slope: Option<(f64, f64)>,
 }
 
 /// Estimates every item's elasticity and shrinks it toward its category mean.
@@ -234,7 +235,7 @@ pub fn estimate_elasticities(
 }
 
 /// DerSimonian–Laird pooled mean and between-item variance of `(estimate, variance)` pairs.
-fn pool(
+pub(super) fn pool(
     slopes: impl Iterator<Item = (f64, f64)>,
     fallback_mean: f64,
     config: &ElasticityConfig,
@@ -279,7 +280,7 @@ fn pool(
 
 /// Poisson regression of units on log price with log exposures as offset, by Newton's
 /// method with step halving. Returns the slope and its overdispersion-corrected variance.
-fn fit_item(item_id: u64, obs: &[&PriceObservation], max_iter: usize) -> RawFit {
+pub(super) fn fit_item(item_id: u64, obs: &[&PriceObservation], max_iter: usize) -> RawFit {
     let n = obs.len();
     let log_ref = obs.iter().map(|o| o.price.ln()).sum::<f64>() / n as f64;
     let ref_price = log_ref.exp();

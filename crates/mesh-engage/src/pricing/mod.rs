@@ -7,12 +7,18 @@
 //! mean by empirical Bayes (DerSimonian–Laird between-item variance), weighting each item by
 //! its own estimation variance: items with little price variation borrow from the category.
 //!
+//! Segments (lifecycle stages, customer groups) can answer price differently:
+//! [`estimate_segment_elasticities`] fits every item × segment the same way and shrinks it
+//! toward the item's elasticity plus the segment's typical offset, learned across items, so a
+//! segment seen rarely for an item borrows from the item and from the segment elsewhere.
+//!
 //! [`optimize_price`] chooses a price inside hard constraints. The constraints are turned
 //! into one feasible interval first and every candidate is clamped into it, so they cannot
 //! be violated whatever the demand model says.
 
 mod elasticity;
 mod optimize;
+mod segment;
 
 pub use elasticity::{
     estimate_elasticities, CategoryPrior, ElasticityConfig, ElasticityModel, ItemElasticity,
@@ -21,6 +27,10 @@ pub use elasticity::{
 pub use optimize::{
     optimize_price, BindingConstraint, DemandCurve, PriceConstraints, PriceDecision,
     PriceExplanation, PriceObjective,
+};
+pub use segment::{
+    estimate_segment_elasticities, SegmentElasticity, SegmentModel, SegmentObservation,
+    SegmentPrior,
 };
 
 /// Clamps to the finite range (NaN becomes 0) so explanations never carry inf or NaN.

@@ -25,6 +25,11 @@ pub struct PriceConstraints {
     pub max_change: f64,
     /// Smallest margin as a share of price, in [0, 1): `price - cost >= min_margin * price`.
     pub min_margin: f64,
+    /// Highest price the market bears: competitors' lowest price times the allowed premium;
+    /// `None` when no market price is known. The lower limits win where they conflict (a
+    /// floor or a margin is a business rule, a competitor's price only a guide).
+    #[serde(default)]
+    pub market_ceiling: Option<f64>,
 }
 
 impl PriceConstraints {
@@ -38,6 +43,34 @@ impl PriceConstraints {
             && price >= current_price * (1.0 - self.max_change)
             && price <= current_price * (1.0 + self.max_change)
             && price * (1.0 - self.min_margin) >= unit_cost
+            && self
+                .market_ceiling
+                .is_none_or(|m| price <= m.max(self.low(current_price, unit_cost).0))
+    }
+
+    /// The highest of the lower limits and which one it is.
+    fn low(&self, current_price: f64, unit_cost: f64) -> (f64, BindingConstraint) {
+        let mut margin_low = unit_cost / (1.0 - self.min_margin);
+        // Division can round below the true bound; step up until the check itself passes.
+        while margin_low.is_finite() && margin_low * (1.0 - self.min_margin) < unit_cost {
+            margin_low = margin_low.next_up();
+        }
+        [
+            (self.floor, BindingConstraint::Floor),
+            (
+                current_price * (1.0 - self.max_change),
+                BindingConstraint::MaxDecrease,
+            ),
+            (margin_low, BindingConstraint::MinMargin),
+        ]
+        .into_iter()
+        .fold((f64::NEG_INFINITY, BindingConstraint::Floor), |acc, x| {
+            if x.0 > acc.0 {
+                x
+            } else {
+                acc
+            }
+        })
     }
 
     fn validate(&self) -> Result<()> {
@@ -51,6 +84,9 @@ impl PriceConstraints {
         }
         non_negative("max price change", self.max_change)?;
         non_negative("min margin", self.min_margin)?;
+        if let Some(m) = self.market_ceiling {
+            positive("market ceiling", m)?;
+        }
         if self.min_margin >= 1.0 {
             return Err(EngageError::OutOfRange {
                 what: "min margin",
@@ -95,6 +131,8 @@ pub enum BindingConstraint {
     MaxIncrease,
     /// The minimum margin.
     MinMargin,
+    /// The market's price (competitors' lowest, with the allowed premium).
+    Market,
 }
 
 /// Why the price was chosen.
@@ -155,30 +193,17 @@ pub fn optimize_price(
 
     let e = demand.elasticity;
     let r = constraints.max_change;
-    let mut margin_low = unit_cost / (1.0 - constraints.min_margin);
-    // Division can round below the true bound; step up until the check itself passes.
-    while margin_low.is_finite() && margin_low * (1.0 - constraints.min_margin) < unit_cost {
-        margin_low = margin_low.next_up();
-    }
-    let lows = [
-        (constraints.floor, BindingConstraint::Floor),
-        (current_price * (1.0 - r), BindingConstraint::MaxDecrease),
-        (margin_low, BindingConstraint::MinMargin),
-    ];
+    let (lo, lo_by) = constraints.low(current_price, unit_cost);
     let highs = [
         (constraints.ceiling, BindingConstraint::Ceiling),
         (current_price * (1.0 + r), BindingConstraint::MaxIncrease),
+        (
+            constraints
+                .market_ceiling
+                .map_or(f64::INFINITY, |m| m.max(lo)),
+            BindingConstraint::Market,
+        ),
     ];
-    let (lo, lo_by) =
-        lows.iter()
-            .copied()
-            .fold((f64::NEG_INFINITY, BindingConstraint::Floor), |acc, x| {
-                if x.0 > acc.0 {
-                    x
-                } else {
-                    acc
-                }
-            });
     let (hi, hi_by) =
         highs
             .iter()
@@ -296,6 +321,7 @@ mod tests {
         ceiling: 100.0,
         max_change: 10.0,
         min_margin: 0.0,
+        market_ceiling: None,
     };
 
     #[test]
@@ -334,6 +360,37 @@ mod tests {
     }
 
     #[test]
+    fn the_market_caps_a_rise_but_never_breaks_a_floor() {
+        let c = PriceConstraints {
+            max_change: 0.2,
+            market_ceiling: Some(10.5),
+            ..WIDE
+        };
+        // Inelastic demand wants +20%; competitors at 10.5 stop it there.
+        let d = optimize_price(&curve(-0.5), 0.0, 10.0, &c, PriceObjective::Revenue).unwrap();
+        assert!((d.price - 10.5).abs() < 1e-12, "{}", d.price);
+        assert_eq!(d.explanation.binding, Some(BindingConstraint::Market));
+        // A market below the floor: the floor wins and the price is allowed.
+        let low = PriceConstraints {
+            floor: 9.5,
+            market_ceiling: Some(5.0),
+            ..c
+        };
+        let d = optimize_price(&curve(-0.5), 0.0, 10.0, &low, PriceObjective::Revenue).unwrap();
+        assert!((d.price - 9.5).abs() < 1e-12, "{}", d.price);
+        assert!(low.allows(d.price, 10.0, 0.0));
+        assert!(!low.allows(9.6, 10.0, 0.0));
+        // A bad market price is named.
+        let bad = PriceConstraints {
+            market_ceiling: Some(f64::NAN),
+            ..c
+        };
+        let err =
+            optimize_price(&curve(-0.5), 0.0, 10.0, &bad, PriceObjective::Revenue).unwrap_err();
+        assert!(err.to_string().contains("market ceiling"), "{err}");
+    }
+
+    #[test]
     fn bad_inputs_name_the_problem() {
         let err =
             optimize_price(&curve(-2.0), 1.0, -3.0, &WIDE, PriceObjective::Revenue).unwrap_err();
@@ -346,6 +403,7 @@ mod tests {
             ceiling: 2.0,
             max_change: 0.1,
             min_margin: 0.0,
+            market_ceiling: None,
         };
         assert!(matches!(
             optimize_price(&curve(-2.0), 1.0, 50.0, &tight, PriceObjective::Revenue),
@@ -367,10 +425,12 @@ mod tests {
             max_change in 0.0f64..2.0,
             min_margin in 0.0f64..0.95,
             margin_obj in any::<bool>(),
+            market_share in proptest::option::of(0.1f64..3.0),
         ) {
             let cur = log_cur.exp();
             let floor = (cur * floor_share).max(1e-9);
-            let c = PriceConstraints { floor, ceiling: floor.max(cur * ceil_share), max_change, min_margin };
+            let market_ceiling = market_share.map(|m| cur * m);
+            let c = PriceConstraints { floor, ceiling: floor.max(cur * ceil_share), max_change, min_margin, market_ceiling };
             let cost = cur * cost_share;
             let d = DemandCurve { elasticity: e, base_demand: base, ref_price: log_ref.exp(), shrinkage_weight: 0.5 };
             let obj = if margin_obj { PriceObjective::Margin } else { PriceObjective::Revenue };
