@@ -216,7 +216,7 @@ impl LogisticsGrpc {
             &r.series_key,
             r.horizon as usize,
             level,
-            (self.clock)(),
+            self.clock.now_ms(),
         )
         .await?;
         Ok(pb::ForecastResponse {
@@ -241,7 +241,7 @@ impl LogisticsGrpc {
                 "no stock set for warehouse {warehouse}"
             )));
         }
-        let now = (self.clock)();
+        let now = self.clock.now_ms();
         let inv = &self.inventory;
         let mut suggestions = Vec::with_capacity(stock.len());
         for (sku, on_hand, on_order) in stock {
@@ -360,7 +360,7 @@ impl LogisticsService for LogisticsGrpc {
             &r.sku,
             r.on_hand,
             r.on_order,
-            (self.clock)(),
+            self.clock.now_ms(),
         )
         .await
         .map(|()| Response::new(pb::SetStockResponse {}))
