@@ -376,9 +376,6 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     );
     let console = crate::console::ConsoleCtx::new(
         cfg.topics(),
-        cfg.partitions,
-        backends.store.clone(),
-        cfg.logistics.routing.depots.clone(),
         lag.clone(),
         crate::console_stages::spawn(
             backends.brokers.clone(),

@@ -167,9 +167,6 @@ pub async fn serve(
             );
             let ctx = crate::console::ConsoleCtx::new(
                 cfg.topics(),
-                cfg.partitions,
-                backends.store.clone(),
-                cfg.logistics.routing.depots.clone(),
                 lag,
                 crate::console_stages::spawn(
                     backends.brokers.clone(),
