@@ -51,7 +51,7 @@ async fn crash_duplicates_and_replay_keep_exactly_once() {
     let expected = fold(&evs);
 
     // A second consumer in the same group we can kill without warning.
-    let deps = mesh.backends.profile_deps(&cfg);
+    let deps = mesh.backends.deps(&cfg);
     let victim_stop = tokio_util::sync::CancellationToken::new();
     let (victim_assigned, victim) =
         mesh_profile::start_consumer(&cfg.profile, &deps, victim_stop.clone());

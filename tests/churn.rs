@@ -5,13 +5,13 @@
 //! (calibration orders alert, holdout orders return) gives a measured lift.
 use mesh_bus::headers::HeaderList;
 use mesh_churn::data::PurchaseLog;
-use mesh_churn::scoring::ManualClock;
 use mesh_churn::supervised::ModelKind;
 use mesh_churn::training::{self, TrainConfig};
 use mesh_cli::cmd_churn::{self, RetentionArgs, TrainArgs};
 use mesh_cli::node::{Backends, MeshConfig};
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::{Envelope, LineItem, OrderPlaced};
+use mesh_runtime::ManualClock;
 use mesh_store::Slot;
 use prost::Message;
 use std::sync::Arc;
@@ -134,7 +134,7 @@ async fn train_churn_reads_the_log_and_stores_a_calibrated_model() {
     // orders then show who came back. Actions reach nobody, so the lift
     // is measured around zero with its interval.
     let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap();
-    let clock = Arc::new(ManualClock::new(at(cal_end_ms)));
+    let clock = Arc::new(ManualClock::at(at(cal_end_ms)));
     let deps = mesh_churn_svc::Deps {
         brokers: backends.brokers.clone(),
         topics: cfg.topics(),
@@ -167,7 +167,7 @@ async fn train_churn_reads_the_log_and_stores_a_calibrated_model() {
     churn.sweep_once().await.unwrap();
     publish(&backends, &topic, &holdout).await;
     orders_applied(calibration.len() + holdout.len()).await;
-    clock.set(at(chrono::NaiveDate::from_ymd_opt(1998, 7, 1)
+    clock.set_at(at(chrono::NaiveDate::from_ymd_opt(1998, 7, 1)
         .unwrap()
         .and_hms_opt(0, 0, 0)
         .unwrap()

@@ -48,7 +48,7 @@ pub fn events(prefix: &str, users: u32, n: usize) -> Vec<Envelope> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let mut ev = mesh_cli::sim::events(42, prefix, users, n, now - 86_400_000);
+    let mut ev = mesh_proto::sim::events(42, prefix, users, n, now - 86_400_000);
     // Keep every event in the past whatever the generator's spacing.
     let span = ev.last().map(|e| e.occurred_at_ms).unwrap_or(now) - (now - 86_400_000);
     if span > 86_000_000 {

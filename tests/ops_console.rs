@@ -103,7 +103,7 @@ async fn console_shows_live_numbers_in_a_browser() {
     // Stop the mesh even when an assertion fails, so the runtime can end.
     let _stop_on_panic = shutdown.clone().drop_guard();
     let stop = CancellationToken::new();
-    let sim = tokio::spawn(mesh_cli::sim::drive(
+    let sim = tokio::spawn(mesh_ingest::traffic::drive(
         mesh.ingest.grpc_addr,
         300,
         stop.clone(),

@@ -112,7 +112,7 @@ async fn every_dashboard_and_alert_metric_is_exported() {
         .unwrap()
         .as_millis() as i64;
     // Lapsed buyers (churn alerts), then live traffic (waves, decisions).
-    let (past, _) = mesh_cli::sim::history(3, "opsm", 150, 120, now);
+    let (past, _) = mesh_proto::sim::history(3, "opsm", 150, 120, now);
     publish_grpc(&mesh, &past, 500).await;
     let live = mesh_e2e::events("opsm-live", 200, 2_000);
     publish_grpc(&mesh, &live, 500).await;

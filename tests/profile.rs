@@ -8,7 +8,7 @@ async fn cdnow_report_has_segments_stages_and_cohorts() {
     let path = mesh_testkit::shared_data().join("churn/CDNOW_sample.txt");
     let log = mesh_churn::data::PurchaseLog::read(&path).unwrap();
     let cfg = mesh_cli::node::MeshConfig::from_env(&Env::default()).unwrap();
-    let r = mesh_cli::cmd_profile::cdnow(&cfg, &log, "1997-09-30", 4)
+    let r = mesh_profile::training::cdnow(&cfg.profile, cfg.partitions, &log, "1997-09-30", 4)
         .await
         .unwrap();
     // The sample: 2,357 customers, all first buying in 1997-Q1.
@@ -78,7 +78,7 @@ async fn trained_segments_are_stored_versioned_and_served() {
         clock: Arc::new(ManualClock::new(now)),
         ..Profiles::read_only(store.clone(), cfg.partitions)
     };
-    let model = mesh_cli::cmd_profile::train_on(&reader, 3, now)
+    let model = mesh_profile::training::train_on(&reader, 3, now)
         .await
         .unwrap();
     let first = mesh_profile::segments::store(&store, model.clone())

@@ -47,7 +47,7 @@ async fn train_recommend_from_the_log_and_the_store_is_served_without_restart() 
     cfg.recommend.model_path = Some(dir.join("model.json"));
     cfg.recommend.model_poll = Duration::from_millis(100);
     let backends = Backends::connect(&cfg).await.unwrap();
-    let deps = backends.recommend_deps(&cfg);
+    let deps = backends.deps(&cfg);
     let shutdown = CancellationToken::new();
     let running = mesh_recommend_svc::start(&cfg.recommend, &deps, shutdown.clone())
         .await

@@ -15,6 +15,7 @@
 //! - [`poison`]: [`PoisonPolicy`], isolating and dead-lettering a record
 //!   that keeps failing, retrying through outages.
 //! - [`headers`]: header names, trace-context inject/extract.
+//! - [`log`]: reading topics from offset 0 to their end (training, replay).
 //! - [`partition`]: Kafka's murmur2 partitioner.
 //! - [`embedded`]: librdkafka's mock cluster for the one-process mode.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@
 pub mod consumer;
 pub mod embedded;
 pub mod headers;
+pub mod log;
 pub mod metrics;
 pub mod partition;
 pub mod poison;

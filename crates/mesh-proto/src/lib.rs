@@ -1,7 +1,9 @@
 //! Protobuf types and gRPC stubs of the mesh, generated from `proto/`.
 //!
 //! This crate owns the wire contract and nothing else: no validation, no
-//! I/O. Packages map to modules: `mesh.events.v1` is [`events::v1`].
+//! I/O. Packages map to modules: `mesh.events.v1` is [`events::v1`]. Beside
+//! the contract it keeps the seeded event generators ([`sim`]), so every
+//! bench, test and simulator draws events of the one schema from one place.
 //!
 //! # Layout
 //! - [`events`]: the event envelope and every body kind, plus
@@ -16,7 +18,10 @@
 //! - [`support`], [`catalog`]: the support service's assistant/feedback
 //!   and search/classification APIs.
 //! - [`FILE_DESCRIPTOR_SET`]: for gRPC reflection.
+//! - [`sim`]: seeded event mixes and labelled purchase histories.
 #![forbid(unsafe_code)]
+
+pub mod sim;
 
 /// Encoded `FileDescriptorSet` of every mesh proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("mesh_descriptor");

@@ -63,6 +63,65 @@ pub async fn serve(
     Ok((bound, task))
 }
 
+/// A service's gRPC server: its services, each marked SERVING in health as
+/// it is added, then [`GrpcServer::start`]. The skeleton of every service's
+/// `start`.
+pub struct GrpcServer {
+    router: Router,
+    health: Health,
+}
+
+impl Default for GrpcServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GrpcServer {
+    /// Health, reflection and the metrics/tracing layer, no service yet.
+    pub fn new() -> Self {
+        let (router, health) = server();
+        GrpcServer { router, health }
+    }
+
+    /// Adds `svc` (a generated `...Server`) and reports it SERVING.
+    pub async fn add<S>(mut self, svc: S) -> Self
+    where
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Error = std::convert::Infallible,
+                Response: axum::response::IntoResponse,
+                Future: Send + 'static,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.health.set_serving::<S>().await;
+        self.router = self.router.add_service(svc);
+        self
+    }
+
+    /// Binds `addr` and serves until `shutdown`. Returns the bound address
+    /// and a task that logs (naming `what`) if the server fails.
+    pub async fn start(
+        self,
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        shutdown: CancellationToken,
+    ) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+        let (bound, task) = serve(addr, self.router, shutdown).await?;
+        let server = tokio::spawn(async move {
+            if let Ok(Err(e)) = task.await {
+                tracing::error!(service = what, %e, "gRPC server stopped");
+            }
+        });
+        tracing::info!(service = what, grpc_addr = %bound, "serving");
+        Ok((bound, server))
+    }
+}
+
 /// Records `mesh_grpc_requests_total{method, code}` and
 /// `mesh_grpc_request_seconds{method}` for every call. The time is until the
 /// response headers (the whole call for unary methods; the stream's start

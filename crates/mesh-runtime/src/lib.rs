@@ -15,15 +15,26 @@
 //! - [`metrics`]: gRPC, store and consumer-lag metrics shared by every service.
 //! - [`peers`]: clients of the other services: deadlines, retry budget, circuit breaker, trace context.
 //! - [`shutdown`]: signal handling.
+//! - [`clock`]: the one [`Clock`] trait, the wall clock and a manual one.
+//! - [`service`]: the service skeleton: [`Deps`], consumer start-up, periodic tasks.
+//! - [`model_file`]: model files written atomically and hot-reloaded when they change.
+//! - [`announce`]: "announce once, then mark sent" for alerts and transitions.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod announce;
+pub mod clock;
 pub mod config;
 pub mod grpc;
 pub mod metrics;
+pub mod model_file;
 pub mod peers;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use service::Deps;
 
 /// Errors of the runtime.
 #[derive(Debug, thiserror::Error)]

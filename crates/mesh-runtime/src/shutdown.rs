@@ -53,22 +53,20 @@ where
     E: std::fmt::Display + Send + 'static,
     F: Fn() -> std::result::Result<bool, E> + Send + Sync + 'static,
 {
-    let poll = std::sync::Arc::new(poll);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {
-                    let p = poll.clone();
-                    match tokio::task::spawn_blocking(move || p()).await {
-                        Ok(Err(e)) => tracing::warn!(model = what, %e, "model not reloaded; the previous one keeps serving"),
-                        Err(e) => tracing::warn!(model = what, %e, "model reload task failed"),
-                        Ok(Ok(_)) => {}
-                    }
-                }
+    crate::service::spawn_periodic(
+        what,
+        every,
+        crate::service::FirstRun::AtStart,
+        shutdown,
+        std::sync::Arc::new(poll),
+        |poll| async move {
+            match tokio::task::spawn_blocking(move || poll()).await {
+                Ok(Err(e)) => Err(format!(
+                    "model not reloaded; the previous one keeps serving: {e}"
+                )),
+                Err(e) => Err(format!("model reload task failed: {e}")),
+                Ok(Ok(_)) => Ok(()),
             }
-        }
-    })
+        },
+    )
 }

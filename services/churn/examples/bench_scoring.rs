@@ -9,12 +9,12 @@ use std::time::Instant;
 use chrono::{TimeZone, Utc};
 use mesh_bus::headers::HeaderList;
 use mesh_bus::{Producer, ProducerConfig, Record};
-use mesh_churn::scoring::ManualClock;
 use mesh_churn_svc::handler::ChurnHandler;
 use mesh_churn_svc::{Churn, ChurnConfig, Model};
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::{Envelope, OrderPlaced};
 use mesh_runtime::config::Env;
+use mesh_runtime::ManualClock;
 use mesh_store::{RedisStore, StateStore};
 use prost::Message;
 
@@ -28,7 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // produced; the producer is never contacted.
     let producer = Producer::new(ProducerConfig::new("127.0.0.1:9", "bench"))?;
     let start = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
-    let clock = Arc::new(ManualClock::new(start));
+    let clock = Arc::new(ManualClock::at(start));
     let cfg = ChurnConfig::from_env(&Env::from_pairs([]))?;
     let churn = Arc::new(Churn {
         store: store.clone(),
@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
         let at = start + chrono::Duration::hours(i as i64);
-        clock.set(at);
+        clock.set_at(at);
         let e = Envelope {
             event_id: format!("e{i}"),
             tenant_id: "shop".into(),

@@ -19,9 +19,11 @@ use mesh_bus::headers::{self, HeaderList};
 use mesh_bus::Producer;
 use mesh_churn::gamma_gamma::customer_lifetime_value;
 use mesh_churn::retention::{self, Arm, ArmOutcome, IntervalMethod};
-use mesh_churn::scoring::{AlertConfig, ChurnScorer, Clock};
+use mesh_churn::scoring::{AlertConfig, ChurnScorer};
 use mesh_churn::training::TrainedChurnModel;
 use mesh_proto::churn::v1 as pb;
+use mesh_runtime::announce::Announcement;
+use mesh_runtime::Clock;
 use mesh_store::{Slot, StateStore};
 use prost::Message;
 
@@ -52,10 +54,11 @@ pub struct Scoring {
 /// Weeks per CLV step (one month).
 const CLV_STEP_WEEKS: f64 = 52.0 / 12.0;
 
-/// A fixed instant, so one evaluation scores at one "now".
+/// A fixed instant, so one evaluation scores at one "now" (the model
+/// crate's own clock trait: it does not depend on the runtime).
 struct At(DateTime<Utc>);
 
-impl Clock for At {
+impl mesh_churn::scoring::Clock for At {
     fn now(&self) -> DateTime<Utc> {
         self.0
     }
@@ -308,6 +311,12 @@ impl Churn {
         now: DateTime<Utc>,
     ) -> Result<Effects> {
         let key = summary::user_key(member);
+        let announce = Announcement {
+            store: &self.store,
+            slot,
+            key: &key,
+            counter: "alert_n",
+        };
         let raw = |f: &str| s.raw.get(f).map(String::as_str);
         let mut fx = Effects::default();
         if let Some(first_alert) = s.first_alert_at_ms {
@@ -348,20 +357,22 @@ impl Churn {
             if s.first_alert_at_ms.is_none() {
                 set.push(("first_alert_at", at.as_str()));
             }
-            if self.store.hset_if(slot, &key, &guard, &set).await? {
+            if announce.claim(&guard, &set).await? {
                 ALERTS.with_label_values(&["fired"]).inc();
                 fx.fired += 1;
-                self.publish(
-                    member,
-                    n,
-                    arm,
-                    score.risk,
-                    score.p_alive,
-                    alert.reasons,
-                    now,
-                )
-                .await?;
-                self.mark_sent(slot, &key, n).await?;
+                announce
+                    .send(n, || {
+                        self.publish(
+                            member,
+                            n,
+                            arm,
+                            score.risk,
+                            score.p_alive,
+                            alert.reasons,
+                            now,
+                        )
+                    })
+                    .await?;
             }
         } else if s.alerted && !st.alerted {
             if self
@@ -376,29 +387,23 @@ impl Churn {
             // Fired but not published (crash or broker error): publish the
             // same alert id again.
             let reasons = self.assess(s, now, 0.0)?.reasons;
-            self.publish(
-                member,
-                s.alert_n,
-                &s.arm,
-                score.risk,
-                score.p_alive,
-                reasons,
-                now,
-            )
-            .await?;
-            self.mark_sent(slot, &key, s.alert_n).await?;
+            announce
+                .send(s.alert_n, || {
+                    self.publish(
+                        member,
+                        s.alert_n,
+                        &s.arm,
+                        score.risk,
+                        score.p_alive,
+                        reasons,
+                        now,
+                    )
+                })
+                .await?;
             ALERTS.with_label_values(&["republished"]).inc();
             fx.republished += 1;
         }
         Ok(fx)
-    }
-
-    async fn mark_sent(&self, slot: Slot<'_>, key: &str, n: u64) -> Result<()> {
-        let n = n.to_string();
-        self.store
-            .hset_if(slot, key, &[("alert_n", Some(&n))], &[("sent_n", &n)])
-            .await?;
-        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

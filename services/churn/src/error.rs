@@ -22,6 +22,9 @@ pub enum Error {
     /// `MESH_CHURN_MODEL` could not be read or parsed.
     #[error("MESH_CHURN_MODEL: {0}")]
     ModelFile(String),
+    /// Training could not run or its output could not be written.
+    #[error("training: {0}")]
+    Training(String),
     /// Configuration or server start-up failed.
     #[error(transparent)]
     Runtime(#[from] mesh_runtime::Error),
@@ -35,7 +38,7 @@ pub fn to_status(e: Error) -> Status {
         Error::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
         Error::NotFound(_) => Status::not_found(e.to_string()),
         Error::Store(_) | Error::Bus(_) => Status::unavailable(e.to_string()),
-        Error::Model(_) | Error::ModelFile(_) | Error::Runtime(_) => {
+        Error::Model(_) | Error::ModelFile(_) | Error::Training(_) | Error::Runtime(_) => {
             Status::internal(e.to_string())
         }
     }

@@ -21,6 +21,8 @@
 //!   retention report.
 //! - [`handler`]: the bus handler.
 //! - [`grpc`]: the `ChurnService` implementation.
+//! - [`training`]: the `mesh train churn` pipeline (order log → stored model).
+//! - [`report`]: the retention report as `mesh report retention` shows it.
 //! - [`error`], [`metrics`]: the error type and metric names.
 #![forbid(unsafe_code)]
 
@@ -30,20 +32,22 @@ pub mod grpc;
 pub mod handler;
 pub mod metrics;
 pub mod model;
+pub mod report;
 pub mod summary;
+pub mod training;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_bus::consumer::Assignment;
-use mesh_bus::{ConsumerConfig, Producer, TopicNames};
 use mesh_churn::retention::IntervalMethod;
-use mesh_churn::scoring::{AlertConfig, Clock};
+use mesh_churn::scoring::AlertConfig;
 use mesh_proto::churn::v1::churn_service_server::ChurnServiceServer;
 use mesh_proto::churn::v1::RetentionReportResponse;
 use mesh_runtime::config::Env;
-use mesh_store::StateStore;
+use mesh_runtime::grpc::GrpcServer;
+use mesh_runtime::service::{self, FirstRun};
 use tokio_util::sync::CancellationToken;
 
 pub use engine::{Churn, Effects, Scoring, SCOPE};
@@ -156,21 +160,10 @@ impl ChurnConfig {
     }
 }
 
-/// What the service needs from the process.
-#[derive(Clone)]
-pub struct Deps {
-    pub brokers: String,
-    pub topics: TopicNames,
-    pub partitions: i32,
-    pub store: StateStore,
-    pub producer: Producer,
-    /// librdkafka settings for the consumer (tests shorten timeouts).
-    pub consumer_extra: Vec<(String, String)>,
-    /// "Now" for scoring and sweeps (`SystemClock` in production).
-    pub clock: Arc<dyn Clock>,
-    /// Peers asked at request time: recommend (retention offer items).
-    pub peers: mesh_runtime::peers::Peers,
-}
+/// What the service needs from the process (the runtime's skeleton). Its
+/// peers: recommend (retention offer items); its clock: "now" for scoring
+/// and sweeps.
+pub type Deps = mesh_runtime::Deps;
 
 /// A started churn service.
 pub struct Running {
@@ -226,21 +219,13 @@ pub fn start_consumer(
     churn: Arc<Churn>,
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
-    let mut cc = ConsumerConfig::new(&deps.brokers, &cfg.group, &[&deps.topics.order_events]);
-    cc.extra = deps.consumer_extra.clone();
+    let cc = deps.consumer_config(&cfg.group, &[&deps.topics.order_events]);
     let handler = Arc::new(handler::ChurnHandler {
         churn,
         dead_letter_topic: deps.topics.dead_letter.clone(),
         group: cfg.group.clone(),
     });
-    let assigned = Assignment::default();
-    let a = assigned.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = mesh_bus::run_consumer(cc, handler, a, shutdown).await {
-            tracing::error!(%e, "churn consumer stopped");
-        }
-    });
-    (assigned, task)
+    service::start_consumer("churn", cc, handler, shutdown)
 }
 
 /// Runs a sweep every `interval` until shutdown. The interval only paces
@@ -250,21 +235,19 @@ pub fn start_sweeper(
     interval: Duration,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => match churn.sweep_once().await {
-                    Ok(fx) => tracing::debug!(?fx, "churn sweep"),
-                    Err(e) => tracing::warn!(%e, "churn sweep failed; next tick retries"),
-                },
-            }
-        }
-    })
+    let first = FirstRun::AfterInterval;
+    service::spawn_periodic(
+        "churn sweep",
+        interval,
+        first,
+        shutdown,
+        churn,
+        |churn| async move {
+            let fx = churn.sweep_once().await?;
+            tracing::debug!(?fx, "churn sweep");
+            Ok::<_, Error>(())
+        },
+    )
 }
 
 /// Starts the consumer, the sweeper and the gRPC server.
@@ -272,21 +255,14 @@ pub async fn start(cfg: &ChurnConfig, deps: &Deps, shutdown: CancellationToken) 
     let churn = engine(cfg, deps).await?;
     let (assigned, consumer) = start_consumer(cfg, deps, churn.clone(), shutdown.clone());
     let sweeper = start_sweeper(churn.clone(), cfg.sweep_interval, shutdown.clone());
-    let (router, health) = mesh_runtime::grpc::server();
-    health
-        .set_serving::<ChurnServiceServer<grpc::ChurnGrpc>>()
-        .await;
-    let svc = ChurnServiceServer::new(grpc::ChurnGrpc {
-        churn: churn.clone(),
-    });
-    let (grpc_addr, task) =
-        mesh_runtime::grpc::serve(cfg.grpc_addr, router.add_service(svc), shutdown).await?;
-    let server = tokio::spawn(async move {
-        if let Ok(Err(e)) = task.await {
-            tracing::error!(%e, "churn gRPC server stopped");
-        }
-    });
-    tracing::info!(%grpc_addr, model = %churn.model.version, source = churn.model.source.name(), "churn serving");
+    let (grpc_addr, server) = GrpcServer::new()
+        .add(ChurnServiceServer::new(grpc::ChurnGrpc {
+            churn: churn.clone(),
+        }))
+        .await
+        .start("churn", cfg.grpc_addr, shutdown)
+        .await?;
+    tracing::info!(model = %churn.model.version, source = churn.model.source.name(), "churn model in use");
     Ok(Running {
         grpc_addr,
         assigned,

@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use mesh_bus::headers::HeaderList;
 use mesh_bus::{Producer, ProducerConfig, TopicNames, TopicSpec};
 use mesh_churn::gamma_gamma::customer_lifetime_value;
-use mesh_churn::scoring::{AlertConfig, ChurnScorer, Clock, CustomerState, ManualClock};
+use mesh_churn::scoring::{AlertConfig, ChurnScorer, CustomerState, ManualClock};
 use mesh_churn_svc::model::{CDNOW_BGNBD, CDNOW_GAMMA_GAMMA};
 use mesh_churn_svc::{ChurnConfig, Deps};
 use mesh_proto::churn::v1 as pb;
@@ -16,6 +16,7 @@ use mesh_proto::churn::v1::churn_service_client::ChurnServiceClient;
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::{Envelope, OrderPlaced};
 use mesh_runtime::config::Env;
+use mesh_runtime::Clock as _;
 use mesh_store::{RedisStore, StateStore};
 use prost::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -25,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 struct Setup {
     cfg: ChurnConfig,
     deps: Deps,
-    clock: Arc<ManualClock>,
+    clock: Arc<mesh_runtime::ManualClock>,
 }
 
 async fn setup(name: &str, partitions: i32, start: DateTime<Utc>) -> Setup {
@@ -62,7 +63,7 @@ async fn setup(name: &str, partitions: i32, start: DateTime<Utc>) -> Setup {
             .unwrap(),
     );
     let producer = Producer::new(ProducerConfig::new(&brokers, &prefix)).unwrap();
-    let clock = Arc::new(ManualClock::new(start));
+    let clock = Arc::new(mesh_runtime::ManualClock::at(start));
     let group = format!("{prefix}-churn");
     let cfg = ChurnConfig::from_env(&Env::from_pairs([
         ("MESH_CHURN_GRPC_ADDR", "127.0.0.1:0"),
@@ -185,7 +186,7 @@ async fn alert_fires_once_per_crossing_across_restart_and_replay() {
     let mut times: Vec<_> = (0..6).map(|i| t0() + weeks(3 * i)).collect();
     times.insert(2, times[1] + chrono::Duration::hours(2));
     for (i, at) in times.iter().enumerate() {
-        s.clock.set(*at + chrono::Duration::minutes(1));
+        s.clock.set_at(*at + chrono::Duration::minutes(1));
         publish(&s, &[order("anna", i, *at, 40.0)]).await;
         wait_for("the order applied", || async {
             churn

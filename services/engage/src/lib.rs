@@ -42,10 +42,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_bus::consumer::Assignment;
-use mesh_bus::{ConsumerConfig, Producer, TopicNames};
 use mesh_proto::engage::v1::engage_service_server::EngageServiceServer;
 use mesh_runtime::config::Env;
-use mesh_store::StateStore;
+use mesh_runtime::grpc::GrpcServer;
+use mesh_runtime::service::{self, FirstRun};
 use tokio_util::sync::CancellationToken;
 
 pub use engine::{Engage, Settings};
@@ -120,25 +120,9 @@ impl EngageConfig {
     }
 }
 
-#[derive(Clone)]
-pub struct Deps {
-    pub brokers: String,
-    pub topics: TopicNames,
-    pub partitions: i32,
-    pub store: StateStore,
-    pub producer: Producer,
-    /// librdkafka settings for the consumer (tests shorten timeouts).
-    pub consumer_extra: Vec<(String, String)>,
-    /// "Now", Unix ms.
-    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
-    /// Peers asked at request time: churn, profile.
-    pub peers: mesh_runtime::peers::Peers,
-}
-
-/// The wall clock, Unix ms.
-pub fn system_clock() -> Arc<dyn Fn() -> i64 + Send + Sync> {
-    Arc::new(|| chrono::Utc::now().timestamp_millis())
-}
+/// What the service needs from the process (the runtime's skeleton). Its
+/// peers: churn, profile.
+pub type Deps = mesh_runtime::Deps;
 
 /// A started engage service.
 pub struct Running {
@@ -161,7 +145,10 @@ pub fn engine(cfg: &EngageConfig, deps: &Deps) -> Arc<Engage> {
             retention_offers: cfg.retention_offers.clone(),
             exploration: cfg.exploration,
         },
-        clock: deps.clock.clone(),
+        clock: {
+            let clock = deps.clock.clone();
+            Arc::new(move || clock.now_ms())
+        },
     })
 }
 
@@ -172,18 +159,17 @@ pub fn start_consumer(
     engage: Arc<Engage>,
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
-    let mut cc = ConsumerConfig::new(
-        &deps.brokers,
+    let t = &deps.topics;
+    let cc = deps.consumer_config(
         &cfg.group,
         &[
-            &deps.topics.user_events,
-            &deps.topics.order_events,
-            &deps.topics.alerts,
-            &deps.topics.lifecycle,
-            &deps.topics.market_prices,
+            &t.user_events,
+            &t.order_events,
+            &t.alerts,
+            &t.lifecycle,
+            &t.market_prices,
         ],
     );
-    cc.extra = deps.consumer_extra.clone();
     let handler = Arc::new(handler::EngageHandler {
         engage,
         alerts_topic: deps.topics.alerts.clone(),
@@ -192,14 +178,7 @@ pub fn start_consumer(
         dead_letter_topic: deps.topics.dead_letter.clone(),
         group: cfg.group.clone(),
     });
-    let assigned = Assignment::default();
-    let a = assigned.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = mesh_bus::run_consumer(cc, handler, a, shutdown).await {
-            tracing::error!(%e, "engage consumer stopped");
-        }
-    });
-    (assigned, task)
+    service::start_consumer("engage", cc, handler, shutdown)
 }
 
 /// Prices every item every `interval` until shutdown, with a summary at
@@ -209,22 +188,21 @@ pub fn start_pricer(
     interval: Duration,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => match pricing::price_once(&engage).await {
-                    Ok(0) => tracing::debug!("pricing round: no change"),
-                    Ok(n) => tracing::info!(changed = n, "pricing round"),
-                    Err(e) => tracing::warn!(%e, "pricing round failed; next tick retries"),
-                },
+    let first = FirstRun::AfterInterval;
+    service::spawn_periodic(
+        "pricing round",
+        interval,
+        first,
+        shutdown,
+        engage,
+        |engage| async move {
+            match pricing::price_once(&engage).await? {
+                0 => tracing::debug!("pricing round: no change"),
+                n => tracing::info!(changed = n, "pricing round"),
             }
-        }
-    })
+            Ok::<_, Error>(())
+        },
+    )
 }
 
 /// Starts the consumer, the pricer and the gRPC server.
@@ -236,21 +214,13 @@ pub async fn start(
     let engage = engine(cfg, deps);
     let (assigned, consumer) = start_consumer(cfg, deps, engage.clone(), shutdown.clone());
     let pricer = start_pricer(engage.clone(), cfg.pricing_interval, shutdown.clone());
-    let (router, health) = mesh_runtime::grpc::server();
-    health
-        .set_serving::<EngageServiceServer<grpc::EngageGrpc>>()
-        .await;
-    let svc = EngageServiceServer::new(grpc::EngageGrpc {
-        engage: engage.clone(),
-    });
-    let (grpc_addr, task) =
-        mesh_runtime::grpc::serve(cfg.grpc_addr, router.add_service(svc), shutdown).await?;
-    let server = tokio::spawn(async move {
-        if let Ok(Err(e)) = task.await {
-            tracing::error!(%e, "engage gRPC server stopped");
-        }
-    });
-    tracing::info!(%grpc_addr, "engage serving");
+    let (grpc_addr, server) = GrpcServer::new()
+        .add(EngageServiceServer::new(grpc::EngageGrpc {
+            engage: engage.clone(),
+        }))
+        .await
+        .start("engage", cfg.grpc_addr, shutdown)
+        .await?;
     Ok(Running {
         grpc_addr,
         assigned,

@@ -21,10 +21,11 @@ use mesh_store::StateStore;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::grpc::{system_clock, FraudGrpc};
+use crate::grpc::FraudGrpc;
 use crate::model::ModelHandle;
 use crate::state::{BatchWrite, FeatureReader, SCOPE};
 use crate::{convert, RulesHandle, Scorer};
+use mesh_runtime::Clock as _;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -297,7 +298,7 @@ pub async fn run(
         return Err("rate, seconds and connections must be at least 1".into());
     }
     let partitions = args.partitions;
-    let now = system_clock();
+    let now = mesh_runtime::SystemClock.now_ms();
     seed(&store, partitions, args.seed_orders, now).await?;
     let model_version = crate::model::model_version(&models.current()).to_string();
     let scorer = Arc::new(Scorer {
@@ -318,7 +319,7 @@ pub async fn run(
         scorer,
         store: store.clone(),
         partitions,
-        clock: system_clock,
+        clock: mesh_runtime::clock::system(),
         profile: None,
     });
     let (addr, _server) = mesh_runtime::grpc::serve(

@@ -12,16 +12,8 @@ use crate::metrics::{DECISIONS, RESOLUTIONS};
 use crate::scoring::Scorer;
 use crate::{buyer, convert, review};
 
-/// Wall clock in Unix ms; a parameter so tests can fix it.
-pub type Clock = fn() -> i64;
-
-/// The system clock.
-pub fn system_clock() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+/// "Now" (the runtime's one clock); a parameter so tests can fix it.
+pub type Clock = Arc<dyn mesh_runtime::Clock>;
 
 pub struct FraudGrpc {
     pub scorer: Arc<Scorer>,
@@ -127,7 +119,7 @@ impl FraudService for FraudGrpc {
     ) -> Result<Response<pb::ResolveReviewResponse>, Status> {
         let r = request.into_inner();
         let (label, already_resolved) =
-            review::resolve(&self.store, self.partitions, &r, (self.clock)())
+            review::resolve(&self.store, self.partitions, &r, self.clock.now_ms())
                 .await
                 .map_err(to_status)?;
         if !already_resolved {

@@ -48,10 +48,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_bus::consumer::Assignment;
-use mesh_bus::{ConsumerConfig, Producer, TopicNames};
 use mesh_proto::fraud::v1::fraud_service_server::FraudServiceServer;
 use mesh_runtime::config::Env;
-use mesh_store::StateStore;
+use mesh_runtime::grpc::GrpcServer;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
@@ -108,22 +107,10 @@ impl FraudConfig {
     }
 }
 
-/// What the service needs from the process.
-#[derive(Clone)]
-pub struct Deps {
-    pub brokers: String,
-    pub topics: TopicNames,
-    pub partitions: i32,
-    /// Replication factor of created topics (the service creates none
-    /// itself; kept for callers that set topics up from `Deps`).
-    pub replication: i32,
-    pub store: StateStore,
-    pub producer: Producer,
-    /// librdkafka settings for the consumer (tests shorten timeouts).
-    pub consumer_extra: Vec<(String, String)>,
-    /// Peers asked at request time: profile (buyer context in `ScoreOrder`).
-    pub peers: mesh_runtime::peers::Peers,
-}
+/// What the service needs from the process (the runtime's skeleton). Its
+/// peers: profile (buyer context in `ScoreOrder`); its clock dates review
+/// resolutions.
+pub type Deps = mesh_runtime::Deps;
 
 /// A started fraud service.
 pub struct Running {
@@ -176,8 +163,7 @@ pub fn start_consumer(
     scorer: Arc<Scorer>,
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
-    let mut cc = ConsumerConfig::new(&deps.brokers, &cfg.group, &deps.topics.inputs());
-    cc.extra = deps.consumer_extra.clone();
+    let cc = deps.consumer_config(&cfg.group, &deps.topics.inputs());
     let handler = Arc::new(handler::FraudHandler {
         scorer,
         store: deps.store.clone(),
@@ -188,14 +174,7 @@ pub fn start_consumer(
         group: cfg.group.clone(),
         profile: deps.peers.profile.clone(),
     });
-    let assigned = Assignment::default();
-    let a = assigned.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = mesh_bus::run_consumer(cc, handler, a, shutdown).await {
-            tracing::error!(%e, "fraud consumer stopped");
-        }
-    });
-    (assigned, task)
+    mesh_runtime::service::start_consumer("fraud", cc, handler, shutdown)
 }
 
 /// Builds the scorer, creates the output topics, starts the rules reloader,
@@ -215,27 +194,19 @@ pub async fn start(cfg: &FraudConfig, deps: &Deps, shutdown: CancellationToken) 
             .spawn_watcher(cfg.model_poll, shutdown.clone())
     });
     let (assigned, consumer) = start_consumer(cfg, deps, scorer.clone(), shutdown.clone());
-    let (router, health) = mesh_runtime::grpc::server();
-    health
-        .set_serving::<FraudServiceServer<grpc::FraudGrpc>>()
-        .await;
     let svc = FraudServiceServer::new(grpc::FraudGrpc {
         scorer: scorer.clone(),
         store: deps.store.clone(),
         partitions: deps.partitions,
-        clock: grpc::system_clock,
+        clock: deps.clock.clone(),
         profile: deps.peers.profile.clone(),
     });
-    let (grpc_addr, task) =
-        mesh_runtime::grpc::serve(cfg.grpc_addr, router.add_service(svc), shutdown)
-            .await
-            .map_err(|e| Error::invalid("MESH_FRAUD_GRPC_ADDR", e.to_string()))?;
-    let server = tokio::spawn(async move {
-        if let Ok(Err(e)) = task.await {
-            tracing::error!(%e, "fraud gRPC server stopped");
-        }
-    });
-    tracing::info!(%grpc_addr, "fraud serving");
+    let (grpc_addr, server) = GrpcServer::new()
+        .add(svc)
+        .await
+        .start("fraud", cfg.grpc_addr, shutdown)
+        .await
+        .map_err(|e| Error::invalid("MESH_FRAUD_GRPC_ADDR", e.to_string()))?;
     Ok(Running {
         grpc_addr,
         assigned,

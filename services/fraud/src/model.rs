@@ -9,22 +9,21 @@
 //! file that fails to parse is logged once and the previous models keep
 //! serving.
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use mesh_fraud::{Policy, PolicyConfig, PolicyModels};
+use mesh_runtime::model_file::FileWatch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::metrics::MODEL_LOADS;
 
-type Stamp = (SystemTime, u64);
-
 /// The policy (models + thresholds) serving now, hot-swappable.
 pub struct ModelHandle {
     current: RwLock<Arc<Policy>>,
     path: Option<PathBuf>,
-    stamp: Mutex<Option<Stamp>>,
+    watch: FileWatch,
 }
 
 impl ModelHandle {
@@ -34,7 +33,7 @@ impl ModelHandle {
         ModelHandle {
             current: RwLock::new(Arc::new(policy)),
             path,
-            stamp: Mutex::new(None),
+            watch: FileWatch::default(),
         }
     }
 
@@ -68,28 +67,14 @@ impl ModelHandle {
         let Some(path) = &self.path else {
             return Ok(false);
         };
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(source) => {
-                return Err(mesh_fraud::Error::Io {
-                    path: path.clone(),
-                    source,
-                }
-                .into())
-            }
+        let io = |source| mesh_fraud::Error::Io {
+            path: path.clone(),
+            source,
         };
-        let stamp = (
-            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            meta.len(),
-        );
-        if *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) == Some(stamp) {
+        let Some(bytes) = self.watch.read_if_changed(path).map_err(io)? else {
             return Ok(false);
-        }
-        let loaded = load_file(path);
-        // Remember the stamp even on failure: a bad file is reported once,
-        // not every poll, and the next write is picked up.
-        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = Some(stamp);
+        };
+        let loaded = policy_of(&String::from_utf8_lossy(&bytes));
         let policy = loaded.inspect_err(|_| MODEL_LOADS.with_label_values(&["failed"]).inc())?;
         tracing::info!(
             path = %path.display(),
@@ -119,7 +104,12 @@ pub fn load_file(path: &Path) -> Result<Policy> {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(PolicyModels::from_json(&text)?.into_policy(PolicyConfig::default()))
+    policy_of(&text)
+}
+
+/// The policy of a models file's text.
+fn policy_of(text: &str) -> Result<Policy> {
+    Ok(PolicyModels::from_json(text)?.into_policy(PolicyConfig::default()))
 }
 
 /// The version tag of a policy's supervised model (empty without one).
@@ -130,21 +120,11 @@ pub fn model_version(policy: &Policy) -> &str {
 /// Writes `json` to `path` atomically (temporary file + rename in the same
 /// directory), so a watching service never reads half a file.
 pub fn write_atomically(path: &Path, json: &str) -> Result<()> {
-    let io = |source| mesh_fraud::Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "fraud-models.json".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, json).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
+    mesh_runtime::model_file::write_atomically(path, json.as_bytes()).map_err(|source| {
+        mesh_fraud::Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
+    })
 }

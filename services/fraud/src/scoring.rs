@@ -302,29 +302,32 @@ pub fn spawn_rules_reloader(
     every: Duration,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let (r, p) = (rules.clone(), path.clone());
-            match tokio::task::spawn_blocking(move || r.reload_if_changed(&p)).await {
+    mesh_runtime::service::spawn_periodic(
+        "fraud rules reload",
+        every,
+        mesh_runtime::service::FirstRun::AtStart,
+        shutdown,
+        (rules, path),
+        |(rules, path)| async move {
+            let p = path.clone();
+            match tokio::task::spawn_blocking(move || rules.reload_if_changed(&p)).await {
                 Ok(Ok(true)) => {
                     RULE_RELOADS.with_label_values(&["reloaded"]).inc();
                     tracing::info!(path = %path.display(), "fraud rules reloaded");
+                    Ok(())
                 }
-                Ok(Ok(false)) => {}
+                Ok(Ok(false)) => Ok(()),
                 Ok(Err(error)) => {
                     RULE_RELOADS.with_label_values(&["invalid"]).inc();
-                    tracing::warn!(path = %path.display(), %error, "fraud rules not reloaded; keeping the old rules");
+                    Err(format!(
+                        "{}: {error}; keeping the old rules",
+                        path.display()
+                    ))
                 }
-                Err(error) => tracing::warn!(%error, "rules reload task failed"),
+                Err(error) => Err(format!("rules reload task failed: {error}")),
             }
-        }
-    })
+        },
+    )
 }
 
 /// Whether `code` is a rule of `rules` whose action is review.

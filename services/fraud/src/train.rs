@@ -76,6 +76,39 @@ pub async fn labels_from_store(
     }
 }
 
+/// Every review label of a running fraud service, over gRPC `ListLabels`
+/// (page by page). `addr` is `host:port` or a URL.
+pub async fn labels_over_grpc(addr: &str) -> Result<Vec<pb::LabelRecord>> {
+    use mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient;
+    let url = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let unavailable =
+        |e: String| Error::Bus(mesh_bus::Error::Unavailable(format!("--addr {url}: {e}")));
+    let mut client = FraudServiceClient::connect(url.clone())
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_labels(pb::ListLabelsRequest {
+                page_size: 1000,
+                page_token: token,
+            })
+            .await
+            .map_err(|s| unavailable(s.message().to_string()))?
+            .into_inner();
+        out.extend(page.labels);
+        if page.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        token = page.next_page_token;
+    }
+}
+
 /// Simulator rows of `users` accounts over `days` days (seeded).
 pub fn rows_from_simulator(users: usize, days: u32, seed: u64) -> Result<Vec<LabelledRow>> {
     let ds = build_dataset(&SimParams {

@@ -15,6 +15,7 @@
 //! - [`publish`]: the shared publishing core.
 //! - [`grpc`], [`http`]: the two front doors; conversion only.
 //! - [`metrics`]: metric names.
+//! - [`traffic`]: simulated traffic published into a running ingest.
 #![forbid(unsafe_code)]
 
 pub mod grpc;
@@ -22,6 +23,7 @@ pub mod http;
 pub mod json;
 pub mod metrics;
 pub mod publish;
+pub mod traffic;
 pub mod validate;
 
 use std::net::SocketAddr;

@@ -61,6 +61,22 @@ fn slots(partitions: i32) -> impl Iterator<Item = Slot<'static>> {
     })
 }
 
+/// Every series with recorded demand (the `series` index of each slot).
+pub async fn series_keys(
+    store: &StateStore,
+    partitions: i32,
+) -> Result<std::collections::BTreeSet<String>> {
+    let keys: Vec<_> = slots(partitions)
+        .map(|s| (s, fold::SERIES.to_string()))
+        .collect();
+    Ok(store
+        .hgetall_many(&keys)
+        .await?
+        .into_iter()
+        .flat_map(|h| h.into_keys())
+        .collect())
+}
+
 /// Units per day of a series, summed over every partition.
 pub async fn load_series(
     store: &StateStore,

@@ -28,6 +28,8 @@ pub struct LogisticsGrpc {
     pub plan_routes_default: Duration,
     pub clock: Clock,
     pub stock_versions: Arc<StockVersions>,
+    /// Depot coordinates by warehouse (lat, lon), for `GetPlan`'s map.
+    pub depots: std::collections::HashMap<String, (f64, f64)>,
 }
 
 fn check_stop(field: &str, s: &pb::RouteStop, capacity: i64, depot: bool) -> Result<Stop> {
@@ -163,6 +165,8 @@ fn to_wave_plan(p: StoredPlan) -> pb::WavePlan {
         unassigned: p.unassigned,
         computed_at_ms: p.computed_at_ms,
         seconds: p.seconds,
+        stops: Vec::new(),
+        depot: None,
     }
 }
 
@@ -171,10 +175,34 @@ impl LogisticsGrpc {
         if wave_id.is_empty() {
             return Err(invalid("wave_id", "is empty"));
         }
-        wave::load_plan(&self.store, self.partitions, wave_id)
+        let mut plan = wave::load_plan(&self.store, self.partitions, wave_id)
             .await?
             .map(to_wave_plan)
-            .ok_or_else(|| Error::NotFound(format!("wave {wave_id} has no plan (yet)")))
+            .ok_or_else(|| Error::NotFound(format!("wave {wave_id} has no plan (yet)")))?;
+        let planned: std::collections::HashSet<&String> = plan
+            .routes
+            .iter()
+            .flat_map(|r| &r.stop_ids)
+            .chain(&plan.unassigned)
+            .collect();
+        plan.stops = wave::load_wave(&self.store, self.partitions, wave_id)
+            .await?
+            .into_values()
+            .filter(|s| planned.contains(&s.id))
+            .map(|s| pb::WaveStop {
+                id: s.id,
+                location: Some(pb::GeoPoint {
+                    lat: s.lat,
+                    lon: s.lon,
+                }),
+            })
+            .collect();
+        let warehouse = wave_id.split('|').next().unwrap_or_default();
+        plan.depot = self
+            .depots
+            .get(warehouse)
+            .map(|&(lat, lon)| pb::GeoPoint { lat, lon });
+        Ok(plan)
     }
 
     async fn list_waves(&self) -> Result<pb::ListWavesResponse> {
@@ -216,10 +244,15 @@ impl LogisticsGrpc {
             &r.series_key,
             r.horizon as usize,
             level,
-            (self.clock)(),
+            self.clock.now_ms(),
         )
         .await?;
+        let history = forecasting::load_series(&self.store, self.partitions, &r.series_key)
+            .await?
+            .into_values()
+            .collect();
         Ok(pb::ForecastResponse {
+            history,
             series_key: r.series_key,
             method: f.method,
             first_day: fold::day_name(f.first_day),
@@ -241,7 +274,7 @@ impl LogisticsGrpc {
                 "no stock set for warehouse {warehouse}"
             )));
         }
-        let now = (self.clock)();
+        let now = self.clock.now_ms();
         let inv = &self.inventory;
         let mut suggestions = Vec::with_capacity(stock.len());
         for (sku, on_hand, on_order) in stock {
@@ -347,6 +380,24 @@ impl LogisticsService for LogisticsGrpc {
             .map_err(to_status)
     }
 
+    async fn list_series(
+        &self,
+        request: Request<pb::ListSeriesRequest>,
+    ) -> std::result::Result<Response<pb::ListSeriesResponse>, Status> {
+        let prefix = request.into_inner().prefix;
+        forecasting::series_keys(&self.store, self.partitions)
+            .await
+            .map(|keys| {
+                Response::new(pb::ListSeriesResponse {
+                    series_keys: keys
+                        .into_iter()
+                        .filter(|k| k.starts_with(&prefix))
+                        .collect(),
+                })
+            })
+            .map_err(to_status)
+    }
+
     async fn set_stock(
         &self,
         request: Request<pb::SetStockRequest>,
@@ -360,7 +411,7 @@ impl LogisticsService for LogisticsGrpc {
             &r.sku,
             r.on_hand,
             r.on_order,
-            (self.clock)(),
+            self.clock.now_ms(),
         )
         .await
         .map(|()| Response::new(pb::SetStockResponse {}))

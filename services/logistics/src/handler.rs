@@ -230,7 +230,7 @@ impl LogisticsHandler {
             &self.inventory,
             &self.stock_alerts,
             sold,
-            (self.clock)(),
+            self.clock.now_ms(),
         )
         .await
         .map_err(|e| HandlerError(format!("stock alerts: {e}")))?;

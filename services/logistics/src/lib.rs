@@ -58,10 +58,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_bus::consumer::Assignment;
-use mesh_bus::{ConsumerConfig, Producer, TopicNames};
 use mesh_proto::logistics::v1::logistics_service_server::LogisticsServiceServer;
 use mesh_runtime::config::Env;
-use mesh_store::StateStore;
+use mesh_runtime::grpc::GrpcServer;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
@@ -73,18 +72,8 @@ pub const SCOPE: &str = "logistics";
 /// --service logistics` keeps them.
 pub const REPLAY_KEEPS: &[&str] = &["stock:"];
 
-/// The current time, Unix ms. Tests pass a fixed clock.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-/// The system clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    })
-}
+/// The current time (the runtime's one clock). Tests pass a fixed one.
+pub type Clock = Arc<dyn mesh_runtime::Clock>;
 
 /// Logistics settings (`MESH_LOGISTICS_*`).
 #[derive(Debug, Clone)]
@@ -243,22 +232,11 @@ impl LogisticsConfig {
     }
 }
 
-/// What the service needs from the process.
-#[derive(Clone)]
-pub struct Deps {
-    pub brokers: String,
-    pub topics: TopicNames,
-    pub partitions: i32,
-    pub store: StateStore,
-    pub producer: Producer,
-    /// librdkafka settings for the consumer (tests shorten timeouts).
-    pub consumer_extra: Vec<(String, String)>,
-    /// Time source for plans, forecasts and stock versions.
-    pub clock: Clock,
-    /// Peers asked at request time: fraud (`GetDecision` for orders whose
-    /// decision has not arrived when their wave is planned).
-    pub peers: mesh_runtime::peers::Peers,
-}
+/// What the service needs from the process (the runtime's skeleton). Its
+/// clock dates plans, forecasts and stock versions; its peers: fraud
+/// (`GetDecision` for orders whose decision has not arrived when their wave
+/// is planned).
+pub type Deps = mesh_runtime::Deps;
 
 /// A started consumer and planner.
 pub struct Consumer {
@@ -292,12 +270,10 @@ pub fn start_consumer(cfg: &LogisticsConfig, deps: &Deps, shutdown: Cancellation
     );
     // Orders, and fraud's decisions on them: a REVIEW or REJECT holds the
     // order's stop out of the routes.
-    let mut cc = ConsumerConfig::new(
-        &deps.brokers,
+    let cc = deps.consumer_config(
         &cfg.group,
         &[&deps.topics.order_events, &deps.topics.decisions],
     );
-    cc.extra = deps.consumer_extra.clone();
     let handler = Arc::new(handler::LogisticsHandler {
         store: deps.store.clone(),
         producer: deps.producer.clone(),
@@ -312,13 +288,8 @@ pub fn start_consumer(cfg: &LogisticsConfig, deps: &Deps, shutdown: Cancellation
         clock: deps.clock.clone(),
         stock_alerts: Default::default(),
     });
-    let assigned = Assignment::default();
-    let a = assigned.clone();
-    let consumer = tokio::spawn(async move {
-        if let Err(e) = mesh_bus::run_consumer(cc, handler, a, shutdown).await {
-            tracing::error!(%e, "logistics consumer stopped");
-        }
-    });
+    let (assigned, consumer) =
+        mesh_runtime::service::start_consumer("logistics", cc, handler, shutdown);
     Consumer {
         assigned,
         consumer,
@@ -337,6 +308,7 @@ pub fn service(cfg: &LogisticsConfig, deps: &Deps) -> grpc::LogisticsGrpc {
         plan_routes_default: cfg.plan_routes_default,
         clock: deps.clock.clone(),
         stock_versions: Arc::new(forecasting::StockVersions::default()),
+        depots: cfg.routing.depots.clone(),
     }
 }
 
@@ -347,19 +319,11 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> mesh_runtime::Result<Running> {
     let c = start_consumer(cfg, deps, shutdown.clone());
-    let (router, health) = mesh_runtime::grpc::server();
-    health
-        .set_serving::<LogisticsServiceServer<grpc::LogisticsGrpc>>()
-        .await;
-    let svc = LogisticsServiceServer::new(service(cfg, deps));
-    let (grpc_addr, task) =
-        mesh_runtime::grpc::serve(cfg.grpc_addr, router.add_service(svc), shutdown).await?;
-    let server = tokio::spawn(async move {
-        if let Ok(Err(e)) = task.await {
-            tracing::error!(%e, "logistics gRPC server stopped");
-        }
-    });
-    tracing::info!(%grpc_addr, "logistics serving");
+    let (grpc_addr, server) = GrpcServer::new()
+        .add(LogisticsServiceServer::new(service(cfg, deps)))
+        .await
+        .start("logistics", cfg.grpc_addr, shutdown)
+        .await?;
     Ok(Running {
         grpc_addr,
         assigned: c.assigned,

@@ -135,7 +135,7 @@ async fn run(
                 ctx.partitions,
                 &ctx.routing,
                 &w,
-                (ctx.clock)(),
+                ctx.clock.now_ms(),
                 ctx.fraud.as_ref(),
             )
             .await

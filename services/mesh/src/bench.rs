@@ -126,7 +126,7 @@ pub async fn ingest(cfg: &MeshConfig, args: &IngestBenchArgs) -> anyhow::Result<
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
-    let mut events = crate::sim::events(7, &run, 10_000, args.events, now - 3_600_000 * 24);
+    let mut events = mesh_proto::sim::events(7, &run, 10_000, args.events, now - 3_600_000 * 24);
     for e in events.iter_mut() {
         e.occurred_at_ms = now - 1000;
     }

@@ -15,11 +15,19 @@ use anyhow::Context as _;
 use mesh_fraud_svc::bench::BenchOptions;
 use mesh_fraud_svc::scoring::{load_rules, open_models};
 use mesh_fraud_svc::train::{self, LabelledRow, TrainOptions};
-use mesh_proto::fraud::v1 as pb;
-use mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient;
 use mesh_store::{MemoryStore, RedisStore, StateStore};
 
 use crate::node::MeshConfig;
+
+/// Fraud's reports end with a newline of their own.
+fn print_report<R: serde::Serialize + std::fmt::Display>(r: &R, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        print!("{r}");
+    }
+    Ok(())
+}
 
 /// Arguments of `mesh train fraud`.
 #[derive(clap::Args, Debug)]
@@ -81,7 +89,7 @@ pub async fn train(cfg: &MeshConfig, args: &TrainArgs) -> anyhow::Result<()> {
     let mut sources: Vec<(String, Vec<LabelledRow>)> = Vec::new();
     let (records, from) = match (&args.addr, &cfg.redis_url) {
         (Some(addr), _) => (
-            labels_over_grpc(addr).await?,
+            train::labels_over_grpc(addr).await?,
             format!("ListLabels at {addr}"),
         ),
         (None, Some(url)) => {
@@ -147,39 +155,7 @@ pub async fn train(cfg: &MeshConfig, args: &TrainArgs) -> anyhow::Result<()> {
             .await?;
     training.finish_and_clear();
     let report = report?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{report}");
-    }
-    Ok(())
-}
-
-async fn labels_over_grpc(addr: &str) -> anyhow::Result<Vec<pb::LabelRecord>> {
-    let url = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let mut client = FraudServiceClient::connect(url.clone())
-        .await
-        .with_context(|| format!("--addr {url}"))?;
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_labels(pb::ListLabelsRequest {
-                page_size: 1000,
-                page_token: token,
-            })
-            .await?
-            .into_inner();
-        out.extend(page.labels);
-        if page.next_page_token.is_empty() {
-            return Ok(out);
-        }
-        token = page.next_page_token;
-    }
+    print_report(&report, args.json)
 }
 
 /// `mesh bench fraud`: the load of `mesh_fraud_svc::bench` with the store
@@ -224,10 +200,5 @@ pub async fn bench(cfg: &MeshConfig, args: &BenchArgs) -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("mesh bench fraud: {e}"))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{report}");
-    }
-    Ok(())
+    print_report(&report, args.json)
 }

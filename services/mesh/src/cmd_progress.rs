@@ -54,3 +54,13 @@ impl Drop for Steps {
         self.0.finish_and_clear();
     }
 }
+
+/// Prints a report as pretty JSON or as its text form.
+pub fn print<R: serde::Serialize + std::fmt::Display>(r: &R, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        println!("{r}");
+    }
+    Ok(())
+}

@@ -1,14 +1,12 @@
-//! `mesh train recommend` and `mesh bench recommend` ([`bench`]).
-//!
-//! `train` reads the interactions (the event log from offset 0, or the
-//! recent histories kept in the store), trains a model, and writes a
-//! versioned artifact atomically where the running service watches
-//! (`MESH_RECOMMEND_MODEL`); the service swaps it in at its next poll.
+//! `mesh train recommend` and `mesh bench recommend`: arguments, backends
+//! and printing; the work is the recommend service's library
+//! ([`mesh_recommend_svc::training`], [`mesh_recommend_svc::bench`]).
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use mesh_recommend_svc::live::LiveReader;
 use mesh_recommend_svc::model;
+use mesh_recommend_svc::training::{self, TrainReport};
 
 use crate::node::{Backends, MeshConfig};
 
@@ -51,57 +49,9 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
-/// What `mesh train recommend` did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TrainReport {
-    pub version: String,
-    pub model: String,
-    pub source: TrainSource,
-    pub path: PathBuf,
-    pub interactions: usize,
-    pub users: usize,
-    pub items: usize,
-    pub read_seconds: f64,
-    pub train_seconds: f64,
-    pub bytes: u64,
-}
-
-impl std::fmt::Display for TrainReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "trained {} version {} from the {:?} ({} interactions, {} users, {} items)",
-            self.model, self.version, self.source, self.interactions, self.users, self.items
-        )?;
-        writeln!(
-            f,
-            "read {:.2} s, train {:.2} s",
-            self.read_seconds, self.train_seconds
-        )?;
-        write!(
-            f,
-            "wrote {} ({} bytes); the service loads it at its next poll",
-            self.path.display(),
-            self.bytes
-        )
-    }
-}
-
 pub async fn train(cfg: &MeshConfig, args: &TrainArgs) -> anyhow::Result<()> {
     let r = train_report(cfg, args).await?;
-    print(&r, args.json)
-}
-
-pub(crate) fn print<R: serde::Serialize + std::fmt::Display>(
-    r: &R,
-    json: bool,
-) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
-    } else {
-        println!("{r}");
-    }
-    Ok(())
+    crate::cmd_progress::print(&r, args.json)
 }
 
 /// [`train`] without printing.
@@ -120,7 +70,7 @@ pub async fn train_report(cfg: &MeshConfig, args: &TrainArgs) -> anyhow::Result<
         .clone()
         .unwrap_or_else(|| model::version_label(SystemTime::now()));
     let started = Instant::now();
-    let interactions = match args.from {
+    let (interactions, source) = match args.from {
         TrainSource::Log => {
             let Some(brokers) = cfg.brokers.clone() else {
                 anyhow::bail!(
@@ -132,14 +82,14 @@ pub async fn train_report(cfg: &MeshConfig, args: &TrainArgs) -> anyhow::Result<
             let timeout = Duration::from_secs(args.read_timeout_secs);
             let reading = crate::cmd_progress::spinner("reading the event log: events");
             let tick = reading.clone();
-            let events = tokio::task::spawn_blocking(move || {
-                crate::log::read_log(&brokers, &inputs, timeout, "train-recommend", &|n| {
+            let interactions = tokio::task::spawn_blocking(move || {
+                training::read_log_interactions(&brokers, &inputs, timeout, &|n| {
                     tick.set_position(n)
                 })
             })
             .await??;
             reading.finish_and_clear();
-            model::interactions_from_events(&events)
+            (interactions, "log")
         }
         TrainSource::Store => {
             if cfg.redis_url.is_none() {
@@ -153,42 +103,27 @@ pub async fn train_report(cfg: &MeshConfig, args: &TrainArgs) -> anyhow::Result<
                 partitions: cfg.partitions,
                 live: cfg.recommend.live.clone(),
             };
-            model::interactions_from_store(&live, args.max_users).await?
+            (
+                model::interactions_from_store(&live, args.max_users).await?,
+                "store",
+            )
         }
     };
     let read_seconds = started.elapsed().as_secs_f64();
-    if interactions.is_empty() {
-        anyhow::bail!(
-            "no interactions found in the {:?}: nothing to train on",
-            args.from
-        );
-    }
-    let t = Instant::now();
-    let (seed, v) = (args.seed, version.clone());
-    let training = crate::cmd_progress::spinner("training the recommender");
-    let artifact = tokio::task::spawn_blocking(move || {
-        model::train_from_interactions(&interactions, &spec, seed, &v)
-            .map(|a| (a, interactions.len()))
-    })
-    .await?;
-    training.finish_and_clear();
-    let artifact = artifact?;
-    let train_seconds = t.elapsed().as_secs_f64();
-    let (artifact, n_interactions) = artifact;
-    model::write_artifact(&artifact, &path)?;
-    Ok(TrainReport {
+    let training_step = crate::cmd_progress::spinner("training the recommender");
+    let r = training::train_and_write(
+        interactions,
+        spec,
+        args.seed,
         version,
-        model: artifact.model.name().to_string(),
-        source: args.from,
-        bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-        path,
-        interactions: n_interactions,
-        users: artifact.user_ids.len(),
-        items: artifact.item_ids.len(),
+        &path,
+        source,
         read_seconds,
-        train_seconds,
-    })
+    )
+    .await;
+    training_step.finish_and_clear();
+    Ok(r?)
 }
 
 mod bench;
-pub use bench::{bench, bench_report, synthetic_shop, BenchArgs, BenchReport, Latency};
+pub use bench::{bench, bench_report, BenchArgs};

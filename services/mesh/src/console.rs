@@ -4,10 +4,10 @@
 //! The JSON is built from what any client could see: the process's own
 //! Prometheus registry (throughput, decisions, errors), the lag sampler
 //! ([`crate::lag`]), and the services' public gRPC APIs (churn `ListAtRisk`,
-//! fraud `GetReviewQueue`, logistics `ListWaves`/`GetPlan`/`Forecast`) plus
-//! the logistics library's read-only wave loader for stop coordinates. A
-//! section whose source fails says why in its `error` field; the page shows
-//! that instead of the panel, so the console degrades one panel at a time.
+//! fraud `GetReviewQueue`, logistics `ListWaves`/`GetPlan`/`ListSeries`/
+//! `Forecast`); it reads no service's store. A section whose source fails
+//! says why in its `error` field; the page shows that instead of the panel,
+//! so the console degrades one panel at a time.
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -23,8 +23,9 @@ use mesh_proto::churn::v1::ListAtRiskRequest;
 use mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient;
 use mesh_proto::fraud::v1::{Action, GetReviewQueueRequest};
 use mesh_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
-use mesh_proto::logistics::v1::{ForecastRequest, GetPlanRequest, ListWavesRequest};
-use mesh_store::{Slot, StateStore};
+use mesh_proto::logistics::v1::{
+    ForecastRequest, GetPlanRequest, ListSeriesRequest, ListWavesRequest,
+};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -40,9 +41,6 @@ const HISTORY: usize = 120;
 #[derive(Clone)]
 pub struct ConsoleCtx {
     pub topics: TopicNames,
-    pub partitions: i32,
-    pub store: StateStore,
-    pub depots: HashMap<String, (f64, f64)>,
     pub lag: SharedLag,
     pub stages: SharedStages,
     churn: Channel,
@@ -87,20 +85,9 @@ fn channel(url: &str) -> Channel {
 }
 
 impl ConsoleCtx {
-    pub fn new(
-        topics: TopicNames,
-        partitions: i32,
-        store: StateStore,
-        depots: HashMap<String, (f64, f64)>,
-        lag: SharedLag,
-        stages: SharedStages,
-        addrs: Addrs,
-    ) -> Self {
+    pub fn new(topics: TopicNames, lag: SharedLag, stages: SharedStages, addrs: Addrs) -> Self {
         ConsoleCtx {
             topics,
-            partitions,
-            store,
-            depots,
             lag,
             stages,
             churn: channel(&addrs.churn),
@@ -437,19 +424,14 @@ async fn logistics(ctx: &ConsoleCtx) -> Value {
         .filter(|w| w.plan_version > 0)
         .max_by_key(|w| (w.active_stops, w.wave_id.clone()));
     let plan = match best {
-        Some(w) => plan_drawing(ctx, &mut c, &w.wave_id, &w.warehouse).await,
+        Some(w) => plan_drawing(&mut c, &w.wave_id).await,
         None => json!({ "error": "no wave has a plan yet" }),
     };
-    json!({ "waves": wave_list, "plan": plan, "forecasts": forecasts(ctx, &mut c).await })
+    json!({ "waves": wave_list, "plan": plan, "forecasts": forecasts(&mut c).await })
 }
 
 /// The plan of one wave with coordinates: routes as polylines of (lon, lat).
-async fn plan_drawing(
-    ctx: &ConsoleCtx,
-    c: &mut LogisticsServiceClient<Channel>,
-    wave: &str,
-    warehouse: &str,
-) -> Value {
+async fn plan_drawing(c: &mut LogisticsServiceClient<Channel>, wave: &str) -> Value {
     let plan = match c
         .get_plan(GetPlanRequest {
             wave_id: wave.to_string(),
@@ -459,10 +441,12 @@ async fn plan_drawing(
         Ok(p) => p.into_inner(),
         Err(s) => return json!({ "error": format!("logistics GetPlan: {}", s.message()) }),
     };
-    let stops = match mesh_logistics_svc::wave::load_wave(&ctx.store, ctx.partitions, wave).await {
-        Ok(s) => s,
-        Err(e) => return json!({ "error": format!("wave stops: {e}") }),
-    };
+    let lon_lat = |p: &mesh_proto::logistics::v1::GeoPoint| [p.lon, p.lat];
+    let stops: HashMap<&str, [f64; 2]> = plan
+        .stops
+        .iter()
+        .filter_map(|s| Some((s.id.as_str(), lon_lat(s.location.as_ref()?))))
+        .collect();
     let routes: Vec<Value> = plan
         .routes
         .iter()
@@ -470,44 +454,30 @@ async fn plan_drawing(
             let pts: Vec<[f64; 2]> = r
                 .stop_ids
                 .iter()
-                .filter_map(|id| stops.get(id).map(|s| [s.lon, s.lat]))
+                .filter_map(|id| stops.get(id.as_str()).copied())
                 .collect();
             json!({"points": pts, "load": r.load, "distance": r.distance})
         })
         .collect();
-    let depot = ctx.depots.get(warehouse).map(|(lat, lon)| [*lon, *lat]);
+    let depot = plan.depot.as_ref().map(lon_lat);
     json!({"wave_id": plan.wave_id, "version": plan.version, "method": plan.method,
            "distance": plan.distance, "vehicles": plan.vehicles, "unassigned": plan.unassigned.len(),
            "depot": depot, "routes": routes})
 }
 
 /// Forecasts of the category series with the most recorded demand (up to 3).
-async fn forecasts(ctx: &ConsoleCtx, c: &mut LogisticsServiceClient<Channel>) -> Value {
-    let keys: Vec<_> = (0..ctx.partitions)
-        .map(|partition| {
-            (
-                Slot {
-                    scope: mesh_logistics_svc::SCOPE,
-                    partition,
-                },
-                mesh_logistics_svc::fold::SERIES.to_string(),
-            )
+async fn forecasts(c: &mut LogisticsServiceClient<Channel>) -> Value {
+    let series = match c
+        .list_series(ListSeriesRequest {
+            prefix: "cat:".into(),
         })
-        .collect();
-    let series: std::collections::BTreeSet<String> = match ctx.store.hgetall_many(&keys).await {
-        Ok(hs) => hs
-            .into_iter()
-            .flat_map(|h| h.into_keys())
-            .filter(|k| k.starts_with("cat:") && !k.contains('@'))
-            .collect(),
-        Err(e) => return json!({ "error": format!("series list: {e}") }),
+        .await
+    {
+        Ok(r) => r.into_inner().series_keys,
+        Err(s) => return json!({ "error": format!("logistics ListSeries: {}", s.message()) }),
     };
     let mut out = Vec::new();
-    for key in series.into_iter().take(3) {
-        let history =
-            mesh_logistics_svc::forecasting::load_series(&ctx.store, ctx.partitions, &key)
-                .await
-                .unwrap_or_default();
+    for key in series.into_iter().filter(|k| !k.contains('@')).take(3) {
         let r = c
             .forecast(ForecastRequest {
                 series_key: key.clone(),
@@ -519,11 +489,10 @@ async fn forecasts(ctx: &ConsoleCtx, c: &mut LogisticsServiceClient<Channel>) ->
             Ok(f) => {
                 let f = f.into_inner();
                 json!({"series_key": key, "method": f.method, "first_day": f.first_day,
-                       "history": history.values().collect::<Vec<_>>(),
+                       "history": f.history,
                        "point": f.point, "lower": f.lower, "upper": f.upper, "level": f.level})
             }
-            Err(s) => json!({"series_key": key, "error": s.message(),
-                             "history": history.values().collect::<Vec<_>>()}),
+            Err(s) => json!({"series_key": key, "error": s.message(), "history": []}),
         });
     }
     Value::Array(out)

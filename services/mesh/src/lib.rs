@@ -24,7 +24,6 @@ pub mod cmd_recommend;
 pub mod console;
 pub mod console_stages;
 pub mod lag;
-pub mod log;
 pub mod node;
 pub mod processes;
 pub mod replay;

@@ -163,6 +163,34 @@ fn print_plots(plots: &[std::path::PathBuf]) {
     }
 }
 
+/// Runs an evaluation under a progress bar named `what`, then prints the
+/// plots it wrote and its report.
+fn eval<R, E>(
+    what: &str,
+    json: bool,
+    run: impl FnOnce(&(dyn Fn(u64, u64) + Sync)) -> Result<(R, Vec<std::path::PathBuf>), E>,
+) -> anyhow::Result<()>
+where
+    R: serde::Serialize + std::fmt::Display,
+    anyhow::Error: From<E>,
+{
+    let steps = Steps::new(what);
+    let (r, plots) = run(&|d, t| steps.callback(d, t))?;
+    drop(steps);
+    print_plots(&plots);
+    print_report(&r, json)
+}
+
+/// Starts the traffic simulator against ingest at `addr` until `stop`.
+fn simulate_into(
+    addr: std::net::SocketAddr,
+    rate: u32,
+    stop: &tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(mesh_ingest::traffic::drive(addr, rate, stop.clone()));
+    println!("  simulator     {rate} events/s");
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Ingest throughput and publish→visible latency at a fixed offered
@@ -211,14 +239,7 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             if simulate {
-                let addr = cfg.ingest.grpc_addr;
-                let stop = shutdown.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = mesh_cli::sim::drive(addr, rate, stop).await {
-                        tracing::error!(%e, "simulator stopped");
-                    }
-                });
-                println!("  simulator     {rate} events/s");
+                simulate_into(cfg.ingest.grpc_addr, rate, &shutdown);
             }
             if seconds > 0 {
                 let stop = shutdown.clone();
@@ -269,14 +290,7 @@ async fn main() -> anyhow::Result<()> {
             println!("  admin         http://{}/metrics", mesh.admin_addr);
             println!("  console       http://{}/console", mesh.admin_addr);
             if simulate {
-                let addr = mesh.ingest.grpc_addr;
-                let stop = shutdown.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = mesh_cli::sim::drive(addr, rate, stop).await {
-                        tracing::error!(%e, "simulator stopped");
-                    }
-                });
-                println!("  simulator     {rate} events/s");
+                simulate_into(mesh.ingest.grpc_addr, rate, &shutdown);
             }
             if seconds > 0 {
                 tokio::select! {
@@ -320,52 +334,36 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Eval(EvalCommand::Churn(a)) => {
-            let steps = Steps::new("eval churn: model fits");
-            let (r, plots) = mesh_churn::cli::eval_with(&a, &|d, t| steps.callback(d, t))?;
-            drop(steps);
-            print_plots(&plots);
-            print_report(&r, a.json)?
-        }
+        Command::Eval(EvalCommand::Churn(a)) => eval("eval churn: model fits", a.json, |p| {
+            mesh_churn::cli::eval_with(&a, p)
+        })?,
         Command::Eval(EvalCommand::Recommend(a)) => {
-            let steps = Steps::new("eval recommend: model x seed");
-            let r = mesh_recommend::cli::eval_with(&a, &|d, t| steps.callback(d, t))?;
-            drop(steps);
-            print_report(&r, a.json)?
+            eval("eval recommend: model x seed", a.json, |p| {
+                mesh_recommend::cli::eval_with(&a, p).map(|r| (r, Vec::new()))
+            })?
         }
         Command::Eval(EvalCommand::Fraud(a)) => {
-            let steps = Steps::new("eval fraud: features, training, scoring");
-            let (r, plots) = mesh_fraud::cli::eval_with(&a, &|d, t| steps.callback(d, t))?;
-            drop(steps);
-            print_plots(&plots);
-            print_report(&r, a.json)?
+            eval("eval fraud: features, training, scoring", a.json, |p| {
+                mesh_fraud::cli::eval_with(&a, p)
+            })?
         }
-        Command::Eval(EvalCommand::Vrp(a)) => {
-            let steps = Steps::new("eval vrp: instances");
-            let (r, plots) = mesh_vrp::cli::eval_with(&a, &|d, t| steps.callback(d, t))?;
-            drop(steps);
-            print_plots(&plots);
-            print_report(&r, a.json)?
-        }
+        Command::Eval(EvalCommand::Vrp(a)) => eval("eval vrp: instances", a.json, |p| {
+            mesh_vrp::cli::eval_with(&a, p)
+        })?,
         Command::Eval(EvalCommand::Forecast(a)) => {
-            let steps = Steps::new("eval forecast: series x method");
-            let (r, plots) = mesh_forecast::cli::eval_with(&a, &|d, t| steps.callback(d, t))?;
-            drop(steps);
-            print_plots(&plots);
-            print_report(&r, a.json)?
+            eval("eval forecast: series x method", a.json, |p| {
+                mesh_forecast::cli::eval_with(&a, p)
+            })?
         }
-        Command::Eval(EvalCommand::Engage(a)) => {
-            let steps = Steps::new("eval engage: pricing, bandit, campaigns, ads");
-            let (r, plots) = mesh_engage::cli::eval_with(&a)?;
-            drop(steps);
-            print_plots(&plots);
-            print_report(&r, a.json)?
-        }
+        Command::Eval(EvalCommand::Engage(a)) => eval(
+            "eval engage: pricing, bandit, campaigns, ads",
+            a.json,
+            |_| mesh_engage::cli::eval_with(&a),
+        )?,
         Command::Eval(EvalCommand::Sentiment(a)) => {
-            let steps = Steps::new("eval sentiment: train on 80%, score 20%");
-            let r = mesh_text::cli::sentiment(&a)?;
-            drop(steps);
-            print_report(&r, a.json)?
+            eval("eval sentiment: train on 80%, score 20%", a.json, |_| {
+                mesh_text::cli::sentiment(&a).map(|r| (r, Vec::new()))
+            })?
         }
         Command::Eval(EvalCommand::Search(a)) => print_report(&mesh_text::cli::search(&a), a.json)?,
         Command::Eval(EvalCommand::Product(a)) => {
@@ -394,12 +392,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Recommend(a)) => cmd_recommend::bench(&cfg, &a).await?,
         Command::Bench(BenchCommand::Fraud(a)) => cmd_fraud::bench(&cfg, &a).await?,
         Command::Bench(BenchCommand::Ingest(args)) => {
-            let r = bench::ingest(&cfg, &args).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!("{r}");
-            }
+            print_report(&bench::ingest(&cfg, &args).await?, args.json)?
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ use mesh_bus::consumer::Assignment;
 use mesh_bus::{EmbeddedKafka, Producer, ProducerConfig, TopicNames, TopicSpec};
 use mesh_runtime::config::Env;
 use mesh_runtime::peers::Peers;
+use mesh_runtime::Deps;
 use mesh_store::{IdLedger, MemoryStore, RedisStore, StateStore};
 use tokio_util::sync::CancellationToken;
 
@@ -87,7 +88,7 @@ impl MeshConfig {
     /// Every listener on an ephemeral loopback port; for tests and benches.
     pub fn ephemeral(brokers: Option<String>, redis_url: Option<String>, name: &str) -> Self {
         let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
-        MeshConfig {
+        let mut cfg = MeshConfig {
             brokers,
             redis_url,
             topic_prefix: name.to_string(),
@@ -97,55 +98,40 @@ impl MeshConfig {
             admin_addr: any,
             delivery_timeout: Duration::from_secs(5),
             idempotency_ttl: Duration::from_secs(3600),
-            ingest: mesh_ingest::IngestConfig::ephemeral(),
-            profile: mesh_profile::ProfileConfig {
-                grpc_addr: any,
-                group: format!("{name}-profile"),
-                ..mesh_profile::ProfileConfig::from_env(&Env::default())
-                    .expect("defaults are valid")
-            },
-            fraud: mesh_fraud_svc::FraudConfig {
-                grpc_addr: any,
-                group: format!("{name}-fraud"),
-                ..mesh_fraud_svc::FraudConfig::from_env(&Env::default())
-                    .expect("defaults are valid")
-            },
-            churn: mesh_churn_svc::ChurnConfig {
-                grpc_addr: any,
-                group: format!("{name}-churn"),
-                ..mesh_churn_svc::ChurnConfig::from_env(&Env::default())
-                    .expect("defaults are valid")
-            },
-            logistics: mesh_logistics_svc::LogisticsConfig {
-                grpc_addr: any,
-                group: format!("{name}-logistics"),
-                ..mesh_logistics_svc::LogisticsConfig::from_env(&Env::default())
-                    .expect("defaults are valid")
-            },
-            recommend: mesh_recommend_svc::RecommendConfig {
-                grpc_addr: any,
-                group: format!("{name}-recommend"),
-                ..mesh_recommend_svc::RecommendConfig::from_env(&Env::default())
-                    .expect("defaults are valid")
-            },
-            engage: mesh_engage_svc::EngageConfig {
-                grpc_addr: any,
-                group: format!("{name}-engage"),
-                ..mesh_engage_svc::EngageConfig::from_env(&Env::default())
-                    .expect("defaults are valid")
-            },
-            support: mesh_support_svc::SupportConfig {
-                grpc_addr: any,
-                group: format!("{name}-support"),
-                ..mesh_support_svc::SupportConfig::from_env(&Env::default())
-                    .expect("defaults are valid")
-            },
             consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
+            ingest: mesh_ingest::IngestConfig::ephemeral(),
+            ..MeshConfig::from_env(&Env::default()).expect("defaults are valid")
+        };
+        for role in crate::serve::Role::ALL {
+            if let Some((group, addr)) = cfg.group_and_addr(role) {
+                *group = format!("{name}-{}", role.name());
+                *addr = any;
+            }
         }
+        cfg
     }
 
     pub fn topics(&self) -> TopicNames {
         TopicNames::with_prefix(&self.topic_prefix)
+    }
+
+    /// The consumer group and gRPC address of `role`'s settings (none for
+    /// ingest and the console, which consume nothing).
+    pub fn group_and_addr(
+        &mut self,
+        role: crate::serve::Role,
+    ) -> Option<(&mut String, &mut SocketAddr)> {
+        use crate::serve::Role;
+        Some(match role {
+            Role::Profile => (&mut self.profile.group, &mut self.profile.grpc_addr),
+            Role::Churn => (&mut self.churn.group, &mut self.churn.grpc_addr),
+            Role::Recommend => (&mut self.recommend.group, &mut self.recommend.grpc_addr),
+            Role::Fraud => (&mut self.fraud.group, &mut self.fraud.grpc_addr),
+            Role::Logistics => (&mut self.logistics.group, &mut self.logistics.grpc_addr),
+            Role::Engage => (&mut self.engage.group, &mut self.engage.grpc_addr),
+            Role::Support => (&mut self.support.group, &mut self.support.grpc_addr),
+            Role::Ingest | Role::Console => return None,
+        })
     }
 }
 
@@ -212,19 +198,19 @@ impl Backends {
         })
     }
 
-    pub fn profile_deps(&self, cfg: &MeshConfig) -> mesh_profile::Deps {
-        mesh_profile::Deps {
-            brokers: self.brokers.clone(),
-            topics: cfg.topics(),
-            partitions: cfg.partitions,
-            store: self.store.clone(),
-            producer: self.producer.clone(),
-            consumer_extra: cfg.consumer_extra.clone(),
+    /// The broker for reports: its address, or `embedded`.
+    pub fn broker_name(&self) -> String {
+        if self.embedded.is_some() {
+            "embedded".into()
+        } else {
+            self.brokers.clone()
         }
     }
 
-    pub fn recommend_deps(&self, cfg: &MeshConfig) -> mesh_recommend_svc::Deps {
-        mesh_recommend_svc::Deps {
+    /// What every service needs from the process, on the wall clock and
+    /// with no peers (each service gets its own with [`Deps::with_peers`]).
+    pub fn deps(&self, cfg: &MeshConfig) -> Deps {
+        Deps {
             brokers: self.brokers.clone(),
             topics: cfg.topics(),
             partitions: cfg.partitions,
@@ -232,6 +218,7 @@ impl Backends {
             producer: self.producer.clone(),
             consumer_extra: cfg.consumer_extra.clone(),
             peers: Peers::default(),
+            clock: mesh_runtime::clock::system(),
         }
     }
 }
@@ -289,8 +276,8 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         cfg.ingest.max_batch,
     );
     let ingest = mesh_ingest::start(&cfg.ingest, publisher, shutdown.clone()).await?;
-    let profile =
-        mesh_profile::start(&cfg.profile, &backends.profile_deps(cfg), shutdown.clone()).await?;
+    let deps = backends.deps(cfg);
+    let profile = mesh_profile::start(&cfg.profile, &deps, shutdown.clone()).await?;
     // In one process the services still ask each other over gRPC, on the
     // addresses they just bound: the same code path as separate processes.
     let peer = |name: &'static str, addr: SocketAddr| {
@@ -299,87 +286,64 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
             vec![format!("http://{addr}")],
         ))
     };
-    let profile_peer = Peers {
-        profile: Some(peer("profile", profile.grpc_addr)?),
+    let profile_peer = Some(peer("profile", profile.grpc_addr)?);
+    let only_profile = Peers {
+        profile: profile_peer.clone(),
         ..Peers::default()
     };
-    let fraud_deps = mesh_fraud_svc::Deps {
-        brokers: backends.brokers.clone(),
-        topics: cfg.topics(),
-        partitions: cfg.partitions,
-        replication: cfg.replication,
-        store: backends.store.clone(),
-        producer: backends.producer.clone(),
-        consumer_extra: cfg.consumer_extra.clone(),
-        peers: profile_peer.clone(),
-    };
-    let fraud = mesh_fraud_svc::start(&cfg.fraud, &fraud_deps, shutdown.clone()).await?;
-    let fraud_peer = Peers {
-        fraud: Some(peer("fraud", fraud.grpc_addr)?),
+    let fraud = mesh_fraud_svc::start(
+        &cfg.fraud,
+        &deps.with_peers(only_profile.clone()),
+        shutdown.clone(),
+    )
+    .await?;
+    let fraud_peer = Some(peer("fraud", fraud.grpc_addr)?);
+    let recommend = mesh_recommend_svc::start(
+        &cfg.recommend,
+        &deps.with_peers(only_profile),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("recommend: {e}"))?;
+    let recommend_peer = Some(peer("recommend", recommend.grpc_addr)?);
+    let churn_peers = Peers {
+        recommend: recommend_peer.clone(),
         ..Peers::default()
     };
-    let mut recommend_deps = backends.recommend_deps(cfg);
-    recommend_deps.peers = profile_peer.clone();
-    let recommend = mesh_recommend_svc::start(&cfg.recommend, &recommend_deps, shutdown.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("recommend: {e}"))?;
-    let recommend_peer = Peers {
-        recommend: Some(peer("recommend", recommend.grpc_addr)?),
+    let churn =
+        mesh_churn_svc::start(&cfg.churn, &deps.with_peers(churn_peers), shutdown.clone()).await?;
+    let engage_peers = Peers {
+        profile: profile_peer,
+        churn: Some(peer("churn", churn.grpc_addr)?),
         ..Peers::default()
     };
-    let churn_deps = mesh_churn_svc::Deps {
-        brokers: backends.brokers.clone(),
-        topics: cfg.topics(),
-        partitions: cfg.partitions,
-        store: backends.store.clone(),
-        producer: backends.producer.clone(),
-        consumer_extra: cfg.consumer_extra.clone(),
-        clock: Arc::new(mesh_churn::scoring::SystemClock),
-        peers: recommend_peer,
+    let engage = mesh_engage_svc::start(
+        &cfg.engage,
+        &deps.with_peers(engage_peers),
+        shutdown.clone(),
+    )
+    .await?;
+    let support_peers = Peers {
+        fraud: fraud_peer.clone(),
+        recommend: recommend_peer,
+        ..Peers::default()
     };
-    let churn = mesh_churn_svc::start(&cfg.churn, &churn_deps, shutdown.clone()).await?;
-    let engage_deps = mesh_engage_svc::Deps {
-        brokers: backends.brokers.clone(),
-        topics: cfg.topics(),
-        partitions: cfg.partitions,
-        store: backends.store.clone(),
-        producer: backends.producer.clone(),
-        consumer_extra: cfg.consumer_extra.clone(),
-        clock: mesh_engage_svc::system_clock(),
-        peers: Peers {
-            profile: Some(peer("profile", profile.grpc_addr)?),
-            churn: Some(peer("churn", churn.grpc_addr)?),
-            ..Peers::default()
-        },
+    let support = mesh_support_svc::start(
+        &cfg.support,
+        &deps.with_peers(support_peers),
+        shutdown.clone(),
+    )
+    .await?;
+    let logistics_peers = Peers {
+        fraud: fraud_peer,
+        ..Peers::default()
     };
-    let engage = mesh_engage_svc::start(&cfg.engage, &engage_deps, shutdown.clone()).await?;
-    let support_deps = mesh_support_svc::Deps {
-        brokers: backends.brokers.clone(),
-        topics: cfg.topics(),
-        partitions: cfg.partitions,
-        store: backends.store.clone(),
-        producer: backends.producer.clone(),
-        consumer_extra: cfg.consumer_extra.clone(),
-        clock: mesh_support_svc::system_clock(),
-        peers: Peers {
-            fraud: Some(peer("fraud", fraud.grpc_addr)?),
-            recommend: Some(peer("recommend", recommend.grpc_addr)?),
-            ..Peers::default()
-        },
-    };
-    let support = mesh_support_svc::start(&cfg.support, &support_deps, shutdown.clone()).await?;
-    let logistics_deps = mesh_logistics_svc::Deps {
-        brokers: backends.brokers.clone(),
-        topics: cfg.topics(),
-        partitions: cfg.partitions,
-        store: backends.store.clone(),
-        producer: backends.producer.clone(),
-        consumer_extra: cfg.consumer_extra.clone(),
-        clock: mesh_logistics_svc::system_clock(),
-        peers: fraud_peer,
-    };
-    let logistics =
-        mesh_logistics_svc::start(&cfg.logistics, &logistics_deps, shutdown.clone()).await?;
+    let logistics = mesh_logistics_svc::start(
+        &cfg.logistics,
+        &deps.with_peers(logistics_peers),
+        shutdown.clone(),
+    )
+    .await?;
     // Readiness: every service's consumers assigned and the store
     // answering (pinged in the background so /ready never blocks on Redis).
     let store_ok = spawn_store_pinger(&backends.store, shutdown.clone());
@@ -412,9 +376,6 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     );
     let console = crate::console::ConsoleCtx::new(
         cfg.topics(),
-        cfg.partitions,
-        backends.store.clone(),
-        cfg.logistics.routing.depots.clone(),
         lag.clone(),
         crate::console_stages::spawn(
             backends.brokers.clone(),

@@ -53,7 +53,10 @@ impl<H: Handler> Handler for Tracking<H> {
 
 /// High watermarks (next offset) of every partition of `topics`.
 fn end_offsets(brokers: &str, topics: &[&str]) -> anyhow::Result<HashMap<(String, i32), i64>> {
-    crate::log::end_offsets(&crate::log::reader(brokers, "replay-ends")?, topics)
+    Ok(mesh_bus::log::end_offsets(
+        &mesh_bus::log::reader(brokers, "replay-ends")?,
+        topics,
+    )?)
 }
 
 /// Clears the profile scope and re-applies every record. The replay ends
@@ -96,8 +99,8 @@ pub async fn replay_profile(
             // Re-announces lifecycle transitions with their original ids.
             profiles: mesh_profile::profiles(
                 &cfg.profile,
-                &backends.profile_deps(cfg),
-                Arc::new(mesh_profile::engine::SystemClock),
+                &backends.deps(cfg),
+                mesh_runtime::clock::system(),
             ),
         },
         progress: progress.clone(),
@@ -197,37 +200,13 @@ pub async fn replay_service(
     let suffix = format!("-replay-{}", std::process::id());
     let any_port: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     run.admin_addr = any_port;
-    let group = match role {
-        Role::Churn => {
-            run.churn.group.push_str(&suffix);
-            run.churn.grpc_addr = any_port;
-            run.churn.group.clone()
-        }
-        Role::Recommend => {
-            run.recommend.group.push_str(&suffix);
-            run.recommend.grpc_addr = any_port;
-            run.recommend.group.clone()
-        }
-        Role::Support => {
-            run.support.group.push_str(&suffix);
-            run.support.grpc_addr = any_port;
-            run.support.group.clone()
-        }
-        Role::Engage => {
-            run.engage.group.push_str(&suffix);
-            run.engage.grpc_addr = any_port;
-            run.engage.group.clone()
-        }
-        Role::Fraud => {
-            run.fraud.group.push_str(&suffix);
-            run.fraud.grpc_addr = any_port;
-            run.fraud.group.clone()
-        }
-        _ => {
-            run.logistics.group.push_str(&suffix);
-            run.logistics.grpc_addr = any_port;
-            run.logistics.group.clone()
-        }
+    let group = {
+        let (group, grpc_addr) = run
+            .group_and_addr(role)
+            .expect("every role with state has a group");
+        group.push_str(&suffix);
+        *grpc_addr = any_port;
+        group.clone()
     };
     let t = cfg.topics();
     let topics: Vec<String> = match role {

@@ -9,7 +9,6 @@
 //! ([`mesh_runtime::peers`]); an unset peer is not asked and the service
 //! answers with its fallback.
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_bus::consumer::Assignment;
@@ -132,6 +131,7 @@ pub async fn serve(
     }
     let backends = Backends::connect(cfg).await?;
     let peers = Peers::from_env(env, role.peers())?;
+    let deps = backends.deps(cfg).with_peers(peers.clone());
     let mut assigned: Vec<(&'static str, Assignment)> = Vec::new();
     let mut consumers = Vec::new();
     let mut others = Vec::new();
@@ -167,9 +167,6 @@ pub async fn serve(
             );
             let ctx = crate::console::ConsoleCtx::new(
                 cfg.topics(),
-                cfg.partitions,
-                backends.store.clone(),
-                cfg.logistics.routing.depots.clone(),
                 lag,
                 crate::console_stages::spawn(
                     backends.brokers.clone(),
@@ -197,25 +194,13 @@ pub async fn serve(
             Some(r.grpc_addr)
         }
         Role::Profile => {
-            let r =
-                mesh_profile::start(&cfg.profile, &backends.profile_deps(cfg), shutdown.clone())
-                    .await?;
+            let r = mesh_profile::start(&cfg.profile, &deps, shutdown.clone()).await?;
             assigned.push(("profile", r.assigned.clone()));
             consumers.push(r.consumer);
             others.extend([r.server, r.sweeper]);
             Some(r.grpc_addr)
         }
         Role::Fraud => {
-            let deps = mesh_fraud_svc::Deps {
-                brokers: backends.brokers.clone(),
-                topics: cfg.topics(),
-                partitions: cfg.partitions,
-                replication: cfg.replication,
-                store: backends.store.clone(),
-                producer: backends.producer.clone(),
-                consumer_extra: cfg.consumer_extra.clone(),
-                peers: peers.clone(),
-            };
             let r = mesh_fraud_svc::start(&cfg.fraud, &deps, shutdown.clone()).await?;
             assigned.push(("fraud", r.assigned.clone()));
             consumers.push(r.consumer);
@@ -225,8 +210,6 @@ pub async fn serve(
             Some(r.grpc_addr)
         }
         Role::Recommend => {
-            let mut deps = backends.recommend_deps(cfg);
-            deps.peers = peers.clone();
             let r = mesh_recommend_svc::start(&cfg.recommend, &deps, shutdown.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("recommend: {e}"))?;
@@ -237,16 +220,6 @@ pub async fn serve(
             Some(r.grpc_addr)
         }
         Role::Churn => {
-            let deps = mesh_churn_svc::Deps {
-                brokers: backends.brokers.clone(),
-                topics: cfg.topics(),
-                partitions: cfg.partitions,
-                store: backends.store.clone(),
-                producer: backends.producer.clone(),
-                consumer_extra: cfg.consumer_extra.clone(),
-                clock: Arc::new(mesh_churn::scoring::SystemClock),
-                peers: peers.clone(),
-            };
             let r = mesh_churn_svc::start(&cfg.churn, &deps, shutdown.clone()).await?;
             assigned.push(("churn", r.assigned.clone()));
             consumers.push(r.consumer);
@@ -254,16 +227,6 @@ pub async fn serve(
             Some(r.grpc_addr)
         }
         Role::Logistics => {
-            let deps = mesh_logistics_svc::Deps {
-                brokers: backends.brokers.clone(),
-                topics: cfg.topics(),
-                partitions: cfg.partitions,
-                store: backends.store.clone(),
-                producer: backends.producer.clone(),
-                consumer_extra: cfg.consumer_extra.clone(),
-                clock: mesh_logistics_svc::system_clock(),
-                peers: peers.clone(),
-            };
             let r = mesh_logistics_svc::start(&cfg.logistics, &deps, shutdown.clone()).await?;
             assigned.push(("logistics", r.assigned.clone()));
             consumers.push(r.consumer);
@@ -271,16 +234,6 @@ pub async fn serve(
             Some(r.grpc_addr)
         }
         Role::Engage => {
-            let deps = mesh_engage_svc::Deps {
-                brokers: backends.brokers.clone(),
-                topics: cfg.topics(),
-                partitions: cfg.partitions,
-                store: backends.store.clone(),
-                producer: backends.producer.clone(),
-                consumer_extra: cfg.consumer_extra.clone(),
-                clock: mesh_engage_svc::system_clock(),
-                peers: peers.clone(),
-            };
             let r = mesh_engage_svc::start(&cfg.engage, &deps, shutdown.clone()).await?;
             assigned.push(("engage", r.assigned.clone()));
             consumers.push(r.consumer);
@@ -288,16 +241,6 @@ pub async fn serve(
             Some(r.grpc_addr)
         }
         Role::Support => {
-            let deps = mesh_support_svc::Deps {
-                brokers: backends.brokers.clone(),
-                topics: cfg.topics(),
-                partitions: cfg.partitions,
-                store: backends.store.clone(),
-                producer: backends.producer.clone(),
-                consumer_extra: cfg.consumer_extra.clone(),
-                clock: mesh_support_svc::system_clock(),
-                peers: peers.clone(),
-            };
             let r = mesh_support_svc::start(&cfg.support, &deps, shutdown.clone()).await?;
             assigned.push(("support", r.assigned.clone()));
             consumers.push(r.consumer);

@@ -312,7 +312,7 @@ fn now_ms() -> i64 {
 /// Seeded events of `users` users over the last hours, ids prefixed.
 fn events(seed: u64, prefix: &str, users: u32, n: usize) -> Vec<Envelope> {
     let start = now_ms() - 6 * 3_600_000;
-    let mut ev = mesh_cli::sim::events(seed, prefix, users, n, start);
+    let mut ev = mesh_proto::sim::events(seed, prefix, users, n, start);
     for (i, e) in ev.iter_mut().enumerate() {
         e.occurred_at_ms = start + i as i64 * 1000;
     }

@@ -1,8 +1,8 @@
-//! The baseline of `mesh bench profile`: a bare consumer that decodes each
-//! record and writes one pipelined Redis hash increment per record (plus
-//! the offset), with none of the profile's work. The ratio of the
-//! profile's rate to this one is the cost of the features, the exactly-once
-//! step and the lifecycle evaluation.
+//! `mesh bench profile` ([`run`]) and its baseline: a bare consumer that
+//! decodes each record and writes one pipelined Redis hash increment per
+//! record (plus the offset), with none of the profile's work. The ratio of
+//! the profile's rate to this one is the cost of the features, the
+//! exactly-once step and the lifecycle evaluation.
 use std::time::{Duration, Instant};
 
 use mesh_proto::events::v1::Envelope;
@@ -80,4 +80,214 @@ pub async fn bare_consume_redis(
     }
     let secs = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
     Ok(n as f64 / secs.max(1e-9))
+}
+
+/// What `mesh bench profile` asks for.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Events to push through profile (and through the bare loop).
+    pub events: usize,
+    /// Distinct users in the simulated traffic.
+    pub users: u32,
+    /// Concurrent GetProfile callers while profile consumes.
+    pub readers: usize,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What `mesh bench profile` measured.
+#[derive(Debug, serde::Serialize)]
+pub struct BenchProfileReport {
+    pub broker: String,
+    pub events: usize,
+    pub users: u32,
+    pub profile_events_per_sec: f64,
+    pub bare_events_per_sec: f64,
+    pub ratio_profile_to_bare: f64,
+    pub get_profile_calls: usize,
+    pub get_profile_p50_ms: f64,
+    pub get_profile_p99_ms: f64,
+    /// Concurrent GetProfile callers.
+    pub readers: usize,
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+impl std::fmt::Display for BenchProfileReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "broker {} / redis, {} events, {} users",
+            self.broker, self.events, self.users
+        )?;
+        writeln!(
+            f,
+            "profile               {:>10.0} events/s",
+            self.profile_events_per_sec
+        )?;
+        writeln!(
+            f,
+            "bare consume + redis  {:>10.0} events/s",
+            self.bare_events_per_sec
+        )?;
+        writeln!(
+            f,
+            "ratio                 {:.3} (profile / bare)",
+            self.ratio_profile_to_bare
+        )?;
+        write!(
+            f,
+            "GetProfile under load p50 {:.2} ms  p99 {:.2} ms  ({} calls, {} callers)",
+            self.get_profile_p50_ms, self.get_profile_p99_ms, self.get_profile_calls, self.readers
+        )
+    }
+}
+
+/// `mesh bench profile`: the same pre-produced events consumed by the bare
+/// loop ([`bare_consume_redis`]) and by the profile service started on
+/// `deps` (its own topics, keys and group: `run` names them), each timed
+/// from its first record to the last; GetProfile latency sampled by
+/// concurrent callers while profile consumes. `broker` labels the report.
+pub async fn run(
+    cfg: &crate::ProfileConfig,
+    deps: &crate::Deps,
+    redis_url: &str,
+    key_prefix: &str,
+    run: &str,
+    broker: &str,
+    opts: &BenchOptions,
+) -> Result<BenchProfileReport, BoxError> {
+    use mesh_proto::events::v1::Topic;
+    use mesh_proto::profile::v1::profile_service_client::ProfileServiceClient;
+    use mesh_proto::profile::v1::GetProfileRequest;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    let topics = &deps.topics;
+    let now = chrono::Utc::now().timestamp_millis();
+    let events = mesh_proto::sim::events(
+        11,
+        run,
+        opts.users,
+        opts.events,
+        now - crate::features::DAY_MS,
+    );
+    // Produce everything first, concurrently; remember the last offset of
+    // every partition to know when a consumer is done.
+    let mut last: HashMap<(String, i32), i64> = HashMap::new();
+    for chunk in events.chunks(5_000) {
+        let sends = chunk.iter().map(|e| {
+            let topic = match e.kind().map(|k| k.topic()) {
+                Some(Topic::Order) => topics.order_events.clone(),
+                _ => topics.user_events.clone(),
+            };
+            let producer = deps.producer.clone();
+            async move {
+                use prost::Message as _;
+                let d = producer
+                    .send(
+                        &topic,
+                        &e.user_key(),
+                        &e.encode_to_vec(),
+                        &mesh_bus::headers::HeaderList::new(),
+                    )
+                    .await?;
+                Ok::<_, mesh_bus::Error>((topic, d))
+            }
+        });
+        for r in futures::future::join_all(sends).await {
+            let (topic, d) = r?;
+            let e = last.entry((topic, d.partition)).or_insert(-1);
+            *e = (*e).max(d.offset);
+        }
+    }
+    let bare = bare_consume_redis(
+        &deps.brokers,
+        &topics.inputs(),
+        redis_url,
+        key_prefix,
+        &format!("{run}-bare"),
+        opts.events,
+    )
+    .await
+    .map_err(BoxError::from)?;
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = crate::start(cfg, deps, shutdown.clone()).await?;
+    let store = deps.store.clone();
+    let done = || async {
+        let mut applied = 0i64;
+        let mut all = true;
+        for ((topic, partition), off) in &last {
+            let slot = mesh_store::Slot {
+                scope: crate::handler::SCOPE,
+                partition: *partition,
+            };
+            match store.watermark(slot, topic).await? {
+                Some(w) => {
+                    applied += 1;
+                    all &= w >= *off;
+                }
+                None => all = false,
+            }
+        }
+        Ok::<_, mesh_store::Error>((applied > 0, all))
+    };
+    while !done().await?.0 {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let started = Instant::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let users: Vec<String> = events.iter().map(|e| e.user_id.clone()).collect();
+    let mut readers = Vec::new();
+    for r in 0..opts.readers {
+        let (stop, users) = (stop.clone(), users.clone());
+        let mut client =
+            ProfileServiceClient::connect(format!("http://{}", running.grpc_addr)).await?;
+        readers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = r * 7919;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i = (i + 104_729) % users.len();
+                let t = Instant::now();
+                let _ = client
+                    .get_profile(GetProfileRequest {
+                        tenant_id: "demo".into(),
+                        user_id: users[i].clone(),
+                    })
+                    .await;
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat
+        }));
+    }
+    while !done().await?.1 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for r in readers {
+        lat.extend(r.await?);
+    }
+    shutdown.cancel();
+    let rate = opts.events as f64 / secs;
+    Ok(BenchProfileReport {
+        broker: broker.to_string(),
+        events: opts.events,
+        users: opts.users,
+        profile_events_per_sec: rate,
+        bare_events_per_sec: bare,
+        ratio_profile_to_bare: rate / bare,
+        get_profile_calls: lat.len(),
+        get_profile_p50_ms: pct(&mut lat, 0.5),
+        get_profile_p99_ms: pct(&mut lat, 0.99),
+        readers: opts.readers,
+    })
 }

@@ -20,12 +20,12 @@
 //! whose "offset" is the sweep's now, so an older sweep cannot undo a newer
 //! one.
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use mesh_bus::headers;
 use mesh_bus::Producer;
 use mesh_proto::profile::v1::{Stage, StageTransition};
+use mesh_runtime::announce::Announcement;
 use mesh_store::{Op, PartitionBatch, Slot, StateStore};
 use prost::Message;
 
@@ -34,42 +34,8 @@ use crate::features::{self, FeatureConfig, Features, UserState, DUE_KEY};
 use crate::handler::SCOPE;
 use crate::lifecycle::{self, Thresholds};
 
-/// "Now" for derivations, lifecycle and sweeps.
-pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    }
-}
-
-/// A clock moved by hand (tests, replays).
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(ms: i64) -> Self {
-        ManualClock(AtomicI64::new(ms))
-    }
-    pub fn set(&self, ms: i64) {
-        self.0.store(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+/// "Now" for derivations, lifecycle and sweeps: the runtime's one clock.
+pub use mesh_runtime::clock::{Clock, ManualClock, SystemClock};
 
 /// Users evaluated at once (each waits for the broker's acknowledgement
 /// of its transitions).
@@ -276,6 +242,12 @@ impl Profiles {
             ..Default::default()
         };
         let key = format!("u:{member}");
+        let announce = Announcement {
+            store: &self.store,
+            slot,
+            key: &key,
+            counter: "stage_n",
+        };
         if s.sent_n < s.stage_n {
             let raw = |f: &str| s.raw.get(f).cloned().unwrap_or_default();
             let t = lifecycle::Transition {
@@ -285,8 +257,11 @@ impl Profiles {
                 at_ms: s.stage_at_ms,
                 reason: raw("stage_reason"),
             };
-            self.publish(member, s.stage_n, &t, now_ms).await?;
-            self.mark_sent(slot, &key, s.stage_n).await?;
+            announce
+                .send(s.stage_n.into(), || {
+                    self.publish(member, s.stage_n, &t, now_ms)
+                })
+                .await?;
             fx.republished += 1;
         }
         let times = s.order_times();
@@ -320,12 +295,13 @@ impl Profiles {
                 ("stage_reason", t.reason.as_str()),
                 ("stage_n", n_new.as_str()),
             ];
-            if !self.store.hset_if(slot, &key, &guard, &set).await? {
+            if !announce.claim(&guard, &set).await? {
                 return Ok((fx, true)); // someone else announced it
             }
             n += 1;
-            self.publish(member, n, &t, now_ms).await?;
-            self.mark_sent(slot, &key, n).await?;
+            announce
+                .send(u64::from(n), || self.publish(member, n, &t, now_ms))
+                .await?;
             crate::metrics::TRANSITIONS
                 .with_label_values(&[lifecycle::stage_name(t.to)])
                 .inc();
@@ -333,14 +309,6 @@ impl Profiles {
             current = t.to;
         }
         Ok((fx, false))
-    }
-
-    async fn mark_sent(&self, slot: Slot<'_>, key: &str, n: u32) -> Result<()> {
-        let n = n.to_string();
-        self.store
-            .hset_if(slot, key, &[("stage_n", Some(&n))], &[("sent_n", &n)])
-            .await?;
-        Ok(())
     }
 
     async fn publish(

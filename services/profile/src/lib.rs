@@ -17,7 +17,9 @@
 //! - [`tags`], [`segments`]: rule tags, k-means segments.
 //! - [`analytics`]: funnel, active users, cohorts over all users.
 //! - [`offline`]: applying events without a broker (reports, benchmarks).
-//! - [`bench`]: the bare consume + Redis baseline of `mesh bench profile`.
+//! - [`training`]: the engine at a fixed instant, segment training, the
+//!   CDNOW fold (`mesh train segments`, `mesh report cdnow`).
+//! - [`bench`]: `mesh bench profile` and its bare consume + Redis baseline.
 //! - [`handler`]: the bus handler.
 //! - [`grpc`]: the `ProfileService` implementation.
 #![forbid(unsafe_code)]
@@ -35,16 +37,17 @@ pub mod metrics;
 pub mod offline;
 pub mod segments;
 pub mod tags;
+pub mod training;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_bus::consumer::Assignment;
-use mesh_bus::{ConsumerConfig, Producer, TopicNames};
 use mesh_proto::profile::v1::profile_service_server::ProfileServiceServer;
 use mesh_runtime::config::Env;
-use mesh_store::StateStore;
+use mesh_runtime::grpc::GrpcServer;
+use mesh_runtime::service::{self, FirstRun};
 use tokio_util::sync::CancellationToken;
 
 /// Profile settings (`MESH_PROFILE_*`).
@@ -122,17 +125,9 @@ fn bad(env: &Env, var: &str, reason: String) -> mesh_runtime::Error {
     }
 }
 
-/// What the service needs from the process.
-#[derive(Clone)]
-pub struct Deps {
-    pub brokers: String,
-    pub topics: TopicNames,
-    pub partitions: i32,
-    pub store: StateStore,
-    pub producer: Producer,
-    /// librdkafka settings for the consumer (tests shorten timeouts).
-    pub consumer_extra: Vec<(String, String)>,
-}
+/// What the service needs from the process (the runtime's skeleton). Its
+/// clock is "now" for derivations, lifecycle and sweeps; it asks no peer.
+pub type Deps = mesh_runtime::Deps;
 
 /// A started profile service.
 pub struct Running {
@@ -165,13 +160,13 @@ pub fn profiles(
 }
 
 /// Starts the consumer only (replay and tests use it without a server),
-/// on the system clock.
+/// on the deps' clock.
 pub fn start_consumer(
     cfg: &ProfileConfig,
     deps: &Deps,
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
-    let p = profiles(cfg, deps, Arc::new(engine::SystemClock));
+    let p = profiles(cfg, deps, deps.clock.clone());
     start_consumer_with(cfg, deps, p, shutdown)
 }
 
@@ -182,8 +177,7 @@ pub fn start_consumer_with(
     profiles: Arc<engine::Profiles>,
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
-    let mut cc = ConsumerConfig::new(&deps.brokers, &cfg.group, &deps.topics.inputs());
-    cc.extra = deps.consumer_extra.clone();
+    let cc = deps.consumer_config(&cfg.group, &deps.topics.inputs());
     let handler = Arc::new(handler::ProfileHandler {
         store: deps.store.clone(),
         producer: deps.producer.clone(),
@@ -191,85 +185,57 @@ pub fn start_consumer_with(
         group: cfg.group.clone(),
         profiles,
     });
-    let assigned = Assignment::default();
-    let a = assigned.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = mesh_bus::run_consumer(cc, handler, a, shutdown).await {
-            tracing::error!(%e, "profile consumer stopped");
-        }
-    });
-    (assigned, task)
+    service::start_consumer("profile", cc, handler, shutdown)
 }
 
-/// Runs a sweep and reloads the segment model every `interval` until
-/// shutdown. The interval only paces the work; what a sweep sees as "now"
-/// comes from the engine's clock.
+/// Reloads the segment model and runs a sweep every `interval` until
+/// shutdown, the first at once. The interval only paces the work; what a
+/// sweep sees as "now" comes from the engine's clock.
 pub fn start_sweeper(
     profiles: Arc<engine::Profiles>,
     interval: Duration,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {
-                    match segments::load(&profiles.store).await {
-                        Ok(m) => {
-                            let mut cur = profiles.segments.write().unwrap_or_else(|e| e.into_inner());
-                            if cur.as_ref().map(|c| c.version) != m.as_ref().map(|m| m.version) {
-                                *cur = m.map(Arc::new);
-                            }
-                        }
-                        Err(e) => tracing::warn!(%e, "segment model reload failed"),
-                    }
-                    match profiles.sweep_once().await {
-                        Ok(fx) => tracing::debug!(?fx, "profile sweep"),
-                        Err(e) => tracing::warn!(%e, "profile sweep failed; next tick retries"),
+    let first = FirstRun::AtStart;
+    service::spawn_periodic(
+        "profile sweep",
+        interval,
+        first,
+        shutdown,
+        profiles,
+        |p| async move {
+            match segments::load(&p.store).await {
+                Ok(m) => {
+                    let mut cur = p.segments.write().unwrap_or_else(|e| e.into_inner());
+                    if cur.as_ref().map(|c| c.version) != m.as_ref().map(|m| m.version) {
+                        *cur = m.map(Arc::new);
                     }
                 }
+                Err(e) => tracing::warn!(%e, "segment model reload failed"),
             }
-        }
-    })
+            let fx = p.sweep_once().await?;
+            tracing::debug!(?fx, "profile sweep");
+            Ok::<_, error::Error>(())
+        },
+    )
 }
 
-/// Starts the consumer, the sweeper and the gRPC server on the system clock.
+/// Starts the consumer, the sweeper and the gRPC server on the deps' clock.
 pub async fn start(
     cfg: &ProfileConfig,
     deps: &Deps,
     shutdown: CancellationToken,
 ) -> mesh_runtime::Result<Running> {
-    start_with(cfg, deps, Arc::new(engine::SystemClock), shutdown).await
-}
-
-/// Starts the consumer, the sweeper and the gRPC server with `clock` as
-/// "now".
-pub async fn start_with(
-    cfg: &ProfileConfig,
-    deps: &Deps,
-    clock: Arc<dyn engine::Clock>,
-    shutdown: CancellationToken,
-) -> mesh_runtime::Result<Running> {
-    let profiles = profiles(cfg, deps, clock);
+    let profiles = profiles(cfg, deps, deps.clock.clone());
     let (assigned, consumer) = start_consumer_with(cfg, deps, profiles.clone(), shutdown.clone());
     let sweeper = start_sweeper(profiles.clone(), cfg.sweep_interval, shutdown.clone());
-    let (router, health) = mesh_runtime::grpc::server();
-    health
-        .set_serving::<ProfileServiceServer<grpc::ProfileApi>>()
-        .await;
-    let svc = ProfileServiceServer::new(grpc::ProfileApi {
-        profiles: profiles.clone(),
-    });
-    let (grpc_addr, task) =
-        mesh_runtime::grpc::serve(cfg.grpc_addr, router.add_service(svc), shutdown).await?;
-    let server = tokio::spawn(async move {
-        if let Ok(Err(e)) = task.await {
-            tracing::error!(%e, "profile gRPC server stopped");
-        }
-    });
-    tracing::info!(%grpc_addr, "profile serving");
+    let (grpc_addr, server) = GrpcServer::new()
+        .add(ProfileServiceServer::new(grpc::ProfileApi {
+            profiles: profiles.clone(),
+        }))
+        .await
+        .start("profile", cfg.grpc_addr, shutdown)
+        .await?;
     Ok(Running {
         grpc_addr,
         assigned,

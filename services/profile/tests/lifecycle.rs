@@ -82,6 +82,7 @@ async fn users_go_through_every_transition_once() {
         ("MESH_PROFILE_SWEEP_INTERVAL_MS", "3600000"),
     ]))
     .unwrap();
+    let clock = Arc::new(ManualClock::new(T0 + 10 * D));
     let deps = Deps {
         brokers: brokers.clone(),
         topics: topics.clone(),
@@ -89,10 +90,11 @@ async fn users_go_through_every_transition_once() {
         store,
         producer: producer.clone(),
         consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
+        peers: Default::default(),
+        clock: clock.clone(),
     };
-    let clock = Arc::new(ManualClock::new(T0 + 10 * D));
     let shutdown = CancellationToken::new();
-    let running = mesh_profile::start_with(&cfg, &deps, clock.clone(), shutdown.clone())
+    let running = mesh_profile::start(&cfg, &deps, shutdown.clone())
         .await
         .unwrap();
     let p = running.profiles.clone();

@@ -21,6 +21,9 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The broker could not be read (training from the event log).
+    #[error("broker: {0}")]
+    Bus(#[from] mesh_bus::Error),
     /// A background computation did not finish.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -41,7 +44,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub fn to_status(e: Error) -> Status {
     match e {
         Error::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
-        Error::Store(_) | Error::Io { .. } => Status::unavailable(e.to_string()),
+        Error::Store(_) | Error::Io { .. } | Error::Bus(_) => Status::unavailable(e.to_string()),
         Error::Model(_) | Error::Task(_) => Status::internal(e.to_string()),
     }
 }

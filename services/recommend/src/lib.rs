@@ -22,10 +22,13 @@
 //! - [`model`]: the hot-swapped [`ModelHandle`], training and artifact files.
 //! - [`engine`]: candidate generation and ranking behind each RPC.
 //! - [`grpc`]: the `RecommendService` implementation (conversion only).
+//! - [`training`]: the `mesh train recommend` pipeline (log or store → artifact).
+//! - [`bench`]: the `mesh bench recommend` load.
 //! - [`error`], [`metrics`]: the error enum with its status mapping; metric names.
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod grpc;
@@ -35,6 +38,7 @@ pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod signals;
+pub mod training;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,11 +46,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_bus::consumer::Assignment;
-use mesh_bus::{ConsumerConfig, Producer, TopicNames};
 use mesh_proto::recommend::v1::recommend_service_server::RecommendServiceServer;
 use mesh_recommend::live::LiveConfig;
 use mesh_runtime::config::Env;
-use mesh_store::StateStore;
+use mesh_runtime::grpc::GrpcServer;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
@@ -114,19 +117,9 @@ impl RecommendConfig {
     }
 }
 
-/// What the service needs from the process.
-#[derive(Clone)]
-pub struct Deps {
-    pub brokers: String,
-    pub topics: TopicNames,
-    pub partitions: i32,
-    pub store: StateStore,
-    pub producer: Producer,
-    /// librdkafka settings for the consumer (tests shorten timeouts).
-    pub consumer_extra: Vec<(String, String)>,
-    /// Peers asked at request time: profile (user features for ranking).
-    pub peers: mesh_runtime::peers::Peers,
-}
+/// What the service needs from the process (the runtime's skeleton). Its
+/// peers: profile (user features for ranking).
+pub type Deps = mesh_runtime::Deps;
 
 /// A started recommend service.
 pub struct Running {
@@ -147,14 +140,16 @@ pub fn start_consumer(
     deps: &Deps,
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
-    let mut cc = ConsumerConfig::new(&deps.brokers, &cfg.group, &deps.topics.inputs());
+    let mut cc = deps.consumer_config(&cfg.group, &deps.topics.inputs());
     // Co-occurrence should show within a second of the event: do not let an
     // idle fetch sit at the broker for librdkafka's default 500 ms.
-    cc.extra = vec![(
-        "fetch.wait.max.ms".to_string(),
-        cfg.fetch_wait.as_millis().to_string(),
-    )];
-    cc.extra.extend(deps.consumer_extra.iter().cloned());
+    cc.extra.insert(
+        0,
+        (
+            "fetch.wait.max.ms".to_string(),
+            cfg.fetch_wait.as_millis().to_string(),
+        ),
+    );
     let handler = Arc::new(handler::RecommendHandler::new(
         deps.store.clone(),
         deps.producer.clone(),
@@ -163,14 +158,7 @@ pub fn start_consumer(
         cfg.live.clone(),
         deps.partitions,
     ));
-    let assigned = Assignment::default();
-    let a = assigned.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = mesh_bus::run_consumer(cc, handler, a, shutdown).await {
-            tracing::error!(%e, "recommend consumer stopped");
-        }
-    });
-    (assigned, task)
+    mesh_runtime::service::start_consumer("recommend", cc, handler, shutdown)
 }
 
 /// Starts the consumer of the alerts topic (group `<group>-flags`), once the
@@ -180,12 +168,10 @@ pub fn start_flags_consumer(
     deps: &Deps,
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
-    let mut cc = ConsumerConfig::new(
-        &deps.brokers,
+    let cc = deps.consumer_config(
         &format!("{}-flags", cfg.group),
         &[deps.topics.alerts.as_str()],
     );
-    cc.extra = deps.consumer_extra.clone();
     let handler = Arc::new(alerts::AlertsHandler {
         store: deps.store.clone(),
         partitions: deps.partitions,
@@ -243,7 +229,6 @@ pub async fn start_with_model(
     engine.profile = deps.peers.profile.clone();
     let engine = Arc::new(engine);
     let (grpc_addr, server) = serve_grpc(cfg.grpc_addr, engine, shutdown).await?;
-    tracing::info!(%grpc_addr, "recommend serving");
     Ok(Running {
         grpc_addr,
         assigned,
@@ -264,19 +249,11 @@ pub async fn serve_grpc(
     engine: Arc<engine::Engine>,
     shutdown: CancellationToken,
 ) -> mesh_runtime::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let (router, health) = mesh_runtime::grpc::server();
-    health
-        .set_serving::<RecommendServiceServer<grpc::RecommendGrpc>>()
-        .await;
-    let svc = RecommendServiceServer::new(grpc::RecommendGrpc { engine });
-    let (grpc_addr, task) =
-        mesh_runtime::grpc::serve(addr, router.add_service(svc), shutdown).await?;
-    let server = tokio::spawn(async move {
-        if let Ok(Err(e)) = task.await {
-            tracing::error!(%e, "recommend gRPC server stopped");
-        }
-    });
-    Ok((grpc_addr, server))
+    GrpcServer::new()
+        .add(RecommendServiceServer::new(grpc::RecommendGrpc { engine }))
+        .await
+        .start("recommend", addr, shutdown)
+        .await
 }
 
 /// Why the service did not start.

@@ -7,11 +7,12 @@
 //! The file is checked by modification time and length every poll; a file
 //! that fails to parse is logged and the previous model keeps serving.
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use mesh_proto::events::v1::Envelope;
 use mesh_recommend::{Interaction, ModelArtifact, ModelSpec};
+use mesh_runtime::model_file::{write_atomically, FileWatch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -20,14 +21,12 @@ use crate::live::LiveReader;
 use crate::metrics::MODEL_LOADS;
 use crate::signals;
 
-type Stamp = (SystemTime, u64);
-
 /// The current model, hot-swappable.
 #[derive(Default)]
 pub struct ModelHandle {
     current: RwLock<Option<Arc<ModelArtifact>>>,
     path: Option<PathBuf>,
-    stamp: Mutex<Option<Stamp>>,
+    watch: FileWatch,
 }
 
 impl ModelHandle {
@@ -70,32 +69,15 @@ impl ModelHandle {
         let Some(path) = &self.path else {
             return Ok(false);
         };
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(source) => {
-                return Err(Error::Io {
-                    path: path.clone(),
-                    source,
-                })
-            }
-        };
-        let stamp = (
-            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            meta.len(),
-        );
-        if *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) == Some(stamp) {
-            return Ok(false);
-        }
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let io = |source| Error::Io {
             path: path.clone(),
             source,
-        })?;
-        let loaded = ModelArtifact::from_json(&bytes);
-        // Remember the stamp even on failure: a bad file is reported once,
-        // not every poll, and the next write is picked up.
-        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = Some(stamp);
-        let model = loaded.inspect_err(|_| MODEL_LOADS.with_label_values(&["failed"]).inc())?;
+        };
+        let Some(bytes) = self.watch.read_if_changed(path).map_err(io)? else {
+            return Ok(false);
+        };
+        let model = ModelArtifact::from_json(&bytes)
+            .inspect_err(|_| MODEL_LOADS.with_label_values(&["failed"]).inc())?;
         tracing::info!(path = %path.display(), version = %model.version, model = model.model.name(), "recommend model loaded");
         MODEL_LOADS.with_label_values(&["loaded"]).inc();
         self.swap(model);
@@ -199,16 +181,10 @@ pub async fn train_from_store(
 /// Writes an artifact as JSON atomically (temporary file, then rename), so
 /// a watcher never reads half a file.
 pub fn write_artifact(model: &ModelArtifact, path: &Path) -> Result<()> {
-    let io = |source| Error::Io {
+    write_atomically(path, &model.to_json()?).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, model.to_json()?).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    })
 }
 
 /// A version label from the clock, `v<unix seconds>`: sortable.

@@ -55,6 +55,7 @@ async fn start(name: &str, model_path: Option<PathBuf>) -> Svc {
         producer: producer.clone(),
         consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
         peers: Default::default(),
+        clock: mesh_runtime::clock::system(),
     };
     let mut cfg = RecommendConfig::from_env(&mesh_runtime::config::Env::default()).unwrap();
     cfg.grpc_addr = "127.0.0.1:0".parse().unwrap();

@@ -56,7 +56,7 @@ pub struct Support {
     pub models: Arc<Models>,
     /// Search index per tenant with the catalog version it was built at.
     pub indexes: RwLock<HashMap<String, (i64, Arc<CatalogIndex>)>>,
-    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    pub clock: Arc<dyn mesh_runtime::Clock>,
 }
 
 pub fn slot(home: &str, partitions: i32) -> Slot<'static> {
@@ -95,7 +95,7 @@ fn day_name(day: i64) -> String {
 
 impl Support {
     pub fn now(&self) -> i64 {
-        (self.clock)()
+        self.clock.now_ms()
     }
 
     /// Sentiment and category of one text.

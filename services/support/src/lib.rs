@@ -38,11 +38,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mesh_bus::consumer::Assignment;
-use mesh_bus::{ConsumerConfig, Producer, TopicNames};
 use mesh_proto::catalog::v1::catalog_service_server::CatalogServiceServer;
 use mesh_proto::support::v1::support_service_server::SupportServiceServer;
 use mesh_runtime::config::Env;
-use mesh_store::StateStore;
+use mesh_runtime::grpc::GrpcServer;
 use tokio_util::sync::CancellationToken;
 
 pub use engine::{Models, Support, SCOPE};
@@ -73,23 +72,9 @@ impl SupportConfig {
     }
 }
 
-#[derive(Clone)]
-pub struct Deps {
-    pub brokers: String,
-    pub topics: TopicNames,
-    pub partitions: i32,
-    pub store: StateStore,
-    pub producer: Producer,
-    pub consumer_extra: Vec<(String, String)>,
-    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
-    /// Peers asked at request time: fraud (order status), recommend (rerank).
-    pub peers: mesh_runtime::peers::Peers,
-}
-
-/// The wall clock, Unix ms.
-pub fn system_clock() -> Arc<dyn Fn() -> i64 + Send + Sync> {
-    Arc::new(|| chrono::Utc::now().timestamp_millis())
-}
+/// What the service needs from the process (the runtime's skeleton). Its
+/// peers: fraud (order status), recommend (rerank).
+pub type Deps = mesh_runtime::Deps;
 
 pub struct Running {
     pub grpc_addr: SocketAddr,
@@ -126,42 +111,25 @@ pub async fn start(
         indexes: Default::default(),
         clock: deps.clock.clone(),
     });
-    let mut cc = ConsumerConfig::new(&deps.brokers, &cfg.group, &[&deps.topics.user_events]);
-    cc.extra = deps.consumer_extra.clone();
+    let cc = deps.consumer_config(&cfg.group, &[&deps.topics.user_events]);
     let handler = Arc::new(handler::SupportHandler {
         support: support.clone(),
         dead_letter_topic: deps.topics.dead_letter.clone(),
         group: cfg.group.clone(),
     });
-    let assigned = Assignment::default();
-    let a = assigned.clone();
-    let stop = shutdown.clone();
-    let consumer = tokio::spawn(async move {
-        if let Err(e) = mesh_bus::run_consumer(cc, handler, a, stop).await {
-            tracing::error!(%e, "support consumer stopped");
-        }
-    });
-    let (router, health) = mesh_runtime::grpc::server();
-    health
-        .set_serving::<SupportServiceServer<grpc::SupportGrpc>>()
-        .await;
-    health
-        .set_serving::<CatalogServiceServer<grpc::CatalogGrpc>>()
-        .await;
-    let router = router
-        .add_service(SupportServiceServer::new(grpc::SupportGrpc {
+    let (assigned, consumer) =
+        mesh_runtime::service::start_consumer("support", cc, handler, shutdown.clone());
+    let (grpc_addr, server) = GrpcServer::new()
+        .add(SupportServiceServer::new(grpc::SupportGrpc {
             support: support.clone(),
         }))
-        .add_service(CatalogServiceServer::new(grpc::CatalogGrpc {
+        .await
+        .add(CatalogServiceServer::new(grpc::CatalogGrpc {
             support: support.clone(),
-        }));
-    let (grpc_addr, task) = mesh_runtime::grpc::serve(cfg.grpc_addr, router, shutdown).await?;
-    let server = tokio::spawn(async move {
-        if let Ok(Err(e)) = task.await {
-            tracing::error!(%e, "support gRPC server stopped");
-        }
-    });
-    tracing::info!(%grpc_addr, "support serving");
+        }))
+        .await
+        .start("support", cfg.grpc_addr, shutdown)
+        .await?;
     Ok(Running {
         grpc_addr,
         assigned,

@@ -111,11 +111,11 @@ pub async fn start_with(rules_path: Option<PathBuf>, model: PathBuf) -> Harness 
         brokers,
         topics: topics.clone(),
         partitions: PARTITIONS,
-        replication: 1,
         store: store.clone(),
         producer: producer.clone(),
         consumer_extra: vec![("session.timeout.ms".into(), "6000".into())],
         peers: Default::default(),
+        clock: mesh_runtime::clock::system(),
     };
     let shutdown = CancellationToken::new();
     let running = mesh_fraud_svc::start(&cfg, &deps, shutdown.clone())
@@ -261,5 +261,5 @@ pub fn order(user: &str, order_id: &str, amount: f64, at_ms: i64) -> Envelope {
 }
 
 pub fn now_ms() -> i64 {
-    mesh_fraud_svc::grpc::system_clock()
+    mesh_runtime::Clock::now_ms(&mesh_runtime::SystemClock)
 }

@@ -1,21 +1,21 @@
-//! Reading the event log to its end, for training and replay. Some brokers
-//! (tansu) report end offsets late, so a single early reading is never
-//! trusted: a read ends when every partition reached its end offset,
-//! nothing arrived for a quiet second, and a fresh reading of the end
-//! offsets agrees.
+//! Reading topics to their end from offset 0, outside any consumer group:
+//! training pipelines and replays. Some brokers (tansu) report end offsets
+//! late, so a single early reading is never trusted: a read ends when every
+//! partition reached its end offset, nothing arrived for a quiet second,
+//! and a fresh reading of the end offsets agrees.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use mesh_proto::events::v1::Envelope;
-use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+
+use crate::{Error, Result};
 
 /// High watermark (next offset) of every partition of `topics`.
 pub fn end_offsets<T: AsRef<str>>(
     c: &BaseConsumer,
     topics: &[T],
-) -> anyhow::Result<HashMap<(String, i32), i64>> {
+) -> Result<HashMap<(String, i32), i64>> {
     let mut ends = HashMap::new();
     for t in topics {
         let t = t.as_ref();
@@ -31,7 +31,7 @@ pub fn end_offsets<T: AsRef<str>>(
 }
 
 /// A consumer for metadata and reads, outside any consumer group's offsets.
-pub fn reader(brokers: &str, purpose: &str) -> anyhow::Result<BaseConsumer> {
+pub fn reader(brokers: &str, purpose: &str) -> Result<BaseConsumer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("mesh-{purpose}-{}", std::process::id()))
@@ -40,16 +40,18 @@ pub fn reader(brokers: &str, purpose: &str) -> anyhow::Result<BaseConsumer> {
         .create()?)
 }
 
-/// Every decodable envelope of `topics` from offset 0 to their end (see the
-/// module docs for how the end is found). `purpose` names the reader in
-/// errors and in its group id; `progress` is called with the events read.
-pub fn read_log(
+/// Every record of `topics` from offset 0 to their end that `decode` accepts
+/// (see the module docs for how the end is found). `purpose` names the
+/// reader in errors and in its group id; `progress` is called with the
+/// number of records kept so far. Blocking: call it on a blocking thread.
+pub fn read_log<T>(
     brokers: &str,
     topics: &[String],
     timeout: Duration,
     purpose: &str,
+    decode: impl Fn(&[u8]) -> Option<T>,
     progress: &dyn Fn(u64),
-) -> anyhow::Result<Vec<Envelope>> {
+) -> Result<Vec<T>> {
     let c = reader(brokers, purpose)?;
     let mut ends = end_offsets(&c, topics)?;
     let mut tpl = TopicPartitionList::new();
@@ -58,17 +60,17 @@ pub fn read_log(
     }
     c.assign(&tpl)?;
     let mut next: HashMap<(String, i32), i64> = HashMap::new();
-    let mut events = Vec::new();
+    let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
     let mut last_message = Instant::now();
     let quiet = Duration::from_secs(1);
     loop {
         if Instant::now() > deadline {
-            anyhow::bail!(
+            return Err(Error::Unavailable(format!(
                 "{purpose}: the event log was not read to its end within {} s ({} events so far); raise --read-timeout-secs",
                 timeout.as_secs(),
-                events.len()
-            );
+                out.len()
+            )));
         }
         let caught_up = ends
             .iter()
@@ -76,7 +78,7 @@ pub fn read_log(
         if caught_up && last_message.elapsed() >= quiet {
             let again = end_offsets(&c, topics)?;
             if again == ends {
-                return Ok(events);
+                return Ok(out);
             }
             ends = again;
         }
@@ -85,9 +87,9 @@ pub fn read_log(
         };
         let msg = msg?;
         last_message = Instant::now();
-        if let Some(Ok(e)) = msg.payload().map(Envelope::decode) {
-            events.push(e);
-            progress(events.len() as u64);
+        if let Some(v) = msg.payload().and_then(&decode) {
+            out.push(v);
+            progress(out.len() as u64);
         }
         next.insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
     }

@@ -1,0 +1,169 @@
+//! The skeleton every stateful service is built from: what it needs from the
+//! process ([`Deps`]), its consumers ([`start_consumer`]) and its periodic
+//! work ([`spawn_periodic`]). The gRPC side is [`crate::grpc::GrpcServer`].
+//!
+//! A service crate composes these and keeps only its domain: its handler,
+//! its engine, its RPCs.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_bus::consumer::Assignment;
+use mesh_bus::{ConsumerConfig, Handler, Producer, TopicNames};
+use mesh_store::StateStore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::peers::Peers;
+
+/// What a service needs from the process: the broker, the topic names, the
+/// store, the shared producer, its peers and "now". One value is built per
+/// process and cloned into every service (each with its own peers).
+#[derive(Clone)]
+pub struct Deps {
+    pub brokers: String,
+    pub topics: TopicNames,
+    /// Partitions of the input topics (the number of state slots).
+    pub partitions: i32,
+    pub store: StateStore,
+    pub producer: Producer,
+    /// librdkafka settings for the consumers (tests shorten timeouts).
+    pub consumer_extra: Vec<(String, String)>,
+    /// Peers asked at request time; unset ones are not asked.
+    pub peers: Peers,
+    /// "Now" for sweeps, windows and deadlines (the wall clock in production).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Deps {
+    /// The same dependencies with other peers.
+    pub fn with_peers(&self, peers: Peers) -> Self {
+        Deps {
+            peers,
+            ..self.clone()
+        }
+    }
+
+    /// The same dependencies with another clock.
+    pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Self {
+        Deps {
+            clock,
+            ..self.clone()
+        }
+    }
+
+    /// A consumer of `topics` in `group`, with the process's extra settings.
+    pub fn consumer_config(&self, group: &str, topics: &[&str]) -> ConsumerConfig {
+        let mut cc = ConsumerConfig::new(&self.brokers, group, topics);
+        cc.extra = self.consumer_extra.clone();
+        cc
+    }
+}
+
+/// Spawns the consumer loop of `handler`; the [`Assignment`] tells readiness
+/// when partitions arrive. The task ends after the final commit on
+/// `shutdown`; an error ending it early is logged with `what`.
+pub fn start_consumer<H: Handler>(
+    what: &'static str,
+    cc: ConsumerConfig,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) -> (Assignment, JoinHandle<()>) {
+    let assigned = Assignment::default();
+    let a = assigned.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = mesh_bus::run_consumer(cc, handler, a, shutdown).await {
+            tracing::error!(consumer = what, %e, "consumer stopped");
+        }
+    });
+    (assigned, task)
+}
+
+/// When the first run of a periodic task happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstRun {
+    /// At once, then every interval (reloads: serve the newest at start).
+    AtStart,
+    /// After one interval (sweeps: the start already saw the state).
+    AfterInterval,
+}
+
+/// Runs `work(state)` every `every` until `shutdown`. A run that outlasts the
+/// interval delays the next one (no burst of missed ticks); cancellation is
+/// checked before each run. A failed run is logged with `what` and the next
+/// tick tries again. The interval only paces the work: what a run sees as
+/// "now" comes from its own clock.
+pub fn spawn_periodic<S, F, Fut, E>(
+    what: &'static str,
+    every: Duration,
+    first: FirstRun,
+    shutdown: CancellationToken,
+    state: S,
+    work: F,
+) -> JoinHandle<()>
+where
+    S: Clone + Send + 'static,
+    F: Fn(S) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if first == FirstRun::AfterInterval {
+            tick.tick().await;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => if let Err(e) = work(state.clone()).await {
+                    tracing::warn!(task = what, %e, "periodic task failed; next tick retries");
+                },
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    async fn runs_within(first: FirstRun, wait: Duration) -> usize {
+        let n = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let task = spawn_periodic(
+            "test",
+            Duration::from_secs(60),
+            first,
+            stop.clone(),
+            n.clone(),
+            |m| async move {
+                m.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::convert::Infallible>(())
+            },
+        );
+        tokio::time::sleep(wait).await;
+        stop.cancel();
+        task.await.unwrap();
+        n.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn periodic_first_run_and_cancellation() {
+        assert_eq!(
+            runs_within(FirstRun::AtStart, Duration::from_secs(1)).await,
+            1
+        );
+        assert_eq!(
+            runs_within(FirstRun::AfterInterval, Duration::from_secs(1)).await,
+            0
+        );
+        assert_eq!(
+            runs_within(FirstRun::AfterInterval, Duration::from_secs(150)).await,
+            2
+        );
+    }
+}
