@@ -356,3 +356,46 @@ fn extreme_customers_stay_finite_and_monotone() {
         }
     }
 }
+
+/// A fixed grid over the corners of real fits (3 values of each parameter, a down to
+/// 0.01), x up to 300 with t_x at T or two weeks before, T of 30 and 104 weeks, and
+/// horizons of 1 and 52 weeks: 3,888 conditional expectations against the posterior
+/// integral, all to 1e-9 (prints the largest relative error).
+#[test]
+fn corner_grid_matches_posterior_integral() {
+    let mut worst = (0.0f64, String::new());
+    let mut n = 0;
+    for r in [0.05, 0.5, 5.0] {
+        for alpha in [0.5, 5.0, 50.0] {
+            for a in [0.01, 0.3, 5.0] {
+                for b in [0.1, 2.0, 20.0] {
+                    let p = BgNbdParams { r, alpha, a, b };
+                    for x in [0.0, 1.0, 10.0, 30.0, 100.0, 300.0] {
+                        for big_t in [30.0, 104.0] {
+                            for gap in [0.0, 2.0] {
+                                let c = rfm(x, if x > 0.0 { big_t - gap } else { 0.0 }, big_t);
+                                for t in [1.0, 52.0] {
+                                    let got = p.conditional_expected(t, &c).unwrap();
+                                    let want = bg_expected_if_alive_quad(&p, x, big_t, t)
+                                        * bg_p_alive_quad(&p, &c);
+                                    assert!(got.is_finite() && got >= 0.0, "{p:?} {c:?}: {got}");
+                                    let err = (got - want).abs() / want.max(1e-300);
+                                    if err > worst.0 {
+                                        worst =
+                                            (err, format!("{p:?} {c:?} t {t}: {got} vs {want}"));
+                                    }
+                                    n += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(worst.0 <= 1e-9, "{}", worst.1);
+    println!(
+        "corner grid: {n} expectations, max relative error {:.2e} ({})",
+        worst.0, worst.1
+    );
+}
