@@ -212,6 +212,22 @@ impl fmt::Display for EvalReport {
                 c.holdout_rmse
             )?;
         }
+        let w = &s.sweep;
+        let picks: Vec<String> = w.selected.iter().map(|(m, k)| format!("{m} {k}")).collect();
+        write!(
+            f,
+            "\n  over {} seeded splits (selected: {}), the selected model beats plain BG/NBD on half B in \
+             total {}, corr {}, MAE {}, RMSE {} of {}; mean change corr {:+.4}, RMSE {:+.4}",
+            w.seeds,
+            picks.join(", "),
+            w.better_total,
+            w.better_corr,
+            w.better_mae,
+            w.better_rmse,
+            w.seeds,
+            w.mean_corr_gain,
+            w.mean_rmse_change
+        )?;
         Ok(())
     }
 }

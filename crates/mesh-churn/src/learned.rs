@@ -115,10 +115,61 @@ pub struct CustomerSplit {
     pub bgnbd_b: SplitScore,
     /// Every count model's holdout figures on half B, in candidate order.
     pub models_b: Vec<SplitScore>,
+    /// The same protocol over seeds `1..=SPLIT_SWEEP_SEEDS`: how often the selected
+    /// model beats plain BG/NBD on the report half.
+    pub sweep: SplitSweep,
+}
+
+/// Selected model vs plain BG/NBD on the report half, over many customer splits.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SplitSweep {
+    /// Number of seeds (splits).
+    pub seeds: usize,
+    /// How often each model was selected on half A (only models selected at least once).
+    pub selected: Vec<(String, usize)>,
+    /// Splits where the selected model's total is closer to half B's actual total.
+    pub better_total: usize,
+    /// Splits where its per-customer correlation on half B is higher.
+    pub better_corr: usize,
+    /// Splits where its per-customer MAE on half B is lower.
+    pub better_mae: usize,
+    /// Splits where its per-customer RMSE on half B is lower.
+    pub better_rmse: usize,
+    /// Mean over splits of (selected - BG/NBD) half-B correlation.
+    pub mean_corr_gain: f64,
+    /// Mean over splits of (selected - BG/NBD) half-B RMSE.
+    pub mean_rmse_change: f64,
+}
+
+impl SplitSweep {
+    fn from_splits(splits: &[CustomerSplit]) -> Self {
+        let mut out = SplitSweep {
+            seeds: splits.len(),
+            ..SplitSweep::default()
+        };
+        let n = splits.len().max(1) as f64;
+        for s in splits {
+            match out.selected.iter_mut().find(|(m, _)| *m == s.selected) {
+                Some((_, k)) => *k += 1,
+                None => out.selected.push((s.selected.clone(), 1)),
+            }
+            let (a, b) = (&s.selected_b, &s.bgnbd_b);
+            out.better_total += usize::from(a.holdout_error_pct.abs() < b.holdout_error_pct.abs());
+            out.better_corr += usize::from(a.holdout_corr > b.holdout_corr);
+            out.better_mae += usize::from(a.holdout_mae < b.holdout_mae);
+            out.better_rmse += usize::from(a.holdout_rmse < b.holdout_rmse);
+            out.mean_corr_gain += (a.holdout_corr - b.holdout_corr) / n;
+            out.mean_rmse_change += (a.holdout_rmse - b.holdout_rmse) / n;
+        }
+        out
+    }
 }
 
 /// Seed of the customer split `mesh eval churn` reports.
 pub const SPLIT_SEED: u64 = 16;
+
+/// Number of seeds of the split sweep (seeds `1..=SPLIT_SWEEP_SEEDS`).
+pub const SPLIT_SWEEP_SEEDS: u64 = 20;
 
 /// Whether customer `id` is in half A of the split with `seed`.
 pub fn in_half_a(id: &str, seed: u64) -> bool {
@@ -492,15 +543,24 @@ pub fn evaluate(
         c.backtest_corr = *bc;
         count_models.push(c);
     }
-    let customer_split = customer_split(
-        SPLIT_SEED,
-        &backtest_customers,
-        &backtest,
-        &backtest_actual,
-        cohort,
-        &forecasts,
-        actual,
-    )?;
+    let split = |seed: u64| {
+        customer_split(
+            seed,
+            &backtest_customers,
+            &backtest,
+            &backtest_actual,
+            cohort,
+            &forecasts,
+            actual,
+        )
+    };
+    let sweep = (1..=SPLIT_SWEEP_SEEDS)
+        .map(split)
+        .collect::<Result<Vec<_>>>()?;
+    let customer_split = CustomerSplit {
+        sweep: SplitSweep::from_splits(&sweep),
+        ..split(SPLIT_SEED)?
+    };
     let full_bg = bgnbd::fit(&snapshot(cohort, calibration_end).1)?.params;
 
     // ---- classifiers: fit at 1/3, Platt on 2/3, apply at the end ----
@@ -666,5 +726,6 @@ fn customer_split(
         selected_by_holdout_a,
         holdout_actual_b: total_b,
         models_b,
+        sweep: SplitSweep::default(),
     })
 }

@@ -109,6 +109,7 @@ fn reproduces_fader_hardie_lee_2005() {
     let split = &r.customer_split;
     assert_eq!(split.customers_a + split.customers_b, r.customers);
     assert_eq!(split.models_b.len(), r.learned.count_models.len());
+    assert_eq!(split.sweep.seeds, 20);
     let min_a = split
         .backtest_rmse_a
         .iter()
