@@ -12,11 +12,12 @@
 //! Time is continuous (weeks); the real log counts same-day purchases once, which
 //! matters little at these rates.
 
+use chrono::{Days, NaiveDate};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Beta, Distribution, Exp, Gamma};
 
 use crate::bgnbd::BgNbdParams;
-use crate::data::Rfm;
+use crate::data::{CustomerHistory, Purchase, PurchaseLog, Rfm, DAYS_PER_WEEK};
 use crate::error::{Error, Result};
 
 /// CDNOW's published BG/NBD fit (Fader, Hardie & Lee 2005), in weeks.
@@ -55,7 +56,7 @@ pub struct CohortSpec {
 }
 
 /// One simulated customer.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SimCustomer {
     /// Index of the segment the customer was drawn from.
     pub segment: usize,
@@ -69,6 +70,9 @@ pub struct SimCustomer {
     pub p: f64,
     /// Whether the customer is still alive at the end of the calibration period.
     pub alive_at_t: bool,
+    /// Times of the repeat purchases (calibration and holdout), in weeks after the
+    /// first purchase, which was `calibration_weeks - T` weeks after the cohort start.
+    pub repeat_times: Vec<f64>,
 }
 
 /// A cohort shaped like the full CDNOW one: 21,000 customers, 39 + 39 weeks, first
@@ -167,11 +171,13 @@ fn customer(
     let gaps = Exp::new(lambda).expect("lambda is positive");
     let end = big_t + holdout_weeks;
     let (mut now, mut x, mut tx, mut holdout, mut alive_at_t) = (0.0, 0.0, 0.0, 0.0, true);
+    let mut repeat_times = Vec::new();
     loop {
         now += gaps.sample(rng);
         if now > end {
             break;
         }
+        repeat_times.push(now);
         let dropped = rng.random::<f64>() < p;
         if now <= big_t {
             x += 1.0;
@@ -195,7 +201,54 @@ fn customer(
         lambda,
         p,
         alive_at_t,
+        repeat_times,
     }
+}
+
+/// The cohort as a purchase log in days, the input of `mesh eval churn`: customer
+/// `i` is id `S00001`..., the cohort starts on `start`, purchases fall on day
+/// `floor(7 × weeks since start)`, and same-day purchases merge into one transaction
+/// (as CDNOW counts them, so heavy buyers lose a few). Each transaction buys one item;
+/// spend is Gamma-Gamma-like (a per-customer mean around 35, gamma spread around it),
+/// drawn from a second generator seeded from `spec.seed` so the purchase times are
+/// those of [`simulate`].
+pub fn purchase_log(spec: &CohortSpec, cohort: &[SimCustomer], start: NaiveDate) -> PurchaseLog {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed ^ 0x5eed_5e11);
+    let mean_spend = Gamma::new(3.0, 12.0).expect("valid gamma");
+    let mut lines = 0;
+    let customers = cohort
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let first = spec.calibration_weeks - c.rfm.t;
+            let nu: f64 = mean_spend.sample(&mut rng);
+            let spend = Gamma::new(4.0, nu / 4.0).expect("valid gamma");
+            let mut purchases: Vec<Purchase> = Vec::new();
+            for w in std::iter::once(0.0).chain(c.repeat_times.iter().copied()) {
+                // Whole days since the start; weeks are exact multiples of 7 days.
+                let day = ((first + w) * DAYS_PER_WEEK).floor() as u64;
+                let day = start + Days::new(day);
+                let amount = spend.sample(&mut rng);
+                lines += 1;
+                match purchases.last_mut() {
+                    Some(last) if last.day == day => {
+                        last.quantity += 1.0;
+                        last.amount += amount;
+                    }
+                    _ => purchases.push(Purchase {
+                        day,
+                        quantity: 1.0,
+                        amount,
+                    }),
+                }
+            }
+            CustomerHistory {
+                id: format!("S{:05}", i + 1),
+                purchases,
+            }
+        })
+        .collect();
+    PurchaseLog { customers, lines }
 }
 
 #[cfg(test)]
@@ -218,6 +271,23 @@ mod tests {
         let zeros = a.iter().filter(|c| c.rfm.frequency == 0.0).count() as f64 / 3000.0;
         assert!(zeros > 0.4, "{zeros}");
         assert!(a.iter().any(|c| c.rfm.frequency >= 30.0));
+        // As a purchase log: one history per customer, repeat counts never above the
+        // continuous ones (same-day purchases merge), calibration ends on day 273.
+        let start = NaiveDate::from_ymd_opt(1997, 1, 1).unwrap();
+        let log = purchase_log(&spec, &a, start);
+        assert_eq!(log.customers.len(), a.len());
+        let end = NaiveDate::from_ymd_opt(1997, 9, 30).unwrap();
+        for (h, c) in log.customers.iter().zip(&a) {
+            let r = h
+                .rfm(end)
+                .expect("first purchase in the calibration period");
+            assert!(r.frequency <= c.rfm.frequency, "{r:?} {:?}", c.rfm);
+            assert!(
+                (r.t - c.rfm.t).abs() <= 1.0 / 7.0 + 1e-9,
+                "{r:?} {:?}",
+                c.rfm
+            );
+        }
         assert!(simulate(&CohortSpec {
             segments: vec![],
             ..spec
