@@ -186,16 +186,48 @@ impl fmt::Display for EvalReport {
         let s = &self.customer_split;
         write!(
             f,
-            "Customer split (seed {}): selected on half A ({} customers, backtest only): {}; holdout on half B ({} customers, actual {:.0}):",
-            s.seed, s.customers_a, s.selected, s.customers_b, s.holdout_actual_b
+            "Customer split (seed {}): selected on half A ({} customers, in-calibration backtest only): {} \
+             (half A's holdout would pick {}); holdout on half B ({} customers, actual {:.0}):",
+            s.seed, s.customers_a, s.selected, s.selected_by_holdout_a, s.customers_b, s.holdout_actual_b
         )?;
-        for (label, c) in [("selected", &s.selected_b), ("bgnbd", &s.bgnbd_b)] {
+        write!(
+            f,
+            "\n  {:<22} {:>17}  {:>5}  {:>6}  {:>6}",
+            "model", "forecast", "corr", "MAE", "RMSE"
+        )?;
+        for c in &s.models_b {
+            let mark = match (c.model == s.selected, c.model == "bgnbd") {
+                (true, _) => " <- selected",
+                (_, true) => " <- plain BG/NBD",
+                _ => "",
+            };
             write!(
                 f,
-                "\n  {label:<9} {:<20} forecast {:>7.1} ({:+.1}%)  corr {:.3}  RMSE {:.4}",
-                c.model, c.holdout_forecast, c.holdout_error_pct, c.holdout_corr, c.holdout_rmse
+                "\n  {:<22} {:>7.1} ({:>+6.1}%)  {:.3}  {:.4}  {:.4}{mark}",
+                c.model,
+                c.holdout_forecast,
+                c.holdout_error_pct,
+                c.holdout_corr,
+                c.holdout_mae,
+                c.holdout_rmse
             )?;
         }
+        let w = &s.sweep;
+        let picks: Vec<String> = w.selected.iter().map(|(m, k)| format!("{m} {k}")).collect();
+        write!(
+            f,
+            "\n  over {} seeded splits (selected: {}), the selected model beats plain BG/NBD on half B in \
+             total {}, corr {}, MAE {}, RMSE {} of {}; mean change corr {:+.4}, RMSE {:+.4}",
+            w.seeds,
+            picks.join(", "),
+            w.better_total,
+            w.better_corr,
+            w.better_mae,
+            w.better_rmse,
+            w.seeds,
+            w.mean_corr_gain,
+            w.mean_rmse_change
+        )?;
         Ok(())
     }
 }

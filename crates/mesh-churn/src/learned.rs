@@ -84,6 +84,8 @@ pub struct SplitScore {
     pub holdout_error_pct: f64,
     /// Per-customer correlation with the actual holdout counts.
     pub holdout_corr: f64,
+    /// Per-customer mean absolute error.
+    pub holdout_mae: f64,
     /// Per-customer RMSE.
     pub holdout_rmse: f64,
 }
@@ -102,16 +104,72 @@ pub struct CustomerSplit {
     pub selected: String,
     /// Half-A backtest RMSE of every count model, in candidate order.
     pub backtest_rmse_a: Vec<(String, f64)>,
+    /// The count model with the lowest holdout RMSE on half A (the other protocol the
+    /// split allows: it reads half A's holdout, never half B's).
+    pub selected_by_holdout_a: String,
     /// Actual holdout transactions of half B.
     pub holdout_actual_b: f64,
     /// The selected model's holdout figures on half B.
     pub selected_b: SplitScore,
     /// Plain BG/NBD's holdout figures on half B.
     pub bgnbd_b: SplitScore,
+    /// Every count model's holdout figures on half B, in candidate order.
+    pub models_b: Vec<SplitScore>,
+    /// The same protocol over seeds `1..=SPLIT_SWEEP_SEEDS`: how often the selected
+    /// model beats plain BG/NBD on the report half.
+    pub sweep: SplitSweep,
+}
+
+/// Selected model vs plain BG/NBD on the report half, over many customer splits.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SplitSweep {
+    /// Number of seeds (splits).
+    pub seeds: usize,
+    /// How often each model was selected on half A (only models selected at least once).
+    pub selected: Vec<(String, usize)>,
+    /// Splits where the selected model's total is closer to half B's actual total.
+    pub better_total: usize,
+    /// Splits where its per-customer correlation on half B is higher.
+    pub better_corr: usize,
+    /// Splits where its per-customer MAE on half B is lower.
+    pub better_mae: usize,
+    /// Splits where its per-customer RMSE on half B is lower.
+    pub better_rmse: usize,
+    /// Mean over splits of (selected - BG/NBD) half-B correlation.
+    pub mean_corr_gain: f64,
+    /// Mean over splits of (selected - BG/NBD) half-B RMSE.
+    pub mean_rmse_change: f64,
+}
+
+impl SplitSweep {
+    fn from_splits(splits: &[CustomerSplit]) -> Self {
+        let mut out = SplitSweep {
+            seeds: splits.len(),
+            ..SplitSweep::default()
+        };
+        let n = splits.len().max(1) as f64;
+        for s in splits {
+            match out.selected.iter_mut().find(|(m, _)| *m == s.selected) {
+                Some((_, k)) => *k += 1,
+                None => out.selected.push((s.selected.clone(), 1)),
+            }
+            let (a, b) = (&s.selected_b, &s.bgnbd_b);
+            out.better_total += usize::from(a.holdout_error_pct.abs() < b.holdout_error_pct.abs());
+            out.better_corr += usize::from(a.holdout_corr > b.holdout_corr);
+            out.better_mae += usize::from(a.holdout_mae < b.holdout_mae);
+            out.better_rmse += usize::from(a.holdout_rmse < b.holdout_rmse);
+            out.mean_corr_gain += (a.holdout_corr - b.holdout_corr) / n;
+            out.mean_rmse_change += (a.holdout_rmse - b.holdout_rmse) / n;
+        }
+        out
+    }
 }
 
 /// Seed of the customer split `mesh eval churn` reports.
 pub const SPLIT_SEED: u64 = 16;
+
+/// Number of seeds of the split sweep (seeds `1..=SPLIT_SWEEP_SEEDS`).
+pub const SPLIT_SWEEP_SEEDS: u64 = 20;
 
 /// Whether customer `id` is in half A of the split with `seed`.
 pub fn in_half_a(id: &str, seed: u64) -> bool {
@@ -485,15 +543,24 @@ pub fn evaluate(
         c.backtest_corr = *bc;
         count_models.push(c);
     }
-    let customer_split = customer_split(
-        SPLIT_SEED,
-        &backtest_customers,
-        &backtest,
-        &backtest_actual,
-        cohort,
-        &forecasts,
-        actual,
-    )?;
+    let split = |seed: u64| {
+        customer_split(
+            seed,
+            &backtest_customers,
+            &backtest,
+            &backtest_actual,
+            cohort,
+            &forecasts,
+            actual,
+        )
+    };
+    let sweep = (1..=SPLIT_SWEEP_SEEDS)
+        .map(split)
+        .collect::<Result<Vec<_>>>()?;
+    let customer_split = CustomerSplit {
+        sweep: SplitSweep::from_splits(&sweep),
+        ..split(SPLIT_SEED)?
+    };
     let full_bg = bgnbd::fit(&snapshot(cohort, calibration_end).1)?.params;
 
     // ---- classifiers: fit at 1/3, Platt on 2/3, apply at the end ----
@@ -577,8 +644,8 @@ pub fn evaluate(
 
 /// Selects the count model on half A's backtest (`backtest` forecasts for
 /// `backtest_customers`, scored against `backtest_actual`: all inside the calibration
-/// period) and scores it and BG/NBD on half B's holdout (`forecasts` for `cohort`,
-/// `actual` its holdout counts).
+/// period) and scores every model on half B's holdout (`forecasts` for `cohort`,
+/// `actual` its holdout counts). Also names the model half A's own holdout would pick.
 fn customer_split(
     seed: u64,
     backtest_customers: &[&CustomerHistory],
@@ -611,31 +678,54 @@ fn customer_split(
         .unwrap_or_else(|| "bgnbd".into());
 
     let in_b: Vec<bool> = cohort.iter().map(|c| !in_half_a(&c.id, seed)).collect();
+    let in_a: Vec<bool> = in_b.iter().map(|b| !b).collect();
+    let actual_a = pick(actual, &in_a);
+    let selected_by_holdout_a = forecasts
+        .iter()
+        .map(|(name, f)| (*name, rmse(&pick(f, &in_a), &actual_a)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(n, _)| n.to_string())
+        .unwrap_or_else(|| "bgnbd".into());
     let actual_b = pick(actual, &in_b);
     let total_b: f64 = actual_b.iter().sum();
-    let score = |model: &str| -> Result<SplitScore> {
-        let (_, f) = forecasts
-            .iter()
-            .find(|(n, _)| *n == model)
-            .ok_or_else(|| Error::InvalidInput(format!("no count model {model}")))?;
-        let f_b = pick(f, &in_b);
-        let total: f64 = f_b.iter().sum();
-        Ok(SplitScore {
-            model: model.to_string(),
-            holdout_forecast: total,
-            holdout_error_pct: 100.0 * (total - total_b) / total_b,
-            holdout_corr: pearson(&f_b, &actual_b)?,
-            holdout_rmse: rmse(&f_b, &actual_b),
+    let models_b = forecasts
+        .iter()
+        .map(|(model, f)| {
+            let f_b = pick(f, &in_b);
+            let total: f64 = f_b.iter().sum();
+            Ok(SplitScore {
+                model: model.to_string(),
+                holdout_forecast: total,
+                holdout_error_pct: 100.0 * (total - total_b) / total_b,
+                holdout_corr: pearson(&f_b, &actual_b)?,
+                holdout_mae: f_b
+                    .iter()
+                    .zip(&actual_b)
+                    .map(|(f, a)| (f - a).abs())
+                    .sum::<f64>()
+                    / f_b.len().max(1) as f64,
+                holdout_rmse: rmse(&f_b, &actual_b),
+            })
         })
+        .collect::<Result<Vec<_>>>()?;
+    let score = |model: &str| -> Result<SplitScore> {
+        models_b
+            .iter()
+            .find(|s| s.model == model)
+            .cloned()
+            .ok_or_else(|| Error::InvalidInput(format!("no count model {model}")))
     };
     Ok(CustomerSplit {
         seed,
-        customers_a: in_b.iter().filter(|b| !**b).count(),
+        customers_a: in_a.iter().filter(|a| **a).count(),
         customers_b: actual_b.len(),
         selected_b: score(&selected)?,
         bgnbd_b: score("bgnbd")?,
         selected,
         backtest_rmse_a,
+        selected_by_holdout_a,
         holdout_actual_b: total_b,
+        models_b,
+        sweep: SplitSweep::default(),
     })
 }

@@ -21,6 +21,7 @@
 //! - [`supervised`] — versioned, serialisable, Platt-calibrated churn classifier.
 //! - [`training`] — time-split training of the classifier from histories (`mesh train churn`).
 //! - [`learned`] — the honest time-split protocol for supervised/hybrid models on CDNOW.
+//! - [`sim`] — seeded synthetic BG/NBD cohorts (CDNOW-sized, with heavy buyers).
 //! - [`metrics`] — ROC-AUC and Pearson correlation.
 //! - [`scoring`] — streaming state, risk score, alerts with hysteresis and reasons.
 //! - [`retention`] — deterministic holdout assignment and lift with Wald/Newcombe CIs.
@@ -44,6 +45,7 @@ pub mod pareto;
 pub mod plot;
 pub mod retention;
 pub mod scoring;
+pub mod sim;
 pub mod special;
 pub mod supervised;
 pub mod training;

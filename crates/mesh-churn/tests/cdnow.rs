@@ -37,6 +37,7 @@ fn reproduces_fader_hardie_lee_2005() {
         plot: None,
     };
     let r = cli::eval(&args).expect("evaluation runs");
+    println!("{r}");
     assert_eq!(r.customers, 2357);
     within("r", r.r, 0.243, 0.01);
     within("alpha", r.alpha, 4.414, 0.01);
@@ -107,6 +108,8 @@ fn reproduces_fader_hardie_lee_2005() {
     // still beats plain BG/NBD on half B's holdout (total error and correlation).
     let split = &r.customer_split;
     assert_eq!(split.customers_a + split.customers_b, r.customers);
+    assert_eq!(split.models_b.len(), r.learned.count_models.len());
+    assert_eq!(split.sweep.seeds, 20);
     let min_a = split
         .backtest_rmse_a
         .iter()

@@ -6,19 +6,11 @@
 //! knows each customer's rate, dropout probability and status only through the same
 //! kind of expectation allows.
 
-use mesh_churn::bgnbd::BgNbdParams;
-use mesh_churn::data::Rfm;
+use mesh_churn::bgnbd::{self, BgNbdParams};
 use mesh_churn::metrics::pearson;
-use rand::{Rng, SeedableRng};
-use rand_distr::{Beta, Distribution, Exp, Gamma};
+use mesh_churn::sim::{cdnow_like, simulate, CohortSpec, Segment, SimCustomer, CDNOW_FIT};
 
-/// The published CDNOW fit.
-const CDNOW: BgNbdParams = BgNbdParams {
-    r: 0.243,
-    alpha: 4.414,
-    a: 0.793,
-    b: 2.426,
-};
+mod common;
 
 /// Heavy buyers: ~4 purchases a week, rarely dropping out.
 const HEAVY: BgNbdParams = BgNbdParams {
@@ -28,78 +20,48 @@ const HEAVY: BgNbdParams = BgNbdParams {
     b: 20.0,
 };
 
-/// Calibration ends at week 39; first purchases are spread over the first 12 weeks.
-const CALIBRATION_WEEKS: f64 = 39.0;
 const HOLDOUT_WEEKS: f64 = 52.0;
 
-struct Customer {
-    params: BgNbdParams,
-    rfm: Rfm,
-    holdout: f64,
-    /// E[holdout | λ, p, alive at T]: what an oracle knowing the latent values expects.
-    oracle: f64,
-}
-
-fn simulate(params: BgNbdParams, rng: &mut impl Rng) -> Customer {
-    let lambda = Gamma::new(params.r, 1.0 / params.alpha)
-        .unwrap()
-        .sample(rng)
-        .max(1e-12);
-    let p = Beta::new(params.a, params.b).unwrap().sample(rng);
-    let gaps = Exp::new(lambda).unwrap();
-    let big_t = CALIBRATION_WEEKS - 12.0 * rng.random::<f64>();
-    let end = big_t + HOLDOUT_WEEKS;
-    let (mut now, mut x, mut tx, mut holdout, mut alive_at_t) = (0.0, 0.0, 0.0, 0.0, true);
-    loop {
-        now += gaps.sample(rng);
-        if now > end {
-            break;
-        }
-        let dropped = rng.random::<f64>() < p;
-        if now <= big_t {
-            x += 1.0;
-            tx = now;
-            alive_at_t = !dropped;
-        } else {
-            holdout += 1.0;
-        }
-        if dropped {
-            break;
-        }
-    }
-    let oracle = if alive_at_t {
-        -(-lambda * p * HOLDOUT_WEEKS).exp_m1() / p
+/// E[holdout | λ, p, alive at T]: what an oracle knowing the latent values expects.
+fn oracle(c: &SimCustomer) -> f64 {
+    if c.alive_at_t {
+        -(-c.lambda * c.p * HOLDOUT_WEEKS).exp_m1() / c.p
     } else {
         0.0
-    };
-    Customer {
-        params,
-        rfm: Rfm {
-            frequency: x,
-            recency: tx,
-            t: big_t,
-        },
-        holdout,
-        oracle,
     }
 }
 
 #[test]
 fn conditional_expectation_tracks_simulated_holdout() {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
-    let customers: Vec<Customer> = (0..20_000)
-        .map(|i| simulate(if i % 40 == 0 { HEAVY } else { CDNOW }, &mut rng))
-        .collect();
+    let segments = [CDNOW_FIT, HEAVY];
+    let spec = CohortSpec {
+        customers: 20_000,
+        segments: vec![
+            Segment {
+                share: 0.975,
+                params: CDNOW_FIT,
+            },
+            Segment {
+                share: 0.025,
+                params: HEAVY,
+            },
+        ],
+        acquisition_weeks: 12.0,
+        calibration_weeks: 39.0,
+        holdout_weeks: HOLDOUT_WEEKS,
+        seed: 16,
+    };
+    let customers = simulate(&spec).unwrap();
     let expected: Vec<f64> = customers
         .iter()
         .map(|c| {
-            c.params
+            segments[c.segment]
                 .conditional_expected(HOLDOUT_WEEKS, &c.rfm)
                 .unwrap()
         })
         .collect();
     let actual: Vec<f64> = customers.iter().map(|c| c.holdout).collect();
-    let oracle: Vec<f64> = customers.iter().map(|c| c.oracle).collect();
+    let oracle: Vec<f64> = customers.iter().map(oracle).collect();
     let max_x = customers
         .iter()
         .map(|c| c.rfm.frequency)
@@ -159,5 +121,48 @@ fn conditional_expectation_tracks_simulated_holdout() {
     );
     println!(
         "simulated cohort: max x {max_x}, {many} with x >= 100, total expected {sum_e:.0} vs actual {sum_a:.0}, corr {corr:.4} (oracle {corr_oracle:.4})"
+    );
+}
+
+/// The issue-16 setting: BG/NBD *fitted* to a 21,000-customer CDNOW-like cohort with a
+/// heavy-buyer mix (a misspecified fit, as on real data), 39-week holdout. The fitted
+/// model's conditional expectations must match the independent posterior integration
+/// for the heavy buyers that broke the old code and for a spread of the others, and
+/// must track the holdout (0.877 here, as with Python `lifetimes`; the code before the
+/// fix gave -0.10, with 20 negative expectations).
+#[test]
+fn fitted_cohort_expectations_match_integration() {
+    let spec = cdnow_like(16);
+    let cohort = simulate(&spec).unwrap();
+    let rfm: Vec<_> = cohort.iter().map(|c| c.rfm).collect();
+    let fit = bgnbd::fit(&rfm).unwrap();
+    let p = fit.params;
+    let expected: Vec<f64> = rfm
+        .iter()
+        .map(|c| p.conditional_expected(spec.holdout_weeks, c).unwrap())
+        .collect();
+    assert!(expected.iter().all(|e| e.is_finite() && *e >= 0.0));
+
+    let heavy: Vec<usize> = (0..rfm.len())
+        .filter(|&i| rfm[i].frequency >= 20.0)
+        .collect();
+    assert!(heavy.len() >= 150, "only {} with x >= 20", heavy.len());
+    let mut worst = 0.0f64;
+    for i in heavy.iter().copied().chain((0..rfm.len()).step_by(97)) {
+        let want = common::bg_conditional_expected_quad(&p, spec.holdout_weeks, &rfm[i]);
+        let err = (expected[i] - want).abs() / want.max(1e-300);
+        assert!(err <= 1e-8, "{p:?} {:?}: {} vs {want}", rfm[i], expected[i]);
+        worst = worst.max(err);
+    }
+
+    let actual: Vec<f64> = cohort.iter().map(|c| c.holdout).collect();
+    let corr = pearson(&expected, &actual).unwrap();
+    let (sum_e, sum_a): (f64, f64) = (expected.iter().sum(), actual.iter().sum());
+    assert!(corr > 0.8, "corr {corr}");
+    assert!((sum_e / sum_a - 1.0).abs() < 0.2, "{sum_e} vs {sum_a}");
+    println!(
+        "fitted cohort: {p:?}, {} with x >= 20, max rel err vs integration {worst:.2e}, \
+         total expected {sum_e:.0} vs actual {sum_a:.0}, corr {corr:.4}",
+        heavy.len()
     );
 }
