@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -19,11 +18,16 @@ use serde::{Deserialize, Serialize};
 use crate::data::{read_lines, read_vader_format, RatedText};
 use crate::metrics::{class_report, ClassReport, ClassScores};
 pub use crate::pipeline::{train_with_cv, HyperParams, TextClassifier};
-use crate::tokenize::{is_han, tokenize, FeatureConfig, TokenKind};
+use crate::tokenize::{is_han, FeatureConfig};
 use crate::{Error, Result};
 
 mod english;
+mod lexicon;
+mod nblr;
 pub use english::{Decision, EnglishChoice, EnglishConfig, EnglishModel};
+use lexicon::vader_compound;
+pub use lexicon::{lexicon_features, N_LEXICON_FEATURES};
+pub use nblr::NbLogReg;
 
 /// Three-way polarity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,58 +60,6 @@ impl Polarity {
 }
 
 pub(crate) const LABELS3: [&str; 3] = ["negative", "neutral", "positive"];
-
-fn vader() -> &'static vader_sentiment::SentimentIntensityAnalyzer<'static> {
-    static V: OnceLock<vader_sentiment::SentimentIntensityAnalyzer<'static>> = OnceLock::new();
-    V.get_or_init(vader_sentiment::SentimentIntensityAnalyzer::new)
-}
-
-/// Number of dense lexicon features appended after the hashed buckets.
-pub const N_LEXICON_FEATURES: usize = 33;
-
-/// VADER-derived dense features for `text` (all zero for text without English words).
-pub fn lexicon_features(text: &str) -> [f32; N_LEXICON_FEATURES] {
-    let mut f = [0f32; N_LEXICON_FEATURES];
-    let toks = tokenize(text);
-    if !toks.iter().any(|t| t.kind == TokenKind::Word) {
-        return f;
-    }
-    let s = vader().polarity_scores(text);
-    let compound = s.get("compound").copied().unwrap_or(0.0) as f32;
-    f[0] = compound;
-    f[1] = s.get("pos").copied().unwrap_or(0.0) as f32;
-    f[2] = s.get("neg").copied().unwrap_or(0.0) as f32;
-    f[3] = s.get("neu").copied().unwrap_or(0.0) as f32;
-    // One-hot compound bins let a linear model learn a non-linear response to compound.
-    const EDGES: [f32; 7] = [-0.6, -0.3, -0.05, 0.05, 0.3, 0.6, 0.85];
-    let bin = EDGES.iter().filter(|&&e| compound > e).count();
-    f[4 + bin] = 1.0;
-    // Lexicon hits with our negation scopes: counts saturate via ln(1+x).
-    let (mut pos, mut neg, mut npos, mut nneg) = (0f32, 0f32, 0f32, 0f32);
-    for t in toks.iter().filter(|t| t.kind == TokenKind::Word) {
-        if let Some(&v) = vader_sentiment::LEXICON.get(&unicase::UniCase::new(t.text.as_str())) {
-            // Valence bins (8 by value × negated) generalise to words unseen in training.
-            let bin = ((v.clamp(-3.99, 3.99) + 4.0) as usize).min(7);
-            f[17 + bin + if t.negated { 8 } else { 0 }] += 1.0;
-            match (v > 0.0, t.negated) {
-                (true, false) => pos += v as f32,
-                (false, false) => neg -= v as f32,
-                (true, true) => npos += 1.0,
-                (false, true) => nneg += 1.0,
-            }
-        }
-    }
-    f[12] = (1.0 + pos).ln();
-    f[13] = (1.0 + neg).ln();
-    f[14] = (1.0 + npos).ln();
-    f[15] = (1.0 + nneg).ln();
-    f[16] = if toks.iter().any(|t| t.text == "but") {
-        1.0
-    } else {
-        0.0
-    };
-    f
-}
 
 /// English features: word uni+bigrams with negation marks and Latin char 3–5-grams.
 pub fn english_feature_config() -> FeatureConfig {
@@ -181,7 +133,7 @@ pub fn eval_vader_format(path: &Path, seed: u64) -> Result<VaderEvalReport> {
     let vader_pred: Vec<usize> = test
         .iter()
         .map(|&i| {
-            let c = lexicon_features(&rows[i].text)[0];
+            let c = vader_compound(&rows[i].text);
             if c >= 0.05 {
                 2
             } else if c <= -0.05 {
@@ -443,15 +395,6 @@ mod tests {
         let (p, n) = dedupe_pos_neg(s(&["a", "a", "b", "c"]), s(&["c", "d", "d"]));
         assert_eq!(p, s(&["a", "b"]));
         assert_eq!(n, s(&["d"]));
-    }
-
-    #[test]
-    fn lexicon_features_see_negation() {
-        let good = lexicon_features("this is good");
-        let not_good = lexicon_features("this is not good");
-        assert!(good[0] > 0.3 && not_good[0] < 0.0);
-        assert!(not_good[14] > 0.0);
-        assert_eq!(lexicon_features("很好"), [0.0; N_LEXICON_FEATURES]);
     }
 }
 
