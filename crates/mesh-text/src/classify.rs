@@ -133,6 +133,18 @@ impl LinearClassifier {
         self.dim
     }
 
+    /// Multiplies the weights of feature `i` by `scale[i]` (features past `scale` keep theirs).
+    /// A model trained on `x ∘ scale` then scores plain `x` identically, so NB-weighted
+    /// models need not store their ratios.
+    pub fn fold_feature_scale(&mut self, scale: &[f32]) {
+        let k = self.labels.len();
+        for (i, &s) in scale.iter().enumerate().take(self.dim) {
+            self.weights[i * k..i * k + k]
+                .iter_mut()
+                .for_each(|w| *w *= s);
+        }
+    }
+
     /// Class probabilities in `labels` order. Indices beyond `dim` are ignored.
     pub fn predict_proba(&self, x: &SparseVec) -> Vec<f32> {
         let k = self.labels.len();

@@ -7,6 +7,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::nblr::{binary_features, NbLogReg};
 use super::{english_feature_config, lexicon_features, Polarity, N_LEXICON_FEATURES};
 use crate::classify::{LinearClassifier, LinearRegressor, TrainConfig};
 use crate::data::RatedText;
@@ -30,6 +31,12 @@ pub struct EnglishChoice {
     pub lexicon_weight: f32,
     pub balanced: bool,
     pub regression_l2: f32,
+    /// NB-LR: L2, class balancing and whether Latin char 3–5-grams were added.
+    pub nb_l2: f32,
+    pub nb_balanced: bool,
+    pub nb_char_ngrams: bool,
+    /// Probability blend: `blend·softmax + (1−blend)·NB-LR`.
+    pub blend: f32,
     pub decision: Decision,
     /// Out-of-fold macro F1 of the chosen setup (k-fold inside the training data).
     pub cv_macro_f1: f64,
@@ -61,6 +68,7 @@ pub struct EnglishModel {
     vectorizer: Vectorizer,
     clf: LinearClassifier,
     reg: LinearRegressor,
+    nb: NbLogReg,
     pub choice: EnglishChoice,
 }
 
@@ -205,9 +213,66 @@ impl EnglishModel {
         }
         let (_, rl2, oof_r) = best_r.expect("grid is non-empty");
 
-        // 3. Decision rule on the out-of-fold scores.
-        let score = |d: &Decision| {
-            let pred: Vec<usize> = oof_p
+        // 3. NB-weighted logistic regression on presence features (+ the same lexicon block).
+        let lex_w: Vec<[f32; N_LEXICON_FEATURES]> = lex.iter().map(|l| l.map(|f| f * lw)).collect();
+        let nb_cfg = |chars: bool| crate::tokenize::FeatureConfig {
+            latin_char_ngrams: if chars { 5 } else { 0 },
+            ..ec.features
+        };
+        let nb_rows = |chars: bool| -> Vec<SparseVec> {
+            texts
+                .iter()
+                .zip(&lex_w)
+                .map(|(t, l)| {
+                    let mut x = binary_features(t, &nb_cfg(chars));
+                    x.push_dense(hashed, l);
+                    x
+                })
+                .collect()
+        };
+        type BestNb = (f64, f32, bool, bool, Vec<Vec<f32>>);
+        let mut best_nb: Option<BestNb> = None;
+        for chars in [false, true] {
+            let xb = nb_rows(chars);
+            for &nl2 in &[1e-5f32, 1e-4] {
+                for nbal in [false, true] {
+                    let mut oof = vec![Vec::new(); rows.len()];
+                    for f in 0..FOLDS {
+                        let tr: Vec<usize> = (0..rows.len()).filter(|&n| fold_of[n] != f).collect();
+                        let xr: Vec<&SparseVec> = tr.iter().map(|&n| &xb[n]).collect();
+                        let yr: Vec<usize> = tr.iter().map(|&n| y[n]).collect();
+                        let m =
+                            NbLogReg::train(nb_cfg(chars), &xr, &yr, 3, dim, &cfg(nl2, nbal), 1.0)?;
+                        for n in (0..rows.len()).filter(|&n| fold_of[n] == f) {
+                            oof[n] = m.predict_proba(&xb[n]);
+                        }
+                    }
+                    let pred: Vec<usize> =
+                        oof.iter().map(|p| crate::classify::argmax(p).0).collect();
+                    let f1 = class_report(&labels, &y, &pred).macro_f1;
+                    if best_nb.as_ref().is_none_or(|b| f1 > b.0) {
+                        best_nb = Some((f1, nl2, nbal, chars, oof));
+                    }
+                }
+            }
+        }
+        let (_, nb_l2, nb_balanced, nb_chars, oof_nb) = best_nb.expect("grid is non-empty");
+
+        // 4. Blend weight and decision rule on the out-of-fold scores.
+        let mix = |a: f32| -> Vec<Vec<f32>> {
+            oof_p
+                .iter()
+                .zip(&oof_nb)
+                .map(|(p, q)| {
+                    p.iter()
+                        .zip(q)
+                        .map(|(x, z)| a * x + (1.0 - a) * z)
+                        .collect()
+                })
+                .collect()
+        };
+        let score = |probs: &[Vec<f32>], d: &Decision| {
+            let pred: Vec<usize> = probs
                 .iter()
                 .zip(&oof_r)
                 .map(|(p, &r)| decide(d, p, r))
@@ -236,17 +301,30 @@ impl EnglishModel {
                 }
             }
         }
-        let (decision, cv) = cands
-            .into_iter()
-            .map(|d| (d, score(&d)))
-            .fold(None::<(Decision, f64)>, |acc, (d, s)| match acc {
-                Some((_, bs)) if bs >= s => acc,
-                _ => Some((d, s)),
-            })
-            .expect("candidates");
+        let mut best_d: Option<(f64, f32, Decision)> = None;
+        for a in [0.0f32, 0.25, 0.5, 0.75, 1.0] {
+            let probs = mix(a);
+            for d in &cands {
+                let s = score(&probs, d);
+                if best_d.as_ref().is_none_or(|b| s > b.0) {
+                    best_d = Some((s, a, *d));
+                }
+            }
+        }
+        let (cv, blend, decision) = best_d.expect("candidates");
 
         let all_c: Vec<(SparseVec, usize)> = xs.iter().cloned().zip(y.iter().copied()).collect();
         let clf = LinearClassifier::train(labels, dim, &all_c, &cfg(l2, balanced))?;
+        let xb = nb_rows(nb_chars);
+        let nb = NbLogReg::train(
+            nb_cfg(nb_chars),
+            &xb.iter().collect::<Vec<_>>(),
+            &y,
+            3,
+            dim,
+            &cfg(nb_l2, nb_balanced),
+            1.0,
+        )?;
         let all_r: Vec<(SparseVec, f32)> = xs.into_iter().zip(target).collect();
         let reg = LinearRegressor::train(
             dim,
@@ -260,11 +338,16 @@ impl EnglishModel {
             vectorizer,
             clf,
             reg,
+            nb,
             choice: EnglishChoice {
                 l2,
                 lexicon_weight: lw,
                 balanced,
                 regression_l2: rl2,
+                nb_l2,
+                nb_balanced,
+                nb_char_ngrams: nb_chars,
+                blend,
                 decision,
                 cv_macro_f1: cv,
             },
@@ -275,11 +358,20 @@ impl EnglishModel {
     pub fn predict(&self, text: &str) -> (Polarity, f32) {
         let mut x = self.vectorizer.transform(text);
         let lw = self.choice.lexicon_weight;
-        x.push_dense(
-            self.vectorizer.dim() as u32,
-            &lexicon_features(text).map(|f| f * lw),
+        let lex = lexicon_features(text).map(|f| f * lw);
+        x.push_dense(self.vectorizer.dim() as u32, &lex);
+        let mut xb = binary_features(text, &self.nb.config);
+        xb.push_dense(self.vectorizer.dim() as u32, &lex);
+        let (a, ps, pn) = (
+            self.choice.blend,
+            self.clf.predict_proba(&x),
+            self.nb.predict_proba(&xb),
         );
-        let p = self.clf.predict_proba(&x);
+        let p: Vec<f32> = ps
+            .iter()
+            .zip(&pn)
+            .map(|(s, n)| a * s + (1.0 - a) * n)
+            .collect();
         let r = self.reg.predict(&x);
         let label = [Polarity::Negative, Polarity::Neutral, Polarity::Positive]
             [decide(&self.choice.decision, &p, r)];

