@@ -345,7 +345,6 @@ async fn prices_follow_demand_stages_and_the_market() {
             .explain_price(pb::GetPriceRequest {
                 tenant_id: "shop".into(),
                 sku: "lamp".into(),
-                ..Default::default()
             })
             .await
             .unwrap()

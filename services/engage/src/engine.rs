@@ -83,6 +83,9 @@ pub struct Engage {
     pub peers: Peers,
     pub settings: Settings,
     pub clock: std::sync::Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Serializes this process's bandit writes, so the partitions' handlers
+    /// never race each other's compare-and-set; replicas still use the CAS.
+    pub bandit_lock: tokio::sync::Mutex<()>,
 }
 
 /// Checks an id: 1..=64 of letters, digits, '-', '_', '.'.
@@ -783,7 +786,13 @@ impl Engage {
     ) -> Result<()> {
         let slot = keys::slot(&keys::member(tenant, campaign_id), self.partitions);
         let key = keys::campaign(tenant, campaign_id);
-        for _ in 0..8 {
+        let _local = self.bandit_lock.lock().await;
+        for attempt in 0..16u64 {
+            if attempt > 0 {
+                // Another replica won: back off a little, growing, jittered.
+                let ms = attempt * 2 + (self.now().unsigned_abs() % 7);
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
             let h = self.store.hgetall(slot, &key).await?;
             let (Some(raw), Some(ver)) = (h.get("bandit"), h.get("bver")) else {
                 return Ok(());
@@ -815,7 +824,7 @@ impl Engage {
         tracing::warn!(
             tenant,
             campaign_id,
-            "bandit update lost to concurrent writers 8 times; skipped"
+            "bandit update lost to concurrent writers 16 times; skipped"
         );
         Ok(())
     }

@@ -136,6 +136,7 @@ pub struct Running {
 
 pub fn engine(cfg: &EngageConfig, deps: &Deps) -> Arc<Engage> {
     Arc::new(Engage {
+        bandit_lock: tokio::sync::Mutex::new(()),
         store: deps.store.clone(),
         producer: deps.producer.clone(),
         topic: deps.topics.engagement.clone(),
