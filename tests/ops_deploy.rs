@@ -208,14 +208,15 @@ impl Code {
     }
 
     /// The topics `role` consumes with its group, from the
-    /// `ConsumerConfig::new(.., &cfg.group, <topics>)` call in
+    /// `deps.consumer_config(&cfg.group, <topics>)` (or
+    /// `ConsumerConfig::new(.., &cfg.group, <topics>)`) call in
     /// `services/<role>/src/lib.rs`.
     fn consumed_topics(&self, role: &str) -> BTreeSet<String> {
         let names = self.topic_names();
         let lib = read(&format!("services/{role}/src/lib.rs"));
-        let call = re(r"ConsumerConfig::new\([^;]*?cfg\.group,([^;]*?)\);")
+        let call = re(r"(?:ConsumerConfig::new|consumer_config)\([^;]*?cfg\.group,([^;]*?)\);")
             .captures(&lib)
-            .unwrap_or_else(|| panic!("{role}: no ConsumerConfig::new(.., &cfg.group, ..)"))[1]
+            .unwrap_or_else(|| panic!("{role}: no consumer_config(&cfg.group, ..)"))[1]
             .to_string();
         let mut fields: Vec<String> = re(r"topics\.(\w+)")
             .captures_iter(&call)

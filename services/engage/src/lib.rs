@@ -160,15 +160,14 @@ pub fn start_consumer(
     engage: Arc<Engage>,
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
-    let t = &deps.topics;
     let cc = deps.consumer_config(
         &cfg.group,
         &[
-            &t.user_events,
-            &t.order_events,
-            &t.alerts,
-            &t.lifecycle,
-            &t.market_prices,
+            &deps.topics.user_events,
+            &deps.topics.order_events,
+            &deps.topics.alerts,
+            &deps.topics.lifecycle,
+            &deps.topics.market_prices,
         ],
     );
     let handler = Arc::new(handler::EngageHandler {
