@@ -4,18 +4,54 @@
 //!
 //! A service crate composes these and keeps only its domain: its handler,
 //! its engine, its RPCs.
+//!
+//! Every consumer built by [`Deps::consumer_config`] gets the bus's
+//! [`PoisonPolicy`]: a record that keeps failing on its own while the
+//! service's store answers is dead-lettered after
+//! [`poison_attempts`] attempts (`MESH_POISON_ATTEMPTS`), so one bad record
+//! cannot stop a partition; while the store does not answer, records are
+//! retried without limit.
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_bus::consumer::Assignment;
-use mesh_bus::{ConsumerConfig, Handler, Producer, TopicNames};
+use mesh_bus::poison::DEFAULT_MAX_ATTEMPTS;
+use mesh_bus::{ConsumerConfig, Handler, PoisonPolicy, Producer, TopicNames};
 use mesh_store::StateStore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::config::Env;
 use crate::peers::Peers;
+
+/// The variable bounding the attempts of a record that fails on its own
+/// before it is dead-lettered.
+pub const POISON_ATTEMPTS_VAR: &str = "MESH_POISON_ATTEMPTS";
+
+/// The process's attempts bound; one value for every consumer of the
+/// process, like the log filter. Kept here rather than in [`Deps`] so that
+/// every way of building a `Deps` gets it.
+static POISON_ATTEMPTS: AtomicU32 = AtomicU32::new(DEFAULT_MAX_ATTEMPTS);
+
+/// `MESH_POISON_ATTEMPTS` (default 5): a positive whole number; a bad value
+/// is an error naming the variable.
+pub fn poison_attempts_from(env: &Env) -> crate::Result<u32> {
+    Ok(env.positive(POISON_ATTEMPTS_VAR, DEFAULT_MAX_ATTEMPTS as i32)? as u32)
+}
+
+/// Sets the attempts bound of the consumers built after this call (the
+/// binary sets it once at start from its config).
+pub fn set_poison_attempts(n: u32) {
+    POISON_ATTEMPTS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// The attempts bound consumers are built with now.
+pub fn poison_attempts() -> u32 {
+    POISON_ATTEMPTS.load(Ordering::Relaxed)
+}
 
 /// What a service needs from the process: the broker, the topic names, the
 /// store, the shared producer, its peers and "now". One value is built per
@@ -53,11 +89,26 @@ impl Deps {
         }
     }
 
-    /// A consumer of `topics` in `group`, with the process's extra settings.
+    /// A consumer of `topics` in `group`, with the process's extra settings
+    /// and the poison policy ([`Deps::poison_policy`]).
     pub fn consumer_config(&self, group: &str, topics: &[&str]) -> ConsumerConfig {
         let mut cc = ConsumerConfig::new(&self.brokers, group, topics);
         cc.extra = self.consumer_extra.clone();
+        cc.poison = Some(self.poison_policy());
         cc
+    }
+
+    /// How a consumer gets past a record that keeps failing: dead-lettered
+    /// to the mesh's dead-letter topic with the shared producer after
+    /// [`poison_attempts`] attempts on its own, but only while the store
+    /// answers a PING (otherwise the failure is an outage and is retried).
+    pub fn poison_policy(&self) -> PoisonPolicy {
+        let store = self.store.clone();
+        PoisonPolicy::new(self.producer.clone(), &self.topics.dead_letter, move || {
+            let s = store.clone();
+            async move { s.ping().await.is_ok() }
+        })
+        .with_max_attempts(poison_attempts())
     }
 }
 
