@@ -204,8 +204,18 @@ enum BenchCommand {
     Fraud(cmd_fraud::BenchArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    // The embedded broker `mesh up` ran, stopped last: after the runtime
+    // and every task still holding one of its clients are gone.
+    let mut embedded = None;
+    let result = runtime.block_on(run(&mut embedded));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    drop(embedded);
+    result
+}
+
+async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<()> {
     let cli = Cli::parse();
     let env = Env::from_process();
     // Spans name the service that made them: one per process under `serve`.
@@ -300,8 +310,9 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 shutdown.cancelled().await;
             }
-            // Bounded grace: consumers finish their batch and commit.
-            mesh.stopped(std::time::Duration::from_secs(10)).await;
+            // Ordered, bounded: servers, consumers (commit, leave the
+            // group), periodic work, producer flush; the broker after all.
+            *embedded = mesh.stopped(std::time::Duration::from_secs(10)).await;
         }
         Command::Serve { role } => {
             let shutdown = mesh_runtime::shutdown::on_signals();

@@ -48,6 +48,9 @@ pub struct MeshConfig {
     pub support: mesh_support_svc::SupportConfig,
     /// Extra librdkafka settings for consumers (tests shorten timeouts).
     pub consumer_extra: Vec<(String, String)>,
+    /// `MESH_POISON_ATTEMPTS` (default 5): attempts of a record that fails on
+    /// its own, while the store answers, before it is dead-lettered.
+    pub poison_attempts: u32,
 }
 
 impl MeshConfig {
@@ -70,6 +73,7 @@ impl MeshConfig {
             recommend: mesh_recommend_svc::RecommendConfig::from_env(env)?,
             engage: mesh_engage_svc::EngageConfig::from_env(env)?,
             support: mesh_support_svc::SupportConfig::from_env(env)?,
+            poison_attempts: mesh_runtime::service::poison_attempts_from(env)?,
             consumer_extra: match env.get("MESH_CONSUMER_SESSION_TIMEOUT_MS") {
                 // How long the group waits for a consumer that stopped
                 // answering before its partitions move (librdkafka default
@@ -209,7 +213,10 @@ impl Backends {
 
     /// What every service needs from the process, on the wall clock and
     /// with no peers (each service gets its own with [`Deps::with_peers`]).
+    /// Also sets the process's poison-attempts bound, which every consumer
+    /// built from these `Deps` uses.
     pub fn deps(&self, cfg: &MeshConfig) -> Deps {
+        mesh_runtime::service::set_poison_attempts(cfg.poison_attempts);
         Deps {
             brokers: self.brokers.clone(),
             topics: cfg.topics(),
@@ -361,11 +368,7 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         store_ok,
         Peers::default(),
     );
-    // Zero-valued series for alert inputs that only move on failures, so
-    // `rate()` over them is 0 rather than absent.
-    for g in lag_groups(cfg) {
-        mesh_bus::metrics::HANDLER_ERRORS.with_label_values(&[g.name.as_str()]);
-    }
+    zero_failure_series(cfg);
     let lag = crate::lag::spawn(
         backends.brokers.clone(),
         lag_groups(cfg),
@@ -463,12 +466,33 @@ pub fn ready_check(
 }
 
 impl Mesh {
-    /// Waits, after the shutdown token was cancelled, for every consumer
-    /// to finish its batch and commit (at most `grace` each), then flushes
-    /// the producer. The embedded broker, if any, stops last (when `self`
-    /// is dropped), so no consumer loses its broker mid-commit.
-    pub async fn stopped(self, grace: Duration) {
-        let consumers = [
+    /// The ordered stop, after the shutdown token was cancelled: the gRPC
+    /// and HTTP servers stop accepting and finish their requests; the
+    /// consumers finish their batch, commit and leave their groups; the
+    /// periodic work (sweeps, planner, pricer, reloads) ends; the producer
+    /// is flushed. Every step shares one `grace` deadline; servers and
+    /// periodic work still running after it are aborted, consumers are
+    /// left to their own bounded final commit.
+    ///
+    /// Returns the embedded broker, if any, for the caller to stop last:
+    /// after the runtime is shut down and with it every task still holding
+    /// a client of the broker (samplers, the shared producer), so that no
+    /// client loses its broker while it is still connected (librdkafka logs
+    /// an ERROR per lost connection).
+    pub async fn stopped(self, grace: Duration) -> Option<EmbeddedKafka> {
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut servers = self.ingest.tasks;
+        servers.extend([
+            self.profile.server,
+            self.fraud.server,
+            self.churn.server,
+            self.logistics.server,
+            self.recommend.server,
+            self.engage.server,
+            self.support.server,
+        ]);
+        join_until(deadline, "servers", servers, true).await;
+        let consumers = vec![
             self.profile.consumer,
             self.fraud.consumer,
             self.churn.consumer,
@@ -478,8 +502,53 @@ impl Mesh {
             self.engage.consumer,
             self.support.consumer,
         ];
-        let _ = tokio::time::timeout(grace, futures::future::join_all(consumers)).await;
-        let _ = self.backends.producer.flush(Duration::from_secs(5));
+        join_until(deadline, "consumers", consumers, false).await;
+        let mut periodic = vec![
+            self.profile.sweeper,
+            self.churn.sweeper,
+            self.logistics.planner,
+            self.recommend.watcher,
+            self.engage.pricer,
+        ];
+        periodic.extend(self.fraud.reloader);
+        periodic.extend(self.fraud.model_watcher);
+        join_until(deadline, "periodic tasks", periodic, true).await;
+        if let Err(e) = self.backends.producer.flush(Duration::from_secs(5)) {
+            tracing::warn!(%e, "producer flush at shutdown failed; unsent records are lost");
+        }
+        self.backends.embedded
+    }
+}
+
+/// Waits for `tasks` until `deadline`; then aborts the ones still running
+/// when `abort`, or leaves them be.
+pub(crate) async fn join_until(
+    deadline: tokio::time::Instant,
+    what: &'static str,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    abort: bool,
+) {
+    let handles: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+    if tokio::time::timeout_at(deadline, futures::future::join_all(tasks))
+        .await
+        .is_err()
+    {
+        tracing::warn!(what, "did not stop within the shutdown grace period");
+        if abort {
+            handles.iter().for_each(|h| h.abort());
+        }
+    }
+}
+
+/// Zero-valued series for alert inputs that only move on failures (handler
+/// errors, poison records), so `rate()` and `increase()` over them are 0
+/// rather than absent.
+pub fn zero_failure_series(cfg: &MeshConfig) {
+    for g in lag_groups(cfg) {
+        mesh_bus::metrics::HANDLER_ERRORS.with_label_values(&[g.name.as_str()]);
+        for t in &g.topics {
+            mesh_bus::metrics::POISON_RECORDS.with_label_values(&[g.name.as_str(), t.as_str()]);
+        }
     }
 }
 

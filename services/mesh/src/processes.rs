@@ -8,8 +8,14 @@
 //! cannot be shared between processes). Each child gets its own admin port:
 //! `MESH_ADMIN_ADDR`'s port + 1, + 2, ... in the order of [`Role::ALL`].
 //! SIGTERM/SIGINT stops the children first (each commits its consumers),
-//! then the broker and Redis.
+//! then the broker and Redis. Children and Redis run in process groups of
+//! their own, so a Ctrl-C in the terminal reaches only the parent, which
+//! stops them in that order (otherwise Redis would quit at once, under the
+//! children's final commits, and the parent's SIGTERM would be a second
+//! signal making a child exit without committing).
 use std::net::SocketAddr;
+#[cfg(unix)]
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -89,6 +95,7 @@ pub async fn start(cfg: &MeshConfig) -> anyhow::Result<Processes> {
                 ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
+                .own_process_group()
                 .spawn()
                 .map_err(|e| {
                     anyhow::anyhow!(
@@ -122,6 +129,7 @@ pub async fn start(cfg: &MeshConfig) -> anyhow::Result<Processes> {
             .env("MESH_ENGAGE_ADDR", url(Role::Engage))
             .env("MESH_SUPPORT_ADDR", url(Role::Support))
             .stdin(Stdio::null())
+            .own_process_group()
             .spawn()?;
         children.push(ChildService {
             role,
@@ -229,4 +237,17 @@ async fn wait_port(addr: SocketAddr, within: Duration) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// Starting a child outside the terminal's foreground process group.
+trait OwnProcessGroup {
+    fn own_process_group(&mut self) -> &mut Self;
+}
+
+impl OwnProcessGroup for Command {
+    fn own_process_group(&mut self) -> &mut Self {
+        #[cfg(unix)]
+        self.process_group(0);
+        self
+    }
 }

@@ -96,13 +96,16 @@ pub struct Served {
 }
 
 impl Served {
-    /// After the shutdown token is cancelled: waits for the consumers'
-    /// final commits (at most `grace`), flushes the producer.
+    /// After the shutdown token is cancelled, in order and within one
+    /// `grace` deadline: the servers stop accepting and the periodic work
+    /// ends (aborted at the deadline), the consumers finish their batch,
+    /// commit and leave their groups, the producer is flushed.
     pub async fn stopped(self, grace: Duration) {
-        let _ = tokio::time::timeout(grace, futures::future::join_all(self.consumers)).await;
-        let _ = self.backends.producer.flush(Duration::from_secs(5));
-        for t in self.others {
-            t.abort();
+        let deadline = tokio::time::Instant::now() + grace;
+        crate::node::join_until(deadline, "servers and periodic tasks", self.others, true).await;
+        crate::node::join_until(deadline, "consumers", self.consumers, false).await;
+        if let Err(e) = self.backends.producer.flush(Duration::from_secs(5)) {
+            tracing::warn!(%e, "producer flush at shutdown failed; unsent records are lost");
         }
     }
 }
@@ -248,9 +251,7 @@ pub async fn serve(
             Some(r.grpc_addr)
         }
     };
-    for g in crate::node::lag_groups(cfg) {
-        mesh_bus::metrics::HANDLER_ERRORS.with_label_values(&[g.name.as_str()]);
-    }
+    crate::node::zero_failure_series(cfg);
     // Probe each peer until it has answered once (readiness waits for it),
     // then keep probing every 5 s so the breaker learns a peer came back
     // without a user request paying for it.
