@@ -17,6 +17,8 @@
 //! - [`models`] — [`ModelSpec`] → [`Model`] (popularity, item-kNN, BPR, ALS, EASE^R, blend);
 //!   [`ModelArtifact`] (ids, history, versioned JSON, `recommend`).
 //! - [`rank`] — [`rank::rank`]: scoring features, business rules, diversity, reasons.
+//! - [`feedback`] — impressions and clicks per source and slot, position-debiased CTR, the
+//!   Thompson-sampling bandit that sets per-source weights, and its click simulator.
 //! - [`cold`] — context-aware popularity for new users, attribute neighbours for new items.
 //! - [`data`] — `.inter` loading and the RecBole / Microsoft Recommenders splits.
 //! - [`metrics`], [`eval`] — top-K metrics, evaluation, tuning and early stopping.
@@ -31,6 +33,7 @@ pub mod cold;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod feedback;
 pub mod live;
 pub mod metrics;
 pub mod models;

@@ -3,7 +3,8 @@
 //!
 //! Score of a candidate = `Σ weight_f · feature_f`, every feature in `0..=1`:
 //! relevance (candidate score divided by the best score of the same source, so sources with
-//! different scales mix), category affinity, log-sales, rating, listing recency
+//! different scales mix, times the source's weight in `source_weights`), category affinity,
+//! log-sales, rating, listing recency
 //! (exponential, `recency_half_life_secs`), margin, and price fit against the user's typical
 //! price (`exp(-|ln(price / typical)|)`, 0.5 when unknown). At-risk users get
 //! `retention_boost` on retention offers, and up to `max_injected_offers` retention offers
@@ -15,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::feedback::SourceWeights;
 use crate::types::{Category, ItemId, ItemMeta};
 
 /// Where a candidate came from.
@@ -124,6 +126,10 @@ pub struct RankConfig {
     pub diversity_penalty: f64,
     /// Hard cap of items per category.
     pub max_per_category: usize,
+    /// Multiplier of each source's relevance (all 1 unless the feedback bandit learned
+    /// otherwise, see [`crate::feedback`]).
+    #[serde(default)]
+    pub source_weights: SourceWeights,
 }
 
 impl Default for RankConfig {
@@ -136,6 +142,7 @@ impl Default for RankConfig {
             max_injected_offers: 2,
             diversity_penalty: 0.15,
             max_per_category: 3,
+            source_weights: SourceWeights::default(),
         }
     }
 }
@@ -215,7 +222,7 @@ pub fn rank(
     for c in candidates {
         let max = max_by_source[&c.source];
         let rel = if max > 0.0 {
-            (c.score / max).clamp(0.0, 1.0)
+            (c.score / max).clamp(0.0, 1.0) * cfg.source_weights.of(c.source)
         } else {
             0.0
         };

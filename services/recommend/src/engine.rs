@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mesh_recommend::cold::{ColdContext, ColdWeights};
+use mesh_recommend::feedback::SourceWeights;
 use mesh_recommend::rank::{rank, Candidate, RankConfig, Ranked, Source, UserContext};
 use mesh_recommend::types::ItemMeta;
 use mesh_recommend::ModelArtifact;
 
 use crate::error::{Error, Result};
+use crate::feedback::{Feedback, FeedbackConfig};
 use crate::live::{LiveReader, UserState};
 use crate::model::ModelHandle;
 
@@ -48,6 +50,9 @@ pub struct Answer {
     pub user_features: &'static str,
     /// Peers that did not answer, with the fallback used.
     pub degraded: Vec<String>,
+    /// Id of a `Recommend` answer (its items' attributions start with it);
+    /// empty for `RankItems`.
+    pub recommendation_id: String,
 }
 
 /// User features profile keeps, used in ranking instead of recomputing
@@ -72,6 +77,8 @@ pub struct Engine {
     pub catalog: CatalogCache,
     /// Profile, asked for the user features used in ranking.
     pub profile: Option<mesh_runtime::peers::Peer>,
+    /// Impressions, clicks and the per-source weights they teach.
+    pub feedback: Arc<Feedback>,
 }
 
 /// Catalog entries kept in process for `ttl` (`MESH_RECOMMEND_CATALOG_TTL_MS`,
@@ -145,12 +152,18 @@ impl CatalogCache {
 
 impl Engine {
     pub fn new(live: LiveReader, model: Arc<ModelHandle>) -> Self {
+        let feedback = Arc::new(Feedback::new(
+            live.store.clone(),
+            live.partitions,
+            FeedbackConfig::default(),
+        ));
         Engine {
             live,
             model,
             cold_weights: ColdWeights::default(),
             rank: RankConfig::default(),
             flag_ttl: FLAG_TTL,
+            feedback,
             catalog: CatalogCache::new(CATALOG_TTL),
             profile: None,
         }
@@ -226,9 +239,16 @@ impl Engine {
         Ok(n)
     }
 
-    /// Top `q.n` items for a user.
+    /// Top `q.n` items for a user, blended with the weights the feedback
+    /// bandit draws for the tenant; the answer's items are counted as
+    /// impressions under a fresh recommendation id.
     pub async fn recommend(&self, q: &Query, now: f64) -> Result<Answer> {
-        let state = self.live.user_state(&q.tenant, &q.user).await?;
+        let (state, weights) = futures::future::join(
+            self.live.user_state(&q.tenant, &q.user),
+            self.feedback.weights(&q.tenant),
+        )
+        .await;
+        let state = state?;
         let exclude = excluded(&state, q);
         let pool = (q.n * 4).max(50);
         let model = self.model.current();
@@ -278,14 +298,21 @@ impl Engine {
             }));
         }
         let (items, user_features, degraded) = self
-            .rank_candidates(q, &state, candidates, q.n, now)
+            .rank_candidates(q, &state, candidates, q.n, now, weights)
             .await?;
+        let shown: Vec<(Source, u32)> = items
+            .iter()
+            .enumerate()
+            .map(|(k, r)| (r.source, k as u32))
+            .collect();
+        self.feedback.record(&q.tenant, &shown);
         Ok(Answer {
             items,
             model_version: model.map(|m| m.version.clone()).unwrap_or_default(),
             cold_start,
             user_features,
             degraded,
+            recommendation_id: format!("{:016x}", rand::random::<u64>()),
         })
     }
 
@@ -335,7 +362,14 @@ impl Engine {
                 }),
         );
         let (mut ranked, user_features, degraded) = self
-            .rank_candidates(q, &state, candidates, items.len(), now)
+            .rank_candidates(
+                q,
+                &state,
+                candidates,
+                items.len(),
+                now,
+                SourceWeights::default(),
+            )
             .await?;
         for r in ranked.iter_mut().filter(|r| r.source == Source::Rule) {
             r.reason = r.reason.replacen("selected offer", "ranked on request", 1);
@@ -346,6 +380,7 @@ impl Engine {
             cold_start: recent.is_empty(),
             user_features,
             degraded,
+            recommendation_id: String::new(),
         })
     }
 
@@ -356,6 +391,7 @@ impl Engine {
         candidates: Vec<Candidate>,
         n: usize,
         now: f64,
+        source_weights: SourceWeights,
     ) -> Result<(Vec<Ranked>, &'static str, Vec<String>)> {
         let mut ids: Vec<String> = candidates.iter().map(|c| c.item.clone()).collect();
         ids.sort();
@@ -390,6 +426,7 @@ impl Engine {
         };
         let cfg = RankConfig {
             n,
+            source_weights,
             ..self.rank.clone()
         };
         Ok((

@@ -6,12 +6,14 @@ use std::time::{Instant, SystemTime};
 use mesh_proto::recommend::v1 as pb;
 use mesh_proto::recommend::v1::recommend_service_server::RecommendService;
 use mesh_recommend::cold::ColdContext;
+use mesh_recommend::feedback::Attribution;
 use mesh_recommend::rank::{Ranked, Source};
 use mesh_recommend::types::ItemMeta;
 use tonic::{Request, Response, Status};
 
 use crate::engine::{Answer, Engine, Query};
 use crate::error::{to_status, Error, Result};
+use crate::feedback::TenantFeedback;
 use crate::metrics::{REQUESTS, REQUEST_SECONDS};
 
 const MAX_N: u32 = 100;
@@ -66,22 +68,93 @@ fn source(s: Source) -> pb::Source {
     }
 }
 
-fn item(r: Ranked) -> pb::RecommendedItem {
+/// The item in `slot` of an answer; with an attribution when the answer has
+/// a recommendation id.
+fn item(r: Ranked, slot: usize, recommendation_id: &str) -> pb::RecommendedItem {
+    let attribution = if recommendation_id.is_empty() {
+        String::new()
+    } else {
+        Attribution {
+            recommendation_id: recommendation_id.to_string(),
+            source: r.source,
+            slot: slot as u32,
+        }
+        .encode()
+    };
     pb::RecommendedItem {
         item_id: r.item,
         score: r.score,
         source: source(r.source) as i32,
         reason: r.reason,
+        slot: slot as u32,
+        attribution,
     }
 }
 
 fn answer(a: Answer) -> pb::RecommendResponse {
+    let id = a.recommendation_id;
     pb::RecommendResponse {
-        items: a.items.into_iter().map(item).collect(),
+        items: a
+            .items
+            .into_iter()
+            .enumerate()
+            .map(|(k, r)| item(r, k, &id))
+            .collect(),
         model_version: a.model_version,
         cold_start: a.cold_start,
         user_features: a.user_features.to_string(),
         degraded: a.degraded,
+        recommendation_id: id,
+    }
+}
+
+fn ratio(num: f64, den: f64) -> f64 {
+    if den > 0.0 {
+        num / den
+    } else {
+        0.0
+    }
+}
+
+fn feedback_stats(t: &TenantFeedback) -> pb::FeedbackStats {
+    let est = t.counts.estimate();
+    let weights = t.weights();
+    let cells = t
+        .counts
+        .sorted()
+        .into_iter()
+        .map(|((s, k), c)| pb::SlotFeedback {
+            source: source(s) as i32,
+            slot: k,
+            impressions: c.impressions,
+            clicks: c.clicks,
+            ctr: ratio(c.clicks as f64, c.impressions as f64),
+        })
+        .collect();
+    let sources = est
+        .sources
+        .iter()
+        .map(|e| pb::SourceFeedback {
+            source: source(e.source) as i32,
+            impressions: e.impressions,
+            clicks: e.clicks,
+            ctr: ratio(e.clicks as f64, e.impressions as f64),
+            examined_impressions: e.examined,
+            debiased_ctr: e.debiased_ctr,
+            posterior_mean: t
+                .bandit
+                .posteriors
+                .iter()
+                .find(|p| p.source == e.source)
+                .map_or(0.0, |p| p.mean()),
+            weight: weights.of(e.source),
+        })
+        .collect();
+    pb::FeedbackStats {
+        cells,
+        sources,
+        examination: est.examination,
+        learning: t.learning,
     }
 }
 
@@ -176,6 +249,7 @@ impl RecommendService for RecommendGrpc {
                     score,
                     source: pb::Source::Cooccurrence as i32,
                     reason: reason.clone(),
+                    ..Default::default()
                 })
                 .collect();
             Ok(pb::ItemList { items })
@@ -240,6 +314,7 @@ impl RecommendService for RecommendGrpc {
                     score,
                     source: pb::Source::Popularity as i32,
                     reason: format!("trending in {place}: {score:.1}x its usual rate"),
+                    ..Default::default()
                 })
                 .collect();
             Ok(pb::ItemList { items })
@@ -272,6 +347,22 @@ impl RecommendService for RecommendGrpc {
                 .upsert_items(&r.tenant_id, &items, now_us)
                 .await?;
             Ok(pb::UpsertItemsResponse { upserted: n as u32 })
+        })
+        .await
+    }
+
+    async fn get_feedback_stats(
+        &self,
+        request: Request<pb::FeedbackStatsRequest>,
+    ) -> Result<Response<pb::FeedbackStats>, Status> {
+        let r = request.into_inner();
+        observed("GetFeedbackStats", async {
+            required("tenant_id", &r.tenant_id)?;
+            // This process's impressions first, so the answer includes them.
+            let fb = &self.engine.feedback;
+            fb.flush().await?;
+            let t = fb.tenant(&r.tenant_id).await?;
+            Ok(feedback_stats(&t))
         })
         .await
     }

@@ -1,6 +1,10 @@
 //! The consumer side: records of one partition in, one atomic store step
 //! out.
 //!
+//! A `product_view` that carries a recommendation's attribution is also
+//! counted as a click of that source and slot, at most once per impression
+//! (the user's `clicked` list, read with the history).
+//!
 //! Co-occurrence needs the user's recent history, so the handler reads the
 //! histories of the batch's users from the store first (the user's slot is
 //! owned by this partition, so the read is consistent) and then extends
@@ -30,7 +34,7 @@ use prost::Message;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::keys::{self, HistEntry, SCOPE};
-use crate::metrics::INTERACTIONS;
+use crate::metrics::{CLICKS, INTERACTIONS};
 use crate::signals;
 
 pub struct RecommendHandler {
@@ -80,6 +84,30 @@ impl RecommendHandler {
             .await
             .map_err(|e| HandlerError(format!("dead-letter: {e}")))?;
         Ok(())
+    }
+
+    /// Attributions already counted for the users of the click `events`
+    /// (newest first), from the store.
+    async fn clicked(
+        &self,
+        slot: Slot<'_>,
+        events: &[&Envelope],
+    ) -> Result<HashMap<(String, String), Vec<String>>, HandlerError> {
+        let mut users: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| signals::attribution(e).is_some())
+            .map(|e| (e.tenant_id.clone(), e.user_id.clone()))
+            .collect();
+        users.sort();
+        users.dedup();
+        let list_keys: Vec<String> = users.iter().map(|(t, u)| keys::clicked(t, u)).collect();
+        let reads = list_keys
+            .iter()
+            .map(|k| self.store.lrange(slot, k, keys::CLICKED_LEN));
+        let lists = futures::future::try_join_all(reads)
+            .await
+            .map_err(|e| HandlerError(format!("clicked read: {e}")))?;
+        Ok(users.into_iter().zip(lists).collect())
     }
 
     /// Histories (oldest first) of the users of `events`, from the store.
@@ -139,6 +167,11 @@ impl Handler for RecommendHandler {
                 .with_label_values(&[interaction_label(k)])
                 .inc();
         }
+        for s in plan.clicks {
+            CLICKS
+                .with_label_values(&[mesh_recommend::feedback::source_name(s)])
+                .inc();
+        }
         Ok(())
     }
 }
@@ -152,6 +185,8 @@ pub struct Plan {
     pub home: PartitionBatch,
     /// Interactions, for the metrics.
     pub kinds: Vec<mesh_recommend::EventKind>,
+    /// Sources of the clicks on recommendations counted, for the metrics.
+    pub clicks: Vec<mesh_recommend::rank::Source>,
 }
 
 impl RecommendHandler {
@@ -164,6 +199,7 @@ impl RecommendHandler {
                 cross: Vec::new(),
                 home: PartitionBatch::default(),
                 kinds: Vec::new(),
+                clicks: Vec::new(),
             });
         };
         let slot = Slot {
@@ -198,11 +234,16 @@ impl RecommendHandler {
             .filter_map(|(_, e)| e.as_ref())
             .filter(|e| signals::is_relevant(e))
             .collect();
-        let mut histories = self.histories(slot, &relevant).await?;
+        let (mut histories, mut clicked) = futures::future::try_join(
+            self.histories(slot, &relevant),
+            self.clicked(slot, &relevant),
+        )
+        .await?;
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
         let cross_source = keys::cross_source(&first.topic, first.partition);
         let mut cross: BTreeMap<i32, PartitionBatch> = BTreeMap::new();
         let mut applied_kinds = Vec::new();
+        let mut clicks = Vec::new();
         for (r, e) in &decoded {
             let Some(e) = e.as_ref().filter(|e| signals::is_relevant(e)) else {
                 batch.push(r.offset, Vec::new());
@@ -217,7 +258,14 @@ impl RecommendHandler {
                 .or_default();
             let mut own = Vec::new();
             let mut others: BTreeMap<i32, Vec<Op>> = BTreeMap::new();
-            for (home, op) in signals::routed_ops(e, history, &self.live) {
+            let mut routed = signals::routed_ops(e, history, &self.live);
+            if let Some(list) = clicked.get_mut(&(e.tenant_id.clone(), e.user_id.clone())) {
+                if let Some((a, ops)) = signals::click_ops(e, list) {
+                    clicks.push(a.source);
+                    routed.extend(ops);
+                }
+            }
+            for (home, op) in routed {
                 match home.partition(&op, first.partition, self.partitions) {
                     q if q == first.partition => own.push(op),
                     q => others.entry(q).or_default().push(op),
@@ -236,6 +284,7 @@ impl RecommendHandler {
             cross: cross.into_values().collect(),
             home: batch,
             kinds: applied_kinds,
+            clicks,
         })
     }
 }

@@ -20,7 +20,9 @@ pub const SCOPE: &str = "recommend";
 /// Keys that no topic can rebuild: catalog entries carry `UpsertItems`
 /// fields. `mesh replay --service recommend` keeps them (their event fields
 /// are rewritten by the replay).
-pub const REPLAY_KEEPS: &[&str] = &["item:"];
+/// Impression counters (`imp:`) come from `Recommend` answers, not from a
+/// topic, so they are kept too; the clicks are rebuilt from the events.
+pub const REPLAY_KEEPS: &[&str] = &["item:", "imp:"];
 
 /// Users seen in a slot (member `<tenant>/<user>`, score = last event ms),
 /// so training can enumerate histories.
@@ -128,6 +130,28 @@ pub fn cross_source(topic: &str, partition: i32) -> String {
 pub fn offers(tenant: &str) -> String {
     format!("offers:{tenant}")
 }
+
+/// Impressions of recommended items of a tenant (hash, field
+/// `<source>:<slot>`, value = count), written by `Recommend` in the key's
+/// own slot.
+pub fn impressions(tenant: &str) -> String {
+    format!("imp:{tenant}")
+}
+
+/// Clicks on recommended items of a tenant (hash, field `<source>:<slot>`,
+/// value = count), written by the consumer in the key's own slot.
+pub fn clicks(tenant: &str) -> String {
+    format!("clk:{tenant}")
+}
+
+/// Attributions a user's clicks were already counted for, newest first
+/// (capped list in the user's slot): one click per impression.
+pub fn clicked(tenant: &str, user: &str) -> String {
+    format!("clicked:{tenant}/{user}")
+}
+
+/// How many counted attributions [`clicked`] keeps per user.
+pub const CLICKED_LEN: usize = 200;
 
 /// Prefix of catalog fields written by `UpsertItems`.
 pub const UPSERT_PREFIX: &str = "u.";

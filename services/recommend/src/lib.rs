@@ -21,6 +21,8 @@
 //! - [`live`]: reads of the live signals (one key per read), catalog upserts.
 //! - [`model`]: the hot-swapped [`ModelHandle`], training and artifact files.
 //! - [`engine`]: candidate generation and ranking behind each RPC.
+//! - [`feedback`]: impressions of answers, the click/impression counters and
+//!   the per-source weights the bandit learns from them.
 //! - [`grpc`]: the `RecommendService` implementation (conversion only).
 //! - [`training`]: the `mesh train recommend` pipeline (log or store → artifact).
 //! - [`bench`]: the `mesh bench recommend` load.
@@ -31,6 +33,7 @@ pub mod alerts;
 pub mod bench;
 pub mod engine;
 pub mod error;
+pub mod feedback;
 pub mod grpc;
 pub mod handler;
 pub mod keys;
@@ -79,6 +82,9 @@ pub struct RecommendConfig {
     /// How long catalog entries are cached in process
     /// (`MESH_RECOMMEND_CATALOG_TTL_MS`, default 1000; 0 = no cache).
     pub catalog_ttl: Duration,
+    /// The feedback loop (`MESH_RECOMMEND_FEEDBACK_*`, see
+    /// [`feedback::FeedbackConfig`]).
+    pub feedback: feedback::FeedbackConfig,
     /// Longest time the consumer's fetch waits at the broker for new events
     /// (`MESH_RECOMMEND_FETCH_WAIT_MS`, default 50): bounds how late a new
     /// event reaches the live signals when traffic is low.
@@ -88,6 +94,7 @@ pub struct RecommendConfig {
 impl RecommendConfig {
     pub fn from_env(env: &Env) -> mesh_runtime::Result<Self> {
         let defaults = LiveConfig::default();
+        let fb = feedback::FeedbackConfig::default();
         let t_ref = env.parse::<f64>(
             "MESH_RECOMMEND_T_REF",
             defaults.t_ref,
@@ -108,6 +115,20 @@ impl RecommendConfig {
             flag_ttl: env.millis("MESH_RECOMMEND_FLAG_TTL_MS", engine::FLAG_TTL)?,
             catalog_ttl: env.millis("MESH_RECOMMEND_CATALOG_TTL_MS", engine::CATALOG_TTL)?,
             fetch_wait: env.millis("MESH_RECOMMEND_FETCH_WAIT_MS", Duration::from_millis(50))?,
+            feedback: feedback::FeedbackConfig {
+                min_impressions: env.parse::<u64>(
+                    "MESH_RECOMMEND_FEEDBACK_MIN_IMPRESSIONS",
+                    fb.min_impressions,
+                    "a count, e.g. 500",
+                )?,
+                min_clicks: env.parse::<u64>(
+                    "MESH_RECOMMEND_FEEDBACK_MIN_CLICKS",
+                    fb.min_clicks,
+                    "a count, e.g. 20",
+                )?,
+                refresh: env.millis("MESH_RECOMMEND_FEEDBACK_REFRESH_MS", fb.refresh)?,
+                ..fb
+            },
             live: LiveConfig {
                 t_ref,
                 history_len: env.positive("MESH_RECOMMEND_HISTORY_LEN", 50)? as usize,
@@ -227,6 +248,11 @@ pub async fn start_with_model(
     engine.flag_ttl = cfg.flag_ttl;
     engine.catalog = engine::CatalogCache::new(cfg.catalog_ttl);
     engine.profile = deps.peers.profile.clone();
+    engine.feedback = Arc::new(feedback::Feedback::new(
+        deps.store.clone(),
+        deps.partitions,
+        cfg.feedback.clone(),
+    ));
     let engine = Arc::new(engine);
     let (grpc_addr, server) = serve_grpc(cfg.grpc_addr, engine, shutdown).await?;
     Ok(Running {
@@ -249,6 +275,8 @@ pub async fn serve_grpc(
     engine: Arc<engine::Engine>,
     shutdown: CancellationToken,
 ) -> mesh_runtime::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    // Impressions of this server's answers are written in the background.
+    let _flusher = engine.feedback.clone().spawn_flusher(shutdown.clone());
     GrpcServer::new()
         .add(RecommendServiceServer::new(grpc::RecommendGrpc { engine }))
         .await

@@ -42,3 +42,23 @@ pub static MODEL_LOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// Items returned by `Recommend`, by source and slot (0 = top).
+pub static IMPRESSIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_recommend_impressions_total",
+        "Recommended items returned by Recommend, by source and slot",
+        &["source", "slot"]
+    )
+    .expect("metric registers once")
+});
+
+/// Clicks on recommended items counted from the events, by source.
+pub static CLICKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_recommend_clicks_total",
+        "Clicks on recommended items (product views carrying an attribution), by source",
+        &["source"]
+    )
+    .expect("metric registers once")
+});

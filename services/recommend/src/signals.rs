@@ -3,6 +3,7 @@
 //! makes replay and redelivery safe.
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
+use mesh_recommend::feedback::{cell_field, Attribution};
 use mesh_recommend::live::{cooccurrence_updates, popularity_updates, LiveConfig};
 use mesh_recommend::{EventKind, Interaction};
 use mesh_store::Op;
@@ -203,6 +204,58 @@ pub fn routed_ops(e: &Envelope, history: &mut Vec<HistEntry>, cfg: &LiveConfig) 
     ops
 }
 
+/// The attribution a click event carries: a `product_view` whose
+/// `recommendation_id` parses as an [`Attribution`]. Anything else is not a
+/// click on a recommendation (and is not an error: it is still a view).
+pub fn attribution(e: &Envelope) -> Option<Attribution> {
+    match &e.body {
+        Some(Body::ProductView(v)) if !v.sku.is_empty() && !v.recommendation_id.is_empty() => {
+            Attribution::parse(&v.recommendation_id)
+        }
+        _ => None,
+    }
+}
+
+/// The ops that count a click event once: one more click of the
+/// attribution's (source, slot) in the tenant's click hash, and the
+/// attribution remembered in the user's `clicked` list. `clicked` (newest
+/// first, as stored) is updated in place, so a second event of the same
+/// batch with the same attribution (a re-sent event, or another click on
+/// the same impression) is not counted again. `None` when `e` is no click
+/// or was counted already.
+pub fn click_ops(
+    e: &Envelope,
+    clicked: &mut Vec<String>,
+) -> Option<(Attribution, Vec<(Home, Op)>)> {
+    let a = attribution(e)?;
+    let token = a.encode();
+    if clicked.contains(&token) {
+        return None;
+    }
+    clicked.insert(0, token.clone());
+    clicked.truncate(keys::CLICKED_LEN);
+    let (tenant, user) = (e.tenant_id.as_str(), e.user_id.as_str());
+    let ops = vec![
+        (
+            Home::Key,
+            Op::HIncr {
+                key: keys::clicks(tenant),
+                field: cell_field(a.source, a.slot),
+                delta: 1,
+            },
+        ),
+        (
+            Home::User,
+            Op::LPushCapped {
+                key: keys::clicked(tenant, user),
+                value: token,
+                max_len: keys::CLICKED_LEN as u32,
+            },
+        ),
+    ];
+    Some((a, ops))
+}
+
 fn catalog_ops(tenant: &str, h: &HistEntry, at_ms: i64) -> Vec<Op> {
     let key = keys::item(tenant, &h.item);
     let mut ops = vec![Op::HMax {
@@ -231,6 +284,7 @@ fn catalog_ops(tenant: &str, h: &HistEntry, at_ms: i64) -> Vec<Op> {
 mod tests {
     use super::*;
     use mesh_proto::events::v1::{AddToCart, LineItem, OrderPlaced, ProductView};
+    use mesh_recommend::rank::Source;
 
     fn env(body: Body, ms: i64) -> Envelope {
         Envelope {
@@ -339,6 +393,38 @@ mod tests {
             Home::item("t", "a").partition(&ops[0].1, 3, 8),
             keys::item_partition("t", "a", 8)
         );
+    }
+
+    #[test]
+    fn a_click_counts_once_per_impression() {
+        let click = |sku: &str, rec: &str, id: &str| {
+            let mut e = view(sku, 1_800_000_000_000);
+            e.event_id = id.into();
+            if let Some(Body::ProductView(v)) = &mut e.body {
+                v.recommendation_id = rec.into();
+            }
+            e
+        };
+        let mut clicked = Vec::new();
+        let (a, ops) = click_ops(&click("a", "r1:cooccurrence:2", "e1"), &mut clicked).unwrap();
+        assert_eq!((a.source, a.slot), (Source::Cooccurrence, 2));
+        assert!(ops.contains(&(
+            Home::Key,
+            Op::HIncr {
+                key: keys::clicks("t"),
+                field: "cooccurrence:2".into(),
+                delta: 1
+            }
+        )));
+        // The same event again, and another click on the same impression.
+        assert!(click_ops(&click("a", "r1:cooccurrence:2", "e1"), &mut clicked).is_none());
+        assert!(click_ops(&click("a", "r1:cooccurrence:2", "e9"), &mut clicked).is_none());
+        // Another impression of the same answer counts.
+        assert!(click_ops(&click("b", "r1:popularity:0", "e2"), &mut clicked).is_some());
+        // Plain views and junk are no clicks.
+        assert!(click_ops(&click("c", "", "e3"), &mut clicked).is_none());
+        assert!(click_ops(&click("c", "garbage", "e4"), &mut clicked).is_none());
+        assert_eq!(clicked, vec!["r1:popularity:0", "r1:cooccurrence:2"]);
     }
 
     #[test]

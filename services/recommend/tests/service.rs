@@ -9,8 +9,8 @@ use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::{AddToCart, Envelope, LineItem, OrderPlaced, ProductView};
 use mesh_proto::recommend::v1::recommend_service_client::RecommendServiceClient;
 use mesh_proto::recommend::v1::{
-    CatalogItem, RecommendRequest, RecommendResponse, SimilarItemsRequest, Source,
-    UpsertItemsRequest,
+    CatalogItem, FeedbackStats, FeedbackStatsRequest, RecommendRequest, RecommendResponse,
+    SimilarItemsRequest, Source, UpsertItemsRequest,
 };
 use mesh_recommend::{EventKind, Interaction, ModelSpec};
 use mesh_recommend_svc::{model, Deps, ModelHandle, RecommendConfig, Running};
@@ -31,6 +31,14 @@ struct Svc {
 }
 
 async fn start(name: &str, model_path: Option<PathBuf>) -> Svc {
+    start_with(name, model_path, |_| {}).await
+}
+
+async fn start_with(
+    name: &str,
+    model_path: Option<PathBuf>,
+    tweak: impl FnOnce(&mut RecommendConfig),
+) -> Svc {
     let name = mesh_testkit::unique(name);
     let brokers = mesh_testkit::kafka_brokers();
     let topics = TopicNames::with_prefix(&name);
@@ -62,6 +70,7 @@ async fn start(name: &str, model_path: Option<PathBuf>) -> Svc {
     cfg.group = name.clone();
     cfg.model_path = model_path;
     cfg.model_poll = Duration::from_millis(100);
+    tweak(&mut cfg);
     let shutdown = CancellationToken::new();
     let running = mesh_recommend_svc::start(&cfg, &deps, shutdown.clone())
         .await
@@ -573,4 +582,133 @@ async fn a_model_trained_from_the_store_is_hot_swapped_in() {
         .all(|i| ["d", "e"].contains(&i.item_id.as_str())));
     svc.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+impl Svc {
+    async fn feedback(&self) -> FeedbackStats {
+        self.client
+            .clone()
+            .get_feedback_stats(FeedbackStatsRequest {
+                tenant_id: TENANT.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+fn source_row(s: &FeedbackStats, src: Source) -> mesh_proto::recommend::v1::SourceFeedback {
+    s.sources
+        .iter()
+        .find(|r| r.source == src as i32)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn cell(s: &FeedbackStats, src: Source, slot: u32) -> (u64, u64) {
+    s.cells
+        .iter()
+        .find(|c| c.source == src as i32 && c.slot == slot)
+        .map_or((0, 0), |c| (c.impressions, c.clicks))
+}
+
+/// Recommend → clicks carrying the attribution through the real topic →
+/// the stats count each click once, for the right source and slot, and the
+/// clicked source's weight rises above the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clicks_on_recommendations_are_attributed_once_and_move_the_weights() {
+    let svc = start_with("rec-feedback", None, |cfg| {
+        cfg.feedback.min_impressions = 1;
+        cfg.feedback.min_clicks = 1;
+        cfg.feedback.refresh = Duration::ZERO;
+    })
+    .await;
+    let t = now_ms();
+    // Co-occurrence of A with B and C; popularity of everything (D, E, F
+    // only by popularity).
+    svc.publish(&[
+        view("o1", "A", t),
+        view("o1", "B", t + 1),
+        view("o2", "A", t + 2),
+        view("o2", "C", t + 3),
+        view("o3", "D", t + 4),
+        view("o3", "E", t + 5),
+        view("o4", "F", t + 6),
+        view("o4", "D", t + 7),
+        view("u", "A", t + 8),
+    ])
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let a = svc.recommend("u").await;
+        let has = |s: Source| a.items.iter().any(|i| i.source == s as i32);
+        if has(Source::Cooccurrence) && has(Source::Popularity) {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no mixed answer: {a:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(answer.recommendation_id.len(), 16);
+    for (k, i) in answer.items.iter().enumerate() {
+        assert_eq!(i.slot, k as u32);
+        assert!(i.attribution.starts_with(&answer.recommendation_id));
+    }
+    let before = svc.feedback().await;
+    assert!(!before.learning, "no clicks yet: {before:?}");
+    assert!(before.sources.iter().all(|s| s.weight == 1.0));
+    let pick = |s: Source| {
+        answer
+            .items
+            .iter()
+            .find(|i| i.source == s as i32)
+            .cloned()
+            .unwrap()
+    };
+    let co = pick(Source::Cooccurrence);
+    let pop = pick(Source::Popularity);
+    assert!(cell(&before, Source::Cooccurrence, co.slot).0 >= 1);
+    assert_eq!(cell(&before, Source::Cooccurrence, co.slot).1, 0);
+
+    // A click on the co-occurrence item, sent twice with the same event id.
+    let mut click = view("u", &co.item_id, now_ms());
+    if let Some(Body::ProductView(v)) = &mut click.body {
+        v.recommendation_id = co.attribution.clone();
+    }
+    svc.publish(&[click.clone(), click.clone()]).await;
+    // A plain view after them (same user, same partition): once it is in
+    // the history, both copies of the click were applied.
+    svc.publish(&[view("u", "sentinel", now_ms())]).await;
+    let live = svc.live();
+    let applied = eventually(Duration::from_secs(20), || async {
+        live.user_state(TENANT, "u")
+            .await
+            .unwrap()
+            .history
+            .iter()
+            .any(|h| h.item == "sentinel")
+    })
+    .await;
+    assert!(applied.is_some(), "the events were not applied");
+    let after = svc.feedback().await;
+    assert_eq!(
+        cell(&after, Source::Cooccurrence, co.slot).1,
+        1,
+        "{after:?}"
+    );
+    assert_eq!(cell(&after, Source::Popularity, pop.slot).1, 0);
+    let total: u64 = after.cells.iter().map(|c| c.clicks).sum();
+    assert_eq!(total, 1, "exactly one click counted: {after:?}");
+    let (co_row, pop_row) = (
+        source_row(&after, Source::Cooccurrence),
+        source_row(&after, Source::Popularity),
+    );
+    assert_eq!(co_row.clicks, 1);
+    assert!(after.learning);
+    assert!(
+        co_row.posterior_mean > source_row(&before, Source::Cooccurrence).posterior_mean,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(co_row.weight, 1.0);
+    assert!(pop_row.weight < 1.0, "{after:?}");
+    svc.stop().await;
 }
