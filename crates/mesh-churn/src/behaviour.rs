@@ -157,7 +157,10 @@ pub fn behaviour_features(
 ) -> Vec<f64> {
     let short = a.window(cutoff, SHORT_WINDOW_DAYS);
     let long = a.window(cutoff, LONG_WINDOW_DAYS);
-    let last = match (a.last_active(cutoff), last_purchase.filter(|d| *d <= cutoff)) {
+    let last = match (
+        a.last_active(cutoff),
+        last_purchase.filter(|d| *d <= cutoff),
+    ) {
         (Some(x), Some(y)) => Some(x.max(y)),
         (x, y) => x.or(y),
     };

@@ -21,10 +21,10 @@ use std::collections::HashMap;
 use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
+use crate::behaviour::ActivityLog;
 use crate::bgnbd::{self, BgNbdParams};
 use crate::data::CustomerHistory;
 use crate::error::{Error, Result};
-use crate::behaviour::ActivityLog;
 use crate::features::{features, FeatureMatrix, FeatureSet};
 use crate::supervised::{ChurnModel, ModelKind, TrainOptions};
 

@@ -349,7 +349,8 @@ impl Churn {
             "{}: P(no order in {} weeks) = {:.2}",
             risk.model, risk.horizon_weeks, risk.probability
         )];
-        let silent = (now.timestamp_millis() - s.last_active_ms).max(0) as f64 / (7.0 * 86_400_000.0);
+        let silent =
+            (now.timestamp_millis() - s.last_active_ms).max(0) as f64 / (7.0 * 86_400_000.0);
         if silent >= 1.0 {
             out.push(format!("no activity for {silent:.0} weeks"));
         }

@@ -60,7 +60,8 @@ impl ChurnHandler {
                 batch.push(r.offset, Vec::new());
                 continue;
             };
-            let span = tracing::info_span!("churn.apply", event_id = %e.event_id, offset = r.offset);
+            let span =
+                tracing::info_span!("churn.apply", event_id = %e.event_id, offset = r.offset);
             let _ = span.set_parent(r.headers.trace_context());
             let _g = span.enter();
             if !ops.is_empty() && !e.event_id.is_empty() {

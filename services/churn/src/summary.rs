@@ -339,7 +339,8 @@ impl Summary {
             let Some(sig) = Signal::from_prefix(prefix) else {
                 continue;
             };
-            let (Ok(day), Ok(amount)) = (NaiveDate::parse_from_str(d, "%Y-%m-%d"), v.parse()) else {
+            let (Ok(day), Ok(amount)) = (NaiveDate::parse_from_str(d, "%Y-%m-%d"), v.parse())
+            else {
                 continue;
             };
             a.add(day, sig, amount);
@@ -527,7 +528,11 @@ mod tests {
             ev(4, t0 + day, view(1e9)),
             ev(5, t0 + 2 * day, review(1)),
             ev(6, t0 + 2 * day, review(5)),
-            ev(7, t0 + 3 * day, Body::SupportMessage(SupportMessage::default())),
+            ev(
+                7,
+                t0 + 3 * day,
+                Body::SupportMessage(SupportMessage::default()),
+            ),
             ev(8, t0 + 3 * day, Body::Login(Login::default())),
         ];
         let a = Summary::from_hash(fold(&evs)).unwrap();
@@ -540,7 +545,10 @@ mod tests {
         let at = |n: i64| log.days[&(d0 + chrono::Duration::days(n))];
         assert_eq!(at(0).logins, 2.0);
         assert_eq!(at(1).dwell_seconds, 30.0 + MAX_DWELL_SECONDS);
-        assert_eq!((at(2).complaints, at(3).support, at(3).logins), (1.0, 1.0, 0.0));
+        assert_eq!(
+            (at(2).complaints, at(3).support, at(3).logins),
+            (1.0, 1.0, 0.0)
+        );
         // Training's rebuild from the log is the stored fold.
         assert_eq!(activities(&evs)["shop/u1"], log);
     }

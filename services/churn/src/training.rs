@@ -203,8 +203,8 @@ pub async fn train_and_store(
     let trained = tokio::task::spawn_blocking(move || {
         training::train_with_activity(&histories, &activity, now, &config)
     })
-        .await
-        .map_err(|e| Error::Training(format!("training task: {e}")))??;
+    .await
+    .map_err(|e| Error::Training(format!("training task: {e}")))??;
     let train_seconds = started.elapsed().as_secs_f64();
     if let Some(path) = &opts.out {
         std::fs::write(path, trained.to_json()?)

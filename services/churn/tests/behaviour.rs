@@ -326,7 +326,8 @@ async fn behavioural_events_fold_once_and_duplicate_ids_are_dropped() {
                 .await
                 .unwrap()
                 .is_some_and(|x| {
-                    x.orders == n_orders && x.activity().days.values().any(|d| d.logins >= 1.0)
+                    x.orders == n_orders
+                        && x.activity().days.values().any(|d| d.logins >= 1.0)
                         && x.last_active_ms == at(59, 23)
                 })
         })
@@ -338,7 +339,9 @@ async fn behavioural_events_fold_once_and_duplicate_ids_are_dropped() {
             .unwrap();
         let mut want = want[&member].clone();
         want.add(
-            DateTime::from_timestamp_millis(at(59, 23)).unwrap().date_naive(),
+            DateTime::from_timestamp_millis(at(59, 23))
+                .unwrap()
+                .date_naive(),
             mesh_churn::behaviour::Signal::Login,
             1.0,
         );
@@ -426,7 +429,12 @@ async fn a_stored_model_ranks_the_at_risk_list_and_fires_the_alerts() {
     let p = |member: &str| {
         let h = histories.iter().find(|h| h.id == member).unwrap();
         loaded
-            .churn_probability_with(h, activity.get(member), now.date_naive(), &churn.model.bgnbd)
+            .churn_probability_with(
+                h,
+                activity.get(member),
+                now.date_naive(),
+                &churn.model.bgnbd,
+            )
             .unwrap()
             .unwrap()
     };
@@ -442,7 +450,12 @@ async fn a_stored_model_ranks_the_at_risk_list_and_fires_the_alerts() {
     want.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     let got: Vec<(f64, String)> = rows
         .iter()
-        .map(|r| (r.churn_probability, format!("{}/{}", r.tenant_id, r.user_id)))
+        .map(|r| {
+            (
+                r.churn_probability,
+                format!("{}/{}", r.tenant_id, r.user_id),
+            )
+        })
         .collect();
     assert_eq!(got, want, "ListAtRisk follows the model");
     for r in &rows {
@@ -472,7 +485,11 @@ async fn a_stored_model_ranks_the_at_risk_list_and_fires_the_alerts() {
         assert_eq!(a.model, "supervised:beh-1");
         assert_eq!(a.risk, p(&m));
         assert_eq!(a.p_alive, 0.0);
-        assert!(a.reasons[0].starts_with("supervised:beh-1"), "{:?}", a.reasons);
+        assert!(
+            a.reasons[0].starts_with("supervised:beh-1"),
+            "{:?}",
+            a.reasons
+        );
     }
     shutdown.cancel();
     consumer.await.unwrap();
