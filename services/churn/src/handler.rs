@@ -14,6 +14,9 @@ use crate::engine::{Churn, SCOPE};
 use crate::metrics::{APPLIED, DUPLICATES};
 use crate::summary::{self, Summary};
 
+/// A decoded envelope and the ops it applies.
+type Decoded = (Envelope, Vec<Op>);
+
 pub struct ChurnHandler {
     pub churn: Arc<Churn>,
     pub dead_letter_topic: String,
@@ -109,7 +112,7 @@ impl ChurnHandler {
     async fn already_folded(
         &self,
         slot: Slot<'_>,
-        decoded: &[(&Record, Option<(Envelope, Vec<Op>)>)],
+        decoded: &[(&Record, Option<Decoded>)],
     ) -> Result<HashSet<String>, crate::Error> {
         let mut by_day: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (_, event) in decoded {
