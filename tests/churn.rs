@@ -70,6 +70,7 @@ async fn train_churn_reads_the_log_and_stores_a_calibrated_model() {
     let args = TrainArgs {
         kind: ModelKind::LogisticRegression,
         hybrid: false,
+        purchases_only: true,
         horizon_weeks: 13,
         now: Some("1997-09-30".parse().unwrap()),
         version: Some("cdnow-t1".into()),
@@ -97,6 +98,7 @@ async fn train_churn_reads_the_log_and_stores_a_calibrated_model() {
             hybrid: false,
             horizon_weeks: 13,
             version: "direct".into(),
+            behaviour: false,
         },
     )
     .unwrap();

@@ -6,6 +6,7 @@
 
 use chrono::NaiveDate;
 
+use crate::behaviour::{behaviour_features, ActivityLog, BEHAVIOUR_FEATURES};
 use crate::bgnbd::BgNbdParams;
 use crate::data::{weeks_between, CustomerHistory};
 use crate::error::{Error, Result};
@@ -112,6 +113,57 @@ pub fn hybrid_features(
     row.push(params.p_alive(&rfm));
     row.push(params.conditional_expected(horizon, &rfm)? / horizon);
     row.push(1.0 - params.p_no_purchase(horizon, &rfm));
+    Ok(Some(row))
+}
+
+/// Which feature groups a model uses. Training and serving both build rows with
+/// [`features`] and names with [`FeatureSet::names`], so they cannot drift apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FeatureSet {
+    /// Append the BG/NBD features ([`BGNBD_FEATURES`]).
+    pub hybrid: bool,
+    /// Append the behavioural features ([`crate::behaviour::BEHAVIOUR_FEATURES`]).
+    pub behaviour: bool,
+}
+
+impl FeatureSet {
+    /// Column names, in row order.
+    pub fn names(self) -> Vec<String> {
+        let mut names = feature_names(self.hybrid);
+        if self.behaviour {
+            names.extend(BEHAVIOUR_FEATURES.iter().map(|s| s.to_string()));
+        }
+        names
+    }
+}
+
+/// The feature row of one customer as of `cutoff` for `set` (`None` before the first
+/// purchase): plain purchase features, then BG/NBD ones (with `params` over `horizon`
+/// weeks) when `set.hybrid`, then behavioural ones from `activity` (an empty log when
+/// `None`) when `set.behaviour`. The one function training and serving call.
+pub fn features(
+    c: &CustomerHistory,
+    activity: Option<&ActivityLog>,
+    cutoff: NaiveDate,
+    set: FeatureSet,
+    params: &BgNbdParams,
+    horizon: f64,
+) -> Result<Option<Vec<f64>>> {
+    let row = if set.hybrid {
+        hybrid_features(c, cutoff, params, horizon)?
+    } else {
+        plain_features(c, cutoff)
+    };
+    let Some(mut row) = row else { return Ok(None) };
+    if set.behaviour {
+        let empty = ActivityLog::default();
+        let last_purchase = c.until(cutoff).last().map(|p| p.day);
+        row.extend(behaviour_features(
+            activity.unwrap_or(&empty),
+            cutoff,
+            last_purchase,
+        ));
+    }
     Ok(Some(row))
 }
 

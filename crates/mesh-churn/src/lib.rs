@@ -17,6 +17,7 @@
 //! - [`bgnbd`] — BG/NBD likelihood, fit, P(alive), conditional and unconditional expectations.
 //! - [`pareto`] — Pareto/NBD likelihood, fit, P(alive), expectations.
 //! - [`gamma_gamma`] — Gamma-Gamma spend model and discounted CLV.
+//! - [`behaviour`] — per-day logins, sessions, dwell, support messages, complaints; their features.
 //! - [`features`] — named per-customer feature matrices (plain and BG/NBD hybrid).
 //! - [`supervised`] — versioned, serialisable, Platt-calibrated churn classifier.
 //! - [`training`] — time-split training of the classifier from histories (`mesh train churn`).
@@ -31,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod behaviour;
 pub mod bgnbd;
 pub mod cli;
 pub mod data;

@@ -8,16 +8,24 @@
 //!   and the label "no purchase in `(now - N, now]`". The Platt calibration is fitted on
 //!   this later fold and the reported AUC and Brier score are measured on it.
 //!
-//! The artefact ([`TrainedChurnModel`]) carries the horizon and whether BG/NBD features
-//! were used, so the service computes exactly the training features when it scores.
+//! The artefact ([`TrainedChurnModel`]) carries the horizon and the feature groups used
+//! (BG/NBD, behavioural), so the service computes exactly the training features when it
+//! scores: both sides call [`crate::features::features`].
+//!
+//! With behavioural features, [`train_with_activity`] also trains the purchase-only model
+//! on the same folds and records its validation AUC, so the report shows what the
+//! behaviour adds (or that it adds nothing).
+
+use std::collections::HashMap;
 
 use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
+use crate::behaviour::ActivityLog;
 use crate::bgnbd::{self, BgNbdParams};
 use crate::data::CustomerHistory;
 use crate::error::{Error, Result};
-use crate::features::{feature_names, hybrid_features, plain_features, FeatureMatrix};
+use crate::features::{features, FeatureMatrix, FeatureSet};
 use crate::supervised::{ChurnModel, ModelKind, TrainOptions};
 
 /// What to train.
@@ -31,6 +39,20 @@ pub struct TrainConfig {
     pub horizon_weeks: u32,
     /// Version recorded in the artefact.
     pub version: String,
+    /// Append the behavioural features (logins, sessions, dwell, last activity,
+    /// support messages, complaints; see [`crate::behaviour`]).
+    #[serde(default)]
+    pub behaviour: bool,
+}
+
+impl TrainConfig {
+    /// The feature groups of this configuration.
+    pub fn feature_set(&self) -> FeatureSet {
+        FeatureSet {
+            hybrid: self.hybrid,
+            behaviour: self.behaviour,
+        }
+    }
 }
 
 /// What training measured, printed by `mesh train churn`.
@@ -42,6 +64,16 @@ pub struct TrainReport {
     pub kind: ModelKind,
     /// BG/NBD features used.
     pub hybrid: bool,
+    /// Behavioural features used.
+    #[serde(default)]
+    pub behaviour: bool,
+    /// Validation AUC of the same learner without the behavioural features, on the
+    /// same folds (only when `behaviour`): what the behaviour adds.
+    #[serde(default)]
+    pub purchase_only_validation_auc: Option<f64>,
+    /// Customers (with a purchase) that have any behavioural activity in the data.
+    #[serde(default)]
+    pub customers_with_activity: usize,
     /// Label horizon in weeks.
     pub horizon_weeks: u32,
     /// Customers in the histories.
@@ -87,15 +119,33 @@ impl TrainedChurnModel {
         today: NaiveDate,
         bg: &BgNbdParams,
     ) -> Result<Option<f64>> {
+        self.churn_probability_with(c, None, today, bg)
+    }
+
+    /// [`TrainedChurnModel::churn_probability`] with the customer's behavioural
+    /// activity (used only by models trained with behavioural features; `None` is an
+    /// empty log).
+    pub fn churn_probability_with(
+        &self,
+        c: &CustomerHistory,
+        activity: Option<&ActivityLog>,
+        today: NaiveDate,
+        bg: &BgNbdParams,
+    ) -> Result<Option<f64>> {
         let h = f64::from(self.report.horizon_weeks);
-        let row = if self.report.hybrid {
-            hybrid_features(c, today, bg, h)?
-        } else {
-            plain_features(c, today)
+        let Some(row) = features(c, activity, today, self.feature_set(), bg, h)? else {
+            return Ok(None);
         };
-        let Some(row) = row else { return Ok(None) };
-        let m = FeatureMatrix::new(feature_names(self.report.hybrid), vec![row])?;
+        let m = FeatureMatrix::new(self.feature_set().names(), vec![row])?;
         Ok(self.model.predict_proba(&m)?.first().copied())
+    }
+
+    /// The feature groups the model was trained on.
+    pub fn feature_set(&self) -> FeatureSet {
+        FeatureSet {
+            hybrid: self.report.hybrid,
+            behaviour: self.report.behaviour,
+        }
     }
 
     /// JSON artefact.
@@ -116,9 +166,10 @@ impl TrainedChurnModel {
 /// in `(cutoff, cutoff + horizon]`".
 fn fold(
     histories: &[CustomerHistory],
+    activity: &HashMap<String, ActivityLog>,
     cutoff: NaiveDate,
     horizon_days: i64,
-    hybrid: bool,
+    set: FeatureSet,
     what: &str,
 ) -> Result<(FeatureMatrix, Vec<bool>)> {
     let seen: Vec<&CustomerHistory> = histories
@@ -132,21 +183,18 @@ fn fold(
             seen.len()
         )));
     }
-    let bg = if hybrid {
+    let bg = if set.hybrid {
         let rfm: Vec<_> = seen.iter().filter_map(|c| c.rfm(cutoff)).collect();
-        Some(bgnbd::fit(&rfm)?.params)
+        bgnbd::fit(&rfm)?.params
     } else {
-        None
+        // Not used without BG/NBD features.
+        crate::sim::CDNOW_FIT
     };
     let h = horizon_days as f64 / crate::data::DAYS_PER_WEEK;
     let mut rows = Vec::with_capacity(seen.len());
     let mut labels = Vec::with_capacity(seen.len());
     for c in seen {
-        let row = match &bg {
-            Some(p) => hybrid_features(c, cutoff, p, h)?,
-            None => plain_features(c, cutoff),
-        };
-        if let Some(row) = row {
+        if let Some(row) = features(c, activity.get(&c.id), cutoff, set, &bg, h)? {
             rows.push(row);
             labels.push(c.count_between(cutoff, cutoff + Duration::days(horizon_days)) == 0);
         }
@@ -160,19 +208,55 @@ fn fold(
             churners > 0
         )));
     }
-    Ok((FeatureMatrix::new(feature_names(hybrid), rows)?, labels))
+    Ok((FeatureMatrix::new(set.names(), rows)?, labels))
 }
 
 fn share(labels: &[bool]) -> f64 {
     labels.iter().filter(|l| **l).count() as f64 / labels.len().max(1) as f64
 }
 
-/// Trains and calibrates the classifier on a time split ending at `now`.
+/// Trains and calibrates the classifier on a time split ending at `now`, from purchase
+/// histories only (no behavioural activity).
 pub fn train(
     histories: &[CustomerHistory],
     now: NaiveDate,
     config: &TrainConfig,
 ) -> Result<TrainedChurnModel> {
+    train_with_activity(histories, &HashMap::new(), now, config)
+}
+
+/// [`train`] with each customer's behavioural activity, by customer id. With
+/// `config.behaviour` the purchase-only model is trained on the same folds too and its
+/// validation AUC recorded in the report.
+pub fn train_with_activity(
+    histories: &[CustomerHistory],
+    activity: &HashMap<String, ActivityLog>,
+    now: NaiveDate,
+    config: &TrainConfig,
+) -> Result<TrainedChurnModel> {
+    let mut trained = train_one(histories, activity, now, config)?;
+    if config.behaviour {
+        let purchase_only = TrainConfig {
+            behaviour: false,
+            ..config.clone()
+        };
+        let base = train_one(histories, activity, now, &purchase_only)?;
+        trained.report.purchase_only_validation_auc = Some(base.report.validation_auc);
+    }
+    trained.report.customers_with_activity = histories
+        .iter()
+        .filter(|c| activity.get(&c.id).is_some_and(|a| !a.days.is_empty()))
+        .count();
+    Ok(trained)
+}
+
+fn train_one(
+    histories: &[CustomerHistory],
+    activity: &HashMap<String, ActivityLog>,
+    now: NaiveDate,
+    config: &TrainConfig,
+) -> Result<TrainedChurnModel> {
+    let set = config.feature_set();
     if config.horizon_weeks == 0 {
         return Err(Error::InvalidInput(
             "horizon_weeks must be at least 1".into(),
@@ -181,12 +265,13 @@ pub fn train(
     let days = i64::from(config.horizon_weeks) * 7;
     let validation_cutoff = now - Duration::days(days);
     let train_cutoff = validation_cutoff - Duration::days(days);
-    let (train_x, train_y) = fold(histories, train_cutoff, days, config.hybrid, "training")?;
+    let (train_x, train_y) = fold(histories, activity, train_cutoff, days, set, "training")?;
     let (valid_x, valid_y) = fold(
         histories,
+        activity,
         validation_cutoff,
         days,
-        config.hybrid,
+        set,
         "validation",
     )?;
     let options = TrainOptions {
@@ -200,6 +285,9 @@ pub fn train(
         version: config.version.clone(),
         kind: config.kind,
         hybrid: config.hybrid,
+        behaviour: config.behaviour,
+        purchase_only_validation_auc: None,
+        customers_with_activity: 0,
         horizon_weeks: config.horizon_weeks,
         customers: histories.len(),
         data_end: now,
@@ -248,6 +336,7 @@ mod tests {
                 hybrid,
                 horizon_weeks: 8,
                 version: "t1".into(),
+                behaviour: false,
             };
             let t = train(&log.customers, now, &cfg).unwrap();
             let r = &t.report;
@@ -280,6 +369,7 @@ mod tests {
             hybrid: false,
             horizon_weeks: 40,
             version: "t".into(),
+            behaviour: false,
         };
         let now = NaiveDate::from_ymd_opt(2024, 10, 27).unwrap();
         let e = train(&log.customers, now, &cfg).unwrap_err().to_string();

@@ -2,8 +2,9 @@
 //! sweep and the gRPC methods.
 //!
 //! **Alerts once per crossing.** The hysteresis state lives in the user's
-//! hash (`alerted`, `alert_n`). A transition is decided with the core's
-//! [`ChurnScorer`] on the state as read, then written with one
+//! hash (`alerted`, `alert_n`). A transition is decided on the state as
+//! read — fire at `risk >= threshold` when not alerted, re-arm at `risk <=
+//! rearm_below`, as the core's [`ChurnScorer`] does — then written with one
 //! compare-and-set ([`StateStore::hset_if`]) guarded by the fields the
 //! decision was made from (`alerted`, `alert_n`, `orders`). Whoever runs it
 //! — an order, the sweep, a second instance, a retry after a crash — at
@@ -12,6 +13,13 @@
 //! highest alert published, so a crash between the write and the publish is
 //! repaired by the next evaluation (at-least-once publish, deduplicable by
 //! `alert_id`), never by a second crossing.
+//!
+//! **One probability.** [`Churn::risk`] is the only place a churn
+//! probability is chosen: the stored supervised classifier's when one is
+//! loaded (its own horizon, features from [`mesh_churn::features::features`]
+//! exactly as `mesh train churn` built them), else BG/NBD's. The hysteresis,
+//! the alerts, `ListAtRisk` and `GetChurnRisk` all take it from there and
+//! name the model (`supervised:<version>` or `bgnbd`).
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -64,10 +72,30 @@ impl mesh_churn::scoring::Clock for At {
     }
 }
 
+/// Name of the BG/NBD model in `model` fields.
+pub const BGNBD: &str = "bgnbd";
+
+/// The churn probability of one user at one instant and where it came from.
+#[derive(Debug, Clone)]
+pub struct Risk {
+    /// Probability of no order in the next `horizon_weeks` weeks.
+    pub probability: f64,
+    pub horizon_weeks: f64,
+    /// `supervised:<version>` or [`BGNBD`].
+    pub model: String,
+    /// BG/NBD P(alive), only when `model` is BG/NBD.
+    pub p_alive: Option<f64>,
+    /// The supervised model, when it produced `probability`.
+    pub supervised: Option<Arc<TrainedChurnModel>>,
+}
+
 /// A user's churn picture at one instant.
 #[derive(Debug, Clone)]
 pub struct Assessment {
     pub summary: Summary,
+    /// The churn probability in use ([`Churn::risk`]).
+    pub churn: Risk,
+    /// BG/NBD probability of no order in the configured horizon.
     pub risk: f64,
     pub p_alive: f64,
     pub expected_purchases: f64,
@@ -238,13 +266,18 @@ impl Churn {
             CLV_STEP_WEEKS,
             self.scoring.discount_rate,
         )?;
-        let supervised = match self.supervised() {
-            Some(m) => m
-                .churn_probability(&s.history(""), now.date_naive(), &self.model.bgnbd)?
-                .map(|p| (p, m)),
-            None => None,
+        let churn = self.risk(s, now)?;
+        let supervised = churn
+            .supervised
+            .as_ref()
+            .map(|m| (churn.probability, m.clone()));
+        let reasons = if churn.supervised.is_some() {
+            self.supervised_reasons(s, &churn, reasons, now)
+        } else {
+            reasons
         };
         Ok(Assessment {
+            churn,
             supervised,
             summary: s.clone(),
             risk: score.risk,
@@ -256,6 +289,85 @@ impl Churn {
             rfm,
             at: now,
         })
+    }
+
+    /// The churn probability of `s` at `now` (see the module doc): the
+    /// stored supervised classifier's when one is loaded, else BG/NBD's
+    /// risk exactly as the core's scorer computes it.
+    pub fn risk(&self, s: &Summary, now: DateTime<Utc>) -> Result<Risk> {
+        if let Some(m) = self.supervised() {
+            let activity = s.activity();
+            match m.churn_probability_with(
+                &s.history(""),
+                Some(&activity),
+                now.date_naive(),
+                &self.model.bgnbd,
+            ) {
+                Ok(Some(p)) => {
+                    return Ok(Risk {
+                        probability: p,
+                        horizon_weeks: f64::from(m.report.horizon_weeks),
+                        model: format!("supervised:{}", m.report.version),
+                        p_alive: None,
+                        supervised: Some(m),
+                    })
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%e, version = %m.report.version, "churn: supervised model cannot score; using BG/NBD")
+                }
+            }
+        }
+        let mut st = s.customer_state();
+        let score = self.scorer(now, self.scoring.alert)?.on_tick(&mut st)?;
+        Ok(Risk {
+            probability: score.risk,
+            horizon_weeks: self.scoring.alert.horizon_weeks,
+            model: BGNBD.into(),
+            p_alive: Some(score.p_alive),
+            supervised: None,
+        })
+    }
+
+    /// Reasons for a supervised probability: the model and its figure, the
+    /// behaviour that stands out, then BG/NBD's purchase reasons.
+    fn supervised_reasons(
+        &self,
+        s: &Summary,
+        risk: &Risk,
+        purchase: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Vec<String> {
+        use mesh_churn::behaviour::{LONG_WINDOW_DAYS, SHORT_WINDOW_DAYS};
+        let today = now.date_naive();
+        let a = s.activity();
+        let (short, long) = (
+            a.window(today, SHORT_WINDOW_DAYS),
+            a.window(today, LONG_WINDOW_DAYS),
+        );
+        let mut out = vec![format!(
+            "{}: P(no order in {} weeks) = {:.2}",
+            risk.model, risk.horizon_weeks, risk.probability
+        )];
+        let silent =
+            (now.timestamp_millis() - s.last_active_ms).max(0) as f64 / (7.0 * 86_400_000.0);
+        if silent >= 1.0 {
+            out.push(format!("no activity for {silent:.0} weeks"));
+        }
+        if long.logins > 0.0 || short.logins > 0.0 {
+            out.push(format!(
+                "{} logins in 4 weeks, {} in 13",
+                short.logins, long.logins
+            ));
+        }
+        if long.complaints > 0.0 {
+            out.push(format!("{} complaints in 13 weeks", long.complaints));
+        }
+        if long.support > 0.0 {
+            out.push(format!("{} support messages in 13 weeks", long.support));
+        }
+        out.extend(purchase);
+        out
     }
 
     /// A user's stored summary; `None` before the first order.
@@ -333,14 +445,14 @@ impl Churn {
                 }
             }
         }
-        let mut st = s.customer_state();
-        let score = self.scorer(now, self.scoring.alert)?.on_tick(&mut st)?;
+        let risk = self.risk(s, now)?;
+        let alert = self.scoring.alert;
         let guard = [
             ("alerted", raw("alerted")),
             ("alert_n", raw("alert_n")),
             ("orders", raw("orders")),
         ];
-        if let Some(alert) = score.alert {
+        if !s.alerted && risk.probability >= alert.threshold {
             let n = s.alert_n + 1;
             let arm =
                 match retention::assign(member, &self.scoring.salt, self.scoring.holdout_share)? {
@@ -360,21 +472,12 @@ impl Churn {
             if announce.claim(&guard, &set).await? {
                 ALERTS.with_label_values(&["fired"]).inc();
                 fx.fired += 1;
+                let reasons = self.assess(s, now, 0.0)?.reasons;
                 announce
-                    .send(n, || {
-                        self.publish(
-                            member,
-                            n,
-                            arm,
-                            score.risk,
-                            score.p_alive,
-                            alert.reasons,
-                            now,
-                        )
-                    })
+                    .send(n, || self.publish(member, n, arm, &risk, reasons, now))
                     .await?;
             }
-        } else if s.alerted && !st.alerted {
+        } else if s.alerted && risk.probability <= alert.rearm_below {
             if self
                 .store
                 .hset_if(slot, &key, &guard, &[("alerted", "0")])
@@ -389,15 +492,7 @@ impl Churn {
             let reasons = self.assess(s, now, 0.0)?.reasons;
             announce
                 .send(s.alert_n, || {
-                    self.publish(
-                        member,
-                        s.alert_n,
-                        &s.arm,
-                        score.risk,
-                        score.p_alive,
-                        reasons,
-                        now,
-                    )
+                    self.publish(member, s.alert_n, &s.arm, &risk, reasons, now)
                 })
                 .await?;
             ALERTS.with_label_values(&["republished"]).inc();
@@ -406,14 +501,12 @@ impl Churn {
         Ok(fx)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn publish(
         &self,
         member: &str,
         n: u64,
         arm: &str,
-        risk: f64,
-        p_alive: f64,
+        risk: &Risk,
         reasons: Vec<String>,
         now: DateTime<Utc>,
     ) -> Result<()> {
@@ -423,12 +516,14 @@ impl Churn {
         let alert = pb::ChurnAlert {
             tenant_id: tenant.into(),
             user_id: user.into(),
-            risk,
-            p_alive,
+            risk: risk.probability,
+            p_alive: risk.p_alive.unwrap_or(0.0),
             reasons,
             at_ms,
             alert_id: alert_id.clone(),
             arm: arm.into(),
+            model: risk.model.clone(),
+            horizon_weeks: risk.horizon_weeks,
         };
         let h = ce_headers("mesh.churn.v1.ChurnAlert", &alert_id, tenant, user, now);
         self.producer
@@ -480,8 +575,9 @@ impl Churn {
         Ok(fx)
     }
 
-    /// Users at or above `threshold`, by risk descending then member
-    /// ascending; `after` is the last `(risk, member)` of the previous page.
+    /// Users whose churn probability ([`Churn::risk`]: the supervised
+    /// model's when stored, else BG/NBD's) is at or above `threshold`, by
+    /// that probability descending then member ascending; `after` is the last `(risk, member)` of the previous page.
     pub async fn at_risk(
         &self,
         threshold: f64,
@@ -489,11 +585,10 @@ impl Churn {
         limit: usize,
     ) -> Result<(Vec<pb::AtRiskUser>, Option<(f64, String)>)> {
         let now = self.now();
-        let h = self.scoring.alert.horizon_weeks;
         let mut rows: Vec<(f64, String, pb::AtRiskUser)> = Vec::new();
         for (member, s) in self.all_summaries().await? {
-            let rfm = s.rfm(now);
-            let risk = self.model.bgnbd.p_no_purchase(h, &rfm);
+            let r = self.risk(&s, now)?;
+            let risk = r.probability;
             if risk < threshold {
                 continue;
             }
@@ -507,9 +602,12 @@ impl Churn {
                 tenant_id: tenant.into(),
                 user_id: user.into(),
                 churn_probability: risk,
-                p_alive: self.model.bgnbd.p_alive(&rfm),
+                p_alive: r.p_alive.unwrap_or(0.0),
                 last_purchase_ms: s.last_ms,
                 alerted: s.alerted,
+                model: r.model,
+                horizon_weeks: r.horizon_weeks,
+                last_active_ms: s.last_active_ms,
             };
             rows.push((risk, member, row));
         }

@@ -97,8 +97,11 @@ impl ChurnService for ChurnGrpc {
             tenant_id: r.tenant_id,
             user_id: r.user_id,
             p_alive: a.p_alive,
-            churn_probability: a.risk,
-            horizon_weeks: c.scoring.alert.horizon_weeks,
+            churn_probability: a.churn.probability,
+            horizon_weeks: a.churn.horizon_weeks,
+            model: a.churn.model.clone(),
+            bgnbd_churn_probability: a.risk,
+            last_active_ms: s.last_active_ms,
             expected_purchases: a.expected_purchases,
             weeks: a.weeks,
             clv: a.clv,
@@ -181,6 +184,11 @@ impl ChurnService for ChurnGrpc {
             info.supervised_validation_brier = r.validation_brier;
             info.supervised_train_rows = r.train_rows as u64;
             info.supervised_hybrid = r.hybrid;
+            info.supervised_behaviour = r.behaviour;
+            info.supervised_purchase_only_auc = r.purchase_only_validation_auc;
+            info.ranking_model = format!("supervised:{}", r.version);
+        } else {
+            info.ranking_model = crate::engine::BGNBD.into();
         }
         Ok(Response::new(info))
     }

@@ -1,17 +1,21 @@
-//! The consumer side: order records of one partition in, one atomic store
+//! The consumer side: order and user-event records of one partition in
+//! (duplicate event ids dropped, see [`crate::summary`]), one atomic store
 //! step out, then every user the batch touched re-scored.
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use mesh_bus::{Handler, HandlerError, Record};
 use mesh_proto::events::v1::Envelope;
-use mesh_store::{PartitionBatch, Slot};
+use mesh_store::{HashRead, HashReply, Op, PartitionBatch, Slot};
 use prost::Message;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::engine::{Churn, SCOPE};
-use crate::metrics::APPLIED;
+use crate::metrics::{APPLIED, DUPLICATES};
 use crate::summary::{self, Summary};
+
+/// A decoded envelope and the ops it applies.
+type Decoded = (Envelope, Vec<Op>);
 
 pub struct ChurnHandler {
     pub churn: Arc<Churn>,
@@ -26,19 +30,16 @@ impl ChurnHandler {
         let Some(first) = records.first() else {
             return Ok(());
         };
-        let mut batch = PartitionBatch::new(&first.topic, first.partition);
-        let mut touched = BTreeSet::new();
+        let slot = Slot {
+            scope: SCOPE,
+            partition: first.partition,
+        };
+        let mut decoded = Vec::with_capacity(records.len());
         for r in records {
             match Envelope::decode(r.payload.as_slice()) {
                 Ok(e) => {
-                    let span = tracing::info_span!("churn.apply", event_id = %e.event_id, offset = r.offset);
-                    let _ = span.set_parent(r.headers.trace_context());
-                    let _g = span.enter();
                     let ops = summary::ops(&e);
-                    if !ops.is_empty() {
-                        touched.insert(summary::member(&e.tenant_id, &e.user_id));
-                    }
-                    batch.push(r.offset, ops);
+                    decoded.push((r, Some((e, ops))));
                 }
                 Err(err) => {
                     let h = r.dead_letter_headers(
@@ -49,19 +50,46 @@ impl ChurnHandler {
                         .producer
                         .send(&self.dead_letter_topic, "undecodable", &r.payload, &h)
                         .await?;
-                    batch.push(r.offset, Vec::new());
+                    decoded.push((r, None));
                 }
             }
+        }
+        let folded = self.already_folded(slot, &decoded).await?;
+        let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        let mut in_batch = HashSet::new();
+        let mut touched = BTreeSet::new();
+        for (r, event) in decoded {
+            let Some((e, mut ops)) = event else {
+                batch.push(r.offset, Vec::new());
+                continue;
+            };
+            let span =
+                tracing::info_span!("churn.apply", event_id = %e.event_id, offset = r.offset);
+            let _ = span.set_parent(r.headers.trace_context());
+            let _g = span.enter();
+            if !ops.is_empty() && !e.event_id.is_empty() {
+                if folded.contains(&e.event_id) || !in_batch.insert(e.event_id.clone()) {
+                    DUPLICATES.inc();
+                    tracing::debug!(event_id = %e.event_id, "churn: duplicate event id dropped");
+                    ops.clear();
+                } else {
+                    ops.push(Op::HSet {
+                        key: summary::seen_key(&e),
+                        field: e.event_id.clone(),
+                        value: "1".into(),
+                    });
+                }
+            }
+            if !ops.is_empty() {
+                touched.insert(summary::member(&e.tenant_id, &e.user_id));
+            }
+            batch.push(r.offset, ops);
         }
         let applied = self.churn.store.apply(SCOPE, &batch).await?;
         APPLIED.inc_by(applied.applied);
         // Re-score even when the batch was a redelivery: the transitions are
         // compare-and-sets, and a previous attempt may have stopped between
         // firing and publishing.
-        let slot = Slot {
-            scope: SCOPE,
-            partition: first.partition,
-        };
         let members: Vec<String> = touched.into_iter().collect();
         let keys: Vec<_> = members
             .iter()
@@ -75,6 +103,51 @@ impl ChurnHandler {
             }
         }
         Ok(())
+    }
+}
+
+impl ChurnHandler {
+    /// The event ids of `decoded` (those with ops) already marked as folded
+    /// in the store: one `HMGET` per event day, pipelined.
+    async fn already_folded(
+        &self,
+        slot: Slot<'_>,
+        decoded: &[(&Record, Option<Decoded>)],
+    ) -> Result<HashSet<String>, crate::Error> {
+        let mut by_day: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (_, event) in decoded {
+            if let Some((e, ops)) = event {
+                if !ops.is_empty() && !e.event_id.is_empty() {
+                    by_day
+                        .entry(summary::seen_key(e))
+                        .or_default()
+                        .push(e.event_id.clone());
+                }
+            }
+        }
+        if by_day.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let reads: Vec<HashRead> = by_day
+            .iter()
+            .map(|(key, ids)| HashRead::Fields {
+                slot,
+                key: key.clone(),
+                fields: ids.clone(),
+            })
+            .collect();
+        let replies = self.churn.store.hread_many(&reads).await?;
+        let mut out = HashSet::new();
+        for ((_, ids), reply) in by_day.into_iter().zip(replies) {
+            if let HashReply::Fields(values) = reply {
+                for (id, v) in ids.into_iter().zip(values) {
+                    if v.is_some() {
+                        out.insert(id);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -1,11 +1,14 @@
 //! The churn service: who is about to stop buying, and what to do about it.
 //!
-//! Consumes the order topic in its own consumer group and keeps each user's
-//! purchase summary (first/last purchase, distinct purchase days, spend per
-//! day) with state ops applied exactly once ([`summary`], [`handler`]).
-//! Every order re-scores its user and a periodic sweep re-scores everyone
-//! at the injected clock's now ([`engine`]): BG/NBD P(alive) and risk of no
-//! purchase in the horizon, from `mesh-churn`. A risk crossing the
+//! Consumes the order and user-event topics in its own consumer group and
+//! keeps each user's summary (first/last purchase, distinct purchase days,
+//! spend per day; logins, sessions, dwell, support messages and complaints
+//! per day) with state ops applied exactly once ([`summary`], [`handler`]).
+//! Every event re-scores its user and a periodic sweep re-scores everyone
+//! at the injected clock's now ([`engine`]). The risk is the probability of
+//! no order in the horizon from one model: the supervised classifier stored
+//! by `mesh train churn` when there is one, else BG/NBD from `mesh-churn`;
+//! every answer names which. A risk crossing the
 //! threshold publishes one `ChurnAlert` per crossing on the alerts topic,
 //! and, for users in the treatment arm of the retention experiment, one
 //! `RetentionAction`; the hysteresis and the experiment live in the store,
@@ -219,7 +222,12 @@ pub fn start_consumer(
     churn: Arc<Churn>,
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
-    let cc = deps.consumer_config(&cfg.group, &[&deps.topics.order_events]);
+    // Orders for the purchase summary, user events for the behaviour
+    // (logins, sessions, dwell, support messages, complaints).
+    let cc = deps.consumer_config(
+        &cfg.group,
+        &[&deps.topics.order_events, &deps.topics.user_events],
+    );
     let handler = Arc::new(handler::ChurnHandler {
         churn,
         dead_letter_topic: deps.topics.dead_letter.clone(),

@@ -5,11 +5,19 @@ use prometheus::{
 };
 use std::sync::LazyLock;
 
-/// Order-topic records applied (redeliveries excluded).
+/// Order- and user-topic records applied (redeliveries excluded).
 pub static APPLIED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "mesh_churn_records_applied_total",
-        "Order-topic records applied to the purchase summaries, redeliveries excluded"
+        "Order- and user-topic records applied to the user summaries, redeliveries excluded"
+    )
+    .expect("metric registers once")
+});
+/// Events dropped because their event id was already folded.
+pub static DUPLICATES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "mesh_churn_duplicate_events_total",
+        "Events dropped because their event id was already folded"
     )
     .expect("metric registers once")
 });

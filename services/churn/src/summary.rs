@@ -1,5 +1,5 @@
-//! What an order does to a user's purchase summary, as state ops, and the
-//! summary read back. Pure: the same envelope always gives the same ops.
+//! What an event does to a user's summary, as state ops, and the summary
+//! read back. Pure: the same envelope always gives the same ops.
 //!
 //! One hash per user, `u:<tenant>/<user>`, in the slot of the user's
 //! partition:
@@ -11,6 +11,15 @@
 //! - `q:<YYYY-MM-DD>`: items bought that day (HIncrFloat), so the
 //!   supervised model sees the same per-day history `mesh train churn`
 //!   trained on;
+//! - behaviour per UTC day (HIncrFloat, from the user-event topic; see
+//!   [`signal`]): `l:<day>` successful logins, `s:<day>` sessions started,
+//!   `w:<day>` dwell seconds of page and product views, `m:<day>` support
+//!   messages, `c:<day>` complaints (a review of 1 or 2 stars: the event
+//!   stream has no complaint flag on support messages); `seen` the latest
+//!   behavioural event (HMax, Unix ms). Sums and maxima, so the fold is
+//!   order-independent like the purchase fields. Behaviour before a user's
+//!   first order is kept (it is the user's history once they buy), but only
+//!   users with an order are indexed and scored;
 //! - hysteresis and retention fields written by [`crate::engine`]
 //!   (`alerted`, `alert_n`, `sent_n`, `alerted_at`, `first_alert_at`, `arm`,
 //!   `returned`).
@@ -18,9 +27,16 @@
 //! And one sorted set per partition, `idx`, member `<tenant>/<user>`, score
 //! the time of the latest applied order: the list the sweep and
 //! `ListAtRisk` iterate.
+//!
+//! Duplicate event ids: the handler drops an event whose id is already
+//! marked in the partition's `e:<day>` hash (field = event id, the day of
+//! the event) or seen earlier in the same batch, and marks new ids in the
+//! same atomic step as their ops ([`seen_key`]). Together with the
+//! offset watermark, every event id is folded once.
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use mesh_churn::behaviour::{ActivityLog, Signal};
 use mesh_churn::data::{CustomerHistory, Purchase, Rfm, DAYS_PER_WEEK};
 use mesh_churn::gamma_gamma::Spend;
 use mesh_churn::scoring::CustomerState;
@@ -46,14 +62,69 @@ pub fn split_member(member: &str) -> (&str, &str) {
     member.split_once('/').unwrap_or(("", member))
 }
 
-/// The ops one event applies: none unless it is an `order_placed`.
+/// Key of the per-partition hash marking the event ids of one UTC day as
+/// folded (field = event id).
+pub fn seen_key(e: &Envelope) -> String {
+    format!("e:{}", day(e.occurred_at_ms))
+}
+
+/// Longest dwell one view may add (4 h): a client that never reports the
+/// page closed must not outweigh everyone's real visits.
+const MAX_DWELL_SECONDS: f64 = 4.0 * 3600.0;
+
+/// The behavioural signal an event carries and its amount: a successful
+/// login, a session start, a page or product view's dwell seconds
+/// (clamped to [0, 4 h]), a support message, a complaint (a review of 1 or
+/// 2 stars). `None` for every other event. Training
+/// ([`activities`]) and the stored fold ([`ops`]) both use it.
+pub fn signal(body: &Body) -> Option<(Signal, f64)> {
+    let dwell = |s: f64| {
+        if s.is_finite() {
+            s.clamp(0.0, MAX_DWELL_SECONDS)
+        } else {
+            0.0
+        }
+    };
+    match body {
+        Body::Login(l) if l.success => Some((Signal::Login, 1.0)),
+        Body::SessionStarted(_) => Some((Signal::Session, 1.0)),
+        Body::PageView(v) => Some((Signal::Dwell, dwell(v.dwell_seconds))),
+        Body::ProductView(v) => Some((Signal::Dwell, dwell(v.dwell_seconds))),
+        Body::SupportMessage(_) => Some((Signal::Support, 1.0)),
+        Body::ReviewSubmitted(r) if (1..=2).contains(&r.rating) => Some((Signal::Complaint, 1.0)),
+        _ => None,
+    }
+}
+
+/// The ops one event applies: an `order_placed`'s purchase fields, a
+/// behavioural event's day count ([`signal`]), nothing for the rest.
 pub fn ops(e: &Envelope) -> Vec<Op> {
-    let Some(Body::OrderPlaced(o)) = &e.body else {
+    let Some(body) = &e.body else {
         return Vec::new();
     };
     let member = member(&e.tenant_id, &e.user_id);
     let key = user_key(&member);
     let t = e.occurred_at_ms;
+    let o = match body {
+        Body::OrderPlaced(o) => o,
+        other => {
+            let Some((sig, amount)) = signal(other) else {
+                return Vec::new();
+            };
+            return vec![
+                Op::HIncrFloat {
+                    key: key.clone(),
+                    field: format!("{}:{}", sig.prefix(), day(t)),
+                    delta: amount,
+                },
+                Op::HMax {
+                    key,
+                    field: "seen".into(),
+                    value: t,
+                },
+            ];
+        }
+    };
     vec![
         Op::HMin {
             key: key.clone(),
@@ -136,6 +207,29 @@ pub fn histories(events: &[Envelope]) -> Vec<CustomerHistory> {
         .collect()
 }
 
+/// Per-user behavioural activity of `events` (any order, duplicates by
+/// `event_id` counted once), by index member: what the stored `l:`, `s:`,
+/// `w:`, `m:`, `c:` fields hold.
+pub fn activities(events: &[Envelope]) -> HashMap<String, ActivityLog> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: HashMap<String, ActivityLog> = HashMap::new();
+    for e in events {
+        let Some((sig, amount)) = e.body.as_ref().and_then(signal) else {
+            continue;
+        };
+        if !e.event_id.is_empty() && !seen.insert(e.event_id.as_str()) {
+            continue;
+        }
+        let Some(at) = DateTime::from_timestamp_millis(e.occurred_at_ms) else {
+            continue;
+        };
+        out.entry(member(&e.tenant_id, &e.user_id))
+            .or_default()
+            .add(at.date_naive(), sig, amount);
+    }
+    out
+}
+
 /// Items in an order (sum of line quantities; 1 for an order without lines).
 pub fn order_quantity(o: &mesh_proto::events::v1::OrderPlaced) -> f64 {
     if o.items.is_empty() {
@@ -172,6 +266,9 @@ pub struct Summary {
     pub first_alert_at_ms: Option<i64>,
     pub arm: String,
     pub returned: bool,
+    /// Latest activity: the later of the last order and the last
+    /// behavioural event (Unix ms).
+    pub last_active_ms: i64,
     /// The raw fields, for compare-and-set guards.
     pub raw: HashMap<String, String>,
 }
@@ -198,6 +295,7 @@ impl Summary {
             first_alert_at_ms: int("first_alert_at"),
             arm: h.get("arm").cloned().unwrap_or_default(),
             returned: h.contains_key("returned"),
+            last_active_ms: int("seen").unwrap_or(last_ms).max(last_ms),
             raw: h,
         })
     }
@@ -228,6 +326,26 @@ impl Summary {
             id: id.to_string(),
             purchases,
         }
+    }
+
+    /// The per-day behavioural activity (`l:`, `s:`, `w:`, `m:`, `c:`
+    /// fields), as training rebuilds it with [`activities`].
+    pub fn activity(&self) -> ActivityLog {
+        let mut a = ActivityLog::default();
+        for (k, v) in &self.raw {
+            let Some((prefix, d)) = k.split_once(':') else {
+                continue;
+            };
+            let Some(sig) = Signal::from_prefix(prefix) else {
+                continue;
+            };
+            let (Ok(day), Ok(amount)) = (NaiveDate::parse_from_str(d, "%Y-%m-%d"), v.parse())
+            else {
+                continue;
+            };
+            a.add(day, sig, amount);
+        }
+        a
     }
 
     /// Repeat transactions `x`.
@@ -371,6 +489,68 @@ mod tests {
             .unwrap()
             .history("shop/u1");
         assert_eq!(stored, h[0]);
+    }
+
+    #[test]
+    fn behaviour_folds_per_day_in_any_order_as_training_rebuilds_it() {
+        use mesh_proto::events::v1::{Login, PageView, ReviewSubmitted, SupportMessage};
+        let day = 86_400_000;
+        let t0 = 1_700_000_000_000 - 1_700_000_000_000 % day + 3_600_000;
+        let ev = |i: usize, ms: i64, body: Body| Envelope {
+            event_id: format!("b{i}"),
+            occurred_at_ms: ms,
+            body: Some(body),
+            ..order(0, 0.0)
+        };
+        let login = || {
+            Body::Login(Login {
+                success: true,
+                ..Default::default()
+            })
+        };
+        let view = |s: f64| {
+            Body::PageView(PageView {
+                path: "/".into(),
+                dwell_seconds: s,
+            })
+        };
+        let review = |rating: u32| {
+            Body::ReviewSubmitted(ReviewSubmitted {
+                rating,
+                ..Default::default()
+            })
+        };
+        let mut evs = vec![
+            order(t0, 10.0),
+            ev(1, t0 + 1000, login()),
+            ev(2, t0 + 2000, login()),
+            ev(3, t0 + day, view(30.0)),
+            ev(4, t0 + day, view(1e9)),
+            ev(5, t0 + 2 * day, review(1)),
+            ev(6, t0 + 2 * day, review(5)),
+            ev(
+                7,
+                t0 + 3 * day,
+                Body::SupportMessage(SupportMessage::default()),
+            ),
+            ev(8, t0 + 3 * day, Body::Login(Login::default())),
+        ];
+        let a = Summary::from_hash(fold(&evs)).unwrap();
+        evs.reverse();
+        let b = Summary::from_hash(fold(&evs)).unwrap();
+        assert_eq!(a.activity(), b.activity());
+        assert_eq!(a.last_active_ms, t0 + 3 * day);
+        let log = a.activity();
+        let d0 = DateTime::from_timestamp_millis(t0).unwrap().date_naive();
+        let at = |n: i64| log.days[&(d0 + chrono::Duration::days(n))];
+        assert_eq!(at(0).logins, 2.0);
+        assert_eq!(at(1).dwell_seconds, 30.0 + MAX_DWELL_SECONDS);
+        assert_eq!(
+            (at(2).complaints, at(3).support, at(3).logins),
+            (1.0, 1.0, 0.0)
+        );
+        // Training's rebuild from the log is the stored fold.
+        assert_eq!(activities(&evs)["shop/u1"], log);
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! The churn training pipeline behind `mesh train churn`: read every order
-//! event from the order topic (offset 0 to the end offsets, read again until
-//! they agree), rebuild per-user purchase histories the way the service
-//! stores them ([`crate::summary::histories`]), train the calibrated
-//! classifier on a time split ([`mesh_churn::training`]), and store it where
-//! running churn services pick it up without a restart ([`crate::model`]).
+//! The churn training pipeline behind `mesh train churn`: read every event
+//! from the order and user-event topics (offset 0 to the end offsets, read
+//! again until they agree), rebuild per-user purchase histories and daily
+//! behaviour the way the service stores them ([`crate::summary::histories`],
+//! [`crate::summary::activities`]), train the calibrated classifier on a
+//! time split ([`mesh_churn::training`]; with behavioural features the
+//! purchase-only model is trained on the same folds for comparison), and
+//! store it where running churn services pick it up without a restart
+//! ([`crate::model`]).
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -24,6 +27,9 @@ pub struct TrainOptions {
     pub kind: ModelKind,
     /// Add BG/NBD P(alive), expected rate and P(purchase) as features.
     pub hybrid: bool,
+    /// Add the behavioural features (logins, sessions, dwell, last
+    /// activity, support messages, complaints).
+    pub behaviour: bool,
     /// Label horizon N: churn = no order in the next N weeks.
     pub horizon_weeks: u32,
     /// End of the data; `None`: the day of the latest order.
@@ -39,8 +45,11 @@ pub struct TrainOptions {
 pub struct TrainChurnReport {
     /// Topic read.
     pub topic: String,
-    /// Order events read (after dropping duplicate event ids).
+    /// Purchase days (one per user and UTC day) in the histories.
     pub orders: usize,
+    /// Behavioural events (logins, sessions, views, support messages,
+    /// complaints) read, after dropping duplicate event ids.
+    pub behaviour_events: usize,
     pub read_seconds: f64,
     pub train_seconds: f64,
     /// Where the model was stored.
@@ -56,15 +65,17 @@ impl fmt::Display for TrainChurnReport {
         let m = &self.model;
         writeln!(
             f,
-            "churn model {} ({}{}) trained on {} orders of {} users from {} ({:.1} s read, {:.1} s train)",
+            "churn model {} ({}{}{}) trained on {} purchase days of {} users and {} behavioural events from {} ({:.1} s read, {:.1} s train)",
             m.version,
             match m.kind {
                 ModelKind::LogisticRegression => "logistic regression",
                 ModelKind::RandomForest => "random forest",
             },
             if m.hybrid { " + BG/NBD features" } else { "" },
+            if m.behaviour { " + behavioural features" } else { "" },
             self.orders,
             m.customers,
+            self.behaviour_events,
             self.topic,
             self.read_seconds,
             self.train_seconds
@@ -88,6 +99,20 @@ impl fmt::Display for TrainChurnReport {
             m.validation_auc,
             m.validation_brier
         )?;
+        if m.behaviour {
+            match m.purchase_only_validation_auc {
+                Some(base) => writeln!(
+                    f,
+                    "  behaviour: validation AUC {:.3} with behavioural features vs {:.3} purchases only ({:+.3}); {} of {} users have behavioural events",
+                    m.validation_auc,
+                    base,
+                    m.validation_auc - base,
+                    m.customers_with_activity,
+                    m.customers
+                )?,
+                None => writeln!(f, "  behaviour: purchase-only AUC not measured")?,
+            }
+        }
         write!(f, "  stored in {}", self.stored)?;
         if let Some(p) = &self.out {
             write!(f, " and {}", p.display())?;
@@ -96,20 +121,38 @@ impl fmt::Display for TrainChurnReport {
     }
 }
 
-/// Every order envelope of `topic`, from offset 0 to its end. Blocking
-/// (call it on a blocking thread); `progress` gets the events read so far.
+/// Every envelope of `topic`, from offset 0 to its end. Blocking (call it
+/// on a blocking thread); `progress` gets the events read so far.
 pub fn read_orders(
     brokers: &str,
     topic: &str,
     timeout: Duration,
     progress: &dyn Fn(u64),
 ) -> Result<Vec<Envelope>> {
+    read_events(brokers, &[topic.to_string()], timeout, progress)
+}
+
+/// Every envelope of `topics` (the order and user-event topics), from
+/// offset 0 to their ends, keeping only the events training uses (orders
+/// and behavioural signals). Blocking; `progress` gets the events read.
+pub fn read_events(
+    brokers: &str,
+    topics: &[String],
+    timeout: Duration,
+    progress: &dyn Fn(u64),
+) -> Result<Vec<Envelope>> {
+    use mesh_proto::events::v1::envelope::Body;
+    let keep = |e: &Envelope| match &e.body {
+        Some(Body::OrderPlaced(_)) => true,
+        Some(b) => crate::summary::signal(b).is_some(),
+        None => false,
+    };
     Ok(mesh_bus::log::read_log(
         brokers,
-        &[topic.to_string()],
+        topics,
         timeout,
         "train-churn",
-        |b| Envelope::decode(b).ok(),
+        |b| Envelope::decode(b).ok().filter(keep),
         progress,
     )?)
 }
@@ -124,7 +167,16 @@ pub async fn train_and_store(
     opts: &TrainOptions,
 ) -> Result<TrainChurnReport> {
     let histories = crate::summary::histories(events);
+    let activity = crate::summary::activities(events);
     let orders = histories.iter().map(|h| h.purchases.len()).sum::<usize>();
+    let behaviour_events = {
+        let mut ids = std::collections::HashSet::new();
+        events
+            .iter()
+            .filter(|e| e.body.as_ref().and_then(crate::summary::signal).is_some())
+            .filter(|e| e.event_id.is_empty() || ids.insert(e.event_id.as_str()))
+            .count()
+    };
     let now = match opts.now {
         Some(d) => d,
         None => histories
@@ -140,6 +192,7 @@ pub async fn train_and_store(
     let config = TrainConfig {
         kind: opts.kind,
         hybrid: opts.hybrid,
+        behaviour: opts.behaviour,
         horizon_weeks: opts.horizon_weeks,
         version: opts
             .version
@@ -147,9 +200,11 @@ pub async fn train_and_store(
             .unwrap_or_else(|| format!("churn-{}", Utc::now().format("%Y%m%dT%H%M%S"))),
     };
     let started = Instant::now();
-    let trained = tokio::task::spawn_blocking(move || training::train(&histories, now, &config))
-        .await
-        .map_err(|e| Error::Training(format!("training task: {e}")))??;
+    let trained = tokio::task::spawn_blocking(move || {
+        training::train_with_activity(&histories, &activity, now, &config)
+    })
+    .await
+    .map_err(|e| Error::Training(format!("training task: {e}")))??;
     let train_seconds = started.elapsed().as_secs_f64();
     if let Some(path) = &opts.out {
         std::fs::write(path, trained.to_json()?)
@@ -159,6 +214,7 @@ pub async fn train_and_store(
     Ok(TrainChurnReport {
         topic: topic.to_string(),
         orders,
+        behaviour_events,
         read_seconds,
         train_seconds,
         stored: match store {

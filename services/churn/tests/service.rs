@@ -508,6 +508,7 @@ async fn stored_supervised_model_is_picked_up_without_restart() {
             hybrid: false,
             horizon_weeks: 13,
             version: version.into(),
+            behaviour: false,
         };
         let trained = training::train(&log.customers, cdnow_end, &cfg).unwrap();
         mesh_churn_svc::model::store_supervised(&s.deps.store, &trained)

@@ -21,6 +21,10 @@ pub struct TrainArgs {
     /// Add BG/NBD P(alive), expected rate and P(purchase) as features.
     #[arg(long)]
     pub hybrid: bool,
+    /// Leave out the behavioural features (logins, sessions, dwell, last
+    /// activity, support messages, complaints from the user-event topic).
+    #[arg(long)]
+    pub purchases_only: bool,
     /// Label horizon N: churn = no order in the next N weeks. Training
     /// features are taken 2N weeks before the end of the log, validation
     /// (calibration) features N weeks before.
@@ -61,20 +65,23 @@ pub async fn train_with(
     backends: &Backends,
     args: &TrainArgs,
 ) -> anyhow::Result<TrainChurnReport> {
-    let topic = cfg.topics().order_events;
+    let topics = cfg.topics();
+    let read = vec![topics.order_events.clone(), topics.user_events.clone()];
+    let topic = read.join(", ");
     let started = Instant::now();
-    let (brokers, t) = (backends.brokers.clone(), topic.clone());
+    let (brokers, t) = (backends.brokers.clone(), read);
     let timeout = Duration::from_secs(args.read_timeout_secs);
-    let reading = crate::cmd_progress::spinner("reading the order log: events");
+    let reading = crate::cmd_progress::spinner("reading the order and user-event logs: events");
     let tick = reading.clone();
     let events = tokio::task::spawn_blocking(move || {
-        training::read_orders(&brokers, &t, timeout, &|n| tick.set_position(n))
+        training::read_events(&brokers, &t, timeout, &|n| tick.set_position(n))
     })
     .await??;
     reading.finish_and_clear();
     let opts = TrainOptions {
         kind: args.kind,
         hybrid: args.hybrid,
+        behaviour: !args.purchases_only,
         horizon_weeks: args.horizon_weeks,
         now: args.now,
         version: args.version.clone(),

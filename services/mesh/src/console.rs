@@ -362,9 +362,13 @@ async fn at_risk(ctx: &ConsoleCtx) -> Value {
                 .users
                 .into_iter()
                 .map(|u| {
+                    // churn_probability: P(no order in `horizon_weeks`) from
+                    // `model`; p_alive only on "bgnbd" rows (see churn.proto).
                     json!({"tenant_id": u.tenant_id, "user_id": u.user_id,
                            "churn_probability": u.churn_probability, "p_alive": u.p_alive,
-                           "last_purchase_ms": u.last_purchase_ms, "alerted": u.alerted})
+                           "model": u.model, "horizon_weeks": u.horizon_weeks,
+                           "last_purchase_ms": u.last_purchase_ms,
+                           "last_active_ms": u.last_active_ms, "alerted": u.alerted})
                 })
                 .collect();
             json!({ "users": users })
