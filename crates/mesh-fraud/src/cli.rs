@@ -225,6 +225,10 @@ pub struct EvalArgs {
     /// Models of the generic trainer (with `--csv`).
     #[command(flatten)]
     pub tabular: TabularArgs,
+    /// Largest share of orders sent to manual review (with `--simulate`):
+    /// the report gives precision and recall at this budget.
+    #[arg(long, default_value_t = crate::DEFAULT_REVIEW_BUDGET)]
+    pub review_budget: f64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -287,6 +291,7 @@ pub fn eval_with(
         &rules,
         &params,
         args.save_models.as_deref(),
+        args.review_budget,
         progress,
     )?;
     let plots = match &args.plot {
@@ -324,6 +329,13 @@ impl fmt::Display for SimEvalReport {
             f,
             "policy actions on holdout (orders, fraud): {:?}",
             self.policy_actions
+        )?;
+        let b = &self.budget;
+        writeln!(
+            f,
+            "at a {:.1}% review budget: review rate {:.2}%, reject rate {:.2}%, precision {:.3} (reviewed) / {:.3} (reviewed+rejected), recall {:.3} (reviewed+rejected) / {:.3} (reviewed), threshold {:.3}",
+            100.0 * b.share, 100.0 * b.review_rate, 100.0 * b.reject_rate, b.precision,
+            b.precision_flagged, b.recall, b.recall_reviewed, b.final_threshold
         )?;
         for (k, s) in &self.detectors {
             writeln!(

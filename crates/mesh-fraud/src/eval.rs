@@ -71,6 +71,95 @@ pub struct SimEvalReport {
     pub train_secs: f64,
     /// Where the trained models were written (`--save-models`), if anywhere.
     pub saved_models: Option<String>,
+    /// The policy held at a review budget on the holdout, decided in time
+    /// order the way the service does.
+    pub budget: BudgetReport,
+}
+
+/// The policy at a review budget: what a review team of that capacity gets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BudgetReport {
+    /// Largest share of orders sent to review.
+    pub share: f64,
+    /// Orders decided.
+    pub orders: usize,
+    /// Share of orders sent to review.
+    pub review_rate: f64,
+    /// Share of orders rejected outright.
+    pub reject_rate: f64,
+    /// Fraud among the reviewed orders.
+    pub precision: f64,
+    /// Fraud among the reviewed and rejected orders.
+    pub precision_flagged: f64,
+    /// Fraud orders reviewed or rejected / all fraud orders.
+    pub recall: f64,
+    /// Fraud orders reviewed / all fraud orders.
+    pub recall_reviewed: f64,
+    /// Review threshold at the end of the holdout.
+    pub final_threshold: f64,
+}
+
+/// Decides `xs` in order with `policy` held at a `share` review budget
+/// ([`crate::ReviewBudget`], the service's window of 1,000 scores) and
+/// counts what the review team sees against the labels `ys`. The budget's
+/// window first sees the decisions of `before` (the orders that preceded,
+/// as a running service has), which are not counted.
+pub fn budget_report(
+    policy: &Policy,
+    rules: &RuleSet,
+    before: &[FeatureVector],
+    xs: &[FeatureVector],
+    ys: &[bool],
+    share: f64,
+) -> Result<BudgetReport> {
+    let mut budget = crate::ReviewBudget::new(share, 1_000)?;
+    for x in &before[before.len().saturating_sub(1_000)..] {
+        let applied = budget.apply(policy);
+        let d = applied.decide(x, rules)?;
+        if d.action == Action::Reject {
+            budget.observe_rejected();
+        } else {
+            budget.observe(crate::ReviewBudget::compared_score(&applied, &d, rules));
+        }
+    }
+    let (mut reviewed, mut rejected, mut tp_review, mut tp_reject) =
+        (0usize, 0usize, 0usize, 0usize);
+    let mut threshold = policy.config.review_at;
+    for (x, y) in xs.iter().zip(ys) {
+        let applied = budget.apply(policy);
+        threshold = applied.config.review_at;
+        let d = applied.decide(x, rules)?;
+        if d.action == Action::Reject {
+            budget.observe_rejected();
+        } else {
+            budget.observe(crate::ReviewBudget::compared_score(&applied, &d, rules));
+        }
+        match d.action {
+            Action::Review => {
+                reviewed += 1;
+                tp_review += usize::from(*y);
+            }
+            Action::Reject => {
+                rejected += 1;
+                tp_reject += usize::from(*y);
+            }
+            Action::Approve => {}
+        }
+    }
+    let n = xs.len().max(1) as f64;
+    let pos = ys.iter().filter(|y| **y).count().max(1) as f64;
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    Ok(BudgetReport {
+        share,
+        orders: xs.len(),
+        review_rate: reviewed as f64 / n,
+        reject_rate: rejected as f64 / n,
+        precision: ratio(tp_review, reviewed),
+        precision_flagged: ratio(tp_review + tp_reject, reviewed + rejected),
+        recall: (tp_review + tp_reject) as f64 / pos,
+        recall_reviewed: tp_review as f64 / pos,
+        final_threshold: threshold,
+    })
 }
 
 /// Precision–recall curve of one scorer on the holdout (kept beside the
@@ -197,7 +286,15 @@ pub fn eval_simulated(
     train_params: &TrainParams,
     save_models: Option<&std::path::Path>,
 ) -> Result<SimEvalReport> {
-    Ok(eval_simulated_with(params, rules, train_params, save_models, &|_, _| {})?.0)
+    Ok(eval_simulated_with(
+        params,
+        rules,
+        train_params,
+        save_models,
+        crate::DEFAULT_REVIEW_BUDGET,
+        &|_, _| {},
+    )?
+    .0)
 }
 
 /// [`eval_simulated`], calling `progress(done, EVAL_STEPS)` after each step and
@@ -208,6 +305,7 @@ pub fn eval_simulated_with(
     rules: &RuleSet,
     train_params: &TrainParams,
     save_models: Option<&std::path::Path>,
+    review_budget: f64,
     progress: &dyn Fn(u64, u64),
 ) -> Result<(SimEvalReport, Vec<PrCurve>)> {
     let t0 = Instant::now();
@@ -290,6 +388,7 @@ pub fn eval_simulated_with(
         report("anomaly", &an, test_y, test_p),
         report("policy", &pol, test_y, test_p),
     ];
+    let budget = budget_report(&policy, rules, train_x, test_x, test_y, review_budget)?;
     let mut fraud_orders = BTreeMap::new();
     for (p, l) in ds.patterns.iter().zip(&ds.labels) {
         if *l {
@@ -310,6 +409,7 @@ pub fn eval_simulated_with(
         feature_secs,
         train_secs,
         saved_models,
+        budget,
     };
     Ok((report, curves))
 }

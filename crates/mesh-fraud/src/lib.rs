@@ -53,6 +53,11 @@ pub mod tabular;
 pub mod updates;
 
 pub use error::{Error, Result};
+
+/// Default largest share of orders sent to manual review (2%): what a review
+/// team of usual size handles; the service's `MESH_FRAUD_REVIEW_BUDGET` and
+/// `mesh eval fraud --review-budget` default to it.
+pub const DEFAULT_REVIEW_BUDGET: f64 = 0.02;
 pub use event::{AccountEvent, AccountEventKind, Event, LineItem, Location, Order, PaymentEvent};
 pub use features::{features, features_from, reads_for, FeatureVector, FEATURE_NAMES};
 pub use model::{train, FraudModel, ModelKind, TrainParams};

@@ -227,7 +227,8 @@ impl PolicyModels {
 pub struct ReviewBudget {
     /// Largest share of orders reviewed on the model score, in (0, 1).
     pub share: f64,
-    window: std::collections::VecDeque<f64>,
+    /// Compared scores of the recent orders; `None` for a rejected one.
+    window: std::collections::VecDeque<Option<f64>>,
     capacity: usize,
     /// Scores needed before the budget takes over from `review_at`.
     min_scores: usize,
@@ -254,29 +255,83 @@ impl ReviewBudget {
         })
     }
 
-    /// Records one decided order's base score (non-finite scores are
-    /// ignored); the threshold is recomputed every 50 scores.
-    pub fn observe(&mut self, base_score: f64) {
-        if !base_score.is_finite() {
-            return;
+    /// Records one decided, not rejected order's compared score (non-finite
+    /// scores are ignored); the threshold is recomputed after every score
+    /// while the window fills, then every 50 scores.
+    pub fn observe(&mut self, score: f64) {
+        if score.is_finite() {
+            self.push(Some(score));
         }
+    }
+
+    /// Records a rejected order: it counts toward the orders the budget is a
+    /// share of, but never competes for review (the queue is for orders a
+    /// human can still stop; a model whose top scores are all rejected must
+    /// still fill its review budget from the orders below them).
+    pub fn observe_rejected(&mut self) {
+        self.push(None);
+    }
+
+    fn push(&mut self, score: Option<f64>) {
         if self.window.len() == self.capacity {
             self.window.pop_front();
         }
-        self.window.push_back(base_score);
+        self.window.push_back(score);
         self.since_update += 1;
-        if self.window.len() >= self.min_scores
-            && (self.since_update >= 50 || self.threshold.is_none())
+        // While the window fills, every score moves the threshold: the
+        // budget holds from the first orders (a start-up model whose scores
+        // all sit above `review_at` must not flood the queue meanwhile);
+        // with fewer than 1/share orders only a new highest score is
+        // reviewed.
+        if self.window.len() < self.min_scores
+            || self.since_update >= 50
+            || self.threshold.is_none()
         {
             self.since_update = 0;
-            let mut v: Vec<f64> = self.window.iter().copied().collect();
+            let mut v: Vec<f64> = self.window.iter().flatten().copied().collect();
+            if v.is_empty() {
+                return;
+            }
             v.sort_by(f64::total_cmp);
-            // The smallest score with at most `share` of the window above it.
-            let k = ((1.0 - self.share) * v.len() as f64).ceil() as usize;
-            let t = v[k.min(v.len() - 1)];
-            // Strictly above the k-th score: ties at the threshold are not
-            // all sent to review.
-            self.threshold = Some(t.next_up());
+            // Reviews allowed in a window like this one.
+            let allowed = (self.share * self.window.len() as f64).floor() as usize;
+            self.threshold = Some(if allowed >= v.len() {
+                f64::NEG_INFINITY
+            } else {
+                // Strictly above the score `allowed` places from the top:
+                // ties at the threshold are not all sent to review.
+                v[v.len() - 1 - allowed].next_up()
+            });
+        }
+    }
+
+    /// `policy` held at this budget: every review goes through one
+    /// threshold (the budget's, never below the configured one), and a
+    /// review rule lifts the score to the configured review level plus its
+    /// boost instead of forcing a review. The fraud service and
+    /// `mesh eval fraud` both decide with it.
+    pub fn apply(&self, policy: &Policy) -> Policy {
+        let mut p = policy.clone();
+        p.config.review_rule_score =
+            Some(policy.config.review_at + policy.config.review_rule_boost);
+        p.config.review_at = self.review_at(&policy.config);
+        p.config.review_by_score = true;
+        p
+    }
+
+    /// The score the review threshold of `applied` (a policy from
+    /// [`ReviewBudget::apply`]) compared for `decision`: what the budget
+    /// observes.
+    pub fn compared_score(applied: &Policy, decision: &Decision, rules: &RuleSet) -> f64 {
+        let reviews = |code: &String| {
+            rules
+                .rules
+                .iter()
+                .any(|r| &r.code == code && r.action == Action::Review)
+        };
+        match applied.config.review_rule_score {
+            Some(r) if decision.reasons.iter().any(reviews) => decision.score.max(r),
+            _ => decision.score,
         }
     }
 
@@ -329,6 +384,55 @@ mod budget_tests {
         // Before enough scores, the configured threshold holds.
         let fresh = ReviewBudget::new(0.02, 1_000).unwrap();
         assert_eq!(fresh.review_at(&PolicyConfig::default()), 0.5);
+    }
+
+    #[test]
+    fn the_budget_holds_from_the_first_order() {
+        // A start-up model: every score above review_at.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let cfg = PolicyConfig::default();
+        for seed_round in 0..20 {
+            let mut b = ReviewBudget::new(0.02, 1_000).unwrap();
+            let mut reviewed = 0;
+            for _ in 0..1_000 {
+                let s = rng.random_range(0.54..0.58);
+                if s >= b.review_at(&cfg) {
+                    reviewed += 1;
+                }
+                b.observe(s);
+            }
+            // 2% of 1,000 plus the new highest scores of the warm-up
+            // (about ln 100 ≈ 5).
+            assert!(
+                reviewed <= 40,
+                "round {seed_round}: {reviewed} of 1000 reviewed"
+            );
+        }
+    }
+
+    #[test]
+    fn rejected_orders_leave_the_review_budget_to_the_orders_below() {
+        // 10% of orders rejected outright: the 2% review budget still goes
+        // to the riskiest of the rest.
+        let mut b = ReviewBudget::new(0.02, 1_000).unwrap();
+        let cfg = PolicyConfig {
+            review_at: 0.0,
+            ..PolicyConfig::default()
+        };
+        let mut reviewed = 0;
+        for i in 0..5_000 {
+            if i % 10 == 0 {
+                b.observe_rejected();
+                continue;
+            }
+            let s = (i % 997) as f64 / 997.0;
+            if i >= 1_000 && s >= b.review_at(&cfg) {
+                reviewed += 1;
+            }
+            b.observe(s);
+        }
+        let share = reviewed as f64 / 4_000.0;
+        assert!(share > 0.012 && share <= 0.025, "{share}");
     }
 
     #[test]

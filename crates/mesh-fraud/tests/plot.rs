@@ -34,6 +34,7 @@ fn eval_writes_precision_recall_svg() {
         time: None,
         drop: vec![],
         tabular: Default::default(),
+        review_budget: 0.02,
         json: true,
         plot: Some(dir.clone()),
     };

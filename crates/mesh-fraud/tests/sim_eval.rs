@@ -91,6 +91,7 @@ fn combined_policy_beats_rules_alone() {
         time: None,
         drop: vec![],
         tabular: Default::default(),
+        review_budget: 0.02,
         json: true,
         plot: None,
     };
@@ -105,6 +106,13 @@ fn combined_policy_beats_rules_alone() {
         "policy {policy:?} vs rules {rules:?}"
     );
     assert!(forest.roc_auc > 0.8, "{forest:?}");
+    // Held at a 2% review budget: the review team sees at most about 2% of
+    // the orders, and what it sees is mostly fraud (base rate a few %).
+    let b = &r.budget;
+    assert!(b.review_rate <= 0.03, "{b:?}");
+    let base_rate = r.holdout_fraud as f64 / r.holdout_orders as f64;
+    assert!(b.precision > 2.0 * base_rate, "{b:?} base rate {base_rate}");
+    assert!(b.recall > 0.0 && b.recall <= 1.0, "{b:?}");
     // the saved artifact loads back into a working policy
     let text = std::fs::read_to_string(&models).unwrap();
     let policy = mesh_fraud::PolicyModels::from_json(&text)

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use mesh_bus::headers::{self, HeaderList};
 use mesh_bus::{Handler, HandlerError, Producer, Record};
 use mesh_fraud::{updates, Event, RiskAlert};
+use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
 use mesh_proto::fraud::v1 as pb;
 use mesh_store::{Slot, StateStore};
@@ -23,7 +24,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error::Error;
-use crate::metrics::{ALERTS, DECISIONS};
+use crate::metrics::{ALERTS, CHARGEBACKS, DECISIONS};
 use crate::scoring::{alert_kind_name, Scorer};
 use crate::state::{BatchWrite, SCOPE};
 use crate::{convert, review};
@@ -133,6 +134,9 @@ impl Handler for FraudHandler {
         // encoded; the trace context of the first order parents that call.
         let mut decisions: Vec<pb::Decision> = Vec::new();
         let mut first_trace: Option<opentelemetry::Context> = None;
+        // Chargebacks seen in this batch: counted by the decision their
+        // order had, once the batch is applied.
+        let mut chargebacks: Vec<pb::GetDecisionRequest> = Vec::new();
         for r in records {
             let live = r.offset > wm;
             let decoded = Envelope::decode(r.payload.as_slice())
@@ -210,7 +214,18 @@ impl Handler for FraudHandler {
                         self.alerts_out(&alerts, &env, &p.order_id, &mut out);
                     }
                 }
-                Event::Account(_) => overlay.extend(core_ops.iter().cloned()),
+                Event::Account(_) => {
+                    if let Some(Body::RefundIssued(rf)) = &env.body {
+                        if rf.reason == crate::live_sim::CHARGEBACK {
+                            chargebacks.push(pb::GetDecisionRequest {
+                                tenant_id: env.tenant_id.clone(),
+                                user_id: env.user_id.clone(),
+                                order_id: rf.order_id.clone(),
+                            });
+                        }
+                    }
+                    overlay.extend(core_ops.iter().cloned())
+                }
             }
             write.push(r.offset, &core_ops, extra);
         }
@@ -248,6 +263,15 @@ impl Handler for FraudHandler {
         });
         futures::future::try_join_all(sends).await?;
         write.apply(&self.store).await.map_err(err)?;
+        for req in chargebacks {
+            let decided = review::decision_of(&self.store, self.scorer.reader.partitions, &req)
+                .await
+                .ok()
+                .filter(|d| d.found)
+                .and_then(|d| pb::Action::try_from(d.action).ok());
+            let label = decided.map_or("UNKNOWN", |a| a.as_str_name());
+            CHARGEBACKS.with_label_values(&[label]).inc();
+        }
         Ok(())
     }
 }

@@ -26,6 +26,7 @@
 //! - [`buyer`]: the buyer's profile, asked over gRPC, attached to decisions.
 //! - [`grpc`]: the `FraudService` implementation.
 //! - [`bench`]: the `ScoreOrder` load behind `mesh bench fraud`.
+//! - [`live_sim`]: labelled fraud traffic, a review team and chargebacks for `mesh up --simulate`.
 //! - [`error`], [`metrics`]: the error type and its status mapping; metric names.
 #![forbid(unsafe_code)]
 
@@ -35,6 +36,7 @@ pub mod convert;
 pub mod error;
 pub mod grpc;
 pub mod handler;
+pub mod live_sim;
 pub mod metrics;
 pub mod model;
 pub mod review;
@@ -93,7 +95,11 @@ impl FraudConfig {
             model_path: env.get("MESH_FRAUD_MODEL").map(PathBuf::from),
             model_poll: env.millis("MESH_FRAUD_MODEL_POLL_MS", Duration::from_secs(2))?,
             review_budget: {
-                let v: f64 = env.parse("MESH_FRAUD_REVIEW_BUDGET", 0.02, "a share in [0, 1)")?;
+                let v: f64 = env.parse(
+                    "MESH_FRAUD_REVIEW_BUDGET",
+                    mesh_fraud::DEFAULT_REVIEW_BUDGET,
+                    "a share in [0, 1)",
+                )?;
                 if !(0.0..1.0).contains(&v) {
                     return Err(mesh_runtime::Error::Config {
                         var: "MESH_FRAUD_REVIEW_BUDGET".into(),
@@ -133,6 +139,7 @@ pub async fn build_scorer(cfg: &FraudConfig, deps: &Deps) -> Result<Arc<Scorer>>
     let policy = tokio::task::spawn_blocking(move || scoring::open_models(model_path))
         .await
         .map_err(|e| mesh_fraud::Error::Model(format!("model loading task failed: {e}")))??;
+    metrics::REVIEW_BUDGET.set(cfg.review_budget.max(0.0));
     let budget = if cfg.review_budget > 0.0 {
         Some(std::sync::Mutex::new(mesh_fraud::ReviewBudget::new(
             cfg.review_budget,

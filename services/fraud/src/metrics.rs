@@ -54,12 +54,33 @@ pub static RESOLUTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Chargebacks (refunds with reason `chargeback`), by the decision their
+/// order had (`APPROVE` = fraud that got through, `UNKNOWN` = no decision
+/// stored): the missed fraud behind live recall at the review budget.
+pub static CHARGEBACKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_fraud_chargebacks_total",
+        "Chargebacks received, by the decision their order had",
+        &["decision"]
+    )
+    .expect("metric registers once")
+});
+
 /// Model file loads, by outcome (`loaded`, `failed`).
 pub static MODEL_LOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "mesh_fraud_model_loads_total",
         "Fraud model file loads, by outcome (loaded, failed)",
         &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// The configured review budget (share of orders), 0 when none.
+pub static REVIEW_BUDGET: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
+    prometheus::register_gauge!(
+        "mesh_fraud_review_budget",
+        "Largest share of orders sent to manual review (MESH_FRAUD_REVIEW_BUDGET; 0 = none)"
     )
     .expect("metric registers once")
 });

@@ -65,39 +65,23 @@ impl Scorer {
         let features = mesh_fraud::features_from(order, &results, now)?;
         let mut policy = self.policy.current();
         if let Some(b) = &self.budget {
-            let review_at = b
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .review_at(&policy.config);
-            // Under a budget every review goes through one threshold: a
-            // review rule lifts the score to the configured review level
-            // instead of forcing a review.
-            let mut p = (*policy).clone();
-            p.config.review_rule_score =
-                Some(policy.config.review_at + policy.config.review_rule_boost);
-            p.config.review_at = review_at;
-            p.config.review_by_score = true;
-            policy = Arc::new(p);
-            REVIEW_THRESHOLD.set(review_at);
+            let applied = b.lock().unwrap_or_else(|e| e.into_inner()).apply(&policy);
+            REVIEW_THRESHOLD.set(applied.config.review_at);
+            policy = Arc::new(applied);
         }
-        let decision = policy.decide(&features, &self.rules.current())?;
+        let rules = self.rules.current();
+        let decision = policy.decide(&features, &rules)?;
         // The consumer decides every order once; the gRPC path may score
         // the same order again, so only the consumer feeds the budget.
         if let (Some(b), "consumer") = (&self.budget, path) {
-            // The score the review threshold compared: with a review rule's
-            // lift (see `review_rule_score`).
-            let lifted = match policy.config.review_rule_score {
-                Some(r)
-                    if decision
-                        .reasons
-                        .iter()
-                        .any(|c| rule_reviews(&self.rules.current(), c)) =>
-                {
-                    decision.score.max(r)
-                }
-                _ => decision.score,
-            };
-            b.lock().unwrap_or_else(|e| e.into_inner()).observe(lifted);
+            let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
+            if decision.action == mesh_fraud::Action::Reject {
+                b.observe_rejected();
+            } else {
+                b.observe(mesh_fraud::ReviewBudget::compared_score(
+                    &policy, &decision, &rules,
+                ));
+            }
         }
         let alerts = detect_order(order, &features, &self.detectors);
         SCORE_SECONDS
@@ -328,12 +312,4 @@ pub fn spawn_rules_reloader(
             }
         },
     )
-}
-
-/// Whether `code` is a rule of `rules` whose action is review.
-fn rule_reviews(rules: &RuleSet, code: &str) -> bool {
-    rules
-        .rules
-        .iter()
-        .any(|r| r.code == code && r.action == mesh_fraud::Action::Review)
 }

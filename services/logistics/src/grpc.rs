@@ -28,8 +28,9 @@ pub struct LogisticsGrpc {
     pub plan_routes_default: Duration,
     pub clock: Clock,
     pub stock_versions: Arc<StockVersions>,
-    /// Depot coordinates by warehouse (lat, lon), for `GetPlan`'s map.
-    pub depots: std::collections::HashMap<String, (f64, f64)>,
+    /// Routing settings: depots for `GetPlan`'s map, budgets for its
+    /// fresh-solve comparison.
+    pub routing: wave::Routing,
 }
 
 fn check_stop(field: &str, s: &pb::RouteStop, capacity: i64, depot: bool) -> Result<Stop> {
@@ -167,18 +168,34 @@ fn to_wave_plan(p: StoredPlan) -> pb::WavePlan {
         seconds: p.seconds,
         stops: Vec::new(),
         depot: None,
+        fresh_distance: 0.0,
     }
 }
 
 impl LogisticsGrpc {
-    async fn get_plan(&self, wave_id: &str) -> Result<pb::WavePlan> {
+    async fn get_plan(&self, wave_id: &str, compare_fresh: bool) -> Result<pb::WavePlan> {
         if wave_id.is_empty() {
             return Err(invalid("wave_id", "is empty"));
         }
-        let mut plan = wave::load_plan(&self.store, self.partitions, wave_id)
+        let stored = wave::load_plan(&self.store, self.partitions, wave_id)
             .await?
-            .map(to_wave_plan)
             .ok_or_else(|| Error::NotFound(format!("wave {wave_id} has no plan (yet)")))?;
+        let fresh = if compare_fresh {
+            let stops = wave::load_wave(&self.store, self.partitions, wave_id).await?;
+            let (routing, wave, plan) = (self.routing.clone(), wave_id.to_string(), stored.clone());
+            tokio::task::spawn_blocking(move || {
+                wave::fresh_distance(&routing, &wave, &stops, &plan)
+            })
+            .await
+            .map_err(|e| Error::BadPlan {
+                wave: wave_id.to_string(),
+                reason: format!("fresh solve task failed: {e}"),
+            })??
+        } else {
+            None
+        };
+        let mut plan = to_wave_plan(stored);
+        plan.fresh_distance = fresh.unwrap_or(0.0);
         let planned: std::collections::HashSet<&String> = plan
             .routes
             .iter()
@@ -199,6 +216,7 @@ impl LogisticsGrpc {
             .collect();
         let warehouse = wave_id.split('|').next().unwrap_or_default();
         plan.depot = self
+            .routing
             .depots
             .get(warehouse)
             .map(|&(lat, lon)| pb::GeoPoint { lat, lon });
@@ -264,7 +282,11 @@ impl LogisticsGrpc {
         })
     }
 
-    async fn reorder(&self, warehouse: &str) -> Result<pb::ReorderSuggestionsResponse> {
+    async fn reorder(
+        &self,
+        warehouse: &str,
+        read_only: bool,
+    ) -> Result<pb::ReorderSuggestionsResponse> {
         if warehouse.is_empty() {
             return Err(invalid("warehouse", "is empty"));
         }
@@ -290,7 +312,7 @@ impl LogisticsGrpc {
             )
             .await?;
             let alert = s.stockout_alert(inv.stockout_threshold);
-            if alert {
+            if alert && !read_only {
                 let day = fold::day_name(fold::day_of(now));
                 let a = pb::LogisticsAlert {
                     alert_id: format!("logistics:stockout:{warehouse}:{sku}:{day}"),
@@ -354,7 +376,8 @@ impl LogisticsService for LogisticsGrpc {
         &self,
         request: Request<pb::GetPlanRequest>,
     ) -> std::result::Result<Response<pb::WavePlan>, Status> {
-        self.get_plan(&request.into_inner().wave_id)
+        let r = request.into_inner();
+        self.get_plan(&r.wave_id, r.compare_fresh)
             .await
             .map(Response::new)
             .map_err(to_status)
@@ -422,7 +445,8 @@ impl LogisticsService for LogisticsGrpc {
         &self,
         request: Request<pb::ReorderSuggestionsRequest>,
     ) -> std::result::Result<Response<pb::ReorderSuggestionsResponse>, Status> {
-        self.reorder(&request.into_inner().warehouse)
+        let r = request.into_inner();
+        self.reorder(&r.warehouse, r.read_only)
             .await
             .map(Response::new)
             .map_err(to_status)

@@ -308,7 +308,7 @@ pub fn service(cfg: &LogisticsConfig, deps: &Deps) -> grpc::LogisticsGrpc {
         plan_routes_default: cfg.plan_routes_default,
         clock: deps.clock.clone(),
         stock_versions: Arc::new(forecasting::StockVersions::default()),
-        depots: cfg.routing.depots.clone(),
+        routing: cfg.routing.clone(),
     }
 }
 

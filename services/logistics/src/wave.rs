@@ -556,6 +556,35 @@ pub fn next_plan(
     }))
 }
 
+/// The distance of a fresh solve, at the solve budget, of the stops `plan`
+/// serves, from the same depot: what a replanned plan is judged against
+/// (`GetPlan` with `compare_fresh`). `None` when the plan serves no stop.
+pub fn fresh_distance(
+    routing: &Routing,
+    wave: &str,
+    stops: &BTreeMap<String, StopRec>,
+    plan: &StoredPlan,
+) -> Result<Option<f64>> {
+    let served: HashSet<&str> = plan
+        .routes
+        .iter()
+        .flat_map(|r| r.stops.iter())
+        .map(String::as_str)
+        .collect();
+    let nodes: Vec<&StopRec> = stops
+        .values()
+        .filter(|s| served.contains(s.id.as_str()))
+        .collect();
+    if nodes.is_empty() {
+        return Ok(None);
+    }
+    let depot = depot_of(routing, wave, &nodes, Some(plan))?;
+    let w = WaveInstance::build(routing, wave, &nodes, depot)?;
+    let wanted: Vec<usize> = (1..=nodes.len()).collect();
+    let fresh = fresh_solve(routing, &w, &wanted)?;
+    Ok(Some(w.inst.routes_distance(&fresh)))
+}
+
 /// A fresh solve of customer nodes `wanted` of `w` at the solve budget;
 /// routes in `w`'s node numbers.
 fn fresh_solve(routing: &Routing, w: &WaveInstance, wanted: &[usize]) -> Result<Vec<Vec<usize>>> {

@@ -72,6 +72,7 @@ async fn wait_plan(
         let last = c
             .get_plan(pb::GetPlanRequest {
                 wave_id: wave.into(),
+                compare_fresh: false,
             })
             .await
             .map(tonic::Response::into_inner);
@@ -443,6 +444,7 @@ async fn forecast_and_reorder_from_seeded_demand() {
         .client
         .reorder_suggestions(pb::ReorderSuggestionsRequest {
             warehouse: "wh-9".into(),
+            read_only: false,
         })
         .await
         .unwrap()
@@ -457,6 +459,7 @@ async fn forecast_and_reorder_from_seeded_demand() {
         .client
         .reorder_suggestions(pb::ReorderSuggestionsRequest {
             warehouse: "wh-none".into(),
+            read_only: false,
         })
         .await
         .unwrap_err();

@@ -141,6 +141,7 @@ async fn empty_waves_are_neither_listed_nor_kept_in_the_index() {
                 .clone()
                 .get_plan(pb::GetPlanRequest {
                     wave_id: east.into(),
+                    compare_fresh: false,
                 })
                 .await
                 .map(|p| p.into_inner())
@@ -220,6 +221,7 @@ async fn orders_move_stock_exactly_once_and_alert_from_the_stream() {
         .clone()
         .reorder_suggestions(pb::ReorderSuggestionsRequest {
             warehouse: "wh-1".into(),
+            read_only: false,
         })
         .await
         .unwrap()

@@ -24,7 +24,7 @@ use mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient;
 use mesh_proto::fraud::v1::{Action, GetReviewQueueRequest};
 use mesh_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
 use mesh_proto::logistics::v1::{
-    ForecastRequest, GetPlanRequest, ListSeriesRequest, ListWavesRequest,
+    ForecastRequest, GetPlanRequest, ListSeriesRequest, ListWavesRequest, ReorderSuggestionsRequest,
 };
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -48,6 +48,8 @@ pub struct ConsoleCtx {
     logistics: Channel,
     engage: Channel,
     rates: Arc<Mutex<Rates>>,
+    /// Fresh-solve distance of the last drawn plan: (wave, version, km).
+    fresh: Arc<Mutex<Option<(String, u64, f64)>>>,
 }
 
 /// Where the services the console asks answer: `http://host:port` each.
@@ -95,6 +97,7 @@ impl ConsoleCtx {
             logistics: channel(&addrs.logistics),
             engage: channel(&addrs.engage),
             rates: Arc::default(),
+            fresh: Arc::default(),
         }
     }
 }
@@ -315,7 +318,51 @@ fn throughput(ctx: &ConsoleCtx) -> Value {
             .map(|(k, v)| (k.trim_start_matches("ACTION_").to_lowercase(), v))
             .collect::<BTreeMap<_, _>>(),
         "churn_alerts": metric_by(&fams, "mesh_churn_alerts_total", &[], Some("kind")),
+        "fraud_budget": fraud_budget(&fams),
         "history": series,
+    })
+}
+
+/// The review budget as the review team sees it, since this process
+/// started: share of consumer decisions sent to review against the budget,
+/// precision = resolved reviews labelled fraud / all resolved reviews,
+/// recall = confirmed fraud / (confirmed fraud + chargebacks on approved
+/// orders). `null` where nothing was counted yet.
+fn fraud_budget(fams: &[prometheus::proto::MetricFamily]) -> Value {
+    let decided = metric_by(
+        fams,
+        "mesh_fraud_decisions_total",
+        &[("path", "consumer")],
+        Some("action"),
+    );
+    let total: f64 = decided.values().sum();
+    let of = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+    let reviewed = of(&decided, "ACTION_REVIEW");
+    let rejected = of(&decided, "ACTION_REJECT");
+    let labels = metric_by(
+        fams,
+        "mesh_fraud_review_resolutions_total",
+        &[],
+        Some("label"),
+    );
+    let fraud = of(&labels, "LABEL_FRAUD");
+    let legit = of(&labels, "LABEL_LEGIT");
+    let chargebacks = metric_by(fams, "mesh_fraud_chargebacks_total", &[], Some("decision"));
+    let missed = of(&chargebacks, "ACTION_APPROVE");
+    let ratio = |a: f64, b: f64| if b > 0.0 { json!(a / b) } else { Value::Null };
+    let budget = metric_sum(fams, "mesh_fraud_review_budget", &[]);
+    json!({
+        "budget": if budget > 0.0 { json!(budget) } else { Value::Null },
+        "threshold": metric_sum(fams, "mesh_fraud_review_threshold", &[]),
+        "decided": total,
+        "reviewed": reviewed,
+        "rejected": rejected,
+        "review_rate": ratio(reviewed, total),
+        "resolved_fraud": fraud,
+        "resolved_legit": legit,
+        "chargebacks_on_approved": missed,
+        "precision": ratio(fraud, fraud + legit),
+        "recall": ratio(fraud, fraud + missed),
     })
 }
 
@@ -428,23 +475,90 @@ async fn logistics(ctx: &ConsoleCtx) -> Value {
         .filter(|w| w.plan_version > 0)
         .max_by_key(|w| (w.active_stops, w.wave_id.clone()));
     let plan = match best {
-        Some(w) => plan_drawing(&mut c, &w.wave_id).await,
+        Some(w) => plan_drawing(ctx, &mut c, &w.wave_id).await,
         None => json!({ "error": "no wave has a plan yet" }),
     };
-    json!({ "waves": wave_list, "plan": plan, "forecasts": forecasts(&mut c).await })
+    let mut warehouses: Vec<String> = waves.iter().map(|w| w.warehouse.clone()).collect();
+    warehouses.sort();
+    warehouses.dedup();
+    json!({ "waves": wave_list, "plan": plan, "forecasts": forecasts(&mut c).await,
+            "stock": stock(&mut c, &warehouses).await })
+}
+
+/// Stock on hand of the SKUs with stock set in `warehouses` (read only:
+/// no alert is published), lowest first, at most 8 rows.
+async fn stock(c: &mut LogisticsServiceClient<Channel>, warehouses: &[String]) -> Value {
+    let mut rows = Vec::new();
+    for w in warehouses.iter().take(4) {
+        let Ok(r) = c
+            .reorder_suggestions(ReorderSuggestionsRequest {
+                warehouse: w.clone(),
+                read_only: true,
+            })
+            .await
+        else {
+            // NOT_FOUND: no stock set for this warehouse.
+            continue;
+        };
+        for s in r.into_inner().suggestions {
+            rows.push((w.clone(), s));
+        }
+    }
+    rows.sort_by(|a, b| {
+        a.1.on_hand
+            .total_cmp(&b.1.on_hand)
+            .then_with(|| a.1.sku.cmp(&b.1.sku))
+    });
+    let total: f64 = rows.iter().map(|(_, s)| s.on_hand).sum();
+    let skus = rows.len();
+    let lowest: Vec<Value> = rows
+        .into_iter()
+        .take(8)
+        .map(|(w, s)| {
+            json!({"warehouse": w, "sku": s.sku, "on_hand": s.on_hand, "reorder_point": s.reorder_point,
+                   "stockout_probability": s.stockout_probability})
+        })
+        .collect();
+    json!({"skus": skus, "on_hand_total": total, "lowest": lowest})
 }
 
 /// The plan of one wave with coordinates: routes as polylines of (lon, lat).
-async fn plan_drawing(c: &mut LogisticsServiceClient<Channel>, wave: &str) -> Value {
-    let plan = match c
-        .get_plan(GetPlanRequest {
-            wave_id: wave.to_string(),
-        })
-        .await
-    {
+/// The plan of `wave` drawn as routes, with its distance beside a fresh
+/// solve of the same stops (asked once per plan version: a solve costs the
+/// solve budget).
+async fn plan_drawing(
+    ctx: &ConsoleCtx,
+    c: &mut LogisticsServiceClient<Channel>,
+    wave: &str,
+) -> Value {
+    let get = |compare_fresh| GetPlanRequest {
+        wave_id: wave.to_string(),
+        compare_fresh,
+    };
+    let mut plan = match c.get_plan(get(false)).await {
         Ok(p) => p.into_inner(),
         Err(s) => return json!({ "error": format!("logistics GetPlan: {}", s.message()) }),
     };
+    let cached = ctx
+        .fresh
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .filter(|(w, v, _)| w == wave && *v == plan.version)
+        .map(|(_, _, d)| *d);
+    let fresh = match cached {
+        Some(d) => Some(d),
+        None => match c.get_plan(get(true)).await {
+            Ok(p) => {
+                plan = p.into_inner();
+                *ctx.fresh.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((wave.to_string(), plan.version, plan.fresh_distance));
+                Some(plan.fresh_distance)
+            }
+            Err(_) => None,
+        },
+    };
+    let drift = fresh.filter(|f| *f > 0.0).map(|f| plan.distance / f - 1.0);
     let lon_lat = |p: &mesh_proto::logistics::v1::GeoPoint| [p.lon, p.lat];
     let stops: HashMap<&str, [f64; 2]> = plan
         .stops
@@ -466,6 +580,7 @@ async fn plan_drawing(c: &mut LogisticsServiceClient<Channel>, wave: &str) -> Va
     let depot = plan.depot.as_ref().map(lon_lat);
     json!({"wave_id": plan.wave_id, "version": plan.version, "method": plan.method,
            "distance": plan.distance, "vehicles": plan.vehicles, "unassigned": plan.unassigned.len(),
+           "fresh_distance": fresh, "drift": drift,
            "depot": depot, "routes": routes})
 }
 

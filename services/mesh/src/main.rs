@@ -181,14 +181,67 @@ where
     print_report(&r, json)
 }
 
-/// Starts the traffic simulator against ingest at `addr` until `stop`.
+/// Starts the traffic simulator against ingest at `addr` until `stop`, and
+/// beside it labelled fraud traffic with a review team and chargebacks
+/// (`mesh_fraud_svc::live_sim`) at one order per 100 events.
 fn simulate_into(
     addr: std::net::SocketAddr,
+    fraud: std::net::SocketAddr,
+    logistics: std::net::SocketAddr,
     rate: u32,
     stop: &tokio_util::sync::CancellationToken,
 ) {
     tokio::spawn(mesh_ingest::traffic::drive(addr, rate, stop.clone()));
-    println!("  simulator     {rate} events/s");
+    tokio::spawn(set_sim_stock(logistics));
+    let orders_per_s = f64::from(rate) / 100.0;
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let channel = |a: std::net::SocketAddr| {
+            tonic::transport::Endpoint::from_shared(format!("http://{a}")).map(|e| e.connect_lazy())
+        };
+        let (Ok(ingest), Ok(fraud)) = (channel(addr), channel(fraud)) else {
+            return;
+        };
+        mesh_fraud_svc::live_sim::drive(
+            mesh_proto::ingest::v1::ingest_service_client::IngestServiceClient::new(ingest),
+            mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient::new(fraud),
+            "demo".into(),
+            orders_per_s,
+            std::time::Duration::from_secs(20),
+            stop,
+        )
+        .await;
+    });
+    println!("  simulator     {rate} events/s, {orders_per_s} labelled fraud-simulator orders/s");
+}
+
+/// The shop's opening stock for the simulator: 400 units of `sku-0` ..
+/// `sku-19` in `wh-1` (the simulated orders' warehouse), so the console
+/// shows stock falling with orders.
+async fn set_sim_stock(logistics: std::net::SocketAddr) {
+    use mesh_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
+    use mesh_proto::logistics::v1::SetStockRequest;
+    for _ in 0..60 {
+        if let Ok(mut c) = LogisticsServiceClient::connect(format!("http://{logistics}")).await {
+            let mut ok = true;
+            for i in 0..20 {
+                ok &= c
+                    .set_stock(SetStockRequest {
+                        warehouse: "wh-1".into(),
+                        sku: format!("sku-{i}"),
+                        on_hand: 400.0,
+                        on_order: 0.0,
+                    })
+                    .await
+                    .is_ok();
+            }
+            if ok {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    tracing::warn!(%logistics, "simulator could not set the opening stock");
 }
 
 #[derive(Subcommand)]
@@ -249,7 +302,13 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
                 );
             }
             if simulate {
-                simulate_into(cfg.ingest.grpc_addr, rate, &shutdown);
+                simulate_into(
+                    cfg.ingest.grpc_addr,
+                    cfg.fraud.grpc_addr,
+                    cfg.logistics.grpc_addr,
+                    rate,
+                    &shutdown,
+                );
             }
             if seconds > 0 {
                 let stop = shutdown.clone();
@@ -300,7 +359,13 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
             println!("  admin         http://{}/metrics", mesh.admin_addr);
             println!("  console       http://{}/console", mesh.admin_addr);
             if simulate {
-                simulate_into(mesh.ingest.grpc_addr, rate, &shutdown);
+                simulate_into(
+                    mesh.ingest.grpc_addr,
+                    mesh.fraud.grpc_addr,
+                    mesh.logistics.grpc_addr,
+                    rate,
+                    &shutdown,
+                );
             }
             if seconds > 0 {
                 tokio::select! {

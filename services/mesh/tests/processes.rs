@@ -513,6 +513,7 @@ async fn every_service_as_its_own_process() {
                 break c
                     .get_plan(GetPlanRequest {
                         wave_id: w.wave_id.clone(),
+                        compare_fresh: false,
                     })
                     .await
                     .unwrap()
