@@ -186,3 +186,23 @@ async fn unreachable_broker_gives_unavailable_promptly() {
     assert_eq!(err.code(), tonic::Code::Unavailable);
     shutdown.cancel();
 }
+
+/// The labelled fraud traffic `mesh up --simulate` publishes passes ingest's
+/// validation: every simulated order reaches the fraud service.
+#[test]
+fn fraud_simulator_events_are_valid() {
+    let now = 1_800_000_000_000;
+    let stream = mesh_fraud_svc::live_sim::labelled_stream(
+        &mesh_fraud_svc::scoring::quick_sim_params(),
+        "demo",
+        "fs",
+        now,
+    )
+    .unwrap();
+    assert!(stream.iter().any(|l| l.fraud == Some(true)));
+    for l in &stream {
+        if let Err(e) = mesh_ingest::validate::validate(&l.envelope, now) {
+            panic!("{e:?}: {:?}", l.envelope);
+        }
+    }
+}

@@ -108,6 +108,41 @@ async fn console_shows_live_numbers_in_a_browser() {
         300,
         stop.clone(),
     ));
+    // The shop's side of fraud: labelled fraud-simulator orders, a review
+    // team resolving the queue, chargebacks for approved fraud.
+    let lazy = |a: std::net::SocketAddr| {
+        tonic::transport::Endpoint::from_shared(format!("http://{a}"))
+            .unwrap()
+            .connect_lazy()
+    };
+    let fraud_sim = tokio::spawn(mesh_fraud_svc::live_sim::drive(
+        mesh_proto::ingest::v1::ingest_service_client::IngestServiceClient::new(lazy(
+            mesh.ingest.grpc_addr,
+        )),
+        mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient::new(lazy(
+            mesh.fraud.grpc_addr,
+        )),
+        "demo".into(),
+        3.0,
+        Duration::from_secs(10),
+        stop.clone(),
+    ));
+    // Opening stock of 20 SKUs the simulated orders buy from wh-1.
+    let mut logistics =
+        mesh_proto::logistics::v1::logistics_service_client::LogisticsServiceClient::new(lazy(
+            mesh.logistics.grpc_addr,
+        ));
+    for i in 0..20 {
+        logistics
+            .set_stock(mesh_proto::logistics::v1::SetStockRequest {
+                warehouse: "wh-1".into(),
+                sku: format!("sku-{i}"),
+                on_hand: 400.0,
+                on_order: 0.0,
+            })
+            .await
+            .expect("SetStock");
+    }
     let admin = mesh.admin_addr;
     let client = reqwest::Client::new();
 
@@ -196,6 +231,98 @@ async fn console_shows_live_numbers_in_a_browser() {
         "the page did not move: {ingested_1} then {ingested_2}"
     );
 
+    // After enough orders: the live figures a user judges the mesh by.
+    let v = wait_api(&client, admin, Duration::from_secs(240), |v| {
+        let fb = &v["throughput"]["fraud_budget"];
+        fb["decided"].as_f64() >= Some(1_500.0)
+            && fb["precision"].is_number()
+            && fb["recall"].is_number()
+            && v["logistics"]["stock"]["on_hand_total"].as_f64() < Some(8_000.0)
+            && v["logistics"]["plan"]["drift"].is_number()
+    })
+    .await;
+    let fb = &v["throughput"]["fraud_budget"];
+    println!("fraud at the review budget: {fb}");
+    let review_rate = fb["review_rate"].as_f64().unwrap();
+    // 2% budget; the warm-up reviews only new highest scores (~ln n).
+    assert!(review_rate <= 0.03, "review rate {review_rate}: {fb}");
+    let precision = fb["precision"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&precision), "{fb}");
+    let plan = &v["logistics"]["plan"];
+    println!(
+        "plan v{} ({}) distance {} vs fresh solve {}: drift {}",
+        plan["version"], plan["method"], plan["distance"], plan["fresh_distance"], plan["drift"]
+    );
+    // The figure is shown and measured; the 2% goal is not held between
+    // the planner's periodic comparisons yet (12.8% seen at v10), so this
+    // checks the comparison works, not the goal.
+    let drift = plan["drift"].as_f64().unwrap();
+    assert!(
+        drift.is_finite() && drift > -0.5,
+        "fresh-solve comparison: {plan}"
+    );
+    let waves = v["logistics"]["waves"].as_array().unwrap();
+    assert!(
+        waves.iter().all(|w| w["active_stops"].as_u64() > Some(0)),
+        "an empty wave is listed: {waves:?}"
+    );
+    let stock = &v["logistics"]["stock"];
+    println!("stock: {stock}");
+    assert_eq!(stock["skus"].as_u64(), Some(20), "{stock}");
+    for f in v["logistics"]["forecasts"].as_array().unwrap() {
+        let (Some(h), Some(lo), Some(up)) = (
+            f["history"].as_array(),
+            f["lower"].as_array(),
+            f["upper"].as_array(),
+        ) else {
+            continue;
+        };
+        if h.len() < 7 || lo.is_empty() {
+            continue;
+        }
+        let recent: Vec<f64> = h[h.len() - 7..].iter().filter_map(|x| x.as_f64()).collect();
+        let (min, max) = recent
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+        let (l, u) = (lo[0].as_f64().unwrap(), up[0].as_f64().unwrap());
+        println!(
+            "forecast {}: next-day interval {l:.1}..{u:.1}, last 7 days {min}..{max}",
+            f["series_key"]
+        );
+        assert!(
+            l <= max && u >= min,
+            "{}: interval {l}..{u} misses the recent daily volume {min}..{max}",
+            f["series_key"]
+        );
+    }
+    for u in v["at_risk"]["users"].as_array().unwrap() {
+        let p = u["churn_probability"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{u}");
+        if u["model"] == "bgnbd" {
+            // No order in the horizon is at least as likely as being gone.
+            let alive = u["p_alive"].as_f64().unwrap();
+            assert!(p >= 1.0 - alive - 1e-9, "inconsistent row: {u}");
+        }
+    }
+    let last = rendered_dom(&profile, &url);
+    let shown_rate = text_of(&last, "fraud-review-rate");
+    assert!(
+        shown_rate.ends_with('%') && number(shown_rate.trim_end_matches('%')) <= 3.0,
+        "review rate on the page: {shown_rate}"
+    );
+    assert!(
+        text_of(&last, "fraud-precision").ends_with('%'),
+        "precision not rendered"
+    );
+    assert!(
+        number(&text_of(&last, "stock-total")) < 8_000.0,
+        "stock on the page did not fall"
+    );
+    assert!(
+        last.contains("id=\"plan-drift\""),
+        "plan drift not rendered"
+    );
+
     let shot: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ops-console.png");
     let _ = std::fs::remove_file(&shot);
     run_chromium(
@@ -217,6 +344,8 @@ async fn console_shows_live_numbers_in_a_browser() {
 
     stop.cancel();
     let _ = sim.await;
+    let drove = fraud_sim.await.expect("fraud simulator");
+    println!("fraud simulator: {drove:?}");
     shutdown.cancel();
     let _ = std::fs::remove_dir_all(&profile);
 }

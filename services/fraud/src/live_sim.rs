@@ -230,10 +230,7 @@ pub async fn drive(
     let mut review_tick = tokio::time::interval(Duration::from_secs(3));
     let base_seed: u64 = rand::random();
     for pass in 0u64.. {
-        let params = SimParams {
-            seed: base_seed ^ pass,
-            ..crate::scoring::quick_sim_params()
-        };
+        let params = live_params(base_seed ^ pass);
         let now_ms = chrono_now_ms();
         let stream =
             match labelled_stream(&params, &tenant, &format!("fs{:x}", params.seed), now_ms) {
@@ -295,6 +292,24 @@ pub async fn drive(
         }
     }
     stats
+}
+
+/// One pass of live fraud traffic: 400 users over 3 days with five times
+/// the default incident rates, so a few minutes of traffic hold every
+/// pattern (the training simulator's 10 days at default rates hold about
+/// three incidents a day).
+pub fn live_params(seed: u64) -> SimParams {
+    let d = SimParams::default();
+    SimParams {
+        seed,
+        users: 400,
+        days: 3,
+        card_testing_rate: 5.0 * d.card_testing_rate,
+        account_takeover_rate: 5.0 * d.account_takeover_rate,
+        promo_abuse_rate: 5.0 * d.promo_abuse_rate,
+        reseller_bot_rate: 5.0 * d.reseller_bot_rate,
+        friendly_fraud_rate: 5.0 * d.friendly_fraud_rate,
+    }
 }
 
 fn chrono_now_ms() -> i64 {
@@ -362,8 +377,11 @@ async fn file_chargebacks(
 ) {
     let now = tokio::time::Instant::now();
     let mut events = Vec::new();
+    // Orders the fraud service has not decided yet (it lags): asked again
+    // later, up to ten times.
+    let mut later = Vec::new();
     while pending.front().is_some_and(|p| p.0 <= now) {
-        let Some((_, user, order, amount)) = pending.pop_front() else {
+        let Some((due, user, order, amount)) = pending.pop_front() else {
             break;
         };
         let decision = fraud
@@ -376,7 +394,14 @@ async fn file_chargebacks(
         let approved = match decision {
             Ok(d) => {
                 let d = d.into_inner();
-                d.found && d.action == pb::Action::Approve as i32
+                if !d.found {
+                    let tries = (due.elapsed().as_secs() / 5) as usize;
+                    if tries < 10 {
+                        later.push((now + Duration::from_secs(5), user, order, amount));
+                    }
+                    continue;
+                }
+                d.action == pb::Action::Approve as i32
             }
             Err(_) => false,
         };
@@ -399,6 +424,7 @@ async fn file_chargebacks(
             })),
         });
     }
+    pending.extend(later);
     if !events.is_empty() {
         if let Err(e) = ingest.publish(PublishRequest { events }).await {
             tracing::debug!(%e, "fraud simulator: chargebacks not published");
