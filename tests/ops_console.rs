@@ -253,14 +253,11 @@ async fn console_shows_live_numbers_in_a_browser() {
         "plan v{} ({}) distance {} vs fresh solve {}: drift {}",
         plan["version"], plan["method"], plan["distance"], plan["fresh_distance"], plan["drift"]
     );
-    // The figure is shown and measured; the 2% goal is not held between
-    // the planner's periodic comparisons yet (12.8% seen at v10), so this
-    // checks the comparison works, not the goal.
+    // The planner compares replans with a fresh solve as the wave grows
+    // (2% more stops) or ages (10 s) and adopts the fresh plan when it is
+    // shorter, so the shown plan stays within 2% of a fresh solve.
     let drift = plan["drift"].as_f64().unwrap();
-    assert!(
-        drift.is_finite() && drift > -0.5,
-        "fresh-solve comparison: {plan}"
-    );
+    assert!(drift.is_finite() && drift <= 0.02, "plan drifted: {plan}");
     let waves = v["logistics"]["waves"].as_array().unwrap();
     assert!(
         waves.iter().all(|w| w["active_stops"].as_u64() > Some(0)),

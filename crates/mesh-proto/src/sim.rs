@@ -28,6 +28,52 @@ fn ship_to(rng: &mut StdRng) -> ev::Location {
     }
 }
 
+/// A stable 64-bit hash of `s` (FNV-1a): per-user attributes that do not
+/// draw from the generator, so adding them leaves every seeded sequence as
+/// it was.
+fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Where `user` lives: one address per user, within ~3 km of a region's
+/// centre (like [`ship_to`], but the same for every order of the user, as
+/// real customers' addresses are).
+fn home_of(user: &str) -> ev::Location {
+    let h = stable_hash(user);
+    let unit = |shift: u32| ((h >> shift) & 0xffff) as f64 / 65_536.0;
+    let (region, lat, lon) = REGIONS[(h % REGIONS.len() as u64) as usize];
+    ev::Location {
+        lat: lat - 0.025 + 0.05 * unit(16),
+        lon: lon - 0.04 + 0.08 * unit(32),
+        country: "DE".into(),
+        region: region.into(),
+    }
+}
+
+/// The context of `user`'s events: the same device, network and (for card
+/// payments) card on every event, as a returning customer's are. Without
+/// them every order looked like a first order from a new device, which
+/// fraud models rightly find suspicious.
+fn user_context(user: &str, device_type: &str) -> Context {
+    let h = stable_hash(user);
+    Context {
+        device_type: device_type.into(),
+        device_hash: format!("dev-{:012x}", h & 0xffff_ffff_ffff),
+        ip_hash: format!("ip-{:08x}", (h >> 20) & 0xffff_ffff),
+        ..Default::default()
+    }
+}
+
+/// Hash of `user`'s payment card.
+fn card_of(user: &str) -> String {
+    format!(
+        "card-{:012x}",
+        stable_hash(user).rotate_left(17) & 0xffff_ffff_ffff
+    )
+}
+
 /// A one-line order of `(sku, category, quantity, unit price)` from
 /// warehouse `wh-1`, shipped within a region.
 fn order(
@@ -101,7 +147,12 @@ pub fn events(seed: u64, prefix: &str, users: u32, n: usize, start_ms: i64) -> V
                     // orders wait for a payment event.
                     let pay = if rng.random_bool(0.5) { "cod" } else { "card" };
                     let line = (sku, category, q, price);
-                    Body::OrderPlaced(order(format!("{prefix}-o{i}"), line, pay, &mut rng))
+                    let mut o = order(format!("{prefix}-o{i}"), line, pay, &mut rng);
+                    o.ship_to = Some(home_of(&user));
+                    if pay == "card" {
+                        o.payment_hash = card_of(&user);
+                    }
+                    Body::OrderPlaced(o)
                 }
                 85..=89 => Body::Login(ev::Login {
                     success: true,
@@ -118,16 +169,14 @@ pub fn events(seed: u64, prefix: &str, users: u32, n: usize, start_ms: i64) -> V
                     dwell_seconds: rng.random_range(0..120) as f64,
                 }),
             };
+            let context = Some(user_context(&user, ["web", "ios", "android"][i % 3]));
             Envelope {
                 event_id: format!("{prefix}-{i}"),
                 tenant_id: "demo".into(),
                 user_id: user,
                 occurred_at_ms: t,
                 source: "sim".into(),
-                context: Some(Context {
-                    device_type: ["web", "ios", "android"][i % 3].into(),
-                    ..Default::default()
-                }),
+                context,
                 body: Some(body),
             }
         })
@@ -189,16 +238,17 @@ pub fn history(
                 user_id: user.clone(),
                 occurred_at_ms: t + rng.random_range(0..DAY / 2),
                 source: "sim-history".into(),
-                context: Some(Context {
-                    device_type: "web".into(),
-                    ..Default::default()
-                }),
-                body: Some(Body::OrderPlaced(order(
-                    format!("{user}-o{n}"),
-                    (sku, category, q, price),
-                    "card",
-                    &mut rng,
-                ))),
+                context: Some(user_context(&user, "web")),
+                body: Some(Body::OrderPlaced(ev::OrderPlaced {
+                    ship_to: Some(home_of(&user)),
+                    payment_hash: card_of(&user),
+                    ..order(
+                        format!("{user}-o{n}"),
+                        (sku, category, q, price),
+                        "card",
+                        &mut rng,
+                    )
+                })),
             });
             n += 1;
             if kind == Trajectory::OneTime {
@@ -244,5 +294,41 @@ mod tests {
         }
         // Same seed, same history.
         assert_eq!(history(7, "t", 200, 120, now).0, evs);
+    }
+
+    #[test]
+    fn a_user_orders_from_one_address_device_and_card() {
+        let evs = events(3, "s", 20, 3_000, 1_800_000_000_000);
+        let mut seen: std::collections::HashMap<&str, (String, String, String)> =
+            Default::default();
+        let mut orders = 0;
+        for e in &evs {
+            let ctx = e.context.as_ref().unwrap();
+            assert!(!ctx.device_hash.is_empty() && !ctx.ip_hash.is_empty());
+            let Some(Body::OrderPlaced(o)) = &e.body else {
+                continue;
+            };
+            orders += 1;
+            let ship = o.ship_to.as_ref().unwrap();
+            assert!(REGIONS.iter().any(|r| r.0 == ship.region));
+            let key = (
+                format!("{:.6},{:.6}", ship.lat, ship.lon),
+                ctx.device_hash.clone(),
+                if o.payment_method == "card" {
+                    o.payment_hash.clone()
+                } else {
+                    String::new()
+                },
+            );
+            let first = seen.entry(e.user_id.as_str()).or_insert(key.clone());
+            assert_eq!((&first.0, &first.1), (&key.0, &key.1), "{}", e.user_id);
+            if !key.2.is_empty() && !first.2.is_empty() {
+                assert_eq!(first.2, key.2);
+            }
+        }
+        assert!(orders > 100 && seen.len() == 20);
+        // Different users, different devices.
+        let devices: std::collections::HashSet<&String> = seen.values().map(|k| &k.1).collect();
+        assert_eq!(devices.len(), 20);
     }
 }

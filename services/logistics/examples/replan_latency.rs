@@ -130,7 +130,7 @@ async fn main() {
         // Off: the example times the replan alone.
         reoptimize: wave::Reoptimize {
             drift: 0.0,
-            every: 0,
+            ..Default::default()
         },
     };
     let mut feeder = Feeder {

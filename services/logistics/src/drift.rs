@@ -7,7 +7,8 @@
 //! routes with spare capacity, so those routes grow across the whole
 //! area; nothing ever re-solved the wave. Here a replanned wave is
 //! compared with a fresh solve of the same stops, and the fresh plan is
-//! adopted when the replan is longer by more than half the tolerance.
+//! adopted when the replan is longer by more than a quarter of the
+//! tolerance.
 use crate::error::Result;
 use crate::metrics::{PLAN_DRIFT, REOPTIMIZATIONS};
 use crate::plan_store::StoredPlan;
@@ -27,10 +28,28 @@ pub fn estimated_drift(prev: &StoredPlan, distance: f64, served: usize) -> f64 {
     per_stop / reference - 1.0
 }
 
-/// Whether a replan (the `replans`-th since the last fresh solve) is
-/// compared with a fresh solve.
-pub fn due(cfg: &Reoptimize, replans: u32, estimated: f64) -> bool {
-    cfg.drift > 0.0 && ((cfg.every > 0 && replans >= cfg.every) || estimated > cfg.drift)
+/// A fresh plan replaces the replan when the replan is longer by more
+/// than `drift / ADOPT_SHARE` (0.5% at the default 2%): small enough that
+/// the plan stays well inside the tolerance between comparisons, large
+/// enough that solver noise does not reshuffle vehicles on every check.
+pub const ADOPT_SHARE: f64 = 4.0;
+
+/// How far a replan is from the last fresh solve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Since {
+    /// Replans since the last fresh solve, this one included.
+    pub replans: u32,
+    /// Milliseconds since the last fresh solve.
+    pub age_ms: i64,
+}
+
+/// Whether a replan is compared with a fresh solve: `served` stops against
+/// the `solved` ones of the last fresh solve, `estimated` drift.
+pub fn due(cfg: &Reoptimize, since: Since, served: usize, solved: usize, estimated: f64) -> bool {
+    let grown = cfg.growth > 0.0 && served as f64 > solved as f64 * (1.0 + cfg.growth);
+    let old = !cfg.max_age.is_zero() && since.age_ms >= cfg.max_age.as_millis() as i64;
+    cfg.drift > 0.0
+        && ((cfg.every > 0 && since.replans >= cfg.every) || grown || old || estimated > cfg.drift)
 }
 
 /// What a drift check decided.
@@ -47,17 +66,22 @@ pub enum Check {
 
 /// After a replan of `prev` into `routes` (distance `distance`): when a
 /// comparison is due, runs `solve` on the served stops and adopts the
-/// fresh routes if they are shorter by more than half the tolerance.
+/// fresh routes if they are shorter by more than [`ADOPT_SHARE`]th of the
+/// tolerance.
 pub fn reoptimize(
     cfg: &Reoptimize,
     prev: &StoredPlan,
-    replans: u32,
+    since: Since,
     routes: &[Vec<usize>],
     distance: f64,
     solve: impl FnOnce(&[usize]) -> Result<(Vec<Vec<usize>>, f64)>,
 ) -> Check {
-    let served: Vec<usize> = routes.iter().flatten().copied().collect();
-    if served.is_empty() || !due(cfg, replans, estimated_drift(prev, distance, served.len())) {
+    // Sorted: the fresh solve sees the stops in the order a fresh solve of
+    // the wave would (`wave::fresh_distance`), so both find the same plan.
+    let mut served: Vec<usize> = routes.iter().flatten().copied().collect();
+    served.sort_unstable();
+    let estimated = estimated_drift(prev, distance, served.len());
+    if served.is_empty() || !due(cfg, since, served.len(), prev.solved_stops, estimated) {
         return Check::NotDue;
     }
     let (fresh, fresh_distance) = match solve(&served) {
@@ -75,9 +99,9 @@ pub fn reoptimize(
     };
     PLAN_DRIFT.observe(drift);
     let serves_all = fresh.iter().map(Vec::len).sum::<usize>() == served.len();
-    if serves_all && drift > cfg.drift / 2.0 {
+    if serves_all && drift > cfg.drift / ADOPT_SHARE {
         REOPTIMIZATIONS.with_label_values(&["adopted"]).inc();
-        tracing::debug!(wave = %prev.wave_id, drift, replans, "re-optimized drifted plan");
+        tracing::debug!(wave = %prev.wave_id, drift, replans = since.replans, "re-optimized drifted plan");
         Check::Adopted { routes: fresh }
     } else {
         REOPTIMIZATIONS.with_label_values(&["kept"]).inc();
@@ -87,21 +111,35 @@ pub fn reoptimize(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
+    fn since(replans: u32, age_ms: i64) -> Since {
+        Since { replans, age_ms }
+    }
+
     #[test]
-    fn comparison_is_due_periodically_or_on_estimated_drift() {
+    fn comparison_is_due_on_count_growth_age_or_estimated_drift() {
         let cfg = Reoptimize {
             drift: 0.02,
             every: 10,
+            growth: 0.05,
+            max_age: Duration::from_secs(10),
         };
-        assert!(!due(&cfg, 3, 0.01));
-        assert!(due(&cfg, 10, 0.0));
-        assert!(due(&cfg, 3, 0.05));
-        let off = Reoptimize {
-            drift: 0.0,
-            every: 10,
+        assert!(!due(&cfg, since(3, 1_000), 100, 100, 0.01));
+        assert!(due(&cfg, since(10, 1_000), 100, 100, 0.0));
+        assert!(due(&cfg, since(3, 1_000), 100, 100, 0.05));
+        assert!(!due(&cfg, since(3, 1_000), 105, 100, 0.0));
+        assert!(due(&cfg, since(3, 1_000), 106, 100, 0.0));
+        assert!(due(&cfg, since(1, 10_000), 100, 100, 0.0));
+        let off = Reoptimize { drift: 0.0, ..cfg };
+        assert!(!due(&off, since(100, 100_000), 1_000, 1, 1.0));
+        let count_only = Reoptimize {
+            growth: 0.0,
+            max_age: Duration::ZERO,
+            ..cfg
         };
-        assert!(!due(&off, 100, 1.0));
+        assert!(!due(&count_only, since(3, 1_000_000), 1_000, 1, 0.0));
     }
 }

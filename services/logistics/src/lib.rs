@@ -94,8 +94,9 @@ pub struct LogisticsConfig {
     /// `MESH_LOGISTICS_SOLVE_ITERATIONS` (2000), `MESH_LOGISTICS_REPLAN_MS` (200),
     /// `MESH_LOGISTICS_REQUIRE_DEPOTS` (false; set true in production: a wave of a
     /// warehouse missing from `MESH_LOGISTICS_DEPOTS` is refused instead of routed
-    /// from its stops' centroid), `MESH_LOGISTICS_REOPTIMIZE_DRIFT` (0.02; 0 = off) and
-    /// `MESH_LOGISTICS_REOPTIMIZE_EVERY` (10 replans), see [`wave::Reoptimize`].
+    /// from its stops' centroid), `MESH_LOGISTICS_REOPTIMIZE_DRIFT` (0.02; 0 = off),
+    /// `MESH_LOGISTICS_REOPTIMIZE_EVERY` (10 replans), `MESH_LOGISTICS_REOPTIMIZE_GROWTH`
+    /// (0.02) and `MESH_LOGISTICS_REOPTIMIZE_MAX_AGE_MS` (10000), see [`wave::Reoptimize`].
     pub routing: wave::Routing,
     /// Period of the planner's INFO summary (`MESH_LOGISTICS_LOG_SUMMARY_MS`, 60000);
     /// single plans are logged at DEBUG.
@@ -217,7 +218,16 @@ impl LogisticsConfig {
                     every: env.parse(
                         "MESH_LOGISTICS_REOPTIMIZE_EVERY",
                         10,
-                        "a whole number of replans (0 = only on estimated drift)",
+                        "a whole number of replans (0 = no count limit)",
+                    )?,
+                    growth: env.parse(
+                        "MESH_LOGISTICS_REOPTIMIZE_GROWTH",
+                        0.02,
+                        "a fraction of the served stops (0 = no growth limit)",
+                    )?,
+                    max_age: env.millis(
+                        "MESH_LOGISTICS_REOPTIMIZE_MAX_AGE_MS",
+                        Duration::from_secs(10),
                     )?,
                 },
             },

@@ -55,6 +55,10 @@ pub struct StoredPlan {
     pub solved_distance: f64,
     #[serde(default)]
     pub solved_stops: usize,
+    /// When the last fresh solve ran (ms since the epoch; 0 for plans
+    /// stored before this field existed, which makes a comparison due).
+    #[serde(default)]
+    pub solved_at_ms: i64,
 }
 
 impl StoredPlan {

@@ -53,16 +53,35 @@ pub struct Routing {
 /// solve of the same stops finds (new stops are inserted where the
 /// anchored routes have room, and the anchored local search rarely moves a
 /// stop to another vehicle), so the planner compares a replanned wave with
-/// a fresh solve at the solve budget every `every` replans, or sooner when
-/// the cheap estimate ([`crate::drift::estimated_drift`]) exceeds `drift`,
-/// and adopts the fresh plan when the replanned one is longer by more than
-/// half of `drift`.
+/// a fresh solve at the solve budget every `every` replans, when the served
+/// stops grew by `growth` since the last fresh solve, when that solve is
+/// older than `max_age`, or when the cheap estimate
+/// ([`crate::drift::estimated_drift`]) exceeds `drift`; it adopts the fresh
+/// plan when the replanned one is longer by more than a quarter of `drift`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reoptimize {
     /// Tolerated relative excess over a fresh solve (0.02 = 2%); 0 disables.
     pub drift: f64,
-    /// Replans between two comparisons (0: only on estimated drift).
+    /// Replans between two comparisons (0: no count limit).
     pub every: u32,
+    /// Growth of the served stops since the last fresh solve that makes a
+    /// comparison due (0.02 = 2% more stops; 0: no growth limit). A wave
+    /// that doubles after its first solve drifts most.
+    pub growth: f64,
+    /// Age of the last fresh solve after which the next replan that adds
+    /// stops is compared (zero: no age limit).
+    pub max_age: Duration,
+}
+
+impl Default for Reoptimize {
+    fn default() -> Self {
+        Self {
+            drift: 0.02,
+            every: 10,
+            growth: 0.02,
+            max_age: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Where a stop is in its life.
@@ -503,7 +522,10 @@ pub fn next_plan(
             crate::drift::reoptimize(
                 &routing.reoptimize,
                 prev,
-                replans,
+                crate::drift::Since {
+                    replans,
+                    age_ms: now_ms.saturating_sub(prev.solved_at_ms),
+                },
                 &routes,
                 distance,
                 |served| {
@@ -528,10 +550,10 @@ pub fn next_plan(
     };
     let (routes, distance) = w.stored(&routes);
     let served = routes.iter().map(|r| r.stops.len()).sum();
-    let (solved_distance, solved_stops) = match (prev, reference) {
-        (_, Some(fresh)) => (fresh, served),
-        (Some(p), None) if replans > 0 => (p.solved_distance, p.solved_stops),
-        _ => (distance, served),
+    let (solved_distance, solved_stops, solved_at_ms) = match (prev, reference) {
+        (_, Some(fresh)) => (fresh, served, now_ms),
+        (Some(p), None) if replans > 0 => (p.solved_distance, p.solved_stops, p.solved_at_ms),
+        _ => (distance, served, now_ms),
     };
     unassigned.sort();
     Ok(Some(StoredPlan {
@@ -553,6 +575,7 @@ pub fn next_plan(
         replans_since_solve: replans,
         solved_distance,
         solved_stops,
+        solved_at_ms,
     }))
 }
 
@@ -674,6 +697,8 @@ mod tests {
             reoptimize: Reoptimize {
                 drift: 0.02,
                 every: 10,
+                growth: 0.0,
+                max_age: Duration::ZERO,
             },
         }
     }

@@ -86,6 +86,7 @@ async fn planner_info_lines_are_bounded_per_period() {
                 reoptimize: Reoptimize {
                     drift: 0.02,
                     every: 5,
+                    ..Default::default()
                 },
                 solve_budget: Duration::from_millis(50),
                 solve_iterations: 20,

@@ -384,6 +384,9 @@ fn upsert_ops(tenant: &str, m: &ItemMeta) -> Vec<Op> {
     .collect()
 }
 
+/// Reviews the catalog's own rating counts as, against streamed reviews.
+const RATING_PRIOR: f64 = 5.0;
+
 /// One item's catalog entry from its hash (or several hashes of the same
 /// item: event-fed fields are taken from the most recently seen one).
 fn item_meta(id: &str, hashes: &[HashMap<String, String>]) -> Option<ItemMeta> {
@@ -413,8 +416,21 @@ fn item_meta(id: &str, hashes: &[HashMap<String, String>]) -> Option<ItemMeta> {
         .unwrap_or(0.0);
     let mut m = ItemMeta::new(id, category, price);
     m.in_stock = up("out_of_stock").is_none_or(|v| v != "1");
-    m.sales = num(up("sales")).unwrap_or(0.0);
-    m.rating = num(up("rating")).unwrap_or(0.0);
+    // Sales and rating follow the stream: the catalog's figures (from
+    // `UpsertItems`) are the baseline, ordered units add to the sales, and
+    // review stars move the rating as a Bayesian average with the
+    // catalog's rating worth `RATING_PRIOR` reviews.
+    let sum = |f: &str| -> f64 { hashes.iter().filter_map(|h| num(h.get(f))).sum() };
+    m.sales = num(up("sales")).unwrap_or(0.0) + sum(crate::signals::SOLD);
+    let (stars, reviews) = (
+        sum(crate::signals::RATING_SUM),
+        sum(crate::signals::RATING_N),
+    );
+    m.rating = match num(up("rating")).filter(|r| *r > 0.0) {
+        Some(r) => (r * RATING_PRIOR + stars) / (RATING_PRIOR + reviews),
+        None if reviews > 0.0 => stars / reviews,
+        None => 0.0,
+    };
     m.margin = num(up("margin")).unwrap_or(0.0);
     m.promotional = up("promotional").is_some_and(|v| v == "1");
     m.retention_offer = up("retention_offer").is_some_and(|v| v == "1");
@@ -449,5 +465,38 @@ mod tests {
         assert_eq!((got.category.as_str(), got.price), ("boots", 10.0));
         assert!(got.in_stock);
         assert!(item_meta("a", &[HashMap::new()]).is_none());
+    }
+
+    #[test]
+    fn sales_and_rating_follow_the_stream() {
+        let h = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // Only events: units sold and the mean of the stars.
+        let ev = h(&[
+            ("seen_ms", "5"),
+            ("sold", "7"),
+            ("rating_sum", "9"),
+            ("rating_n", "3"),
+        ]);
+        let got = item_meta("a", std::slice::from_ref(&ev)).unwrap();
+        assert_eq!((got.sales, got.rating), (7.0, 3.0));
+        // A catalog baseline: sales add up, the rating is a weighted mean
+        // with the catalog's 5.0 worth five reviews.
+        let mut m = ItemMeta::new("a", "shoes", 30.0);
+        m.sales = 100.0;
+        m.rating = 5.0;
+        let mut both = ev;
+        for op in upsert_ops("t", &m) {
+            if let Op::HSet { field, value, .. } = op {
+                both.insert(field, value);
+            }
+        }
+        let got = item_meta("a", &[both]).unwrap();
+        assert_eq!(got.sales, 107.0);
+        assert!((got.rating - (25.0 + 9.0) / 8.0).abs() < 1e-12);
     }
 }

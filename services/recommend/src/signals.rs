@@ -65,8 +65,46 @@ pub fn is_relevant(e: &Envelope) -> bool {
                 | Body::AddToCart(_)
                 | Body::OrderPlaced(_)
                 | Body::RemoveFromCart(_)
+                | Body::ReviewSubmitted(_)
         )
     )
+}
+
+/// Item hash fields the event stream keeps (beside `seen_ms`, `category`
+/// and `price`): units ordered, and the sum and count of review stars.
+pub const SOLD: &str = "sold";
+pub const RATING_SUM: &str = "rating_sum";
+pub const RATING_N: &str = "rating_n";
+
+/// A review's stars, counted in the item's hash (its home slot): the
+/// catalog's rating follows the reviews as they arrive.
+fn review_ops(e: &Envelope) -> Vec<(Home, Op)> {
+    let Some(Body::ReviewSubmitted(r)) = &e.body else {
+        return Vec::new();
+    };
+    if r.sku.is_empty() || !(1..=5).contains(&r.rating) {
+        return Vec::new();
+    }
+    let key = keys::item(&e.tenant_id, &r.sku);
+    let home = Home::item(&e.tenant_id, &r.sku);
+    vec![
+        (
+            home.clone(),
+            Op::HIncr {
+                key: key.clone(),
+                field: RATING_SUM.into(),
+                delta: i64::from(r.rating),
+            },
+        ),
+        (
+            home,
+            Op::HIncr {
+                key,
+                field: RATING_N.into(),
+                delta: 1,
+            },
+        ),
+    ]
 }
 
 /// The live-layer interaction of a history entry.
@@ -103,6 +141,7 @@ pub fn routed_ops(e: &Envelope, history: &mut Vec<HistEntry>, cfg: &LiveConfig) 
         .filter(|s| !s.is_empty());
     let segment = ctx.map(|c| c.channel.as_str()).filter(|s| !s.is_empty());
     let cart = keys::cart(tenant, user);
+    ops.extend(review_ops(e));
     for (item, qty) in removed {
         ops.push((
             Home::User,
@@ -168,6 +207,14 @@ pub fn routed_ops(e: &Envelope, history: &mut Vec<HistEntry>, cfg: &LiveConfig) 
                 },
             )),
             EventKind::Order => {
+                ops.push((
+                    home,
+                    Op::HIncr {
+                        key: keys::item(tenant, &item),
+                        field: SOLD.into(),
+                        delta: s.quantity,
+                    },
+                ));
                 ops.push((
                     Home::User,
                     Op::HSet {
@@ -363,6 +410,56 @@ mod tests {
             })
             .collect();
         assert_eq!(bought, vec!["x", "y"]);
+    }
+
+    fn hincr(ops: &[Op], key: &str, field: &str) -> Option<i64> {
+        ops.iter().find_map(|o| match o {
+            Op::HIncr {
+                key: k,
+                field: f,
+                delta,
+            } if k == key && f == field => Some(*delta),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn orders_count_units_sold_and_reviews_count_stars() {
+        let cfg = LiveConfig::default();
+        let mut h = Vec::new();
+        let e = env(
+            Body::OrderPlaced(OrderPlaced {
+                order_id: "o".into(),
+                items: vec![LineItem {
+                    sku: "x".into(),
+                    quantity: 3,
+                    unit_price: 5.0,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            1_800_000_000_000,
+        );
+        let o = ops(&e, &mut h, &cfg);
+        assert_eq!(hincr(&o, &keys::item("t", "x"), SOLD), Some(3));
+        let review = |rating: u32| {
+            env(
+                Body::ReviewSubmitted(mesh_proto::events::v1::ReviewSubmitted {
+                    sku: "x".into(),
+                    rating,
+                    ..Default::default()
+                }),
+                1_800_000_001_000,
+            )
+        };
+        assert!(is_relevant(&review(4)));
+        let r = ops(&review(4), &mut h, &cfg);
+        assert_eq!(hincr(&r, &keys::item("t", "x"), RATING_SUM), Some(4));
+        assert_eq!(hincr(&r, &keys::item("t", "x"), RATING_N), Some(1));
+        // Out of range stars (ingest refuses them) change nothing.
+        assert!(ops(&review(9), &mut h, &cfg).is_empty());
+        // A review is not an interaction: the history is unchanged.
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

@@ -712,3 +712,98 @@ async fn clicks_on_recommendations_are_attributed_once_and_move_the_weights() {
     assert!(pop_row.weight < 1.0, "{after:?}");
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rank_items_follows_sales_and_reviews_from_the_stream() {
+    let mut svc = start("rec-stream-catalog", None).await;
+    // Four items alike in the catalog: no sales, no rating.
+    svc.client
+        .upsert_items(UpsertItemsRequest {
+            tenant_id: TENANT.into(),
+            items: ["A", "B", "C", "D"].map(|i| catalog_item(i, 0.0)).to_vec(),
+        })
+        .await
+        .unwrap();
+    let t = now_ms() - 60_000;
+    let mut events = Vec::new();
+    // B sells 6 units to three buyers; C is reviewed 5 stars, D 1 star.
+    for (k, u) in ["b1", "b2", "b3"].iter().enumerate() {
+        events.push(envelope(
+            u,
+            t + k as i64,
+            Body::OrderPlaced(OrderPlaced {
+                order_id: format!("o-{u}"),
+                items: vec![LineItem {
+                    sku: "B".into(),
+                    quantity: 2,
+                    unit_price: 20.0,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        ));
+    }
+    for (k, (u, sku, stars)) in [
+        ("r1", "C", 5),
+        ("r2", "C", 5),
+        ("r3", "D", 1),
+        ("r4", "D", 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        events.push(envelope(
+            u,
+            t + 10 + k as i64,
+            Body::ReviewSubmitted(mesh_proto::events::v1::ReviewSubmitted {
+                sku: sku.into(),
+                rating: stars,
+                text: "ok".into(),
+                ..Default::default()
+            }),
+        ));
+    }
+    svc.publish(&events).await;
+    let live = svc.live();
+    let ids: Vec<String> = ["A", "B", "C", "D"].map(String::from).to_vec();
+    let ready = eventually(Duration::from_secs(20), || async {
+        let c = live.catalog(TENANT, &ids).await.unwrap();
+        c["B"].sales == 6.0 && c["C"].rating == 5.0 && c["D"].rating == 1.0
+    })
+    .await;
+    let catalog = live.catalog(TENANT, &ids).await.unwrap();
+    assert!(
+        ready.is_some(),
+        "stream sales and ratings never arrived: {catalog:?}"
+    );
+    assert_eq!((catalog["A"].sales, catalog["A"].rating), (0.0, 0.0));
+    let ranked = |candidates: &[&str]| {
+        let mut client = svc.client.clone();
+        let candidates: Vec<String> = candidates.iter().map(|s| s.to_string()).collect();
+        async move {
+            client
+                .rank_items(mesh_proto::recommend::v1::RankItemsRequest {
+                    tenant_id: TENANT.into(),
+                    user_id: "newcomer".into(),
+                    candidates,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .items
+                .into_iter()
+                .map(|i| i.item_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // The catalog cache lives a second: wait it out, then rank.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(ranked(&["A", "B"]).await, ["B", "A"], "sales from orders");
+    assert_eq!(
+        ranked(&["D", "C"]).await,
+        ["C", "D"],
+        "ratings from reviews"
+    );
+    svc.stop().await;
+}
