@@ -6,6 +6,7 @@ use mesh_forecast::arima::{auto_arima, fit_arima, ndiffs, ArimaOrder};
 use mesh_forecast::combine::{cv_weights, origins, CvConfig};
 use mesh_forecast::decompose::is_seasonal;
 use mesh_forecast::dyntheta::{auto_dyn_theta, fit_dyn_theta, ThetaModel};
+use mesh_forecast::method::auto_rule;
 use mesh_forecast::{fit_for_horizon, forecast, FittedModel, Forecast, Method};
 
 #[test]
@@ -134,6 +135,39 @@ fn combination_weights_never_use_the_test_horizon() {
             );
         }
         other => panic!("expected a combination, got {}", other.describe()),
+    }
+}
+
+#[test]
+fn auto_combines_the_members_of_its_rule() {
+    for (period, h) in [(1usize, 6usize), (4, 8), (12, 18)] {
+        let e = common::noise(40 + period as u64, 72, 3.0);
+        let y: Vec<f64> = (0..72)
+            .map(|t| {
+                let angle = 2.0 * std::f64::consts::PI * (t % period) as f64 / period as f64;
+                200.0 + 0.5 * t as f64 + 20.0 * angle.sin() + e[t]
+            })
+            .collect();
+        let rule = auto_rule();
+        let fitted = fit_for_horizon(Method::Auto, &y, period, h).unwrap();
+        let described = fitted.describe();
+        match fitted {
+            FittedModel::Combination { weights, parts, .. } => {
+                assert_eq!(parts.len(), rule.members.len(), "{described}");
+                assert_eq!(weights.len(), parts.len());
+                assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+                // Validation, not only the equal split, sets the weights.
+                let spread = weights.iter().cloned().fold(0.0, f64::max)
+                    - weights.iter().cloned().fold(1.0, f64::min);
+                assert!(spread > 1e-3, "{described}");
+            }
+            other => panic!("expected a combination, got {}", other.describe()),
+        }
+        // The damped trend is no longer a member.
+        assert!(!described.contains("damped"), "{described}");
+        let f = forecast(Method::Auto, &y, period, h).unwrap();
+        assert_eq!(f.mean.len(), h);
+        assert!(f.mean.iter().all(|v| v.is_finite() && *v > 100.0));
     }
 }
 
