@@ -112,9 +112,10 @@ impl Engage {
         let cx = self.user_context(tenant, &r.user_id).await;
         let segment = cx.segment.replace('|', "/");
         let slot = keys::slot(tenant, self.partitions);
+        let (mkey, ckey) = (keys::ctr_model(tenant), keys::ad_counts(tenant));
         let (model_h, counts) = tokio::try_join!(
-            self.store.hgetall(slot, &keys::ctr_model(tenant)),
-            self.store.hgetall(slot, &keys::ad_counts(tenant)),
+            self.store.hgetall(slot, &mkey),
+            self.store.hgetall(slot, &ckey),
         )?;
         let model: Option<CtrModel> = model_h
             .get("model")

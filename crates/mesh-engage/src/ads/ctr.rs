@@ -55,8 +55,11 @@ pub fn ad_features(creative: &str, segment: &str, placement: &str) -> Vec<String
 /// Aggregated deliveries of one feature cell: its features, impressions and clicks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryCell {
+    /// The cell's features ([`ad_features`]).
     pub features: Vec<String>,
+    /// Impressions delivered.
     pub impressions: u64,
+    /// Clicks among them, at most `impressions`.
     pub clicks: u64,
 }
 
