@@ -106,6 +106,25 @@ DASHBOARDS = {
         panel("Plans by method and outcome", [("sum by (method, outcome) (rate(mesh_logistics_plans_total[5m]))", "{{method}} {{outcome}}")], "ops"),
         panel("Plan time p99 by method", [(p99("mesh_logistics_plan_seconds", "method"), "{{method}}")], "s"),
     ] + consumer_panels("mesh-logistics") + grpc_panels("mesh.logistics.v1"), ["service"]),
+    "engage": dashboard("mesh-engage", "Engage", [
+        panel("Offer decisions by outcome", [("sum by (outcome) (rate(mesh_engage_offer_decisions_total[5m]))", "{{outcome}}")], "ops"),
+        panel("Offers sent by offer", [('sum by (offer) (rate(mesh_engage_offer_decisions_total{outcome="offer"}[5m]))', "{{offer}}")], "ops"),
+        panel("Offer responses by kind and source", [("sum by (kind, source) (rate(mesh_engage_responses_total[5m]))", "{{kind}} {{source}}")], "ops"),
+        panel("Creative rankings by model", [("sum by (model) (rate(mesh_engage_creative_scores_total[5m]))", "{{model}}")], "ops"),
+        panel("Ad impressions and clicks reported", [("sum by (kind) (rate(mesh_engage_ad_deliveries_total[15m]))", "{{kind}}")], "ops"),
+        panel("Reported ad click-through rate", [(
+            'sum(rate(mesh_engage_ad_deliveries_total{kind="clicks"}[1h])) / sum(rate(mesh_engage_ad_deliveries_total{kind="impressions"}[1h]))', "CTR")], "percentunit"),
+        panel("CTR model refits by outcome", [("sum by (outcome) (rate(mesh_engage_ctr_fits_total[15m]))", "{{outcome}}")], "ops"),
+        panel("Ad budget allocated, spend and revenue", [("sum by (kind) (rate(mesh_engage_ad_money_total[15m]))", "{{kind}}")]),
+        panel("Reported return on ad spend", [(
+            'sum(rate(mesh_engage_ad_money_total{kind="revenue"}[1h])) / sum(rate(mesh_engage_ad_money_total{kind="spend"}[1h]))', "ROAS")]),
+    ] + consumer_panels("mesh-engage") + grpc_panels("mesh.engage.v1"), ["service"]),
+    "support": dashboard("mesh-support", "Support", [
+        panel("Texts analysed by source and sentiment", [("sum by (source, sentiment) (rate(mesh_support_feedback_total[5m]))", "{{source}} {{sentiment}}")], "ops"),
+        panel("Assistant turns by outcome", [("sum by (outcome) (rate(mesh_support_assistant_turns_total[5m]))", "{{outcome}}")], "ops"),
+        panel("Hand-off share of assistant turns", [(
+            'sum(rate(mesh_support_assistant_turns_total{outcome="handoff"}[1h])) / sum(rate(mesh_support_assistant_turns_total[1h]))', "handoff share")], "percentunit"),
+    ] + consumer_panels("mesh-support") + grpc_panels("mesh.support.v1"), ["service"]),
     "models": dashboard("mesh-models", "Models", [
         panel("Fraud: share of orders not approved", [(
             'sum(rate(mesh_fraud_decisions_total{action!="ACTION_APPROVE"}[15m])) / sum(rate(mesh_fraud_decisions_total[15m]))', "review+reject share")], "percentunit"),
@@ -114,6 +133,11 @@ DASHBOARDS = {
             'sum(rate(mesh_churn_alerts_total{kind="fired"}[1h])) / sum(rate(mesh_churn_records_applied_total[1h]))', "alerts per order")]),
         panel("Recommend: interactions by kind", [("sum by (kind) (rate(mesh_recommend_interactions_total[15m]))", "{{kind}}")], "ops"),
         panel("Logistics: plans by outcome", [("sum by (outcome) (rate(mesh_logistics_plans_total[15m]))", "{{outcome}}")], "ops"),
+        panel("Engage: conversions per offer sent", [(
+            'sum(rate(mesh_engage_responses_total{kind="conversion"}[1h])) / sum(rate(mesh_engage_offer_decisions_total{outcome="offer"}[1h]))', "conversions per offer")]),
+        panel("Engage: reported ad CTR and ROAS", [
+            ('sum(rate(mesh_engage_ad_deliveries_total{kind="clicks"}[1h])) / sum(rate(mesh_engage_ad_deliveries_total{kind="impressions"}[1h]))', "CTR"),
+            ('sum(rate(mesh_engage_ad_money_total{kind="revenue"}[1h])) / sum(rate(mesh_engage_ad_money_total{kind="spend"}[1h]))', "ROAS")]),
     ], ["models"]),
 }
 

@@ -412,3 +412,228 @@ async fn prices_follow_demand_stages_and_the_market() {
     );
     shutdown.cancel();
 }
+
+/// Ads on the running service: before any report the creatives tie; the ad
+/// platform reports deliveries at true click rates of 6% and 2%, and the CTR
+/// model then ranks the truly better creative first. The budget bandit
+/// starts even and, fed the returns of a 2.5 and a 0.6 ROAS campaign, moves
+/// the budget to the better one. Bad input is refused naming the field;
+/// every ranking and split goes out as an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ads_rank_the_better_creative_and_budget_follows_returns() {
+    let cfg = config(Servers::Real, "engage-ads");
+    let (mesh, shutdown) = start(&cfg).await;
+    let mut client = EngageServiceClient::connect(format!("http://{}", mesh.engage.grpc_addr))
+        .await
+        .unwrap();
+    // "brand-intro" sorts first, so a tie ranks the worse creative first.
+    let (worse, better) = ("brand-intro", "spring-sale");
+    let true_ctr = |c: &str| if c == better { 0.06 } else { 0.02 };
+    let score = |c: &mut EngageServiceClient<tonic::transport::Channel>| {
+        let mut c = c.clone();
+        async move {
+            c.score_creatives(pb::ScoreCreativesRequest {
+                tenant_id: "shop".into(),
+                user_id: "ad-viewer".into(),
+                creative_ids: vec![worse.into(), better.into()],
+                placement: "feed".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    let first = score(&mut client).await;
+    assert_eq!(first.model, "observed_rate", "{first:?}");
+    assert_eq!(first.scores[0].creative_id, worse, "a tie: {first:?}");
+    assert_eq!(
+        first.scores[0].predicted_ctr, first.scores[1].predicted_ctr,
+        "{first:?}"
+    );
+
+    // Bad input names the field.
+    let invalid = |s: tonic::Status, field: &str| {
+        assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+        assert!(s.message().starts_with(field), "{field}: {s:?}");
+    };
+    invalid(
+        client
+            .score_creatives(pb::ScoreCreativesRequest {
+                tenant_id: "shop".into(),
+                user_id: "ad-viewer".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+        "creative_ids",
+    );
+    let delivery = |creative: &str, impressions: u64, clicks: u64| pb::AdDelivery {
+        creative_id: creative.into(),
+        segment: first.segment.clone(),
+        placement: "feed".into(),
+        impressions,
+        clicks,
+    };
+    invalid(
+        client
+            .record_ad_deliveries(pb::RecordAdDeliveriesRequest {
+                tenant_id: "shop".into(),
+                report_id: "bad".into(),
+                deliveries: vec![delivery(better, 10, 11)],
+            })
+            .await
+            .unwrap_err(),
+        "deliveries.clicks",
+    );
+    let allocate = |budget: f64, ids: &[&str]| pb::AllocateBudgetRequest {
+        tenant_id: "shop".into(),
+        campaign_ids: ids.iter().map(|s| s.to_string()).collect(),
+        total_budget: budget,
+        min_share: 0.0,
+    };
+    let (search, social) = ("search-ads", "social-ads");
+    for (req, field) in [
+        (allocate(f64::NAN, &[search, social]), "total_budget"),
+        (allocate(-5.0, &[search, social]), "total_budget"),
+        (allocate(100.0, &[search]), "campaign_ids"),
+        (allocate(100.0, &[]), "campaign_ids"),
+    ] {
+        invalid(client.allocate_budget(req).await.unwrap_err(), field);
+    }
+    invalid(
+        client
+            .report_ad_spend(pb::ReportAdSpendRequest {
+                tenant_id: "shop".into(),
+                report_id: "bad".into(),
+                campaign_id: search.into(),
+                spend: -1.0,
+                revenue: 0.0,
+            })
+            .await
+            .unwrap_err(),
+        "spend",
+    );
+
+    // Five daily reports of 2,000 impressions per creative at the true rates.
+    for day in 0..5 {
+        let deliveries = [worse, better]
+            .iter()
+            .map(|c| delivery(c, 2000, (2000.0 * true_ctr(c)) as u64 + day))
+            .collect();
+        let r = client
+            .record_ad_deliveries(pb::RecordAdDeliveriesRequest {
+                tenant_id: "shop".into(),
+                report_id: format!("day-{day}"),
+                deliveries,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.recorded && r.trained, "{r:?}");
+        assert_eq!(r.trained_impressions, 4000 * (day + 1), "{r:?}");
+    }
+    // A report sent twice counts once.
+    let again = client
+        .record_ad_deliveries(pb::RecordAdDeliveriesRequest {
+            tenant_id: "shop".into(),
+            report_id: "day-4".into(),
+            deliveries: vec![delivery(worse, 2000, 44)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !again.recorded && again.trained_impressions == 20_000,
+        "{again:?}"
+    );
+    let ranked = score(&mut client).await;
+    assert_eq!(ranked.model, "ctr_model", "{ranked:?}");
+    assert_eq!(ranked.scores[0].creative_id, better, "{ranked:?}");
+    let (p_better, p_worse) = (
+        ranked.scores[0].predicted_ctr,
+        ranked.scores[1].predicted_ctr,
+    );
+    assert!(
+        (p_better - 0.06).abs() < 0.02 && (p_worse - 0.02).abs() < 0.01,
+        "predicted {p_better} and {p_worse} against true 0.06 and 0.02"
+    );
+    assert_eq!(ranked.scores[0].impressions, 10_000, "{ranked:?}");
+
+    // The budget: even at first, then toward the campaign that returns more.
+    let true_roas = |c: &str| if c == social { 2.5 } else { 0.6 };
+    let opening = client
+        .allocate_budget(allocate(1000.0, &[search, social]))
+        .await
+        .unwrap()
+        .into_inner();
+    let share = |a: &pb::BudgetAllocation, c: &str| {
+        a.campaigns
+            .iter()
+            .find(|b| b.campaign_id == c)
+            .map(|b| b.share)
+            .unwrap()
+    };
+    assert!(
+        (share(&opening, social) - 0.5).abs() < 0.15,
+        "no data, no preference: {opening:?}"
+    );
+    let total: f64 = opening.campaigns.iter().map(|b| b.budget).sum();
+    assert!((total - 1000.0).abs() < 1e-6, "{opening:?}");
+    let mut last = opening.clone();
+    for day in 0..8 {
+        for b in &last.campaigns {
+            // ±10% day-to-day noise, the same for every run.
+            let noise = 1.0
+                + 0.1
+                    * if (day + b.campaign_id.len()) % 2 == 0 {
+                        1.0
+                    } else {
+                        -1.0
+                    };
+            let recorded = client
+                .report_ad_spend(pb::ReportAdSpendRequest {
+                    tenant_id: "shop".into(),
+                    report_id: format!("{}-day-{day}", b.campaign_id),
+                    campaign_id: b.campaign_id.clone(),
+                    spend: b.budget,
+                    revenue: b.budget * true_roas(&b.campaign_id) * noise,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .recorded;
+            assert!(recorded);
+        }
+        last = client
+            .allocate_budget(allocate(1000.0, &[search, social]))
+            .await
+            .unwrap()
+            .into_inner();
+    }
+    assert!(
+        share(&last, social) > 0.8 && share(&last, social) > share(&opening, social),
+        "the budget stayed put: {opening:?} -> {last:?}"
+    );
+    let social_roas = last
+        .campaigns
+        .iter()
+        .find(|b| b.campaign_id == social)
+        .unwrap()
+        .roas_mean;
+    assert!((social_roas - 2.5).abs() < 0.3, "{last:?}");
+
+    // Two rankings and nine splits went out as events (refused requests
+    // publish nothing).
+    let events = engagement_events(&mesh.backends.brokers, &cfg.topics().engagement, 11);
+    assert_eq!(
+        events.get("mesh.engage.v1.CreativesScored"),
+        Some(&2),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.get("mesh.engage.v1.BudgetAllocated"),
+        Some(&9),
+        "{events:?}"
+    );
+    shutdown.cancel();
+}

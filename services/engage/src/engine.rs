@@ -105,7 +105,7 @@ pub fn check_id(field: &'static str, v: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_text(field: &'static str, v: &str) -> Result<()> {
+pub(crate) fn check_text(field: &'static str, v: &str) -> Result<()> {
     if v.trim().is_empty() || v.len() > 256 {
         return Err(Error::invalid(field, "required, 1..=256 bytes"));
     }

@@ -1,5 +1,5 @@
 //! `EngageService`: conversion only; the work is in [`crate::engine`],
-//! [`crate::pricing`] and [`crate::audience`].
+//! [`crate::pricing`], [`crate::audience`] and [`crate::ads`].
 use std::sync::Arc;
 
 use mesh_proto::engage::v1 as pb;
@@ -113,6 +113,50 @@ impl EngageService for EngageGrpc {
             .build_audience(&request.into_inner())
             .await
             .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn score_creatives(
+        &self,
+        request: Request<pb::ScoreCreativesRequest>,
+    ) -> Result<Response<pb::ScoreCreativesResponse>, Status> {
+        self.engage
+            .score_creatives(&request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn record_ad_deliveries(
+        &self,
+        request: Request<pb::RecordAdDeliveriesRequest>,
+    ) -> Result<Response<pb::RecordAdDeliveriesResponse>, Status> {
+        self.engage
+            .record_ad_deliveries(&request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn allocate_budget(
+        &self,
+        request: Request<pb::AllocateBudgetRequest>,
+    ) -> Result<Response<pb::BudgetAllocation>, Status> {
+        self.engage
+            .allocate_budget(&request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn report_ad_spend(
+        &self,
+        request: Request<pb::ReportAdSpendRequest>,
+    ) -> Result<Response<pb::ReportAdSpendResponse>, Status> {
+        self.engage
+            .report_ad_spend(&request.into_inner())
+            .await
+            .map(|recorded| Response::new(pb::ReportAdSpendResponse { recorded }))
             .map_err(to_status)
     }
 }

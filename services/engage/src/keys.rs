@@ -14,9 +14,12 @@ use mesh_store::Slot;
 pub const SCOPE: &str = "engage";
 
 /// Keys that no topic can rebuild: campaigns and their bandits, offers and
-/// their counters (from `ChooseOffer`), bounds (from `SetPriceBounds`).
+/// their counters (from `ChooseOffer`), bounds (from `SetPriceBounds`), ad
+/// deliveries and the CTR model (`RecordAdDeliveries`), ad returns
+/// (`ReportAdSpend`).
 pub const REPLAY_KEEPS: &[&str] = &[
-    "tenants", "camp:", "camps:", "offers:", "offer:", "stats:", "bounds:",
+    "tenants", "camp:", "camps:", "offers:", "offer:", "stats:", "bounds:", "adcnt:", "ctrm:",
+    "roas:",
 ];
 
 /// The slot that owns `home` (e.g. `<tenant>/<user>`).
@@ -108,4 +111,22 @@ pub fn stage(tenant: &str, user: &str) -> String {
 /// An item's pricing bounds (JSON field `json`), in the item's slot.
 pub fn bounds(tenant: &str, sku: &str) -> String {
     format!("bounds:{tenant}/{sku}")
+}
+
+/// A tenant's ad deliveries, in the tenant's slot: fields
+/// `i|<creative>|<segment>|<placement>` (impressions) and `c|...` (clicks).
+pub fn ad_counts(tenant: &str) -> String {
+    format!("adcnt:{tenant}")
+}
+
+/// A tenant's CTR model, in the tenant's slot: fields `model` (JSON),
+/// `impressions` (fitted on) and `ver` (compare-and-set version).
+pub fn ctr_model(tenant: &str) -> String {
+    format!("ctrm:{tenant}")
+}
+
+/// A tenant's ad returns, in the tenant's slot: fields `<campaign>|s`
+/// (spend), `|r` (revenue), `|q` (Σ revenue²/spend), `|n` (reports).
+pub fn roas(tenant: &str) -> String {
+    format!("roas:{tenant}")
 }

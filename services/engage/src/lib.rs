@@ -12,8 +12,10 @@
 //! (lift with intervals, CUPED, an always-valid sequential test)
 //! ([`engine`]). Churn's `RetentionAction`s become offers of each tenant's
 //! `retention` campaign. `BuildAudience` ranks lookalikes of a segment's best
-//! customers ([`audience`]). Every decision is published on the engagement
-//! topic. Answers `mesh.engage.v1.EngageService` ([`grpc`]).
+//! customers ([`audience`]). `ScoreCreatives` ranks creatives by a CTR
+//! model fitted on the ad platforms' delivery reports, and `AllocateBudget`
+//! splits an ad budget by Thompson sampling on reported return on spend
+//! ([`ads`]). Every decision is published on the engagement topic. Answers `mesh.engage.v1.EngageService` ([`grpc`]).
 //!
 //! The statistics live in `mesh-engage`; this crate keeps state, talks to
 //! peers and publishes. It must not hold state outside the store.
@@ -23,11 +25,13 @@
 //! - [`engine`]: campaigns, offers, bandit updates, attribution, reports.
 //! - [`pricing`]: observations → elasticities → quotes, bounds.
 //! - [`audience`]: lookalike audiences over profile's users.
+//! - [`ads`]: creative ranking (CTR model) and ad budget split (bandit).
 //! - [`handler`]: the bus handler.
 //! - [`grpc`]: the `EngageService` implementation.
 //! - [`error`], [`metrics`]: the error type and metric names.
 #![forbid(unsafe_code)]
 
+pub mod ads;
 pub mod audience;
 pub mod engine;
 pub mod error;

@@ -1,5 +1,5 @@
 //! Metric names of the engage service, defined once.
-use prometheus::{register_int_counter_vec, IntCounterVec};
+use prometheus::{register_counter_vec, register_int_counter_vec, CounterVec, IntCounterVec};
 use std::sync::LazyLock;
 
 /// Offer decisions by campaign kind and outcome (`offer`, `control`,
@@ -30,6 +30,50 @@ pub static PRICE_CHANGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "mesh_engage_price_changes_total",
         "Quoted price changes published, by binding constraint (none, floor, ceiling, max_change, min_margin)",
         &["bound_by"]
+    )
+    .expect("metric registers once")
+});
+
+/// `ScoreCreatives` answers, by the model that ranked them (`ctr_model`,
+/// `observed_rate`).
+pub static CREATIVE_SCORES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_engage_creative_scores_total",
+        "ScoreCreatives answers by the model that ranked them (ctr_model, observed_rate)",
+        &["model"]
+    )
+    .expect("metric registers once")
+});
+
+/// Ad deliveries recorded from the platforms' reports, by kind
+/// (`impressions`, `clicks`).
+pub static AD_DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_engage_ad_deliveries_total",
+        "Ad impressions and clicks recorded from delivery reports, by kind (impressions, clicks)",
+        &["kind"]
+    )
+    .expect("metric registers once")
+});
+
+/// CTR model refits, by outcome (`fitted`, `one_class`, `lost_race`).
+pub static CTR_FITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_engage_ctr_fits_total",
+        "CTR model refits by outcome (fitted, one_class, lost_race)",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// Budget allocated by `AllocateBudget` and ad spend and revenue reported by
+/// `ReportAdSpend`, in the tenant's currency, by kind (`allocated`, `spend`,
+/// `revenue`).
+pub static AD_MONEY: LazyLock<CounterVec> = LazyLock::new(|| {
+    register_counter_vec!(
+        "mesh_engage_ad_money_total",
+        "Ad budget allocated and spend and revenue reported, by kind (allocated, spend, revenue)",
+        &["kind"]
     )
     .expect("metric registers once")
 });

@@ -7,7 +7,9 @@
 //!   [`processes`]: all of them as child processes (`mesh up --processes`).
 //! - [`replay`]: rebuild state from offset 0 (`mesh replay`).
 //! - [`bench`]: the ingest load benchmark (`mesh bench ingest`).
-//! - [`sim`]: a small seeded event generator used by the bench and tests.
+//! - [`sim`]: a small seeded event generator used by the bench and tests;
+//!   [`sim_priced`]: demand at shown prices with known elasticities
+//!   (`mesh simulate priced`).
 //! - `cmd_*`: `mesh train`, `mesh report` and per-service benchmarks, one
 //!   module per service; [`cmd_progress`]: their progress bars; [`status`]:
 //!   `mesh status`.
@@ -29,4 +31,5 @@ pub mod processes;
 pub mod replay;
 pub mod serve;
 pub mod sim;
+pub mod sim_priced;
 pub mod status;

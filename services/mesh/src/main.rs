@@ -134,6 +134,9 @@ enum SimulateCommand {
     Fraud(mesh_fraud::cli::SimulateArgs),
     /// Publish a purchase history, then live events, into a running mesh.
     Traffic(mesh_cli::sim::TrafficArgs),
+    /// Views and sales at shown prices with known per-item elasticities;
+    /// with --engage, engage's estimates against that truth.
+    Priced(mesh_cli::sim_priced::PricedArgs),
 }
 
 #[derive(Subcommand)]
@@ -452,6 +455,9 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
             print_report(&mesh_fraud::cli::simulate(&a)?, a.json)?
         }
         Command::Simulate(SimulateCommand::Traffic(a)) => mesh_cli::sim::traffic(&a).await?,
+        Command::Simulate(SimulateCommand::Priced(a)) => {
+            mesh_cli::sim_priced::print(&mesh_cli::sim_priced::priced(&a).await?, a.json)?
+        }
         Command::Vrp(VrpCommand::Solve(a)) => {
             print_report(&mesh_vrp::cli::solve_file(&a)?, a.json)?
         }

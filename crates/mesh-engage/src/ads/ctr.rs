@@ -39,6 +39,30 @@ pub fn ctr_features(creative: u32, segment: u32, context: u32) -> Vec<String> {
     ]
 }
 
+/// The string features of a served impression: creative, the viewer's segment, the
+/// placement, and the creative x segment and creative x placement crosses (the crosses
+/// let a creative win in one segment and lose in another).
+pub fn ad_features(creative: &str, segment: &str, placement: &str) -> Vec<String> {
+    vec![
+        format!("creative={creative}"),
+        format!("segment={segment}"),
+        format!("placement={placement}"),
+        format!("creative_x_segment={creative}:{segment}"),
+        format!("creative_x_placement={creative}:{placement}"),
+    ]
+}
+
+/// Aggregated deliveries of one feature cell: its features, impressions and clicks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryCell {
+    /// The cell's features ([`ad_features`]).
+    pub features: Vec<String>,
+    /// Impressions delivered.
+    pub impressions: u64,
+    /// Clicks among them, at most `impressions`.
+    pub clicks: u64,
+}
+
 /// Logistic-regression click model on hashed features, fitted with smartcore and stored
 /// as plain coefficients so it serializes small.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +122,40 @@ impl CtrModel {
         })
     }
 
+    /// Fits on aggregated deliveries, expanded into one row per impression; when there are
+    /// more than `max_rows` impressions every cell is scaled down by the same factor, so
+    /// the rates (what the model learns) are kept and the fit stays bounded.
+    pub fn fit_cells(
+        hasher: FeatureHasher,
+        cells: &[DeliveryCell],
+        l2: f64,
+        max_rows: usize,
+    ) -> Result<Self> {
+        let total: u64 = cells.iter().map(|c| c.impressions).sum();
+        let scale = if total as usize > max_rows.max(1) {
+            max_rows.max(1) as f64 / total as f64
+        } else {
+            1.0
+        };
+        let (mut features, mut clicks) = (Vec::new(), Vec::new());
+        for c in cells {
+            if c.clicks > c.impressions {
+                return Err(EngageError::OutOfRange {
+                    what: "ctr cell clicks",
+                    expected: "at most its impressions",
+                    value: c.clicks as f64,
+                });
+            }
+            let pos = (c.clicks as f64 * scale).round() as usize;
+            let neg = ((c.impressions - c.clicks) as f64 * scale).round() as usize;
+            for k in 0..pos + neg {
+                features.push(c.features.clone());
+                clicks.push(k < pos);
+            }
+        }
+        Self::fit(hasher, &features, &clicks, l2)
+    }
+
     /// Click probability for an impression's features.
     pub fn predict<S: AsRef<str>>(&self, features: &[S]) -> f64 {
         let x = self.hasher.transform(features);
@@ -133,5 +191,28 @@ mod tests {
         assert!(auc > 0.6, "auc {auc}");
         let none = vec![false; clicks.len()];
         assert!(CtrModel::fit(FeatureHasher { buckets: 64 }, &feats(&train), &none, 1.0).is_err());
+    }
+
+    #[test]
+    fn fit_on_cells_ranks_the_better_creative_first_in_each_segment() {
+        // "a" is better for segment x, "b" for segment y; scaled down 10x.
+        let cell = |c: &str, s: &str, imps: u64, clicks: u64| DeliveryCell {
+            features: ad_features(c, s, "feed"),
+            impressions: imps,
+            clicks,
+        };
+        let cells = [
+            cell("a", "x", 20_000, 2_000),
+            cell("b", "x", 20_000, 400),
+            cell("a", "y", 20_000, 300),
+            cell("b", "y", 20_000, 1_600),
+        ];
+        let m = CtrModel::fit_cells(FeatureHasher { buckets: 64 }, &cells, 0.1, 8000).unwrap();
+        let p = |c: &str, s: &str| m.predict(&ad_features(c, s, "feed"));
+        assert!(p("a", "x") > p("b", "x"), "{} {}", p("a", "x"), p("b", "x"));
+        assert!(p("b", "y") > p("a", "y"), "{} {}", p("b", "y"), p("a", "y"));
+        assert!((p("a", "x") - 0.1).abs() < 0.04, "{}", p("a", "x"));
+        let bad = [cell("a", "x", 1, 2)];
+        assert!(CtrModel::fit_cells(FeatureHasher { buckets: 64 }, &bad, 0.1, 10).is_err());
     }
 }

@@ -6,5 +6,5 @@ mod ctr;
 mod lookalike;
 
 pub use budget::{BudgetBandit, RoasStats};
-pub use ctr::{ctr_features, CtrModel, FeatureHasher};
+pub use ctr::{ad_features, ctr_features, CtrModel, DeliveryCell, FeatureHasher};
 pub use lookalike::{Lookalike, Similarity};
