@@ -50,6 +50,7 @@ pub struct Sizes {
     pub read_rate: u32,
     pub read_seconds: f64,
     pub load_rate: u32,
+    pub read_seed_events: usize,
 }
 
 impl Sizes {
@@ -65,6 +66,7 @@ impl Sizes {
                 read_rate: 100,
                 read_seconds: 2.0,
                 load_rate: 500,
+                read_seed_events: 2_000,
             }
         } else {
             Sizes {
@@ -77,6 +79,7 @@ impl Sizes {
                 read_rate: 500,
                 read_seconds: 10.0,
                 load_rate: 5_000,
+                read_seed_events: 20_000,
             }
         }
     }
@@ -392,6 +395,7 @@ pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchA
             rate: sizes.read_rate,
             seconds: sizes.read_seconds,
             load_rate: sizes.load_rate,
+            seed_events: sizes.read_seed_events,
         },
         &step,
     )

@@ -58,6 +58,8 @@ pub struct ReadOptions {
     pub rate: u32,
     pub seconds: f64,
     pub load_rate: u32,
+    /// Events published (and applied) before the idle reads.
+    pub seed_events: usize,
 }
 
 /// User + system CPU seconds of this process (Linux `/proc`; 0 elsewhere).
@@ -243,10 +245,16 @@ pub async fn run(
     }
     let http = |a: std::net::SocketAddr| format!("http://{a}");
     let mut ingest = IngestServiceClient::connect(http(mesh.ingest.grpc_addr)).await?;
-    // Seed users so the reads find state: 2,000 users, 10 events each.
+    // Seed users so the reads find state (2,000 users).
     step("reads: seeding");
     let now = chrono::Utc::now().timestamp_millis();
-    let seed = mesh_proto::sim::events(5, &format!("{run}-seed"), 2_000, 20_000, now - 86_400_000);
+    let seed = mesh_proto::sim::events(
+        5,
+        &format!("{run}-seed"),
+        2_000,
+        o.seed_events,
+        now - 86_400_000,
+    );
     let users: Vec<String> = {
         let mut u: Vec<String> = seed.iter().map(|e| e.user_id.clone()).collect();
         u.sort();

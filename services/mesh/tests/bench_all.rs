@@ -18,6 +18,8 @@ fn bench_all_quick_prints_every_key() {
         .env("MESH_REDIS_PREFIX", &name)
         .env("MESH_PARTITIONS", "4")
         .env("MESH_ADMIN_ADDR", "127.0.0.1:0")
+        // Logs go to stdout; the report is the last JSON document there.
+        .env("MESH_LOG", "error")
         .env_remove("MESH_FRAUD_MODEL")
         .env_remove("MESH_RECOMMEND_MODEL")
         .output()
@@ -28,12 +30,12 @@ fn bench_all_quick_prints_every_key() {
         "mesh bench all --quick --json failed: {}\nstderr:\n{stderr}",
         out.status
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = stdout
+        .rfind("\n{\n")
+        .map_or(stdout.as_ref(), |i| &stdout[i + 1..]);
+    let report: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("stdout does not end with one JSON document ({e}):\n{stdout}"));
     for key in mesh_cli::bench_all::KEYS {
         let v = report.get(key).and_then(serde_json::Value::as_f64);
         assert!(
