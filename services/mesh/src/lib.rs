@@ -6,7 +6,10 @@
 //! - [`serve`]: one service in its own process (`mesh serve <role>`);
 //!   [`processes`]: all of them as child processes (`mesh up --processes`).
 //! - [`replay`]: rebuild state from offset 0 (`mesh replay`).
-//! - [`bench`]: the ingest load benchmark (`mesh bench ingest`).
+//! - [`bench`]: the ingest load benchmark (`mesh bench ingest`);
+//!   [`bench_all`]: every benchmark in one run (`mesh bench all`), with
+//!   [`bench_reads`] (reads under write load) and [`bench_servers`]
+//!   (tansu and redis-server when none are configured).
 //! - [`sim`]: a small seeded event generator used by the bench and tests;
 //!   [`sim_priced`]: demand at shown prices with known elasticities
 //!   (`mesh simulate priced`).
@@ -18,6 +21,9 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod bench_all;
+pub mod bench_reads;
+pub mod bench_servers;
 pub mod cmd_churn;
 pub mod cmd_fraud;
 pub mod cmd_profile;

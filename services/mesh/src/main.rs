@@ -258,6 +258,10 @@ enum BenchCommand {
     Recommend(cmd_recommend::BenchArgs),
     /// ScoreOrder latency at a fixed offered rate.
     Fraud(cmd_fraud::BenchArgs),
+    /// Every benchmark in one run on one broker and Redis: each figure,
+    /// its bare baseline and the ratio (starts tansu and redis-server when
+    /// MESH_KAFKA_BROKERS / MESH_REDIS_URL are unset).
+    All(mesh_cli::bench_all::BenchAllArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -473,6 +477,14 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
         Command::Bench(BenchCommand::Profile(a)) => cmd_profile::bench(&cfg, &a).await?,
         Command::Bench(BenchCommand::Recommend(a)) => cmd_recommend::bench(&cfg, &a).await?,
         Command::Bench(BenchCommand::Fraud(a)) => cmd_fraud::bench(&cfg, &a).await?,
+        Command::Bench(BenchCommand::All(a)) => {
+            let r = mesh_cli::bench_all::run(&cfg, &a).await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r.to_json())?);
+            } else {
+                println!("{r}");
+            }
+        }
         Command::Bench(BenchCommand::Ingest(args)) => {
             print_report(&bench::ingest(&cfg, &args).await?, args.json)?
         }

@@ -1,0 +1,334 @@
+//! The read half of `mesh bench all`: `GetProfile`, `Recommend` and
+//! `ScoreOrder` on one in-process mesh, each offered at a fixed rate (open
+//! loop: latency counts from each call's scheduled time, so a stall shows
+//! in the percentiles), first on an idle mesh (the baseline), then while a
+//! writer publishes through ingest at the load rate and every consumer
+//! applies it. CPU of this process per call is measured beside each, net
+//! of the CPU the writer and the consumers burn on their own (sampled just
+//! before the calls start).
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient;
+use mesh_proto::fraud::v1::ScoreOrderRequest;
+use mesh_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+use mesh_proto::ingest::v1::PublishRequest;
+use mesh_proto::profile::v1::profile_service_client::ProfileServiceClient;
+use mesh_proto::profile::v1::GetProfileRequest;
+use mesh_proto::recommend::v1::recommend_service_client::RecommendServiceClient;
+use mesh_proto::recommend::v1::RecommendRequest;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::{self, MeshConfig};
+
+/// One read RPC at one rate.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReadStats {
+    pub calls: usize,
+    pub errors: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// CPU of this process per call, µs (net of the background work).
+    pub cpu_us_per_call: f64,
+}
+
+/// Idle and under-load figures of the three reads.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReadsReport {
+    pub rate_per_s: u32,
+    pub seconds: f64,
+    pub load_events_per_s: u32,
+    /// Events ingest accepted per second while the reads ran.
+    pub load_achieved_events_per_s: f64,
+    /// CPU of this process with only the writer and consumers running, as
+    /// a share of one core.
+    pub background_cpu_cores: f64,
+    pub get_profile_idle: ReadStats,
+    pub get_profile_load: ReadStats,
+    pub recommend_idle: ReadStats,
+    pub recommend_load: ReadStats,
+    pub score_order_idle: ReadStats,
+    pub score_order_load: ReadStats,
+}
+
+/// What to offer.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    pub rate: u32,
+    pub seconds: f64,
+    pub load_rate: u32,
+    /// Events published (and applied) before the idle reads.
+    pub seed_events: usize,
+}
+
+/// User + system CPU seconds of this process (Linux `/proc`; 0 elsewhere).
+pub fn process_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at ")".
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+pub fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Offers `call(i)` at `rate` for `seconds`; `background` is the CPU share
+/// (cores) to subtract.
+async fn open_loop<F, Fut>(rate: u32, seconds: f64, background: f64, call: F) -> ReadStats
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let total = ((f64::from(rate) * seconds) as u64).max(1);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let cpu = process_cpu_secs();
+    let started = tokio::time::Instant::now() + Duration::from_millis(20);
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due).await;
+        let fut = call(i);
+        tasks.push(tokio::spawn(async move {
+            let ok = fut.await;
+            (ok, due.elapsed().as_secs_f64() * 1e3)
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::with_capacity(tasks.len()), 0);
+    for t in tasks {
+        match t.await {
+            Ok((true, ms)) => lat.push(ms),
+            _ => errors += 1,
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = (process_cpu_secs() - cpu - background * wall).max(0.0);
+    ReadStats {
+        calls: lat.len(),
+        errors,
+        p50_ms: pct(&mut lat, 0.5),
+        p99_ms: pct(&mut lat, 0.99),
+        cpu_us_per_call: cpu * 1e6 / total as f64,
+    }
+}
+
+struct Clients {
+    profile: ProfileServiceClient<tonic::transport::Channel>,
+    recommend: RecommendServiceClient<tonic::transport::Channel>,
+    fraud: FraudServiceClient<tonic::transport::Channel>,
+    users: Arc<Vec<String>>,
+}
+
+impl Clients {
+    async fn three(&self, o: &ReadOptions, background: f64) -> [ReadStats; 3] {
+        let now = chrono::Utc::now().timestamp_millis();
+        let (c, u) = (self.profile.clone(), self.users.clone());
+        let profile = open_loop(o.rate, o.seconds, background, |i| {
+            let (mut c, user) = (c.clone(), u[i as usize % u.len()].clone());
+            async move {
+                c.get_profile(GetProfileRequest {
+                    tenant_id: "demo".into(),
+                    user_id: user,
+                })
+                .await
+                .is_ok()
+            }
+        })
+        .await;
+        let c = self.recommend.clone();
+        let recommend = open_loop(o.rate, o.seconds, background, |i| {
+            let (mut c, user) = (c.clone(), u[(i as usize * 7) % u.len()].clone());
+            async move {
+                c.recommend(RecommendRequest {
+                    tenant_id: "demo".into(),
+                    user_id: user,
+                    n: 10,
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
+            }
+        })
+        .await;
+        let c = self.fraud.clone();
+        let score = open_loop(o.rate, o.seconds, background, |i| {
+            let mut c = c.clone();
+            let envelope = mesh_fraud_svc::bench::bench_order(100_000 + i, now - 1_000);
+            async move {
+                c.score_order(ScoreOrderRequest {
+                    envelope: Some(envelope),
+                })
+                .await
+                .is_ok()
+            }
+        })
+        .await;
+        [profile, recommend, score]
+    }
+}
+
+/// Publishes generated events through ingest at `rate` until `stop`;
+/// returns the events ingest accepted.
+async fn write_load(
+    mut ingest: IngestServiceClient<tonic::transport::Channel>,
+    run: String,
+    rate: u32,
+    stop: CancellationToken,
+) -> u64 {
+    let batch = (rate / 50).clamp(1, 500) as usize;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(
+        batch as f64 / f64::from(rate.max(1)),
+    ));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (mut round, mut accepted) = (0u64, 0u64);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return accepted,
+            _ = tick.tick() => {}
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        let events = mesh_proto::sim::events(
+            round,
+            &format!("{run}-w{round}"),
+            2_000,
+            batch,
+            now - batch as i64 * 3_000,
+        );
+        if let Ok(r) = ingest.publish(PublishRequest { events }).await {
+            accepted += u64::from(r.into_inner().accepted);
+        }
+        round += 1;
+    }
+}
+
+/// Starts a mesh on `cfg`'s backends (own topics, keys and groups), seeds
+/// it, measures the reads idle, then under the write load. `step` names
+/// the stages for the progress bar.
+pub async fn run(
+    cfg: &MeshConfig,
+    o: &ReadOptions,
+    step: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<ReadsReport> {
+    let run = format!("allr{}", std::process::id());
+    let mut cfg = cfg.clone();
+    cfg.topic_prefix = format!("{}.{run}", cfg.topic_prefix);
+    cfg.key_prefix = format!("{}:{run}", cfg.key_prefix);
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;
+    cfg.ingest.grpc_addr = any;
+    cfg.ingest.http_addr = any;
+    cfg.admin_addr = any;
+    for role in crate::serve::Role::ALL {
+        if let Some((group, addr)) = cfg.group_and_addr(role) {
+            *group = format!("{run}-{}", role.name());
+            *addr = any;
+        }
+    }
+    step("reads: starting a mesh");
+    let shutdown = CancellationToken::new();
+    let mesh = node::start(&cfg, shutdown.clone()).await?;
+    let joined = Instant::now();
+    while (mesh.profile.assigned.partitions() == 0 || mesh.fraud.assigned.partitions() == 0)
+        && joined.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let http = |a: std::net::SocketAddr| format!("http://{a}");
+    let mut ingest = IngestServiceClient::connect(http(mesh.ingest.grpc_addr)).await?;
+    // Seed users so the reads find state (2,000 users).
+    step("reads: seeding");
+    let now = chrono::Utc::now().timestamp_millis();
+    let seed = mesh_proto::sim::events(
+        5,
+        &format!("{run}-seed"),
+        2_000,
+        o.seed_events,
+        now - 86_400_000,
+    );
+    let users: Vec<String> = {
+        let mut u: Vec<String> = seed.iter().map(|e| e.user_id.clone()).collect();
+        u.sort();
+        u.dedup();
+        u
+    };
+    for chunk in seed.chunks(500) {
+        ingest
+            .publish(PublishRequest {
+                events: chunk.to_vec(),
+            })
+            .await?;
+    }
+    let clients = Clients {
+        profile: ProfileServiceClient::connect(http(mesh.profile.grpc_addr)).await?,
+        recommend: RecommendServiceClient::connect(http(mesh.recommend.grpc_addr)).await?,
+        fraud: FraudServiceClient::connect(http(mesh.fraud.grpc_addr)).await?,
+        users: Arc::new(users),
+    };
+    // Settle: wait until the last seeded user is visible (or 30 s), so the
+    // idle baseline is idle.
+    let last = seed.last().map(|e| e.user_id.clone()).unwrap_or_default();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(30) {
+        let mut p = clients.profile.clone();
+        let r = p
+            .get_profile(GetProfileRequest {
+                tenant_id: "demo".into(),
+                user_id: last.clone(),
+            })
+            .await;
+        if r.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_cpu = {
+        let (c, t) = (process_cpu_secs(), Instant::now());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (process_cpu_secs() - c) / t.elapsed().as_secs_f64()
+    };
+    step("reads: idle");
+    let idle = clients.three(o, idle_cpu).await;
+
+    step("reads: under write load");
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(write_load(ingest, run.clone(), o.load_rate, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let background = {
+        let (c, t) = (process_cpu_secs(), Instant::now());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        (process_cpu_secs() - c) / t.elapsed().as_secs_f64()
+    };
+    let t = Instant::now();
+    let load = clients.three(o, background).await;
+    let load_secs = t.elapsed().as_secs_f64() + 3.0;
+    stop.cancel();
+    let accepted = writer.await.unwrap_or_default();
+    shutdown.cancel();
+    let _ = mesh.stopped(Duration::from_secs(10)).await;
+    let [gi, ri, si] = idle;
+    let [gl, rl, sl] = load;
+    Ok(ReadsReport {
+        rate_per_s: o.rate,
+        seconds: o.seconds,
+        load_events_per_s: o.load_rate,
+        load_achieved_events_per_s: accepted as f64 / load_secs,
+        background_cpu_cores: background,
+        get_profile_idle: gi,
+        get_profile_load: gl,
+        recommend_idle: ri,
+        recommend_load: rl,
+        score_order_idle: si,
+        score_order_load: sl,
+    })
+}

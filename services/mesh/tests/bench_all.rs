@@ -1,0 +1,53 @@
+//! Smoke of `mesh bench all --quick --json`: the real binary against the
+//! test broker and Redis prints every headline key with a finite value.
+//! A benchmark, not a timed test: nothing here asserts how fast anything is.
+use std::process::Command;
+use std::time::Instant;
+
+#[test]
+fn bench_all_quick_prints_every_key() {
+    let brokers = mesh_testkit::kafka_brokers();
+    let redis = mesh_testkit::redis_url();
+    let name = mesh_testkit::unique("benchall");
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_mesh"))
+        .args(["bench", "all", "--quick", "--json"])
+        .env("MESH_KAFKA_BROKERS", &brokers)
+        .env("MESH_REDIS_URL", &redis)
+        .env("MESH_TOPIC_PREFIX", &name)
+        .env("MESH_REDIS_PREFIX", &name)
+        .env("MESH_PARTITIONS", "4")
+        .env("MESH_ADMIN_ADDR", "127.0.0.1:0")
+        // Logs go to stdout; the report is the last JSON document there.
+        .env("MESH_LOG", "error")
+        .env_remove("MESH_FRAUD_MODEL")
+        .env_remove("MESH_RECOMMEND_MODEL")
+        .output()
+        .expect("run the mesh binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "mesh bench all --quick --json failed: {}\nstderr:\n{stderr}",
+        out.status
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = stdout
+        .rfind("\n{\n")
+        .map_or(stdout.as_ref(), |i| &stdout[i + 1..]);
+    let report: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("stdout does not end with one JSON document ({e}):\n{stdout}"));
+    for key in mesh_cli::bench_all::KEYS {
+        let v = report.get(key).and_then(serde_json::Value::as_f64);
+        assert!(
+            v.is_some_and(f64::is_finite),
+            "{key} is missing or not a finite number: {:?}",
+            report.get(key)
+        );
+    }
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 8, "one row per benchmark: {rows:?}");
+    eprintln!(
+        "mesh bench all --quick took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
