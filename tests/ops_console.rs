@@ -98,7 +98,10 @@ async fn wait_api(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn console_shows_live_numbers_in_a_browser() {
-    let cfg = config(Servers::Embedded, "console");
+    let mut cfg = config(Servers::Embedded, "console");
+    // As `mesh up --simulate`: the console forecasts the shop's demand,
+    // the fraud lab publishes under a tenant of its own.
+    cfg.console_tenant = "demo".into();
     let (mesh, shutdown) = start(&cfg).await;
     // Stop the mesh even when an assertion fails, so the runtime can end.
     let _stop_on_panic = shutdown.clone().drop_guard();
@@ -122,7 +125,7 @@ async fn console_shows_live_numbers_in_a_browser() {
         mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient::new(lazy(
             mesh.fraud.grpc_addr,
         )),
-        "demo".into(),
+        "fraud-lab".into(),
         3.0,
         Duration::from_secs(10),
         stop.clone(),
@@ -266,7 +269,15 @@ async fn console_shows_live_numbers_in_a_browser() {
     let stock = &v["logistics"]["stock"];
     println!("stock: {stock}");
     assert_eq!(stock["skus"].as_u64(), Some(20), "{stock}");
-    for f in v["logistics"]["forecasts"].as_array().unwrap() {
+    let forecasts = v["logistics"]["forecasts"].as_array().unwrap();
+    // The shop's 120-day history: every shown series is the shop's, long.
+    assert!(!forecasts.is_empty(), "no forecast shown: {forecasts:?}");
+    for f in forecasts {
+        assert_eq!(f["tenant_id"], "demo", "{f}");
+        let days = f["history"].as_array().map_or(0, Vec::len);
+        assert!(days >= 60, "{}: {days} days of history", f["series_key"]);
+    }
+    for f in forecasts {
         let (Some(h), Some(lo), Some(up)) = (
             f["history"].as_array(),
             f["lower"].as_array(),
@@ -283,8 +294,8 @@ async fn console_shows_live_numbers_in_a_browser() {
             .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
         let (l, u) = (lo[0].as_f64().unwrap(), up[0].as_f64().unwrap());
         println!(
-            "forecast {}: next-day interval {l:.1}..{u:.1}, last 7 days {min}..{max}",
-            f["series_key"]
+            "forecast {}: next-day interval {l:.1}..{u:.1}, last 7 days {min}..{max}, today so far {}",
+            f["series_key"], f["today"]
         );
         assert!(
             l <= max && u >= min,

@@ -5,6 +5,10 @@
 //! exported); spans are exported over OTLP only when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `MESH_OTLP_ENDPOINT`) is set, with a
 //! batch exporter that drops rather than blocks when the collector is away.
+//!
+//! Log lines go to stderr, so a command's stdout (`--json` reports, tables)
+//! stays machine-readable.
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
@@ -81,11 +85,19 @@ fn init_with(
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let res = if env.get("MESH_LOG_FORMAT") == Some("json") {
         registry
-            .with(tracing_subscriber::fmt::layer().json())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     };
     // Already initialised (a second service in the same process): keep it.

@@ -9,9 +9,9 @@
 //!   `delivered`, ...).
 //! - `w:<wave>`: wave membership, one field per order key.
 //! - `waves`: the wave index, one field per wave id.
-//! - `d:<series>`: daily demand, one float field per day (days since
-//!   1970-01-01), see [`series_keys`].
-//! - `series`: the series index.
+//! - `d:<tenant>/<series>`: a tenant's daily demand, one float field per
+//!   day (days since 1970-01-01), see [`series_keys`] and [`tenant_series`].
+//! - `series`: the series index, one field `<tenant>/<series>` per series.
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::{Envelope, OrderPlaced};
 use mesh_store::Op;
@@ -38,9 +38,22 @@ pub fn wave_key(wave: &str) -> String {
     format!("w:{wave}")
 }
 
-/// Key of a demand series hash.
+/// Key of a demand series hash; `series` is tenant-qualified
+/// ([`tenant_series`]).
 pub fn series_hash(series: &str) -> String {
     format!("d:{series}")
+}
+
+/// A tenant's series, as stored and indexed: `<tenant>/<series>`. Tenant ids
+/// never hold `/` (ingest checks them), so [`split_tenant_series`] undoes it.
+pub fn tenant_series(tenant: &str, series: &str) -> String {
+    format!("{tenant}/{series}")
+}
+
+/// `(tenant, series)` of an indexed series; `None` for a field without a
+/// tenant (written before series were per tenant).
+pub fn split_tenant_series(indexed: &str) -> Option<(&str, &str)> {
+    indexed.split_once('/')
 }
 
 /// Key of the wave index hash.
@@ -198,6 +211,7 @@ fn placed(e: &Envelope, o: &OrderPlaced, default_warehouse: &str) -> Vec<Op> {
     let day = day_of(e.occurred_at_ms).to_string();
     for item in &o.items {
         for s in series_keys(&item.sku, &item.category, &warehouse, &loc.region) {
+            let s = tenant_series(&e.tenant_id, &s);
             ops.push(Op::HIncrFloat {
                 key: series_hash(&s),
                 field: day.clone(),
@@ -259,7 +273,12 @@ mod tests {
             })
             .collect();
         assert_eq!(series.len(), 4);
-        assert!(series.contains(&("d:cat:shoes@north".into(), 3.0)));
+        assert!(series.contains(&("d:shop/cat:shoes@north".into(), 3.0)));
+        assert!(ops.contains(&set(SERIES, "shop/sku:s1@wh_1", 1)));
+        assert_eq!(
+            split_tenant_series("shop/sku:a/b@wh"),
+            Some(("shop", "sku:a/b@wh"))
+        );
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub struct SeriesForecast {
     pub lower: Vec<f64>,
     pub upper: Vec<f64>,
     pub history_days: usize,
+    /// The complete days fitted, zero-filled, oldest first: the day before
+    /// `first_day` is the last.
+    pub history: Vec<f64>,
+    /// Units ordered so far today (not fitted: the day is not over).
+    pub today: f64,
 }
 
 fn slots(partitions: i32) -> impl Iterator<Item = Slot<'static>> {
@@ -61,8 +66,9 @@ fn slots(partitions: i32) -> impl Iterator<Item = Slot<'static>> {
     })
 }
 
-/// Every series with recorded demand (the `series` index of each slot).
-pub async fn series_keys(
+/// The series index of every slot: `<tenant>/<series>` per series with
+/// recorded demand ([`fold::tenant_series`]).
+async fn indexed_series(
     store: &StateStore,
     partitions: i32,
 ) -> Result<std::collections::BTreeSet<String>> {
@@ -77,15 +83,49 @@ pub async fn series_keys(
         .collect())
 }
 
-/// Units per day of a series, summed over every partition.
+/// The series with recorded demand of `tenant`, or of any tenant when
+/// `tenant` is empty; without the tenant qualifier, sorted.
+pub async fn series_keys(
+    store: &StateStore,
+    partitions: i32,
+    tenant: &str,
+) -> Result<std::collections::BTreeSet<String>> {
+    Ok(indexed_series(store, partitions)
+        .await?
+        .iter()
+        .filter_map(|k| fold::split_tenant_series(k))
+        .filter(|(t, _)| tenant.is_empty() || *t == tenant)
+        .map(|(_, s)| s.to_string())
+        .collect())
+}
+
+/// Units per day of a series, summed over every partition: one tenant's
+/// demand, or every tenant's summed when `tenant` is empty (warehouse
+/// stock, which tenants share, is planned from the sum).
 pub async fn load_series(
     store: &StateStore,
     partitions: i32,
+    tenant: &str,
     series: &str,
 ) -> Result<BTreeMap<i64, f64>> {
-    let key = fold::series_hash(series);
-    let keys: Vec<_> = slots(partitions).map(|s| (s, key.clone())).collect();
+    let hashes: Vec<String> = if tenant.is_empty() {
+        indexed_series(store, partitions)
+            .await?
+            .iter()
+            .filter(|k| fold::split_tenant_series(k).is_some_and(|(_, s)| s == series))
+            .map(|k| fold::series_hash(k))
+            .collect()
+    } else {
+        vec![fold::series_hash(&fold::tenant_series(tenant, series))]
+    };
+    let keys: Vec<_> = hashes
+        .iter()
+        .flat_map(|h| slots(partitions).map(move |s| (s, h.clone())))
+        .collect();
     let mut out = BTreeMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
     for h in store.hgetall_many(&keys).await? {
         for (day, v) in h {
             if let (Ok(d), Ok(v)) = (day.parse::<i64>(), v.parse::<f64>()) {
@@ -137,14 +177,19 @@ pub fn forecast_daily(
             .collect(),
         point,
         history_days: ys.len(),
+        history: ys.to_vec(),
+        today: 0.0,
     })
 }
 
-/// Loads and forecasts a series.
+/// Loads and forecasts a series of `tenant` (every tenant's summed when
+/// empty).
+#[allow(clippy::too_many_arguments)]
 pub async fn forecast(
     store: &StateStore,
     partitions: i32,
     inv: &Inventory,
+    tenant: &str,
     series: &str,
     horizon: usize,
     level: f64,
@@ -162,14 +207,21 @@ pub async fn forecast(
     if !(level > 0.0 && level < 1.0) {
         return Err(invalid("level", format!("{level} is outside (0, 1)")));
     }
-    let data = load_series(store, partitions, series).await?;
+    let data = load_series(store, partitions, tenant, series).await?;
     let (first, ys) = daily(&data, day_of(now_ms), inv.max_history_days)
         .ok_or_else(|| {
+            let whose = if tenant.is_empty() {
+                String::new()
+            } else {
+                format!(" of tenant {tenant}")
+            };
             Error::NotFound(format!(
-                "no complete day of demand recorded for series {series} (today is left out until it ends)"
+                "no complete day of demand recorded for series {series}{whose} (today is left out until it ends)"
             ))
         })?;
-    forecast_daily(first, &ys, horizon, level)
+    let mut f = forecast_daily(first, &ys, horizon, level)?;
+    f.today = data.get(&day_of(now_ms)).copied().unwrap_or(0.0);
+    Ok(f)
 }
 
 fn stock_key(warehouse: &str) -> String {
@@ -313,7 +365,7 @@ pub async fn lead_time_forecast(
     now_ms: i64,
 ) -> Result<mesh_forecast::Forecast> {
     let horizon = inv.lead_time_days.max(1);
-    let data = load_series(store, partitions, &format!("sku:{sku}@{warehouse}")).await?;
+    let data = load_series(store, partitions, "", &format!("sku:{sku}@{warehouse}")).await?;
     Ok(match daily(&data, day_of(now_ms), inv.max_history_days) {
         Some((_, ys)) => mesh_forecast::fit(Method::Auto, &ys, PERIOD)?.forecast(horizon),
         None => mesh_forecast::Forecast {

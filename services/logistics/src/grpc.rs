@@ -259,18 +259,16 @@ impl LogisticsGrpc {
             &self.store,
             self.partitions,
             &self.inventory,
+            &r.tenant_id,
             &r.series_key,
             r.horizon as usize,
             level,
             self.clock.now_ms(),
         )
         .await?;
-        let history = forecasting::load_series(&self.store, self.partitions, &r.series_key)
-            .await?
-            .into_values()
-            .collect();
         Ok(pb::ForecastResponse {
-            history,
+            history: f.history,
+            today: f.today,
             series_key: r.series_key,
             method: f.method,
             first_day: fold::day_name(f.first_day),
@@ -407,8 +405,9 @@ impl LogisticsService for LogisticsGrpc {
         &self,
         request: Request<pb::ListSeriesRequest>,
     ) -> std::result::Result<Response<pb::ListSeriesResponse>, Status> {
-        let prefix = request.into_inner().prefix;
-        forecasting::series_keys(&self.store, self.partitions)
+        let r = request.into_inner();
+        let prefix = r.prefix;
+        forecasting::series_keys(&self.store, self.partitions, &r.tenant_id)
             .await
             .map(|keys| {
                 Response::new(pb::ListSeriesResponse {

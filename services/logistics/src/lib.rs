@@ -18,10 +18,12 @@
 //! `order_delivered` with `success = false`, or after the promised window,
 //! publishes a `LogisticsAlert` on the alerts topic.
 //!
-//! **Forecasting.** Order lines add to daily demand series per SKU, SKU and
-//! warehouse, category, and category and region; `Forecast` fits the
-//! forecasting core's default method; `ReorderSuggestions` combines a SKU's
-//! forecast with the stock set by `SetStock` and raises stock-out alerts
+//! **Forecasting.** Order lines add to daily demand series per tenant: per
+//! SKU, SKU and warehouse, category, and category and region; `Forecast`
+//! fits the forecasting core's default method to one tenant's series (or
+//! every tenant's summed); `ReorderSuggestions` combines a SKU's forecast at
+//! the warehouse (all tenants) with the stock set by `SetStock` and raises
+//! stock-out alerts
 //! ([`forecasting`]). Placed orders decrement that stock and cancellations
 //! before shipment restore it, exactly once; a stock-out or a fall below the
 //! reorder point is alerted from the stream ([`stock`]).

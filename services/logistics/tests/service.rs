@@ -368,7 +368,36 @@ async fn forecast_and_reorder_from_seeded_demand() {
             )
         })
         .collect();
+    // Another tenant orders the same category: a lab's 3 days of 100 units.
+    let lab: Vec<Envelope> = (1..=3)
+        .map(|d| Envelope {
+            tenant_id: "lab".into(),
+            ..envelope(
+                &format!("lab-{d}"),
+                "lab-user",
+                NOW - d * DAY + 7_200_000,
+                Body::OrderPlaced(OrderPlaced {
+                    order_id: format!("lo{d}"),
+                    items: vec![LineItem {
+                        sku: "sku-lab".into(),
+                        category: "hats".into(),
+                        quantity: 100,
+                        unit_price: 5.0,
+                        ..Default::default()
+                    }],
+                    payment_method: "card".into(),
+                    ship_to: Some(Location {
+                        region: "south".into(),
+                        ..Default::default()
+                    }),
+                    warehouse_id: "wh-9".into(),
+                    ..Default::default()
+                }),
+            )
+        })
+        .collect();
     publish(&svc, &events).await;
+    publish(&svc, &lab).await;
 
     let start = Instant::now();
     let f = loop {
@@ -378,6 +407,7 @@ async fn forecast_and_reorder_from_seeded_demand() {
                 series_key: "sku:sku-f@wh-9".into(),
                 horizon: 10,
                 level: 0.9,
+                ..Default::default()
             })
             .await;
         if let Ok(f) = r {
@@ -404,17 +434,84 @@ async fn forecast_and_reorder_from_seeded_demand() {
             series_key: "cat:hats@south".into(),
             horizon: 3,
             level: 0.0,
+            ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!((cat.point.len(), cat.level), (3, 0.95));
+
+    // Demand series are per tenant; an empty tenant sums them.
+    let hats = |tenant: &'static str| {
+        let mut c = svc.client.clone();
+        async move {
+            c.forecast(pb::ForecastRequest {
+                series_key: "cat:hats".into(),
+                horizon: 3,
+                level: 0.9,
+                tenant_id: tenant.into(),
+            })
+            .await
+            .map(|f| f.into_inner())
+        }
+    };
+    let start = Instant::now();
+    let lab_hats = loop {
+        if let Ok(f) = hats("lab").await {
+            if f.history_days == 3 && f.history.iter().sum::<f64>() == 300.0 {
+                break f;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "lab demand not seen"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(lab_hats.history.iter().all(|v| *v == 100.0), "{lab_hats:?}");
+    let shop_hats = hats("shop").await.unwrap();
+    assert_eq!(shop_hats.history_days, 35);
+    // The fitted days, zero-filled: one value per day up to yesterday.
+    assert_eq!(shop_hats.history.len(), 35);
+    assert_eq!(shop_hats.today, 0.0);
+    assert!(
+        shop_hats.history.iter().all(|v| *v <= 17.0),
+        "{shop_hats:?}"
+    );
+    let all_hats = hats("").await.unwrap();
+    assert_eq!(
+        all_hats.history.iter().sum::<f64>(),
+        shop_hats.history.iter().sum::<f64>() + 300.0
+    );
+    let e = hats("nobody").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    assert!(e.message().contains("tenant nobody"), "{}", e.message());
+    let listed = svc
+        .client
+        .list_series(pb::ListSeriesRequest {
+            prefix: String::new(),
+            tenant_id: "lab".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .series_keys;
+    assert_eq!(
+        listed,
+        [
+            "cat:hats",
+            "cat:hats@south",
+            "sku:sku-lab",
+            "sku:sku-lab@wh-9"
+        ]
+    );
     let e = svc
         .client
         .forecast(pb::ForecastRequest {
             series_key: "sku:none".into(),
             horizon: 3,
             level: 0.0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -425,6 +522,7 @@ async fn forecast_and_reorder_from_seeded_demand() {
             series_key: "sku:sku-f".into(),
             horizon: 0,
             level: 0.0,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -197,6 +197,7 @@ async fn orders_move_stock_exactly_once_and_alert_from_the_stream() {
                     series_key: "sku:sk@wh-1".into(),
                     horizon: 3,
                     level: 0.9,
+                    ..Default::default()
                 })
                 .await
                 .map(|f| f.into_inner().history_days)

@@ -50,6 +50,8 @@ pub struct ConsoleCtx {
     rates: Arc<Mutex<Rates>>,
     /// Fresh-solve distance of the last drawn plan: (wave, version, km).
     fresh: Arc<Mutex<Option<(String, u64, f64)>>>,
+    /// Whose demand the forecast panel shows; empty: every tenant's summed.
+    tenant: String,
 }
 
 /// Where the services the console asks answer: `http://host:port` each.
@@ -98,7 +100,14 @@ impl ConsoleCtx {
             engage: channel(&addrs.engage),
             rates: Arc::default(),
             fresh: Arc::default(),
+            tenant: String::new(),
         }
+    }
+
+    /// Shows the demand forecasts of `tenant` (`MESH_CONSOLE_TENANT`).
+    pub fn with_tenant(mut self, tenant: &str) -> Self {
+        self.tenant = tenant.to_string();
+        self
     }
 }
 
@@ -481,7 +490,7 @@ async fn logistics(ctx: &ConsoleCtx) -> Value {
     let mut warehouses: Vec<String> = waves.iter().map(|w| w.warehouse.clone()).collect();
     warehouses.sort();
     warehouses.dedup();
-    json!({ "waves": wave_list, "plan": plan, "forecasts": forecasts(&mut c).await,
+    json!({ "waves": wave_list, "plan": plan, "forecasts": forecasts(&mut c, &ctx.tenant).await,
             "stock": stock(&mut c, &warehouses).await })
 }
 
@@ -584,11 +593,13 @@ async fn plan_drawing(
            "depot": depot, "routes": routes})
 }
 
-/// Forecasts of the category series with the most recorded demand (up to 3).
-async fn forecasts(c: &mut LogisticsServiceClient<Channel>) -> Value {
+/// Forecasts of the first three category series of `tenant` (every
+/// tenant's summed when empty).
+async fn forecasts(c: &mut LogisticsServiceClient<Channel>, tenant: &str) -> Value {
     let series = match c
         .list_series(ListSeriesRequest {
             prefix: "cat:".into(),
+            tenant_id: tenant.to_string(),
         })
         .await
     {
@@ -602,13 +613,14 @@ async fn forecasts(c: &mut LogisticsServiceClient<Channel>) -> Value {
                 series_key: key.clone(),
                 horizon: 14,
                 level: 0.9,
+                tenant_id: tenant.to_string(),
             })
             .await;
         out.push(match r {
             Ok(f) => {
                 let f = f.into_inner();
-                json!({"series_key": key, "method": f.method, "first_day": f.first_day,
-                       "history": f.history,
+                json!({"series_key": key, "tenant_id": tenant, "method": f.method, "first_day": f.first_day,
+                       "history": f.history, "today": f.today,
                        "point": f.point, "lower": f.lower, "upper": f.upper, "level": f.level})
             }
             Err(s) => json!({"series_key": key, "error": s.message(), "history": []}),

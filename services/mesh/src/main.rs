@@ -184,6 +184,13 @@ where
     print_report(&r, json)
 }
 
+/// Tenant of the simulated shop's traffic and history (`mesh_proto::sim`).
+const SIM_SHOP_TENANT: &str = "demo";
+/// Tenant of the labelled fraud traffic: its passes are backdated over three
+/// days at a far higher order rate than the shop's history, so they are kept
+/// out of the shop's demand series.
+const FRAUD_LAB_TENANT: &str = "fraud-lab";
+
 /// Starts the traffic simulator against ingest at `addr` until `stop`, and
 /// beside it labelled fraud traffic with a review team and chargebacks
 /// (`mesh_fraud_svc::live_sim`) at one order per 100 events.
@@ -208,7 +215,7 @@ fn simulate_into(
         mesh_fraud_svc::live_sim::drive(
             mesh_proto::ingest::v1::ingest_service_client::IngestServiceClient::new(ingest),
             mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient::new(fraud),
-            "demo".into(),
+            FRAUD_LAB_TENANT.into(),
             orders_per_s,
             std::time::Duration::from_secs(20),
             stop,
@@ -284,7 +291,14 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
         _ => "mesh",
     };
     let _telemetry = mesh_runtime::telemetry::init(&env, service)?;
-    let cfg = node::MeshConfig::from_env(&env)?;
+    let mut cfg = node::MeshConfig::from_env(&env)?;
+    if let Command::Up { simulate: true, .. } = cli.command {
+        // The console shows the simulated shop's demand, not the fraud lab's.
+        if env.get("MESH_CONSOLE_TENANT").is_none() {
+            cfg.console_tenant = SIM_SHOP_TENANT.into();
+        }
+    }
+    let cfg = cfg;
     match cli.command {
         Command::Up {
             simulate,

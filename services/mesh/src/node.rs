@@ -51,6 +51,26 @@ pub struct MeshConfig {
     /// `MESH_POISON_ATTEMPTS` (default 5): attempts of a record that fails on
     /// its own, while the store answers, before it is dead-lettered.
     pub poison_attempts: u32,
+    /// `MESH_CONSOLE_TENANT` (default: every tenant's demand summed): whose
+    /// demand forecasts the console shows.
+    pub console_tenant: String,
+}
+
+/// `MESH_CONSOLE_TENANT`: a tenant id as ingest accepts them, or unset.
+fn console_tenant(env: &Env) -> mesh_runtime::Result<String> {
+    let t = env.string("MESH_CONSOLE_TENANT", "");
+    if t.len() <= 64
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        Ok(t)
+    } else {
+        Err(mesh_runtime::Error::Config {
+            var: "MESH_CONSOLE_TENANT".into(),
+            value: t,
+            reason: "expected a tenant id: up to 64 letters, digits, '_', '.', '-'".into(),
+        })
+    }
 }
 
 impl MeshConfig {
@@ -74,6 +94,7 @@ impl MeshConfig {
             engage: mesh_engage_svc::EngageConfig::from_env(env)?,
             support: mesh_support_svc::SupportConfig::from_env(env)?,
             poison_attempts: mesh_runtime::service::poison_attempts_from(env)?,
+            console_tenant: console_tenant(env)?,
             consumer_extra: match env.get("MESH_CONSUMER_SESSION_TIMEOUT_MS") {
                 // How long the group waits for a consumer that stopped
                 // answering before its partitions move (librdkafka default
@@ -392,7 +413,8 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
             logistics.grpc_addr,
             engage.grpc_addr,
         ),
-    );
+    )
+    .with_tenant(&cfg.console_tenant);
     crate::console::spawn_sampler(&console, shutdown.clone());
     let admin = mesh_runtime::admin::router(ready).merge(crate::console::router(console));
     let (admin_addr, _) = mesh_runtime::admin::serve(cfg.admin_addr, admin, shutdown).await?;

@@ -121,6 +121,7 @@ pub async fn start(cfg: &MeshConfig) -> anyhow::Result<Processes> {
             .env("MESH_KAFKA_BROKERS", &brokers)
             .env("MESH_REDIS_URL", &redis_url)
             .env("MESH_ADMIN_ADDR", admin.to_string())
+            .env("MESH_CONSOLE_TENANT", &cfg.console_tenant)
             .env("MESH_PROFILE_ADDR", url(Role::Profile))
             .env("MESH_RECOMMEND_ADDR", url(Role::Recommend))
             .env("MESH_FRAUD_ADDR", url(Role::Fraud))

@@ -178,7 +178,8 @@ pub async fn serve(
                     shutdown.clone(),
                 ),
                 addrs,
-            );
+            )
+            .with_tenant(&cfg.console_tenant);
             crate::console::spawn_sampler(&ctx, shutdown.clone());
             console = Some(crate::console::router(ctx));
             None
