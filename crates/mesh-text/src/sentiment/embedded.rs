@@ -33,7 +33,7 @@ pub struct EmbedHead {
 pub fn load_encoder(dir: &Path) -> Result<Arc<SentenceEncoder>> {
     SentenceEncoder::load(dir)
         .map(Arc::new)
-        .map_err(|e| Error::InvalidInput(format!("sentence encoder: {e}")))
+        .map_err(|e| Error::InvalidInput(e.to_string()))
 }
 
 fn embed_err(e: mesh_embed::Error) -> Error {
