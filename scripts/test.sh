@@ -12,9 +12,6 @@ ensure_build_tools
 ensure_redis
 ensure_chromium
 TANSU=$(ensure_tansu)
-# The English sentiment model's sentence encoder (mesh-text's embed tests).
-MESH_EMBED_MODEL_DIR=${MESH_EMBED_MODEL_DIR:-$(ensure_minilm)}
-export MESH_EMBED_MODEL_DIR
 
 WORK=$(mktemp -d -t mesh-test-XXXXXX)
 PIDS=()
