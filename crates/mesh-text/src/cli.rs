@@ -20,6 +20,10 @@ pub struct SentimentArgs {
     pub neg: Option<PathBuf>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// English only: a sentence-encoder directory (all-MiniLM-L6-v2 layout: config.json,
+    /// vocab.txt, model.safetensors); without it the n-gram model runs.
+    #[arg(long, env = "MESH_EMBED_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -67,7 +71,10 @@ fn to_report<T: serde::Serialize>(r: T) -> Report {
 /// Runs `mesh eval sentiment`.
 pub fn sentiment(a: &SentimentArgs) -> Result<Report, crate::Error> {
     match (&a.data, &a.pos, &a.neg) {
-        (Some(d), _, _) => crate::sentiment::eval_vader_format(d, a.seed).map(to_report),
+        (Some(d), _, _) => {
+            crate::sentiment::eval_vader_format_with(d, a.seed, a.model_dir.as_deref())
+                .map(to_report)
+        }
         (None, Some(p), Some(n)) => crate::sentiment::eval_pos_neg(p, n, a.seed).map(to_report),
         _ => Err(crate::Error::InvalidInput(
             "give --data FILE, or --pos FILE and --neg FILE".into(),

@@ -42,6 +42,22 @@ pub struct EnglishChoice {
     pub cv_macro_f1: f64,
 }
 
+/// What cross-validation chose for the sentence-encoder head (feature `embed`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EmbedChoice {
+    /// Multipliers on the embedding, the lexicon features and the n-gram model's scores.
+    pub embed_weight: f32,
+    pub lexicon_weight: f32,
+    pub ngram_weight: f32,
+    pub l2: f32,
+    pub balanced: bool,
+    /// Added to the negative / neutral log-probabilities before the argmax.
+    pub negative_offset: f32,
+    pub neutral_offset: f32,
+    /// Out-of-fold macro F1 of the chosen head (5-fold inside the training data).
+    pub cv_macro_f1: f64,
+}
+
 /// Features and grids searched by cross-validation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnglishConfig {
@@ -70,6 +86,11 @@ pub struct EnglishModel {
     reg: LinearRegressor,
     nb: NbLogReg,
     pub choice: EnglishChoice,
+    /// The sentence-encoder head, when trained with one. Not serialized: a deserialized
+    /// model is the n-gram model.
+    #[cfg(feature = "embed")]
+    #[serde(skip)]
+    pub(crate) embed: Option<super::embedded::EmbedHead>,
 }
 
 fn decide(d: &Decision, p: &[f32], r: f32) -> usize {
@@ -351,11 +372,71 @@ impl EnglishModel {
                 decision,
                 cv_macro_f1: cv,
             },
+            #[cfg(feature = "embed")]
+            embed: None,
         })
     }
 
-    /// Label and score in [-1, 1] for `text`.
-    pub fn predict(&self, text: &str) -> (Polarity, f32) {
+    /// Trains the n-gram model and, on top of it, a head over the sentence embeddings of
+    /// `encoder` (all choices by 5-fold CV inside `rows`).
+    #[cfg(feature = "embed")]
+    pub fn train_embedded(
+        rows: &[RatedText],
+        seed: u64,
+        encoder: std::sync::Arc<mesh_embed::SentenceEncoder>,
+    ) -> Result<Self> {
+        super::embedded::train(rows, seed, encoder)
+    }
+
+    /// Which model predicts: `"ngram"`, or `"minilm+ngram (DIR)"` with a sentence encoder.
+    pub fn kind(&self) -> String {
+        #[cfg(feature = "embed")]
+        if let Some(h) = &self.embed {
+            return format!("minilm+ngram ({})", h.encoder.dir().display());
+        }
+        "ngram".to_string()
+    }
+
+    /// The encoder head's CV choices, when there is one.
+    pub fn embed_choice(&self) -> Option<EmbedChoice> {
+        #[cfg(feature = "embed")]
+        if let Some(h) = &self.embed {
+            return Some(h.choice);
+        }
+        None
+    }
+
+    /// Labels and scores of many texts (embeds them in batches when there is an encoder).
+    pub fn predict_many(&self, texts: &[&str]) -> Vec<(Polarity, f32)> {
+        #[cfg(feature = "embed")]
+        if let Some(h) = &self.embed {
+            if let Ok(embs) = h.embed(texts) {
+                return texts
+                    .iter()
+                    .zip(embs)
+                    .map(|(t, e)| self.predict_embedded(h, t, &e))
+                    .collect();
+            }
+        }
+        texts.iter().map(|t| self.predict(t)).collect()
+    }
+
+    #[cfg(feature = "embed")]
+    fn predict_embedded(
+        &self,
+        h: &super::embedded::EmbedHead,
+        text: &str,
+        emb: &[f32],
+    ) -> (Polarity, f32) {
+        let ng = super::embedded::EmbedHead::ngram_inputs(self, text);
+        let (k, p) = h.predict(emb, text, ng);
+        let label = [Polarity::Negative, Polarity::Neutral, Polarity::Positive][k];
+        (label, (p[2] - p[0]).clamp(-1.0, 1.0))
+    }
+
+    /// Blended class probabilities (negative, neutral, positive) and the rating regressor's
+    /// output (rating / 4) for `text`.
+    pub fn scores(&self, text: &str) -> ([f32; 3], f32) {
         let mut x = self.vectorizer.transform(text);
         let lw = self.choice.lexicon_weight;
         let lex = lexicon_features(text).map(|f| f * lw);
@@ -367,12 +448,22 @@ impl EnglishModel {
             self.clf.predict_proba(&x),
             self.nb.predict_proba(&xb),
         );
-        let p: Vec<f32> = ps
-            .iter()
-            .zip(&pn)
-            .map(|(s, n)| a * s + (1.0 - a) * n)
-            .collect();
-        let r = self.reg.predict(&x);
+        let mut p = [0f32; 3];
+        for (k, slot) in p.iter_mut().enumerate() {
+            *slot = a * ps[k] + (1.0 - a) * pn[k];
+        }
+        (p, self.reg.predict(&x))
+    }
+
+    /// Label and score in [-1, 1] for `text`.
+    pub fn predict(&self, text: &str) -> (Polarity, f32) {
+        #[cfg(feature = "embed")]
+        if let Some(h) = &self.embed {
+            if let Ok(e) = h.encoder.embed(text) {
+                return self.predict_embedded(h, text, &e);
+            }
+        }
+        let (p, r) = self.scores(text);
         let label = [Polarity::Negative, Polarity::Neutral, Polarity::Positive]
             [decide(&self.choice.decision, &p, r)];
         let score = (0.5 * (p[2] - p[0]) + 0.5 * r).clamp(-1.0, 1.0);
