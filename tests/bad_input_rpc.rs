@@ -927,7 +927,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
     let campaign = epb::Campaign {
         tenant_id: T.into(),
         campaign_id: "c-bad".into(),
-        offers: vec!["ten-off".into()],
+        offers: vec!["ten-off".into(), "free-ship".into()],
         ..Default::default()
     };
     let camp = |f: &dyn Fn(&mut epb::Campaign)| {
@@ -1039,7 +1039,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         c.invalid(
             &format!("RecordResponse revenue {v}"),
             "revenue",
-            engage.record_response(resp("converted", v)),
+            engage.record_response(resp("conversion", v)),
         )
         .await;
     }
@@ -1048,7 +1048,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         "offer_id",
         engage.record_response(epb::RecordResponseRequest {
             offer_id: huge.clone(),
-            ..resp("converted", 1.0)
+            ..resp("conversion", 1.0)
         }),
     )
     .await;
@@ -1181,7 +1181,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         "days",
         support.feedback_trends(spb::FeedbackTrendsRequest {
             tenant_id: T.into(),
-            subject: String::new(),
+            subject: "delivery".into(),
             days: u32::MAX,
         }),
     )
