@@ -14,6 +14,10 @@ pub struct ChurnGrpc {
     pub churn: Arc<Churn>,
 }
 
+/// Longest tenant or user id: ingest accepts none over 128 bytes, so a
+/// longer one names nobody and is refused before it reaches the store.
+const MAX_ID: usize = 256;
+
 fn invalid(field: &'static str, reason: impl Into<String>) -> Status {
     to_status(Error::InvalidArgument {
         field,
@@ -72,11 +76,16 @@ impl ChurnService for ChurnGrpc {
         request: Request<pb::GetChurnRiskRequest>,
     ) -> Result<Response<pb::ChurnRisk>, Status> {
         let r = request.into_inner();
-        if r.tenant_id.is_empty() {
-            return Err(invalid("tenant_id", "is required"));
-        }
-        if r.user_id.is_empty() {
-            return Err(invalid("user_id", "is required"));
+        for (field, v) in [("tenant_id", &r.tenant_id), ("user_id", &r.user_id)] {
+            if v.is_empty() {
+                return Err(invalid(field, "is required"));
+            }
+            if v.len() > MAX_ID {
+                return Err(invalid(
+                    field,
+                    format!("is {} bytes; at most {MAX_ID}", v.len()),
+                ));
+            }
         }
         if !(r.weeks >= 0.0 && r.weeks.is_finite()) {
             return Err(invalid("weeks", "must be a finite number >= 0"));

@@ -175,6 +175,17 @@ pub fn normalize(mut c: pb::Campaign, now_ms: i64) -> Result<pb::Campaign> {
     if c.created_at_ms == 0 {
         c.created_at_ms = now_ms;
     }
+    // Reports count a campaign's pre-period and attribution window from
+    // its creation: a time before 1970 or ahead of now has neither.
+    if !(0..=now_ms + 86_400_000).contains(&c.created_at_ms) {
+        return Err(Error::invalid(
+            "created_at_ms",
+            format!(
+                "{} is not Unix milliseconds up to one day from now",
+                c.created_at_ms
+            ),
+        ));
+    }
     if c.name.is_empty() {
         c.name = c.campaign_id.clone();
     }
@@ -1088,6 +1099,20 @@ mod tests {
                     ..ok.clone()
                 },
                 "attribution_days",
+            ),
+            (
+                pb::Campaign {
+                    created_at_ms: -5,
+                    ..ok.clone()
+                },
+                "created_at_ms",
+            ),
+            (
+                pb::Campaign {
+                    created_at_ms: 4_102_444_800_000,
+                    ..ok.clone()
+                },
+                "created_at_ms",
             ),
         ] {
             let e = normalize(bad, 0).unwrap_err().to_string();

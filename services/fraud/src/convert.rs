@@ -28,12 +28,20 @@ fn entity_id(env: &Envelope, hash: Option<&str>, what: &str) -> String {
     }
 }
 
+/// Longest tenant or user id (ingest accepts none over 128 bytes).
+const MAX_ID: usize = 256;
+
 fn check_identity(env: &Envelope) -> Result<()> {
-    if env.tenant_id.trim().is_empty() {
-        return Err(Error::invalid("tenant_id", "required"));
-    }
-    if env.user_id.trim().is_empty() {
-        return Err(Error::invalid("user_id", "required"));
+    for (field, v) in [("tenant_id", &env.tenant_id), ("user_id", &env.user_id)] {
+        if v.trim().is_empty() {
+            return Err(Error::invalid(field, "required"));
+        }
+        if v.len() > MAX_ID {
+            return Err(Error::invalid(
+                field,
+                format!("{} bytes; at most {MAX_ID}", v.len()),
+            ));
+        }
     }
     if env.occurred_at_ms <= 0 {
         return Err(Error::invalid(
@@ -266,6 +274,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("user_id"));
+        e2.user_id = "u".repeat(100 << 10);
+        assert!(order_from(&e2)
+            .unwrap_err()
+            .to_string()
+            .starts_with("user_id: 102400 bytes"));
     }
 
     #[test]

@@ -15,6 +15,10 @@ use crate::{buyer, convert, review};
 /// "Now" (the runtime's one clock); a parameter so tests can fix it.
 pub type Clock = Arc<dyn mesh_runtime::Clock>;
 
+/// How far ahead of now an order to score may be dated: its time feeds the
+/// velocity windows, and an order from the far future is no order yet.
+const MAX_AHEAD_MS: i64 = 86_400_000;
+
 pub struct FraudGrpc {
     pub scorer: Arc<Scorer>,
     pub store: StateStore,
@@ -30,6 +34,16 @@ impl FraudGrpc {
         let env = req
             .envelope
             .ok_or_else(|| Error::invalid("envelope", "required: the order_placed event"))?;
+        let now = self.clock.now_ms();
+        if env.occurred_at_ms > now.saturating_add(MAX_AHEAD_MS) {
+            return Err(Error::invalid(
+                "envelope.occurred_at_ms",
+                format!(
+                    "{} is more than a day ahead of now ({now})",
+                    env.occurred_at_ms
+                ),
+            ));
+        }
         let order = convert::order_from(&env).map_err(|e| e.in_field("envelope"))?;
         // Profile is asked while the order is scored, so the call adds no
         // latency unless profile is slower than scoring.

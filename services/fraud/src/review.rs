@@ -256,8 +256,10 @@ pub async fn resolve(
     req: &pb::ResolveReviewRequest,
     now_ms: i64,
 ) -> Result<(pb::LabelRecord, bool)> {
-    if req.order_id.trim().is_empty() {
-        return Err(Error::invalid("order_id", "required"));
+    // Bounded: the NOT_FOUND answer names the order, and a 100 KB id in
+    // the status message broke the caller's HTTP/2 connection.
+    if req.order_id.trim().is_empty() || req.order_id.len() > 256 {
+        return Err(Error::invalid("order_id", "required, 1..=256 bytes"));
     }
     let label = match pb::Label::try_from(req.label) {
         Ok(l @ (pb::Label::Fraud | pb::Label::Legit)) => l,

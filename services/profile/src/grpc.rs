@@ -15,6 +15,9 @@ use crate::{analytics, lifecycle};
 /// Most users per `BatchGetProfiles` and per `ListUsers` page.
 pub const MAX_BATCH: usize = 500;
 pub const MAX_PAGE: u32 = 1000;
+/// Longest tenant or user id: ingest accepts none over 128 bytes, so a
+/// longer one names nobody and is refused before it reaches the store.
+pub const MAX_ID: usize = 256;
 
 /// The service as started by [`crate::start`].
 pub struct ProfileApi {
@@ -62,6 +65,12 @@ fn required(field: &str, v: &str) -> Result<()> {
         return Err(Error::InvalidArgument {
             field: field.into(),
             reason: "required".into(),
+        });
+    }
+    if v.len() > MAX_ID {
+        return Err(Error::InvalidArgument {
+            field: field.into(),
+            reason: format!("{} bytes, at most {MAX_ID}", v.len()),
         });
     }
     Ok(())

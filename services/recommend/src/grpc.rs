@@ -19,6 +19,10 @@ use crate::metrics::{REQUESTS, REQUEST_SECONDS};
 const MAX_N: u32 = 100;
 const MAX_CANDIDATES: usize = 500;
 const MAX_UPSERT: usize = 1000;
+/// Longest tenant, user or item id (ingest accepts none over 256 bytes).
+const MAX_ID: usize = 256;
+/// How far ahead of now an item's listing time may be.
+const MAX_LISTED_AHEAD_MS: i64 = 86_400_000;
 
 pub struct RecommendGrpc {
     pub engine: Arc<Engine>,
@@ -34,6 +38,12 @@ fn now_secs() -> f64 {
 fn required(field: &str, v: &str) -> Result<()> {
     if v.is_empty() {
         return Err(Error::invalid(field, "is required"));
+    }
+    if v.len() > MAX_ID {
+        return Err(Error::invalid(
+            field,
+            format!("is {} bytes; at most {MAX_ID}", v.len()),
+        ));
     }
     Ok(())
 }
@@ -158,10 +168,18 @@ fn feedback_stats(t: &TenantFeedback) -> pb::FeedbackStats {
     }
 }
 
-fn catalog_item(i: pb::CatalogItem, index: usize) -> Result<ItemMeta> {
+fn catalog_item(i: pb::CatalogItem, index: usize, now_ms: i64) -> Result<ItemMeta> {
     let field = |f: &str| format!("items[{index}].{f}");
-    if i.item_id.is_empty() {
-        return Err(Error::invalid(&field("item_id"), "is required"));
+    required(&field("item_id"), &i.item_id)?;
+    // A listing time ahead of now would rank the item as brand new forever.
+    if !(0..=now_ms + MAX_LISTED_AHEAD_MS).contains(&i.listed_at_ms) {
+        return Err(Error::invalid(
+            &field("listed_at_ms"),
+            format!(
+                "{} is not Unix milliseconds between 0 and one day from now",
+                i.listed_at_ms
+            ),
+        ));
     }
     let check = |f: &str, v: f64, lo: f64, hi: f64| {
         if v.is_finite() && (lo..=hi).contains(&v) {
@@ -274,8 +292,8 @@ impl RecommendService for RecommendGrpc {
                     ),
                 ));
             }
-            if let Some(i) = r.candidates.iter().position(String::is_empty) {
-                return Err(Error::invalid(&format!("candidates[{i}]"), "is empty"));
+            for (i, c) in r.candidates.iter().enumerate() {
+                required(&format!("candidates[{i}]"), c)?;
             }
             let q = Query {
                 n: r.candidates.len(),
@@ -335,13 +353,13 @@ impl RecommendService for RecommendGrpc {
                     format!("has {} entries; expected 1..={MAX_UPSERT}", r.items.len()),
                 ));
             }
+            let now_us = (now_secs() * 1e6) as i64;
             let items = r
                 .items
                 .into_iter()
                 .enumerate()
-                .map(|(k, i)| catalog_item(i, k))
+                .map(|(k, i)| catalog_item(i, k, now_us / 1000))
                 .collect::<Result<Vec<_>>>()?;
-            let now_us = (now_secs() * 1e6) as i64;
             let n = self
                 .engine
                 .upsert_items(&r.tenant_id, &items, now_us)
