@@ -19,6 +19,25 @@ use crate::{fold, plan_store, Clock};
 /// Due time used for "no limit" in `PlanRoutes`.
 const NO_LIMIT: f64 = 1e9;
 
+/// Longest id a request may name. Ids the stream carries are shorter
+/// (ingest caps them at 128 bytes), and a NOT_FOUND that repeats an
+/// unbounded id could outgrow the caller's HTTP/2 header limit.
+const MAX_ID_BYTES: usize = 256;
+
+/// Refuses an empty or over-long id, naming the field.
+fn check_id(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        Err(invalid(field, "is empty"))
+    } else if value.len() > MAX_ID_BYTES {
+        Err(invalid(
+            field,
+            format!("is {} bytes; at most {MAX_ID_BYTES}", value.len()),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 pub struct LogisticsGrpc {
     pub store: StateStore,
     pub partitions: i32,
@@ -174,9 +193,7 @@ fn to_wave_plan(p: StoredPlan) -> pb::WavePlan {
 
 impl LogisticsGrpc {
     async fn get_plan(&self, wave_id: &str, compare_fresh: bool) -> Result<pb::WavePlan> {
-        if wave_id.is_empty() {
-            return Err(invalid("wave_id", "is empty"));
-        }
+        check_id("wave_id", wave_id)?;
         let stored = wave::load_plan(&self.store, self.partitions, wave_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("wave {wave_id} has no plan (yet)")))?;
@@ -254,6 +271,12 @@ impl LogisticsGrpc {
     }
 
     async fn forecast(&self, r: pb::ForecastRequest) -> Result<pb::ForecastResponse> {
+        if r.series_key.len() > MAX_ID_BYTES {
+            check_id("series_key", &r.series_key)?;
+        }
+        if !r.tenant_id.is_empty() {
+            check_id("tenant_id", &r.tenant_id)?;
+        }
         let level = if r.level == 0.0 { 0.95 } else { r.level };
         let f = forecasting::forecast(
             &self.store,
@@ -285,9 +308,7 @@ impl LogisticsGrpc {
         warehouse: &str,
         read_only: bool,
     ) -> Result<pb::ReorderSuggestionsResponse> {
-        if warehouse.is_empty() {
-            return Err(invalid("warehouse", "is empty"));
-        }
+        check_id("warehouse", warehouse)?;
         let stock = forecasting::stock(&self.store, self.partitions, warehouse).await?;
         if stock.is_empty() {
             return Err(Error::NotFound(format!(
