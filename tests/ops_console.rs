@@ -114,9 +114,11 @@ async fn console_shows_live_numbers_in_a_browser() {
     // The shop's side of fraud: labelled fraud-simulator orders, a review
     // team resolving the queue, chargebacks for approved fraud.
     let lazy = |a: std::net::SocketAddr| {
-        tonic::transport::Endpoint::from_shared(format!("http://{a}"))
-            .unwrap()
-            .connect_lazy()
+        mesh_runtime::auth::authed(
+            tonic::transport::Endpoint::from_shared(format!("http://{a}"))
+                .unwrap()
+                .connect_lazy(),
+        )
     };
     let fraud_sim = tokio::spawn(mesh_fraud_svc::live_sim::drive(
         mesh_proto::ingest::v1::ingest_service_client::IngestServiceClient::new(lazy(

@@ -1,4 +1,5 @@
-//! The admin HTTP endpoints of every service: `/live`, `/ready`, `/metrics`.
+//! The admin HTTP endpoints of every service: `/live`, `/ready`, `/metrics`,
+//! and the server every HTTP endpoint of the mesh runs on.
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -49,7 +50,9 @@ async fn metrics() -> (
     )
 }
 
-/// Serves `router` on `addr` until `shutdown`; returns the bound address.
+/// Serves `router` on `addr` until `shutdown`, behind the process's guard
+/// ([`crate::auth::http_guard`]: `/live` and `/ready` open, the rest needs a
+/// token when the mesh requires them); returns the bound address.
 pub async fn serve(
     addr: std::net::SocketAddr,
     router: Router,
@@ -65,10 +68,17 @@ pub async fn serve(
         addr: addr.to_string(),
         source,
     })?;
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        crate::auth::installed(),
+        crate::auth::http_guard,
+    ));
     let task = tokio::spawn(async move {
-        let res = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let res = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
         if let Err(e) = res {
             tracing::error!(%e, "http server stopped");
         }

@@ -9,16 +9,22 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::layer::util::{Identity, Stack};
 
+use crate::auth::GuardLayer;
 use crate::{Error, Result};
 
 /// Health reporter handed to services so they flip their status.
 pub type Health = tonic_health::server::HealthReporter;
 
-/// The router [`server`] returns: tonic's router with [`MetricsLayer`].
-pub type Router = tonic::transport::server::Router<Stack<MetricsLayer, Identity>>;
+/// The router [`server`] returns: tonic's router with [`MetricsLayer`]
+/// outside the process's [`GuardLayer`] (so refusals are counted per method
+/// too).
+pub type Router =
+    tonic::transport::server::Router<Stack<GuardLayer, Stack<MetricsLayer, Identity>>>;
 
-/// A tonic server builder with health and reflection already added. Add the
-/// service's own services to the returned router, then call [`serve`].
+/// A tonic server builder with health and reflection already added, behind
+/// the process's guard ([`crate::auth::installed`]: tokens, permissions,
+/// tenants, limits). Add the service's own services to the returned router,
+/// then call [`serve`].
 pub fn server() -> (Router, Health) {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -27,6 +33,7 @@ pub fn server() -> (Router, Health) {
         .expect("the mesh descriptor set is generated at build time and valid");
     let router = tonic::transport::Server::builder()
         .layer(MetricsLayer)
+        .layer(GuardLayer::new(crate::auth::installed()))
         .add_service(health)
         .add_service(reflection);
     (router, reporter)
@@ -170,9 +177,16 @@ where
             use tracing_opentelemetry::OpenTelemetrySpanExt;
             let _ = span.set_parent(crate::peers::extract_trace(req.headers()));
         }
+        // The caller's deadline bounds the peer calls the handler makes.
+        let deadline = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::peers::parse_grpc_timeout)
+            .and_then(|d| start.checked_add(d));
         let fut = {
             let _entered = span.enter();
-            self.inner.call(req)
+            crate::peers::with_caller_deadline(deadline, self.inner.call(req))
         };
         Box::pin(tracing::Instrument::instrument(
             async move {

@@ -11,6 +11,7 @@
 //! - [`config`]: [`config::Env`], typed lookups.
 //! - [`telemetry`]: `init` once per process.
 //! - [`admin`]: admin router and server.
+//! - [`auth`]: tokens, roles, tenants, rate and in-flight limits for gRPC and HTTP.
 //! - [`grpc`]: `serve` a tonic router with health, reflection and per-method metrics.
 //! - [`metrics`]: gRPC, store and consumer-lag metrics shared by every service.
 //! - [`peers`]: clients of the other services: deadlines, retry budget, circuit breaker, trace context.
@@ -23,6 +24,7 @@
 
 pub mod admin;
 pub mod announce;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod grpc;

@@ -6,7 +6,10 @@
 //! balances calls over them, power of two choices). Every call through
 //! [`Peer::call`] gets
 //! - a deadline (`MESH_PEER_DEADLINE_MS`, default 250 ms), sent to the
-//!   server as `grpc-timeout` and enforced on this side too;
+//!   server as `grpc-timeout` and enforced on this side too; never later
+//!   than the deadline of the call being served (its own `grpc-timeout`,
+//!   which [`crate::grpc::MetricsLayer`] keeps in [`with_caller_deadline`]),
+//!   and not made at all once that deadline has passed;
 //! - retries of UNAVAILABLE / deadline failures with a budget (at most 20%
 //!   extra calls over a 10 s window, so a struggling peer is not hit with
 //!   retry storms);
@@ -15,7 +18,9 @@
 //!   through to probe it;
 //! - the caller's W3C trace context in the `traceparent` metadata, so the
 //!   server's spans join the caller's trace (the server side is
-//!   [`crate::grpc::MetricsLayer`]).
+//!   [`crate::grpc::MetricsLayer`]);
+//! - the process's service token (`MESH_AUTH_SERVICE_TOKEN`) when the mesh
+//!   requires tokens ([`crate::auth`]).
 //!
 //! A failed call is an answer the caller must handle: each service defines
 //! the degraded answer it gives without the peer, says so in its response,
@@ -359,11 +364,23 @@ impl Peer {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // Never past the deadline of the call being served: its caller
+            // has stopped waiting by then.
+            let deadline = match caller_remaining() {
+                Some(left) if left.is_zero() => {
+                    DEADLINE_SKIPPED
+                        .with_label_values(&[cfg.name, method])
+                        .inc();
+                    return Err(PeerError::Deadline(cfg.name, Duration::ZERO));
+                }
+                Some(left) => left.min(cfg.deadline),
+                None => cfg.deadline,
+            };
             let mut request = tonic::Request::new(req.clone());
-            request.set_timeout(cfg.deadline);
+            request.set_timeout(deadline);
             inject_trace(request.metadata_mut());
-            let res =
-                tokio::time::timeout(cfg.deadline, f(self.inner.channel.clone(), request)).await;
+            crate::auth::inject_service_token(request.metadata_mut());
+            let res = tokio::time::timeout(deadline, f(self.inner.channel.clone(), request)).await;
             let err = match res {
                 Ok(Ok(resp)) => {
                     self.record(true);
@@ -375,7 +392,7 @@ impl Peer {
                     return Err(PeerError::Status(cfg.name, s));
                 }
                 Ok(Err(s)) => PeerError::Status(cfg.name, s),
-                Err(_) => PeerError::Deadline(cfg.name, cfg.deadline),
+                Err(_) => PeerError::Deadline(cfg.name, deadline),
             };
             if attempt >= cfg.attempts || !self.inner.budget.withdraw() {
                 self.record(false);
@@ -447,6 +464,48 @@ impl Peer {
     }
 }
 
+tokio::task_local! {
+    /// When the call this task serves must be answered, from its
+    /// `grpc-timeout`; `None` when it sent none.
+    static CALLER_DEADLINE: Option<Instant>;
+}
+
+/// Runs `f` (a handler) with the served call's deadline, so the peer calls
+/// it makes end by then.
+pub fn with_caller_deadline<F: Future>(
+    deadline: Option<Instant>,
+    f: F,
+) -> impl Future<Output = F::Output> {
+    CALLER_DEADLINE.scope(deadline, f)
+}
+
+/// Time left of the served call's deadline, when it has one.
+pub fn caller_remaining() -> Option<Duration> {
+    CALLER_DEADLINE
+        .try_with(|d| *d)
+        .ok()
+        .flatten()
+        .map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// A `grpc-timeout` value (`<digits><H|M|S|m|u|n>`, at most 8 digits).
+pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (n, unit) = v.split_at(v.len() - 1);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// Statuses worth another attempt (or another replica).
 fn retryable(s: &tonic::Status) -> bool {
     matches!(
@@ -509,6 +568,15 @@ pub static PEER_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+static DEADLINE_SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_peer_deadline_skipped_total",
+        "Calls to another mesh service not made because the call being served had passed its deadline",
+        &["peer", "method"]
+    )
+    .expect("metric registers once")
+});
+
 static RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "mesh_peer_retries_total",
@@ -551,15 +619,80 @@ mod tests {
         assert!(e.to_string().contains("MESH_FRAUD_ADDR"), "{e}");
     }
 
-    #[tokio::test]
-    async fn a_dead_peer_fails_fast_then_opens_the_circuit() {
-        // A port nothing listens on.
+    /// A peer on a port nothing listens on.
+    fn dead_peer() -> PeerConfig {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut cfg = PeerConfig::new("profile", vec![format!("http://127.0.0.1:{port}")]);
+        PeerConfig::new("profile", vec![format!("http://127.0.0.1:{port}")])
+    }
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(
+            parse_grpc_timeout("99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
+        for bad in ["", "m", "12", "123456789m", "-1S", "5x", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_served_calls_deadline_bounds_and_skips_peer_calls() {
+        let mut cfg = dead_peer();
+        cfg.deadline = Duration::from_secs(5);
+        cfg.trip_after = 1;
+        let peer = Peer::connect(cfg).unwrap();
+        let made = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let call = |made: std::sync::Arc<std::sync::atomic::AtomicU32>| {
+            let peer = peer.clone();
+            async move {
+                peer.call("Health/Check", (), move |_ch, r: tonic::Request<()>| {
+                    made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let t = r
+                        .metadata()
+                        .get("grpc-timeout")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    async move {
+                        Err::<tonic::Response<()>, _>(tonic::Status::unavailable(
+                            t.unwrap_or_default(),
+                        ))
+                    }
+                })
+                .await
+            }
+        };
+        // Past its deadline: no call is made, and the breaker stays closed.
+        let past = Some(Instant::now() - Duration::from_millis(1));
+        let r = with_caller_deadline(past, call(made.clone())).await;
+        assert!(
+            matches!(r, Err(PeerError::Deadline(_, d)) if d.is_zero()),
+            "{r:?}"
+        );
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(peer.is_closed());
+        // 100 ms left: the peer is asked with at most that, not its 5 s.
+        let soon = Some(Instant::now() + Duration::from_millis(100));
+        let r = with_caller_deadline(soon, call(made.clone())).await;
+        match r {
+            Err(PeerError::Status(_, s)) => {
+                let sent = parse_grpc_timeout(s.message()).expect("grpc-timeout sent");
+                assert!(sent <= Duration::from_millis(100), "{sent:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(made.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_dead_peer_fails_fast_then_opens_the_circuit() {
+        let mut cfg = dead_peer();
         cfg.trip_after = 2;
         cfg.cool_down = Duration::from_secs(60);
         let peer = Peer::connect(cfg).unwrap();

@@ -36,8 +36,8 @@ use mesh_proto::fraud::v1 as pb;
 use mesh_proto::fraud::v1::fraud_service_client::FraudServiceClient;
 use mesh_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use mesh_proto::ingest::v1::PublishRequest;
+use mesh_runtime::auth::AuthChannel;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 /// Reason of a chargeback refund.
 pub const CHARGEBACK: &str = "chargeback";
@@ -216,8 +216,8 @@ pub struct DriveStats {
 /// approved fraud `chargeback_after` after the order. Each pass simulates
 /// `params` with a new seed.
 pub async fn drive(
-    mut ingest: IngestServiceClient<Channel>,
-    mut fraud: FraudServiceClient<Channel>,
+    mut ingest: IngestServiceClient<AuthChannel>,
+    mut fraud: FraudServiceClient<AuthChannel>,
     tenant: String,
     orders_per_s: f64,
     chargeback_after: Duration,
@@ -321,7 +321,7 @@ fn chrono_now_ms() -> i64 {
 
 /// The review team: takes the queue and labels every order with its truth.
 async fn resolve_queue(
-    fraud: &mut FraudServiceClient<Channel>,
+    fraud: &mut FraudServiceClient<AuthChannel>,
     truth: &HashMap<String, bool>,
     stats: &mut DriveStats,
 ) {
@@ -369,8 +369,8 @@ async fn resolve_queue(
 
 /// Chargebacks: every fraud order whose time came and that was approved.
 async fn file_chargebacks(
-    ingest: &mut IngestServiceClient<Channel>,
-    fraud: &mut FraudServiceClient<Channel>,
+    ingest: &mut IngestServiceClient<AuthChannel>,
+    fraud: &mut FraudServiceClient<AuthChannel>,
     tenant: &str,
     pending: &mut VecDeque<(tokio::time::Instant, String, String, f64)>,
     stats: &mut DriveStats,

@@ -87,9 +87,12 @@ pub async fn labels_over_grpc(addr: &str) -> Result<Vec<pb::LabelRecord>> {
     };
     let unavailable =
         |e: String| Error::Bus(mesh_bus::Error::Unavailable(format!("--addr {url}: {e}")));
-    let mut client = FraudServiceClient::connect(url.clone())
+    let ch = tonic::transport::Endpoint::from_shared(url.clone())
+        .map_err(|e| unavailable(e.to_string()))?
+        .connect()
         .await
         .map_err(|e| unavailable(e.to_string()))?;
+    let mut client = FraudServiceClient::new(mesh_runtime::auth::client(ch));
     let mut out = Vec::new();
     let mut token = String::new();
     loop {

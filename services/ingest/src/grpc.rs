@@ -6,6 +6,8 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use mesh_runtime::auth::Caller;
+
 use crate::publish::{Candidate, PublishError, Publisher};
 
 pub struct IngestGrpc {
@@ -20,12 +22,15 @@ fn to_status(e: PublishError) -> Status {
     }
 }
 
-fn candidates(req: PublishRequest) -> Vec<Candidate> {
+fn candidates(req: PublishRequest, caller: Option<&Caller>) -> Vec<Candidate> {
     req.events
         .into_iter()
-        .map(|e| Candidate {
-            raw: e.encode_to_vec(),
-            parsed: Ok(e),
+        .map(|e| {
+            Candidate {
+                raw: e.encode_to_vec(),
+                parsed: Ok(e),
+            }
+            .scoped_to(caller)
         })
         .collect()
 }
@@ -54,7 +59,8 @@ impl IngestService for IngestGrpc {
         request: Request<PublishRequest>,
     ) -> Result<Response<PublishResponse>, Status> {
         adopt_trace(&request);
-        let items = candidates(request.into_inner());
+        let caller = request.extensions().get::<Caller>().cloned();
+        let items = candidates(request.into_inner(), caller.as_ref());
         self.publisher
             .publish(items, "grpc", 0)
             .await
@@ -68,6 +74,7 @@ impl IngestService for IngestGrpc {
         request: Request<Streaming<PublishRequest>>,
     ) -> Result<Response<PublishResponse>, Status> {
         adopt_trace(&request);
+        let caller = request.extensions().get::<Caller>().cloned();
         let mut stream = request.into_inner();
         let mut total = PublishResponse::default();
         let mut base = 0u32;
@@ -75,7 +82,7 @@ impl IngestService for IngestGrpc {
             let n = batch.events.len() as u32;
             let r = self
                 .publisher
-                .publish(candidates(batch), "grpc", base)
+                .publish(candidates(batch, caller.as_ref()), "grpc", base)
                 .await
                 .map_err(|e| {
                     let s = to_status(e);

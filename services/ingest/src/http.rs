@@ -4,8 +4,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use mesh_bus::headers::HeaderList;
+use mesh_runtime::auth::Caller;
 use serde_json::json;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -26,7 +27,13 @@ pub fn router(publisher: Publisher, max_body_bytes: usize) -> Router {
 /// rejected, `400` for a body that is not JSON (kept on the dead-letter
 /// topic), `503` with `Retry-After` when the broker is unavailable.
 #[tracing::instrument(name = "ingest.http.post_events", skip_all, fields(bytes = body.len()))]
-async fn post_events(State(p): State<Publisher>, headers: HeaderMap, body: Bytes) -> Response {
+async fn post_events(
+    State(p): State<Publisher>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = caller.map(|Extension(c)| c);
     let mut h = HeaderList::new();
     for key in [
         mesh_bus::headers::TRACEPARENT,
@@ -42,9 +49,12 @@ async fn post_events(State(p): State<Publisher>, headers: HeaderMap, body: Bytes
     let candidates: Vec<Candidate> = match parse_body(&body) {
         Ok(items) => items
             .into_iter()
-            .map(|i| Candidate {
-                raw: i.raw,
-                parsed: i.parsed,
+            .map(|i| {
+                Candidate {
+                    raw: i.raw,
+                    parsed: i.parsed,
+                }
+                .scoped_to(caller.as_ref())
             })
             .collect(),
         Err(inv) => {

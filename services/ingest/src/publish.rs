@@ -26,6 +26,24 @@ pub struct Candidate {
     pub parsed: Result<Envelope, Invalid>,
 }
 
+impl Candidate {
+    /// Binds the event to the caller's tenant when its token has one
+    /// ([`mesh_runtime::auth`]): an event without a tenant gets the
+    /// caller's; an event of another tenant is rejected (and kept on the
+    /// dead-letter topic like any invalid event) with the field named.
+    pub fn scoped_to(mut self, caller: Option<&mesh_runtime::auth::Caller>) -> Candidate {
+        let Some(caller) = caller else { return self };
+        if let Ok(e) = &mut self.parsed {
+            match caller.scope_tenant(&e.tenant_id) {
+                Ok(Some(t)) => e.tenant_id = t.to_string(),
+                Ok(None) => {}
+                Err(why) => self.parsed = Err(Invalid::new("tenant_id", why)),
+            }
+        }
+        self
+    }
+}
+
 /// Why a whole publish call failed. Events acknowledged before the failure
 /// stay published; a retry with the same ids does not publish them again.
 #[derive(Debug, thiserror::Error)]

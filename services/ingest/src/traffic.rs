@@ -20,8 +20,12 @@ pub async fn drive(addr: SocketAddr, rate: u32, stop: CancellationToken) {
 /// [`drive`] with an endpoint URI (`http://host:port`).
 pub async fn drive_uri(uri: String, rate: u32, stop: CancellationToken) {
     let mut client = loop {
-        match IngestServiceClient::connect(uri.clone()).await {
-            Ok(c) => break c,
+        let ch = match tonic::transport::Endpoint::from_shared(uri.clone()) {
+            Ok(e) => e.connect().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match ch {
+            Ok(ch) => break IngestServiceClient::new(mesh_runtime::auth::authed(ch)),
             Err(e) => {
                 tracing::warn!(%e, %uri, "simulator waits for ingest");
                 tokio::select! {

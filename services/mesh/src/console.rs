@@ -28,7 +28,7 @@ use mesh_proto::logistics::v1::{
 };
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::console_stages::SharedStages;
 use crate::lag::SharedLag;
@@ -43,10 +43,10 @@ pub struct ConsoleCtx {
     pub topics: TopicNames,
     pub lag: SharedLag,
     pub stages: SharedStages,
-    churn: Channel,
-    fraud: Channel,
-    logistics: Channel,
-    engage: Channel,
+    churn: Ch,
+    fraud: Ch,
+    logistics: Ch,
+    engage: Ch,
     rates: Arc<Mutex<Rates>>,
     /// Fresh-solve distance of the last drawn plan: (wave, version, km).
     fresh: Arc<Mutex<Option<(String, u64, f64)>>>,
@@ -80,12 +80,17 @@ impl Addrs {
     }
 }
 
-fn channel(url: &str) -> Channel {
-    Endpoint::from_shared(url.to_string())
+/// A channel to a service that sends the process's service token when the
+/// mesh requires tokens.
+type Ch = mesh_runtime::auth::AuthChannel;
+
+fn channel(url: &str) -> Ch {
+    let ch = Endpoint::from_shared(url.to_string())
         .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:9"))
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(3))
-        .connect_lazy()
+        .connect_lazy();
+    mesh_runtime::auth::authed(ch)
 }
 
 impl ConsoleCtx {
@@ -496,7 +501,7 @@ async fn logistics(ctx: &ConsoleCtx) -> Value {
 
 /// Stock on hand of the SKUs with stock set in `warehouses` (read only:
 /// no alert is published), lowest first, at most 8 rows.
-async fn stock(c: &mut LogisticsServiceClient<Channel>, warehouses: &[String]) -> Value {
+async fn stock(c: &mut LogisticsServiceClient<Ch>, warehouses: &[String]) -> Value {
     let mut rows = Vec::new();
     for w in warehouses.iter().take(4) {
         let Ok(r) = c
@@ -535,11 +540,7 @@ async fn stock(c: &mut LogisticsServiceClient<Channel>, warehouses: &[String]) -
 /// The plan of `wave` drawn as routes, with its distance beside a fresh
 /// solve of the same stops (asked once per plan version: a solve costs the
 /// solve budget).
-async fn plan_drawing(
-    ctx: &ConsoleCtx,
-    c: &mut LogisticsServiceClient<Channel>,
-    wave: &str,
-) -> Value {
+async fn plan_drawing(ctx: &ConsoleCtx, c: &mut LogisticsServiceClient<Ch>, wave: &str) -> Value {
     let get = |compare_fresh| GetPlanRequest {
         wave_id: wave.to_string(),
         compare_fresh,
@@ -595,7 +596,7 @@ async fn plan_drawing(
 
 /// Forecasts of the first three category series of `tenant` (every
 /// tenant's summed when empty).
-async fn forecasts(c: &mut LogisticsServiceClient<Channel>, tenant: &str) -> Value {
+async fn forecasts(c: &mut LogisticsServiceClient<Ch>, tenant: &str) -> Value {
     let series = match c
         .list_series(ListSeriesRequest {
             prefix: "cat:".into(),

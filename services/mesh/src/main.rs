@@ -77,6 +77,30 @@ enum Command {
     Report(ReportCommand),
     /// Summarise a running mesh: services, throughput, lag, stages, alerts.
     Status(status::StatusArgs),
+    /// Credentials for a mesh that requires tokens (MESH_AUTH_TOKENS_FILE).
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Make a new bearer token: prints the token (give it to the caller; it
+    /// is not stored) and the entry to add to the tokens file (its SHA-256).
+    Token {
+        /// The token's name, in logs and metrics.
+        #[arg(long)]
+        name: String,
+        /// Its role: admin, service, storefront, analyst, reviewer, or one
+        /// defined in the file.
+        #[arg(long)]
+        role: String,
+        /// The one tenant it may reach (default: every tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Requests per second it may make (default: MESH_RATE_LIMIT_RPS).
+        #[arg(long)]
+        rate_per_sec: Option<f64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -207,7 +231,8 @@ fn simulate_into(
     let stop = stop.clone();
     tokio::spawn(async move {
         let channel = |a: std::net::SocketAddr| {
-            tonic::transport::Endpoint::from_shared(format!("http://{a}")).map(|e| e.connect_lazy())
+            tonic::transport::Endpoint::from_shared(format!("http://{a}"))
+                .map(|e| mesh_runtime::auth::authed(e.connect_lazy()))
         };
         let (Ok(ingest), Ok(fraud)) = (channel(addr), channel(fraud)) else {
             return;
@@ -232,7 +257,10 @@ async fn set_sim_stock(logistics: std::net::SocketAddr) {
     use mesh_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
     use mesh_proto::logistics::v1::SetStockRequest;
     for _ in 0..60 {
-        if let Ok(mut c) = LogisticsServiceClient::connect(format!("http://{logistics}")).await {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{logistics}"))
+            .map(|e| e.connect_lazy());
+        if let Ok(ch) = ch {
+            let mut c = LogisticsServiceClient::new(mesh_runtime::auth::authed(ch));
             let mut ok = true;
             for i in 0..20 {
                 ok &= c
@@ -299,6 +327,9 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
         }
     }
     let cfg = cfg;
+    // Who may call what, for every server this process starts; without a
+    // tokens file the mesh runs open and the log says so.
+    let guard = mesh_runtime::auth::install(mesh_runtime::auth::Guard::from_env(&env)?);
     match cli.command {
         Command::Up {
             simulate,
@@ -379,6 +410,7 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
             println!("  support gRPC  {}", mesh.support.grpc_addr);
             println!("  admin         http://{}/metrics", mesh.admin_addr);
             println!("  console       http://{}/console", mesh.admin_addr);
+            println!("  auth          {}", guard.describe());
             if simulate {
                 simulate_into(
                     mesh.ingest.grpc_addr,
@@ -488,6 +520,33 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
         }
         Command::Report(ReportCommand::Cdnow(a)) => cmd_profile::report_cdnow(&cfg, &a).await?,
         Command::Status(a) => status::run(&cfg, &a).await?,
+        Command::Auth(AuthCommand::Token {
+            name,
+            role,
+            tenant,
+            rate_per_sec,
+        }) => {
+            let token = mesh_runtime::auth::new_token();
+            let mut entry = format!(
+                "[[tokens]]\nname = {name:?}\nsha256 = {:?}\nrole = {role:?}\n",
+                mesh_runtime::auth::token_sha256(&token)
+            );
+            if let Some(t) = tenant {
+                entry.push_str(&format!("tenant = {t:?}\n"));
+            }
+            if let Some(r) = rate_per_sec {
+                entry.push_str(&format!("rate_per_sec = {r}\n"));
+            }
+            // The entry is checked the way the mesh will read it.
+            mesh_runtime::auth::Policy::parse(&entry).map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("token (give it to the caller; only its hash is kept):");
+            println!("{token}");
+            eprintln!(
+                "\nadd to the tokens file ({}):",
+                mesh_runtime::auth::TOKENS_FILE_VAR
+            );
+            eprint!("{entry}");
+        }
         Command::Bench(BenchCommand::Profile(a)) => cmd_profile::bench(&cfg, &a).await?,
         Command::Bench(BenchCommand::Recommend(a)) => cmd_recommend::bench(&cfg, &a).await?,
         Command::Bench(BenchCommand::Fraud(a)) => cmd_fraud::bench(&cfg, &a).await?,

@@ -171,7 +171,11 @@ pub async fn priced(args: &PricedArgs) -> anyhow::Result<PricedReport> {
     );
     let now = chrono::Utc::now().timestamp_millis();
     let (world, events) = priced_events(args, now);
-    let mut ingest = IngestServiceClient::connect(args.ingest.clone()).await?;
+    let connect = |url: &str| -> anyhow::Result<mesh_runtime::auth::AuthChannel> {
+        let ch = tonic::transport::Endpoint::from_shared(url.to_string())?.connect_lazy();
+        Ok(mesh_runtime::auth::client(ch))
+    };
+    let mut ingest = IngestServiceClient::new(connect(&args.ingest)?);
     for chunk in events.chunks(500) {
         let r = ingest
             .publish(PublishRequest {
@@ -198,7 +202,7 @@ pub async fn priced(args: &PricedArgs) -> anyhow::Result<PricedReport> {
         })
         .collect();
     if let Some(engage) = &args.engage {
-        let mut client = EngageServiceClient::connect(engage.clone()).await?;
+        let mut client = EngageServiceClient::new(connect(engage)?);
         let started = std::time::Instant::now();
         let wait = std::time::Duration::from_secs(args.wait_seconds);
         // The pricer fits on its own interval: ask until every item has an

@@ -264,7 +264,16 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{}Connection: close\r\n\r\n",
+                // MESH_AUTH_TOKEN when the mesh requires tokens.
+                std::env::var(mesh_runtime::auth::CLIENT_TOKEN_VAR)
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                    .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                    .unwrap_or_default()
+            )
+            .as_bytes(),
         )
         .await?;
         let mut buf = Vec::new();
