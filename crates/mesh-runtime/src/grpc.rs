@@ -129,6 +129,82 @@ impl GrpcServer {
     }
 }
 
+/// Longest `grpc-message` a response carries, in its percent-encoded form.
+pub const MAX_STATUS_MESSAGE: usize = 1024;
+
+/// Cuts a status message longer than [`MAX_STATUS_MESSAGE`] (it may echo a
+/// caller's oversize input) so the response headers stay far below a
+/// client's HTTP/2 header-list limit (16 KB in h2): past it, the client gets
+/// a reset stream (CANCELLED) instead of the reason. Found by
+/// `tests/fuzz_rpc.rs`.
+pub fn cap_status_message(headers: &mut http::HeaderMap) {
+    let Some(v) = headers.get("grpc-message") else {
+        return;
+    };
+    let b = v.as_bytes();
+    if b.len() <= MAX_STATUS_MESSAGE {
+        return;
+    }
+    // Not inside a %XX escape...
+    let mut cut = MAX_STATUS_MESSAGE;
+    if b[cut - 1] == b'%' {
+        cut -= 1;
+    } else if b[cut - 2] == b'%' {
+        cut -= 2;
+    }
+    // ...nor inside the escapes of one UTF-8 character.
+    let escaped = |i: usize| -> Option<u8> {
+        (b.get(i) == Some(&b'%'))
+            .then(|| std::str::from_utf8(b.get(i + 1..i + 3)?).ok())
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+    };
+    let (mut i, mut continuations) = (cut, 0);
+    while i >= 3 {
+        match escaped(i - 3) {
+            Some(x) if x & 0xC0 == 0x80 => {
+                continuations += 1;
+                i -= 3;
+            }
+            Some(x) if x >= 0xC0 => {
+                let need = if x >= 0xF0 {
+                    3
+                } else if x >= 0xE0 {
+                    2
+                } else {
+                    1
+                };
+                if continuations < need {
+                    cut = i - 3;
+                }
+                break;
+            }
+            _ => break,
+        }
+    }
+    let mut out = b[..cut].to_vec();
+    out.extend_from_slice(b"%E2%80%A6 (truncated)");
+    if let Ok(v) = http::HeaderValue::from_bytes(&out) {
+        headers.insert("grpc-message", v);
+    }
+}
+
+/// tonic answers a request whose bytes are not the method's protobuf
+/// message with INTERNAL; it is the caller's error, so INVALID_ARGUMENT
+/// (found by `tests/fuzz_rpc.rs`: a third of its hostile requests).
+pub fn undecodable_is_invalid_argument(headers: &mut http::HeaderMap) {
+    let internal = headers.get("grpc-status").map(|v| v.as_bytes()) == Some(b"13");
+    let decode = headers.get("grpc-message").is_some_and(|m| {
+        // Percent-encoded on the wire (tonic escapes spaces).
+        let m = m.as_bytes();
+        m.starts_with(b"failed%20to%20decode%20Protobuf%20message")
+            || m.starts_with(b"failed to decode Protobuf message")
+    });
+    if internal && decode {
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+    }
+}
+
 /// Records `mesh_grpc_requests_total{method, code}` and
 /// `mesh_grpc_request_seconds{method}` for every call. The time is until the
 /// response headers (the whole call for unary methods; the stream's start
@@ -190,7 +266,11 @@ where
         };
         Box::pin(tracing::Instrument::instrument(
             async move {
-                let res = fut.await;
+                let mut res = fut.await;
+                if let Ok(r) = &mut res {
+                    cap_status_message(r.headers_mut());
+                    undecodable_is_invalid_argument(r.headers_mut());
+                }
                 let code = match &res {
                     Ok(r) => r
                         .headers()
@@ -217,5 +297,50 @@ where
             },
             span,
         ))
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    #[test]
+    fn long_status_messages_are_cut_below_the_header_limit() {
+        let mut h = http::HeaderMap::new();
+        let long = format!("user_id {} is unknown", "x".repeat(100 << 10));
+        h.insert("grpc-message", long.parse().unwrap());
+        cap_status_message(&mut h);
+        let v = h["grpc-message"].to_str().unwrap();
+        assert!(v.len() < MAX_STATUS_MESSAGE + 32, "{}", v.len());
+        assert!(
+            v.starts_with("user_id xxx") && v.ends_with("(truncated)"),
+            "{v}"
+        );
+        // Escaped non-ASCII text is not cut inside an escape.
+        let esc = "%E7%94%A8".repeat(1000);
+        h.insert("grpc-message", esc.parse().unwrap());
+        cap_status_message(&mut h);
+        let v = h["grpc-message"].to_str().unwrap();
+        let kept = v.trim_end_matches("%E2%80%A6 (truncated)");
+        assert!(kept.len() > 900 && kept.len().is_multiple_of(9), "{kept}");
+        // tonic's INTERNAL for undecodable bytes becomes INVALID_ARGUMENT.
+        let mut d = http::HeaderMap::new();
+        d.insert("grpc-status", "13".parse().unwrap());
+        d.insert(
+            "grpc-message",
+            "failed%20to%20decode%20Protobuf%20message:%20invalid%20wire%20type"
+                .parse()
+                .unwrap(),
+        );
+        undecodable_is_invalid_argument(&mut d);
+        assert_eq!(d["grpc-status"], "3");
+        d.insert("grpc-status", "13".parse().unwrap());
+        d.insert("grpc-message", "store failed".parse().unwrap());
+        undecodable_is_invalid_argument(&mut d);
+        assert_eq!(d["grpc-status"], "13");
+        // Short messages are left alone.
+        h.insert("grpc-message", "short".parse().unwrap());
+        cap_status_message(&mut h);
+        assert_eq!(h["grpc-message"], "short");
     }
 }
