@@ -704,14 +704,9 @@ static INSTALLED: LazyLock<Mutex<Arc<Guard>>> =
     LazyLock::new(|| Mutex::new(Arc::new(Guard::open(4096, None))));
 
 /// Makes `guard` the process's guard: servers and peers built after this
-/// call use it. Logs whether the mesh runs open.
+/// call use it. (A serving process logs [`Guard::describe`].)
 pub fn install(guard: Guard) -> Arc<Guard> {
     let g = Arc::new(guard);
-    if g.is_enforcing() {
-        tracing::info!("{}", g.describe());
-    } else {
-        tracing::warn!("{}", g.describe());
-    }
     *INSTALLED.lock().unwrap_or_else(|e| e.into_inner()) = g.clone();
     g
 }

@@ -31,7 +31,13 @@ pub fn server() -> (Router, Health) {
         .register_encoded_file_descriptor_set(mesh_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the mesh descriptor set is generated at build time and valid");
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = crate::tls::installed() {
+        builder = builder
+            .tls_config(tls.server())
+            .expect("TLS material is checked when it is loaded (tls::Tls::from_pem)");
+    }
+    let router = builder
         .layer(MetricsLayer)
         .layer(GuardLayer::new(crate::auth::installed()))
         .add_service(health)

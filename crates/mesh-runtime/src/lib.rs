@@ -12,6 +12,7 @@
 //! - [`telemetry`]: `init` once per process.
 //! - [`admin`]: admin router and server.
 //! - [`auth`]: tokens, roles, tenants, rate and in-flight limits for gRPC and HTTP.
+//! - [`tls`]: mutual TLS for gRPC servers and channels; certificates for a mesh.
 //! - [`grpc`]: `serve` a tonic router with health, reflection and per-method metrics.
 //! - [`metrics`]: gRPC, store and consumer-lag metrics shared by every service.
 //! - [`peers`]: clients of the other services: deadlines, retry budget, circuit breaker, trace context.
@@ -34,6 +35,7 @@ pub mod peers;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use service::Deps;

@@ -259,7 +259,7 @@ impl Peer {
             .endpoints
             .iter()
             .map(|e| {
-                Endpoint::from_shared(e.clone())
+                crate::tls::endpoint(e)
                     .map(|ep| {
                         ep.connect_timeout(Duration::from_millis(500))
                             .tcp_nodelay(true)

@@ -87,7 +87,7 @@ pub async fn labels_over_grpc(addr: &str) -> Result<Vec<pb::LabelRecord>> {
     };
     let unavailable =
         |e: String| Error::Bus(mesh_bus::Error::Unavailable(format!("--addr {url}: {e}")));
-    let ch = tonic::transport::Endpoint::from_shared(url.clone())
+    let ch = mesh_runtime::tls::endpoint(&url)
         .map_err(|e| unavailable(e.to_string()))?
         .connect()
         .await

@@ -20,7 +20,7 @@ pub async fn drive(addr: SocketAddr, rate: u32, stop: CancellationToken) {
 /// [`drive`] with an endpoint URI (`http://host:port`).
 pub async fn drive_uri(uri: String, rate: u32, stop: CancellationToken) {
     let mut client = loop {
-        let ch = match tonic::transport::Endpoint::from_shared(uri.clone()) {
+        let ch = match mesh_runtime::tls::endpoint(&uri) {
             Ok(e) => e.connect().await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };

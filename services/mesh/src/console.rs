@@ -85,7 +85,7 @@ impl Addrs {
 type Ch = mesh_runtime::auth::AuthChannel;
 
 fn channel(url: &str) -> Ch {
-    let ch = Endpoint::from_shared(url.to_string())
+    let ch = mesh_runtime::tls::endpoint(url)
         .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:9"))
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(3))

@@ -101,6 +101,18 @@ enum AuthCommand {
         #[arg(long)]
         rate_per_sec: Option<f64>,
     },
+    /// Make a CA and one certificate for every service (mutual TLS):
+    /// ca.pem, mesh.pem, mesh-key.pem in DIR; then set MESH_TLS_CA,
+    /// MESH_TLS_CERT, MESH_TLS_KEY.
+    Certs {
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Extra DNS names or IPs the certificate is valid for (the
+        /// services dial the name `mesh` whatever their address; these are
+        /// for other clients).
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -231,7 +243,7 @@ fn simulate_into(
     let stop = stop.clone();
     tokio::spawn(async move {
         let channel = |a: std::net::SocketAddr| {
-            tonic::transport::Endpoint::from_shared(format!("http://{a}"))
+            mesh_runtime::tls::endpoint(&a.to_string())
                 .map(|e| mesh_runtime::auth::authed(e.connect_lazy()))
         };
         let (Ok(ingest), Ok(fraud)) = (channel(addr), channel(fraud)) else {
@@ -257,8 +269,7 @@ async fn set_sim_stock(logistics: std::net::SocketAddr) {
     use mesh_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
     use mesh_proto::logistics::v1::SetStockRequest;
     for _ in 0..60 {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{logistics}"))
-            .map(|e| e.connect_lazy());
+        let ch = mesh_runtime::tls::endpoint(&logistics.to_string()).map(|e| e.connect_lazy());
         if let Ok(ch) = ch {
             let mut c = LogisticsServiceClient::new(mesh_runtime::auth::authed(ch));
             let mut ok = true;
@@ -330,6 +341,20 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
     // Who may call what, for every server this process starts; without a
     // tokens file the mesh runs open and the log says so.
     let guard = mesh_runtime::auth::install(mesh_runtime::auth::Guard::from_env(&env)?);
+    mesh_runtime::tls::install(mesh_runtime::tls::Tls::from_env(&env)?);
+    if matches!(cli.command, Command::Up { .. } | Command::Serve { .. }) {
+        let (auth, tls) = (guard.describe(), mesh_runtime::tls::describe());
+        if guard.is_enforcing() {
+            tracing::info!("{auth}");
+        } else {
+            tracing::warn!("{auth}");
+        }
+        if mesh_runtime::tls::installed().is_some() {
+            tracing::info!("{tls}");
+        } else {
+            tracing::warn!("{tls}");
+        }
+    }
     match cli.command {
         Command::Up {
             simulate,
@@ -411,6 +436,7 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
             println!("  admin         http://{}/metrics", mesh.admin_addr);
             println!("  console       http://{}/console", mesh.admin_addr);
             println!("  auth          {}", guard.describe());
+            println!("  tls           {}", mesh_runtime::tls::describe());
             if simulate {
                 simulate_into(
                     mesh.ingest.grpc_addr,
@@ -520,6 +546,13 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
         }
         Command::Report(ReportCommand::Cdnow(a)) => cmd_profile::report_cdnow(&cfg, &a).await?,
         Command::Status(a) => status::run(&cfg, &a).await?,
+        Command::Auth(AuthCommand::Certs { out, names }) => {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let g = mesh_runtime::tls::generate(&out, &names).map_err(|e| anyhow::anyhow!(e))?;
+            println!("MESH_TLS_CA={}", g.ca.display());
+            println!("MESH_TLS_CERT={}", g.cert.display());
+            println!("MESH_TLS_KEY={}", g.key.display());
+        }
         Command::Auth(AuthCommand::Token {
             name,
             role,

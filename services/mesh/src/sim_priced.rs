@@ -172,7 +172,7 @@ pub async fn priced(args: &PricedArgs) -> anyhow::Result<PricedReport> {
     let now = chrono::Utc::now().timestamp_millis();
     let (world, events) = priced_events(args, now);
     let connect = |url: &str| -> anyhow::Result<mesh_runtime::auth::AuthChannel> {
-        let ch = tonic::transport::Endpoint::from_shared(url.to_string())?.connect_lazy();
+        let ch = mesh_runtime::tls::endpoint(url)?.connect_lazy();
         Ok(mesh_runtime::auth::client(ch))
     };
     let mut ingest = IngestServiceClient::new(connect(&args.ingest)?);

@@ -152,7 +152,7 @@ pub async fn collect(cfg: &MeshConfig) -> anyhow::Result<Status> {
 async fn grpc_health(addr: SocketAddr) -> String {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
-    let ep = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+    let ep = match mesh_runtime::tls::endpoint(&addr.to_string()) {
         Ok(e) => e
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(2)),
