@@ -75,6 +75,7 @@ DASHBOARDS = {
         panel("Handler errors by group", [("sum by (group) (rate(mesh_bus_handler_errors_total[5m]))", "{{group}}")], "ops"),
         panel("gRPC p99 by method", [(p99("mesh_grpc_request_seconds", "method"), "{{method}}")], "s"),
         panel("gRPC errors by code", [('sum by (code) (rate(mesh_grpc_requests_total{code!="0"}[5m]))', "{{code}}")], "reqps"),
+        panel("Calls refused by the guard, by reason", [("sum by (reason) (rate(mesh_auth_rejected_total[5m]))", "{{reason}}")], "reqps"),
         panel("State store round trip p99", [(p99("mesh_store_ping_seconds", "backend"), "{{backend}}")], "s"),
         panel("Fraud decisions", [("sum by (action) (rate(mesh_fraud_decisions_total[5m]))", "{{action}}")], "ops"),
     ], ["overview"]),

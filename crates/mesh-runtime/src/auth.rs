@@ -169,6 +169,24 @@ pub static REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Every `reason` label of [`REJECTED`].
+pub const REFUSAL_REASONS: [&str; 6] = [
+    "unauthenticated",
+    "permission_denied",
+    "tenant",
+    "rate_limited",
+    "overloaded",
+    "malformed",
+];
+
+/// Exports every refusal series at 0, so dashboards and alerts see a rate
+/// of zero rather than no data before the first refusal.
+pub fn zero_series() {
+    for r in REFUSAL_REASONS {
+        REJECTED.with_label_values(&[r]);
+    }
+}
+
 /// Who is calling, as the guard established it; in the extensions of every
 /// request that passed (absent when the mesh runs open).
 #[derive(Debug, Clone, PartialEq, Eq)]

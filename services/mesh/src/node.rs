@@ -566,6 +566,7 @@ pub(crate) async fn join_until(
 /// errors, poison records), so `rate()` and `increase()` over them are 0
 /// rather than absent.
 pub fn zero_failure_series(cfg: &MeshConfig) {
+    mesh_runtime::auth::zero_series();
     for g in lag_groups(cfg) {
         mesh_bus::metrics::HANDLER_ERRORS.with_label_values(&[g.name.as_str()]);
         for t in &g.topics {
