@@ -2,6 +2,8 @@
 //! the embedded default), publish over both front doors, fold offline,
 //! wait for the store to agree.
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mesh_cli::node::{self, Mesh, MeshConfig};
@@ -198,4 +200,28 @@ pub async fn wait_for_profiles(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The `mesh` binary of this build, built if missing or stale. With
+/// `--workspace` the build resolves features as the test crates' build
+/// did, so it reuses every artifact and only links the binary.
+pub fn mesh_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // <target>/<profile>/deps/<test>-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary in <target>/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("<target>");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args(["build", "--workspace", "--bin", "mesh"])
+        .env("CARGO_TARGET_DIR", target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("cargo runs");
+    assert!(status.success(), "building the mesh binary failed");
+    profile_dir.join("mesh")
 }

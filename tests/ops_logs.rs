@@ -13,7 +13,6 @@
 //!   The policy itself is tested in `crates/mesh-bus/tests/poison.rs`.
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,34 +43,6 @@ const MEASURED: Duration = Duration::from_secs(45);
 const MAX_INFO_PER_MINUTE: f64 = 30.0;
 /// From SIGINT to exit: the 10 s grace, the 5 s flush, the runtime's 5 s.
 const STOP_WITHIN: Duration = Duration::from_secs(30);
-
-fn repo() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-/// The `mesh` binary of this build, built if missing or stale. With
-/// `--workspace` the build resolves features as this test crate's build
-/// did, so it reuses every artifact and only links the binary.
-fn mesh_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    // <target>/<profile>/deps/ops_logs-<hash>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary in <target>/<profile>/deps");
-    let target_dir = profile_dir.parent().expect("<target>");
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .current_dir(repo())
-        .args(["build", "--workspace", "--bin", "mesh"])
-        .env("CARGO_TARGET_DIR", target_dir);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().expect("cargo runs");
-    assert!(status.success(), "building the mesh binary failed");
-    profile_dir.join("mesh")
-}
 
 /// One output line and when it arrived.
 struct Line {
@@ -108,7 +79,7 @@ fn receive_until(rx: &mpsc::Receiver<Line>, until: Instant, lines: &mut Vec<Line
 
 #[test]
 fn mesh_up_is_quiet_after_start_up_and_stops_silently_in_order() {
-    let bin = mesh_binary();
+    let bin = mesh_e2e::mesh_binary();
     let mut cmd = Command::new(&bin);
     cmd.args(["up", "--simulate"])
         .stdin(Stdio::null())

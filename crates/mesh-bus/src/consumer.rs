@@ -15,8 +15,8 @@
 //! synchronously and returns.
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -25,8 +25,8 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::headers::HeaderList;
-use crate::metrics::{CONSUMED, HANDLER_ERRORS, PROCESS_LATENCY};
-use crate::poison::{apply_isolating, pause, timed, PoisonPolicy};
+use crate::metrics::{CONSUMED, HANDLER_ERRORS, PROCESS_LATENCY, STORE_RESUMES};
+use crate::poison::{apply_isolating, pause, timed, Failure, Outcome, PoisonPolicy};
 use crate::Result;
 
 /// One received record, owned.
@@ -55,6 +55,70 @@ impl Record {
 #[error("{0}")]
 pub struct HandlerError(pub String);
 
+impl From<mesh_store::Error> for HandlerError {
+    /// A store refusing a batch because it went back
+    /// ([`mesh_store::Error::Behind`]) is also reported to the consumer
+    /// running the handler, which then re-reads the partition from the
+    /// store's watermark instead of retrying.
+    fn from(e: mesh_store::Error) -> Self {
+        if let mesh_store::Error::Behind { watermark, .. } = &e {
+            let _ = BATCH.try_with(|b| {
+                *b.behind.lock().unwrap_or_else(|p| p.into_inner()) = Some(*watermark)
+            });
+        }
+        HandlerError(e.to_string())
+    }
+}
+
+/// What the consumer knows while a handler applies one batch.
+pub(crate) struct BatchCtx {
+    pub(crate) expect: Option<i64>,
+    /// Set when the store refused the batch for being behind `expect`.
+    pub(crate) behind: Mutex<Option<Option<i64>>>,
+}
+
+tokio::task_local! {
+    pub(crate) static BATCH: BatchCtx;
+}
+
+/// The last offset of the batch's partition this consumer applied before
+/// the batch now being handled; `None` when it does not know (the first
+/// batch after an assignment or a re-read). A handler whose store keeps
+/// watermarks sets it as the batch's `expect_through`, so a store that lost
+/// writes refuses the batch instead of silently moving past the gap.
+pub fn expected_through() -> Option<i64> {
+    BATCH.try_with(|b| b.expect).ok().flatten()
+}
+
+/// What a handler's store says it applied of a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watermark {
+    /// The handler keeps no watermark: resume from the committed offset.
+    Untracked,
+    /// The store holds nothing of the partition (new, or flushed).
+    Empty,
+    /// The store applied every record through this offset.
+    At(i64),
+}
+
+impl Watermark {
+    /// What `store` applied of `(topic, partition)` in `scope`: the usual
+    /// [`Handler::applied_through`] of a handler whose batches are one
+    /// [`mesh_store::PartitionBatch`] per input partition.
+    pub async fn of(
+        store: &mesh_store::StateStore,
+        scope: &str,
+        topic: &str,
+        partition: i32,
+    ) -> std::result::Result<Self, HandlerError> {
+        let slot = mesh_store::Slot { scope, partition };
+        Ok(match store.watermark(slot, topic).await? {
+            Some(w) => Watermark::At(w),
+            None => Watermark::Empty,
+        })
+    }
+}
+
 /// Applies the effects of a batch of records of one partition.
 pub trait Handler: Send + Sync + 'static {
     /// Called with records of one `(topic, partition)` in offset order. Must
@@ -63,6 +127,32 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         records: &[Record],
     ) -> impl Future<Output = std::result::Result<(), HandlerError>> + Send;
+
+    /// What the handler's store applied of `(topic, partition)`. The
+    /// consumer asks on assignment and after a store refused a batch as
+    /// behind, and resumes from the watermark when it is below the
+    /// committed offset: the store, not Kafka's commit, says what was
+    /// applied. The default keeps the committed offset.
+    fn applied_through(
+        &self,
+        _topic: &str,
+        _partition: i32,
+    ) -> impl Future<Output = std::result::Result<Watermark, HandlerError>> + Send {
+        async { Ok(Watermark::Untracked) }
+    }
+}
+
+/// Where a consumer is with one partition of its assignment.
+#[derive(Debug, Clone, Copy)]
+enum Track {
+    /// Not compared with the store yet.
+    Unchecked,
+    /// The handler keeps no watermark.
+    Untracked,
+    /// Re-reading from this offset; records below it are stale.
+    Resumed(i64),
+    /// Applying; the next batch expects the store through this offset.
+    Expect(Option<i64>),
 }
 
 /// Consumer settings.
@@ -112,6 +202,8 @@ impl Assignment {
 struct Ctx {
     assigned: Assignment,
     group: String,
+    /// Bumped on every assignment and revocation.
+    generation: Arc<AtomicU64>,
 }
 
 impl ClientContext for Ctx {}
@@ -124,10 +216,12 @@ impl ConsumerContext for Ctx {
     ) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                self.generation.fetch_add(1, Ordering::SeqCst);
                 self.assigned.0.store(tpl.count(), Ordering::Relaxed);
                 tracing::info!(group = %self.group, partitions = tpl.count(), "partitions assigned");
             }
             Rebalance::Revoke(_) => {
+                self.generation.fetch_add(1, Ordering::SeqCst);
                 self.assigned.0.store(0, Ordering::Relaxed);
                 tracing::info!(group = %self.group, "partitions revoked");
             }
@@ -159,15 +253,19 @@ pub async fn run_consumer<H: Handler>(
     for (k, v) in &cfg.extra {
         cc.set(k, v);
     }
+    let generation = Arc::new(AtomicU64::new(0));
     let consumer: StreamConsumer<Ctx> = cc.create_with_context(Ctx {
         assigned,
         group: cfg.group_id.clone(),
+        generation: generation.clone(),
     })?;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
 
     let mut buffers: HashMap<(String, i32), Vec<Record>> = HashMap::new();
     let mut buffered = 0usize;
+    let mut tracks: HashMap<(String, i32), Track> = HashMap::new();
+    let mut seen_generation = 0;
     let mut tick = tokio::time::interval(cfg.linger);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -175,11 +273,21 @@ pub async fn run_consumer<H: Handler>(
             biased;
             _ = shutdown.cancelled() => break,
             _ = tick.tick(), if buffered > 0 => {
-                if !flush(&cfg, &consumer, &*handler, &mut buffers, &shutdown).await { break; }
+                if !flush(&cfg, &consumer, &*handler, &mut buffers, &mut tracks, &shutdown).await { break; }
                 buffered = 0;
             }
             msg = consumer.recv() => match msg {
                 Ok(m) => {
+                    let g = generation.load(Ordering::SeqCst);
+                    if g != seen_generation {
+                        seen_generation = g;
+                        tracks.clear();
+                    }
+                    let key = (m.topic().to_string(), m.partition());
+                    if !admit(&cfg.group_id, &consumer, &*handler, &mut tracks, &key, m.offset()).await {
+                        buffered -= buffers.remove(&key).map_or(0, |b| b.len());
+                        continue;
+                    }
                     let rec = Record {
                         topic: m.topic().to_string(),
                         partition: m.partition(),
@@ -196,7 +304,7 @@ pub async fn run_consumer<H: Handler>(
                     };
                     buffered += 1;
                     if full {
-                        if !flush(&cfg, &consumer, &*handler, &mut buffers, &shutdown).await { break; }
+                        if !flush(&cfg, &consumer, &*handler, &mut buffers, &mut tracks, &shutdown).await { break; }
                         buffered = 0;
                     }
                 }
@@ -214,6 +322,7 @@ pub async fn run_consumer<H: Handler>(
             &consumer,
             &*handler,
             &mut buffers,
+            &mut tracks,
             &CancellationToken::new(),
         )
         .await;
@@ -253,31 +362,152 @@ async fn close_bounded(consumer: StreamConsumer<Ctx>, group: String, limit: Dura
     }
 }
 
+/// Whether the record at `offset` of `key` is taken. The first record of a
+/// partition after an assignment is compared with the store's watermark:
+/// when the store applied less than the committed offset says (it went back
+/// while this group was away), the consumer seeks back to the watermark and
+/// drops the record; records below an offset it seeked to are stale.
+async fn admit<H: Handler>(
+    group: &str,
+    consumer: &StreamConsumer<Ctx>,
+    handler: &H,
+    tracks: &mut HashMap<(String, i32), Track>,
+    key: &(String, i32),
+    offset: i64,
+) -> bool {
+    match tracks.get(key).copied().unwrap_or(Track::Unchecked) {
+        Track::Untracked | Track::Expect(_) => true,
+        Track::Resumed(from) => {
+            if offset >= from {
+                tracks.insert(key.clone(), Track::Expect(None));
+            }
+            offset >= from
+        }
+        Track::Unchecked => match handler.applied_through(&key.0, key.1).await {
+            Ok(Watermark::Untracked) => {
+                tracks.insert(key.clone(), Track::Untracked);
+                true
+            }
+            Ok(Watermark::At(w)) if w + 1 >= offset => {
+                tracks.insert(key.clone(), Track::Expect(Some(w)));
+                true
+            }
+            Ok(Watermark::Empty) if offset == 0 => {
+                tracks.insert(key.clone(), Track::Expect(None));
+                true
+            }
+            Ok(mark) => {
+                let from = match mark {
+                    Watermark::At(w) => Some(w + 1),
+                    _ => None,
+                };
+                tracing::warn!(group, topic = %key.0, partition = key.1, committed = offset,
+                    store = ?mark, "the store applied less than the committed offset; re-reading from the store's watermark");
+                STORE_RESUMES.with_label_values(&[group]).inc();
+                resume(group, consumer, tracks, key, from);
+                false
+            }
+            Err(e) => {
+                // The store cannot say; read this record again once it can.
+                tracing::warn!(group, topic = %key.0, partition = key.1, error = %e,
+                    "could not read the store's watermark; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if consumer
+                    .seek(
+                        &key.0,
+                        key.1,
+                        Offset::Offset(offset),
+                        Duration::from_secs(1),
+                    )
+                    .is_err()
+                {
+                    tracing::warn!(group, topic = %key.0, partition = key.1, offset,
+                        "seek failed; the partition is re-read from its committed offset");
+                }
+                tracks.remove(key);
+                false
+            }
+        },
+    }
+}
+
+/// Seeks `key` to `from` (`None`: the beginning of the log) and marks it
+/// as re-reading. A failed seek leaves the partition unchecked: its next
+/// record is compared with the store again.
+fn resume(
+    group: &str,
+    consumer: &StreamConsumer<Ctx>,
+    tracks: &mut HashMap<(String, i32), Track>,
+    key: &(String, i32),
+    from: Option<i64>,
+) {
+    let target = from.map_or(Offset::Beginning, Offset::Offset);
+    match consumer.seek(&key.0, key.1, target, Duration::from_secs(1)) {
+        Ok(()) => {
+            tracks.insert(key.clone(), Track::Resumed(from.unwrap_or(0)));
+        }
+        Err(e) => {
+            tracing::warn!(group, topic = %key.0, partition = key.1, %e, "seek failed; checking again");
+            tracks.remove(key);
+        }
+    }
+}
+
 /// Hands every buffered partition batch to the handler (concurrently across
 /// partitions), retrying failures, then stores the next offsets. Returns
 /// false when shutdown interrupted a retry; nothing of that batch's offsets
-/// is stored then.
+/// is stored then. A batch the store refused as behind (it lost writes
+/// this consumer had applied) stores nothing either: its partition is
+/// re-read from the store's watermark.
 async fn flush<H: Handler>(
     cfg: &ConsumerConfig,
     consumer: &StreamConsumer<Ctx>,
     handler: &H,
     buffers: &mut HashMap<(String, i32), Vec<Record>>,
+    tracks: &mut HashMap<(String, i32), Track>,
     shutdown: &CancellationToken,
 ) -> bool {
     let batches: Vec<((String, i32), Vec<Record>)> =
         buffers.drain().filter(|(_, v)| !v.is_empty()).collect();
-    let runs = batches
-        .iter()
-        .map(|(_, recs)| apply_with_retry(cfg, handler, recs, shutdown));
+    let runs = batches.iter().map(|(key, recs)| {
+        let expect = match tracks.get(key) {
+            Some(Track::Expect(e)) => *e,
+            _ => None,
+        };
+        apply_with_retry(cfg, handler, recs, expect, shutdown)
+    });
     let done = futures::future::join_all(runs).await;
     let mut tpl = TopicPartitionList::new();
     let mut all = true;
-    for (((topic, partition), recs), ok) in batches.iter().zip(done) {
-        if !ok {
-            all = false;
-            continue;
-        }
+    for ((key, recs), outcome) in batches.iter().zip(done) {
+        let (topic, partition) = key;
         let last = recs.last().map(|r| r.offset).unwrap_or_default();
+        match outcome {
+            Outcome::Interrupted => {
+                all = false;
+                continue;
+            }
+            Outcome::Behind(watermark) => {
+                tracing::warn!(group = %cfg.group_id, %topic, partition, applied = last,
+                    store = ?watermark, "the store went back; re-reading the partition from its watermark");
+                STORE_RESUMES.with_label_values(&[&cfg.group_id]).inc();
+                resume(
+                    &cfg.group_id,
+                    consumer,
+                    tracks,
+                    key,
+                    watermark.map(|w| w + 1),
+                );
+                continue;
+            }
+            Outcome::Applied { exact } => {
+                if let Some(Track::Expect(e)) = tracks.get_mut(key) {
+                    // A dead-lettered record never reached the store, so
+                    // its offset may be above the watermark.
+                    *e = exact.then_some(last);
+                }
+            }
+        }
         let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(last + 1));
         CONSUMED
             .with_label_values(&[&cfg.group_id, topic])
@@ -305,20 +535,22 @@ async fn apply_with_retry<H: Handler>(
     cfg: &ConsumerConfig,
     handler: &H,
     recs: &[Record],
+    expect: Option<i64>,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Outcome {
     if let Some(policy) = &cfg.poison {
-        return apply_isolating(&cfg.group_id, policy, handler, recs, shutdown).await;
+        return apply_isolating(&cfg.group_id, policy, handler, recs, expect, shutdown).await;
     }
     let mut backoff = Duration::from_millis(50);
     loop {
-        match timed(&cfg.group_id, handler, recs).await {
-            Ok(()) => return true,
-            Err(e) => {
+        match timed(&cfg.group_id, handler, recs, expect).await {
+            Ok(()) => return Outcome::Applied { exact: true },
+            Err(Failure::Behind(w)) => return Outcome::Behind(w),
+            Err(Failure::Handler(e)) => {
                 HANDLER_ERRORS.with_label_values(&[&cfg.group_id]).inc();
                 tracing::warn!(group = %cfg.group_id, error = %e, records = recs.len(), "batch failed; retrying");
                 if !pause(&mut backoff, shutdown).await {
-                    return false;
+                    return Outcome::Interrupted;
                 }
             }
         }

@@ -30,7 +30,9 @@ pub mod poison;
 pub mod producer;
 pub mod topics;
 
-pub use consumer::{run_consumer, ConsumerConfig, Handler, HandlerError, Record};
+pub use consumer::{
+    expected_through, run_consumer, ConsumerConfig, Handler, HandlerError, Record, Watermark,
+};
 pub use embedded::EmbeddedKafka;
 pub use poison::PoisonPolicy;
 pub use producer::{Producer, ProducerConfig};

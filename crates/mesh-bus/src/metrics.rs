@@ -32,6 +32,19 @@ pub static HANDLER_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Times a consumer found its store behind what it had applied (a flush,
+/// a restore from an older snapshot, a failover to a lagging replica) or
+/// behind the committed offset at assignment, and resumed from the store's
+/// watermark, by group.
+pub static STORE_RESUMES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_bus_store_resumes_total",
+        "Partitions re-read from the store's watermark because the store was behind, by group",
+        &["group"]
+    )
+    .expect("metric registers once")
+});
+
 /// Records a consumer gave up on and dead-lettered (they failed on their
 /// own while the handler's dependencies answered), by group and topic.
 pub static POISON_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {

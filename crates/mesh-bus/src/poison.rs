@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::{Handler, HandlerError, Record};
+use crate::consumer::{BatchCtx, Handler, HandlerError, Record, BATCH};
 use crate::headers::{self, HeaderList};
 use crate::metrics::{BATCH_SECONDS, HANDLER_ERRORS, POISON_RECORDS};
 use crate::Producer;
@@ -97,30 +97,60 @@ impl PoisonPolicy {
     }
 }
 
-/// Applies `recs` (one partition, offset order) with `policy`. Returns
-/// false only when shutdown interrupted it; every record was then applied
-/// or dead-lettered up to some point, and the caller stores no offset.
+/// How applying one partition's batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Every record applied, or dead-lettered (`exact` false then: a
+    /// dead-lettered record never reached the store).
+    Applied { exact: bool },
+    /// Shutdown interrupted it; the caller stores no offset.
+    Interrupted,
+    /// The store is behind what the consumer applied before the batch
+    /// (its watermark, `None`: nothing); nothing of the batch was applied.
+    Behind(Option<i64>),
+}
+
+/// One failed handler call.
+pub(crate) enum Failure {
+    Handler(HandlerError),
+    Behind(Option<i64>),
+}
+
+/// Applies `recs` (one partition, offset order) with `policy`. Every record
+/// is applied or dead-lettered unless shutdown interrupted it (some prefix
+/// is then done, and the caller stores no offset) or the store refused the
+/// first part as behind `expect` (nothing done). Only the batch's first
+/// part carries `expect`: later parts follow parts of this same call.
 pub(crate) async fn apply_isolating<H: Handler>(
     group: &str,
     policy: &PoisonPolicy,
     handler: &H,
     recs: &[Record],
+    expect: Option<i64>,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Outcome {
     let max = policy.max_attempts.max(1);
+    let mut exact = true;
     // Ranges still to apply, the next one on top.
     let mut todo = vec![(0, recs.len(), max)];
     while let Some((lo, hi, attempts)) = todo.pop() {
         let part = &recs[lo..hi];
+        let part_expect = if lo == 0 { expect } else { None };
         if part.len() == 1 {
-            match apply_alone(group, policy, handler, &part[0], shutdown).await {
-                Some(()) => continue,
-                None => return false,
+            match apply_alone(group, policy, handler, &part[0], part_expect, shutdown).await {
+                Alone::Applied => continue,
+                Alone::DeadLettered => {
+                    exact = false;
+                    continue;
+                }
+                Alone::Interrupted => return Outcome::Interrupted,
+                Alone::Behind(w) => return Outcome::Behind(w),
             }
         }
-        match try_times(group, handler, part, attempts, shutdown).await {
+        match try_times(group, handler, part, part_expect, attempts, shutdown).await {
             Tried::Applied => {}
-            Tried::Interrupted => return false,
+            Tried::Interrupted => return Outcome::Interrupted,
+            Tried::Behind(w) => return Outcome::Behind(w),
             Tried::Failed(e) => {
                 let mid = lo + part.len() / 2;
                 tracing::warn!(group, error = %e, records = part.len(), first_offset = part[0].offset,
@@ -132,13 +162,21 @@ pub(crate) async fn apply_isolating<H: Handler>(
             }
         }
     }
-    true
+    Outcome::Applied { exact }
 }
 
 enum Tried {
     Applied,
     Failed(HandlerError),
     Interrupted,
+    Behind(Option<i64>),
+}
+
+enum Alone {
+    Applied,
+    DeadLettered,
+    Interrupted,
+    Behind(Option<i64>),
 }
 
 /// Up to `attempts` tries with backoff between them.
@@ -146,14 +184,16 @@ async fn try_times<H: Handler>(
     group: &str,
     handler: &H,
     part: &[Record],
+    expect: Option<i64>,
     attempts: u32,
     shutdown: &CancellationToken,
 ) -> Tried {
     let mut backoff = Duration::from_millis(50);
     for attempt in 1..=attempts {
-        match timed(group, handler, part).await {
+        match timed(group, handler, part, expect).await {
             Ok(()) => return Tried::Applied,
-            Err(e) => {
+            Err(Failure::Behind(w)) => return Tried::Behind(w),
+            Err(Failure::Handler(e)) => {
                 HANDLER_ERRORS.with_label_values(&[group]).inc();
                 tracing::warn!(group, error = %e, records = part.len(), attempt, "batch failed");
                 if attempt == attempts {
@@ -170,14 +210,15 @@ async fn try_times<H: Handler>(
 
 /// One record on its own: applied, dead-lettered after `max_attempts`
 /// failures while the dependencies answer, or retried without limit while
-/// they do not. `None` when shutdown interrupted it.
+/// they do not.
 async fn apply_alone<H: Handler>(
     group: &str,
     policy: &PoisonPolicy,
     handler: &H,
     rec: &Record,
+    expect: Option<i64>,
     shutdown: &CancellationToken,
-) -> Option<()> {
+) -> Alone {
     let max = policy.max_attempts.max(1);
     let mut backoff = Duration::from_millis(50);
     let mut failures = 0;
@@ -187,13 +228,14 @@ async fn apply_alone<H: Handler>(
             tracing::warn!(group, topic = %rec.topic, partition = rec.partition, offset = rec.offset,
                 "record keeps failing while the handler's dependencies are down; retrying");
             if !pause(&mut backoff, shutdown).await {
-                return None;
+                return Alone::Interrupted;
             }
             continue;
         }
-        let err = match timed(group, handler, std::slice::from_ref(rec)).await {
-            Ok(()) => return Some(()),
-            Err(e) => e,
+        let err = match timed(group, handler, std::slice::from_ref(rec), expect).await {
+            Ok(()) => return Alone::Applied,
+            Err(Failure::Behind(w)) => return Alone::Behind(w),
+            Err(Failure::Handler(e)) => e,
         };
         HANDLER_ERRORS.with_label_values(&[group]).inc();
         failures += 1;
@@ -201,7 +243,7 @@ async fn apply_alone<H: Handler>(
             offset = rec.offset, attempt = failures, "record failed on its own");
         if failures >= max {
             match dead_letter(group, policy, rec, &err, failures).await {
-                Ok(()) => return Some(()),
+                Ok(()) => return Alone::DeadLettered,
                 Err(e) => {
                     tracing::warn!(group, error = %e, offset = rec.offset,
                         "could not dead-letter a poison record; retrying it");
@@ -210,7 +252,7 @@ async fn apply_alone<H: Handler>(
             }
         }
         if !pause(&mut backoff, shutdown).await {
-            return None;
+            return Alone::Interrupted;
         }
     }
 }
@@ -252,14 +294,33 @@ async fn dead_letter(
     Ok(())
 }
 
-/// One handler call, its duration observed when it succeeds.
+/// One handler call, its duration observed when it succeeds. The handler
+/// sees `expect` through [`crate::expected_through`]; a store refusing the
+/// batch as behind it comes back as [`Failure::Behind`].
 pub(crate) async fn timed<H: Handler>(
     group: &str,
     handler: &H,
     recs: &[Record],
-) -> Result<(), HandlerError> {
+    expect: Option<i64>,
+) -> Result<(), Failure> {
     let started = std::time::Instant::now();
-    handler.handle(recs).await?;
+    let ctx = BatchCtx {
+        expect,
+        behind: std::sync::Mutex::new(None),
+    };
+    let (result, behind) = BATCH
+        .scope(ctx, async {
+            let r = handler.handle(recs).await;
+            let b = BATCH.with(|c| c.behind.lock().unwrap_or_else(|p| p.into_inner()).take());
+            (r, b)
+        })
+        .await;
+    if let Err(e) = result {
+        return Err(match behind {
+            Some(w) if expect.is_some() => Failure::Behind(w),
+            _ => Failure::Handler(e),
+        });
+    }
     BATCH_SECONDS
         .with_label_values(&[group])
         .observe(started.elapsed().as_secs_f64());

@@ -62,6 +62,31 @@ pub enum Error {
     /// The store's configuration (URL, key prefix) is unusable.
     #[error("store configuration: {0}")]
     Config(String),
+    /// The batch expected the partition's watermark at `expected` or above
+    /// (the consumer applied that far), but the store is at `watermark`:
+    /// the store went back (a flush, a restore from an older snapshot, a
+    /// failover to a replica that missed writes). Nothing was written; the
+    /// consumer resumes from `watermark + 1` to rebuild what was lost.
+    #[error(
+        "store went back: {source_topic}[{partition}] is applied through {} but {expected} was \
+         applied before",
+        watermark.map_or("nothing".to_string(), |w| w.to_string())
+    )]
+    Behind {
+        source_topic: String,
+        partition: i32,
+        watermark: Option<i64>,
+        expected: i64,
+    },
+}
+
+pub(crate) fn behind(batch: &PartitionBatch, watermark: Option<i64>) -> Error {
+    Error::Behind {
+        source_topic: batch.source_topic.clone(),
+        partition: batch.partition,
+        watermark,
+        expected: batch.expect_through.unwrap_or(-1),
+    }
 }
 
 impl Error {
@@ -79,7 +104,10 @@ impl Error {
                     || e.is_cluster_error()
                     || !matches!(e.retry_method(), redis::RetryMethod::NoRetry)
             }
-            Error::BadValue { .. } | Error::Unordered { .. } | Error::Config(_) => false,
+            Error::BadValue { .. }
+            | Error::Unordered { .. }
+            | Error::Config(_)
+            | Error::Behind { .. } => false,
         }
     }
 }
@@ -138,7 +166,7 @@ impl StateStore {
         batch.check_order()?;
         match self {
             StateStore::Redis(s) => s.apply(scope, batch).await,
-            StateStore::Memory(s) => Ok(s.apply(scope, batch)),
+            StateStore::Memory(s) => s.apply(scope, batch),
         }
     }
 

@@ -35,7 +35,7 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn apply(&self, scope: &str, batch: &PartitionBatch) -> Applied {
+    pub(crate) fn apply(&self, scope: &str, batch: &PartitionBatch) -> crate::Result<Applied> {
         let slot = Slot {
             scope,
             partition: batch.partition,
@@ -46,6 +46,9 @@ impl MemoryStore {
             .get(&batch.source_topic)
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(-1);
+        if batch.expect_through.is_some_and(|e| wm < e) {
+            return Err(crate::behind(batch, (wm >= 0).then_some(wm)));
+        }
         let mut out = Applied::default();
         let mut top = wm;
         for (offset, ops) in &batch.records {
@@ -54,7 +57,16 @@ impl MemoryStore {
                 continue;
             }
             for op in ops {
-                apply_op(&mut data, &full_key(&self.prefix, slot, op.key()), op);
+                let key = full_key(&self.prefix, slot, op.key());
+                if let Op::Once { field, .. } = op {
+                    let h = hash(&mut data, &key);
+                    if h.contains_key(field) {
+                        break;
+                    }
+                    h.insert(field.clone(), "1".into());
+                    continue;
+                }
+                apply_op(&mut data, &key, op);
             }
             out.applied += 1;
             top = *offset;
@@ -62,7 +74,7 @@ impl MemoryStore {
         if top > wm {
             hash(&mut data, &wm_key).insert(batch.source_topic.clone(), top.to_string());
         }
-        out
+        Ok(out)
     }
 
     pub(crate) fn watermark(&self, slot: Slot<'_>, source_topic: &str) -> Option<i64> {
@@ -236,5 +248,7 @@ fn apply_op(data: &mut HashMap<String, Value>, key: &str, op: &Op) {
                 l.truncate((*max_len).max(1) as usize);
             }
         }
+        // Decided by the caller: it may skip the record's later ops.
+        Op::Once { .. } => {}
     }
 }

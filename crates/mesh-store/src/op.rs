@@ -62,6 +62,17 @@ pub enum Op {
         value: String,
         max_len: u32,
     },
+    /// Applies the rest of its record's ops only once per `field`: when the
+    /// hash `key` already holds `field`, the record's later ops are skipped;
+    /// otherwise the field is set and the key kept `ttl_ms` more (Redis;
+    /// the in-memory store keeps it). Put first, it makes a record carrying
+    /// an id already applied under another offset (a publisher's retry that
+    /// was produced twice) change nothing.
+    Once {
+        key: String,
+        field: String,
+        ttl_ms: i64,
+    },
 }
 
 impl Op {
@@ -76,7 +87,8 @@ impl Op {
             | Op::ZIncr { key, .. }
             | Op::ZSet { key, .. }
             | Op::ZRem { key, .. }
-            | Op::LPushCapped { key, .. } => key,
+            | Op::LPushCapped { key, .. }
+            | Op::Once { key, .. } => key,
         }
     }
 }
@@ -91,6 +103,12 @@ pub struct PartitionBatch {
     /// `(offset, ops)` per record, offsets strictly increasing. A record with
     /// no ops still moves the watermark.
     pub records: Vec<(i64, Vec<Op>)>,
+    /// When set, the batch is refused with [`crate::Error::Behind`] (nothing
+    /// written) if the partition's watermark is below this offset: the
+    /// caller knows it applied that far, so a lower watermark means the
+    /// store lost writes. Consumers set it to the last offset they applied
+    /// (see `mesh_bus::expected_through`).
+    pub expect_through: Option<i64>,
 }
 
 impl PartitionBatch {
@@ -99,6 +117,7 @@ impl PartitionBatch {
             source_topic: source_topic.into(),
             partition,
             records: Vec::new(),
+            expect_through: None,
         }
     }
 

@@ -6,27 +6,36 @@ use redis::Script;
 
 use crate::connection::{query_by_slot, scan_nodes, scan_page, StoreConnection};
 use crate::op::{Op, PartitionBatch};
-use crate::{full_key, Applied, Error, HashRead, HashReply, Result, Slot, WATERMARK_KEY};
+use crate::{behind, full_key, Applied, Error, HashRead, HashReply, Result, Slot, WATERMARK_KEY};
 
 /// KEYS[1] is the watermark hash; KEYS[2..] are the op keys.
 /// Checks every op first, then writes: all or nothing.
-/// ARGV: source topic, record count, then per record: offset, op count, and
-/// per op four values: code, key index (into KEYS), a, b.
+/// ARGV: source topic, record count, the offset the caller expects the
+/// watermark to be at least (`''`: no expectation), then per record: offset,
+/// op count, and per op four values: code, key index (into KEYS), a, b.
+/// Returns `{applied, skipped}`, or `{-1, watermark}` without a write when
+/// the watermark is below the expectation (the store went back).
 const APPLY_LUA: &str = r#"
 local wm = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 local n = tonumber(ARGV[2])
+if ARGV[3] ~= '' and wm < tonumber(ARGV[3]) then return {-1, wm} end
 -- Calls op(offset, code, key, a, b) for every op of the records above the
 -- watermark, stopping at the first error it returns, and done(offset, live)
 -- after every record.
+-- An op returning SKIP skips the rest of its record's ops (a `once` whose
+-- id was seen).
+local SKIP = {}
 local function walk(op, done)
-  local i = 3
+  local i = 4
   for _ = 1, n do
     local offset = tonumber(ARGV[i]); local nops = tonumber(ARGV[i + 1]); i = i + 2
     local live = offset > wm
+    local skipping = false
     for _ = 1, nops do
-      if live then
+      if live and not skipping then
         local err = op(offset, ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
-        if err then return err end
+        if err == SKIP then skipping = true
+        elseif err then return err end
       end
       i = i + 4
     end
@@ -71,6 +80,9 @@ local function check(offset, code, k, a, b)
       else bad = 'field ' .. a .. ' is not a number' end
     elseif code == 'hs' then h[a] = b
     elseif code == 'hn' then if cur == false then h[a] = b else h[a] = cur end
+    elseif code == 'o1' then
+      if cur ~= false then return SKIP end
+      h[a] = '1'
     else bad = 'unknown op ' .. code end
   end
   if bad then
@@ -96,6 +108,9 @@ local function write(_, code, k, a, b)
   elseif code == 'zr' then redis.call('ZREM', k, a)
   elseif code == 'lp' then
     redis.call('LPUSH', k, a); redis.call('LTRIM', k, 0, tonumber(b) - 1)
+  elseif code == 'o1' then
+    if redis.call('HEXISTS', k, a) == 1 then return SKIP end
+    redis.call('HSET', k, a, '1'); redis.call('PEXPIRE', k, tonumber(b))
   end
 end
 local applied, skipped, top = 0, 0, wm
@@ -197,8 +212,14 @@ impl RedisStore {
         };
         let mut keys: Vec<String> = vec![full_key(&self.prefix, slot, WATERMARK_KEY)];
         let mut key_index: HashMap<&str, usize> = HashMap::new();
-        let mut args: Vec<String> =
-            vec![batch.source_topic.clone(), batch.records.len().to_string()];
+        let mut args: Vec<String> = vec![
+            batch.source_topic.clone(),
+            batch.records.len().to_string(),
+            batch
+                .expect_through
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+        ];
         for (offset, ops) in &batch.records {
             args.push(offset.to_string());
             args.push(ops.len().to_string());
@@ -218,8 +239,14 @@ impl RedisStore {
         for a in &args {
             inv.arg(a);
         }
-        let (applied, skipped): (u64, u64) = inv.invoke_async(&mut self.conn.clone()).await?;
-        Ok(Applied { applied, skipped })
+        let (applied, skipped): (i64, i64) = inv.invoke_async(&mut self.conn.clone()).await?;
+        if applied < 0 {
+            return Err(behind(batch, (skipped >= 0).then_some(skipped)));
+        }
+        Ok(Applied {
+            applied: applied as u64,
+            skipped: skipped as u64,
+        })
     }
 
     pub(crate) async fn watermark(
@@ -422,6 +449,7 @@ fn encode(op: &Op) -> (&'static str, String, String) {
         Op::LPushCapped { value, max_len, .. } => {
             ("lp", value.clone(), max_len.max(&1).to_string())
         }
+        Op::Once { field, ttl_ms, .. } => ("o1", field.clone(), ttl_ms.max(&1).to_string()),
     }
 }
 

@@ -265,6 +265,86 @@ async fn unordered_batches_are_refused() {
 }
 
 #[tokio::test]
+async fn a_store_behind_the_expectation_refuses_the_batch_and_writes_nothing() {
+    for (name, store) in stores().await {
+        let slot = Slot {
+            scope: "s",
+            partition: 2,
+        };
+        let mut first = PartitionBatch::new("t", 2);
+        first.push(0, vec![incr("u", "n", 1)]);
+        first.push(1, vec![incr("u", "n", 1)]);
+        // Nothing applied yet, and nothing expected: applied.
+        first.expect_through = Some(-1);
+        store.apply("s", &first).await.unwrap();
+        // The consumer applied through 1; a batch from 2 expecting 1 goes on.
+        let mut next = PartitionBatch::new("t", 2);
+        next.push(2, vec![incr("u", "n", 1)]);
+        next.expect_through = Some(1);
+        assert_eq!(store.apply("s", &next).await.unwrap().applied, 1, "{name}");
+        // A batch whose consumer believes 5 was applied finds the store at 2:
+        // refused, naming the watermark, and nothing of it written.
+        let mut ahead = PartitionBatch::new("t", 2);
+        ahead.push(6, vec![incr("u", "n", 100)]);
+        ahead.expect_through = Some(5);
+        match store.apply("s", &ahead).await {
+            Err(mesh_store::Error::Behind {
+                watermark,
+                expected,
+                partition,
+                ..
+            }) => assert_eq!((watermark, expected, partition), (Some(2), 5, 2), "{name}"),
+            other => panic!("{name}: expected Behind, got {other:?}"),
+        }
+        assert_eq!(store.hgetall(slot, "u").await.unwrap()["n"], "3", "{name}");
+        assert_eq!(store.watermark(slot, "t").await.unwrap(), Some(2), "{name}");
+        // An empty store (flushed) is behind any expectation at or above 0.
+        let mut other = PartitionBatch::new("t", 5);
+        other.push(9, vec![incr("v", "n", 1)]);
+        other.expect_through = Some(8);
+        assert!(
+            matches!(
+                store.apply("s", &other).await,
+                Err(mesh_store::Error::Behind {
+                    watermark: None,
+                    ..
+                })
+            ),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn once_applies_a_records_ops_only_for_an_unseen_id() {
+    for (name, store) in stores().await {
+        let slot = Slot {
+            scope: "s",
+            partition: 1,
+        };
+        let once = |id: &str| Op::Once {
+            key: "seen:d1".into(),
+            field: id.into(),
+            ttl_ms: 60_000,
+        };
+        let mut b = PartitionBatch::new("t", 1);
+        b.push(0, vec![once("a"), incr("u", "n", 1), incr("u", "m", 1)]);
+        // The same id again under another offset (produced twice).
+        b.push(1, vec![once("a"), incr("u", "n", 1), incr("u", "m", 1)]);
+        b.push(2, vec![once("b"), incr("u", "n", 10)]);
+        let r = store.apply("s", &b).await.unwrap();
+        assert_eq!((r.applied, r.skipped), (3, 0), "{name}");
+        let mut later = PartitionBatch::new("t", 1);
+        later.push(3, vec![once("b"), incr("u", "n", 100)]);
+        later.push(4, vec![incr("u", "n", 1000)]);
+        store.apply("s", &later).await.unwrap();
+        let h = store.hgetall(slot, "u").await.unwrap();
+        assert_eq!((h["n"].as_str(), h["m"].as_str()), ("1011", "1"), "{name}");
+        assert_eq!(store.watermark(slot, "t").await.unwrap(), Some(4), "{name}");
+    }
+}
+
+#[tokio::test]
 async fn ledger_claims_once_and_releases() {
     let prefix = mesh_testkit::unique("ledger");
     let client = redis::Client::open(mesh_testkit::redis_url()).unwrap();

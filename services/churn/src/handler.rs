@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use mesh_bus::{Handler, HandlerError, Record};
+use mesh_bus::{Handler, HandlerError, Record, Watermark};
 use mesh_proto::events::v1::Envelope;
 use mesh_store::{HashRead, HashReply, Op, PartitionBatch, Slot};
 use prost::Message;
@@ -56,6 +56,7 @@ impl ChurnHandler {
         }
         let folded = self.already_folded(slot, &decoded).await?;
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        batch.expect_through = mesh_bus::expected_through();
         let mut in_batch = HashSet::new();
         let mut touched = BTreeSet::new();
         for (r, event) in decoded {
@@ -153,8 +154,18 @@ impl ChurnHandler {
 
 impl Handler for ChurnHandler {
     async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
-        self.apply(records)
-            .await
-            .map_err(|e| HandlerError(e.to_string()))
+        self.apply(records).await.map_err(|e| match e {
+            // Keeps a store that went back visible to the consumer.
+            crate::Error::Store(s) => HandlerError::from(s),
+            other => HandlerError(other.to_string()),
+        })
+    }
+
+    async fn applied_through(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Watermark, HandlerError> {
+        Watermark::of(&self.churn.store, SCOPE, topic, partition).await
     }
 }

@@ -24,6 +24,7 @@ pub mod bench;
 pub mod bench_all;
 pub mod bench_reads;
 pub mod bench_servers;
+pub mod chaos;
 pub mod cmd_churn;
 pub mod cmd_fraud;
 pub mod cmd_profile;

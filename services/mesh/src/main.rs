@@ -80,6 +80,9 @@ enum Command {
     /// Credentials for a mesh that requires tokens (MESH_AUTH_TOKENS_FILE).
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Kill services and make the store lose writes under traffic, then
+    /// count lost and double-applied events against an offline fold.
+    Chaos(mesh_cli::chaos::ChaosArgs),
 }
 
 #[derive(Subcommand)]
@@ -546,6 +549,7 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
         }
         Command::Report(ReportCommand::Cdnow(a)) => cmd_profile::report_cdnow(&cfg, &a).await?,
         Command::Status(a) => status::run(&cfg, &a).await?,
+        Command::Chaos(a) => mesh_cli::chaos::command(&cfg, &a).await?,
         Command::Auth(AuthCommand::Certs { out, names }) => {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let g = mesh_runtime::tls::generate(&out, &names).map_err(|e| anyhow::anyhow!(e))?;

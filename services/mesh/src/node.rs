@@ -569,6 +569,7 @@ pub fn zero_failure_series(cfg: &MeshConfig) {
     mesh_runtime::auth::zero_series();
     for g in lag_groups(cfg) {
         mesh_bus::metrics::HANDLER_ERRORS.with_label_values(&[g.name.as_str()]);
+        mesh_bus::metrics::STORE_RESUMES.with_label_values(&[g.name.as_str()]);
         for t in &g.topics {
             mesh_bus::metrics::POISON_RECORDS.with_label_values(&[g.name.as_str(), t.as_str()]);
         }

@@ -49,6 +49,14 @@ impl<H: Handler> Handler for Tracking<H> {
         }
         Ok(())
     }
+
+    async fn applied_through(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<mesh_bus::Watermark, HandlerError> {
+        self.inner.applied_through(topic, partition).await
+    }
 }
 
 /// High watermarks (next offset) of every partition of `topics`.

@@ -1,9 +1,9 @@
 //! The consumer side: records of one partition in, one atomic store step
 //! out.
-use mesh_bus::{Handler, HandlerError, Producer, Record};
+use mesh_bus::{Handler, HandlerError, Producer, Record, Watermark};
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
-use mesh_store::{PartitionBatch, Slot, StateStore};
+use mesh_store::{Op, PartitionBatch, Slot, StateStore};
 use prost::Message;
 use std::sync::Arc;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -22,12 +22,28 @@ pub struct ProfileHandler {
     pub profiles: Arc<Profiles>,
 }
 
+/// How long the ids of one day of events are remembered after that day's
+/// last event: a publisher's retry comes within ingest's pending-claim TTL
+/// (30 s) or is answered by its done-ledger (24 h).
+const SEEN_TTL_MS: i64 = 2 * 86_400_000;
+
+/// The first op of every event's record: skip the rest if its id was seen.
+/// Ids are kept per day of `occurred_at_ms`, the same for every copy.
+fn once(e: &Envelope) -> Op {
+    Op::Once {
+        key: format!("seen:{}", e.occurred_at_ms.div_euclid(86_400_000)),
+        field: format!("{}/{}", e.tenant_id, e.event_id),
+        ttl_ms: SEEN_TTL_MS,
+    }
+}
+
 impl Handler for ProfileHandler {
     async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
         let Some(first) = records.first() else {
             return Ok(());
         };
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        batch.expect_through = mesh_bus::expected_through();
         let mut members = Vec::new();
         for r in records {
             match Envelope::decode(r.payload.as_slice()) {
@@ -35,7 +51,11 @@ impl Handler for ProfileHandler {
                     let span = tracing::info_span!("profile.apply", event_id = %e.event_id, offset = r.offset);
                     let _ = span.set_parent(r.headers.trace_context());
                     let _g = span.enter();
-                    let mut ops = fold::ops(&e);
+                    // An id this partition applied under another offset
+                    // (ingest produced a retry twice after a crash)
+                    // changes nothing.
+                    let mut ops = vec![once(&e)];
+                    ops.extend(fold::ops(&e));
                     ops.extend(features::ops(&e, &self.profiles.features));
                     // Only orders move a user's stage (time does the rest,
                     // through the sweep).
@@ -58,10 +78,7 @@ impl Handler for ProfileHandler {
                 }
             }
         }
-        self.store
-            .apply(SCOPE, &batch)
-            .await
-            .map_err(|e| HandlerError(e.to_string()))?;
+        self.store.apply(SCOPE, &batch).await?;
         // Stage changes caused by these events, after the store step and
         // off the consumer's path: announcing waits for the broker's
         // acknowledgement of the lifecycle topic, which must not hold up
@@ -86,5 +103,13 @@ impl Handler for ProfileHandler {
             });
         }
         Ok(())
+    }
+
+    async fn applied_through(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Watermark, HandlerError> {
+        Watermark::of(&self.store, SCOPE, topic, partition).await
     }
 }

@@ -137,13 +137,16 @@ fn softplus(x: f64) -> f64 {
     x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
+/// Mean log-loss. The terms are computed in parallel but summed in row
+/// order: rayon's parallel float `sum` splits by work stealing, so its
+/// rounding (and so early stopping) would differ from run to run.
 fn log_loss(raw: &[f64], y: &[bool]) -> f64 {
-    let s: f64 = raw
+    let terms: Vec<f64> = raw
         .par_iter()
         .zip(y)
         .map(|(z, y)| if *y { softplus(-z) } else { softplus(*z) })
-        .sum();
-    s / raw.len().max(1) as f64
+        .collect();
+    terms.iter().sum::<f64>() / raw.len().max(1) as f64
 }
 
 impl Gbdt {
