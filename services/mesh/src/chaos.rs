@@ -65,20 +65,6 @@ pub struct ChaosArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// A tansu binary built with a durable storage engine (`cargo install
-    /// tansu --features postgres`): the run starts its own broker with it
-    /// on `--tansu-storage` and restarts it once (`kill -9`) among the
-    /// faults. Without it the broker is `MESH_KAFKA_BROKERS` or the
-    /// embedded cluster, and is not restarted.
-    #[arg(long, env = "MESH_CHAOS_TANSU")]
-    pub tansu: Option<PathBuf>,
-    /// Storage engine URL for `--tansu`.
-    #[arg(
-        long,
-        env = "MESH_CHAOS_TANSU_STORAGE",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub tansu_storage: String,
 }
 
 /// One fault and how long the mesh took to show an event sent after it.
@@ -305,40 +291,6 @@ impl Redis {
     }
 }
 
-/// A tansu broker on a durable storage engine, restartable.
-struct Tansu {
-    port: u16,
-    proc: Proc,
-}
-
-impl Tansu {
-    async fn start(bin: &Path, storage: &str, work: &Path) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let url = format!("tcp://127.0.0.1:{port}");
-        let mut proc = Proc {
-            name: "tansu",
-            cmd: [
-                &bin.display().to_string(),
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                storage,
-            ]
-            .map(String::from)
-            .to_vec(),
-            env: Vec::new(),
-            log: work.join("tansu.log"),
-            child: None,
-        };
-        proc.start()?;
-        wait_port(port, "tansu", Duration::from_secs(60)).await?;
-        Ok(Tansu { port, proc })
-    }
-}
-
 /// The events of the run: simulator traffic over the last day, every
 /// 100th made invalid (an `occurred_at_ms` before 2000) so the dead-letter
 /// path is exercised.
@@ -473,7 +425,6 @@ enum FaultKind {
     KillRedis,
     RestoreSnapshot,
     FlushAll,
-    RestartBroker,
 }
 
 impl FaultKind {
@@ -486,9 +437,6 @@ impl FaultKind {
                 format!("restore redis from a snapshot {snapshot_age} s old")
             }
             FaultKind::FlushAll => "FLUSHALL".into(),
-            FaultKind::RestartBroker => {
-                "kill -9 the broker (tansu, durable storage), restart".into()
-            }
         }
     }
 }
@@ -505,14 +453,9 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
     // Broker: the configured one or the embedded cluster.
     let mut run_cfg = cfg.clone();
     run_cfg.topic_prefix = run_id.clone();
-    let mut broker = match &args.tansu {
-        Some(bin) => Some(Tansu::start(bin, &args.tansu_storage, &work).await?),
-        None => None,
-    };
-    let (_embedded, brokers) = match (&broker, &cfg.brokers) {
-        (Some(t), _) => (None, format!("127.0.0.1:{}", t.port)),
-        (None, Some(b)) => (None, b.clone()),
-        (None, None) => {
+    let (_embedded, brokers) = match &cfg.brokers {
+        Some(b) => (None, b.clone()),
+        None => {
             let e = mesh_bus::EmbeddedKafka::start(1)?;
             let b = e.bootstrap_servers();
             (Some(e), b)
@@ -593,9 +536,6 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
         FaultKind::RestoreSnapshot,
         FaultKind::FlushAll,
     ]);
-    if broker.is_some() {
-        kinds.push(FaultKind::RestartBroker);
-    }
     kinds.shuffle(&mut rng);
     let spacing = args.seconds as f64 / (kinds.len() + 1) as f64;
     let schedule: Vec<(f64, FaultKind)> = kinds
@@ -680,13 +620,6 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
             FaultKind::FlushAll => {
                 let reply = redis.cli(&["FLUSHALL"])?;
                 anyhow::ensure!(reply.trim() == "OK", "FLUSHALL answered {reply:?}");
-            }
-            FaultKind::RestartBroker => {
-                let t = broker.as_mut().expect("scheduled only with --tansu");
-                t.proc.kill9();
-                tokio::time::sleep(Duration::from_millis(rng.random_range(200..2000))).await;
-                t.proc.start()?;
-                wait_port(t.port, "tansu", Duration::from_secs(60)).await?;
             }
         }
         let fault_at = (at - started).as_secs_f64();
@@ -784,9 +717,6 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
     profile.stop();
     ingest.stop();
     redis.proc.kill9();
-    if let Some(mut t) = broker.take() {
-        t.proc.kill9();
-    }
     Ok(ChaosReport {
         seconds: args.seconds,
         rate: args.rate,
@@ -821,7 +751,13 @@ async fn sleep_until(started: Instant, at_s: f64) {
 /// `mesh chaos`: runs, prints, and fails when anything was lost or applied
 /// twice.
 pub async fn command(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<()> {
-    let r = run(cfg, args).await?;
+    // Ctrl-C or SIGTERM drops the run, and with it every process it
+    // started (each `Proc` kills its child when dropped).
+    let stop = mesh_runtime::shutdown::on_signals();
+    let r = tokio::select! {
+        r = run(cfg, args) => r?,
+        _ = stop.cancelled() => anyhow::bail!("mesh chaos interrupted; its processes were stopped"),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -879,8 +815,6 @@ mod tests {
             seed: 7,
             settle_seconds: 10,
             json: true,
-            tansu: None,
-            tansu_storage: String::new(),
         };
         let a = traffic(&args, "t");
         let b = traffic(&args, "t");
