@@ -17,6 +17,10 @@ ensure_build_tools() {
   command -v c++ >/dev/null || apt_install g++
   # librdkafka 2.12 includes curl.h whenever OIDC is detected; zlib for its codec.
   [ -f /usr/include/curl/curl.h ] || [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || { echo "installing libcurl headers (librdkafka)"; apt_install libcurl4-openssl-dev libssl-dev zlib1g-dev; }
+  # librdkafka is built WITH_SSL (MESH_KAFKA_TLS_*) against the system
+  # OpenSSL, found by openssl-sys through pkg-config.
+  command -v pkg-config >/dev/null || { echo "installing pkg-config (openssl-sys)"; apt_install pkg-config; }
+  [ -f /usr/include/openssl/ssl.h ] || { echo "installing libssl-dev (librdkafka TLS)"; apt_install libssl-dev; }
 }
 
 # Headless Chromium drives the console test (tests/ops_console.rs).

@@ -37,6 +37,8 @@ start_redis_cluster "$WORK"
 export MESH_TEST_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export MESH_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export MESH_TEST_REDIS_CLUSTER_URL="$REDIS_CLUSTER_URL"
+# Tests that need a broker of their own (crates/mesh-bus/tests/tls.rs).
+export MESH_TEST_TANSU="$TANSU"
 echo "test servers: kafka $MESH_TEST_KAFKA_BROKERS (tansu), redis $MESH_TEST_REDIS_URL," \
   "redis cluster $MESH_TEST_REDIS_CLUSTER_URL"
 

@@ -262,30 +262,7 @@ async fn replay_rebuilds_each_stateful_service_and_keeps_what_topics_cannot() {
     assert_eq!(accepted, 4_000);
     let store = mesh.backends.store.clone();
     // Every group has committed the end of its topics, twice in a row.
-    let groups = mesh_cli::node::lag_groups(&cfg);
-    let topics = mesh_cli::node::lag_topics(&cfg);
-    let settle = std::time::Instant::now();
-    let mut quiet = 0;
-    while quiet < 2 {
-        assert!(
-            settle.elapsed() < Duration::from_secs(120),
-            "consumers never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let (b, g, t, n) = (
-            mesh.backends.brokers.clone(),
-            groups.clone(),
-            topics.clone(),
-            cfg.partitions,
-        );
-        let snap = tokio::task::spawn_blocking(move || mesh_cli::lag::sample(&b, &g, &t, n))
-            .await
-            .unwrap();
-        let caught_up = snap.error.is_none()
-            && snap.groups.len() == groups.len()
-            && snap.groups.values().all(|l| *l == 0);
-        quiet = if caught_up { quiet + 1 } else { 0 };
-    }
+    mesh_e2e::caught_up(&mesh, &cfg).await;
     // A trained model beside profile's state, in its own scope.
     let mut model = PartitionBatch::new("train", 0);
     model.push(

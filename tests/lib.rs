@@ -225,3 +225,33 @@ pub fn mesh_binary() -> PathBuf {
     assert!(status.success(), "building the mesh binary failed");
     profile_dir.join("mesh")
 }
+
+/// Waits until every consumer group of the mesh has committed the end of
+/// its topics, twice in a row (some brokers report log ends late, so one
+/// reading of "no lag" is not trusted); fails after 120 s.
+pub async fn caught_up(mesh: &Mesh, cfg: &MeshConfig) {
+    let groups = node::lag_groups(cfg);
+    let topics = node::lag_topics(cfg);
+    let started = Instant::now();
+    let mut quiet = 0;
+    while quiet < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "consumers never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let (b, g, t, n) = (
+            mesh.backends.brokers.clone(),
+            groups.clone(),
+            topics.clone(),
+            cfg.partitions,
+        );
+        let snap = tokio::task::spawn_blocking(move || mesh_cli::lag::sample(&b, &g, &t, n))
+            .await
+            .unwrap();
+        let done = snap.error.is_none()
+            && snap.groups.len() == groups.len()
+            && snap.groups.values().all(|l| *l == 0);
+        quiet = if done { quiet + 1 } else { 0 };
+    }
+}

@@ -56,6 +56,7 @@ const JSON_MESSAGES: &[&str] = &[
     "SupportMessage",
     "Login",
     "CredentialChanged",
+    "UserErased",
 ];
 
 fn collect(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

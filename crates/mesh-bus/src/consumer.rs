@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::headers::HeaderList;
@@ -238,7 +238,7 @@ pub async fn run_consumer<H: Handler>(
     assigned: Assignment,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let mut cc = ClientConfig::new();
+    let mut cc = crate::security::client_config();
     cc.set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group_id)
         .set("enable.auto.commit", "true")

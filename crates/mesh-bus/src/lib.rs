@@ -4,9 +4,9 @@
 //! creation ([`topics`]), the producer every service shares ([`producer`]),
 //! the at-least-once consumer loop ([`consumer`]), W3C trace context and
 //! CloudEvents attributes in record headers ([`headers`]), the key →
-//! partition function ([`partition`]), and the embedded in-process cluster
-//! ([`embedded`]). It must not know event schemas or state: services decode
-//! payloads and apply effects.
+//! partition function ([`partition`]), the embedded in-process cluster
+//! ([`embedded`]), and TLS to the broker ([`security`]). It must not know
+//! event schemas or state: services decode payloads and apply effects.
 //!
 //! # Layout
 //! - [`topics`]: [`TopicNames`], creation and partition-count checks.
@@ -18,6 +18,9 @@
 //! - [`log`]: reading topics from offset 0 to their end (training, replay).
 //! - [`partition`]: Kafka's murmur2 partitioner.
 //! - [`embedded`]: librdkafka's mock cluster for the one-process mode.
+//! - [`security`]: plaintext or TLS for every client, set once per
+//!   process ([`security::install`]) and applied by
+//!   [`security::client_config`].
 #![forbid(unsafe_code)]
 
 pub mod consumer;
@@ -28,6 +31,7 @@ pub mod metrics;
 pub mod partition;
 pub mod poison;
 pub mod producer;
+pub mod security;
 pub mod topics;
 
 pub use consumer::{

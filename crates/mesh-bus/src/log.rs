@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
 
 use crate::{Error, Result};
 
@@ -32,7 +32,7 @@ pub fn end_offsets<T: AsRef<str>>(
 
 /// A consumer for metadata and reads, outside any consumer group's offsets.
 pub fn reader(brokers: &str, purpose: &str) -> Result<BaseConsumer> {
-    Ok(ClientConfig::new()
+    Ok(crate::security::client_config()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("mesh-{purpose}-{}", std::process::id()))
         .set("enable.auto.commit", "false")

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
-use rdkafka::ClientConfig;
 
 use crate::headers::HeaderList;
 use crate::metrics::PRODUCED;
@@ -54,7 +53,7 @@ pub struct Producer {
 
 impl Producer {
     pub fn new(cfg: ProducerConfig) -> Result<Self> {
-        let mut cc = ClientConfig::new();
+        let mut cc = crate::security::client_config();
         cc.set("bootstrap.servers", &cfg.brokers)
             .set("client.id", &cfg.client_id)
             .set("acks", "all")

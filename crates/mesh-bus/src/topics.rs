@@ -5,7 +5,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
 
 use crate::{Error, Result};
 
@@ -110,7 +109,7 @@ pub async fn partition_count(brokers: &str, topic: &str, timeout: Duration) -> R
     let brokers = brokers.to_string();
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let consumer: BaseConsumer = crate::security::client_config()
             .set("bootstrap.servers", &brokers)
             .create()?;
         let deadline = std::time::Instant::now() + timeout;
@@ -153,7 +152,7 @@ async fn create_missing<T: AsRef<str>>(
     spec: TopicSpec,
     timeout: Duration,
 ) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+    let admin: AdminClient<DefaultClientContext> = crate::security::client_config()
         .set("bootstrap.servers", brokers)
         .set("socket.timeout.ms", timeout.as_millis().to_string())
         .create()?;

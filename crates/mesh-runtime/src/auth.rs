@@ -1284,6 +1284,9 @@ mod tests {
         assert!(p.allows("storefront", "RecommendService/Recommend"));
         assert!(!p.allows("storefront", "ChurnService/ListAtRisk"));
         assert!(!p.allows("storefront", "FraudService/ResolveReview"));
+        assert!(!p.allows("storefront", "IngestService/ForgetUser"));
+        assert!(!p.allows("analyst", "IngestService/ForgetUser"));
+        assert!(p.allows("admin", "IngestService/ForgetUser"));
         assert!(p.allows("merch", "EngageService/CreateCampaign"));
         assert!(!p.allows("merch", "EngageServiceX/CreateCampaign"));
         assert!(p.allows("merch", "http:console"));
@@ -1512,6 +1515,11 @@ mod tests {
         ));
         assert!(matches!(
             TENANT_FIELDS["/mesh.engage.v1.EngageService/CreateCampaign"],
+            TenantField::Field(_)
+        ));
+        // An erasure is bound to the caller's tenant like a read.
+        assert!(matches!(
+            TENANT_FIELDS["/mesh.ingest.v1.IngestService/ForgetUser"],
             TenantField::Field(_)
         ));
         // No tenant to scope by: refused to tenant-bound tokens.

@@ -14,6 +14,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot as HashSlot};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
+use crate::tls::RedisTls;
 use crate::{Error, Result};
 
 /// Where the store's Redis is, parsed from a URL (see
@@ -93,19 +94,51 @@ impl std::fmt::Debug for StoreConnection {
 }
 
 impl StoreConnection {
-    /// Connects to `url` (any form [`Topology::parse`] accepts).
+    /// Connects to `url` (any form [`Topology::parse`] accepts); a
+    /// `rediss://` URL verifies the server against the system roots.
     pub async fn connect(url: &str) -> Result<Self> {
-        match Topology::parse(url)? {
+        Self::connect_with(url, &RedisTls::default()).await
+    }
+
+    /// Connects to `url` with TLS settings beyond the URL: the CA to trust
+    /// and a client certificate ([`RedisTls`]). Settings with a URL that is
+    /// not `rediss://` are refused ([`Error::Config`]); a failed TLS
+    /// connection says so, with the URL and the cause.
+    pub async fn connect_with(url: &str, tls: &RedisTls) -> Result<Self> {
+        let topology = Topology::parse(url)?;
+        let seeds = match &topology {
+            Topology::Single(u) => std::slice::from_ref(u),
+            Topology::Cluster(seeds) => seeds.as_slice(),
+        };
+        for s in seeds {
+            crate::tls::check_scheme(s, tls)?;
+        }
+        if seeds.iter().any(|s| crate::tls::is_tls_url(s)) {
+            crate::tls::install_provider();
+        }
+        let failed = |e| crate::tls::connect_error(url, e);
+        match topology {
             Topology::Single(u) => {
-                let client = redis::Client::open(u)?;
+                let client = if tls.is_empty() {
+                    redis::Client::open(u)?
+                } else {
+                    redis::Client::build_with_tls(u, tls.certificates()?)?
+                };
                 Ok(StoreConnection::Single(
-                    ConnectionManager::new(client).await?,
+                    ConnectionManager::new(client).await.map_err(failed)?,
                 ))
             }
             Topology::Cluster(seeds) => {
-                let client = ClusterClient::new(seeds)?;
+                let mut builder = ClusterClient::builder(seeds);
+                if !tls.is_empty() {
+                    builder = builder.certs(tls.certificates()?);
+                }
                 Ok(StoreConnection::Cluster(
-                    client.get_async_connection().await?,
+                    builder
+                        .build()?
+                        .get_async_connection()
+                        .await
+                        .map_err(failed)?,
                 ))
             }
         }

@@ -28,13 +28,16 @@
 //! - [`memory`]: the in-memory implementation for the embedded mode.
 //! - [`ledger`]: short-lived id claims used by ingest to drop retried
 //!   event ids.
+//! - [`tls`]: [`RedisTls`], the CA and client certificate for `rediss://`.
 #![forbid(unsafe_code)]
 
 pub mod connection;
+pub mod erasure;
 pub mod ledger;
 pub mod memory;
 pub mod op;
 pub mod redis_store;
+pub mod tls;
 
 use std::collections::HashMap;
 
@@ -43,6 +46,7 @@ pub use ledger::{Claim, IdLedger};
 pub use memory::MemoryStore;
 pub use op::{Op, PartitionBatch};
 pub use redis_store::RedisStore;
+pub use tls::RedisTls;
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]

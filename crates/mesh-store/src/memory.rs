@@ -58,13 +58,22 @@ impl MemoryStore {
             }
             for op in ops {
                 let key = full_key(&self.prefix, slot, op.key());
-                if let Op::Once { field, .. } = op {
-                    let h = hash(&mut data, &key);
-                    if h.contains_key(field) {
-                        break;
+                match op {
+                    Op::Once { field, .. } => {
+                        let h = hash(&mut data, &key);
+                        if h.contains_key(field) {
+                            break;
+                        }
+                        h.insert(field.clone(), "1".into());
+                        continue;
                     }
-                    h.insert(field.clone(), "1".into());
-                    continue;
+                    Op::Unless { field, .. } => {
+                        if matches!(data.get(&key), Some(Value::Hash(h)) if h.contains_key(field)) {
+                            break;
+                        }
+                        continue;
+                    }
+                    _ => {}
                 }
                 apply_op(&mut data, &key, op);
             }
@@ -248,7 +257,15 @@ fn apply_op(data: &mut HashMap<String, Value>, key: &str, op: &Op) {
                 l.truncate((*max_len).max(1) as usize);
             }
         }
+        Op::HDel { field, .. } => {
+            if let Some(Value::Hash(h)) = data.get_mut(key) {
+                h.remove(field);
+            }
+        }
+        Op::Del { .. } => {
+            data.remove(key);
+        }
         // Decided by the caller: it may skip the record's later ops.
-        Op::Once { .. } => {}
+        Op::Once { .. } | Op::Unless { .. } => {}
     }
 }

@@ -73,6 +73,14 @@ pub enum Op {
         field: String,
         ttl_ms: i64,
     },
+    /// Skips the rest of its record's ops when the hash `key` holds `field`
+    /// (reads only). Put first, it makes every event of an erased user
+    /// change nothing: the erasure sets the field, see [`crate::erasure`].
+    Unless { key: String, field: String },
+    /// Removes a hash field (no-op when absent).
+    HDel { key: String, field: String },
+    /// Deletes a key, whatever it holds (no-op when absent).
+    Del { key: String },
 }
 
 impl Op {
@@ -88,7 +96,10 @@ impl Op {
             | Op::ZSet { key, .. }
             | Op::ZRem { key, .. }
             | Op::LPushCapped { key, .. }
-            | Op::Once { key, .. } => key,
+            | Op::Once { key, .. }
+            | Op::Unless { key, .. }
+            | Op::HDel { key, .. }
+            | Op::Del { key } => key,
         }
     }
 }

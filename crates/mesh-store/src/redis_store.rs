@@ -6,6 +6,7 @@ use redis::Script;
 
 use crate::connection::{query_by_slot, scan_nodes, scan_page, StoreConnection};
 use crate::op::{Op, PartitionBatch};
+use crate::tls::RedisTls;
 use crate::{behind, full_key, Applied, Error, HashRead, HashReply, Result, Slot, WATERMARK_KEY};
 
 /// KEYS[1] is the watermark hash; KEYS[2..] are the op keys.
@@ -46,7 +47,7 @@ end
 -- earlier ops leave, and refuses the batch before any write: Redis does not
 -- roll back a script's writes when it fails halfway, and a batch retried
 -- after a partial write would count its first records twice.
-local INT, FLOAT = {}, {}
+local INT, FLOAT, GONE = {}, {}, {}
 local kinds, shadow = {}, {}
 local function kind_ok(k, want)
   local t = kinds[k]
@@ -60,7 +61,10 @@ local function numeric(v)
 end
 local function check(offset, code, k, a, b)
   local bad
-  if code == 'zi' or code == 'zs' or code == 'zr' then
+  if code == 'dl' then
+    -- Later ops see an absent key, whatever it held.
+    kinds[k] = 'none'; shadow[k] = {[GONE] = true}
+  elseif code == 'zi' or code == 'zs' or code == 'zr' then
     if not kind_ok(k, 'zset') then bad = 'holds no sorted set' end
   elseif code == 'lp' then
     if not kind_ok(k, 'list') then bad = 'holds no list' end
@@ -69,7 +73,9 @@ local function check(offset, code, k, a, b)
     local h = shadow[k]
     if h == nil then h = {}; shadow[k] = h end
     local cur = h[a]
-    if cur == nil then cur = redis.call('HGET', k, a) or false end
+    if cur == nil then
+      if h[GONE] then cur = false else cur = redis.call('HGET', k, a) or false end
+    end
     if code == 'hi' then
       if cur == false or cur == INT or cur == FLOAT or string.match(cur, '^%-?%d+$') then
         h[a] = INT
@@ -83,6 +89,9 @@ local function check(offset, code, k, a, b)
     elseif code == 'o1' then
       if cur ~= false then return SKIP end
       h[a] = '1'
+    elseif code == 'ui' then
+      if cur ~= false then return SKIP end
+    elseif code == 'hd' then h[a] = false
     else bad = 'unknown op ' .. code end
   end
   if bad then
@@ -111,6 +120,10 @@ local function write(_, code, k, a, b)
   elseif code == 'o1' then
     if redis.call('HEXISTS', k, a) == 1 then return SKIP end
     redis.call('HSET', k, a, '1'); redis.call('PEXPIRE', k, tonumber(b))
+  elseif code == 'ui' then
+    if redis.call('HEXISTS', k, a) == 1 then return SKIP end
+  elseif code == 'hd' then redis.call('HDEL', k, a)
+  elseif code == 'dl' then redis.call('DEL', k)
   end
 end
 local applied, skipped, top = 0, 0, wm
@@ -171,7 +184,13 @@ impl RedisStore {
     /// keeps one partition's keys on one slot must be the first braces of
     /// every key.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
-        let conn = StoreConnection::connect(url).await?;
+        Self::connect_with(url, prefix, &RedisTls::default()).await
+    }
+
+    /// [`RedisStore::connect`] with TLS settings beyond the URL (the CA to
+    /// trust, a client certificate); see [`StoreConnection::connect_with`].
+    pub async fn connect_with(url: &str, prefix: &str, tls: &RedisTls) -> Result<Self> {
+        let conn = StoreConnection::connect_with(url, tls).await?;
         if conn.is_cluster() && prefix.contains(['{', '}']) {
             return Err(Error::Config(format!(
                 "key prefix {prefix:?} contains a brace; on a Redis Cluster the partition's \
@@ -450,6 +469,9 @@ fn encode(op: &Op) -> (&'static str, String, String) {
             ("lp", value.clone(), max_len.max(&1).to_string())
         }
         Op::Once { field, ttl_ms, .. } => ("o1", field.clone(), ttl_ms.max(&1).to_string()),
+        Op::Unless { field, .. } => ("ui", field.clone(), String::new()),
+        Op::HDel { field, .. } => ("hd", field.clone(), String::new()),
+        Op::Del { .. } => ("dl", String::new(), String::new()),
     }
 }
 

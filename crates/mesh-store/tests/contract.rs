@@ -35,6 +35,22 @@ async fn stores() -> Vec<(&'static str, StateStore)> {
     ]
 }
 
+fn hset(key: &str, field: &str, value: &str) -> Op {
+    Op::HSet {
+        key: key.into(),
+        field: field.into(),
+        value: value.into(),
+    }
+}
+
+fn zset(key: &str, member: &str, score: f64) -> Op {
+    Op::ZSet {
+        key: key.into(),
+        member: member.into(),
+        score,
+    }
+}
+
 fn incr(key: &str, field: &str, delta: i64) -> Op {
     Op::HIncr {
         key: key.into(),
@@ -341,6 +357,104 @@ async fn once_applies_a_records_ops_only_for_an_unseen_id() {
         let h = store.hgetall(slot, "u").await.unwrap();
         assert_eq!((h["n"].as_str(), h["m"].as_str()), ("1011", "1"), "{name}");
         assert_eq!(store.watermark(slot, "t").await.unwrap(), Some(4), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn erasure_ops_delete_and_guard_later_records() {
+    for (name, store) in stores().await {
+        let slot = Slot {
+            scope: "s",
+            partition: 2,
+        };
+        let unless = || Op::Unless {
+            key: "erased".into(),
+            field: "t/u1".into(),
+        };
+        let mut b = PartitionBatch::new("t", 2);
+        b.push(
+            0,
+            vec![unless(), incr("u:t/u1", "n", 1), incr("agg", "n", 1)],
+        );
+        b.push(
+            1,
+            vec![
+                zset("idx", "t/u1", 5.0),
+                Op::LPushCapped {
+                    key: "l:t/u1".into(),
+                    value: "x".into(),
+                    max_len: 10,
+                },
+                hset("shared", "t/u1", "v"),
+                hset("shared", "t/u2", "w"),
+            ],
+        );
+        // The erasure, then in the same batch an event of the user that
+        // must change nothing: the deleted hash is absent to later checks.
+        b.push(
+            2,
+            vec![
+                Op::Del {
+                    key: "u:t/u1".into(),
+                },
+                Op::Del {
+                    key: "l:t/u1".into(),
+                },
+                Op::ZRem {
+                    key: "idx".into(),
+                    member: "t/u1".into(),
+                },
+                Op::HDel {
+                    key: "shared".into(),
+                    field: "t/u1".into(),
+                },
+                hset("erased", "t/u1", "2"),
+                incr("u:t/u1", "after_delete", 1),
+            ],
+        );
+        b.push(
+            3,
+            vec![unless(), incr("u:t/u1", "n", 1), incr("agg", "n", 1)],
+        );
+        let r = store.apply("s", &b).await.unwrap();
+        assert_eq!((r.applied, r.skipped), (4, 0), "{name}");
+        let mut later = PartitionBatch::new("t", 2);
+        later.push(4, vec![unless(), incr("u:t/u1", "n", 1)]);
+        later.push(
+            5,
+            vec![
+                Op::Unless {
+                    key: "erased".into(),
+                    field: "t/u2".into(),
+                },
+                incr("u:t/u2", "n", 1),
+            ],
+        );
+        store.apply("s", &later).await.unwrap();
+        let user = store.hgetall(slot, "u:t/u1").await.unwrap();
+        assert_eq!(user.len(), 1, "{name}: {user:?}");
+        assert_eq!(user["after_delete"], "1", "{name}");
+        assert!(
+            store.lrange(slot, "l:t/u1", 10).await.unwrap().is_empty(),
+            "{name}"
+        );
+        assert!(
+            store.ztop(slot, "idx", 10).await.unwrap().is_empty(),
+            "{name}"
+        );
+        let shared = store.hgetall(slot, "shared").await.unwrap();
+        assert_eq!(shared.keys().collect::<Vec<_>>(), vec!["t/u2"], "{name}");
+        assert_eq!(
+            store.hgetall(slot, "agg").await.unwrap()["n"],
+            "1",
+            "{name}"
+        );
+        assert_eq!(
+            store.hgetall(slot, "u:t/u2").await.unwrap()["n"],
+            "1",
+            "{name}"
+        );
+        assert_eq!(store.watermark(slot, "t").await.unwrap(), Some(5), "{name}");
     }
 }
 

@@ -53,3 +53,71 @@ pub fn shared_data() -> std::path::PathBuf {
     );
     dir
 }
+
+/// Every key under `prefix` in the Redis at `url` whose name, hash fields
+/// and values, set or sorted-set members, list items or string value
+/// contain one of `needles`, except keys ending in `:<skip_suffix>` (the
+/// erasure hashes, which name erased users by design). For erasure tests:
+/// pass the user's name, and its hex form where values are hex-encoded
+/// protobuf.
+pub async fn store_traces(
+    url: &str,
+    prefix: &str,
+    needles: &[&str],
+    skip_suffix: &str,
+) -> Vec<String> {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connects");
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut c)
+            .await
+            .expect("scan");
+        keys.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let skip = format!(":{skip_suffix}");
+    let mut found = Vec::new();
+    for k in keys {
+        if k.ends_with(&skip) {
+            continue;
+        }
+        let kind: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut c)
+            .await
+            .expect("type");
+        let read = match kind.as_str() {
+            "hash" => redis::cmd("HGETALL").arg(&k).clone(),
+            "zset" => redis::cmd("ZRANGE").arg(&k).arg(0).arg(-1).clone(),
+            "list" => redis::cmd("LRANGE").arg(&k).arg(0).arg(-1).clone(),
+            "set" => redis::cmd("SMEMBERS").arg(&k).clone(),
+            _ => redis::cmd("GET").arg(&k).clone(),
+        };
+        let items: Vec<String> = if kind == "string" {
+            vec![read.query_async(&mut c).await.expect("get")]
+        } else if matches!(kind.as_str(), "hash" | "zset" | "list" | "set") {
+            read.query_async(&mut c).await.expect("read")
+        } else {
+            Vec::new()
+        };
+        let named = |s: &str| needles.iter().any(|n| s.contains(n));
+        if named(&k) || items.iter().any(|i| named(i)) {
+            found.push(k);
+        }
+    }
+    found
+}

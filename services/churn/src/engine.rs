@@ -14,6 +14,12 @@
 //! repaired by the next evaluation (at-least-once publish, deduplicable by
 //! `alert_id`), never by a second crossing.
 //!
+//! **Erased users.** An erasure deletes the user's hash and index entry
+//! ([`crate::summary::erasure_ops`]). Every write here is a compare-and-set
+//! guarded by fields of that hash as read (`orders`, `first`, `alert_n`),
+//! so an evaluation that read the user just before the erasure fails its
+//! guard instead of writing a fresh hash, and publishes nothing new.
+//!
 //! **One probability.** [`Churn::risk`] is the only place a churn
 //! probability is chosen: the stored supervised classifier's when one is
 //! loaded (its own horizon, features from [`mesh_churn::features::features`]
@@ -435,11 +441,10 @@ impl Churn {
             if !s.returned && s.last_ms > first_alert {
                 let last = s.last_ms.to_string();
                 let set = [("returned", "1"), ("returned_at", last.as_str())];
-                if self
-                    .store
-                    .hset_if(slot, &key, &[("returned", None)], &set)
-                    .await?
-                {
+                // `first` as read: the hash still holds the user (an
+                // erasure deletes it; this write must not bring it back).
+                let guard = [("returned", None), ("first", raw("first"))];
+                if self.store.hset_if(slot, &key, &guard, &set).await? {
                     RETURNS.inc();
                     fx.returned += 1;
                 }

@@ -1,6 +1,7 @@
 //! The consumer side: order and user-event records of one partition in
-//! (duplicate event ids dropped, see [`crate::summary`]), one atomic store
-//! step out, then every user the batch touched re-scored.
+//! (duplicate event ids dropped, every record guarded by the user's
+//! erasure, see [`crate::summary`]), one atomic store step out, then every
+//! user the batch touched and still holds re-scored.
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
@@ -59,6 +60,7 @@ impl ChurnHandler {
         batch.expect_through = mesh_bus::expected_through();
         let mut in_batch = HashSet::new();
         let mut touched = BTreeSet::new();
+        let mut erased = BTreeSet::new();
         for (r, event) in decoded {
             let Some((e, mut ops)) = event else {
                 batch.push(r.offset, Vec::new());
@@ -68,6 +70,14 @@ impl ChurnHandler {
                 tracing::info_span!("churn.apply", event_id = %e.event_id, offset = r.offset);
             let _ = span.set_parent(r.headers.trace_context());
             let _g = span.enter();
+            let member = summary::member(&e.tenant_id, &e.user_id);
+            if summary::is_erasure(&e) {
+                // The guard makes a second erasure a no-op; its id (a
+                // digest of the user) is not kept.
+                erased.insert(member);
+                batch.push(r.offset, ops);
+                continue;
+            }
             if !ops.is_empty() && !e.event_id.is_empty() {
                 if folded.contains(&e.event_id) || !in_batch.insert(e.event_id.clone()) {
                     DUPLICATES.inc();
@@ -82,7 +92,7 @@ impl ChurnHandler {
                 }
             }
             if !ops.is_empty() {
-                touched.insert(summary::member(&e.tenant_id, &e.user_id));
+                touched.insert(member);
             }
             batch.push(r.offset, ops);
         }
@@ -90,8 +100,12 @@ impl ChurnHandler {
         APPLIED.inc_by(applied.applied);
         // Re-score even when the batch was a redelivery: the transitions are
         // compare-and-sets, and a previous attempt may have stopped between
-        // firing and publishing.
-        let members: Vec<String> = touched.into_iter().collect();
+        // firing and publishing. Scoring reads the summary the erasure
+        // deleted (and the guard keeps deleted), so an erased user is never
+        // scored, alerted or offered anything: the summary read is the
+        // erasure check, with no round trip of its own. Users erased in this
+        // batch are not even read.
+        let members: Vec<String> = touched.difference(&erased).cloned().collect();
         let keys: Vec<_> = members
             .iter()
             .map(|m| (slot, summary::user_key(m)))
@@ -118,7 +132,7 @@ impl ChurnHandler {
         let mut by_day: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (_, event) in decoded {
             if let Some((e, ops)) = event {
-                if !ops.is_empty() && !e.event_id.is_empty() {
+                if !ops.is_empty() && !e.event_id.is_empty() && !summary::is_erasure(e) {
                     by_day
                         .entry(summary::seen_key(e))
                         .or_default()

@@ -15,6 +15,11 @@
 //! so restarts and several instances neither repeat nor lose a crossing.
 //! Answers `mesh.churn.v1.ChurnService` ([`grpc`]).
 //!
+//! A `user_erased` event (on both topics) deletes the user's summary and
+//! index entry; every record of a user starts with the erasure guard, so
+//! nothing the user did before or after brings them back, and no alert or
+//! retention action is produced for them ([`summary::erasure_ops`]).
+//!
 //! It must not hold state outside the store, nor sleep to let time pass.
 //!
 //! # Layout

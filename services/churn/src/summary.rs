@@ -28,6 +28,11 @@
 //! the time of the latest applied order: the list the sweep and
 //! `ListAtRisk` iterate.
 //!
+//! Erasure: every record that changes a user starts with the erasure
+//! guard, and `user_erased` deletes `u:<member>` and removes the member
+//! from `idx` ([`erasure_ops`]), so the service answers for the user as
+//! for one it never saw, and nothing is scored or alerted for them again.
+//!
 //! Duplicate event ids: the handler drops an event whose id is already
 //! marked in the partition's `e:<day>` hash (field = event id, the day of
 //! the event) or seen earlier in the same batch, and marks new ids in the
@@ -42,7 +47,7 @@ use mesh_churn::gamma_gamma::Spend;
 use mesh_churn::scoring::CustomerState;
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
-use mesh_store::Op;
+use mesh_store::{erasure, Op};
 
 /// Key of the per-partition user index.
 pub const INDEX_KEY: &str = "idx";
@@ -96,12 +101,55 @@ pub fn signal(body: &Body) -> Option<(Signal, f64)> {
     }
 }
 
-/// The ops one event applies: an `order_placed`'s purchase fields, a
-/// behavioural event's day count ([`signal`]), nothing for the rest.
+/// The ops one event applies, after the erasure guard: an
+/// `order_placed`'s purchase fields, a behavioural event's day count
+/// ([`signal`]), a `user_erased`'s deletions ([`erasure_ops`]); nothing
+/// (not even the guard) for the rest.
 pub fn ops(e: &Envelope) -> Vec<Op> {
     let Some(body) = &e.body else {
         return Vec::new();
     };
+    if let Body::UserErased(_) = body {
+        return erasure_ops(e);
+    }
+    let effects = effect_ops(e, body);
+    if effects.is_empty() {
+        return effects;
+    }
+    let mut ops = Vec::with_capacity(effects.len() + 1);
+    ops.push(erasure::guard(&member(&e.tenant_id, &e.user_id)));
+    ops.extend(effects);
+    ops
+}
+
+/// Whether an event is a `user_erased`.
+pub fn is_erasure(e: &Envelope) -> bool {
+    matches!(e.body, Some(Body::UserErased(_)))
+}
+
+/// The ops of a `user_erased` event: the guard first (the erasure comes on
+/// both event topics; the second changes nothing), the user's summary hash
+/// deleted (purchases, behaviour, alert and experiment fields), the user
+/// out of [`INDEX_KEY`], and the erasure recorded. The `e:<day>` marks of
+/// the user's event ids stay: they are not keyed by user, and the erasure
+/// cannot name them.
+pub fn erasure_ops(e: &Envelope) -> Vec<Op> {
+    let member = member(&e.tenant_id, &e.user_id);
+    vec![
+        erasure::guard(&member),
+        Op::Del {
+            key: user_key(&member),
+        },
+        Op::ZRem {
+            key: INDEX_KEY.into(),
+            member: member.clone(),
+        },
+        erasure::record(&member, e.occurred_at_ms),
+    ]
+}
+
+/// What an event adds to the summary (without the guard).
+fn effect_ops(e: &Envelope, body: &Body) -> Vec<Op> {
     let member = member(&e.tenant_id, &e.user_id);
     let key = user_key(&member);
     let t = e.occurred_at_ms;
@@ -551,6 +599,30 @@ mod tests {
         );
         // Training's rebuild from the log is the stored fold.
         assert_eq!(activities(&evs)["shop/u1"], log);
+    }
+
+    #[test]
+    fn every_change_is_guarded_and_an_erasure_deletes_the_user() {
+        let o = ops(&order(5, 10.0));
+        assert!(
+            matches!(&o[0], Op::Unless { key, field } if key == "erased" && field == "shop/u1")
+        );
+        assert!(o[1..].iter().all(|op| !matches!(op, Op::Unless { .. })));
+        let e = Envelope {
+            body: Some(Body::UserErased(Default::default())),
+            ..order(7, 0.0)
+        };
+        assert!(is_erasure(&e));
+        let o = ops(&e);
+        assert!(matches!(&o[0], Op::Unless { field, .. } if field == "shop/u1"));
+        assert!(matches!(&o[1], Op::Del { key } if key == "u:shop/u1"));
+        assert!(
+            matches!(&o[2], Op::ZRem { key, member } if key == INDEX_KEY && member == "shop/u1")
+        );
+        assert!(
+            matches!(&o[3], Op::HSet { key, field, value } if key == "erased" && field == "shop/u1" && value == "7")
+        );
+        assert_eq!(o.len(), 4);
     }
 
     #[test]

@@ -1,6 +1,14 @@
 //! Campaigns, offers, attribution and reports: the work behind the gRPC
 //! methods and the consumer.
-use std::collections::{BTreeMap, HashMap};
+//!
+//! **Erased users.** Every write about a user (offer, response) starts with
+//! the erasure guard in the user's slot. `ChooseOffer` refuses an erased
+//! user with [`Error::Erased`] (gRPC `NOT_FOUND`, "unknown user
+//! `<tenant>/<user>`") instead of enrolling them again, and `RecordResponse`
+//! answers an erased user's offer as an unknown offer. A write the guard
+//! skipped still counts as applied, so both read the erasure again after
+//! writing before they publish or touch the bandit.
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use mesh_bus::{headers, Producer};
 use mesh_engage::bandit::{BanditPolicy, ContextualBandit, FrequencyCap};
@@ -9,7 +17,7 @@ use mesh_engage::campaign::{
 };
 use mesh_proto::engage::v1 as pb;
 use mesh_runtime::peers::Peers;
-use mesh_store::{Op, PartitionBatch, StateStore};
+use mesh_store::{erasure, HashRead, HashReply, Op, PartitionBatch, StateStore};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -363,6 +371,87 @@ impl Engage {
         (self.clock)()
     }
 
+    /// Of `members` (`<tenant>/<user>`), those erased: the erasure hash of
+    /// each member's slot, in one round trip; none without members.
+    pub async fn erased_among(
+        &self,
+        members: impl IntoIterator<Item = String>,
+    ) -> Result<HashSet<String>> {
+        let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        for m in members {
+            let p = keys::slot(&m, self.partitions).partition;
+            by_slot.entry(p).or_default().push(m);
+        }
+        for ms in by_slot.values_mut() {
+            ms.sort();
+            ms.dedup();
+        }
+        let reads: Vec<HashRead<'_>> = by_slot
+            .iter()
+            .map(|(p, ms)| HashRead::Fields {
+                slot: keys::shard(*p),
+                key: erasure::KEY.into(),
+                fields: ms.clone(),
+            })
+            .collect();
+        if reads.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let replies = self.store.hread_many(&reads).await?;
+        let mut out = HashSet::new();
+        for (ms, reply) in by_slot.into_values().zip(replies) {
+            if let HashReply::Fields(values) = reply {
+                out.extend(
+                    ms.into_iter()
+                        .zip(values)
+                        .filter(|(_, v)| v.is_some())
+                        .map(|(m, _)| m),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the user is erased (one `HMGET`).
+    pub async fn is_erased(&self, tenant: &str, user: &str) -> Result<bool> {
+        let member = erasure::member(tenant, user);
+        Ok(!self.erased_among([member]).await?.is_empty())
+    }
+
+    /// The user's record in one campaign and whether the user is erased,
+    /// in one round trip.
+    async fn record_and_erasure(
+        &self,
+        tenant: &str,
+        user: &str,
+        campaign_id: &str,
+    ) -> Result<(Option<OfferRecord>, bool)> {
+        let member = erasure::member(tenant, user);
+        let slot = keys::slot(&member, self.partitions);
+        let replies = self
+            .store
+            .hread_many(&[
+                HashRead::Fields {
+                    slot,
+                    key: keys::offers(tenant, user),
+                    fields: vec![campaign_id.to_string()],
+                },
+                HashRead::Fields {
+                    slot,
+                    key: erasure::KEY.into(),
+                    fields: vec![member],
+                },
+            ])
+            .await?;
+        let mut values = replies.into_iter().map(|r| match r {
+            HashReply::Fields(mut v) => v.pop().flatten(),
+            HashReply::Keys(_) => None,
+        });
+        let (raw, erased) = (values.next().flatten(), values.next().flatten());
+        let rec = raw.map(|raw| parse("offer record", &raw)).transpose()?;
+        Ok((rec, erased.is_some()))
+    }
+
     /// Stores a campaign (replacing one of the same id) with a fresh bandit
     /// when its offers changed.
     pub async fn create_campaign(&self, c: pb::Campaign) -> Result<pb::Campaign> {
@@ -569,6 +658,15 @@ impl Engage {
 
     /// `ChooseOffer`, and the retention path (`alert_id` set: the offer id
     /// derives from it, so a redelivered action is answered once).
+    ///
+    /// An erased user is refused with [`Error::Erased`] (`NOT_FOUND`
+    /// naming the user) before anything is read from peers or stored: an
+    /// unknown user would be enrolled, an erased one must not be. The
+    /// offer record, its index entry ([`keys::offer`]) and the user's list
+    /// of index entries are written in one step behind the erasure guard;
+    /// when the erasure is found after that step (the guard skipped it, or
+    /// the erasure deleted it), nothing is published and the bandit is not
+    /// touched.
     pub async fn choose_offer(
         &self,
         tenant: &str,
@@ -579,6 +677,11 @@ impl Engage {
         check_text("tenant_id", tenant)?;
         check_text("user_id", user)?;
         check_id("campaign_id", campaign_id)?;
+        let member = keys::member(tenant, user);
+        let (existing, erased) = self.record_and_erasure(tenant, user, campaign_id).await?;
+        if erased {
+            return Err(Error::Erased(member));
+        }
         let campaign = if campaign_id == RETENTION_CAMPAIGN && alert_id.is_some() {
             self.retention_campaign(tenant).await?
         } else {
@@ -592,11 +695,9 @@ impl Engage {
             None => uuid::Uuid::now_v7().to_string(),
         };
         // A retention action seen before: its decision stands.
-        if alert_id.is_some() {
-            if let Some(rec) = self.offer_record(tenant, user, campaign_id).await? {
-                if rec.offer_id == offer_id {
-                    return Ok(decision_of(&rec, "", now));
-                }
+        if let Some(rec) = existing.as_ref().filter(|_| alert_id.is_some()) {
+            if rec.offer_id == offer_id {
+                return Ok(decision_of(rec, "", now));
             }
         }
         let cx = self.user_context(tenant, user).await;
@@ -615,9 +716,7 @@ impl Engage {
             OFFERS.with_label_values(&["not_in_audience", ""]).inc();
             return Ok(d);
         }
-        let member = keys::member(tenant, user);
         let slot = keys::slot(&member, self.partitions);
-        let existing = self.offer_record(tenant, user, campaign_id).await?;
         let group = assign_group(campaign_id, user, campaign.control_share)?;
         let arm = match group {
             mesh_engage::campaign::Group::Treatment => "treatment",
@@ -662,11 +761,30 @@ impl Engage {
         }
         let stats = keys::stats(tenant, campaign_id);
         let a = arm_key(arm);
-        let mut ops = vec![Op::HSet {
-            key: keys::offers(tenant, user),
-            field: campaign_id.into(),
-            value: serde_json::to_string(&rec).expect("record serializes"),
-        }];
+        let index = keys::offer(tenant, &offer_id);
+        let mut ops = vec![
+            erasure::guard(&member),
+            Op::HSet {
+                key: keys::offers(tenant, user),
+                field: campaign_id.into(),
+                value: serde_json::to_string(&rec).expect("record serializes"),
+            },
+            Op::HSet {
+                key: index.clone(),
+                field: "user".into(),
+                value: user.into(),
+            },
+            Op::HSet {
+                key: index,
+                field: "campaign".into(),
+                value: campaign_id.into(),
+            },
+            Op::HSet {
+                key: keys::offer_ids(tenant, user),
+                field: offer_id.clone(),
+                value: campaign_id.into(),
+            },
+        ];
         if first {
             ops.extend([
                 Op::HIncr {
@@ -693,30 +811,17 @@ impl Engage {
                 delta: 1,
             });
         }
-        let mut b = PartitionBatch::new(format!("offer/{offer_id}"), slot.partition);
+        let mut b = PartitionBatch::new(keys::offer_source("offer", &offer_id), slot.partition);
         b.push(0, ops);
         let applied = self.store.apply(SCOPE, &b).await?;
         if applied.applied == 0 {
             return Ok(decision_of(&rec, "", now));
         }
-        let oslot = keys::slot(&keys::member(tenant, &offer_id), self.partitions);
-        let mut ib = PartitionBatch::new(format!("offer-index/{offer_id}"), oslot.partition);
-        ib.push(
-            0,
-            vec![
-                Op::HSet {
-                    key: keys::offer(tenant, &offer_id),
-                    field: "user".into(),
-                    value: user.into(),
-                },
-                Op::HSet {
-                    key: keys::offer(tenant, &offer_id),
-                    field: "campaign".into(),
-                    value: campaign_id.into(),
-                },
-            ],
-        );
-        self.store.apply(SCOPE, &ib).await?;
+        // A skip by the guard counts as applied: an erasure recorded before
+        // the step (or since, which deleted what it wrote) ends here.
+        if self.is_erased(tenant, user).await? {
+            return Err(Error::Erased(member));
+        }
         if !offer.is_empty() {
             // Until a conversion says otherwise the offer earned nothing.
             self.bandit_update(tenant, campaign_id, &offer, &features, 0.0, true)
@@ -840,7 +945,11 @@ impl Engage {
         Ok(())
     }
 
-    /// `RecordResponse`: a click or a conversion reported by a client.
+    /// `RecordResponse`: a click or a conversion reported by a client. The
+    /// offer is looked up in every shard (its index entry lives in the
+    /// user's slot, unknown here). An erased user's offer is an unknown
+    /// offer (`NOT_FOUND`), and a response the erasure overtook publishes
+    /// nothing.
     pub async fn record_response(&self, r: &pb::RecordResponseRequest) -> Result<bool> {
         check_text("tenant_id", &r.tenant_id)?;
         check_text("offer_id", &r.offer_id)?;
@@ -854,43 +963,52 @@ impl Engage {
             return Err(Error::invalid("revenue", "must be finite, in [0, 1e12]"));
         }
         let tenant = r.tenant_id.as_str();
-        let oslot = keys::slot(&keys::member(tenant, &r.offer_id), self.partitions);
+        let unknown = || Error::NotFound(format!("offer {tenant}/{}", r.offer_id));
+        let index = keys::offer(tenant, &r.offer_id);
+        let shards: Vec<_> = (0..self.partitions)
+            .map(|p| (keys::shard(p), index.clone()))
+            .collect();
         let idx = self
             .store
-            .hgetall(oslot, &keys::offer(tenant, &r.offer_id))
-            .await?;
-        let (Some(user), Some(campaign)) = (idx.get("user"), idx.get("campaign")) else {
-            return Err(Error::NotFound(format!("offer {tenant}/{}", r.offer_id)));
-        };
-        let mut rec = self
-            .offer_record(tenant, user, campaign)
+            .hgetall_many(&shards)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("offer record of {tenant}/{user}")))?;
-        let slot = keys::slot(&keys::member(tenant, user), self.partitions);
+            .into_iter()
+            .find(|h| h.contains_key("user") && h.contains_key("campaign"))
+            .ok_or_else(unknown)?;
+        let (user, campaign) = (&idx["user"], &idx["campaign"]);
+        let (rec, erased) = self.record_and_erasure(tenant, user, campaign).await?;
+        if erased {
+            return Err(unknown());
+        }
+        let mut rec =
+            rec.ok_or_else(|| Error::NotFound(format!("offer record of {tenant}/{user}")))?;
+        let member = keys::member(tenant, user);
+        let slot = keys::slot(&member, self.partitions);
         let was_converted = rec.converted;
-        let ops = if r.kind == "click" {
-            vec![Op::HIncr {
+        let mut ops = vec![erasure::guard(&member)];
+        if r.kind == "click" {
+            ops.push(Op::HIncr {
                 key: keys::stats(tenant, campaign),
                 field: format!("clicks.{}", rec.offer),
                 delta: 1,
-            }]
+            });
         } else {
-            let mut ops = attribution_ops(tenant, &mut rec, r.revenue);
+            ops.extend(attribution_ops(tenant, &mut rec, r.revenue));
             ops.push(Op::HSet {
                 key: keys::offers(tenant, user),
                 field: campaign.clone(),
                 value: serde_json::to_string(&rec).expect("record serializes"),
             });
-            ops
-        };
-        let mut b = PartitionBatch::new(
-            format!("response/{}/{}", r.offer_id, r.kind),
-            slot.partition,
-        );
+        }
+        let source = keys::offer_source(&format!("response/{}", r.kind), &r.offer_id);
+        let mut b = PartitionBatch::new(source, slot.partition);
         b.push(0, ops);
         let applied = self.store.apply(SCOPE, &b).await?;
         if applied.applied == 0 {
             return Ok(false);
+        }
+        if self.is_erased(tenant, user).await? {
+            return Err(unknown());
         }
         RESPONSES.with_label_values(&[r.kind.as_str(), "rpc"]).inc();
         if r.kind == "conversion" && !was_converted && !rec.offer.is_empty() {

@@ -10,6 +10,10 @@ pub enum Error {
     /// An unknown campaign, item or offer.
     #[error("{0}")]
     NotFound(String),
+    /// An erased user (`<tenant>/<user>`): answered as not found, and never
+    /// enrolled or offered anything again.
+    #[error("unknown user {0}")]
+    Erased(String),
     /// The state store could not be reached or held a bad value.
     #[error("state store: {0}")]
     Store(#[from] mesh_store::Error),
@@ -45,7 +49,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub fn to_status(e: Error) -> Status {
     match e {
         Error::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
-        Error::NotFound(_) => Status::not_found(e.to_string()),
+        Error::NotFound(_) | Error::Erased(_) => Status::not_found(e.to_string()),
         Error::Store(_) | Error::Bus(_) | Error::Unavailable(_) => {
             Status::unavailable(e.to_string())
         }

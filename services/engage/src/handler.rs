@@ -3,7 +3,19 @@
 //! actions on the alerts topic get an offer from the retention campaign;
 //! profile's stage transitions and the platform's market prices are kept for
 //! the pricer.
-use std::collections::HashMap;
+//!
+//! **Erasure.** A `user_erased` event deletes the user's offer records and
+//! stage and records the erasure in the same step as the batch
+//! ([`keys::erasure_ops`]); once that step is done the user's offer index
+//! entries are deleted ([`keys::sweep_ops`], under its own watermark so a
+//! crash in between is finished on redelivery). Every other record of a
+//! user (views, orders, stage transitions) starts with the erasure guard.
+//! What the guard cannot stop is read first, once per batch and only in a
+//! batch that has it: a batch with conversions reads the erasure of their
+//! users before publishing responses or updating a bandit, and a batch of
+//! retention actions reads it before choosing offers. An erasure earlier in
+//! the same batch is remembered in memory.
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use mesh_bus::headers;
@@ -12,7 +24,7 @@ use mesh_proto::churn::v1::RetentionAction;
 use mesh_proto::engage::v1::MarketPrice;
 use mesh_proto::events::v1::{envelope::Body, Envelope};
 use mesh_proto::profile::v1::{Stage, StageTransition};
-use mesh_store::{Op, PartitionBatch, Slot};
+use mesh_store::{erasure, HashRead, HashReply, Op, PartitionBatch, Slot};
 use prost::Message;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -143,13 +155,29 @@ impl EngageHandler {
     }
 
     /// Churn's retention actions: one offer each from the retention
-    /// campaign (idempotent per alert), then the watermark moves.
+    /// campaign (idempotent per alert), then the watermark moves. Actions
+    /// about erased users are dropped (one read of their erasures).
     async fn retention(&self, records: &[Record]) -> Result<(), crate::Error> {
         let first = &records[0];
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
-        for r in records {
-            if r.headers.get(headers::CE_TYPE) == Some("mesh.churn.v1.RetentionAction") {
-                match RetentionAction::decode(r.payload.as_slice()) {
+        let actions: Vec<_> = records
+            .iter()
+            .map(|r| {
+                (r.headers.get(headers::CE_TYPE) == Some("mesh.churn.v1.RetentionAction"))
+                    .then(|| RetentionAction::decode(r.payload.as_slice()))
+            })
+            .collect();
+        let erased = self
+            .engage
+            .erased_among(actions.iter().filter_map(|a| match a {
+                Some(Ok(a)) => Some(erasure::member(&a.tenant_id, &a.user_id)),
+                _ => None,
+            }))
+            .await?;
+        for (r, action) in records.iter().zip(actions) {
+            if let Some(action) = action {
+                match action {
+                    Ok(a) if erased.contains(&erasure::member(&a.tenant_id, &a.user_id)) => {}
                     Ok(a) => {
                         let d = self
                             .engage
@@ -161,7 +189,8 @@ impl EngageHandler {
                             )
                             .await;
                         match d {
-                            Ok(_) => {}
+                            // Erased since the read: nothing to keep.
+                            Ok(_) | Err(crate::Error::Erased(_)) => {}
                             // Refused input is kept with the reason; store and
                             // broker failures retry the batch.
                             Err(
@@ -196,6 +225,7 @@ impl EngageHandler {
             match StageTransition::decode(r.payload.as_slice()) {
                 Ok(t) if !t.tenant_id.is_empty() && !t.user_id.is_empty() => {
                     if let Ok(stage) = Stage::try_from(t.new_stage) {
+                        ops.push(erasure::guard(&erasure::member(&t.tenant_id, &t.user_id)));
                         ops.push(Op::HSet {
                             key: keys::stage(&t.tenant_id, &t.user_id),
                             field: "s".into(),
@@ -338,6 +368,10 @@ impl EngageHandler {
         let mut windows: HashMap<(String, String), i64> = HashMap::new();
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
         let mut conversions = Vec::new();
+        // Erasures of this batch: remembered for its later records, and
+        // swept (offer index) once the batch is applied.
+        let mut erased_here: HashSet<String> = HashSet::new();
+        let mut erasures: Vec<(i64, String, String)> = Vec::new();
         for (r, e) in events {
             let Some(e) = e else {
                 batch.push(r.offset, Vec::new());
@@ -346,6 +380,23 @@ impl EngageHandler {
             let span =
                 tracing::debug_span!("engage.apply", event_id = %e.event_id, offset = r.offset);
             let _ = span.set_parent(r.headers.trace_context());
+            let member = erasure::member(&e.tenant_id, &e.user_id);
+            if matches!(e.body, Some(Body::UserErased(_))) {
+                let who = (e.tenant_id.clone(), e.user_id.clone());
+                offers.remove(&who);
+                stage_of.remove(&who);
+                erased_here.insert(member);
+                batch.push(
+                    r.offset,
+                    keys::erasure_ops(&e.tenant_id, &e.user_id, e.occurred_at_ms),
+                );
+                erasures.push((r.offset, e.tenant_id, e.user_id));
+                continue;
+            }
+            if erased_here.contains(&member) {
+                batch.push(r.offset, Vec::new());
+                continue;
+            }
             let mut ops = Vec::new();
             let stage = stage_of
                 .get(&(e.tenant_id.clone(), e.user_id.clone()))
@@ -424,7 +475,18 @@ impl EngageHandler {
                 }
                 _ => {}
             }
+            if !ops.is_empty() {
+                ops.insert(0, erasure::guard(&member));
+            }
             batch.push(r.offset, ops);
+        }
+        // The guard keeps an erased user's ops out of the store; responses
+        // and bandit updates are skipped here (one read, only with some).
+        if !conversions.is_empty() {
+            let gone = engage
+                .erased_among(conversions.iter().map(|(t, u, ..)| erasure::member(t, u)))
+                .await?;
+            conversions.retain(|(t, u, ..)| !gone.contains(&erasure::member(t, u)));
         }
         // Responses go out before the state moves: a retry re-sends them with
         // the same ids, a crash never loses them.
@@ -442,6 +504,7 @@ impl EngageHandler {
                 .await?;
         }
         let applied = engage.store.apply(SCOPE, &batch).await?;
+        self.sweep(slot, &first.topic, &erasures).await?;
         if applied.applied > 0 {
             for (tenant, _, campaign, rec, was, _, _) in &conversions {
                 RESPONSES.with_label_values(&["conversion", "stream"]).inc();
@@ -452,6 +515,41 @@ impl EngageHandler {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl EngageHandler {
+    /// Deletes the offer index of the users erased at `erasures` (offset,
+    /// tenant, user), after the erasures are applied: the guard then stops
+    /// any `ChooseOffer` from adding to the lists read here. One read and
+    /// one step under the source `<topic>/erasure`, none without erasures.
+    async fn sweep(
+        &self,
+        slot: Slot<'_>,
+        topic: &str,
+        erasures: &[(i64, String, String)],
+    ) -> Result<(), crate::Error> {
+        if erasures.is_empty() {
+            return Ok(());
+        }
+        let reads: Vec<_> = erasures
+            .iter()
+            .map(|(_, t, u)| HashRead::Keys {
+                slot,
+                key: keys::offer_ids(t, u),
+            })
+            .collect();
+        let lists = self.engage.store.hread_many(&reads).await?;
+        let mut b = PartitionBatch::new(format!("{topic}/erasure"), slot.partition);
+        for ((offset, t, u), list) in erasures.iter().zip(lists) {
+            let ids = match list {
+                HashReply::Keys(ids) => ids,
+                HashReply::Fields(_) => Vec::new(),
+            };
+            b.push(*offset, keys::sweep_ops(t, u, &ids));
+        }
+        self.engage.store.apply(SCOPE, &b).await?;
         Ok(())
     }
 }

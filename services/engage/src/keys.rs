@@ -6,19 +6,38 @@
 //! with the consumer's watermark; a campaign's counters are therefore kept
 //! as one shard per partition and summed when read. Price observations are
 //! sharded the same way. A campaign's definition and bandit, an item's quote
-//! and bounds, and an offer's index entry live in their own home slot.
+//! and bounds live in their own home slot.
+//!
+//! # Erasure
+//! Everything that names a user lives in the user's slot: the offer records
+//! ([`offers`]), the stage ([`stage`]), the offer index entries ([`offer`],
+//! written in the same step as the record they point to) and the list of
+//! those entries ([`offer_ids`]). A `user_erased` event deletes the first
+//! two with the erasure record ([`erasure_ops`]); the index entries are
+//! then deleted from the list ([`sweep_ops`]), which no write of the user
+//! can grow once the erasure is recorded. Campaign counters ([`stats`]),
+//! price observations and the bandits stay: they are sums over users.
 use mesh_bus::partition::partition_for;
-use mesh_store::Slot;
+use mesh_store::{erasure, Op, Slot};
 
 /// Scope of every engage key.
 pub const SCOPE: &str = "engage";
 
-/// Keys that no topic can rebuild: campaigns and their bandits, offers and
-/// their counters (from `ChooseOffer`), bounds (from `SetPriceBounds`), ad
-/// deliveries and the CTR model (`RecordAdDeliveries`), ad returns
-/// (`ReportAdSpend`).
+/// Keys that no topic can rebuild: campaigns and their bandits, offers,
+/// their index and counters (from `ChooseOffer`), bounds (from
+/// `SetPriceBounds`), ad deliveries and the CTR model
+/// (`RecordAdDeliveries`), ad returns (`ReportAdSpend`).
 pub const REPLAY_KEEPS: &[&str] = &[
-    "tenants", "camp:", "camps:", "offers:", "offer:", "stats:", "bounds:", "adcnt:", "ctrm:",
+    "tenants",
+    "camp:",
+    "camps:",
+    "offers:",
+    "offer:",
+    "offer-ids:",
+    "stats:",
+    "bounds:",
+    "adcnt:",
+    "ctrm:",
     "roas:",
 ];
 
@@ -63,9 +82,31 @@ pub fn offers(tenant: &str, user: &str) -> String {
     format!("offers:{tenant}/{user}")
 }
 
-/// Where an offer went (fields `user`, `campaign`), in the offer's slot.
+/// Where an offer went (fields `user`, `campaign`), in the user's slot
+/// (entries written before erasure existed are in the offer's slot):
+/// `RecordResponse` knows only the offer id, so it reads every shard.
 pub fn offer(tenant: &str, offer_id: &str) -> String {
     format!("offer:{tenant}/{offer_id}")
+}
+
+/// The user's [`offer`] index entries (field = offer id, value = campaign
+/// id), in the user's slot: what an erasure deletes them from.
+pub fn offer_ids(tenant: &str, user: &str) -> String {
+    format!("offer-ids:{tenant}/{user}")
+}
+
+/// Watermark source of a one-off write about an offer (`kind` `offer` or
+/// `response/<kind>`): a 128-bit hash of the offer id, not the id itself,
+/// because retention offer ids name the user (`<tenant>/<user>/<n>/offer`)
+/// and a watermark field outlives the user's erasure.
+pub fn offer_source(kind: &str, offer_id: &str) -> String {
+    use mesh_engage::stats::stable_hash;
+    let id = offer_id.as_bytes();
+    format!(
+        "{kind}/{:016x}{:016x}",
+        stable_hash(&[b"offer-source-a", id]),
+        stable_hash(&[b"offer-source-b", id])
+    )
 }
 
 /// One partition's shard of a campaign's counters.
@@ -129,4 +170,62 @@ pub fn ctr_model(tenant: &str) -> String {
 /// (spend), `|r` (revenue), `|q` (Σ revenue²/spend), `|n` (reports).
 pub fn roas(tenant: &str) -> String {
     format!("roas:{tenant}")
+}
+
+/// The ops of a `user_erased` event, in the user's slot: the guard first (a
+/// second erasure changes nothing), the user's offer records (campaign and
+/// arm, offers sent, frequency-cap times, context, CUPED pre-period spend,
+/// attributed orders) and stage deleted, and the erasure recorded. The
+/// offer index is left to [`sweep_ops`], which must run after these.
+pub fn erasure_ops(tenant: &str, user: &str, at_ms: i64) -> Vec<Op> {
+    let member = erasure::member(tenant, user);
+    vec![
+        erasure::guard(&member),
+        Op::Del {
+            key: offers(tenant, user),
+        },
+        Op::Del {
+            key: stage(tenant, user),
+        },
+        erasure::record(&member, at_ms),
+    ]
+}
+
+/// Deletes the user's offer index entries (`offer_ids`, the fields of the
+/// user's [`offer_ids`] read after the erasure was recorded) and the list.
+/// Idempotent: a retry or a second erasure finds nothing left.
+pub fn sweep_ops(tenant: &str, user: &str, offer_ids_: &[String]) -> Vec<Op> {
+    offer_ids_
+        .iter()
+        .map(|id| Op::Del {
+            key: offer(tenant, id),
+        })
+        .chain([Op::Del {
+            key: offer_ids(tenant, user),
+        }])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offer_sources_do_not_name_the_user_and_differ_per_offer() {
+        let a = offer_source("offer", "shop/u1/3/offer");
+        assert!(a.starts_with("offer/") && !a.contains("u1"), "{a}");
+        assert_eq!(a, offer_source("offer", "shop/u1/3/offer"));
+        assert_ne!(a, offer_source("offer", "shop/u1/4/offer"));
+        assert_ne!(a, offer_source("response/click", "shop/u1/3/offer"));
+    }
+
+    #[test]
+    fn erasure_guards_first_and_records_last() {
+        let ops = erasure_ops("t", "u", 5);
+        assert!(matches!(ops.first(), Some(Op::Unless { .. })));
+        assert!(matches!(ops.last(), Some(Op::HSet { key, .. }) if key == erasure::KEY));
+        let sweep = sweep_ops("t", "u", &["o1".into()]);
+        let deleted: Vec<&str> = sweep.iter().map(Op::key).collect();
+        assert_eq!(deleted, ["offer:t/o1", "offer-ids:t/u"]);
+    }
 }

@@ -24,8 +24,15 @@ fn scoped(tenant: &str, id: &str) -> String {
 fn entity_id(env: &Envelope, hash: Option<&str>, what: &str) -> String {
     match hash.filter(|h| !h.trim().is_empty()) {
         Some(h) => scoped(&env.tenant_id, h),
-        None => format!("{}/no-{what}", env.user_key()),
+        None => stand_in(&env.user_key(), what),
     }
+}
+
+/// The stand-in entity id of user `member` (`<tenant>/<user>`) for a
+/// missing `what` (`device`, `ip`, `instrument`): it names the user, so an
+/// erasure deletes it ([`crate::erasure`]).
+pub fn stand_in(member: &str, what: &str) -> String {
+    format!("{member}/no-{what}")
 }
 
 /// Longest tenant or user id (ingest accepts none over 128 bytes).

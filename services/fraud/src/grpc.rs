@@ -30,6 +30,11 @@ pub struct FraudGrpc {
 
 impl FraudGrpc {
     /// Decides on one order from the current state (no state change).
+    ///
+    /// An erased user is scored as a new one: the erasure deleted their
+    /// counters, and nothing here writes, so nothing of them comes back.
+    /// Refusing instead would block a checkout for an id that the shop may
+    /// hand out again; the decision is made on shared entities only.
     pub async fn score_order(&self, req: pb::ScoreOrderRequest) -> Result<pb::Decision, Error> {
         let env = req
             .envelope

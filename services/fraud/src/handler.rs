@@ -10,6 +10,13 @@
 //! before its own update. Decisions and alerts are published *before* the
 //! batch is applied: a crash in between re-publishes the same decisions
 //! (consumers dedupe on `event_id`), never loses one.
+//!
+//! Erasure ([`crate::erasure`]): a batch with orders, failed payments or
+//! `user_erased` first reads which of its users are erased (one round
+//! trip); an erased user's records are neither scored nor published nor
+//! applied (they only move the watermark), and `user_erased` becomes the
+//! deletions of [`crate::erasure::forget`].
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use mesh_bus::headers::{self, HeaderList};
@@ -18,7 +25,7 @@ use mesh_fraud::{updates, Event, RiskAlert};
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
 use mesh_proto::fraud::v1 as pb;
-use mesh_store::{Slot, StateStore};
+use mesh_store::{erasure as store_erasure, Slot, StateStore};
 use prost::Message;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -27,7 +34,7 @@ use crate::error::Error;
 use crate::metrics::{ALERTS, CHARGEBACKS, DECISIONS};
 use crate::scoring::{alert_kind_name, Scorer};
 use crate::state::{BatchWrite, SCOPE};
-use crate::{convert, review};
+use crate::{convert, erasure, review};
 
 /// Applies fraud state and publishes decisions for one consumer group.
 pub struct FraudHandler {
@@ -110,6 +117,55 @@ impl FraudHandler {
     }
 }
 
+/// A record, decoded.
+enum Parsed {
+    /// Changes no fraud state (browsing, shipping, ...).
+    Nothing,
+    /// Undecodable or invalid: dead-lettered when first seen.
+    Bad(String, Option<String>),
+    /// A core event, with its user `<tenant>/<user>`.
+    Event(Box<Envelope>, Box<Event>, String),
+    /// `user_erased` of user `<tenant>/<user>`.
+    Erased(Box<Envelope>, String),
+}
+
+fn parse(r: &Record) -> Parsed {
+    let env = match Envelope::decode(r.payload.as_slice()) {
+        Ok(env) => env,
+        Err(e) => return Parsed::Bad(format!("undecodable event envelope: {e}"), None),
+    };
+    if let Some(Body::UserErased(_)) = &env.body {
+        if env.tenant_id.trim().is_empty() || env.user_id.trim().is_empty() {
+            return Parsed::Bad(
+                "fraud: user_erased without tenant_id and user_id".into(),
+                Some("user_id".into()),
+            );
+        }
+        let member = store_erasure::member(&env.tenant_id, &env.user_id);
+        return Parsed::Erased(Box::new(env), member);
+    }
+    match convert::event_from(&env) {
+        Ok(Some(ev)) => {
+            let member = env.user_key();
+            Parsed::Event(Box::new(env), Box::new(ev), member)
+        }
+        Ok(None) => Parsed::Nothing,
+        Err(e) => {
+            let field = match &e {
+                Error::InvalidArgument { field, .. } => Some(field.clone()),
+                _ => None,
+            };
+            Parsed::Bad(format!("fraud: {e}"), field)
+        }
+    }
+}
+
+/// Whether an event has effects beyond its user slot (home-slot ops,
+/// decisions, alerts): only those need the batch's erasure read.
+fn reaches_out(ev: &Event) -> bool {
+    matches!(ev, Event::Order(_)) || matches!(ev, Event::Payment(p) if !p.success)
+}
+
 impl Handler for FraudHandler {
     async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
         let Some(first) = records.first() else {
@@ -126,6 +182,40 @@ impl Handler for FraudHandler {
             .await
             .map_err(|e| err(e.into()))?
             .unwrap_or(-1);
+        let parsed: Vec<Parsed> = records.iter().map(parse).collect();
+        // Erasures: who is erased already (one round trip, only for a batch
+        // with effects outside the user slot), and what the erased users
+        // left behind (see `erasure`).
+        let mut checked: BTreeSet<&str> = BTreeSet::new();
+        let mut erasing: BTreeSet<&str> = BTreeSet::new();
+        for p in &parsed {
+            match p {
+                Parsed::Event(_, ev, m) if reaches_out(ev) => {
+                    checked.insert(m);
+                }
+                Parsed::Erased(_, m) => {
+                    checked.insert(m);
+                    erasing.insert(m);
+                }
+                _ => {}
+            }
+        }
+        let checked: Vec<String> = checked.into_iter().map(str::to_string).collect();
+        let erasing: Vec<String> = erasing.into_iter().map(str::to_string).collect();
+        let known = erasure::read(&self.store, first.partition, &checked, &erasing)
+            .await
+            .map_err(err)?;
+        let erased_orders: Vec<String> = known
+            .links
+            .values()
+            .flat_map(|l| erasure::orders_of(l).map(str::to_string))
+            .collect();
+        let labels = erasure::labels_of(&self.store, first.partition, &erased_orders)
+            .await
+            .map_err(err)?;
+        let mut erased = known.erased;
+        // Links of this batch's records not applied yet, per user.
+        let mut pending_links: HashMap<String, BTreeSet<String>> = HashMap::new();
         let mut write =
             BatchWrite::new(&first.topic, first.partition, self.scorer.reader.partitions);
         let mut overlay = Vec::new();
@@ -137,29 +227,16 @@ impl Handler for FraudHandler {
         // Chargebacks seen in this batch: counted by the decision their
         // order had, once the batch is applied.
         let mut chargebacks: Vec<pb::GetDecisionRequest> = Vec::new();
-        for r in records {
+        for (r, p) in records.iter().zip(parsed) {
             let live = r.offset > wm;
-            let decoded = Envelope::decode(r.payload.as_slice())
-                .map_err(|e| (format!("undecodable event envelope: {e}"), None))
-                .and_then(|env| match convert::event_from(&env) {
-                    Ok(ev) => Ok((env, ev)),
-                    Err(e) => {
-                        let field = match &e {
-                            Error::InvalidArgument { field, .. } => Some(field.clone()),
-                            _ => None,
-                        };
-                        Err((format!("fraud: {e}"), field))
-                    }
-                });
-            let (env, event) = match decoded {
-                Ok((env, Some(ev))) => (env, ev),
-                Ok((_, None)) => {
+            let (env, event, member) = match p {
+                Parsed::Nothing => {
                     if live {
                         write.push(r.offset, &[], Vec::new());
                     }
                     continue;
                 }
-                Err((reason, field)) => {
+                Parsed::Bad(reason, field) => {
                     // Dead-lettered when first seen (above the watermark).
                     if live {
                         self.dead_letter(r, reason, field.as_deref()).await?;
@@ -167,7 +244,30 @@ impl Handler for FraudHandler {
                     }
                     continue;
                 }
+                Parsed::Erased(env, member) => {
+                    let mut links = known.links.get(&member).cloned().unwrap_or_default();
+                    links.extend(pending_links.remove(&member).unwrap_or_default());
+                    let f = erasure::forget(
+                        &env.tenant_id,
+                        &member,
+                        env.occurred_at_ms,
+                        &links,
+                        &labels,
+                    );
+                    write.push_erasure(r.offset, live.then_some(f.own), f.remote, f.cleanup);
+                    erased.insert(member);
+                    continue;
+                }
+                Parsed::Event(env, event, member) => (env, *event, member),
             };
+            if erased.contains(&member) {
+                // An erased user's record changes nothing and publishes
+                // nothing; it still moves the watermark.
+                if live {
+                    write.push(r.offset, &[], Vec::new());
+                }
+                continue;
+            }
             let core_ops = updates(&event);
             if !live {
                 // Scored and its user slot applied before; its home slots
@@ -176,8 +276,10 @@ impl Handler for FraudHandler {
                 continue;
             }
             let mut extra = Vec::new();
+            let mut links = erasure::set_links(&member, &core_ops);
             match &event {
                 Event::Order(o) => {
+                    links.push(format!("order:{}", o.order_id));
                     // One span per scored order, child of the publisher's
                     // span carried in the record's `traceparent` header.
                     let span = tracing::info_span!("fraud.apply", event_id = %env.event_id, offset = r.offset);
@@ -227,7 +329,12 @@ impl Handler for FraudHandler {
                     overlay.extend(core_ops.iter().cloned())
                 }
             }
-            write.push(r.offset, &core_ops, extra);
+            let link_ops = erasure::link_ops(&member, &links);
+            pending_links
+                .entry(member.clone())
+                .or_default()
+                .extend(links);
+            write.push_user(r.offset, &member, link_ops, &core_ops, extra);
         }
         if write.is_empty() {
             return Ok(());

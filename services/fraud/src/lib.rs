@@ -22,6 +22,7 @@
 //! - [`model`]: the hot-swapped models ([`model::ModelHandle`]) and their file.
 //! - [`train`]: `mesh train fraud`: labels from the store and the simulator, time split.
 //! - [`handler`]: the bus handler.
+//! - [`erasure`]: what `user_erased` deletes, keeps and anonymises.
 //! - [`review`]: review queue and labels in the store.
 //! - [`buyer`]: the buyer's profile, asked over gRPC, attached to decisions.
 //! - [`grpc`]: the `FraudService` implementation.
@@ -33,6 +34,7 @@
 pub mod bench;
 pub mod buyer;
 pub mod convert;
+pub mod erasure;
 pub mod error;
 pub mod grpc;
 pub mod handler;

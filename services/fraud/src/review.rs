@@ -10,9 +10,13 @@
 //!
 //! The consumer queues an order in the same atomic step that applies the
 //! order's counters, so it is queued exactly once. A resolution is its own
-//! one-record input stream (`review-resolution/<order id>`, offset 0): the
-//! store's watermark makes it take effect once, and `HSETNX` keeps the
-//! first label if two reviewers race.
+//! one-record input stream (`review-resolution/<random id>`, offset 0; the
+//! order id is not in its name, as the watermark field outlives an erasure
+//! of the buyer), and `HSETNX` keeps the first label if two reviewers race,
+//! or a retry repeats one.
+//!
+//! An erasure of the buyer ([`crate::erasure`]) takes the buyer's orders
+//! off the queue and items, and moves their labels to anonymous fields.
 use mesh_fraud::FEATURE_NAMES;
 use mesh_proto::fraud::v1 as pb;
 use mesh_store::{HashRead, HashReply, Op, PartitionBatch, Slot, StateStore};
@@ -59,11 +63,31 @@ fn unhex(key: &str, s: &str) -> Result<Vec<u8>> {
         .collect()
 }
 
-fn decode<M: Message + Default>(key: &str, s: &str) -> Result<M> {
+pub(crate) fn decode<M: Message + Default>(key: &str, s: &str) -> Result<M> {
     M::decode(unhex(key, s)?.as_slice()).map_err(|e| Error::Corrupt {
         key: key.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// A label of an erased user's order, moved off its order id: the field
+/// `erased:<hash of the record>` and the record (hex) with the order id,
+/// user id, event id and buyer context cleared. Features, label, reviewer,
+/// scores and times stay: they are what training reads
+/// ([`crate::train::rows_from_labels`]) and name nobody.
+pub fn anonymized(rec: &pb::LabelRecord) -> (String, String) {
+    use std::hash::{Hash, Hasher};
+    let mut rec = rec.clone();
+    if let Some(d) = rec.item.as_mut().and_then(|i| i.decision.as_mut()) {
+        d.order_id.clear();
+        d.user_id.clear();
+        d.event_id.clear();
+        d.buyer = None;
+    }
+    let bytes = rec.encode_to_vec();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    (format!("erased:{:016x}", h.finish()), hex(&bytes))
 }
 
 /// Hash of every order's decision in a user slot: field
@@ -103,17 +127,29 @@ pub async fn decision_of(
             partitions,
         ),
     };
+    // The erasure deletes the user's decisions; asking the erasure hash in
+    // the same round trip also answers "unknown" for a decision the
+    // erasure could not find (written before orders were indexed).
     let reply = store
-        .hread_many(&[mesh_store::HashRead::Fields {
-            slot,
-            key: DECIDED_KEY.into(),
-            fields: vec![format!("{}/{}", r.tenant_id, r.order_id)],
-        }])
+        .hread_many(&[
+            HashRead::Fields {
+                slot,
+                key: DECIDED_KEY.into(),
+                fields: vec![format!("{}/{}", r.tenant_id, r.order_id)],
+            },
+            HashRead::Fields {
+                slot,
+                key: mesh_store::erasure::KEY.into(),
+                fields: vec![mesh_store::erasure::member(&r.tenant_id, &r.user_id)],
+            },
+        ])
         .await?;
-    let value = match reply.into_iter().next() {
-        Some(mesh_store::HashReply::Fields(mut v)) => v.pop().flatten(),
-        _ => None,
-    };
+    let mut reply = reply.into_iter().map(|r| match r {
+        HashReply::Fields(mut v) => v.pop().flatten(),
+        HashReply::Keys(_) => None,
+    });
+    let (value, erased) = (reply.next().flatten(), reply.next().flatten());
+    let value = value.filter(|_| erased.is_none());
     Ok(match value.as_deref().and_then(|v| v.split_once(':')) {
         Some((action, score)) => pb::GetDecisionResponse {
             found: true,
@@ -289,10 +325,20 @@ pub async fn resolve(
         reviewer: req.reviewer.clone(),
         resolved_at_ms: now_ms,
     };
-    let mut batch = PartitionBatch::new(format!("review-resolution/{}", req.order_id), partition);
+    let buyer = record
+        .item
+        .as_ref()
+        .and_then(|i| i.decision.as_ref())
+        .map(|d| mesh_store::erasure::member(&d.tenant_id, &d.user_id))
+        .unwrap_or_default();
+    let stream = format!("review-resolution/{:016x}", rand::random::<u64>());
+    let mut batch = PartitionBatch::new(stream, partition);
     batch.push(
         0,
         vec![
+            // The buyer's erasure may have landed since the item was read:
+            // then no label naming them is written.
+            mesh_store::erasure::guard(&buyer),
             Op::HSetNx {
                 key: LABELS_KEY.into(),
                 field: req.order_id.clone(),
@@ -304,14 +350,17 @@ pub async fn resolve(
             },
         ],
     );
-    let applied = store.apply(SCOPE, &batch).await?;
-    if applied.applied == 0 {
+    store.apply(SCOPE, &batch).await?;
+    match find(store, partitions, &req.order_id).await?.1 {
+        // The buyer was erased meanwhile: the guard wrote nothing.
+        None => Err(Error::NotFound(format!(
+            "order {} is not in the review queue",
+            req.order_id
+        ))),
         // Someone resolved it between our read and our write: theirs stands.
-        if let (_, Some(l)) = find(store, partitions, &req.order_id).await? {
-            return Ok((l, true));
-        }
+        Some(l) if l != record => Ok((l, true)),
+        Some(_) => Ok((record, false)),
     }
-    Ok((record, false))
 }
 
 /// One page of labels, in resolution order.

@@ -33,6 +33,13 @@
 //! Reads never look at them (windows read only their own buckets), so they
 //! cost memory, not correctness.
 //!
+//! **Erasure.** A user's records start with [`mesh_store::erasure::guard`]
+//! in the user slot. Home slots do not hold the user's erasure, so the
+//! handler drops an erased user's records before they reach this type (see
+//! [`crate::erasure`]); an erasure's own home-slot deletions go through
+//! [`BatchWrite::push_erasure`], and the user's link index is deleted in a
+//! third step ([`BatchWrite::apply`]) only once the home slots had them.
+//!
 //! **Reads.** `HMGET` of each hash in its slot; a distinct-account set is
 //! read with `HKEYS` and counted. An *overlay* of ops not yet applied
 //! (earlier records of the batch the consumer is working on) is added on
@@ -100,6 +107,10 @@ pub struct BatchWrite {
     own: PartitionBatch,
     entity: BTreeMap<i32, PartitionBatch>,
     entity_source: String,
+    /// Step 3: deletions that must wait until the home slots applied the
+    /// ops derived from them (an erased user's link index), under the
+    /// pseudo source `<topic>#forget` of the partition.
+    cleanup: PartitionBatch,
 }
 
 impl BatchWrite {
@@ -111,6 +122,67 @@ impl BatchWrite {
             own: PartitionBatch::new(topic, partition),
             entity: BTreeMap::new(),
             entity_source: entity_source(topic, partition),
+            cleanup: PartitionBatch::new(format!("{topic}#forget"), partition),
+        }
+    }
+
+    /// A record of user `member` above the partition's watermark: `links`
+    /// (the user's link index, see [`crate::erasure`]), then the erasure
+    /// guard, then the user ops and `extra` go to the partition's slot; the
+    /// rest to home slots.
+    ///
+    /// The links come *before* the guard: when the user's erasure arrived
+    /// first on the other input topic, this record's home-slot ops still
+    /// land (home slots cannot see the erasure), and the erasure on this
+    /// topic, which follows every record of the user here, must find them
+    /// in the index to delete them.
+    pub fn push_user(
+        &mut self,
+        offset: i64,
+        member: &str,
+        links: Vec<Op>,
+        ops: &[StateOp],
+        extra: Vec<Op>,
+    ) {
+        let mut own = links;
+        own.push(mesh_store::erasure::guard(member));
+        let mut remote: Vec<&StateOp> = Vec::new();
+        for op in ops {
+            if is_user_key(op_key(op)) {
+                own.push(store_op(op));
+            } else {
+                remote.push(op);
+            }
+        }
+        own.extend(extra);
+        self.own.push(offset, own);
+        self.push_remote(offset, remote);
+    }
+
+    /// An erasure record: `own` ops for the partition's slot (`None` for a
+    /// record at or below the watermark, applied before), `remote` ops
+    /// routed to the home slots of their keys, and `cleanup` ops applied
+    /// after the home slots.
+    pub fn push_erasure(
+        &mut self,
+        offset: i64,
+        own: Option<Vec<Op>>,
+        remote: Vec<Op>,
+        cleanup: Vec<Op>,
+    ) {
+        if let Some(own) = own {
+            self.own.push(offset, own);
+        }
+        let mut by_slot: BTreeMap<i32, Vec<Op>> = BTreeMap::new();
+        for op in remote {
+            by_slot
+                .entry(home_partition(op.key(), self.partitions))
+                .or_default()
+                .push(op);
+        }
+        self.push_slots(offset, by_slot);
+        if !cleanup.is_empty() {
+            self.cleanup.push(offset, cleanup);
         }
     }
 
@@ -146,6 +218,10 @@ impl BatchWrite {
                 .or_default()
                 .push(store_op(op));
         }
+        self.push_slots(offset, by_slot);
+    }
+
+    fn push_slots(&mut self, offset: i64, by_slot: BTreeMap<i32, Vec<Op>>) {
         for (slot, ops) in by_slot {
             self.entity
                 .entry(slot)
@@ -156,7 +232,7 @@ impl BatchWrite {
 
     /// Whether there is nothing to apply.
     pub fn is_empty(&self) -> bool {
-        self.own.records.is_empty() && self.entity.is_empty()
+        self.own.records.is_empty() && self.entity.is_empty() && self.cleanup.records.is_empty()
     }
 
     /// Slots touched (the partition's own, when it has records, first).
@@ -164,12 +240,16 @@ impl BatchWrite {
         usize::from(!self.own.records.is_empty()) + self.entity.len()
     }
 
-    /// Applies the partition's slot, then every home slot (concurrently).
+    /// Applies the partition's slot, then every home slot (concurrently),
+    /// then the cleanup step.
     pub async fn apply(&self, store: &StateStore) -> Result<()> {
         if !self.own.records.is_empty() {
             store.apply(SCOPE, &self.own).await?;
         }
         futures::future::try_join_all(self.entity.values().map(|b| store.apply(SCOPE, b))).await?;
+        if !self.cleanup.records.is_empty() {
+            store.apply(SCOPE, &self.cleanup).await?;
+        }
         Ok(())
     }
 

@@ -260,6 +260,7 @@ fn body(kind: EventKind, data: Value) -> Result<Body, Invalid> {
         EventKind::SupportMessage => Body::SupportMessage(de(kind, data)?),
         EventKind::Login => Body::Login(de(kind, data)?),
         EventKind::CredentialChanged => Body::CredentialChanged(de(kind, data)?),
+        EventKind::UserErased => Body::UserErased(de(kind, data)?),
     })
 }
 
@@ -306,6 +307,7 @@ fn body_json(b: &Body) -> Value {
         Body::SupportMessage(x) => serde_json::to_value(x),
         Body::Login(x) => serde_json::to_value(x),
         Body::CredentialChanged(x) => serde_json::to_value(x),
+        Body::UserErased(x) => serde_json::to_value(x),
     };
     v.unwrap_or_default()
 }

@@ -22,6 +22,7 @@ pub mod grpc;
 pub mod http;
 pub mod json;
 pub mod metrics;
+pub mod pii;
 pub mod publish;
 pub mod traffic;
 pub mod validate;

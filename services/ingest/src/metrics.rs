@@ -20,6 +20,15 @@ pub static REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+/// Email addresses and phone numbers replaced in free text.
+pub static REDACTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_ingest_redacted_total",
+        "Email addresses and phone numbers replaced in free text (search, reviews, support messages) before publishing",
+        &["origin"]
+    )
+    .expect("metric registers once")
+});
 /// Retried event ids not published again.
 pub static DUPLICATES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(

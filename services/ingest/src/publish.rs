@@ -117,13 +117,23 @@ impl Publisher {
         let mut resp = PublishResponse::default();
         let mut valid: Vec<(u32, Envelope)> = Vec::new();
         let mut dead: Vec<(u32, Vec<u8>, Invalid, Option<String>)> = Vec::new();
+        let mut redacted = 0;
         for (i, c) in items.into_iter().enumerate() {
             let index = base_index + i as u32;
-            match c.parsed.and_then(|e| validate(&e, now).map(|_| e)) {
+            // Personal data out of free text first (it may change a
+            // text's length), then the rules.
+            let parsed = c.parsed.map(|mut e| {
+                redacted += crate::pii::redact_envelope(&mut e);
+                e
+            });
+            match parsed.and_then(|e| validate(&e, now).map(|_| e)) {
                 Ok(e) => valid.push((index, e)),
-                Err(inv) => dead.push((index, c.raw, inv, None)),
+                Err(inv) => dead.push((index, redact_raw(c.raw, origin), inv, None)),
             }
         }
+        metrics::REDACTED
+            .with_label_values(&[origin])
+            .inc_by(redacted as u64);
         // Keep every rejected input before anything is published: if the
         // dead-letter topic is down the caller retries the whole request.
         for (index, raw, inv, _) in &dead {
@@ -216,9 +226,11 @@ impl Publisher {
 
     async fn send(&self, e: &Envelope) -> Result<(), mesh_bus::Error> {
         let kind = e.kind().unwrap_or(EventKind::Login);
-        let topic = match kind.topic() {
-            Topic::User => &self.topics.user_events,
-            Topic::Order => &self.topics.order_events,
+        let topics: &[&String] = match kind.topic() {
+            Topic::User => &[&self.topics.user_events],
+            Topic::Order => &[&self.topics.order_events],
+            // In the user's partition of each topic, after what came before.
+            Topic::Both => &[&self.topics.user_events, &self.topics.order_events],
         };
         let time = chrono::DateTime::from_timestamp_millis(e.occurred_at_ms)
             .map(|t| t.to_rfc3339())
@@ -233,10 +245,13 @@ impl Publisher {
             .with(headers::TENANT, &e.tenant_id)
             .with(headers::CONTENT_TYPE, "application/protobuf")
             .with_current_trace();
-        self.producer
-            .send(topic, &e.user_key(), &e.encode_to_vec(), &h)
-            .await
-            .map(|_| ())
+        let payload = e.encode_to_vec();
+        for topic in topics {
+            self.producer
+                .send(topic, &e.user_key(), &payload, &h)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn dead_letter(
@@ -285,6 +300,22 @@ fn event_id_of(raw: &[u8]) -> String {
         return e.event_id.chars().take(128).collect();
     }
     String::new()
+}
+
+/// A rejected input as the dead-letter topic keeps it: JSON (the HTTP door)
+/// is text, redacted like the events' free text; the gRPC door's bytes are
+/// the envelope as parsed, whose free text was redacted before encoding.
+fn redact_raw(raw: Vec<u8>, origin: &str) -> Vec<u8> {
+    if origin != "http" {
+        return raw;
+    }
+    match std::str::from_utf8(&raw) {
+        Ok(text) => match crate::pii::redact(text) {
+            (out, n) if n > 0 => out.into_bytes(),
+            _ => raw,
+        },
+        Err(_) => raw,
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -262,6 +262,7 @@ fn body_rules(body: &Body) -> V {
         }
         Body::Login(b) => short("login.method", &b.method),
         Body::CredentialChanged(b) => required("credential_changed.kind", &b.kind),
+        Body::UserErased(b) => short("user_erased.reason", &b.reason),
     }
 }
 

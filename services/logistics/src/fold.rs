@@ -12,6 +12,17 @@
 //! - `d:<tenant>/<series>`: a tenant's daily demand, one float field per
 //!   day (days since 1970-01-01), see [`series_keys`] and [`tenant_series`].
 //! - `series`: the series index, one field `<tenant>/<series>` per series.
+//! - `buyer:<tenant>/<user>`: the user's orders, field stop id, value the
+//!   order's wave: what an erasure deletes ([`forget`]).
+//!
+//! **Erasure** (`user_erased`, [`forget`]): the user's order hashes (lines,
+//! location, buyer) are deleted and their stops leave their waves, so the
+//! next plan of those waves drops them; the user's index goes too. Demand
+//! series, the wave and series indices, plans of other stops and stock
+//! stay: they hold no personal data (stock moved by the user's orders
+//! stays moved, as it would for a cancelled account).
+use std::collections::BTreeMap;
+
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::{Envelope, OrderPlaced};
 use mesh_store::Op;
@@ -31,6 +42,11 @@ pub fn order_key(tenant: &str, order: &str) -> String {
 /// Id of a stop: `<tenant>/<order_id>`.
 pub fn stop_id(tenant: &str, order: &str) -> String {
     format!("{tenant}/{order}")
+}
+
+/// Key of a user's order index (`member`: `<tenant>/<user>`).
+pub fn buyer_key(member: &str) -> String {
+    format!("buyer:{member}")
 }
 
 /// Key of a wave's membership hash.
@@ -204,6 +220,11 @@ fn placed(e: &Envelope, o: &OrderPlaced, default_warehouse: &str) -> Vec<Op> {
         set(&key, "items", encode_items(o)),
         set(&wave_key(&wave), &stop_id(&e.tenant_id, &o.order_id), 1),
         set(WAVES, &wave, 1),
+        set(
+            &buyer_key(&e.user_key()),
+            &stop_id(&e.tenant_id, &o.order_id),
+            &wave,
+        ),
     ];
     if cod {
         ops.push(set(&key, "cod", 1));
@@ -220,6 +241,38 @@ fn placed(e: &Envelope, o: &OrderPlaced, default_warehouse: &str) -> Vec<Op> {
             ops.push(set(SERIES, &s, 1));
         }
     }
+    ops
+}
+
+/// `(stop id, wave)` of an order placement, for the buyer's index.
+pub fn placement(e: &Envelope, default_warehouse: &str) -> Option<(String, String)> {
+    match e.body.as_ref()? {
+        Body::OrderPlaced(o) => Some((
+            stop_id(&e.tenant_id, &o.order_id),
+            wave_id(o, e.occurred_at_ms, default_warehouse),
+        )),
+        _ => None,
+    }
+}
+
+/// The ops of the erasure of `member` at `at_ms`, whose orders are
+/// `orders` (stop id → wave): guarded, so a second erasure changes nothing;
+/// the erasure recorded last.
+pub fn forget(member: &str, at_ms: i64, orders: &BTreeMap<String, String>) -> Vec<Op> {
+    let mut ops = vec![mesh_store::erasure::guard(member)];
+    for (stop, wave) in orders {
+        ops.push(Op::Del {
+            key: format!("o:{stop}"),
+        });
+        ops.push(Op::HDel {
+            key: wave_key(wave),
+            field: stop.clone(),
+        });
+    }
+    ops.push(Op::Del {
+        key: buyer_key(member),
+    });
+    ops.push(mesh_store::erasure::record(member, at_ms));
     ops
 }
 
@@ -262,6 +315,7 @@ mod tests {
         assert!(ops.contains(&set("o:shop/o1", "wave", "wh_1|north|2025-11-28")));
         assert!(ops.contains(&set("w:wh_1|north|2025-11-28", "shop/o1", 1)));
         assert!(ops.contains(&set("o:shop/o1", "demand", 3)));
+        assert!(ops.contains(&set("buyer:shop/u1", "shop/o1", "wh_1|north|2025-11-28")));
         assert!(!ops
             .iter()
             .any(|o| matches!(o, Op::HSet { field, .. } if field == "cod")));

@@ -5,14 +5,23 @@
 //! Alerts are published after the state step and before the offsets are
 //! stored, so they are at-least-once; each carries a stable `alert_id`
 //! derived from the event id for readers to drop duplicates.
-use std::collections::BTreeSet;
+//!
+//! **Erasure.** Every record of a user starts with the erasure guard (the
+//! decisions too: they are keyed by the buyer, in the same slot). Stock
+//! moves land in other slots and alerts and planning happen outside the
+//! store, so a batch with such effects reads the `erased` hash for its
+//! users first, in the round trip that reads the order hashes for stock,
+//! and drops erased users' records whole. `user_erased` applies
+//! [`fold::forget`] to the orders of the user's index (and of the batch),
+//! then the waves they left are planned again.
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use mesh_bus::headers::{self, HeaderList};
 use mesh_bus::{Handler, HandlerError, Producer, Record};
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
 use mesh_proto::logistics::v1::{AlertKind, LogisticsAlert};
-use mesh_store::{PartitionBatch, Slot, StateStore};
+use mesh_store::{erasure, HashRead, HashReply, PartitionBatch, Slot, StateStore};
 use prost::Message;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -182,11 +191,15 @@ impl LogisticsHandler {
             }
             batch.push(
                 r.offset,
-                vec![mesh_store::Op::HSet {
-                    key,
-                    field: "fraud".into(),
-                    value: action,
-                }],
+                vec![
+                    // An erased buyer's order hash is gone and stays gone.
+                    erasure::guard(&erasure::member(&d.tenant_id, &d.user_id)),
+                    mesh_store::Op::HSet {
+                        key,
+                        field: "fraud".into(),
+                        value: action,
+                    },
+                ],
             );
         }
         self.store
@@ -245,6 +258,94 @@ impl LogisticsHandler {
     }
 }
 
+/// Stock needs these fields of an order hash read before the batch (see
+/// [`stock::plan`]).
+const STOCK_FIELDS: [&str; 5] = [
+    "warehouse",
+    "items",
+    "shipped_at",
+    stock::RESTOCKED,
+    "placed_at",
+];
+
+/// Whether an event has effects outside its order batch (stock moves,
+/// planner, alerts): only batches with one need the erasure read.
+fn reaches_out(e: &Envelope) -> bool {
+    matches!(
+        e.body,
+        Some(
+            Body::OrderPlaced(_)
+                | Body::PaymentAuthorized(_)
+                | Body::OrderCancelled(_)
+                | Body::OrderDelivered(_)
+                | Body::UserErased(_)
+        )
+    )
+}
+
+impl LogisticsHandler {
+    /// In one round trip: which of `members` are erased, and the stock
+    /// fields of the orders in `keys`.
+    async fn read_before(
+        &self,
+        partition: i32,
+        members: &[String],
+        keys: &[String],
+    ) -> Result<(HashSet<String>, HashMap<String, HashMap<String, String>>), HandlerError> {
+        let slot = Slot {
+            scope: SCOPE,
+            partition,
+        };
+        let mut reads = Vec::with_capacity(1 + keys.len());
+        if !members.is_empty() {
+            reads.push(HashRead::Fields {
+                slot,
+                key: erasure::KEY.into(),
+                fields: members.to_vec(),
+            });
+        }
+        reads.extend(keys.iter().map(|k| HashRead::Fields {
+            slot,
+            key: k.clone(),
+            fields: STOCK_FIELDS.iter().map(|f| f.to_string()).collect(),
+        }));
+        let mut replies = self
+            .store
+            .hread_many(&reads)
+            .await
+            .map_err(|e| HandlerError(format!("reading orders: {e}")))?
+            .into_iter()
+            .map(|r| match r {
+                HashReply::Fields(v) => v,
+                HashReply::Keys(_) => Vec::new(),
+            });
+        let erased = if members.is_empty() {
+            HashSet::new()
+        } else {
+            let v = replies.next().unwrap_or_default();
+            members
+                .iter()
+                .zip(v)
+                .filter(|(_, v)| v.is_some())
+                .map(|(m, _)| m.clone())
+                .collect()
+        };
+        let prior = keys
+            .iter()
+            .zip(replies)
+            .map(|(k, v)| {
+                let h = STOCK_FIELDS
+                    .iter()
+                    .zip(v)
+                    .filter_map(|(f, v)| Some((f.to_string(), v?)))
+                    .collect();
+                (k.clone(), h)
+            })
+            .collect();
+        Ok((erased, prior))
+    }
+}
+
 impl Handler for LogisticsHandler {
     async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
         let Some(first) = records.first() else {
@@ -267,27 +368,77 @@ impl Handler for LogisticsHandler {
             .iter()
             .filter_map(|(o, e)| Some((*o, e.clone()?)))
             .collect();
+        // Who is erased (already, or by an earlier record of this batch):
+        // their records change nothing, here or in the stock slots, and
+        // touch no wave. One round trip with the order hashes stock reads.
+        let mut members: Vec<String> = events
+            .iter()
+            .filter(|(_, e)| reaches_out(e))
+            .map(|(_, e)| e.user_key())
+            .collect();
+        members.sort();
+        members.dedup();
+        let keys = stock::keys_to_read(&events);
+        let (mut erased, prior) = self.read_before(first.partition, &members, &keys).await?;
+        let erasing: Vec<String> = events
+            .iter()
+            .filter(|(_, e)| matches!(e.body, Some(Body::UserErased(_))))
+            .map(|(_, e)| e.user_key())
+            .collect();
+        let indexed = self
+            .store
+            .hgetall_many(
+                &erasing
+                    .iter()
+                    .map(|m| {
+                        let slot = Slot {
+                            scope: SCOPE,
+                            partition: first.partition,
+                        };
+                        (slot, fold::buyer_key(m))
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .map_err(|e| HandlerError(format!("reading erased users' orders: {e}")))?;
+        // Per erased user, their orders (stop id → wave).
+        let mut indexed: HashMap<String, BTreeMap<String, String>> = erasing
+            .into_iter()
+            .zip(indexed)
+            .map(|(m, h)| (m, h.into_iter().collect()))
+            .collect();
+        // Per record: kept (an ordinary record of a user not erased), or
+        // the orders of the user it erases.
+        let mut forgets: HashMap<i64, (String, BTreeMap<String, String>)> = HashMap::new();
+        let mut kept: Vec<(i64, Envelope)> = Vec::with_capacity(events.len());
+        for (offset, e) in &events {
+            let member = e.user_key();
+            if let Some(Body::UserErased(_)) = e.body {
+                let orders = indexed.remove(&member).unwrap_or_default();
+                forgets.insert(*offset, (member.clone(), orders));
+                erased.insert(member);
+                continue;
+            }
+            if erased.contains(&member) {
+                continue;
+            }
+            if let Some((stop, wave)) = fold::placement(e, &self.default_warehouse) {
+                // Placed in this batch: the user's erasure later in the
+                // batch deletes it with the stored ones.
+                indexed
+                    .entry(member.clone())
+                    .or_default()
+                    .insert(stop, wave);
+            }
+            kept.push((*offset, e.clone()));
+        }
         // Stock first (see `stock`): its moves are priced from the order
         // hashes as they were before this batch.
-        let slot = Slot {
-            scope: SCOPE,
-            partition: first.partition,
-        };
-        let keys: Vec<_> = stock::keys_to_read(&events)
-            .into_iter()
-            .map(|k| (slot, k))
-            .collect();
-        let hashes = self
-            .store
-            .hgetall_many(&keys)
-            .await
-            .map_err(|e| HandlerError(format!("reading orders: {e}")))?;
-        let prior = keys.into_iter().map(|(_, k)| k).zip(hashes).collect();
         let mut moves = stock::plan(
             &first.topic,
             first.partition,
             self.partitions,
-            &events,
+            &kept,
             &prior,
             &self.default_warehouse,
         );
@@ -298,9 +449,18 @@ impl Handler for LogisticsHandler {
                 .map_err(|e| HandlerError(format!("stock: {e}")))?;
         }
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
-        let mut by_offset: std::collections::HashMap<i64, &Envelope> =
-            events.iter().map(|(o, e)| (*o, e)).collect();
+        let mut by_offset: HashMap<i64, &Envelope> = kept.iter().map(|(o, e)| (*o, e)).collect();
+        let mut forgotten_waves = BTreeSet::new();
         for r in records {
+            if let Some((member, orders)) = forgets.get(&r.offset) {
+                let at = events
+                    .iter()
+                    .find(|(o, _)| *o == r.offset)
+                    .map_or(0, |(_, e)| e.occurred_at_ms);
+                forgotten_waves.extend(orders.values().cloned());
+                batch.push(r.offset, fold::forget(member, at, orders));
+                continue;
+            }
             let Some(e) = by_offset.remove(&r.offset) else {
                 batch.push(r.offset, Vec::new());
                 continue;
@@ -315,14 +475,21 @@ impl Handler for LogisticsHandler {
                 EVENTS.with_label_values(&[kind]).inc();
             }
             ops.extend(moves.order_ops.remove(&r.offset).unwrap_or_default());
+            if !ops.is_empty() {
+                ops.insert(0, erasure::guard(&e.user_key()));
+            }
             batch.push(r.offset, ops);
         }
         self.store
             .apply(SCOPE, &batch)
             .await
             .map_err(|e| HandlerError(e.to_string()))?;
-        let events: Vec<Envelope> = events.into_iter().map(|(_, e)| e).collect();
-        self.after_apply(first.partition, &events).await?;
+        // The erased users' stops left their waves: plan them again.
+        for w in forgotten_waves {
+            self.planner.touch(&w);
+        }
+        let kept: Vec<Envelope> = kept.into_iter().map(|(_, e)| e).collect();
+        self.after_apply(first.partition, &kept).await?;
         self.stock_alerts(&moves.sold).await
     }
 }

@@ -432,8 +432,23 @@ pub fn next_plan(
         .iter()
         .filter(|s| s.state == StopState::Active)
         .count();
+    // Stops of the previous plan that left the wave (their buyer was
+    // erased): the plan must be stored again without them, even when
+    // nothing else changed.
+    let gone = prev.is_some_and(|p| {
+        p.routes
+            .iter()
+            .flat_map(|r| &r.stops)
+            .chain(&p.unassigned)
+            .chain(&p.held)
+            .any(|id| !stops.contains_key(id))
+    });
+    let emptied = || {
+        prev.filter(|_| gone)
+            .map(|p| emptied(wave, p, stops, now_ms))
+    };
     if nodes.is_empty() || (planned.is_empty() && active == 0) {
-        return Ok(None);
+        return Ok(emptied());
     }
     let depot = depot_of(routing, wave, &nodes, prev)?;
     let w = WaveInstance::build(routing, wave, &nodes, depot)?;
@@ -459,7 +474,7 @@ pub fn next_plan(
     let mut reference = None;
     let (method, routes) = if planned.is_empty() {
         if wanted.is_empty() {
-            return Ok(None);
+            return Ok(emptied());
         }
         // Solve only the stops that can be served; the others stay unassigned.
         ("solve", fresh_solve(routing, &w, &wanted)?)
@@ -491,7 +506,7 @@ pub fn next_plan(
                 StopState::Held | StopState::Pending => changes.held.push(c),
             }
         }
-        if changes == Changes::default() && unassigned == prev.unassigned {
+        if changes == Changes::default() && unassigned == prev.unassigned && !gone {
             return Ok(None);
         }
         let out = mesh_vrp::replan(
@@ -577,6 +592,37 @@ pub fn next_plan(
         solved_stops,
         solved_at_ms,
     }))
+}
+
+/// The plan after `prev` when no stop is left to route: no routes, the
+/// held stops of `stops`, the rest of `prev` kept.
+fn emptied(
+    wave: &str,
+    prev: &StoredPlan,
+    stops: &BTreeMap<String, StopRec>,
+    now_ms: i64,
+) -> StoredPlan {
+    StoredPlan {
+        wave_id: wave.to_string(),
+        version: prev.version + 1,
+        method: "replan".into(),
+        routes: Vec::new(),
+        distance: 0.0,
+        unassigned: Vec::new(),
+        computed_at_ms: now_ms,
+        seconds: 0.0,
+        held: stops
+            .values()
+            .filter(|s| s.state == StopState::Held)
+            .map(|s| s.id.clone())
+            .collect(),
+        degraded: Vec::new(),
+        depot: prev.depot,
+        replans_since_solve: prev.replans_since_solve + 1,
+        solved_distance: prev.solved_distance,
+        solved_stops: prev.solved_stops,
+        solved_at_ms: prev.solved_at_ms,
+    }
 }
 
 /// The distance of a fresh solve, at the solve budget, of the stops `plan`

@@ -10,7 +10,6 @@ use mesh_proto::ingest::v1::PublishRequest;
 use mesh_proto::profile::v1::profile_service_client::ProfileServiceClient;
 use mesh_proto::profile::v1::GetProfileRequest;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::{self, MeshConfig};
@@ -250,7 +249,7 @@ async fn bare_producer(backends: &node::Backends, topic: &str, n: usize) -> anyh
         },
     )
     .await?;
-    let p: FutureProducer = ClientConfig::new()
+    let p: FutureProducer = mesh_bus::security::client_config()
         .set("bootstrap.servers", brokers)
         .set("acks", "all")
         .set("enable.idempotence", "true")

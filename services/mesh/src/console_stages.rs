@@ -12,7 +12,7 @@ use mesh_proto::profile::v1::{Stage, StageTransition};
 use prost::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +61,7 @@ async fn read(
     out: &SharedStages,
     shutdown: &CancellationToken,
 ) -> rdkafka::error::KafkaResult<()> {
-    let c: StreamConsumer = ClientConfig::new()
+    let c: StreamConsumer = mesh_bus::security::client_config()
         .set("bootstrap.servers", brokers)
         .set("group.id", "mesh-console-stages")
         .set("enable.auto.commit", "false")

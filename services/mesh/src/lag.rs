@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use mesh_runtime::metrics::{CONSUMER_LAG, HIGH_WATERMARK};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -79,7 +79,7 @@ pub fn spawn(
 }
 
 fn client(brokers: &str, group: &str) -> rdkafka::error::KafkaResult<BaseConsumer> {
-    ClientConfig::new()
+    mesh_bus::security::client_config()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")

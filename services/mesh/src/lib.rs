@@ -32,6 +32,7 @@ pub mod cmd_progress;
 pub mod cmd_recommend;
 pub mod console;
 pub mod console_stages;
+pub mod forget;
 pub mod lag;
 pub mod node;
 pub mod processes;

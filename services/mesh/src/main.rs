@@ -2,7 +2,7 @@
 use clap::{Parser, Subcommand};
 use mesh_cli::cmd_progress::Steps;
 use mesh_cli::{
-    bench, cmd_churn, cmd_fraud, cmd_profile, cmd_recommend, node, replay, serve, status,
+    bench, cmd_churn, cmd_fraud, cmd_profile, cmd_recommend, forget, node, replay, serve, status,
 };
 use mesh_runtime::config::Env;
 
@@ -83,6 +83,10 @@ enum Command {
     /// Kill services and make the store lose writes under traffic, then
     /// count lost and double-applied events against an offline fold.
     Chaos(mesh_cli::chaos::ChaosArgs),
+    /// Erase a user from a running mesh (`IngestService.ForgetUser`): every
+    /// service deletes the user's state and drops the user's events from
+    /// then on, replays included.
+    Forget(forget::ForgetArgs),
 }
 
 #[derive(Subcommand)]
@@ -549,6 +553,7 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
         }
         Command::Report(ReportCommand::Cdnow(a)) => cmd_profile::report_cdnow(&cfg, &a).await?,
         Command::Status(a) => status::run(&cfg, &a).await?,
+        Command::Forget(a) => forget::run(&cfg, &a).await?,
         Command::Chaos(a) => mesh_cli::chaos::command(&cfg, &a).await?,
         Command::Auth(AuthCommand::Certs { out, names }) => {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -7,11 +7,12 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mesh_bus::consumer::Assignment;
+use mesh_bus::security::KafkaTls;
 use mesh_bus::{EmbeddedKafka, Producer, ProducerConfig, TopicNames, TopicSpec};
 use mesh_runtime::config::Env;
 use mesh_runtime::peers::Peers;
 use mesh_runtime::Deps;
-use mesh_store::{IdLedger, MemoryStore, RedisStore, StateStore};
+use mesh_store::{IdLedger, MemoryStore, RedisStore, RedisTls, StateStore};
 use tokio_util::sync::CancellationToken;
 
 /// Where the mesh's servers are and how topics and keys are named
@@ -54,6 +55,93 @@ pub struct MeshConfig {
     /// `MESH_CONSOLE_TENANT` (default: every tenant's demand summed): whose
     /// demand forecasts the console shows.
     pub console_tenant: String,
+    /// `MESH_REDIS_TLS_CA`, `MESH_REDIS_TLS_CERT`, `MESH_REDIS_TLS_KEY`
+    /// (PEM files, read at start): TLS settings for a `rediss://` store.
+    pub redis_tls: RedisTls,
+    /// `MESH_KAFKA_TLS_CA`, `MESH_KAFKA_TLS_CERT`, `MESH_KAFKA_TLS_KEY`
+    /// (PEM files): TLS for every Kafka client; `None` = plaintext.
+    pub kafka_tls: Option<KafkaTls>,
+}
+
+const REDIS_TLS_VARS: [&str; 3] = [
+    mesh_store::tls::CA_VAR,
+    mesh_store::tls::CERT_VAR,
+    mesh_store::tls::KEY_VAR,
+];
+const KAFKA_TLS_VARS: [&str; 3] = [
+    "MESH_KAFKA_TLS_CA",
+    "MESH_KAFKA_TLS_CERT",
+    "MESH_KAFKA_TLS_KEY",
+];
+
+/// A TLS file variable that is set: its path and the file's bytes.
+type TlsFile = Option<(String, Vec<u8>)>;
+
+/// The three TLS file variables `[ca, cert, key]`: each unset or a
+/// readable file (its bytes), and a certificate only with its key.
+fn tls_files(env: &Env, vars: [&str; 3]) -> mesh_runtime::Result<[TlsFile; 3]> {
+    let read = |var: &str| -> mesh_runtime::Result<TlsFile> {
+        let Some(path) = env.get(var).filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let bytes = std::fs::read(path).map_err(|e| mesh_runtime::Error::Config {
+            var: var.into(),
+            value: path.into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
+            return Err(mesh_runtime::Error::Config {
+                var: var.into(),
+                value: path.into(),
+                reason: "expected a PEM file".into(),
+            });
+        }
+        Ok(Some((path.to_string(), bytes)))
+    };
+    let [ca, cert, key] = vars;
+    let out = [read(ca)?, read(cert)?, read(key)?];
+    if out[1].is_some() != out[2].is_some() {
+        let (set, missing) = if out[1].is_some() {
+            (cert, key)
+        } else {
+            (key, cert)
+        };
+        return Err(mesh_runtime::Error::Config {
+            var: missing.into(),
+            value: String::new(),
+            reason: format!("{set} is set: a client certificate and its key go together"),
+        });
+    }
+    Ok(out)
+}
+
+/// `MESH_REDIS_TLS_*`: the PEM bytes.
+fn redis_tls(env: &Env) -> mesh_runtime::Result<RedisTls> {
+    let [ca, cert, key] = tls_files(env, REDIS_TLS_VARS)?;
+    let bytes = |f: TlsFile| f.map(|(_, b)| b);
+    Ok(RedisTls {
+        ca: bytes(ca),
+        cert: bytes(cert),
+        key: bytes(key),
+    })
+}
+
+/// `MESH_KAFKA_TLS_*`: the paths (librdkafka reads the files), checked
+/// readable now; any of them turns TLS on.
+fn kafka_tls(env: &Env) -> mesh_runtime::Result<Option<KafkaTls>> {
+    let files = tls_files(env, KAFKA_TLS_VARS)?;
+    if files.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let [ca, cert, key] = files.map(|f| f.map(|(p, _)| std::path::PathBuf::from(p)));
+    if env.get("MESH_KAFKA_BROKERS").is_none() {
+        return Err(mesh_runtime::Error::Config {
+            var: KAFKA_TLS_VARS.join("/"),
+            value: String::new(),
+            reason: "set without MESH_KAFKA_BROKERS: the embedded broker speaks plaintext".into(),
+        });
+    }
+    Ok(Some(KafkaTls { ca, cert, key }))
 }
 
 /// `MESH_CONSOLE_TENANT`: a tenant id as ingest accepts them, or unset.
@@ -95,6 +183,8 @@ impl MeshConfig {
             support: mesh_support_svc::SupportConfig::from_env(env)?,
             poison_attempts: mesh_runtime::service::poison_attempts_from(env)?,
             console_tenant: console_tenant(env)?,
+            redis_tls: redis_tls(env)?,
+            kafka_tls: kafka_tls(env)?,
             consumer_extra: match env.get("MESH_CONSUMER_SESSION_TIMEOUT_MS") {
                 // How long the group waits for a consumer that stopped
                 // answering before its partitions move (librdkafka default
@@ -173,6 +263,19 @@ pub struct Backends {
 impl Backends {
     /// Connects to (or starts) the broker and the store, and creates topics.
     pub async fn connect(cfg: &MeshConfig) -> anyhow::Result<Self> {
+        // Every Kafka client of the process is created after this point,
+        // here or from what this returns: the one place the setting is
+        // installed (`mesh up`, `mesh serve <role>` and the commands).
+        if cfg.kafka_tls.is_some() && cfg.brokers.is_none() {
+            anyhow::bail!(
+                "MESH_KAFKA_TLS_* is set without MESH_KAFKA_BROKERS: the embedded broker speaks \
+                 plaintext"
+            );
+        }
+        mesh_bus::security::install(cfg.kafka_tls.clone());
+        if cfg.brokers.is_some() {
+            tracing::info!("{}", mesh_bus::security::describe());
+        }
         let (embedded, brokers) = match &cfg.brokers {
             Some(b) => (None, b.clone()),
             None => {
@@ -195,7 +298,7 @@ impl Backends {
         let pending = Duration::from_secs(30);
         let (store, ledger) = match &cfg.redis_url {
             Some(url) => {
-                let s = RedisStore::connect(url, &cfg.key_prefix)
+                let s = RedisStore::connect_with(url, &cfg.key_prefix, &cfg.redis_tls)
                     .await
                     .map_err(|e| anyhow::anyhow!("redis at {url}: {e}"))?;
                 let ledger = IdLedger::redis(
@@ -619,4 +722,48 @@ pub fn lag_topics(cfg: &MeshConfig) -> Vec<String> {
     .into_iter()
     .cloned()
     .collect()
+}
+
+#[cfg(test)]
+mod tls_config_tests {
+    use super::*;
+
+    #[test]
+    fn tls_files_are_read_and_bad_settings_name_the_variable() {
+        let dir = std::env::temp_dir().join(format!("mesh-node-tls-{}", std::process::id()));
+        let g = mesh_runtime::tls::generate(&dir, &[]).unwrap();
+        let (ca, cert, key) = (
+            g.ca.to_str().unwrap(),
+            g.cert.to_str().unwrap(),
+            g.key.to_str().unwrap(),
+        );
+        let env = Env::from_pairs([
+            ("MESH_KAFKA_BROKERS", "127.0.0.1:9092"),
+            ("MESH_REDIS_TLS_CA", ca),
+            ("MESH_REDIS_TLS_CERT", cert),
+            ("MESH_REDIS_TLS_KEY", key),
+            ("MESH_KAFKA_TLS_CA", ca),
+        ]);
+        let cfg = MeshConfig::from_env(&env).unwrap();
+        assert!(cfg.redis_tls.ca.is_some() && cfg.redis_tls.key.is_some());
+        let k = cfg.kafka_tls.expect("kafka TLS");
+        assert_eq!(k.ca.as_deref(), Some(g.ca.as_path()));
+        assert!(k.cert.is_none());
+
+        let err = |pairs: &[(&str, &str)]| {
+            MeshConfig::from_env(&Env::from_pairs(pairs.iter().copied()))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&[("MESH_REDIS_TLS_CERT", cert)]);
+        assert!(e.contains("MESH_REDIS_TLS_KEY"), "{e}");
+        let e = err(&[
+            ("MESH_KAFKA_BROKERS", "b:9092"),
+            ("MESH_KAFKA_TLS_CA", "/nonexistent/ca.pem"),
+        ]);
+        assert!(e.contains("MESH_KAFKA_TLS_CA"), "{e}");
+        let e = err(&[("MESH_KAFKA_TLS_CA", ca)]);
+        assert!(e.contains("MESH_KAFKA_BROKERS"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -8,7 +8,9 @@
 //! until that group's committed offsets reach the ends of its topics. State
 //! that no topic can rebuild (fraud's review labels, recommend's catalog
 //! from `UpsertItems`, logistics' stock from `SetStock`) is kept: each
-//! service names it in its `REPLAY_KEEPS`.
+//! service names it in its `REPLAY_KEEPS`. Every scope also keeps its
+//! erasures (`mesh_store::erasure::KEY`), so a rebuild cannot bring an
+//! erased user back.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,9 +80,10 @@ pub async fn replay_profile(
 ) -> anyhow::Result<ReplayReport> {
     let started = std::time::Instant::now();
     let topics = cfg.topics();
+    // Erasures stay: the replay skips an erased user's events.
     let cleared = backends
         .store
-        .clear_scope(mesh_profile::handler::SCOPE)
+        .clear_scope_keeping(mesh_profile::handler::SCOPE, &[mesh_store::erasure::KEY])
         .await?;
     let brokers = backends.brokers.clone();
     let inputs: Vec<String> = topics.inputs().iter().map(|s| s.to_string()).collect();
@@ -203,7 +206,13 @@ pub async fn replay_service(
             anyhow::bail!("mesh replay: {} keeps no state to rebuild", role.name())
         }
     };
-    let cleared = backends.store.clear_scope_keeping(scope, keep).await?;
+    // Erasures stay too: the replay skips an erased user's events.
+    let keep: Vec<&str> = keep
+        .iter()
+        .copied()
+        .chain([mesh_store::erasure::KEY])
+        .collect();
+    let cleared = backends.store.clear_scope_keeping(scope, &keep).await?;
     let mut run = cfg.clone();
     let suffix = format!("-replay-{}", std::process::id());
     let any_port: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();

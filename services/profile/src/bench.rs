@@ -26,7 +26,7 @@ pub async fn bare_consume_redis(
         .get_multiplexed_async_connection()
         .await
         .map_err(|e| format!("redis: {e}"))?;
-    let c: StreamConsumer = rdkafka::ClientConfig::new()
+    let c: StreamConsumer = mesh_bus::security::client_config()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")

@@ -19,6 +19,13 @@
 //! churned users) with a store step whose source is `profile.sweep` and
 //! whose "offset" is the sweep's now, so an older sweep cannot undo a newer
 //! one.
+//!
+//! **Erased users.** An erasure deletes the user's hash and takes them out
+//! of `due` ([`crate::erasure`]); nothing here writes them back: an
+//! evaluation finds no state, every claim is guarded by fields of the hash
+//! (`first_seen` as read, `stage_n`), and a sweep that read the user before
+//! the erasure takes them out of `due` again right after its own step
+//! ([`Profiles::unschedule_erased`]).
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -26,7 +33,7 @@ use mesh_bus::headers;
 use mesh_bus::Producer;
 use mesh_proto::profile::v1::{Stage, StageTransition};
 use mesh_runtime::announce::Announcement;
-use mesh_store::{Op, PartitionBatch, Slot, StateStore};
+use mesh_store::{erasure, HashRead, HashReply, Op, PartitionBatch, Slot, StateStore};
 use prost::Message;
 
 use crate::error::Result;
@@ -43,6 +50,9 @@ pub const EVAL_CONCURRENCY: usize = 64;
 
 /// Source name of the sweep's store steps (see the module doc).
 pub const SWEEP_SOURCE: &str = "profile.sweep";
+/// Source name of the sweep's second step, which takes users erased
+/// meanwhile out of the due index ([`Profiles::unschedule_erased`]).
+pub const SWEEP_ERASED_SOURCE: &str = "profile.sweep.erased";
 
 /// What evaluations did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -287,7 +297,13 @@ impl Profiles {
                 (t.from as i32).to_string(),
                 t.at_ms.to_string(),
             );
-            let guard = [("stage_n", (n > 0).then_some(n_old.as_str()))];
+            // `first_seen` as read: the hash still holds the user. An
+            // erasure deletes it; a claim must not write a fresh hash of
+            // stage fields for a user who is gone.
+            let guard = [
+                ("stage_n", (n > 0).then_some(n_old.as_str())),
+                ("first_seen", s.raw.get("first_seen").map(String::as_str)),
+            ];
             let set = [
                 ("stage", to.as_str()),
                 ("stage_prev", from.as_str()),
@@ -387,26 +403,72 @@ impl Profiles {
         fx += self.evaluate_members_at(slot, &due, now_ms).await?;
         let states = self.states(slot, &due).await?;
         let mut ops = Vec::with_capacity(due.len());
+        let mut rescheduled = Vec::new();
         for (m, s) in due.iter().zip(states) {
-            let Some(s) = s else { continue };
-            ops.push(
-                match lifecycle::next_deadline(s.last_order_ms, now_ms, &self.thresholds) {
-                    Some(d) => Op::ZSet {
+            // A user without state (erased) has no deadline.
+            let next =
+                s.and_then(|s| lifecycle::next_deadline(s.last_order_ms, now_ms, &self.thresholds));
+            ops.push(match next {
+                Some(d) => {
+                    rescheduled.push(m.clone());
+                    Op::ZSet {
                         key: DUE_KEY.into(),
                         member: m.clone(),
                         score: -(d as f64),
-                    },
-                    None => Op::ZRem {
-                        key: DUE_KEY.into(),
-                        member: m.clone(),
-                    },
+                    }
+                }
+                None => Op::ZRem {
+                    key: DUE_KEY.into(),
+                    member: m.clone(),
                 },
-            );
+            });
         }
         let mut batch = PartitionBatch::new(SWEEP_SOURCE, partition);
         batch.push(now_ms, ops);
         self.store.apply(SCOPE, &batch).await?;
+        self.unschedule_erased(slot, &rescheduled, now_ms).await?;
         Ok(fx)
+    }
+
+    /// Takes the erased users among `members` out of the due index. The
+    /// sweep reschedules users from state it read before its store step;
+    /// an erasure applied in between would see its removal undone. Read
+    /// after that step, the erasure record tells: either it came later (and
+    /// removed the user itself) or it shows here. One `HMGET`, none without
+    /// members.
+    pub async fn unschedule_erased(
+        &self,
+        slot: Slot<'_>,
+        members: &[String],
+        now_ms: i64,
+    ) -> Result<usize> {
+        if members.is_empty() {
+            return Ok(0);
+        }
+        let read = HashRead::Fields {
+            slot,
+            key: erasure::KEY.into(),
+            fields: members.to_vec(),
+        };
+        let Some(HashReply::Fields(at)) = self.store.hread_many(&[read]).await?.pop() else {
+            return Ok(0);
+        };
+        let ops: Vec<Op> = members
+            .iter()
+            .zip(at)
+            .filter(|(_, at)| at.is_some())
+            .map(|(m, _)| Op::ZRem {
+                key: DUE_KEY.into(),
+                member: m.clone(),
+            })
+            .collect();
+        let n = ops.len();
+        if n > 0 {
+            let mut batch = PartitionBatch::new(SWEEP_ERASED_SOURCE, slot.partition);
+            batch.push(now_ms, ops);
+            self.store.apply(slot.scope, &batch).await?;
+        }
+        Ok(n)
     }
 
     /// Every user member of one partition, ascending.

@@ -5,11 +5,12 @@ use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
 use mesh_store::{Op, PartitionBatch, Slot, StateStore};
 use prost::Message;
+use std::collections::HashSet;
 use std::sync::Arc;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::engine::Profiles;
-use crate::{features, fold};
+use crate::{erasure, features};
 
 /// Scope of the profile's keys in the store.
 pub const SCOPE: &str = "profile";
@@ -27,8 +28,10 @@ pub struct ProfileHandler {
 /// (30 s) or is answered by its done-ledger (24 h).
 const SEEN_TTL_MS: i64 = 2 * 86_400_000;
 
-/// The first op of every event's record: skip the rest if its id was seen.
-/// Ids are kept per day of `occurred_at_ms`, the same for every copy.
+/// The op after the erasure guard of every event's record (erasures have
+/// none: the guard already makes a second one a no-op): skip the rest if
+/// its id was seen. Ids are kept per day of `occurred_at_ms`, the same for
+/// every copy.
 fn once(e: &Envelope) -> Op {
     Op::Once {
         key: format!("seen:{}", e.occurred_at_ms.div_euclid(86_400_000)),
@@ -42,28 +45,14 @@ impl Handler for ProfileHandler {
         let Some(first) = records.first() else {
             return Ok(());
         };
-        let mut batch = PartitionBatch::new(&first.topic, first.partition);
-        batch.expect_through = mesh_bus::expected_through();
-        let mut members = Vec::new();
+        let slot = Slot {
+            scope: SCOPE,
+            partition: first.partition,
+        };
+        let mut decoded = Vec::with_capacity(records.len());
         for r in records {
             match Envelope::decode(r.payload.as_slice()) {
-                Ok(e) => {
-                    let span = tracing::info_span!("profile.apply", event_id = %e.event_id, offset = r.offset);
-                    let _ = span.set_parent(r.headers.trace_context());
-                    let _g = span.enter();
-                    // An id this partition applied under another offset
-                    // (ingest produced a retry twice after a crash)
-                    // changes nothing.
-                    let mut ops = vec![once(&e)];
-                    ops.extend(fold::ops(&e));
-                    ops.extend(features::ops(&e, &self.profiles.features));
-                    // Only orders move a user's stage (time does the rest,
-                    // through the sweep).
-                    if matches!(e.body, Some(Body::OrderPlaced(_))) {
-                        members.push(features::member(&e.tenant_id, &e.user_id));
-                    }
-                    batch.push(r.offset, ops);
-                }
+                Ok(e) => decoded.push(Some(e)),
                 Err(err) => {
                     // Not ours to fix: keep it with the reason and move on.
                     let h = r.dead_letter_headers(
@@ -74,9 +63,46 @@ impl Handler for ProfileHandler {
                         .send(&self.dead_letter_topic, "undecodable", &r.payload, &h)
                         .await
                         .map_err(|e| HandlerError(format!("dead-letter: {e}")))?;
-                    batch.push(r.offset, Vec::new());
+                    decoded.push(None);
                 }
             }
+        }
+        let envelopes: Vec<Option<&Envelope>> = decoded.iter().map(Option::as_ref).collect();
+        // Every record starts with the erasure guard; an id this partition
+        // applied under another offset (ingest produced a retry twice after
+        // a crash) changes nothing.
+        let ops = erasure::run_ops(
+            &self.store,
+            slot,
+            &self.profiles.features,
+            &envelopes,
+            |e| Some(once(e)),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::error::Error::Store(s) => HandlerError::from(s),
+            other => HandlerError(other.to_string()),
+        })?;
+        let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        batch.expect_through = mesh_bus::expected_through();
+        let mut members = Vec::new();
+        let mut erased = HashSet::new();
+        for ((r, e), ops) in records.iter().zip(&decoded).zip(ops) {
+            if let Some(e) = e {
+                let span =
+                    tracing::info_span!("profile.apply", event_id = %e.event_id, offset = r.offset);
+                let _ = span.set_parent(r.headers.trace_context());
+                let _g = span.enter();
+                let member = features::member(&e.tenant_id, &e.user_id);
+                // Only orders move a user's stage (time does the rest,
+                // through the sweep).
+                if matches!(e.body, Some(Body::OrderPlaced(_))) {
+                    members.push(member);
+                } else if erasure::is_erasure(e) {
+                    erased.insert(member);
+                }
+            }
+            batch.push(r.offset, ops);
         }
         self.store.apply(SCOPE, &batch).await?;
         // Stage changes caused by these events, after the store step and
@@ -84,8 +110,15 @@ impl Handler for ProfileHandler {
         // acknowledgement of the lifecycle topic, which must not hold up
         // the input. Every step is a compare-and-set, so a late or failed
         // evaluation is repaired by the next one (the user's next order, or
-        // the sweep at the user's deadline).
-        let members = crate::engine::distinct_members(members.iter().map(String::as_str));
+        // the sweep at the user's deadline). An erased user has no state
+        // left to evaluate (the evaluation reads it, and its steps are
+        // guarded by it): users erased in this batch are not even asked.
+        let members = crate::engine::distinct_members(
+            members
+                .iter()
+                .map(String::as_str)
+                .filter(|m| !erased.contains(*m)),
+        );
         if !members.is_empty() {
             let profiles = self.profiles.clone();
             let partition = first.partition;

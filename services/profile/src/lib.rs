@@ -3,15 +3,18 @@
 //! Consumes both event topics in one consumer group, turns each event into
 //! state ops ([`fold`], [`features`]) and applies them with the partition's
 //! watermark in one atomic store step ([`handler`]), so every event counts
-//! exactly once. Orders and a periodic sweep move users through the
-//! lifecycle stages and publish each transition ([`engine`],
-//! [`lifecycle`]). Answers `ProfileService` from the slot that owns the
+//! exactly once. A `user_erased` event deletes the user's keys and every
+//! later event of the user changes nothing ([`erasure`]). Orders and a
+//! periodic sweep move users through the lifecycle stages and publish each
+//! transition ([`engine`], [`lifecycle`]). Answers `ProfileService` from the slot that owns the
 //! user ([`grpc`]), with features derived at the injected clock's now, rule
 //! tags ([`tags`]) and the k-means segment ([`segments`]).
 //!
 //! # Layout
 //! - [`fold`]: event → backbone counters, and the in-memory reference fold.
 //! - [`features`]: event → feature ops; state → features at an instant.
+//! - [`erasure`]: the guard on every record, and what `user_erased`
+//!   deletes.
 //! - [`lifecycle`]: the stage machine (pure).
 //! - [`engine`]: reads, transitions (compare-and-set + publish), sweep.
 //! - [`tags`], [`segments`]: rule tags, k-means segments.
@@ -27,6 +30,7 @@
 pub mod analytics;
 pub mod bench;
 pub mod engine;
+pub mod erasure;
 pub mod error;
 pub mod features;
 pub mod fold;

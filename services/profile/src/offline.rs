@@ -1,15 +1,16 @@
 //! Applying events without a broker: replays of public data (`mesh report
 //! cdnow`), benchmarks and tests. The same ops and the same store step as
-//! the consumer; offsets are positions in the given sequence.
+//! the consumer (erasures included), without its once-per-id op; offsets
+//! are positions in the given sequence.
 use std::collections::BTreeMap;
 
 use mesh_proto::events::v1::Envelope;
-use mesh_store::PartitionBatch;
+use mesh_store::{PartitionBatch, Slot};
 
 use crate::engine::{Profiles, Snapshot};
 use crate::error::Result;
-use crate::features;
 use crate::handler::SCOPE;
+use crate::{erasure, features};
 
 /// Most records per store step, as the consumer's buffer.
 pub const BATCH: usize = 500;
@@ -32,9 +33,12 @@ pub async fn apply_events(
         for chunk in evs.chunks(BATCH) {
             let mut batch = PartitionBatch::new(source, partition);
             let off = next_offset.entry(partition).or_insert(0);
-            for e in chunk {
-                let mut ops = crate::fold::ops(e);
-                ops.extend(features::ops(e, &p.features));
+            let slot = Slot {
+                scope: SCOPE,
+                partition,
+            };
+            let records: Vec<Option<&Envelope>> = chunk.iter().copied().map(Some).collect();
+            for ops in erasure::run_ops(&p.store, slot, &p.features, &records, |_| None).await? {
                 batch.push(*off, ops);
                 *off += 1;
             }

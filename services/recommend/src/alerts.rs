@@ -9,7 +9,9 @@
 //!
 //! The flag is a `HMax` of the alert time into the user's slot, under the
 //! watermark source `<alerts topic>@<partition>` in that slot, so a
-//! redelivered alert changes nothing.
+//! redelivered alert changes nothing. It starts with the erasure guard: an
+//! alert about an erased user (late, or replayed) sets no flag. The handler
+//! has no effect outside the store, so it reads nothing first.
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use mesh_bus::headers;
 use mesh_bus::{Handler, HandlerError, Record, TopicNames, TopicSpec};
 use mesh_proto::churn::v1::ChurnAlert;
 use mesh_proto::fraud::v1::RiskAlert;
-use mesh_store::{Op, PartitionBatch, StateStore};
+use mesh_store::{erasure, Op, PartitionBatch, StateStore};
 use prost::Message;
 
 use crate::keys::{self, SCOPE};
@@ -94,11 +96,16 @@ impl Handler for AlertsHandler {
                 .or_insert_with(|| PartitionBatch::new(&source, q))
                 .push(
                     r.offset,
-                    vec![Op::HMax {
-                        key: keys::flags(&f.tenant, &f.user),
-                        field: f.field.into(),
-                        value: f.at_ms,
-                    }],
+                    vec![
+                        // The flag lands in the user's slot, where an
+                        // erasure of the user is recorded.
+                        erasure::guard(&erasure::member(&f.tenant, &f.user)),
+                        Op::HMax {
+                            key: keys::flags(&f.tenant, &f.user),
+                            field: f.field.into(),
+                            value: f.at_ms,
+                        },
+                    ],
                 );
         }
         let applies = by_slot.values().map(|b| self.store.apply(SCOPE, b));

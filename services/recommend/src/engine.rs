@@ -20,6 +20,21 @@ use crate::model::ModelHandle;
 /// How many recent items seed co-occurrence candidates.
 const COOC_SEEDS: usize = 10;
 
+/// Who the model is asked about in place of an erased user: ingest refuses
+/// empty user ids, so no model knows this one, and the answer is the one of
+/// a user the model never saw (the artifact may still hold the erased
+/// user's factors until the next training, which leaves them out).
+const NOBODY: &str = "";
+
+/// The user id to ask the model about.
+fn model_user<'a>(q: &'a Query, state: &UserState) -> &'a str {
+    if state.erased {
+        NOBODY
+    } else {
+        &q.user
+    }
+}
+
 /// How long a churn or fraud flag counts after its alert (30 days), unless
 /// configured otherwise (`MESH_RECOMMEND_FLAG_TTL_MS`).
 pub const FLAG_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
@@ -253,13 +268,14 @@ impl Engine {
         let pool = (q.n * 4).max(50);
         let model = self.model.current();
         let recent = state.recent_items();
-        let known = model.as_ref().is_some_and(|m| m.knows_user(&q.user));
+        let user = model_user(q, &state);
+        let known = model.as_ref().is_some_and(|m| m.knows_user(user));
         let cold_start = recent.is_empty() && !known;
         // The three generators run together: the model on a blocking
         // thread, co-occurrence and popularity as one batch of reads.
         let from_model = async {
             match model.as_ref().filter(|_| !cold_start) {
-                Some(m) => model_scores(m, &q.user, &recent, pool, &exclude).await,
+                Some(m) => model_scores(m, user, &recent, pool, &exclude).await,
                 None => Ok(Vec::new()),
             }
         };
@@ -329,7 +345,7 @@ impl Engine {
         if let Some(m) = &model {
             let all = m.item_ids.len();
             candidates.extend(
-                model_scores(m, &q.user, &recent, all, &exclude)
+                model_scores(m, model_user(q, &state), &recent, all, &exclude)
                     .await?
                     .into_iter()
                     .filter(|c| wanted.contains(c.item.as_str())),
@@ -396,12 +412,17 @@ impl Engine {
         let mut ids: Vec<String> = candidates.iter().map(|c| c.item.clone()).collect();
         ids.sort();
         ids.dedup();
-        // Catalog and profile are read together.
-        let (catalog, from_profile) = futures::future::join(
-            self.catalog(&q.tenant, &ids),
-            self.profile_features(&q.tenant, &q.user),
-        )
-        .await;
+        // Catalog and profile are read together. Profile is not asked about
+        // an erased user (it may not have applied the erasure yet): the
+        // answer is the one for a user profile does not know.
+        let from_profile = async {
+            if state.erased {
+                return Ok(None);
+            }
+            self.profile_features(&q.tenant, &q.user).await
+        };
+        let (catalog, from_profile) =
+            futures::future::join(self.catalog(&q.tenant, &ids), from_profile).await;
         let catalog = catalog?;
         let mut degraded = Vec::new();
         let (category_affinity, profile_at_risk, user_features) = match from_profile {

@@ -13,6 +13,15 @@
 //! per-partition lock: a history read never misses a concurrent batch's
 //! writes.
 //!
+//! **Erasure.** A `user_erased` event deletes the user's keys in the
+//! consumed slot and records the erasure there ([`signals::erasure_ops`]);
+//! every later record of the user starts with the erasure guard. The guard
+//! only protects the consumed slot, so the ops a record would write into
+//! other slots (anonymous counts, but still the erased user's activity) are
+//! dropped at planning: the slot's erasure hash is read for the batch's
+//! users with the histories, and an erasure earlier in the same batch is
+//! remembered in memory.
+//!
 //! **Where the ops go.** User keys are written in the consumed partition's
 //! slot; co-occurrence, catalog and popularity keys in their home slot
 //! ([`keys::Home`]), so reads need one command per key instead of one per
@@ -23,13 +32,14 @@
 //! redelivered records are recomputed from the same history (it lives in the
 //! consumed slot, unchanged) into the same ops, and each other slot skips
 //! the offsets it already has. Every op lands exactly once.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use mesh_bus::{Handler, HandlerError, Producer, Record};
+use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
 use mesh_recommend::live::LiveConfig;
-use mesh_store::{Op, PartitionBatch, Slot, StateStore};
+use mesh_store::{erasure, HashRead, HashReply, Op, PartitionBatch, Slot, StateStore};
 use prost::Message;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -108,6 +118,44 @@ impl RecommendHandler {
             .await
             .map_err(|e| HandlerError(format!("clicked read: {e}")))?;
         Ok(users.into_iter().zip(lists).collect())
+    }
+
+    /// Members (`<tenant>/<user>`) of the users of `events` already erased
+    /// in `slot`: one `HMGET` of the slot's erasure hash, none without
+    /// events.
+    async fn erased(
+        &self,
+        slot: Slot<'_>,
+        events: &[&Envelope],
+    ) -> Result<HashSet<String>, HandlerError> {
+        let mut members: Vec<String> = events
+            .iter()
+            .map(|e| erasure::member(&e.tenant_id, &e.user_id))
+            .collect();
+        members.sort();
+        members.dedup();
+        if members.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let read = HashRead::Fields {
+            slot,
+            key: erasure::KEY.into(),
+            fields: members.clone(),
+        };
+        let replies = self
+            .store
+            .hread_many(&[read])
+            .await
+            .map_err(|e| HandlerError(format!("erasure read: {e}")))?;
+        let Some(HashReply::Fields(values)) = replies.into_iter().next() else {
+            return Err(HandlerError("erasure read: unexpected reply".into()));
+        };
+        Ok(members
+            .into_iter()
+            .zip(values)
+            .filter(|(_, v)| v.is_some())
+            .map(|(m, _)| m)
+            .collect())
     }
 
     /// Histories (oldest first) of the users of `events`, from the store.
@@ -234,9 +282,10 @@ impl RecommendHandler {
             .filter_map(|(_, e)| e.as_ref())
             .filter(|e| signals::is_relevant(e))
             .collect();
-        let (mut histories, mut clicked) = futures::future::try_join(
+        let (mut histories, mut clicked, mut erased) = futures::future::try_join3(
             self.histories(slot, &relevant),
             self.clicked(slot, &relevant),
+            self.erased(slot, &relevant),
         )
         .await?;
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
@@ -245,7 +294,22 @@ impl RecommendHandler {
         let mut applied_kinds = Vec::new();
         let mut clicks = Vec::new();
         for (r, e) in &decoded {
-            let Some(e) = e.as_ref().filter(|e| signals::is_relevant(e)) else {
+            if let Some(e) = e
+                .as_ref()
+                .filter(|e| matches!(e.body, Some(Body::UserErased(_))))
+            {
+                // Later records of the user in this batch plan nothing.
+                let user = (e.tenant_id.clone(), e.user_id.clone());
+                histories.remove(&user);
+                clicked.remove(&user);
+                erased.insert(erasure::member(&e.tenant_id, &e.user_id));
+                batch.push(r.offset, signals::erasure_ops(e));
+                continue;
+            }
+            let Some(e) = e.as_ref().filter(|e| {
+                signals::is_relevant(e)
+                    && !erased.contains(&erasure::member(&e.tenant_id, &e.user_id))
+            }) else {
                 batch.push(r.offset, Vec::new());
                 continue;
             };
@@ -278,6 +342,12 @@ impl RecommendHandler {
                     .push(r.offset, ops);
             }
             applied_kinds.extend(signals::signals(e).0.into_iter().map(|s| s.entry.kind));
+            if !own.is_empty() {
+                own.insert(
+                    0,
+                    erasure::guard(&erasure::member(&e.tenant_id, &e.user_id)),
+                );
+            }
             batch.push(r.offset, own);
         }
         Ok(Plan {

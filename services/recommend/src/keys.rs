@@ -150,6 +150,19 @@ pub fn clicked(tenant: &str, user: &str) -> String {
     format!("clicked:{tenant}/{user}")
 }
 
+/// Every key that holds one user's state, all in the user's slot: what an
+/// erasure deletes (besides the user's member of [`USERS`]). A new per-user
+/// key belongs here.
+pub fn user_keys(tenant: &str, user: &str) -> [String; 5] {
+    [
+        history(tenant, user),
+        bought(tenant, user),
+        cart(tenant, user),
+        flags(tenant, user),
+        clicked(tenant, user),
+    ]
+}
+
 /// How many counted attributions [`clicked`] keeps per user.
 pub const CLICKED_LEN: usize = 200;
 

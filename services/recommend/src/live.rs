@@ -14,7 +14,7 @@ use mesh_recommend::live::{trending_score, Horizon, LiveConfig, Scope};
 use mesh_recommend::rank::{Candidate, Source};
 use mesh_recommend::topn::top_n;
 use mesh_recommend::types::ItemMeta;
-use mesh_store::{Op, PartitionBatch, Slot, StateStore};
+use mesh_store::{erasure, HashRead, HashReply, Op, PartitionBatch, Slot, StateStore};
 
 use crate::error::Result;
 use crate::keys::{self, HistEntry, SCOPE, UPSERT_PREFIX};
@@ -37,6 +37,9 @@ pub struct UserState {
     pub at_risk_ms: Option<i64>,
     /// When the fraud service last flagged the user for promotion abuse, Unix ms.
     pub promo_abuse_ms: Option<i64>,
+    /// The user was erased: everything else is empty, and the model and
+    /// profile must not be asked about them either.
+    pub erased: bool,
 }
 
 impl UserState {
@@ -83,7 +86,8 @@ impl LiveReader {
         Self::slot(keys::key_partition(key, self.partitions))
     }
 
-    /// History, purchases, cart and flags: one pipelined round trip.
+    /// History, purchases, cart, flags and whether the user was erased:
+    /// one pipelined round trip. An erased user's state is empty.
     pub async fn user_state(&self, tenant: &str, user: &str) -> Result<UserState> {
         let slot = self.user_slot(tenant, user);
         let hist_key = keys::history(tenant, user);
@@ -92,12 +96,24 @@ impl LiveReader {
             (slot, keys::cart(tenant, user)),
             (slot, keys::flags(tenant, user)),
         ];
-        let (list, hashes) = futures::future::try_join(
+        let erased = [HashRead::Fields {
+            slot,
+            key: erasure::KEY.into(),
+            fields: vec![erasure::member(tenant, user)],
+        }];
+        let (list, hashes, erased) = futures::future::try_join3(
             self.store
                 .lrange(slot, &hist_key, self.live.history_len.max(1)),
             self.store.hgetall_many(&hashes),
+            self.store.hread_many(&erased),
         )
         .await?;
+        if matches!(erased.first(), Some(HashReply::Fields(v)) if v.iter().any(Option::is_some)) {
+            return Ok(UserState {
+                erased: true,
+                ..UserState::default()
+            });
+        }
         let mut hashes = hashes.into_iter();
         let purchased = hashes.next().unwrap_or_default().into_keys().collect();
         let in_cart = hashes
@@ -119,6 +135,7 @@ impl LiveReader {
             in_cart,
             at_risk_ms: flag(keys::FLAG_AT_RISK),
             promo_abuse_ms: flag(keys::FLAG_PROMO_ABUSE),
+            erased: false,
         })
     }
 

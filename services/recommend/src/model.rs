@@ -6,10 +6,12 @@
 //! swap never waits for a request and a request never sees half a model.
 //! The file is checked by modification time and length every poll; a file
 //! that fails to parse is logged and the previous model keeps serving.
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
 use mesh_recommend::{Interaction, ModelArtifact, ModelSpec};
 use mesh_runtime::model_file::{write_atomically, FileWatch};
@@ -98,11 +100,20 @@ impl ModelHandle {
 
 /// The interactions of a stream of events, as training input (user ids are
 /// plain user ids: one model per mesh, the catalog keeps tenants apart).
+/// Users erased anywhere in the stream are left out entirely: the log still
+/// holds their events until retention drops them, the model must not.
 pub fn interactions_from_events<'a>(
-    events: impl IntoIterator<Item = &'a Envelope>,
+    events: impl IntoIterator<Item = &'a Envelope> + Clone,
 ) -> Vec<Interaction> {
+    let erased: HashSet<(&str, &str)> = events
+        .clone()
+        .into_iter()
+        .filter(|e| matches!(e.body, Some(Body::UserErased(_))))
+        .map(|e| (e.tenant_id.as_str(), e.user_id.as_str()))
+        .collect();
     events
         .into_iter()
+        .filter(|e| !erased.contains(&(e.tenant_id.as_str(), e.user_id.as_str())))
         .flat_map(|e| {
             signals::signals(e)
                 .0

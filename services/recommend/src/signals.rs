@@ -6,7 +6,7 @@ use mesh_proto::events::v1::Envelope;
 use mesh_recommend::feedback::{cell_field, Attribution};
 use mesh_recommend::live::{cooccurrence_updates, popularity_updates, LiveConfig};
 use mesh_recommend::{EventKind, Interaction};
-use mesh_store::Op;
+use mesh_store::{erasure, Op};
 
 use crate::keys::{self, HistEntry, Home};
 
@@ -301,6 +301,29 @@ pub fn click_ops(
         ),
     ];
     Some((a, ops))
+}
+
+/// The ops of a `user_erased` event, all in the user's slot: the guard
+/// first (a second erasure changes nothing), every key of the user deleted
+/// ([`keys::user_keys`]), the user out of [`keys::USERS`], and the erasure
+/// recorded. What the user added to co-occurrence, popularity, the catalog
+/// and the click counters stays: those are counts per item or per
+/// (source, slot), with no user in them.
+pub fn erasure_ops(e: &Envelope) -> Vec<Op> {
+    let (tenant, user) = (e.tenant_id.as_str(), e.user_id.as_str());
+    let member = erasure::member(tenant, user);
+    let mut ops = vec![erasure::guard(&member)];
+    ops.extend(
+        keys::user_keys(tenant, user)
+            .into_iter()
+            .map(|key| Op::Del { key }),
+    );
+    ops.push(Op::ZRem {
+        key: keys::USERS.into(),
+        member: member.clone(),
+    });
+    ops.push(erasure::record(&member, e.occurred_at_ms));
+    ops
 }
 
 fn catalog_ops(tenant: &str, h: &HistEntry, at_ms: i64) -> Vec<Op> {

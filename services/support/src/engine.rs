@@ -8,7 +8,7 @@ use mesh_bus::{headers, Producer};
 use mesh_proto::catalog::v1 as cpb;
 use mesh_proto::support::v1 as pb;
 use mesh_runtime::peers::Peers;
-use mesh_store::{Op, PartitionBatch, Slot, StateStore};
+use mesh_store::{erasure, HashRead, HashReply, Op, PartitionBatch, Slot, StateStore};
 use mesh_text::assistant::{Assistant, Conversation, Reply, Speaker};
 use mesh_text::catalog::Product;
 use mesh_text::feedback::FeedbackClassifier;
@@ -18,6 +18,7 @@ use mesh_text::sentiment::{Polarity, SentimentModel};
 use prost::Message;
 
 use crate::error::{self, Error, Result};
+use crate::keys;
 use crate::metrics::{FEEDBACK, SEARCHES, SPIKES, TURNS};
 
 /// Scope of every support key.
@@ -57,6 +58,54 @@ pub struct Support {
     /// Search index per tenant with the catalog version it was built at.
     pub indexes: RwLock<HashMap<String, (i64, Arc<CatalogIndex>)>>,
     pub clock: Arc<dyn mesh_runtime::Clock>,
+    /// The writes `Converse` makes.
+    pub writes: RpcWrites,
+}
+
+/// Writes made by RPCs, applied under one watermark source per process
+/// whose offsets (from the clock) only grow: the slot's watermark hash
+/// gains one field per process, not one per write. Writes are serialized
+/// so a later offset is never applied before an earlier one.
+pub struct RpcWrites {
+    source: String,
+    last: tokio::sync::Mutex<i64>,
+}
+
+impl Default for RpcWrites {
+    fn default() -> Self {
+        RpcWrites {
+            source: format!("_rpc.support.{}", uuid::Uuid::now_v7().simple()),
+            last: tokio::sync::Mutex::new(-1),
+        }
+    }
+}
+
+impl RpcWrites {
+    /// Applies `ops` as one record in `partition`'s slot at `now_ms`.
+    pub async fn apply(
+        &self,
+        store: &StateStore,
+        partition: i32,
+        ops: Vec<Op>,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut last = self.last.lock().await;
+        let offset = now_ms.saturating_mul(1000).max(*last + 1);
+        let mut b = PartitionBatch::new(&self.source, partition);
+        b.push(offset, ops);
+        store.apply(SCOPE, &b).await?;
+        *last = offset;
+        Ok(())
+    }
+}
+
+/// The read of whether `member` is erased, in the slot's erasure hash.
+fn erased_read(slot: Slot<'static>, member: &str) -> HashRead<'static> {
+    HashRead::Fields {
+        slot,
+        key: erasure::KEY.into(),
+        fields: vec![member.to_string()],
+    }
 }
 
 pub fn slot(home: &str, partitions: i32) -> Slot<'static> {
@@ -261,11 +310,9 @@ impl Support {
 
     // ---- the assistant ----
 
-    fn conversation_key(tenant: &str, id: &str) -> String {
-        format!("conv:{tenant}/{id}")
-    }
-
-    /// `Converse`: one user turn.
+    /// `Converse`: one user turn. The user's conversations live in the
+    /// user's slot; an erased user is refused (not found), and a turn that
+    /// an erasure overtook stores and publishes nothing.
     pub async fn converse(&self, r: &pb::ConverseRequest) -> Result<pb::ConverseResponse> {
         error::text("tenant_id", &r.tenant_id, 256)?;
         error::text("user_id", &r.user_id, 256)?;
@@ -278,12 +325,32 @@ impl Support {
             }
             r.conversation_id.clone()
         };
+        let member = erasure::member(&r.tenant_id, &r.user_id);
         let home = format!("{}/{}", r.tenant_id, id);
-        let s = slot(&home, self.partitions);
-        let key = Self::conversation_key(&r.tenant_id, &id);
-        let stored = self.store.hgetall(s, &key).await?;
-        let mut conv: Conversation = match stored.get("json") {
-            Some(raw) => serde_json::from_str(raw).map_err(|e| Error::Corrupt {
+        let s = slot(&member, self.partitions);
+        let key = keys::conversations(&r.tenant_id, &r.user_id);
+        let mut read = self
+            .store
+            .hread_many(&[
+                HashRead::Fields {
+                    slot: s,
+                    key: key.clone(),
+                    fields: vec![id.clone()],
+                },
+                erased_read(s, &member),
+            ])
+            .await?
+            .into_iter()
+            .map(|reply| match reply {
+                HashReply::Fields(mut v) => v.pop().flatten(),
+                HashReply::Keys(_) => None,
+            });
+        let (stored, erased) = (read.next().flatten(), read.next().flatten());
+        if erased.is_some() {
+            return Err(Error::NotFound(format!("user {member}")));
+        }
+        let mut conv: Conversation = match stored {
+            Some(raw) => serde_json::from_str(&raw).map_err(|e| Error::Corrupt {
                 what: format!("conversation {home}"),
                 reason: e.to_string(),
             })?,
@@ -347,14 +414,15 @@ impl Support {
         }
         let now = self.now();
         let json = serde_json::to_string(&conv).expect("conversation serializes");
-        self.store
-            .hset_if(
-                s,
-                &key,
-                &[],
-                &[("json", json.as_str()), ("user", r.user_id.as_str())],
-            )
-            .await?;
+        // The conversation and its handoff in one step, behind the guard.
+        let mut ops = vec![
+            erasure::guard(&member),
+            Op::HSet {
+                key: key.clone(),
+                field: id.clone(),
+                value: json,
+            },
+        ];
         if let Some(reason) = handoff {
             let h = pb::Handoff {
                 conversation_id: id.clone(),
@@ -364,17 +432,25 @@ impl Support {
                 turns: turns(&conv),
                 at_ms: now,
             };
-            let tslot = slot(&r.tenant_id, self.partitions);
-            let mut b = PartitionBatch::new(format!("handoff/{home}/{now}"), tslot.partition);
-            b.push(
-                0,
-                vec![Op::HSet {
-                    key: format!("handoffs:{}", r.tenant_id),
-                    field: id.clone(),
-                    value: hex(&h.encode_to_vec()),
-                }],
-            );
-            self.store.apply(SCOPE, &b).await?;
+            ops.push(Op::HSet {
+                key: keys::handoffs(&r.tenant_id, &r.user_id),
+                field: id.clone(),
+                value: hex(&h.encode_to_vec()),
+            });
+            ops.push(Op::HSet {
+                key: keys::handoff_users(&r.tenant_id),
+                field: r.user_id.clone(),
+                value: now.to_string(),
+            });
+        }
+        self.writes
+            .apply(&self.store, s.partition, ops, now)
+            .await?;
+        // An erasure applied since the read skipped the write: the turn
+        // must not reach the engagement topic either.
+        let erased = self.store.hread_many(&[erased_read(s, &member)]).await?;
+        if matches!(erased.first(), Some(HashReply::Fields(v)) if v.iter().any(Option::is_some)) {
+            return Err(Error::NotFound(format!("user {member}")));
         }
         let event = pb::ConversationTurn {
             tenant_id: r.tenant_id.clone(),
@@ -406,19 +482,38 @@ impl Support {
         Ok(out)
     }
 
-    /// `ListHandoffs`: the tenant's handed-off conversations, oldest first.
+    /// `ListHandoffs`: the tenant's handed-off conversations, oldest first:
+    /// the users with handoffs from every slot's index, then their
+    /// handoffs (two round trips).
     pub async fn handoffs(&self, tenant: &str, page: u32) -> Result<Vec<pb::Handoff>> {
         error::text("tenant_id", tenant, 256)?;
         let size = match page {
             0 => 50,
             n => n.min(500) as usize,
         };
-        let h = self
+        let index = keys::handoff_users(tenant);
+        let indexes: Vec<(Slot<'static>, String)> = (0..self.partitions)
+            .map(|p| (shard(p), index.clone()))
+            .collect();
+        let users = self.store.hgetall_many(&indexes).await?;
+        let hashes: Vec<(Slot<'static>, String)> = users
+            .into_iter()
+            .enumerate()
+            .flat_map(|(p, users)| {
+                users
+                    .into_keys()
+                    .map(move |u| (shard(p as i32), keys::handoffs(tenant, &u)))
+            })
+            .collect();
+        let h: Vec<String> = self
             .store
-            .hgetall(slot(tenant, self.partitions), &format!("handoffs:{tenant}"))
-            .await?;
+            .hgetall_many(&hashes)
+            .await?
+            .into_iter()
+            .flat_map(HashMap::into_values)
+            .collect();
         let mut out = Vec::with_capacity(h.len());
-        for raw in h.values() {
+        for raw in &h {
             let bytes = unhex(raw).ok_or_else(|| Error::Corrupt {
                 what: "handoff".into(),
                 reason: "not hex".into(),

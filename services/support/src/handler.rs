@@ -2,16 +2,25 @@
 //! (exactly once, with the watermark) and published as `FeedbackAnalysed`;
 //! a subject whose negative share jumps raises an alert; searches that found
 //! nothing are counted.
-use std::collections::BTreeSet;
+//!
+//! A `user_erased` event deletes the user's conversations and handoffs
+//! ([`keys::erasure_ops`]) and records the erasure; every later record of
+//! the user starts with the erasure guard. Publishing an analysis is an
+//! effect outside the store, so a batch with feedback text first reads the
+//! slot's erasure hash for its users (one round trip), and an erasure
+//! earlier in the batch is remembered: an erased user's text is neither
+//! analysed into the trends nor published.
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use mesh_bus::{headers, Handler, HandlerError, Record};
 use mesh_proto::events::v1::{envelope::Body, Envelope};
 use mesh_proto::support::v1 as pb;
-use mesh_store::{Op, PartitionBatch};
+use mesh_store::{erasure, HashRead, HashReply, Op, PartitionBatch, Slot};
 use prost::Message;
 
 use crate::engine::{Support, SCOPE};
+use crate::keys;
 use crate::metrics::FEEDBACK;
 
 pub struct SupportHandler {
@@ -29,9 +38,10 @@ impl SupportHandler {
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
         let mut touched = BTreeSet::new();
         let mut events = Vec::new();
+        let mut decoded = Vec::with_capacity(records.len());
         for r in records {
-            let e = match Envelope::decode(r.payload.as_slice()) {
-                Ok(e) => e,
+            match Envelope::decode(r.payload.as_slice()) {
+                Ok(e) => decoded.push((r, Some(e))),
                 Err(err) => {
                     let h = r.dead_letter_headers(
                         &format!("undecodable event envelope: {err}"),
@@ -40,11 +50,34 @@ impl SupportHandler {
                     s.producer
                         .send(&self.dead_letter_topic, "undecodable", &r.payload, &h)
                         .await?;
-                    batch.push(r.offset, Vec::new());
-                    continue;
+                    decoded.push((r, None));
                 }
+            }
+        }
+        let slot = Slot {
+            scope: SCOPE,
+            partition: first.partition,
+        };
+        let mut erased = self.erased(slot, &decoded).await?;
+        for (r, e) in decoded {
+            let Some(e) = e else {
+                batch.push(r.offset, Vec::new());
+                continue;
             };
-            let mut ops = Vec::new();
+            let member = erasure::member(&e.tenant_id, &e.user_id);
+            if matches!(e.body, Some(Body::UserErased(_))) {
+                batch.push(
+                    r.offset,
+                    keys::erasure_ops(&e.tenant_id, &e.user_id, e.occurred_at_ms),
+                );
+                erased.insert(member);
+                continue;
+            }
+            if erased.contains(&member) {
+                batch.push(r.offset, Vec::new());
+                continue;
+            }
+            let mut ops = vec![erasure::guard(&member)];
             let (text, sku, rating, source) = match &e.body {
                 Some(Body::ReviewSubmitted(v)) => {
                     (v.text.as_str(), v.sku.as_str(), v.rating, "review")
@@ -52,7 +85,7 @@ impl SupportHandler {
                 Some(Body::SupportMessage(m)) => (m.text.as_str(), "", 0, "support_message"),
                 Some(Body::Search(q)) if q.results == 0 && !q.query.trim().is_empty() => {
                     ops.push(Op::ZIncr {
-                        key: format!("zero:{}", e.tenant_id),
+                        key: keys::zero_results(&e.tenant_id),
                         member: q.query.trim().to_lowercase().chars().take(200).collect(),
                         delta: 1.0,
                     });
@@ -87,6 +120,10 @@ impl SupportHandler {
                     at_ms: e.occurred_at_ms,
                 });
             }
+            if ops.len() == 1 {
+                // Only the guard: nothing to apply.
+                ops.clear();
+            }
             batch.push(r.offset, ops);
         }
         // Analyses go out before the state moves: a retry re-sends them with
@@ -117,6 +154,53 @@ impl SupportHandler {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether an event has text to analyse: its analysis is published, an
+/// effect the erasure guard cannot stop.
+fn has_text(e: &Envelope) -> bool {
+    match &e.body {
+        Some(Body::ReviewSubmitted(v)) => !v.text.trim().is_empty(),
+        Some(Body::SupportMessage(m)) => !m.text.trim().is_empty(),
+        _ => false,
+    }
+}
+
+impl SupportHandler {
+    /// Members (`<tenant>/<user>`) of the users with text in `decoded`
+    /// already erased in `slot`: one `HMGET` of the slot's erasure hash,
+    /// none when no record has text.
+    async fn erased(
+        &self,
+        slot: Slot<'_>,
+        decoded: &[(&Record, Option<Envelope>)],
+    ) -> Result<HashSet<String>, crate::Error> {
+        let mut members: Vec<String> = decoded
+            .iter()
+            .filter_map(|(_, e)| e.as_ref().filter(|e| has_text(e)))
+            .map(|e| erasure::member(&e.tenant_id, &e.user_id))
+            .collect();
+        members.sort();
+        members.dedup();
+        if members.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let read = HashRead::Fields {
+            slot,
+            key: erasure::KEY.into(),
+            fields: members.clone(),
+        };
+        let values = match self.support.store.hread_many(&[read]).await?.pop() {
+            Some(HashReply::Fields(v)) => v,
+            _ => Vec::new(),
+        };
+        Ok(members
+            .into_iter()
+            .zip(values)
+            .filter(|(_, v)| v.is_some())
+            .map(|(m, _)| m)
+            .collect())
     }
 }
 

@@ -23,6 +23,7 @@
 //! - [`engine`]: analysis, trends, spikes, conversations, catalog, search.
 //! - [`backend`]: the gRPC calls the assistant and the search make.
 //! - [`handler`]: the bus handler.
+//! - [`keys`]: the keys of one user's state, and what an erasure deletes.
 //! - [`grpc`]: the two service implementations.
 //! - [`error`], [`metrics`]: the error type and metric names.
 #![forbid(unsafe_code)]
@@ -32,6 +33,7 @@ pub mod engine;
 pub mod error;
 pub mod grpc;
 pub mod handler;
+pub mod keys;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -46,9 +48,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use engine::{Models, Support, SCOPE};
 
-/// Keys no topic can rebuild: conversations, handoffs, the catalog (from
-/// `UpsertProducts`) and the spike ledger.
-pub const REPLAY_KEEPS: &[&str] = &["conv:", "handoffs:", "catalog", "lowconf:", "spikes:"];
+/// Keys no topic can rebuild: conversations (`convs:`), handoffs
+/// (`handoff:`, `handoff-users:`), the catalog (from `UpsertProducts`) and
+/// the spike ledger.
+pub const REPLAY_KEEPS: &[&str] = &["conv", "handoff", "catalog", "lowconf:", "spikes:"];
 pub use error::{Error, Result};
 
 /// Support settings (`MESH_SUPPORT_*`).
@@ -110,6 +113,7 @@ pub async fn start(
         models: Arc::new(models),
         indexes: Default::default(),
         clock: deps.clock.clone(),
+        writes: Default::default(),
     });
     let cc = deps.consumer_config(&cfg.group, &[&deps.topics.user_events]);
     let handler = Arc::new(handler::SupportHandler {

@@ -9,6 +9,8 @@ pub enum Topic {
     User,
     /// Checkout, payment, fulfilment and refund events.
     Order,
+    /// Both topics, in the user's partition of each (erasure).
+    Both,
 }
 
 macro_rules! kinds {
@@ -63,6 +65,7 @@ kinds! {
     SupportMessage => "support_message", User;
     Login => "login", User;
     CredentialChanged => "credential_changed", User;
+    UserErased => "user_erased", Both;
 }
 
 impl std::fmt::Display for EventKind {
