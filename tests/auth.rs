@@ -7,6 +7,7 @@
 //! holds one test.
 use std::time::{Duration, Instant};
 
+use mesh_e2e::raw::{call, grpc_addr_of, schema};
 use mesh_e2e::{config, start, Servers};
 use mesh_proto::churn::v1::churn_service_client::ChurnServiceClient;
 use mesh_proto::churn::v1::{GetModelInfoRequest, ListAtRiskRequest};
@@ -51,6 +52,8 @@ const SHOP_A: &str = "shop-a-0123456789";
 const SHOP_B: &str = "shop-b-0123456789";
 const ANALYST_A: &str = "analyst-a-0123456789";
 const LIMITED: &str = "limited-0123456789";
+/// An admin of one tenant: every method allowed, only tenant auth-a.
+const OPS_A: &str = "ops-a-0123456789";
 
 fn tokens_file() -> String {
     let entry = |name: &str, tok: &str, role: &str, extra: &str| {
@@ -65,6 +68,7 @@ fn tokens_file() -> String {
         entry("shop-a", SHOP_A, "storefront", "tenant = \"auth-a\""),
         entry("shop-b", SHOP_B, "storefront", "tenant = \"auth-b\""),
         entry("analyst-a", ANALYST_A, "analyst", "tenant = \"auth-a\""),
+        entry("ops-a", OPS_A, "admin", "tenant = \"auth-a\""),
         entry(
             "limited",
             LIMITED,
@@ -231,6 +235,115 @@ async fn tokens_roles_tenants_and_rates_are_enforced_over_grpc_and_http() {
             .await,
     );
     check(c == Code::Ok, format!("admin GetModelInfo: {c:?} {m}"));
+
+    // --- Every RPC: another tenant is refused, the own one served ------------
+    // The request's tenant is found in the descriptor set the way a client
+    // would read the API (top level, or in the one singular message field),
+    // independently of the guard's own table.
+    let (messages, methods) = schema();
+    let (mut scoped, mut unscoped) = (Vec::new(), Vec::new());
+    for (package, m) in &methods {
+        if m.path.starts_with("/mesh.ingest.v1.IngestService/Publish") {
+            continue; // the tenant is in each event; checked above
+        }
+        let ch = tonic::transport::Endpoint::from_shared(format!(
+            "http://{}",
+            grpc_addr_of(&mesh, package)
+        ))
+        .unwrap()
+        .connect_lazy();
+        let outcome = |r: Result<(), tonic::Status>| match r {
+            Ok(()) => (Code::Ok, String::new()),
+            Err(s) => (s.code(), s.message().to_string()),
+        };
+        match tenant_path(&messages, &m.input) {
+            Some(path) => {
+                scoped.push(m.path.clone());
+                let (c, msg) =
+                    outcome(call(ch.clone(), m, with_tenant(&path, "auth-b"), Some(OPS_A)).await);
+                check(
+                    c == Code::PermissionDenied && msg.contains("auth-b"),
+                    format!(
+                        "{} for tenant auth-b by a tenant-bound admin: {c:?} {msg}",
+                        m.path
+                    ),
+                );
+                let (c, msg) =
+                    outcome(call(ch, m, with_tenant(&path, "auth-a"), Some(OPS_A)).await);
+                check(
+                    !matches!(c, Code::PermissionDenied | Code::Unauthenticated),
+                    format!("{} for its own tenant: {c:?} {msg}", m.path),
+                );
+            }
+            None => {
+                unscoped.push(m.path.clone());
+                let (c, msg) = outcome(call(ch, m, Vec::new(), Some(OPS_A)).await);
+                check(
+                    c == Code::PermissionDenied && msg.contains("not scoped"),
+                    format!("{} has no tenant and is refused: {c:?} {msg}", m.path),
+                );
+            }
+        }
+    }
+    // Tenants named inside the request (a batch's users, a catalog's
+    // products) are the request's tenant or refused by field.
+    let (c, m) = code(
+        ProfileServiceClient::new(ch(mesh.profile.grpc_addr, Some(OPS_A)))
+            .batch_get_profiles(mesh_proto::profile::v1::BatchGetProfilesRequest {
+                users: vec![get("auth-a"), get("auth-b")],
+                tenant_id: String::new(),
+            })
+            .await,
+    );
+    check(
+        c == Code::InvalidArgument && m.contains("users[1].tenant_id"),
+        format!("tenant-bound BatchGetProfiles naming auth-b inside: {c:?} {m}"),
+    );
+    let product = |tenant: &str| mesh_proto::catalog::v1::Product {
+        tenant_id: tenant.into(),
+        sku: "sku-auth".into(),
+        title: "a lamp".into(),
+        category: "home".into(),
+        price: 10.0,
+        ..Default::default()
+    };
+    let mut catalog = mesh_proto::catalog::v1::catalog_service_client::CatalogServiceClient::new(
+        ch(mesh.support.grpc_addr, Some(OPS_A)),
+    );
+    let (c, m) = code(
+        catalog
+            .upsert_products(mesh_proto::catalog::v1::UpsertProductsRequest {
+                products: vec![product("auth-b")],
+                tenant_id: String::new(),
+            })
+            .await,
+    );
+    check(
+        c == Code::InvalidArgument && m.contains("products[0].tenant_id"),
+        format!("tenant-bound UpsertProducts of auth-b: {c:?} {m}"),
+    );
+    let (c, m) = code(
+        catalog
+            .upsert_products(mesh_proto::catalog::v1::UpsertProductsRequest {
+                products: vec![product("")],
+                tenant_id: String::new(),
+            })
+            .await,
+    );
+    check(
+        c == Code::Ok,
+        format!("tenant-bound UpsertProducts of its own: {c:?} {m}"),
+    );
+
+    // Only what holds no tenant's state is unscoped.
+    check(
+        unscoped
+            == [
+                "/mesh.churn.v1.ChurnService/GetModelInfo",
+                "/mesh.logistics.v1.LogisticsService/PlanRoutes",
+            ],
+        format!("unscoped methods: {unscoped:?} ({} scoped)", scoped.len()),
+    );
 
     // --- Roles ---------------------------------------------------------------
     let (c, m) = code(
@@ -410,4 +523,49 @@ async fn tokens_roles_tenants_and_rates_are_enforced_over_grpc_and_http() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Where a request keeps its tenant: `[field]` at the top level, or
+/// `[field, inner]` inside its one singular message field that has one.
+fn tenant_path(
+    messages: &std::collections::HashMap<String, prost_types::DescriptorProto>,
+    input: &str,
+) -> Option<Vec<u32>> {
+    use prost_types::field_descriptor_proto::{Label, Type};
+    let tenant_of = |m: &prost_types::DescriptorProto| {
+        m.field
+            .iter()
+            .find(|f| f.name() == "tenant_id" && f.r#type() == Type::String)
+            .map(|f| f.number() as u32)
+    };
+    let msg = &messages[input];
+    if let Some(n) = tenant_of(msg) {
+        return Some(vec![n]);
+    }
+    let nested: Vec<Vec<u32>> = msg
+        .field
+        .iter()
+        .filter(|f| f.r#type() == Type::Message && f.label() != Label::Repeated)
+        .filter_map(|f| {
+            messages
+                .get(f.type_name())
+                .and_then(tenant_of)
+                .map(|n| vec![f.number() as u32, n])
+        })
+        .collect();
+    (nested.len() == 1).then(|| nested.into_iter().next().unwrap())
+}
+
+/// A request holding only `tenant_id = tenant` at `path`.
+fn with_tenant(path: &[u32], tenant: &str) -> Vec<u8> {
+    fn field(n: u32, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        prost::encoding::encode_key(n, prost::encoding::WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+        out.extend_from_slice(bytes);
+        out
+    }
+    path.iter()
+        .rev()
+        .fold(tenant.as_bytes().to_vec(), |inner, n| field(*n, &inner))
 }

@@ -290,6 +290,7 @@ async fn replay_rebuilds_each_stateful_service_and_keeps_what_topics_cannot() {
             &store,
             cfg.partitions,
             &fpb::ResolveReviewRequest {
+                tenant_id: String::new(),
                 order_id: order_id.clone(),
                 label: fpb::Label::Legit as i32,
                 reviewer: "alice".into(),

@@ -230,6 +230,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         "BatchGetProfiles 501 users",
         "users",
         profile.batch_get_profiles(ppb::BatchGetProfilesRequest {
+            tenant_id: String::new(),
             users: vec![gp(T, "u"); 501],
         }),
     )
@@ -238,6 +239,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         "BatchGetProfiles empty user_id",
         "users[1].user_id",
         profile.batch_get_profiles(ppb::BatchGetProfilesRequest {
+            tenant_id: String::new(),
             users: vec![gp(T, "u"), gp(T, "")],
         }),
     )
@@ -246,6 +248,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         "BatchGetProfiles user_id 100 KB",
         "users[0].user_id",
         profile.batch_get_profiles(ppb::BatchGetProfilesRequest {
+            tenant_id: String::new(),
             users: vec![gp(T, &huge)],
         }),
     )
@@ -398,6 +401,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
             &format!("RetentionReport confidence {conf}"),
             "confidence",
             churn.retention_report(chpb::RetentionReportRequest {
+                tenant_id: String::new(),
                 confidence: conf,
                 method: String::new(),
             }),
@@ -408,6 +412,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         "RetentionReport method junk",
         "method",
         churn.retention_report(chpb::RetentionReportRequest {
+            tenant_id: String::new(),
             confidence: 0.9,
             method: "bayes".into(),
         }),
@@ -530,6 +535,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
     )
     .await;
     let resolve = |order_id: &str, label: i32, reviewer: &str| fpb::ResolveReviewRequest {
+        tenant_id: String::new(),
         order_id: order_id.into(),
         label,
         reviewer: reviewer.into(),
@@ -575,6 +581,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         "GetReviewQueue page_token junk",
         "page_token",
         fraud.get_review_queue(fpb::GetReviewQueueRequest {
+            tenant_id: String::new(),
             page_size: 10,
             page_token: "\u{0}junk".into(),
         }),
@@ -584,6 +591,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         "ListLabels page_token junk",
         "page_token",
         fraud.list_labels(fpb::ListLabelsRequest {
+            tenant_id: String::new(),
             page_size: 10,
             page_token: "\u{0}junk".into(),
         }),
@@ -593,6 +601,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         c.answered(
             &format!("GetReviewQueue page_size {ps} (clamped)"),
             fraud.get_review_queue(fpb::GetReviewQueueRequest {
+                tenant_id: String::new(),
                 page_size: ps,
                 page_token: String::new(),
             }),
@@ -1294,7 +1303,10 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         c.invalid(
             &format!("UpsertProducts {what}"),
             field,
-            catalog.upsert_products(cpb::UpsertProductsRequest { products: vec![p] }),
+            catalog.upsert_products(cpb::UpsertProductsRequest {
+                tenant_id: String::new(),
+                products: vec![p],
+            }),
         )
         .await;
     }
@@ -1381,6 +1393,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
     )
     .await;
     let stock = |w: &str, sku: &str, on_hand: f64, on_order: f64| lpb::SetStockRequest {
+        tenant_id: String::new(),
         warehouse: w.into(),
         sku: sku.into(),
         on_hand,
@@ -1416,6 +1429,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         Code::NotFound,
         "w-none",
         logistics.reorder_suggestions(lpb::ReorderSuggestionsRequest {
+            tenant_id: String::new(),
             warehouse: "w-none".into(),
             read_only: true,
         }),
@@ -1425,6 +1439,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         "GetPlan wave_id 100 KB",
         "wave_id",
         logistics.get_plan(lpb::GetPlanRequest {
+            tenant_id: String::new(),
             wave_id: huge.clone(),
             compare_fresh: false,
         }),
@@ -1434,6 +1449,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         "ReorderSuggestions warehouse 100 KB",
         "warehouse",
         logistics.reorder_suggestions(lpb::ReorderSuggestionsRequest {
+            tenant_id: String::new(),
             warehouse: huge.clone(),
             read_only: true,
         }),
@@ -1467,6 +1483,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
         Code::NotFound,
         "wave-none",
         logistics.get_plan(lpb::GetPlanRequest {
+            tenant_id: String::new(),
             wave_id: "wave-none".into(),
             compare_fresh: false,
         }),
@@ -1640,6 +1657,7 @@ async fn every_rpc_refuses_hostile_input_and_names_the_field() {
     c.answered(
         "UpsertProducts (good)",
         catalog.upsert_products(cpb::UpsertProductsRequest {
+            tenant_id: String::new(),
             products: vec![product.clone()],
         }),
     )

@@ -20,91 +20,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut};
+use mesh_e2e::raw::{call, grpc_addr_of, schema};
 use mesh_e2e::{config, start, Servers};
-use prost::Message;
 use prost_types::field_descriptor_proto::{Label, Type};
-use prost_types::{DescriptorProto, FileDescriptorSet};
+use prost_types::DescriptorProto;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
-
-/// Sends and receives raw message bytes.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        let mut out = vec![0; src.remaining()];
-        src.copy_to_slice(&mut out);
-        Ok(Some(out))
-    }
-}
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-struct Method {
-    path: String,
-    input: String,
-    client_streaming: bool,
-}
-
-/// Every message of the descriptor set by full name (`.pkg.Msg`,
-/// `.pkg.Outer.Inner`), and every method by package.
-fn schema() -> (HashMap<String, DescriptorProto>, Vec<(String, Method)>) {
-    fn add(out: &mut HashMap<String, DescriptorProto>, prefix: &str, m: &DescriptorProto) {
-        let name = format!("{prefix}.{}", m.name());
-        for n in &m.nested_type {
-            add(out, &name, n);
-        }
-        out.insert(name, m.clone());
-    }
-    let set = FileDescriptorSet::decode(mesh_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let mut messages = HashMap::new();
-    let mut methods = Vec::new();
-    for f in &set.file {
-        let prefix = format!(".{}", f.package());
-        for m in &f.message_type {
-            add(&mut messages, &prefix, m);
-        }
-        for s in &f.service {
-            for m in &s.method {
-                methods.push((
-                    f.package().to_string(),
-                    Method {
-                        path: format!("/{}.{}/{}", f.package(), s.name(), m.name()),
-                        input: m.input_type().to_string(),
-                        client_streaming: m.client_streaming(),
-                    },
-                ));
-            }
-        }
-    }
-    (messages, methods)
-}
 
 fn varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
@@ -290,24 +212,6 @@ fn acceptable(s: &Status) -> bool {
     )
 }
 
-async fn call(ch: tonic::transport::Channel, m: &Method, msg: Vec<u8>) -> Result<(), Status> {
-    let mut grpc = tonic::client::Grpc::new(ch);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    let path: http::uri::PathAndQuery = m.path.parse().unwrap();
-    if m.client_streaming {
-        let stream = tokio_stream::iter(vec![msg.clone(), msg]);
-        grpc.client_streaming(tonic::Request::new(stream), path, RawCodec)
-            .await
-            .map(|_| ())
-    } else {
-        grpc.unary(tonic::Request::new(msg), path, RawCodec)
-            .await
-            .map(|_| ())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_rpc_survives_generated_and_mutated_requests() {
     let cases: usize = std::env::var("MESH_FUZZ_CASES")
@@ -321,17 +225,6 @@ async fn every_rpc_survives_generated_and_mutated_requests() {
     eprintln!("fuzz_rpc: MESH_FUZZ_SEED={seed} MESH_FUZZ_CASES={cases}");
     let cfg = config(Servers::Real, "fuzz");
     let (mesh, shutdown) = start(&cfg).await;
-    let addr_of = |package: &str| match package {
-        "mesh.ingest.v1" => mesh.ingest.grpc_addr,
-        "mesh.profile.v1" => mesh.profile.grpc_addr,
-        "mesh.churn.v1" => mesh.churn.grpc_addr,
-        "mesh.recommend.v1" => mesh.recommend.grpc_addr,
-        "mesh.fraud.v1" => mesh.fraud.grpc_addr,
-        "mesh.logistics.v1" => mesh.logistics.grpc_addr,
-        "mesh.engage.v1" => mesh.engage.grpc_addr,
-        "mesh.support.v1" | "mesh.catalog.v1" => mesh.support.grpc_addr,
-        other => panic!("no service serves {other}"),
-    };
     let (messages, methods) = schema();
     assert!(methods.len() >= 50, "{} methods", methods.len());
     let findings_dir =
@@ -342,9 +235,12 @@ async fn every_rpc_survives_generated_and_mutated_requests() {
     let started = Instant::now();
     let mut calls = 0usize;
     for (package, m) in &methods {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", addr_of(package)))
-            .unwrap()
-            .connect_lazy();
+        let ch = tonic::transport::Endpoint::from_shared(format!(
+            "http://{}",
+            grpc_addr_of(&mesh, package)
+        ))
+        .unwrap()
+        .connect_lazy();
         for case in 0..cases {
             let msg = generate(&mut rng, &messages, &m.input, 0);
             let msg = if rng.random_bool(0.25) {
@@ -353,9 +249,11 @@ async fn every_rpc_survives_generated_and_mutated_requests() {
                 msg
             };
             calls += 1;
-            let outcome =
-                tokio::time::timeout(Duration::from_secs(10), call(ch.clone(), m, msg.clone()))
-                    .await;
+            let outcome = tokio::time::timeout(
+                Duration::from_secs(10),
+                call(ch.clone(), m, msg.clone(), None),
+            )
+            .await;
             let what = match outcome {
                 Err(_) => Some("no answer within 10 s".to_string()),
                 Ok(Ok(())) => {
@@ -393,9 +291,12 @@ async fn every_rpc_survives_generated_and_mutated_requests() {
         "mesh.engage.v1",
         "mesh.support.v1",
     ] {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", addr_of(package)))
-            .unwrap()
-            .connect_lazy();
+        let ch = tonic::transport::Endpoint::from_shared(format!(
+            "http://{}",
+            grpc_addr_of(&mesh, package)
+        ))
+        .unwrap()
+        .connect_lazy();
         let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
         let r = h
             .check(tonic_health::pb::HealthCheckRequest {

@@ -255,3 +255,140 @@ pub async fn caught_up(mesh: &Mesh, cfg: &MeshConfig) {
         quiet = if done { quiet + 1 } else { 0 };
     }
 }
+
+/// Calls to any method of the mesh with raw message bytes, found in the
+/// mesh's own descriptor set: for tests that cover every RPC.
+pub mod raw {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+
+    use bytes::{Buf, BufMut};
+    use mesh_cli::node::Mesh;
+    use prost::Message;
+    use prost_types::{DescriptorProto, FileDescriptorSet};
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+    use tonic::Status;
+
+    /// Sends and receives raw message bytes.
+    #[derive(Clone, Copy, Default)]
+    pub struct RawCodec;
+
+    impl Encoder for RawCodec {
+        type Item = Vec<u8>;
+        type Error = Status;
+        fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+
+    impl Decoder for RawCodec {
+        type Item = Vec<u8>;
+        type Error = Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+            let mut out = vec![0; src.remaining()];
+            src.copy_to_slice(&mut out);
+            Ok(Some(out))
+        }
+    }
+
+    impl Codec for RawCodec {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = RawCodec;
+        type Decoder = RawCodec;
+        fn encoder(&mut self) -> RawCodec {
+            RawCodec
+        }
+        fn decoder(&mut self) -> RawCodec {
+            RawCodec
+        }
+    }
+
+    /// One method of the mesh.
+    pub struct Method {
+        /// `/pkg.Service/Method`.
+        pub path: String,
+        /// Full name of the request message (`.pkg.Msg`).
+        pub input: String,
+        pub client_streaming: bool,
+    }
+
+    /// Every message of the descriptor set by full name (`.pkg.Msg`,
+    /// `.pkg.Outer.Inner`), and every method with its package.
+    pub fn schema() -> (HashMap<String, DescriptorProto>, Vec<(String, Method)>) {
+        fn add(out: &mut HashMap<String, DescriptorProto>, prefix: &str, m: &DescriptorProto) {
+            let name = format!("{prefix}.{}", m.name());
+            for n in &m.nested_type {
+                add(out, &name, n);
+            }
+            out.insert(name, m.clone());
+        }
+        let set = FileDescriptorSet::decode(mesh_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let mut messages = HashMap::new();
+        let mut methods = Vec::new();
+        for f in &set.file {
+            let prefix = format!(".{}", f.package());
+            for m in &f.message_type {
+                add(&mut messages, &prefix, m);
+            }
+            for s in &f.service {
+                for m in &s.method {
+                    methods.push((
+                        f.package().to_string(),
+                        Method {
+                            path: format!("/{}.{}/{}", f.package(), s.name(), m.name()),
+                            input: m.input_type().to_string(),
+                            client_streaming: m.client_streaming(),
+                        },
+                    ));
+                }
+            }
+        }
+        (messages, methods)
+    }
+
+    /// The gRPC address of the service that serves `package`.
+    pub fn grpc_addr_of(mesh: &Mesh, package: &str) -> SocketAddr {
+        match package {
+            "mesh.ingest.v1" => mesh.ingest.grpc_addr,
+            "mesh.profile.v1" => mesh.profile.grpc_addr,
+            "mesh.churn.v1" => mesh.churn.grpc_addr,
+            "mesh.recommend.v1" => mesh.recommend.grpc_addr,
+            "mesh.fraud.v1" => mesh.fraud.grpc_addr,
+            "mesh.logistics.v1" => mesh.logistics.grpc_addr,
+            "mesh.engage.v1" => mesh.engage.grpc_addr,
+            "mesh.support.v1" | "mesh.catalog.v1" => mesh.support.grpc_addr,
+            other => panic!("no service serves {other}"),
+        }
+    }
+
+    /// Calls `m` with `msg` (twice in one stream for a client-streaming
+    /// method), with `authorization: Bearer <token>` when given.
+    pub async fn call(
+        ch: tonic::transport::Channel,
+        m: &Method,
+        msg: Vec<u8>,
+        token: Option<&str>,
+    ) -> Result<(), Status> {
+        let mut grpc = tonic::client::Grpc::new(ch);
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let path: http::uri::PathAndQuery = m.path.parse().unwrap();
+        let bearer = |r: &mut tonic::metadata::MetadataMap| {
+            if let Some(t) = token {
+                r.insert("authorization", format!("Bearer {t}").parse().unwrap());
+            }
+        };
+        if m.client_streaming {
+            let mut req = tonic::Request::new(tokio_stream::iter(vec![msg.clone(), msg]));
+            bearer(req.metadata_mut());
+            grpc.client_streaming(req, path, RawCodec).await.map(|_| ())
+        } else {
+            let mut req = tonic::Request::new(msg);
+            bearer(req.metadata_mut());
+            grpc.unary(req, path, RawCodec).await.map(|_| ())
+        }
+    }
+}

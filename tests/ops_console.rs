@@ -140,6 +140,7 @@ async fn console_shows_live_numbers_in_a_browser() {
     for i in 0..20 {
         logistics
             .set_stock(mesh_proto::logistics::v1::SetStockRequest {
+                tenant_id: "demo".into(),
                 warehouse: "wh-1".into(),
                 sku: format!("sku-{i}"),
                 on_hand: 400.0,

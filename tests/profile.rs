@@ -99,6 +99,7 @@ async fn trained_segments_are_stored_versioned_and_served() {
         .await
         .unwrap();
     let req = BatchGetProfilesRequest {
+        tenant_id: String::new(),
         users: expected
             .keys()
             .map(|(t, u)| GetProfileRequest {

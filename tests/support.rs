@@ -235,6 +235,7 @@ async fn feedback_search_and_the_assistant_in_the_running_mesh() {
         .collect();
     let up = catalog
         .upsert_products(cpb::UpsertProductsRequest {
+            tenant_id: String::new(),
             products: products.clone(),
         })
         .await

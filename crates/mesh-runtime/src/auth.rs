@@ -1522,11 +1522,28 @@ mod tests {
             TENANT_FIELDS["/mesh.ingest.v1.IngestService/ForgetUser"],
             TenantField::Field(_)
         ));
-        // No tenant to scope by: refused to tenant-bound tokens.
+        // Lists and writes of tenant state are scoped by their request's
+        // `tenant_id`.
         for m in [
             "/mesh.churn.v1.ChurnService/ListAtRisk",
+            "/mesh.churn.v1.ChurnService/RetentionReport",
             "/mesh.fraud.v1.FraudService/GetReviewQueue",
+            "/mesh.fraud.v1.FraudService/ResolveReview",
+            "/mesh.fraud.v1.FraudService/ListLabels",
+            "/mesh.logistics.v1.LogisticsService/GetPlan",
+            "/mesh.logistics.v1.LogisticsService/ListWaves",
+            "/mesh.logistics.v1.LogisticsService/SetStock",
+            "/mesh.logistics.v1.LogisticsService/ReorderSuggestions",
             "/mesh.profile.v1.ProfileService/BatchGetProfiles",
+            "/mesh.catalog.v1.CatalogService/UpsertProducts",
+        ] {
+            assert!(matches!(TENANT_FIELDS[m], TenantField::Field(_)), "{m}");
+        }
+        // No tenant to scope by (models fitted over every tenant, a solver
+        // of the request's own stops): refused to tenant-bound tokens.
+        for m in [
+            "/mesh.churn.v1.ChurnService/GetModelInfo",
+            "/mesh.logistics.v1.LogisticsService/PlanRoutes",
         ] {
             assert_eq!(TENANT_FIELDS[m], TenantField::None, "{m}");
         }

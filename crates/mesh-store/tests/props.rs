@@ -94,7 +94,9 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// Records (ops per offset), cut points splitting them into batches, and
 /// a redelivered range before each batch.
-fn plan() -> impl Strategy<Value = (Vec<Vec<Op>>, Vec<usize>, Vec<(usize, usize)>)> {
+type Plan = (Vec<Vec<Op>>, Vec<usize>, Vec<(usize, usize)>);
+
+fn plan() -> impl Strategy<Value = Plan> {
     prop::collection::vec(prop::collection::vec(op(), 0..5), 1..14).prop_flat_map(|records| {
         let n = records.len();
         (

@@ -588,10 +588,14 @@ impl Churn {
         threshold: f64,
         after: Option<(f64, String)>,
         limit: usize,
+        tenant: &str,
     ) -> Result<(Vec<pb::AtRiskUser>, Option<(f64, String)>)> {
         let now = self.now();
         let mut rows: Vec<(f64, String, pb::AtRiskUser)> = Vec::new();
         for (member, s) in self.all_summaries().await? {
+            if !of_tenant(&member, tenant) {
+                continue;
+            }
             let r = self.risk(&s, now)?;
             let risk = r.probability;
             if risk < threshold {
@@ -632,13 +636,17 @@ impl Churn {
         &self,
         confidence: f64,
         method: IntervalMethod,
+        tenant: &str,
     ) -> Result<pb::RetentionReportResponse> {
         let mut treated = ArmOutcome {
             users: 0,
             returned: 0,
         };
         let mut holdout = treated;
-        for (_, s) in self.all_summaries().await? {
+        for (member, s) in self.all_summaries().await? {
+            if !of_tenant(&member, tenant) {
+                continue;
+            }
             let arm = match s.arm.as_str() {
                 "treatment" => &mut treated,
                 "holdout" => &mut holdout,
@@ -675,6 +683,12 @@ impl Churn {
         }
         Ok(out)
     }
+}
+
+/// Whether `member` (`<tenant>/<user>`) is of `tenant`; every member is of
+/// the empty tenant (every tenant's).
+fn of_tenant(member: &str, tenant: &str) -> bool {
+    tenant.is_empty() || summary::split_member(member).0 == tenant
 }
 
 /// The wire name of an interval method.

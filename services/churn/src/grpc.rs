@@ -69,6 +69,18 @@ pub fn parse_method(method: &str) -> Result<IntervalMethod, Error> {
     }
 }
 
+/// A list's tenant: empty (every tenant's) or an id of at most `MAX_ID`
+/// bytes.
+fn tenant_filter(tenant: &str) -> Result<(), Status> {
+    if tenant.len() > MAX_ID {
+        return Err(invalid(
+            "tenant_id",
+            format!("is {} bytes; at most {MAX_ID}", tenant.len()),
+        ));
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl ChurnService for ChurnGrpc {
     async fn get_churn_risk(
@@ -142,6 +154,7 @@ impl ChurnService for ChurnGrpc {
         request: Request<pb::ListAtRiskRequest>,
     ) -> Result<Response<pb::ListAtRiskResponse>, Status> {
         let r = request.into_inner();
+        tenant_filter(&r.tenant_id)?;
         if !(0.0..=1.0).contains(&r.threshold) {
             return Err(invalid("threshold", "must be in [0, 1]"));
         }
@@ -163,7 +176,7 @@ impl ChurnService for ChurnGrpc {
         };
         let (users, next) = self
             .churn
-            .at_risk(threshold, after, size)
+            .at_risk(threshold, after, size, &r.tenant_id)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ListAtRiskResponse {
@@ -207,6 +220,7 @@ impl ChurnService for ChurnGrpc {
         request: Request<pb::RetentionReportRequest>,
     ) -> Result<Response<pb::RetentionReportResponse>, Status> {
         let r = request.into_inner();
+        tenant_filter(&r.tenant_id)?;
         let confidence = if r.confidence == 0.0 {
             0.95
         } else {
@@ -218,7 +232,7 @@ impl ChurnService for ChurnGrpc {
         let method = parse_method(&r.method).map_err(to_status)?;
         let mut out = self
             .churn
-            .retention_report(confidence, method)
+            .retention_report(confidence, method, &r.tenant_id)
             .await
             .map_err(to_status)?;
         out.method = method_name(method).into();

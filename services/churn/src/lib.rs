@@ -295,7 +295,7 @@ pub async fn report_retention(
 ) -> Result<RetentionReportResponse> {
     engine(cfg, deps)
         .await?
-        .retention_report(confidence, method)
+        .retention_report(confidence, method, "")
         .await
 }
 

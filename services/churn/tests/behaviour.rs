@@ -403,8 +403,23 @@ async fn a_stored_model_ranks_the_at_risk_list_and_fires_the_alerts() {
     .await;
 
     // No model stored: BG/NBD ranks, and its rows are consistent.
-    let (rows, _) = churn.at_risk(0.0, None, 100).await.unwrap();
+    let (rows, _) = churn.at_risk(0.0, None, 100, "").await.unwrap();
     assert_eq!(rows.len(), 10);
+    // A tenant's list holds its users only.
+    let tenant = rows[0].tenant_id.clone();
+    let (own, _) = churn.at_risk(0.0, None, 100, &tenant).await.unwrap();
+    assert_eq!(own.len(), 10);
+    let (other, _) = churn.at_risk(0.0, None, 100, "another").await.unwrap();
+    assert!(other.is_empty(), "{other:?}");
+    let report = churn
+        .retention_report(
+            0.95,
+            mesh_churn::retention::IntervalMethod::Newcombe,
+            "another",
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.treated.map(|t| t.users), Some(0));
     for r in &rows {
         assert_eq!(r.model, "bgnbd");
         assert!(
@@ -438,7 +453,7 @@ async fn a_stored_model_ranks_the_at_risk_list_and_fires_the_alerts() {
             .unwrap()
             .unwrap()
     };
-    let (rows, _) = churn.at_risk(0.0, None, 100).await.unwrap();
+    let (rows, _) = churn.at_risk(0.0, None, 100, "").await.unwrap();
     assert_eq!(rows.len(), 10);
     let mut want: Vec<(f64, String)> = rows
         .iter()

@@ -258,7 +258,7 @@ async fn alert_fires_once_per_crossing_across_restart_and_replay() {
     assert!(actions.iter().all(|a| a.action == "coupon"));
 
     let report = churn
-        .retention_report(0.95, mesh_churn::retention::IntervalMethod::Newcombe)
+        .retention_report(0.95, mesh_churn::retention::IntervalMethod::Newcombe, "")
         .await
         .unwrap();
     let arm = if treated {
@@ -387,6 +387,7 @@ async fn risk_equals_core_and_list_at_risk_pages_stably() {
 
     // Paging: pages of 7 concatenate to the single full listing.
     let list = |size: u32, token: String| pb::ListAtRiskRequest {
+        tenant_id: String::new(),
         threshold: 0.05,
         page_size: size,
         page_token: token,

@@ -75,6 +75,7 @@ impl Engage {
         let mut profiles = Vec::with_capacity(users.len());
         for chunk in users.chunks(500) {
             let req = ppb::BatchGetProfilesRequest {
+                tenant_id: String::new(),
                 users: chunk
                     .iter()
                     .map(|u| ppb::GetProfileRequest {

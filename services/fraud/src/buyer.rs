@@ -63,6 +63,7 @@ pub async fn fetch(
     // The RPC takes at most 500 users.
     for chunk in users.chunks(500) {
         let req = ppb::BatchGetProfilesRequest {
+            tenant_id: String::new(),
             users: chunk
                 .iter()
                 .map(|(t, u)| ppb::GetProfileRequest {

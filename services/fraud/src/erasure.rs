@@ -4,8 +4,10 @@
 //! **Deleted**, in the user's partition slot, in the atomic step of the
 //! erasure record (after [`mesh_store::erasure::guard`], so a second
 //! erasure changes nothing): the user hash `fraud:user:<tenant>/<user>`;
-//! per order of the user, its decision (`decided`), its review queue entry
-//! and item (`review:queue`, `review:items`). In the home slots: the user's
+//! per order of the user, its decision (`decided`), its review queue entries
+//! and item (`review:queue`, `review:queue:<tenant>`, `review:items`, also
+//! under the bare order id of fields written before they carried the
+//! tenant, when the record there is of the user's tenant). In the home slots: the user's
 //! field in every distinct-accounts set (`fraud:<kind>:<id>:users`) the
 //! user was counted in, and the stand-in entities named after the user
 //! (`<tenant>/<user>/no-device`, `/no-ip`, `/no-instrument`, see
@@ -15,7 +17,8 @@
 //! the user: each label of the user's orders moves to an anonymous field
 //! (`erased:<hash>`) with the order id, user id, event id and buyer context
 //! cleared; its features, label, reviewer and times stay, which is all
-//! `mesh train fraud` reads ([`crate::review::anonymized`]). Dropping them
+//! `mesh train fraud` reads ([`crate::review::anonymized`]), and so does its
+//! tenant, so the tenant's `ListLabels` still returns it. Dropping them
 //! would bias the training set against reviewed users who later asked to
 //! be forgotten.
 //!
@@ -46,6 +49,7 @@ use mesh_store::{erasure, HashRead, HashReply, Op, Slot, StateStore};
 use crate::error::Result;
 use crate::review::{self, DECIDED_KEY, ITEMS_KEY, LABELS_KEY, QUEUE_KEY};
 use crate::state::SCOPE;
+use crate::tenant;
 
 /// Key of a user's link index (in the user's partition slot).
 pub fn links_key(member: &str) -> String {
@@ -168,31 +172,86 @@ pub fn orders_of(links: &BTreeSet<String>) -> impl Iterator<Item = &str> {
     links.iter().filter_map(|f| f.strip_prefix(ORDER))
 }
 
-/// The labels of `orders` in the partition slot, in one round trip (none
-/// when there are no orders).
-pub async fn labels_of(
+/// What the review keys hold of some orders of erased users.
+#[derive(Debug, Default)]
+pub struct Reviews {
+    /// Labels, by order field (`<tenant>/<order_id>`).
+    pub labels: HashMap<String, pb::LabelRecord>,
+    /// Keys (items, labels) holding the order under its bare order id,
+    /// written before fields carried the tenant, by order field.
+    pub bare: HashMap<String, Vec<&'static str>>,
+}
+
+/// The labels of `orders` (tenant, order id) in the partition slot, and
+/// where they are still stored under their bare order id, in one round
+/// trip (none when there are no orders). A bare field counts only when its
+/// record is of that tenant: another tenant may use the same order id.
+pub async fn reviews_of(
     store: &StateStore,
     partition: i32,
-    orders: &[String],
-) -> Result<HashMap<String, pb::LabelRecord>> {
+    orders: &[(String, String)],
+) -> Result<Reviews> {
     if orders.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Reviews::default());
     }
+    let slot = Slot {
+        scope: SCOPE,
+        partition,
+    };
+    let fields: Vec<String> = orders
+        .iter()
+        .map(|(t, o)| tenant::order_field(t, o))
+        .collect();
+    let bare: Vec<String> = orders.iter().map(|(_, o)| o.clone()).collect();
     let reply = store
-        .hread_many(&[HashRead::Fields {
-            slot: Slot {
-                scope: SCOPE,
-                partition,
+        .hread_many(&[
+            HashRead::Fields {
+                slot,
+                key: LABELS_KEY.into(),
+                fields,
             },
-            key: LABELS_KEY.into(),
-            fields: orders.to_vec(),
-        }])
+            HashRead::Fields {
+                slot,
+                key: LABELS_KEY.into(),
+                fields: bare.clone(),
+            },
+            HashRead::Fields {
+                slot,
+                key: ITEMS_KEY.into(),
+                fields: bare,
+            },
+        ])
         .await?;
-    let mut out = HashMap::new();
-    if let Some(HashReply::Fields(v)) = reply.into_iter().next() {
-        for (order, raw) in orders.iter().zip(v) {
-            if let Some(raw) = raw {
-                out.insert(order.clone(), review::decode(LABELS_KEY, &raw)?);
+    let mut replies = reply.into_iter().map(|r| match r {
+        HashReply::Fields(v) => v,
+        HashReply::Keys(_) => Vec::new(),
+    });
+    let (labels, bare_labels, bare_items) = (
+        replies.next().unwrap_or_default(),
+        replies.next().unwrap_or_default(),
+        replies.next().unwrap_or_default(),
+    );
+    let mut out = Reviews::default();
+    let of = |d: Option<&pb::Decision>, (t, o): &(String, String)| {
+        d.is_some_and(|d| &d.tenant_id == t && &d.order_id == o)
+    };
+    for (i, order) in orders.iter().enumerate() {
+        let field = tenant::order_field(&order.0, &order.1);
+        if let Some(Some(raw)) = labels.get(i) {
+            out.labels
+                .insert(field.clone(), review::decode(LABELS_KEY, raw)?);
+        }
+        if let Some(Some(raw)) = bare_labels.get(i) {
+            let rec: pb::LabelRecord = review::decode(LABELS_KEY, raw)?;
+            if of(rec.item.as_ref().and_then(|i| i.decision.as_ref()), order) {
+                out.bare.entry(field.clone()).or_default().push(LABELS_KEY);
+                out.labels.entry(field.clone()).or_insert(rec);
+            }
+        }
+        if let Some(Some(raw)) = bare_items.get(i) {
+            let item: pb::ReviewItem = review::decode(ITEMS_KEY, raw)?;
+            if of(item.decision.as_ref(), order) {
+                out.bare.entry(field).or_default().push(ITEMS_KEY);
             }
         }
     }
@@ -211,13 +270,13 @@ pub struct Forget {
 }
 
 /// What erasing `member` (of `tenant`) at `at_ms` does, given its links and
-/// the labels of its orders.
+/// what the review keys hold of its orders.
 pub fn forget(
     tenant: &str,
     member: &str,
     at_ms: i64,
     links: &BTreeSet<String>,
-    labels: &HashMap<String, pb::LabelRecord>,
+    reviews: &Reviews,
 ) -> Forget {
     let mut own = vec![
         erasure::guard(member),
@@ -226,23 +285,31 @@ pub fn forget(
         },
     ];
     for order in orders_of(links) {
+        let field = tenant::order_field(tenant, order);
         own.push(Op::HDel {
             key: DECIDED_KEY.into(),
-            field: format!("{tenant}/{order}"),
+            field: field.clone(),
         });
-        own.push(Op::ZRem {
-            key: QUEUE_KEY.into(),
-            member: order.to_string(),
-        });
-        own.push(Op::HDel {
-            key: ITEMS_KEY.into(),
-            field: order.to_string(),
-        });
-        own.push(Op::HDel {
-            key: LABELS_KEY.into(),
-            field: order.to_string(),
-        });
-        if let Some(label) = labels.get(order) {
+        own.extend(review::dequeue_ops(tenant, order));
+        for key in [ITEMS_KEY, LABELS_KEY] {
+            own.push(Op::HDel {
+                key: key.into(),
+                field: field.clone(),
+            });
+        }
+        for key in reviews.bare.get(&field).into_iter().flatten() {
+            own.push(Op::HDel {
+                key: key.to_string(),
+                field: order.to_string(),
+            });
+            if *key == ITEMS_KEY {
+                own.push(Op::ZRem {
+                    key: QUEUE_KEY.into(),
+                    member: order.to_string(),
+                });
+            }
+        }
+        if let Some(label) = reviews.labels.get(&field) {
             let (field, value) = review::anonymized(label);
             own.push(Op::HSet {
                 key: LABELS_KEY.into(),
@@ -319,13 +386,26 @@ mod tests {
             .into_iter()
             .map(String::from)
             .collect();
-        let f = forget("shop", "shop/u1", 7, &links, &HashMap::new());
+        let f = forget("shop", "shop/u1", 7, &links, &Reviews::default());
         assert_eq!(f.own.first(), Some(&erasure::guard("shop/u1")));
         assert_eq!(f.own.last(), Some(&erasure::record("shop/u1", 7)));
         assert!(f.own.contains(&Op::HDel {
             key: DECIDED_KEY.into(),
             field: "shop/o1".into()
         }));
+        for key in [QUEUE_KEY.to_string(), review::tenant_queue_key("shop")] {
+            assert!(f.own.contains(&Op::ZRem {
+                key,
+                member: "shop/o1".into()
+            }));
+        }
+        assert!(f.own.contains(&Op::HDel {
+            key: ITEMS_KEY.into(),
+            field: "shop/o1".into()
+        }));
+        // Nothing under the bare order id: it may be another tenant's.
+        assert!(!f.own.iter().any(|op| matches!(op,
+            Op::HDel { field, .. } | Op::ZRem { member: field, .. } if field == "o1")));
         assert!(f.remote.contains(&Op::HDel {
             key: "fraud:device:shop/d1:users".into(),
             field: "shop/u1".into()
@@ -339,5 +419,48 @@ mod tests {
                 key: "fraud:links:shop/u1".into()
             }]
         );
+    }
+
+    #[test]
+    fn forget_removes_bare_fields_only_where_the_read_found_the_tenant() {
+        let links: BTreeSet<String> = ["order:o1".to_string()].into();
+        let label = pb::LabelRecord {
+            item: Some(pb::ReviewItem {
+                decision: Some(pb::Decision {
+                    tenant_id: "shop".into(),
+                    order_id: "o1".into(),
+                    user_id: "u1".into(),
+                    ..Default::default()
+                }),
+                features: vec![1.0],
+            }),
+            label: pb::Label::Fraud as i32,
+            ..Default::default()
+        };
+        let reviews = Reviews {
+            labels: [("shop/o1".to_string(), label.clone())].into(),
+            bare: [("shop/o1".to_string(), vec![ITEMS_KEY, LABELS_KEY])].into(),
+        };
+        let f = forget("shop", "shop/u1", 7, &links, &reviews);
+        for (key, field) in [
+            (ITEMS_KEY, "o1"),
+            (LABELS_KEY, "o1"),
+            (LABELS_KEY, "shop/o1"),
+        ] {
+            assert!(f.own.contains(&Op::HDel {
+                key: key.into(),
+                field: field.into()
+            }));
+        }
+        assert!(f.own.contains(&Op::ZRem {
+            key: QUEUE_KEY.into(),
+            member: "o1".into()
+        }));
+        let (field, value) = review::anonymized(&label);
+        assert!(f.own.contains(&Op::HSet {
+            key: LABELS_KEY.into(),
+            field,
+            value
+        }));
     }
 }

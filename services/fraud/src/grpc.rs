@@ -125,8 +125,7 @@ impl FraudService for FraudGrpc {
         &self,
         request: Request<pb::GetReviewQueueRequest>,
     ) -> Result<Response<pb::GetReviewQueueResponse>, Status> {
-        let r = request.into_inner();
-        review::list_queue(&self.store, self.partitions, r.page_size, &r.page_token)
+        review::queue_page(&self.store, self.partitions, &request.into_inner())
             .await
             .map(Response::new)
             .map_err(to_status)
@@ -156,8 +155,7 @@ impl FraudService for FraudGrpc {
         &self,
         request: Request<pb::ListLabelsRequest>,
     ) -> Result<Response<pb::ListLabelsResponse>, Status> {
-        let r = request.into_inner();
-        review::list_labels(&self.store, self.partitions, r.page_size, &r.page_token)
+        review::labels_page(&self.store, self.partitions, &request.into_inner())
             .await
             .map(Response::new)
             .map_err(to_status)

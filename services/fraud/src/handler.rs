@@ -205,12 +205,15 @@ impl Handler for FraudHandler {
         let known = erasure::read(&self.store, first.partition, &checked, &erasing)
             .await
             .map_err(err)?;
-        let erased_orders: Vec<String> = known
+        let erased_orders: Vec<(String, String)> = known
             .links
-            .values()
-            .flat_map(|l| erasure::orders_of(l).map(str::to_string))
+            .iter()
+            .flat_map(|(m, l)| {
+                let t = crate::tenant::of_member(m);
+                erasure::orders_of(l).map(move |o| (t.to_string(), o.to_string()))
+            })
             .collect();
-        let labels = erasure::labels_of(&self.store, first.partition, &erased_orders)
+        let reviews = erasure::reviews_of(&self.store, first.partition, &erased_orders)
             .await
             .map_err(err)?;
         let mut erased = known.erased;
@@ -252,7 +255,7 @@ impl Handler for FraudHandler {
                         &member,
                         env.occurred_at_ms,
                         &links,
-                        &labels,
+                        &reviews,
                     );
                     write.push_erasure(r.offset, live.then_some(f.own), f.remote, f.cleanup);
                     erased.insert(member);

@@ -24,6 +24,7 @@
 //! - [`handler`]: the bus handler.
 //! - [`erasure`]: what `user_erased` deletes, keeps and anonymises.
 //! - [`review`]: review queue and labels in the store.
+//! - [`tenant`]: the review RPCs' `tenant_id`: its check, `<tenant>/<order>` fields.
 //! - [`buyer`]: the buyer's profile, asked over gRPC, attached to decisions.
 //! - [`grpc`]: the `FraudService` implementation.
 //! - [`bench`]: the `ScoreOrder` load behind `mesh bench fraud`.
@@ -44,6 +45,7 @@ pub mod model;
 pub mod review;
 pub mod scoring;
 pub mod state;
+pub mod tenant;
 pub mod train;
 
 use std::net::SocketAddr;

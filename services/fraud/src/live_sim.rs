@@ -327,6 +327,7 @@ async fn resolve_queue(
 ) {
     let queue = match fraud
         .get_review_queue(pb::GetReviewQueueRequest {
+            tenant_id: String::new(),
             page_size: 200,
             page_token: String::new(),
         })
@@ -348,6 +349,8 @@ async fn resolve_queue(
         };
         match fraud
             .resolve_review(pb::ResolveReviewRequest {
+                // Naming the tenant spares the service a search for it.
+                tenant_id: d.tenant_id.clone(),
                 order_id: d.order_id.clone(),
                 label: label as i32,
                 reviewer: REVIEWER.into(),

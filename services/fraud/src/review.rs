@@ -1,12 +1,22 @@
 //! The review queue and the labels reviewers give.
 //!
-//! Keys, in the slot of the user's partition (scope `fraud`):
-//! - `review:queue`: sorted set of queued order ids, score = minus the
-//!   order's event time (ms), so the store's "highest first" read returns
-//!   the oldest first;
-//! - `review:items`: hash order id → `ReviewItem` (protobuf, hex);
-//! - `review:labels`: hash order id → `LabelRecord` (protobuf, hex), the
-//!   training data.
+//! Keys, in the slot of the user's partition (scope `fraud`); every member
+//! and field naming an order is `<tenant>/<order_id>`
+//! ([`crate::tenant::order_field`]), since two shops may use the same order
+//! id:
+//! - `review:queue`: sorted set of every tenant's queued orders, score =
+//!   minus the order's event time (ms), so the store's "highest first" read
+//!   returns the oldest first;
+//! - `review:queue:<tenant>`: the same, for one tenant (`GetReviewQueue`
+//!   with a tenant reads only it);
+//! - `review:items`: hash order → `ReviewItem` (protobuf, hex);
+//! - `review:labels`: hash order → `LabelRecord` (protobuf, hex), the
+//!   training data; anonymised labels under `erased:<hash>` fields.
+//!
+//! Fields and members written before they carried the tenant are bare order
+//! ids. The queues and items are rebuilt by `mesh replay`, labels are not
+//! (they are its keeps), so readers still take a bare field, but only when
+//! the record in it is of the tenant asked for.
 //!
 //! The consumer queues an order in the same atomic step that applies the
 //! order's counters, so it is queued exactly once. A resolution is its own
@@ -16,7 +26,11 @@
 //! or a retry repeats one.
 //!
 //! An erasure of the buyer ([`crate::erasure`]) takes the buyer's orders
-//! off the queue and items, and moves their labels to anonymous fields.
+//! off the queues and items, and moves their labels to anonymous fields;
+//! the records keep their tenant, so the tenant's `ListLabels` still
+//! returns them.
+use std::collections::BTreeSet;
+
 use mesh_fraud::FEATURE_NAMES;
 use mesh_proto::fraud::v1 as pb;
 use mesh_store::{HashRead, HashReply, Op, PartitionBatch, Slot, StateStore};
@@ -24,8 +38,9 @@ use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::state::SCOPE;
+use crate::tenant;
 
-/// Sorted set of queued order ids.
+/// Sorted set of every tenant's queued orders.
 pub const QUEUE_KEY: &str = "review:queue";
 /// Hash of queued items.
 pub const ITEMS_KEY: &str = "review:items";
@@ -74,7 +89,9 @@ pub(crate) fn decode<M: Message + Default>(key: &str, s: &str) -> Result<M> {
 /// `erased:<hash of the record>` and the record (hex) with the order id,
 /// user id, event id and buyer context cleared. Features, label, reviewer,
 /// scores and times stay: they are what training reads
-/// ([`crate::train::rows_from_labels`]) and name nobody.
+/// ([`crate::train::rows_from_labels`]) and name nobody. The tenant stays
+/// too (a shop, not a person): the label is still that tenant's training
+/// data ([`labels_page`]).
 pub fn anonymized(rec: &pb::LabelRecord) -> (String, String) {
     use std::hash::{Hash, Hasher};
     let mut rec = rec.clone();
@@ -160,21 +177,75 @@ pub async fn decision_of(
     })
 }
 
+/// A tenant's queue: the same members as [`QUEUE_KEY`], that tenant's only,
+/// so a tenant's page reads no other tenant's backlog.
+pub fn tenant_queue_key(tenant: &str) -> String {
+    format!("{QUEUE_KEY}:{tenant}")
+}
+
 /// Ops that queue an order (applied with the order's record).
 pub fn enqueue_ops(item: &pb::ReviewItem) -> Vec<Op> {
     let d = item.decision.clone().unwrap_or_default();
+    let member = tenant::order_field(&d.tenant_id, &d.order_id);
+    let score = -(d.occurred_at_ms as f64);
     vec![
         Op::ZSet {
             key: QUEUE_KEY.into(),
-            member: d.order_id.clone(),
-            score: -(d.occurred_at_ms as f64),
+            member: member.clone(),
+            score,
+        },
+        Op::ZSet {
+            key: tenant_queue_key(&d.tenant_id),
+            member: member.clone(),
+            score,
         },
         Op::HSet {
             key: ITEMS_KEY.into(),
-            field: d.order_id,
+            field: member,
             value: hex(&item.encode_to_vec()),
         },
     ]
+}
+
+/// Ops that take an order off both queues.
+pub fn dequeue_ops(tenant: &str, order_id: &str) -> Vec<Op> {
+    let member = tenant::order_field(tenant, order_id);
+    vec![
+        Op::ZRem {
+            key: QUEUE_KEY.into(),
+            member: member.clone(),
+        },
+        Op::ZRem {
+            key: tenant_queue_key(tenant),
+            member,
+        },
+    ]
+}
+
+/// The decision a stored item or label carries (`key` says which).
+fn decision_in(key: &str, raw: &str) -> Result<Option<pb::Decision>> {
+    Ok(if key == LABELS_KEY {
+        decode::<pb::LabelRecord>(key, raw)?
+            .item
+            .and_then(|i| i.decision)
+    } else {
+        decode::<pb::ReviewItem>(key, raw)?.decision
+    })
+}
+
+/// Whether a stored decision is the one of `order_id` of `tenant` (a field
+/// written before fields carried the tenant is a bare order id, and may be
+/// another tenant's order of the same id).
+fn names(d: Option<&pb::Decision>, tenant: &str, order_id: &str) -> bool {
+    d.is_some_and(|d| d.tenant_id == tenant && d.order_id == order_id)
+}
+
+/// The tenant a label belongs to (an anonymised label keeps it).
+pub fn label_tenant(rec: &pb::LabelRecord) -> &str {
+    rec.item
+        .as_ref()
+        .and_then(|i| i.decision.as_ref())
+        .map_or("", |d| d.tenant_id.as_str())
 }
 
 /// A position in a listing: `(time, order id)` of the last item returned.
@@ -193,17 +264,39 @@ fn page_size(asked: u32, default: u32, max: u32) -> usize {
     (if asked == 0 { default } else { asked.min(max) }) as usize
 }
 
-/// One page of the queue, oldest first.
+/// One page of every tenant's queue, oldest first.
 pub async fn list_queue(
     store: &StateStore,
     partitions: i32,
     page_size_asked: u32,
     token: &str,
 ) -> Result<pb::GetReviewQueueResponse> {
-    let after = parse_token(token)?;
-    let size = page_size(page_size_asked, 50, 500);
+    let req = pb::GetReviewQueueRequest {
+        page_size: page_size_asked,
+        page_token: token.to_string(),
+        tenant_id: String::new(),
+    };
+    queue_page(store, partitions, &req).await
+}
+
+/// One page of the queue of `tenant_id` (empty: every tenant's), oldest
+/// first. A tenant's page reads that tenant's queue only, so it is full
+/// unless it is the last.
+pub async fn queue_page(
+    store: &StateStore,
+    partitions: i32,
+    req: &pb::GetReviewQueueRequest,
+) -> Result<pb::GetReviewQueueResponse> {
+    tenant::check(&req.tenant_id)?;
+    let after = parse_token(&req.page_token)?;
+    let size = page_size(req.page_size, 50, 500);
+    let key = if req.tenant_id.is_empty() {
+        QUEUE_KEY.to_string()
+    } else {
+        tenant_queue_key(&req.tenant_id)
+    };
     let tops = futures::future::try_join_all(
-        (0..partitions).map(|p| store.ztop(slot(p), QUEUE_KEY, QUEUE_SCAN)),
+        (0..partitions).map(|p| store.ztop(slot(p), &key, QUEUE_SCAN)),
     )
     .await?;
     let mut queued: Vec<(i64, String, i32)> = tops
@@ -224,10 +317,10 @@ pub async fn list_queue(
     queued.truncate(size);
     let reads: Vec<HashRead<'_>> = queued
         .iter()
-        .map(|(_, id, p)| HashRead::Fields {
+        .map(|(_, member, p)| HashRead::Fields {
             slot: slot(*p),
             key: ITEMS_KEY.into(),
-            fields: vec![id.clone()],
+            fields: vec![member.clone()],
         })
         .collect();
     let replies = store.hread_many(&reads).await?;
@@ -249,49 +342,135 @@ pub async fn list_queue(
     })
 }
 
-/// Finds the queued item and any label of `order_id`, in one round trip.
-async fn find(
-    store: &StateStore,
-    partitions: i32,
-    order_id: &str,
-) -> Result<(Option<(i32, pb::ReviewItem)>, Option<pb::LabelRecord>)> {
+/// What the store holds of one order of one tenant.
+#[derive(Debug, Default)]
+struct Found {
+    /// Its item: partition, whether under the bare order id (written before
+    /// fields carried the tenant), the item.
+    item: Option<(i32, bool, pb::ReviewItem)>,
+    /// Its label, if resolved.
+    label: Option<pb::LabelRecord>,
+}
+
+/// Finds the item and any label of `order_id` of `tenant`, in one round
+/// trip. Another tenant's order of the same id is not found.
+async fn find(store: &StateStore, partitions: i32, tenant: &str, order_id: &str) -> Result<Found> {
+    let fields = vec![tenant::order_field(tenant, order_id), order_id.to_string()];
     let mut reads = Vec::with_capacity(2 * partitions as usize);
     for p in 0..partitions {
         for key in [ITEMS_KEY, LABELS_KEY] {
             reads.push(HashRead::Fields {
                 slot: slot(p),
                 key: key.into(),
-                fields: vec![order_id.to_string()],
+                fields: fields.clone(),
             });
         }
     }
     let replies = store.hread_many(&reads).await?;
-    let (mut item, mut label) = (None, None);
+    let mut found = Found::default();
     for (i, reply) in replies.into_iter().enumerate() {
         let HashReply::Fields(v) = reply else {
             continue;
         };
-        let Some(Some(raw)) = v.into_iter().next() else {
-            continue;
-        };
         let p = (i / 2) as i32;
-        if i % 2 == 0 {
-            item = Some((p, decode(ITEMS_KEY, &raw)?));
-        } else {
-            label = Some(decode(LABELS_KEY, &raw)?);
+        for (j, raw) in v.into_iter().enumerate() {
+            let Some(raw) = raw else { continue };
+            if i % 2 == 0 {
+                let item: pb::ReviewItem = decode(ITEMS_KEY, &raw)?;
+                if found.item.is_none() && names(item.decision.as_ref(), tenant, order_id) {
+                    found.item = Some((p, j == 1, item));
+                }
+            } else {
+                let label: pb::LabelRecord = decode(LABELS_KEY, &raw)?;
+                let d = label.item.as_ref().and_then(|i| i.decision.as_ref());
+                if found.label.is_none() && names(d, tenant, order_id) {
+                    found.label = Some(label);
+                }
+            }
         }
     }
-    Ok((item, label))
+    Ok(found)
 }
 
-/// Takes `order_id` off the queue and records its label; returns the label
-/// and whether it had been recorded before.
+/// Tenants with an order `order_id` under `key` (items or labels), in one
+/// round trip: the fields of every partition, and the bare order id of a
+/// field written before fields carried the tenant. For a resolution that
+/// names no tenant.
+async fn owners(
+    store: &StateStore,
+    partitions: i32,
+    key: &'static str,
+    order_id: &str,
+) -> Result<BTreeSet<String>> {
+    let mut reads = Vec::with_capacity(2 * partitions as usize);
+    for p in 0..partitions {
+        reads.push(HashRead::Keys {
+            slot: slot(p),
+            key: key.into(),
+        });
+        reads.push(HashRead::Fields {
+            slot: slot(p),
+            key: key.into(),
+            fields: vec![order_id.to_string()],
+        });
+    }
+    let mut tenants = BTreeSet::new();
+    for reply in store.hread_many(&reads).await? {
+        match reply {
+            HashReply::Keys(fields) => tenants.extend(
+                fields
+                    .iter()
+                    .filter_map(|f| tenant::split(f))
+                    .filter(|(_, o)| *o == order_id)
+                    .map(|(t, _)| t.to_string()),
+            ),
+            HashReply::Fields(v) => {
+                for raw in v.into_iter().flatten() {
+                    if let Some(d) = decision_in(key, &raw)? {
+                        if d.order_id == order_id {
+                            tenants.insert(d.tenant_id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(tenants)
+}
+
+/// The one tenant with an order `order_id` queued or labelled; `None` when
+/// there is none, INVALID_ARGUMENT (`tenant_id`) when several tenants use
+/// that order id.
+async fn owner(store: &StateStore, partitions: i32, order_id: &str) -> Result<Option<String>> {
+    let mut tenants = owners(store, partitions, ITEMS_KEY, order_id).await?;
+    if tenants.is_empty() {
+        // Items stay after a resolution; a label without one is left by a
+        // replay whose model no longer sends the order to review.
+        tenants = owners(store, partitions, LABELS_KEY, order_id).await?;
+    }
+    if tenants.len() > 1 {
+        return Err(Error::invalid(
+            "tenant_id",
+            format!(
+                "order {order_id} is an order of {} tenants; name its tenant",
+                tenants.len()
+            ),
+        ));
+    }
+    Ok(tenants.pop_first())
+}
+
+/// Takes `order_id` (of `tenant_id`, or of the one tenant that has it when
+/// empty) off the queue and records its label; returns the label and
+/// whether it had been recorded before. Another tenant's order answers
+/// NOT_FOUND, as an order never queued.
 pub async fn resolve(
     store: &StateStore,
     partitions: i32,
     req: &pb::ResolveReviewRequest,
     now_ms: i64,
 ) -> Result<(pb::LabelRecord, bool)> {
+    tenant::check(&req.tenant_id)?;
     // Bounded: the NOT_FOUND answer names the order, and a 100 KB id in
     // the status message broke the caller's HTTP/2 connection.
     if req.order_id.trim().is_empty() || req.order_id.len() > 256 {
@@ -309,15 +488,21 @@ pub async fn resolve(
     if req.reviewer.trim().is_empty() || req.reviewer.len() > 128 {
         return Err(Error::invalid("reviewer", "required, 1..=128 characters"));
     }
-    let (item, existing) = find(store, partitions, &req.order_id).await?;
-    if let Some(l) = existing {
+    let not_found =
+        || Error::NotFound(format!("order {} is not in the review queue", req.order_id));
+    let tenant = if req.tenant_id.is_empty() {
+        owner(store, partitions, &req.order_id)
+            .await?
+            .ok_or_else(not_found)?
+    } else {
+        req.tenant_id.clone()
+    };
+    let found = find(store, partitions, &tenant, &req.order_id).await?;
+    if let Some(l) = found.label {
         return Ok((l, true));
     }
-    let Some((partition, item)) = item else {
-        return Err(Error::NotFound(format!(
-            "order {} is not in the review queue",
-            req.order_id
-        )));
+    let Some((partition, bare, item)) = found.item else {
+        return Err(not_found());
     };
     let record = pb::LabelRecord {
         item: Some(item),
@@ -333,54 +518,73 @@ pub async fn resolve(
         .unwrap_or_default();
     let stream = format!("review-resolution/{:016x}", rand::random::<u64>());
     let mut batch = PartitionBatch::new(stream, partition);
-    batch.push(
-        0,
-        vec![
-            // The buyer's erasure may have landed since the item was read:
-            // then no label naming them is written.
-            mesh_store::erasure::guard(&buyer),
-            Op::HSetNx {
-                key: LABELS_KEY.into(),
-                field: req.order_id.clone(),
-                value: hex(&record.encode_to_vec()),
-            },
-            Op::ZRem {
-                key: QUEUE_KEY.into(),
-                member: req.order_id.clone(),
-            },
-        ],
-    );
+    let mut ops = vec![
+        // The buyer's erasure may have landed since the item was read:
+        // then no label naming them is written.
+        mesh_store::erasure::guard(&buyer),
+        Op::HSetNx {
+            key: LABELS_KEY.into(),
+            field: tenant::order_field(&tenant, &req.order_id),
+            value: hex(&record.encode_to_vec()),
+        },
+    ];
+    ops.extend(dequeue_ops(&tenant, &req.order_id));
+    if bare {
+        ops.push(Op::ZRem {
+            key: QUEUE_KEY.into(),
+            member: req.order_id.clone(),
+        });
+    }
+    batch.push(0, ops);
     store.apply(SCOPE, &batch).await?;
-    match find(store, partitions, &req.order_id).await?.1 {
+    match find(store, partitions, &tenant, &req.order_id).await?.label {
         // The buyer was erased meanwhile: the guard wrote nothing.
-        None => Err(Error::NotFound(format!(
-            "order {} is not in the review queue",
-            req.order_id
-        ))),
+        None => Err(not_found()),
         // Someone resolved it between our read and our write: theirs stands.
         Some(l) if l != record => Ok((l, true)),
         Some(_) => Ok((record, false)),
     }
 }
 
-/// One page of labels, in resolution order.
+/// One page of every tenant's labels, in resolution order.
 pub async fn list_labels(
     store: &StateStore,
     partitions: i32,
     page_size_asked: u32,
     token: &str,
 ) -> Result<pb::ListLabelsResponse> {
-    let after = parse_token(token)?;
-    let size = page_size(page_size_asked, 100, 1000);
+    let req = pb::ListLabelsRequest {
+        page_size: page_size_asked,
+        page_token: token.to_string(),
+        tenant_id: String::new(),
+    };
+    labels_page(store, partitions, &req).await
+}
+
+/// One page of the labels of `tenant_id` (empty: every tenant's), in
+/// resolution order. A label's tenant is the one in its record, which an
+/// anonymised label keeps ([`anonymized`]), so training data of a tenant
+/// outlives its buyers' erasures.
+pub async fn labels_page(
+    store: &StateStore,
+    partitions: i32,
+    req: &pb::ListLabelsRequest,
+) -> Result<pb::ListLabelsResponse> {
+    tenant::check(&req.tenant_id)?;
+    let after = parse_token(&req.page_token)?;
+    let size = page_size(req.page_size, 100, 1000);
     let keys: Vec<(Slot<'_>, String)> = (0..partitions)
         .map(|p| (slot(p), LABELS_KEY.to_string()))
         .collect();
     let hashes = store.hgetall_many(&keys).await?;
     let mut labels = Vec::new();
     for h in hashes {
-        for (order_id, raw) in h {
+        for (field, raw) in h {
             let rec: pb::LabelRecord = decode(LABELS_KEY, &raw)?;
-            let pos = (rec.resolved_at_ms, order_id);
+            if !req.tenant_id.is_empty() && label_tenant(&rec) != req.tenant_id {
+                continue;
+            }
+            let pos = (rec.resolved_at_ms, field);
             if after
                 .as_ref()
                 .is_none_or(|(t, id)| (pos.0, pos.1.as_str()) > (*t, id.as_str()))
@@ -403,7 +607,7 @@ pub async fn list_labels(
     })
 }
 
-/// Takes every labelled order off the review queue; returns how many were
+/// Takes every labelled order off the review queues; returns how many were
 /// queued. After a replay has re-queued every REVIEW order, this restores
 /// what reviewers had resolved.
 pub async fn drop_labelled(store: &StateStore, partitions: i32) -> Result<u64> {
@@ -421,18 +625,26 @@ pub async fn drop_labelled(store: &StateStore, partitions: i32) -> Result<u64> {
             .into_iter()
             .map(|(m, _)| m)
             .collect();
-        let ops: Vec<Op> = labels
-            .into_keys()
-            .filter(|id| queued.contains(id))
-            .map(|member| Op::ZRem {
-                key: QUEUE_KEY.into(),
-                member,
-            })
-            .collect();
+        let mut ops = Vec::new();
+        for raw in labels.values() {
+            // The record names its order whatever the field (bare order
+            // ids before fields carried the tenant); an anonymised one
+            // names none, and its order was erased off the queue.
+            let rec: pb::LabelRecord = decode(LABELS_KEY, raw)?;
+            let Some(d) = rec.item.and_then(|i| i.decision) else {
+                continue;
+            };
+            if d.order_id.is_empty()
+                || !queued.contains(&tenant::order_field(&d.tenant_id, &d.order_id))
+            {
+                continue;
+            }
+            dropped += 1;
+            ops.extend(dequeue_ops(&d.tenant_id, &d.order_id));
+        }
         if ops.is_empty() {
             continue;
         }
-        dropped += ops.len() as u64;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
@@ -463,5 +675,57 @@ mod tests {
             Some((12, "o:1".to_string()))
         );
         assert!(parse_token("nonsense").is_err());
+    }
+
+    #[test]
+    fn an_anonymised_label_keeps_its_tenant_and_nothing_of_the_buyer() {
+        let rec = pb::LabelRecord {
+            item: Some(pb::ReviewItem {
+                decision: Some(pb::Decision {
+                    tenant_id: "shop-a".into(),
+                    user_id: "u1".into(),
+                    order_id: "o1".into(),
+                    event_id: "e1".into(),
+                    ..Default::default()
+                }),
+                features: vec![1.0, 2.0],
+            }),
+            label: pb::Label::Fraud as i32,
+            reviewer: "rev".into(),
+            resolved_at_ms: 5,
+        };
+        let (field, value) = anonymized(&rec);
+        assert!(field.starts_with("erased:"), "{field}");
+        let kept: pb::LabelRecord = decode(LABELS_KEY, &value).unwrap();
+        assert_eq!(label_tenant(&kept), "shop-a");
+        let d = kept.item.unwrap().decision.unwrap();
+        assert_eq!((d.user_id, d.order_id, d.event_id), Default::default());
+    }
+
+    #[test]
+    fn an_order_is_queued_for_every_tenant_and_its_own() {
+        let item = pb::ReviewItem {
+            decision: Some(pb::Decision {
+                tenant_id: "shop-a".into(),
+                order_id: "o1".into(),
+                occurred_at_ms: 7,
+                ..Default::default()
+            }),
+            features: Vec::new(),
+        };
+        let ops = enqueue_ops(&item);
+        for key in [QUEUE_KEY.to_string(), tenant_queue_key("shop-a")] {
+            assert!(ops.contains(&Op::ZSet {
+                key,
+                member: "shop-a/o1".into(),
+                score: -7.0
+            }));
+        }
+        assert!(ops
+            .iter()
+            .any(|op| matches!(op, Op::HSet { key, field, .. } if key == ITEMS_KEY && field == "shop-a/o1")));
+        assert!(dequeue_ops("shop-a", "o1")
+            .iter()
+            .all(|op| matches!(op, Op::ZRem { member, .. } if member == "shop-a/o1")));
     }
 }

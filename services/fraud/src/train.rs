@@ -98,6 +98,7 @@ pub async fn labels_over_grpc(addr: &str) -> Result<Vec<pb::LabelRecord>> {
     loop {
         let page = client
             .list_labels(pb::ListLabelsRequest {
+                tenant_id: String::new(),
                 page_size: 1000,
                 page_token: token,
             })

@@ -250,6 +250,7 @@ async fn an_erased_user_leaves_no_trace_and_stays_erased_through_a_replay() {
         &s.store,
         PARTITIONS,
         &pb::ResolveReviewRequest {
+            tenant_id: String::new(),
             order_id: a1.clone(),
             label: pb::Label::Fraud as i32,
             reviewer: "rev-1".into(),
@@ -307,6 +308,7 @@ async fn an_erased_user_leaves_no_trace_and_stays_erased_through_a_replay() {
                 &store,
                 PARTITIONS,
                 &pb::ResolveReviewRequest {
+                    tenant_id: String::new(),
                     order_id: a1.clone(),
                     label: pb::Label::Legit as i32,
                     reviewer: "rev-2".into(),

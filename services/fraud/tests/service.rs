@@ -187,6 +187,7 @@ async fn review_then_resolve_round_trip() {
         let q = h
             .client
             .get_review_queue(pb::GetReviewQueueRequest {
+                tenant_id: String::new(),
                 page_size: 10,
                 page_token: String::new(),
             })
@@ -213,6 +214,7 @@ async fn review_then_resolve_round_trip() {
     assert_eq!(item.features.len(), mesh_fraud::FEATURE_NAMES.len());
 
     let req = pb::ResolveReviewRequest {
+        tenant_id: String::new(),
         order_id: "o-review".into(),
         label: pb::Label::Fraud as i32,
         reviewer: "alice".into(),

@@ -140,7 +140,7 @@ async fn main() {
     for i in 0..STOPS {
         feeder.apply(&order(i)).await;
     }
-    let wave_id = "wh|r|2026-11-21";
+    let wave_id = "bench|wh|r|2026-11-21";
     let t = Instant::now();
     let first = wave::plan_wave(&store, PARTITIONS, &routing, wave_id, NOW, None)
         .await

@@ -9,6 +9,12 @@
 //!   `delivered`, ...).
 //! - `w:<wave>`: wave membership, one field per order key.
 //! - `waves`: the wave index, one field per wave id.
+//!
+//! A wave id is `<tenant>|<warehouse>|<region>|<yyyy-mm-dd>` ([`wave_id`],
+//! read back by [`WaveParts::parse`]): orders of different tenants never
+//! share a wave, and a wave's tenant is known from its id alone, so the
+//! RPCs scope waves without reading them. Ids written before waves carried
+//! the tenant (`<warehouse>|<region>|<day>`) still parse, with no tenant.
 //! - `d:<tenant>/<series>`: a tenant's daily demand, one float field per
 //!   day (days since 1970-01-01), see [`series_keys`] and [`tenant_series`].
 //! - `series`: the series index, one field `<tenant>/<series>` per series.
@@ -99,9 +105,18 @@ fn clean(s: &str, default: &str) -> String {
     }
 }
 
-/// The wave an order joins: `<warehouse>|<region>|<yyyy-mm-dd>` of the
-/// promised window's start (the order time when there is no window).
-pub fn wave_id(o: &OrderPlaced, occurred_at_ms: i64, default_warehouse: &str) -> String {
+/// The wave an order of `tenant` joins:
+/// `<tenant>|<warehouse>|<region>|<yyyy-mm-dd>` of the promised window's
+/// start (the order time when there is no window).
+pub fn wave_id(
+    tenant: &str,
+    o: &OrderPlaced,
+    occurred_at_ms: i64,
+    default_warehouse: &str,
+) -> String {
+    // Tenant ids hold no `|` (ingest checks them); cleaned all the same so
+    // a wave id always has its four parts.
+    let tenant = clean(tenant, "");
     let warehouse = clean(&o.warehouse_id, default_warehouse);
     let region = clean(
         o.ship_to.as_ref().map(|l| l.region.as_str()).unwrap_or(""),
@@ -112,7 +127,49 @@ pub fn wave_id(o: &OrderPlaced, occurred_at_ms: i64, default_warehouse: &str) ->
     } else {
         occurred_at_ms
     };
-    format!("{warehouse}|{region}|{}", day_name(day_of(at)))
+    format!("{tenant}|{warehouse}|{region}|{}", day_name(day_of(at)))
+}
+
+/// The parts of a wave id ([`wave_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaveParts<'a> {
+    /// The tenant whose orders the wave holds; empty for an id written
+    /// before waves carried the tenant.
+    pub tenant: &'a str,
+    pub warehouse: &'a str,
+    pub region: &'a str,
+    /// `yyyy-mm-dd`.
+    pub day: &'a str,
+}
+
+impl<'a> WaveParts<'a> {
+    /// Splits `<tenant>|<warehouse>|<region>|<day>`, or the older
+    /// `<warehouse>|<region>|<day>` (no tenant). Missing parts are empty.
+    pub fn parse(wave: &'a str) -> Self {
+        let parts: Vec<&str> = wave.splitn(4, '|').collect();
+        let at = |i: usize| parts.get(i).copied().unwrap_or_default();
+        if parts.len() == 4 {
+            WaveParts {
+                tenant: at(0),
+                warehouse: at(1),
+                region: at(2),
+                day: at(3),
+            }
+        } else {
+            WaveParts {
+                tenant: "",
+                warehouse: at(0),
+                region: at(1),
+                day: at(2),
+            }
+        }
+    }
+
+    /// Whether the wave belongs to `tenant`; every wave does when `tenant`
+    /// is empty (admin, service and open-mesh callers).
+    pub fn visible_to(&self, tenant: &str) -> bool {
+        tenant.is_empty() || self.tenant == tenant
+    }
 }
 
 /// The warehouse an order ships from (`default_warehouse` when it names none).
@@ -202,7 +259,7 @@ pub fn ops(e: &Envelope, default_warehouse: &str) -> Vec<Op> {
 
 fn placed(e: &Envelope, o: &OrderPlaced, default_warehouse: &str) -> Vec<Op> {
     let key = order_key(&e.tenant_id, &o.order_id);
-    let wave = wave_id(o, e.occurred_at_ms, default_warehouse);
+    let wave = wave_id(&e.tenant_id, o, e.occurred_at_ms, default_warehouse);
     let warehouse = warehouse_of(o, default_warehouse);
     let loc = o.ship_to.clone().unwrap_or_default();
     let units: i64 = o.items.iter().map(|i| i64::from(i.quantity)).sum();
@@ -249,7 +306,7 @@ pub fn placement(e: &Envelope, default_warehouse: &str) -> Option<(String, Strin
     match e.body.as_ref()? {
         Body::OrderPlaced(o) => Some((
             stop_id(&e.tenant_id, &o.order_id),
-            wave_id(o, e.occurred_at_ms, default_warehouse),
+            wave_id(&e.tenant_id, o, e.occurred_at_ms, default_warehouse),
         )),
         _ => None,
     }
@@ -312,10 +369,12 @@ mod tests {
     #[test]
     fn placed_order_joins_its_wave_and_counts_demand() {
         let ops = ops(&order("card"), "default");
-        assert!(ops.contains(&set("o:shop/o1", "wave", "wh_1|north|2025-11-28")));
-        assert!(ops.contains(&set("w:wh_1|north|2025-11-28", "shop/o1", 1)));
+        let wave = "shop|wh_1|north|2025-11-28";
+        assert!(ops.contains(&set("o:shop/o1", "wave", wave)));
+        assert!(ops.contains(&set(&wave_key(wave), "shop/o1", 1)));
+        assert!(ops.contains(&set(WAVES, wave, 1)));
         assert!(ops.contains(&set("o:shop/o1", "demand", 3)));
-        assert!(ops.contains(&set("buyer:shop/u1", "shop/o1", "wh_1|north|2025-11-28")));
+        assert!(ops.contains(&set("buyer:shop/u1", "shop/o1", wave)));
         assert!(!ops
             .iter()
             .any(|o| matches!(o, Op::HSet { field, .. } if field == "cod")));
@@ -333,6 +392,31 @@ mod tests {
             split_tenant_series("shop/sku:a/b@wh"),
             Some(("shop", "sku:a/b@wh"))
         );
+    }
+
+    #[test]
+    fn wave_ids_carry_the_tenant_and_parse_back() {
+        let lab = Envelope {
+            tenant_id: "lab".into(),
+            ..order("card")
+        };
+        let (_, a) = placement(&order("card"), "d").unwrap();
+        let (_, b) = placement(&lab, "d").unwrap();
+        assert_ne!(a, b, "two tenants' orders share no wave");
+        let p = WaveParts::parse(&b);
+        assert_eq!(
+            (p.tenant, p.warehouse, p.region, p.day),
+            ("lab", "wh_1", "north", "2025-11-28")
+        );
+        assert!(p.visible_to("lab") && p.visible_to(""));
+        assert!(!p.visible_to("shop") && !p.visible_to("la"));
+        // An id written before waves carried the tenant: no tenant.
+        let old = WaveParts::parse("wh|north|2025-11-28");
+        assert_eq!(
+            (old.tenant, old.warehouse, old.day),
+            ("", "wh", "2025-11-28")
+        );
+        assert!(!old.visible_to("shop") && old.visible_to(""));
     }
 
     #[test]

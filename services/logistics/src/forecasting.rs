@@ -11,12 +11,15 @@
 //! adds a biased, noisy last point; leaving it out costs one day of
 //! latency and keeps every point comparable.
 //!
-//! Stock: `SetStock` writes the baseline `on_hand,on_order` of a SKU in
-//! `stock:<warehouse>` and resets its field in `sold:<warehouse>`; order
-//! lines placed at the warehouse add to `sold` and cancellations before
-//! shipment take it back ([`crate::stock`]), so on-hand is the baseline
-//! minus `sold`.
-use std::collections::BTreeMap;
+//! Stock belongs to a tenant: `SetStock` writes the baseline
+//! `on_hand,on_order` of a SKU in `stock:<tenant>/<warehouse>`, resets its
+//! field in `sold:<tenant>/<warehouse>` and names the tenant in
+//! `stock:tenants@<warehouse>`; the tenant's order lines placed at the
+//! warehouse add to `sold` and cancellations before shipment take it back
+//! ([`crate::stock`]), so on-hand is the baseline minus `sold`. Every
+//! tenant's stock of a warehouse lives in the warehouse's slot
+//! ([`stock_slot`]). A tenant's stock is planned from that tenant's demand.
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use mesh_forecast::{Method, Suggestion};
@@ -100,8 +103,7 @@ pub async fn series_keys(
 }
 
 /// Units per day of a series, summed over every partition: one tenant's
-/// demand, or every tenant's summed when `tenant` is empty (warehouse
-/// stock, which tenants share, is planned from the sum).
+/// demand, or every tenant's summed when `tenant` is empty.
 pub async fn load_series(
     store: &StateStore,
     partitions: i32,
@@ -224,16 +226,29 @@ pub async fn forecast(
     Ok(f)
 }
 
-fn stock_key(warehouse: &str) -> String {
-    format!("stock:{warehouse}")
+/// Key of a tenant's stock baseline at a warehouse: one field per SKU,
+/// value `on_hand,on_order`.
+pub fn stock_key(tenant: &str, warehouse: &str) -> String {
+    format!("stock:{tenant}/{warehouse}")
 }
 
-/// Key of the units sold per SKU of a warehouse since its stock was set.
-pub fn sold_key(warehouse: &str) -> String {
-    format!("sold:{warehouse}")
+/// Key of the units of a tenant sold per SKU at a warehouse since its stock
+/// was set.
+pub fn sold_key(tenant: &str, warehouse: &str) -> String {
+    format!("sold:{tenant}/{warehouse}")
 }
 
-/// Slot of a warehouse's stock.
+/// Key of the tenants with stock set at a warehouse (one field per tenant):
+/// what an every-tenant read of the warehouse walks. Under `stock:`, so
+/// `mesh replay` keeps it with the stock; `@` never occurs in a tenant id,
+/// so it cannot be a tenant's [`stock_key`].
+pub fn stock_tenants_key(warehouse: &str) -> String {
+    format!("stock:tenants@{warehouse}")
+}
+
+/// Slot of a warehouse's stock, every tenant's: an every-tenant read of a
+/// warehouse reads one slot, and the stream's stock batches are per
+/// warehouse slot.
 pub fn stock_slot(warehouse: &str, partitions: i32) -> Slot<'static> {
     Slot {
         scope: SCOPE,
@@ -260,12 +275,15 @@ impl StockVersions {
     }
 }
 
-/// Sets the stock of one SKU in one warehouse.
+/// Sets `tenant`'s stock of one SKU in one warehouse. Stock always belongs
+/// to a tenant (only that tenant's orders move it), so an empty `tenant`
+/// is refused, after the other fields are checked.
 #[allow(clippy::too_many_arguments)]
 pub async fn set_stock(
     store: &StateStore,
     partitions: i32,
     versions: &StockVersions,
+    tenant: &str,
     warehouse: &str,
     sku: &str,
     on_hand: f64,
@@ -287,21 +305,32 @@ pub async fn set_stock(
             format!("{on_order} must be finite and >= 0"),
         ));
     }
+    if tenant.is_empty() {
+        return Err(invalid(
+            "tenant_id",
+            "required to set stock: stock belongs to the tenant whose orders sell it",
+        ));
+    }
     let slot = stock_slot(warehouse, partitions);
     let mut batch = PartitionBatch::new(format!("stock/{warehouse}"), slot.partition);
     batch.push(
         versions.next(now_ms),
         vec![
             Op::HSet {
-                key: stock_key(warehouse),
+                key: stock_key(tenant, warehouse),
                 field: sku.to_string(),
                 value: format!("{on_hand},{on_order}"),
             },
             // The new baseline counts everything sold so far.
             Op::HSet {
-                key: sold_key(warehouse),
+                key: sold_key(tenant, warehouse),
                 field: sku.to_string(),
                 value: "0".into(),
+            },
+            Op::HSet {
+                key: stock_tenants_key(warehouse),
+                field: tenant.to_string(),
+                value: "1".into(),
             },
         ],
     );
@@ -309,19 +338,12 @@ pub async fn set_stock(
     Ok(())
 }
 
-/// Stock of every SKU of a warehouse: `(sku, on_hand, on_order)`, by SKU;
-/// on-hand is the baseline set by `SetStock` minus the units sold since.
-pub async fn stock(
-    store: &StateStore,
-    partitions: i32,
-    warehouse: &str,
-) -> Result<Vec<(String, f64, f64)>> {
-    let slot = stock_slot(warehouse, partitions);
-    let mut h = store
-        .hgetall_many(&[(slot, stock_key(warehouse)), (slot, sold_key(warehouse))])
-        .await?;
-    let sold = h.pop().unwrap_or_default();
-    let base = h.pop().unwrap_or_default();
+/// `(sku, on_hand, on_order)` by SKU from a baseline hash and its sold
+/// hash: on-hand is the baseline minus the units sold since.
+fn levels(
+    base: HashMap<String, String>,
+    sold: &HashMap<String, String>,
+) -> Vec<(String, f64, f64)> {
     let mut out: Vec<_> = base
         .into_iter()
         .filter_map(|(sku, v)| {
@@ -332,40 +354,123 @@ pub async fn stock(
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// `tenant`'s stock of every SKU of a warehouse: `(sku, on_hand, on_order)`,
+/// by SKU; on-hand is the baseline set by `SetStock` minus the units sold
+/// since.
+pub async fn stock(
+    store: &StateStore,
+    partitions: i32,
+    tenant: &str,
+    warehouse: &str,
+) -> Result<Vec<(String, f64, f64)>> {
+    let slot = stock_slot(warehouse, partitions);
+    let mut h = store
+        .hgetall_many(&[
+            (slot, stock_key(tenant, warehouse)),
+            (slot, sold_key(tenant, warehouse)),
+        ])
+        .await?;
+    let sold = h.pop().unwrap_or_default();
+    let base = h.pop().unwrap_or_default();
+    Ok(levels(base, &sold))
+}
+
+/// Every tenant's stock at a warehouse: `(tenant, sku, on_hand, on_order)`,
+/// by tenant and SKU.
+pub async fn stock_of_every_tenant(
+    store: &StateStore,
+    partitions: i32,
+    warehouse: &str,
+) -> Result<Vec<(String, String, f64, f64)>> {
+    let slot = stock_slot(warehouse, partitions);
+    let mut tenants: Vec<String> = store
+        .hgetall(slot, &stock_tenants_key(warehouse))
+        .await?
+        .into_keys()
+        .collect();
+    tenants.sort();
+    let keys: Vec<_> = tenants
+        .iter()
+        .flat_map(|t| {
+            [
+                (slot, stock_key(t, warehouse)),
+                (slot, sold_key(t, warehouse)),
+            ]
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut hashes = store.hgetall_many(&keys).await?.into_iter();
+    let mut out = Vec::new();
+    for t in tenants {
+        let base = hashes.next().unwrap_or_default();
+        let sold = hashes.next().unwrap_or_default();
+        out.extend(
+            levels(base, &sold)
+                .into_iter()
+                .map(|(sku, a, b)| (t.clone(), sku, a, b)),
+        );
+    }
     Ok(out)
 }
 
-/// The reorder suggestion for one SKU of a warehouse from its demand at
-/// that warehouse (`sku:<sku>@<warehouse>`); no demand yet means a zero
-/// forecast.
+/// Stock levels of a warehouse as `(sku, on_hand, on_order)`, by SKU:
+/// `tenant`'s, or every tenant's summed per SKU when `tenant` is empty.
+pub async fn stock_levels(
+    store: &StateStore,
+    partitions: i32,
+    tenant: &str,
+    warehouse: &str,
+) -> Result<Vec<(String, f64, f64)>> {
+    if !tenant.is_empty() {
+        return stock(store, partitions, tenant, warehouse).await;
+    }
+    let mut by_sku: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (_, sku, on_hand, on_order) in stock_of_every_tenant(store, partitions, warehouse).await? {
+        let e = by_sku.entry(sku).or_default();
+        e.0 += on_hand;
+        e.1 += on_order;
+    }
+    Ok(by_sku.into_iter().map(|(s, (a, b))| (s, a, b)).collect())
+}
+
+/// The reorder suggestion for one SKU of a warehouse from `tenant`'s demand
+/// at that warehouse (`sku:<sku>@<warehouse>`; every tenant's summed when
+/// `tenant` is empty); no demand yet means a zero forecast.
 #[allow(clippy::too_many_arguments)]
 pub async fn suggestion(
     store: &StateStore,
     partitions: i32,
     inv: &Inventory,
+    tenant: &str,
     warehouse: &str,
     sku: &str,
     on_hand: f64,
     on_order: f64,
     now_ms: i64,
 ) -> Result<Suggestion> {
-    let f = lead_time_forecast(store, partitions, inv, warehouse, sku, now_ms).await?;
+    let f = lead_time_forecast(store, partitions, inv, tenant, warehouse, sku, now_ms).await?;
     suggest(inv, on_hand, on_order, &f)
 }
 
-/// The forecast of a SKU's demand at a warehouse over the lead time. It
-/// changes once a day (complete days only), so callers may keep it for the
-/// day.
+/// The forecast of `tenant`'s demand of a SKU at a warehouse over the lead
+/// time (every tenant's summed when `tenant` is empty). It changes once a
+/// day (complete days only), so callers may keep it for the day.
 pub async fn lead_time_forecast(
     store: &StateStore,
     partitions: i32,
     inv: &Inventory,
+    tenant: &str,
     warehouse: &str,
     sku: &str,
     now_ms: i64,
 ) -> Result<mesh_forecast::Forecast> {
     let horizon = inv.lead_time_days.max(1);
-    let data = load_series(store, partitions, "", &format!("sku:{sku}@{warehouse}")).await?;
+    let data = load_series(store, partitions, tenant, &format!("sku:{sku}@{warehouse}")).await?;
     Ok(match daily(&data, day_of(now_ms), inv.max_history_days) {
         Some((_, ys)) => mesh_forecast::fit(Method::Auto, &ys, PERIOD)?.forecast(horizon),
         None => mesh_forecast::Forecast {

@@ -38,6 +38,31 @@ fn check_id(field: &str, value: &str) -> Result<()> {
     }
 }
 
+/// Longest tenant id, as ingest accepts them.
+const MAX_TENANT_BYTES: usize = 64;
+
+/// Refuses a `tenant_id` that ingest would not accept (more than 64 bytes,
+/// or characters outside `[A-Za-z0-9_.-]`): no tenant has such an id. Empty
+/// passes: every tenant's.
+pub fn check_tenant(tenant: &str) -> Result<()> {
+    if tenant.len() > MAX_TENANT_BYTES {
+        return Err(invalid(
+            "tenant_id",
+            format!("is {} bytes; at most {MAX_TENANT_BYTES}", tenant.len()),
+        ));
+    }
+    if let Some(c) = tenant
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c)))
+    {
+        return Err(invalid(
+            "tenant_id",
+            format!("has {c:?}; expected letters, digits, '_', '.', '-'"),
+        ));
+    }
+    Ok(())
+}
+
 pub struct LogisticsGrpc {
     pub store: StateStore,
     pub partitions: i32,
@@ -192,11 +217,23 @@ fn to_wave_plan(p: StoredPlan) -> pb::WavePlan {
 }
 
 impl LogisticsGrpc {
-    async fn get_plan(&self, wave_id: &str, compare_fresh: bool) -> Result<pb::WavePlan> {
+    /// The plan of `wave_id`; a wave of another tenant than a non-empty
+    /// `tenant` answers as an unknown wave does.
+    async fn get_plan(
+        &self,
+        tenant: &str,
+        wave_id: &str,
+        compare_fresh: bool,
+    ) -> Result<pb::WavePlan> {
+        check_tenant(tenant)?;
         check_id("wave_id", wave_id)?;
+        let not_found = || Error::NotFound(format!("wave {wave_id} has no plan (yet)"));
+        if !fold::WaveParts::parse(wave_id).visible_to(tenant) {
+            return Err(not_found());
+        }
         let stored = wave::load_plan(&self.store, self.partitions, wave_id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("wave {wave_id} has no plan (yet)")))?;
+            .ok_or_else(not_found)?;
         let fresh = if compare_fresh {
             let stops = wave::load_wave(&self.store, self.partitions, wave_id).await?;
             let (routing, wave, plan) = (self.routing.clone(), wave_id.to_string(), stored.clone());
@@ -231,7 +268,7 @@ impl LogisticsGrpc {
                 }),
             })
             .collect();
-        let warehouse = wave_id.split('|').next().unwrap_or_default();
+        let warehouse = fold::WaveParts::parse(wave_id).warehouse;
         plan.depot = self
             .routing
             .depots
@@ -240,13 +277,20 @@ impl LogisticsGrpc {
         Ok(plan)
     }
 
-    async fn list_waves(&self) -> Result<pb::ListWavesResponse> {
+    /// The live waves of `tenant` (every tenant's when empty).
+    async fn list_waves(&self, tenant: &str) -> Result<pb::ListWavesResponse> {
+        check_tenant(tenant)?;
         // Only waves with something to deliver: the live index holds waves
         // whose latest plan routes or leaves unassigned an active stop; a
         // wave whose orders were all cancelled or held left it with its
-        // empty plan, and waves of unpaid orders never entered it.
+        // empty plan, and waves of unpaid orders never entered it. Another
+        // tenant's waves are skipped by id, before anything is read.
         let mut waves = Vec::new();
-        for w in plan_store::live_waves(&self.store, self.partitions).await? {
+        let live = plan_store::live_waves(&self.store, self.partitions).await?;
+        for w in live
+            .into_iter()
+            .filter(|w| fold::WaveParts::parse(w).visible_to(tenant))
+        {
             let stops = wave::load_wave(&self.store, self.partitions, &w).await?;
             let active = stops
                 .values()
@@ -256,11 +300,11 @@ impl LogisticsGrpc {
                 continue;
             }
             let plan = wave::load_plan(&self.store, self.partitions, &w).await?;
-            let mut parts = w.splitn(3, '|');
+            let parts = fold::WaveParts::parse(&w);
             waves.push(pb::WaveSummary {
-                warehouse: parts.next().unwrap_or_default().to_string(),
-                region: parts.next().unwrap_or_default().to_string(),
-                day: parts.next().unwrap_or_default().to_string(),
+                warehouse: parts.warehouse.to_string(),
+                region: parts.region.to_string(),
+                day: parts.day.to_string(),
                 orders: stops.len() as u32,
                 active_stops: active,
                 plan_version: plan.map(|p| p.version).unwrap_or(0),
@@ -274,9 +318,7 @@ impl LogisticsGrpc {
         if r.series_key.len() > MAX_ID_BYTES {
             check_id("series_key", &r.series_key)?;
         }
-        if !r.tenant_id.is_empty() {
-            check_id("tenant_id", &r.tenant_id)?;
-        }
+        check_tenant(&r.tenant_id)?;
         let level = if r.level == 0.0 { 0.95 } else { r.level };
         let f = forecasting::forecast(
             &self.store,
@@ -303,13 +345,20 @@ impl LogisticsGrpc {
         })
     }
 
+    /// Reorder suggestions of `tenant`'s stock at a warehouse, from that
+    /// tenant's demand; with an empty `tenant`, of every tenant's stock summed
+    /// per SKU, from every tenant's demand. A warehouse where `tenant` set no
+    /// stock answers as one where nobody did.
     async fn reorder(
         &self,
+        tenant: &str,
         warehouse: &str,
         read_only: bool,
     ) -> Result<pb::ReorderSuggestionsResponse> {
+        check_tenant(tenant)?;
         check_id("warehouse", warehouse)?;
-        let stock = forecasting::stock(&self.store, self.partitions, warehouse).await?;
+        let stock =
+            forecasting::stock_levels(&self.store, self.partitions, tenant, warehouse).await?;
         if stock.is_empty() {
             return Err(Error::NotFound(format!(
                 "no stock set for warehouse {warehouse}"
@@ -317,12 +366,20 @@ impl LogisticsGrpc {
         }
         let now = self.clock.now_ms();
         let inv = &self.inventory;
+        // Whose stock an alert is about: the tenant's, or (every tenant's
+        // summed) the warehouse's.
+        let whose = if tenant.is_empty() {
+            warehouse.to_string()
+        } else {
+            format!("{tenant}/{warehouse}")
+        };
         let mut suggestions = Vec::with_capacity(stock.len());
         for (sku, on_hand, on_order) in stock {
             let s = forecasting::suggestion(
                 &self.store,
                 self.partitions,
                 inv,
+                tenant,
                 warehouse,
                 &sku,
                 on_hand,
@@ -334,8 +391,9 @@ impl LogisticsGrpc {
             if alert && !read_only {
                 let day = fold::day_name(fold::day_of(now));
                 let a = pb::LogisticsAlert {
-                    alert_id: format!("logistics:stockout:{warehouse}:{sku}:{day}"),
+                    alert_id: format!("logistics:stockout:{whose}:{sku}:{day}"),
                     kind: pb::AlertKind::StockoutRisk as i32,
+                    tenant_id: tenant.to_string(),
                     warehouse: warehouse.to_string(),
                     sku: sku.clone(),
                     probability: s.stockout_probability,
@@ -350,7 +408,7 @@ impl LogisticsGrpc {
                 publish_alert(
                     &self.producer,
                     &self.alerts_topic,
-                    &format!("{warehouse}/{sku}"),
+                    &format!("{whose}/{sku}"),
                     &a,
                 )
                 .await?;
@@ -396,7 +454,7 @@ impl LogisticsService for LogisticsGrpc {
         request: Request<pb::GetPlanRequest>,
     ) -> std::result::Result<Response<pb::WavePlan>, Status> {
         let r = request.into_inner();
-        self.get_plan(&r.wave_id, r.compare_fresh)
+        self.get_plan(&r.tenant_id, &r.wave_id, r.compare_fresh)
             .await
             .map(Response::new)
             .map_err(to_status)
@@ -404,9 +462,9 @@ impl LogisticsService for LogisticsGrpc {
 
     async fn list_waves(
         &self,
-        _request: Request<pb::ListWavesRequest>,
+        request: Request<pb::ListWavesRequest>,
     ) -> std::result::Result<Response<pb::ListWavesResponse>, Status> {
-        self.list_waves()
+        self.list_waves(&request.into_inner().tenant_id)
             .await
             .map(Response::new)
             .map_err(to_status)
@@ -427,6 +485,7 @@ impl LogisticsService for LogisticsGrpc {
         request: Request<pb::ListSeriesRequest>,
     ) -> std::result::Result<Response<pb::ListSeriesResponse>, Status> {
         let r = request.into_inner();
+        check_tenant(&r.tenant_id).map_err(to_status)?;
         let prefix = r.prefix;
         forecasting::series_keys(&self.store, self.partitions, &r.tenant_id)
             .await
@@ -446,10 +505,12 @@ impl LogisticsService for LogisticsGrpc {
         request: Request<pb::SetStockRequest>,
     ) -> std::result::Result<Response<pb::SetStockResponse>, Status> {
         let r = request.into_inner();
+        check_tenant(&r.tenant_id).map_err(to_status)?;
         forecasting::set_stock(
             &self.store,
             self.partitions,
             &self.stock_versions,
+            &r.tenant_id,
             &r.warehouse,
             &r.sku,
             r.on_hand,
@@ -466,7 +527,7 @@ impl LogisticsService for LogisticsGrpc {
         request: Request<pb::ReorderSuggestionsRequest>,
     ) -> std::result::Result<Response<pb::ReorderSuggestionsResponse>, Status> {
         let r = request.into_inner();
-        self.reorder(&r.warehouse, r.read_only)
+        self.reorder(&r.tenant_id, &r.warehouse, r.read_only)
             .await
             .map(Response::new)
             .map_err(to_status)

@@ -151,7 +151,7 @@ impl LogisticsHandler {
                 tenant_id: e.tenant_id.clone(),
                 order_id: order.clone(),
                 wave_id: wave_id.clone(),
-                warehouse: wave_id.split('|').next().unwrap_or_default().to_string(),
+                warehouse: fold::WaveParts::parse(wave_id).warehouse.to_string(),
                 detail,
                 occurred_at_ms: e.occurred_at_ms,
                 vehicle,
@@ -232,7 +232,7 @@ impl LogisticsHandler {
     /// Stock-out and reorder-point alerts of the stock this batch sold.
     async fn stock_alerts(
         &self,
-        sold: &std::collections::BTreeMap<(String, String), f64>,
+        sold: &std::collections::BTreeMap<stock::StockKey, f64>,
     ) -> Result<(), HandlerError> {
         if sold.is_empty() {
             return Ok(());
@@ -248,7 +248,7 @@ impl LogisticsHandler {
         .await
         .map_err(|e| HandlerError(format!("stock alerts: {e}")))?;
         for a in alerts {
-            let key = format!("{}/{}", a.warehouse, a.sku);
+            let key = format!("{}/{}/{}", a.tenant_id, a.warehouse, a.sku);
             publish_alert(&self.producer, &self.alerts_topic, &key, &a)
                 .await
                 .map_err(|e| HandlerError(format!("alert: {e}")))?;

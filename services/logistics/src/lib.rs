@@ -3,8 +3,9 @@
 //! suggestions.
 //!
 //! **Dispatch.** Consumes the order topic in its own group. An order joins
-//! the wave `<warehouse>|<region>|<day of the promised window>` when it is
-//! placed; it becomes an *active* stop once paid — `payment_authorized`, or
+//! the wave `<tenant>|<warehouse>|<region>|<day of the promised window>`
+//! when it is placed (a tenant's deliveries are its own: tenants never
+//! share a wave); it becomes an *active* stop once paid — `payment_authorized`, or
 //! at placement when the payment method is cash on delivery (`cod`). An
 //! `order_cancelled` removes it (reason `fraud_hold` holds it instead).
 //! Order and wave state is applied exactly once ([`fold`], [`handler`]).
@@ -21,12 +22,21 @@
 //! **Forecasting.** Order lines add to daily demand series per tenant: per
 //! SKU, SKU and warehouse, category, and category and region; `Forecast`
 //! fits the forecasting core's default method to one tenant's series (or
-//! every tenant's summed); `ReorderSuggestions` combines a SKU's forecast at
-//! the warehouse (all tenants) with the stock set by `SetStock` and raises
-//! stock-out alerts
-//! ([`forecasting`]). Placed orders decrement that stock and cancellations
-//! before shipment restore it, exactly once; a stock-out or a fall below the
-//! reorder point is alerted from the stream ([`stock`]).
+//! every tenant's summed); `ReorderSuggestions` combines a tenant's forecast
+//! of a SKU at the warehouse with the tenant's stock set by `SetStock` and
+//! raises stock-out alerts
+//! ([`forecasting`]). The tenant's placed orders decrement that stock and
+//! cancellations before shipment restore it, exactly once; a stock-out or a
+//! fall below the reorder point is alerted from the stream ([`stock`]).
+//!
+//! **Tenants.** `GetPlan`, `ListWaves`, `ReorderSuggestions`, `Forecast`
+//! and `ListSeries` with a `tenant_id` see only that tenant's waves, stock
+//! and demand; another tenant's wave or warehouse answers as an unknown one
+//! (NOT_FOUND / empty). Empty = every tenant's (admin, service, open mesh;
+//! `ReorderSuggestions` then sums the tenants' stock per SKU). `SetStock`
+//! needs a tenant: stock is always some tenant's. The wave id and the stock
+//! keys carry the tenant ([`fold`], [`forecasting`]), so scoping costs no
+//! extra read.
 //!
 //! # Layout
 //! - [`fold`]: order event → store ops (pure), key layout.
@@ -70,8 +80,10 @@ pub use error::{Error, Result};
 /// Scope of the service's keys in the store.
 pub const SCOPE: &str = "logistics";
 
-/// Keys that no topic can rebuild: stock set over `SetStock`. `mesh replay
-/// --service logistics` keeps them.
+/// Keys that no topic can rebuild: stock set over `SetStock`
+/// (`stock:<tenant>/<warehouse>` and its tenant index
+/// `stock:tenants@<warehouse>`). `mesh replay --service logistics` keeps
+/// them.
 pub const REPLAY_KEEPS: &[&str] = &["stock:"];
 
 /// The current time (the runtime's one clock). Tests pass a fixed one.

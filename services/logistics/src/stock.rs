@@ -1,6 +1,7 @@
-//! Stock from the order stream: placed order lines decrement on-hand stock
-//! of their warehouse, cancellations before shipment put it back, and a
-//! stock-out or a fall below the reorder point is alerted as it happens.
+//! Stock from the order stream: placed order lines decrement the on-hand
+//! stock of their tenant at their warehouse, cancellations before shipment
+//! put it back, and a stock-out or a fall below the reorder point is
+//! alerted as it happens (to that tenant: the alert carries its id).
 //!
 //! Exactly once: the stock of a warehouse lives in the slot of the
 //! warehouse, not of the order's input partition, so a batch's stock moves
@@ -31,6 +32,9 @@ use crate::metrics::STOCK_MOVES;
 /// Order-hash field set when a cancellation put the order's lines back.
 pub const RESTOCKED: &str = "restocked";
 
+/// Whose stock: `(tenant, warehouse, sku)`.
+pub type StockKey = (String, String, String);
+
 /// The stock side of one batch of order records.
 #[derive(Debug, Default)]
 pub struct StockPlan {
@@ -38,8 +42,8 @@ pub struct StockPlan {
     pub batches: Vec<PartitionBatch>,
     /// Ops to add to the order batch, by record offset (the `restocked` flag).
     pub order_ops: HashMap<i64, Vec<Op>>,
-    /// Net units sold per (warehouse, SKU) in this batch.
-    pub sold: BTreeMap<(String, String), f64>,
+    /// Net units sold per (tenant, warehouse, SKU) in this batch.
+    pub sold: BTreeMap<StockKey, f64>,
 }
 
 /// Order keys whose hash [`plan`] needs read before the batch is applied.
@@ -56,6 +60,7 @@ pub fn keys_to_read(events: &[(i64, Envelope)]) -> Vec<String> {
 
 /// What the batch knows of one order while walking it.
 struct OrderStock {
+    tenant: String,
     warehouse: String,
     items: Vec<(String, f64)>,
     shipped: bool,
@@ -75,12 +80,13 @@ pub fn plan(
     let mut out = StockPlan::default();
     let mut batches: BTreeMap<i32, PartitionBatch> = BTreeMap::new();
     let mut orders: HashMap<String, OrderStock> = HashMap::new();
-    let known = |key: &str, orders: &mut HashMap<String, OrderStock>| {
+    let known = |tenant: &str, key: &str, orders: &mut HashMap<String, OrderStock>| {
         if !orders.contains_key(key) {
             let h = prior.get(key)?;
             orders.insert(
                 key.to_string(),
                 OrderStock {
+                    tenant: tenant.to_string(),
                     warehouse: h.get("warehouse")?.clone(),
                     items: fold::decode_items(h.get("items")?),
                     shipped: h.contains_key("shipped_at"),
@@ -106,6 +112,7 @@ pub fn plan(
                 orders.insert(
                     key.clone(),
                     OrderStock {
+                        tenant: e.tenant_id.clone(),
                         warehouse,
                         items,
                         shipped: false,
@@ -123,7 +130,7 @@ pub fn plan(
             }
             Body::OrderCancelled(c) if c.reason != FRAUD_HOLD => {
                 let key = fold::order_key(&e.tenant_id, &c.order_id);
-                if known(&key, &mut orders).is_none() {
+                if known(&e.tenant_id, &key, &mut orders).is_none() {
                     continue;
                 }
                 let o = &orders[&key];
@@ -148,14 +155,14 @@ pub fn plan(
             .items
             .iter()
             .map(|(sku, q)| Op::HIncrFloat {
-                key: forecasting::sold_key(&o.warehouse),
+                key: forecasting::sold_key(&o.tenant, &o.warehouse),
                 field: sku.clone(),
                 delta: sign * q,
             })
             .collect();
         for (sku, q) in &o.items {
             *out.sold
-                .entry((o.warehouse.clone(), sku.clone()))
+                .entry((o.tenant.clone(), o.warehouse.clone(), sku.clone()))
                 .or_default() += sign * q;
         }
         STOCK_MOVES
@@ -178,7 +185,7 @@ pub fn plan(
 /// already published.
 #[derive(Default)]
 pub struct AlertState {
-    forecasts: Mutex<HashMap<(String, String), (i64, mesh_forecast::Forecast)>>,
+    forecasts: Mutex<HashMap<StockKey, (i64, mesh_forecast::Forecast)>>,
     sent: Mutex<HashSet<String>>,
 }
 
@@ -202,19 +209,19 @@ impl AlertState {
         store: &StateStore,
         partitions: i32,
         inv: &Inventory,
-        warehouse: &str,
-        sku: &str,
+        (tenant, warehouse, sku): (&str, &str, &str),
         now_ms: i64,
     ) -> Result<mesh_forecast::Forecast> {
         let day = fold::day_of(now_ms);
-        let k = (warehouse.to_string(), sku.to_string());
+        let k = (tenant.to_string(), warehouse.to_string(), sku.to_string());
         if let Some((d, f)) = self.forecasts.lock().expect("not poisoned").get(&k) {
             if *d == day {
                 return Ok(f.clone());
             }
         }
         let f =
-            forecasting::lead_time_forecast(store, partitions, inv, warehouse, sku, now_ms).await?;
+            forecasting::lead_time_forecast(store, partitions, inv, tenant, warehouse, sku, now_ms)
+                .await?;
         self.forecasts
             .lock()
             .expect("not poisoned")
@@ -223,32 +230,33 @@ impl AlertState {
     }
 }
 
-/// The alerts of stock this batch sold (`sold`: net units per warehouse
-/// and SKU) that is now out (on hand <= 0) or below its reorder point
-/// (inventory position under lead-time demand plus safety stock). The state
-/// is read after the batch; partitions run concurrently, so instead of
-/// detecting the crossing, every batch that leaves the SKU low names the
-/// same alert id (per warehouse, SKU, kind and day) and this process
-/// publishes each id once (`state`); after a restart an id may repeat, and
-/// readers drop it by id. SKUs without a stock set are not alerted.
+/// The alerts of stock this batch sold (`sold`: net units per tenant,
+/// warehouse and SKU) that is now out (on hand <= 0) or below its reorder
+/// point (inventory position under the tenant's lead-time demand plus
+/// safety stock). The state is read after the batch; partitions run
+/// concurrently, so instead of detecting the crossing, every batch that
+/// leaves the SKU low names the same alert id (per tenant, warehouse, SKU,
+/// kind and day) and this process publishes each id once (`state`); after a
+/// restart an id may repeat, and readers drop it by id. SKUs without a
+/// stock set are not alerted.
 pub async fn alerts(
     store: &StateStore,
     partitions: i32,
     inv: &Inventory,
     state: &AlertState,
-    sold: &BTreeMap<(String, String), f64>,
+    sold: &BTreeMap<StockKey, f64>,
     now_ms: i64,
 ) -> Result<Vec<LogisticsAlert>> {
     let mut out = Vec::new();
-    let mut by_wh: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
-    for ((wh, sku), q) in sold {
+    let mut by_stock: BTreeMap<(&str, &str), Vec<(&str, f64)>> = BTreeMap::new();
+    for ((tenant, wh, sku), q) in sold {
         if *q > 0.0 {
-            by_wh.entry(wh).or_default().push((sku, *q));
+            by_stock.entry((tenant, wh)).or_default().push((sku, *q));
         }
     }
     let day = fold::day_name(fold::day_of(now_ms));
-    for (wh, skus) in by_wh {
-        let stock: HashMap<String, (f64, f64)> = forecasting::stock(store, partitions, wh)
+    for ((tenant, wh), skus) in by_stock {
+        let stock: HashMap<String, (f64, f64)> = forecasting::stock(store, partitions, tenant, wh)
             .await?
             .into_iter()
             .map(|(sku, a, b)| (sku, (a, b)))
@@ -258,8 +266,9 @@ pub async fn alerts(
                 continue;
             };
             let alert = |kind: &str, probability: f64, detail: String| LogisticsAlert {
-                alert_id: format!("logistics:stock:{wh}:{sku}:{kind}:{day}"),
+                alert_id: format!("logistics:stock:{tenant}/{wh}:{sku}:{kind}:{day}"),
                 kind: AlertKind::StockoutRisk as i32,
+                tenant_id: tenant.to_string(),
                 warehouse: wh.to_string(),
                 sku: sku.to_string(),
                 probability,
@@ -275,7 +284,9 @@ pub async fn alerts(
                     format!("out of stock: on hand {after} after orders of {q} units"),
                 )
             } else {
-                let f = state.get(store, partitions, inv, wh, sku, now_ms).await?;
+                let f = state
+                    .get(store, partitions, inv, (tenant, wh, sku), now_ms)
+                    .await?;
                 let s = forecasting::suggest(inv, after, on_order, &f)?;
                 if after + on_order >= s.reorder_point {
                     continue;

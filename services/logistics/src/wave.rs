@@ -259,11 +259,10 @@ pub async fn list_waves(store: &StateStore, partitions: i32) -> Result<Vec<Strin
     Ok(waves)
 }
 
-/// Midnight (Unix ms, UTC) of the day in a wave id `<wh>|<region>|<yyyy-mm-dd>`.
+/// Midnight (Unix ms, UTC) of the day in a wave id ([`fold::WaveParts`]).
 fn wave_midnight(wave: &str) -> i64 {
-    wave.rsplit('|')
-        .next()
-        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    chrono::NaiveDate::parse_from_str(fold::WaveParts::parse(wave).day, "%Y-%m-%d")
+        .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc().timestamp_millis())
         .unwrap_or(0)
@@ -284,7 +283,7 @@ pub fn depot_of(
     stops: &[&StopRec],
     prev: Option<&StoredPlan>,
 ) -> Result<(f64, f64)> {
-    let warehouse = wave.split('|').next().unwrap_or_default();
+    let warehouse = fold::WaveParts::parse(wave).warehouse;
     if let Some(d) = routing.depots.get(warehouse) {
         return Ok(*d);
     }
@@ -773,13 +772,13 @@ mod tests {
     fn a_warehouse_without_depot_is_refused_when_depots_are_required() {
         let s = stops(4);
         let mut r = routing();
-        let e = next_plan(&r, "wh-x|r|2026-11-20", &s, None, 1).unwrap_err();
+        let e = next_plan(&r, "t|wh-x|r|2026-11-20", &s, None, 1).unwrap_err();
         assert!(matches!(e, Error::NoDepot { .. }), "{e}");
         r.require_depots = false;
-        let e = next_plan(&r, "wh-x|r|2026-11-20", &s, None, 1).unwrap();
+        let e = next_plan(&r, "t|wh-x|r|2026-11-20", &s, None, 1).unwrap();
         assert!(e.is_some(), "allowed when depots are not required");
         r.require_depots = true;
-        let msg = next_plan(&r, "wh-x|r|2026-11-20", &s, None, 1)
+        let msg = next_plan(&r, "t|wh-x|r|2026-11-20", &s, None, 1)
             .unwrap_err()
             .to_string();
         assert!(
@@ -802,7 +801,7 @@ mod tests {
         let mut r = routing();
         r.depots.clear();
         r.require_depots = false;
-        let wave = "wh|r|2026-11-20";
+        let wave = "t|wh|r|2026-11-20";
         let first = next_plan(&r, wave, &s, None, 1).unwrap().unwrap();
         let depot = first.depot.unwrap();
         for i in 6..9 {
@@ -817,7 +816,7 @@ mod tests {
 
     #[test]
     fn solve_then_replan_keeps_vehicles_and_skips_unpaid_and_unreachable() {
-        let wave = "wh|r|2026-11-20";
+        let wave = "t|wh|r|2026-11-20";
         let mut s = stops(10);
         s.get_mut("t/o09").unwrap().state = StopState::Pending;
         // Far beyond a day's drive: cannot be served.

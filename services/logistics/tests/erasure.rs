@@ -22,7 +22,7 @@ use mesh_store::{erasure, RedisStore, Slot, StateStore};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-const WAVE: &str = "wh-1|east|2026-11-21";
+const WAVE: &str = "shop|wh-1|east|2026-11-21";
 
 struct Setup {
     handler: LogisticsHandler,
@@ -250,7 +250,7 @@ async fn an_erased_users_stops_and_location_leave_and_stay_gone_through_a_replay
     let mut all = vec![stop(&a1), stop(&a2), stop(&b1)];
     all.sort();
     until("three stops planned", || planned(&s.store), |p| *p == all).await;
-    let west = "wh-1|west|2026-11-21";
+    let west = "shop|wh-1|west|2026-11-21";
     let a_west = vec![stop(&format!("{a}-west"))];
     until(
         "A's west stop planned",
@@ -361,7 +361,7 @@ async fn an_erased_users_stops_and_location_leave_and_stay_gone_through_a_replay
 
     // A late payment and a late order of A change nothing, stock included.
     let sold_slot = forecasting::stock_slot("wh-1", PARTITIONS);
-    let sold = forecasting::sold_key("wh-1");
+    let sold = forecasting::sold_key("shop", "wh-1");
     let sold_before = s.store.hgetall(sold_slot, &sold).await.unwrap();
     let late = records(
         &s,

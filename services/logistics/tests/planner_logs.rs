@@ -110,7 +110,7 @@ async fn planner_info_lines_are_bounded_per_period() {
         let Some(Body::OrderPlaced(o)) = &e.body else {
             unreachable!()
         };
-        let wave = fold::wave_id(o, e.occurred_at_ms, "wh");
+        let wave = fold::wave_id(&e.tenant_id, o, e.occurred_at_ms, "wh");
         let mut batch = PartitionBatch::new("orders", 0);
         batch.push(offset, fold::ops(&e, "wh"));
         offset += 1;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use mesh_logistics_svc::wave::{next_plan, Reoptimize, Routing, StopRec, StopState, StoredPlan};
 
 const DAY0: i64 = 1_795_132_800_000; // 2026-11-20 00:00 UTC
-const WAVE: &str = "wh|north|2026-11-20";
+const WAVE: &str = "shop|wh|north|2026-11-20";
 
 /// A small deterministic generator (xorshift64*), to keep the test free of
 /// a rand dependency.

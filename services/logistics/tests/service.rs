@@ -71,6 +71,7 @@ async fn wait_plan(
     loop {
         let last = c
             .get_plan(pb::GetPlanRequest {
+                tenant_id: String::new(),
                 wave_id: wave.into(),
                 compare_fresh: false,
             })
@@ -188,7 +189,7 @@ async fn plan_routes_is_feasible_and_names_bad_stops() {
 async fn orders_form_a_wave_cancellations_replan_and_failures_alert() {
     let mut svc = start("lg-wave").await;
     let mut alerts = watch_alerts(&svc);
-    let wave = "wh-1|north|2026-11-21";
+    let wave = "shop|wh-1|north|2026-11-21";
     // o0..o11: cards paid by payment_authorized, every fourth cash on
     // delivery; o12 is placed but never paid and must not be planned.
     let mut events = Vec::new();
@@ -222,7 +223,7 @@ async fn orders_form_a_wave_cancellations_replan_and_failures_alert() {
 
     let waves = svc
         .client
-        .list_waves(pb::ListWavesRequest {})
+        .list_waves(pb::ListWavesRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -531,6 +532,7 @@ async fn forecast_and_reorder_from_seeded_demand() {
     // Two units on hand against ~30 units of lead-time demand: reorder and alert.
     svc.client
         .set_stock(pb::SetStockRequest {
+            tenant_id: "shop".into(),
             warehouse: "wh-9".into(),
             sku: "sku-f".into(),
             on_hand: 2.0,
@@ -541,6 +543,7 @@ async fn forecast_and_reorder_from_seeded_demand() {
     let r = svc
         .client
         .reorder_suggestions(pb::ReorderSuggestionsRequest {
+            tenant_id: String::new(),
             warehouse: "wh-9".into(),
             read_only: false,
         })
@@ -556,6 +559,7 @@ async fn forecast_and_reorder_from_seeded_demand() {
     let e = svc
         .client
         .reorder_suggestions(pb::ReorderSuggestionsRequest {
+            tenant_id: String::new(),
             warehouse: "wh-none".into(),
             read_only: false,
         })

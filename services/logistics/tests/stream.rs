@@ -65,7 +65,7 @@ fn cancel(id: &str, user: &str, at: i64, reason: &str) -> Envelope {
 
 async fn listed(mut client: LogisticsServiceClient<Channel>) -> Vec<String> {
     client
-        .list_waves(pb::ListWavesRequest {})
+        .list_waves(pb::ListWavesRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -98,8 +98,8 @@ async fn until<T: std::fmt::Debug>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_waves_are_neither_listed_nor_kept_in_the_index() {
     let svc = start("lg-empty").await;
-    let east = "wh-1|east|2026-11-21";
-    let west = "wh-1|west|2026-11-21";
+    let east = "shop|wh-1|east|2026-11-21";
+    let west = "shop|wh-1|west|2026-11-21";
     publish(
         &svc,
         &[
@@ -140,6 +140,7 @@ async fn empty_waves_are_neither_listed_nor_kept_in_the_index() {
             svc.client
                 .clone()
                 .get_plan(pb::GetPlanRequest {
+                    tenant_id: String::new(),
                     wave_id: east.into(),
                     compare_fresh: false,
                 })
@@ -161,7 +162,7 @@ async fn empty_waves_are_neither_listed_nor_kept_in_the_index() {
 }
 
 async fn on_hand(svc: &Svc, sku: &str) -> Option<f64> {
-    forecasting::stock(&svc.deps.store, PARTITIONS, "wh-1")
+    forecasting::stock(&svc.deps.store, PARTITIONS, "shop", "wh-1")
         .await
         .unwrap()
         .into_iter()
@@ -209,6 +210,7 @@ async fn orders_move_stock_exactly_once_and_alert_from_the_stream() {
     svc.client
         .clone()
         .set_stock(pb::SetStockRequest {
+            tenant_id: "shop".into(),
             warehouse: "wh-1".into(),
             sku: "sk".into(),
             on_hand: 12.0,
@@ -221,6 +223,7 @@ async fn orders_move_stock_exactly_once_and_alert_from_the_stream() {
         .client
         .clone()
         .reorder_suggestions(pb::ReorderSuggestionsRequest {
+            tenant_id: "shop".into(),
             warehouse: "wh-1".into(),
             read_only: false,
         })
@@ -270,11 +273,19 @@ async fn orders_move_stock_exactly_once_and_alert_from_the_stream() {
         .values()
         .find(|a| a.alert_id.contains(":out:"))
         .unwrap();
-    assert_eq!((out.warehouse.as_str(), out.sku.as_str()), ("wh-1", "sk"));
+    assert_eq!(
+        (
+            out.tenant_id.as_str(),
+            out.warehouse.as_str(),
+            out.sku.as_str()
+        ),
+        ("shop", "wh-1", "sk")
+    );
     assert_eq!(out.kind(), pb::AlertKind::StockoutRisk);
     assert_eq!(out.probability, 1.0);
     assert!(
-        out.alert_id.starts_with("logistics:stock:wh-1:sk:out:"),
+        out.alert_id
+            .starts_with("logistics:stock:shop/wh-1:sk:out:"),
         "{}",
         out.alert_id
     );
@@ -320,7 +331,10 @@ async fn a_redelivered_batch_moves_stock_once() {
         })
         .collect();
     let plan = stock::plan("orders", 1, PARTITIONS, &events, &HashMap::new(), "default");
-    assert_eq!(plan.sold[&("wh-1".to_string(), "rk".to_string())], 12.0);
+    assert_eq!(
+        plan.sold[&("shop".to_string(), "wh-1".to_string(), "rk".to_string())],
+        12.0
+    );
     let mut applied = Vec::new();
     for _ in 0..2 {
         for b in &plan.batches {
@@ -339,7 +353,7 @@ async fn a_redelivered_batch_moves_stock_once() {
     let sold = svc
         .deps
         .store
-        .hgetall(slot, &forecasting::sold_key("wh-1"))
+        .hgetall(slot, &forecasting::sold_key("shop", "wh-1"))
         .await
         .unwrap();
     assert_eq!(sold["rk"].parse::<f64>().unwrap(), 12.0);

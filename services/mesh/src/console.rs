@@ -411,6 +411,7 @@ async fn at_risk(ctx: &ConsoleCtx) -> Value {
     let mut c = ChurnServiceClient::new(ctx.churn.clone());
     match c
         .list_at_risk(ListAtRiskRequest {
+            tenant_id: String::new(),
             threshold: 0.0,
             page_size: 12,
             page_token: String::new(),
@@ -442,6 +443,7 @@ async fn reviews(ctx: &ConsoleCtx) -> Value {
     let mut c = FraudServiceClient::new(ctx.fraud.clone());
     match c
         .get_review_queue(GetReviewQueueRequest {
+            tenant_id: String::new(),
             page_size: 12,
             page_token: String::new(),
         })
@@ -471,7 +473,7 @@ async fn reviews(ctx: &ConsoleCtx) -> Value {
 
 async fn logistics(ctx: &ConsoleCtx) -> Value {
     let mut c = LogisticsServiceClient::new(ctx.logistics.clone());
-    let waves = match c.list_waves(ListWavesRequest {}).await {
+    let waves = match c.list_waves(ListWavesRequest::default()).await {
         Ok(r) => r.into_inner().waves,
         Err(s) => return json!({ "error": format!("logistics ListWaves: {}", s.message()) }),
     };
@@ -506,6 +508,7 @@ async fn stock(c: &mut LogisticsServiceClient<Ch>, warehouses: &[String]) -> Val
     for w in warehouses.iter().take(4) {
         let Ok(r) = c
             .reorder_suggestions(ReorderSuggestionsRequest {
+                tenant_id: String::new(),
                 warehouse: w.clone(),
                 read_only: true,
             })
@@ -542,6 +545,7 @@ async fn stock(c: &mut LogisticsServiceClient<Ch>, warehouses: &[String]) -> Val
 /// solve budget).
 async fn plan_drawing(ctx: &ConsoleCtx, c: &mut LogisticsServiceClient<Ch>, wave: &str) -> Value {
     let get = |compare_fresh| GetPlanRequest {
+        tenant_id: String::new(),
         wave_id: wave.to_string(),
         compare_fresh,
     };

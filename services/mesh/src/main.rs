@@ -283,6 +283,7 @@ async fn set_sim_stock(logistics: std::net::SocketAddr) {
             for i in 0..20 {
                 ok &= c
                     .set_stock(SetStockRequest {
+                        tenant_id: SIM_SHOP_TENANT.into(),
                         warehouse: "wh-1".into(),
                         sku: format!("sku-{i}"),
                         on_hand: 400.0,

@@ -504,7 +504,7 @@ async fn every_service_as_its_own_process() {
         let started = Instant::now();
         let plan = loop {
             let waves = c
-                .list_waves(ListWavesRequest {})
+                .list_waves(ListWavesRequest::default())
                 .await
                 .unwrap()
                 .into_inner();
@@ -512,6 +512,7 @@ async fn every_service_as_its_own_process() {
             if let Some(w) = planned {
                 break c
                     .get_plan(GetPlanRequest {
+                        tenant_id: String::new(),
                         wave_id: w.wave_id.clone(),
                         compare_fresh: false,
                     })

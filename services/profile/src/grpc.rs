@@ -193,12 +193,35 @@ impl ProfileApi {
                 reason: format!("{} users, at most {MAX_BATCH}", r.users.len()),
             });
         }
-        let mut profiles = Vec::with_capacity(r.users.len());
-        for (i, u) in r.users.iter().enumerate() {
+        if r.tenant_id.len() > MAX_ID {
+            return Err(Error::InvalidArgument {
+                field: "tenant_id".into(),
+                reason: format!("{} bytes, at most {MAX_ID}", r.tenant_id.len()),
+            });
+        }
+        // A request scoped to a tenant (a tenant-bound caller's always is)
+        // reads that tenant's users only: an empty user tenant is filled in,
+        // another one refused.
+        let mut users = r.users;
+        for (i, u) in users.iter_mut().enumerate() {
+            if !r.tenant_id.is_empty() {
+                if u.tenant_id.is_empty() {
+                    u.tenant_id = r.tenant_id.clone();
+                } else if u.tenant_id != r.tenant_id {
+                    return Err(Error::InvalidArgument {
+                        field: format!("users[{i}].tenant_id"),
+                        reason: format!(
+                            "is {:?}; this request is for tenant {:?}",
+                            u.tenant_id, r.tenant_id
+                        ),
+                    });
+                }
+            }
             required(&format!("users[{i}].tenant_id"), &u.tenant_id)?;
             required(&format!("users[{i}].user_id"), &u.user_id)?;
         }
-        for u in &r.users {
+        let mut profiles = Vec::with_capacity(users.len());
+        for u in &users {
             if let Some(p) = self.profile(&u.tenant_id, &u.user_id).await? {
                 profiles.push(p);
             }

@@ -253,6 +253,7 @@ async fn an_erased_user_is_gone_stays_gone_and_replay_rebuilds_only_the_others()
     assert_eq!(listed(&api, pb::Stage::Active).await, ["b"]);
     let batch = api
         .batch_get_profiles(Request::new(pb::BatchGetProfilesRequest {
+            tenant_id: String::new(),
             users: ["a", "b"]
                 .iter()
                 .map(|u| pb::GetProfileRequest {

@@ -198,6 +198,7 @@ impl Engine {
             return Ok(None);
         };
         let req = ppb::BatchGetProfilesRequest {
+            tenant_id: String::new(),
             users: vec![ppb::GetProfileRequest {
                 tenant_id: tenant.to_string(),
                 user_id: user.to_string(),

@@ -550,10 +550,41 @@ impl Support {
         if r.products.is_empty() || r.products.len() > 1000 {
             return Err(Error::invalid("products", "1..=1000 products"));
         }
+        if r.tenant_id.len() > 256 {
+            return Err(Error::invalid(
+                "tenant_id",
+                format!("{} bytes; at most 256", r.tenant_id.len()),
+            ));
+        }
+        // A request scoped to a tenant (a tenant-bound caller's always is)
+        // writes that tenant's catalog only: an empty product tenant is
+        // filled in, another one refused.
+        let scoped: Vec<cpb::Product> = r
+            .products
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut p = p.clone();
+                if !r.tenant_id.is_empty() {
+                    if p.tenant_id.is_empty() {
+                        p.tenant_id = r.tenant_id.clone();
+                    } else if p.tenant_id != r.tenant_id {
+                        return Err(Error::invalid(
+                            format!("products[{i}].tenant_id"),
+                            format!(
+                                "is {:?}; this request is for tenant {:?}",
+                                p.tenant_id, r.tenant_id
+                            ),
+                        ));
+                    }
+                }
+                Ok(p)
+            })
+            .collect::<Result<_>>()?;
         let mut by_tenant: BTreeMap<&str, Vec<(cpb::Product, Option<cpb::ProductClass>)>> =
             BTreeMap::new();
         let mut classes = Vec::new();
-        for (i, p) in r.products.iter().enumerate() {
+        for (i, p) in scoped.iter().enumerate() {
             let field = |f: &str| format!("products[{i}].{f}");
             error::text(&field("tenant_id"), &p.tenant_id, 256)?;
             error::text(&field("sku"), &p.sku, 256)?;
@@ -583,7 +614,7 @@ impl Support {
                 None
             };
             by_tenant
-                .entry(r.products[i].tenant_id.as_str())
+                .entry(scoped[i].tenant_id.as_str())
                 .or_default()
                 .push((p, class));
         }
