@@ -6,19 +6,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
-use mesh_bus::{Handler, Producer, ProducerConfig, Record, TopicNames, TopicSpec};
+use mesh_bus::{Handler, Record};
 use mesh_fraud::state::{entity_key, users_key, EntityKind};
 use mesh_fraud_svc::handler::FraudHandler;
 use mesh_fraud_svc::review::{self, LABELS_KEY};
 use mesh_fraud_svc::state::{home_partition, SCOPE};
-use mesh_fraud_svc::{Deps, FraudConfig};
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::{Context, Envelope, UserErased};
 use mesh_proto::fraud::v1 as pb;
-use mesh_store::{erasure, RedisStore, Slot, StateStore};
+use mesh_store::{erasure, Slot, StateStore};
 use prost::Message;
 
 use common::PARTITIONS;
@@ -42,69 +39,12 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let brokers = mesh_testkit::kafka_brokers();
-    let prefix = mesh_testkit::unique("fraud-erasure");
-    let topics = TopicNames::with_prefix(&prefix);
-    let spec = TopicSpec {
-        partitions: PARTITIONS,
-        replication: 1,
-    };
-    mesh_bus::ensure_topics(&brokers, &topics, spec, Duration::from_secs(20))
-        .await
-        .expect("topics");
-    mesh_bus::ensure_output_topics(&brokers, &topics, spec, Duration::from_secs(20))
-        .await
-        .expect("output topics");
-    let store = StateStore::Redis(
-        RedisStore::connect(&mesh_testkit::redis_url(), &prefix)
-            .await
-            .expect("redis"),
-    );
-    let producer = Producer::new(ProducerConfig::new(&brokers, &prefix)).expect("producer");
-    let dir = std::env::temp_dir().join(mesh_testkit::unique("fraud-erasure-rules"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let rules = dir.join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
-    let model = tokio::task::spawn_blocking(common::model_file)
-        .await
-        .unwrap();
-    let cfg = FraudConfig {
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        group: format!("{prefix}-group"),
-        rules_path: Some(rules),
-        rules_poll: Duration::from_secs(60),
-        model_path: Some(model),
-        model_poll: Duration::from_secs(60),
-        review_budget: 0.0,
-    };
-    let deps = Deps {
-        brokers,
-        topics: topics.clone(),
-        partitions: PARTITIONS,
-        store: store.clone(),
-        producer: producer.clone(),
-        consumer_extra: Vec::new(),
-        peers: Default::default(),
-        clock: mesh_runtime::clock::system(),
-    };
-    let scorer = mesh_fraud_svc::build_scorer(&cfg, &deps)
-        .await
-        .expect("scorer");
-    let handler = FraudHandler {
-        scorer: Arc::clone(&scorer),
-        store: store.clone(),
-        producer,
-        decisions_topic: topics.decisions.clone(),
-        alerts_topic: topics.alerts.clone(),
-        dead_letter_topic: topics.dead_letter.clone(),
-        group: cfg.group.clone(),
-        profile: None,
-    };
+    let d = common::direct("fraud-erasure", RULES).await;
     Setup {
-        handler,
-        store,
-        prefix,
-        topic: topics.order_events.clone(),
+        handler: d.handler,
+        store: d.store,
+        prefix: d.prefix,
+        topic: d.topic,
         partition: 0,
     }
 }

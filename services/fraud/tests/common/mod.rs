@@ -263,3 +263,89 @@ pub fn order(user: &str, order_id: &str, amount: f64, at_ms: i64) -> Envelope {
 pub fn now_ms() -> i64 {
     mesh_runtime::Clock::now_ms(&mesh_runtime::SystemClock)
 }
+
+/// The consumer's handler and the gRPC service on one store, without a
+/// consumer: tests feed the handler records of one partition themselves.
+pub struct Direct {
+    pub handler: mesh_fraud_svc::handler::FraudHandler,
+    pub grpc: mesh_fraud_svc::grpc::FraudGrpc,
+    pub store: StateStore,
+    pub prefix: String,
+    /// The order-events topic the records claim to come from.
+    pub topic: String,
+}
+
+/// [`Direct`] with topics, key prefix and group named after `name`, the
+/// rules of `rules` (TOML) and the shared test models; no review budget.
+pub async fn direct(name: &str, rules: &str) -> Direct {
+    let brokers = mesh_testkit::kafka_brokers();
+    let prefix = mesh_testkit::unique(name);
+    let topics = TopicNames::with_prefix(&prefix);
+    let spec = TopicSpec {
+        partitions: PARTITIONS,
+        replication: 1,
+    };
+    mesh_bus::ensure_topics(&brokers, &topics, spec, Duration::from_secs(20))
+        .await
+        .expect("topics");
+    mesh_bus::ensure_output_topics(&brokers, &topics, spec, Duration::from_secs(20))
+        .await
+        .expect("output topics");
+    let store = StateStore::Redis(
+        RedisStore::connect(&mesh_testkit::redis_url(), &prefix)
+            .await
+            .expect("redis"),
+    );
+    let producer = Producer::new(ProducerConfig::new(&brokers, &prefix)).expect("producer");
+    let dir = std::env::temp_dir().join(mesh_testkit::unique(&format!("{name}-rules")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules_path = dir.join("rules.toml");
+    std::fs::write(&rules_path, rules).unwrap();
+    let model = tokio::task::spawn_blocking(model_file).await.unwrap();
+    let cfg = FraudConfig {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        group: format!("{prefix}-group"),
+        rules_path: Some(rules_path),
+        rules_poll: Duration::from_secs(60),
+        model_path: Some(model),
+        model_poll: Duration::from_secs(60),
+        review_budget: 0.0,
+    };
+    let deps = Deps {
+        brokers,
+        topics: topics.clone(),
+        partitions: PARTITIONS,
+        store: store.clone(),
+        producer: producer.clone(),
+        consumer_extra: Vec::new(),
+        peers: Default::default(),
+        clock: mesh_runtime::clock::system(),
+    };
+    let scorer = mesh_fraud_svc::build_scorer(&cfg, &deps)
+        .await
+        .expect("scorer");
+    let handler = mesh_fraud_svc::handler::FraudHandler {
+        scorer: std::sync::Arc::clone(&scorer),
+        store: store.clone(),
+        producer,
+        decisions_topic: topics.decisions.clone(),
+        alerts_topic: topics.alerts.clone(),
+        dead_letter_topic: topics.dead_letter.clone(),
+        group: cfg.group.clone(),
+        profile: None,
+    };
+    let grpc = mesh_fraud_svc::grpc::FraudGrpc {
+        scorer,
+        store: store.clone(),
+        partitions: PARTITIONS,
+        clock: mesh_runtime::clock::system(),
+        profile: None,
+    };
+    Direct {
+        handler,
+        grpc,
+        store,
+        prefix,
+        topic: topics.order_events.clone(),
+    }
+}
