@@ -172,6 +172,10 @@ pub struct ConsumerConfig {
     /// How to get past a record that keeps failing; `None` (the default):
     /// retry it forever.
     pub poison: Option<PoisonPolicy>,
+    /// How often an idle consumer compares the store's watermarks with
+    /// what it applied, to re-read partitions a store that went back lost
+    /// while no records arrived (default 2 s).
+    pub store_audit: Duration,
 }
 
 impl ConsumerConfig {
@@ -185,6 +189,7 @@ impl ConsumerConfig {
             session_timeout: Duration::from_secs(10),
             extra: Vec::new(),
             poison: None,
+            store_audit: Duration::from_secs(2),
         }
     }
 }
@@ -268,6 +273,8 @@ pub async fn run_consumer<H: Handler>(
     let mut seen_generation = 0;
     let mut tick = tokio::time::interval(cfg.linger);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut audit = tokio::time::interval(cfg.store_audit);
+    audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -275,6 +282,9 @@ pub async fn run_consumer<H: Handler>(
             _ = tick.tick(), if buffered > 0 => {
                 if !flush(&cfg, &consumer, &*handler, &mut buffers, &mut tracks, &shutdown).await { break; }
                 buffered = 0;
+            }
+            _ = audit.tick(), if buffered == 0 => {
+                audit_quiet(&cfg.group_id, &consumer, &*handler, &mut tracks).await;
             }
             msg = consumer.recv() => match msg {
                 Ok(m) => {
@@ -428,6 +438,46 @@ async fn admit<H: Handler>(
                 false
             }
         },
+    }
+}
+
+/// Compares what the store says it applied of every partition this
+/// consumer applied with what it applied, and re-reads the partitions the
+/// store lost. A batch refused as behind finds a store that went back only
+/// when a record arrives: a quiet partition (traffic stopped, a rarely
+/// written topic) would stay without the lost effects until its next
+/// record. Runs while nothing is buffered, every
+/// [`ConsumerConfig::store_audit`]; one watermark read per partition.
+async fn audit_quiet<H: Handler>(
+    group: &str,
+    consumer: &StreamConsumer<Ctx>,
+    handler: &H,
+    tracks: &mut HashMap<(String, i32), Track>,
+) {
+    let applied: Vec<((String, i32), i64)> = tracks
+        .iter()
+        .filter_map(|(k, t)| match t {
+            Track::Expect(Some(o)) => Some((k.clone(), *o)),
+            _ => None,
+        })
+        .collect();
+    for (key, applied) in applied {
+        let behind = match handler.applied_through(&key.0, key.1).await {
+            Ok(Watermark::At(w)) if w < applied => Some(Some(w + 1)),
+            Ok(Watermark::Empty) => Some(None),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(group, topic = %key.0, partition = key.1, error = %e,
+                    "could not read the store's watermark; checking at the next audit");
+                None
+            }
+        };
+        if let Some(from) = behind {
+            tracing::warn!(group, topic = %key.0, partition = key.1, applied, from = ?from,
+                "the store went back while the partition was quiet; re-reading the partition from its watermark");
+            STORE_RESUMES.with_label_values(&[group]).inc();
+            resume(group, consumer, tracks, &key, from);
+        }
     }
 }
 

@@ -182,6 +182,19 @@ impl StateStore {
         }
     }
 
+    /// How many records of a source partition the slot ever applied (each
+    /// counted once, in the same atomic step as its effects and the
+    /// watermark; records skipped as already applied are not counted). A
+    /// store that went back lost its count with its effects. `mesh chaos`
+    /// compares it with the records on the topic: more means a record
+    /// was applied twice, fewer that one was lost.
+    pub async fn applied_records(&self, slot: Slot<'_>, source_topic: &str) -> Result<u64> {
+        match self {
+            StateStore::Redis(s) => s.applied_records(slot, source_topic).await,
+            StateStore::Memory(s) => Ok(s.applied_records(slot, source_topic)),
+        }
+    }
+
     /// All fields of a hash; empty when the key does not exist.
     pub async fn hgetall(&self, slot: Slot<'_>, key: &str) -> Result<HashMap<String, String>> {
         match self {
@@ -298,3 +311,9 @@ fn key_in_scope<'a>(prefix: &str, scope: &str, full: &'a str) -> Option<&'a str>
 
 /// Key of the watermark hash of a slot (one field per source topic).
 pub(crate) const WATERMARK_KEY: &str = "_wm";
+
+/// Field of the watermark hash counting the records of `source_topic` ever
+/// applied in the slot, moved in the same atomic step as the watermark.
+pub(crate) fn tally_field(source_topic: &str) -> String {
+    format!("#n:{source_topic}")
+}

@@ -83,6 +83,13 @@ impl MemoryStore {
         if top > wm {
             hash(&mut data, &wm_key).insert(batch.source_topic.clone(), top.to_string());
         }
+        if out.applied > 0 {
+            let h = hash(&mut data, &wm_key);
+            let n = h
+                .entry(crate::tally_field(&batch.source_topic))
+                .or_insert_with(|| "0".into());
+            *n = (n.parse::<u64>().unwrap_or(0) + out.applied).to_string();
+        }
         Ok(out)
     }
 
@@ -91,6 +98,17 @@ impl MemoryStore {
         match data.get(&full_key(&self.prefix, slot, WATERMARK_KEY)) {
             Some(Value::Hash(h)) => h.get(source_topic).and_then(|v| v.parse().ok()),
             _ => None,
+        }
+    }
+
+    pub(crate) fn applied_records(&self, slot: Slot<'_>, source_topic: &str) -> u64 {
+        let data = self.lock();
+        match data.get(&full_key(&self.prefix, slot, WATERMARK_KEY)) {
+            Some(Value::Hash(h)) => h
+                .get(&crate::tally_field(source_topic))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            _ => 0,
         }
     }
 

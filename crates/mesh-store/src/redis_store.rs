@@ -15,7 +15,9 @@ use crate::{behind, full_key, Applied, Error, HashRead, HashReply, Result, Slot,
 /// watermark to be at least (`''`: no expectation), then per record: offset,
 /// op count, and per op four values: code, key index (into KEYS), a, b.
 /// Returns `{applied, skipped}`, or `{-1, watermark}` without a write when
-/// the watermark is below the expectation (the store went back).
+/// the watermark is below the expectation (the store went back). Beside the
+/// watermark, field `#n:<source>` counts the records ever applied (the
+/// tally `mesh chaos` compares with the records on the topic).
 const APPLY_LUA: &str = r#"
 local wm = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 local n = tonumber(ARGV[2])
@@ -131,6 +133,7 @@ walk(write, function(offset, live)
   if live then applied = applied + 1; top = offset else skipped = skipped + 1 end
 end)
 if top > wm then redis.call('HSET', KEYS[1], ARGV[1], top) end
+if applied > 0 then redis.call('HINCRBY', KEYS[1], '#n:' .. ARGV[1], applied) end
 return {applied, skipped}
 "#;
 
@@ -280,6 +283,15 @@ impl RedisStore {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(v)
+    }
+
+    pub(crate) async fn applied_records(&self, slot: Slot<'_>, source_topic: &str) -> Result<u64> {
+        let v: Option<u64> = redis::cmd("HGET")
+            .arg(full_key(&self.prefix, slot, WATERMARK_KEY))
+            .arg(crate::tally_field(source_topic))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(v.unwrap_or(0))
     }
 
     pub(crate) async fn hgetall(

@@ -103,6 +103,18 @@ async fn redelivered_records_change_nothing() {
             None,
             "{name}"
         );
+        // The tally counts records 10, 11 and 12 once each, however often
+        // they came.
+        assert_eq!(
+            store.applied_records(slot, "events").await.unwrap(),
+            3,
+            "{name}"
+        );
+        assert_eq!(
+            store.applied_records(slot, "orders").await.unwrap(),
+            0,
+            "{name}"
+        );
     }
 }
 
@@ -314,6 +326,8 @@ async fn a_store_behind_the_expectation_refuses_the_batch_and_writes_nothing() {
         }
         assert_eq!(store.hgetall(slot, "u").await.unwrap()["n"], "3", "{name}");
         assert_eq!(store.watermark(slot, "t").await.unwrap(), Some(2), "{name}");
+        // A refused batch is not counted.
+        assert_eq!(store.applied_records(slot, "t").await.unwrap(), 3, "{name}");
         // An empty store (flushed) is behind any expectation at or above 0.
         let mut other = PartitionBatch::new("t", 5);
         other.push(9, vec![incr("v", "n", 1)]);

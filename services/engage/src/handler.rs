@@ -1,27 +1,41 @@
 //! The consumer: user and order events feed price observations (per
-//! viewer lifecycle stage) and attribute orders to offers; churn's retention
-//! actions on the alerts topic get an offer from the retention campaign;
-//! profile's stage transitions and the platform's market prices are kept for
-//! the pricer.
+//! viewer lifecycle stage, [`crate::observe`]) and attribute orders to
+//! offers; churn's retention actions on the alerts topic get an offer from
+//! the retention campaign; profile's stage transitions and the platform's
+//! market prices are kept for the pricer.
 //!
 //! **Erasure.** A `user_erased` event deletes the user's offer records and
-//! stage and records the erasure in the same step as the batch
-//! ([`keys::erasure_ops`]); once that step is done the user's offer index
-//! entries are deleted ([`keys::sweep_ops`], under its own watermark so a
-//! crash in between is finished on redelivery). Every other record of a
-//! user (views, orders, stage transitions) starts with the erasure guard.
-//! What the guard cannot stop is read first, once per batch and only in a
-//! batch that has it: a batch with conversions reads the erasure of their
-//! users before publishing responses or updating a bandit, and a batch of
-//! retention actions reads it before choosing offers. An erasure earlier in
-//! the same batch is remembered in memory.
+//! stage, marks the user's offer index for the sweep and records the
+//! erasure in the same step as the batch ([`keys::erasure_ops`]); once that
+//! step is done the user's offer index entries are deleted
+//! ([`keys::sweep_ops`], once per user, with the mark). A sweep that did not
+//! happen (a crash in between, a store restored from a snapshot taken in
+//! between) is done by the partition's next batch of events, which reads
+//! the marks with its stages. Every other record of a user (views, orders,
+//! stage transitions) starts with the erasure guard. What the guard cannot
+//! stop is read first, once per batch and only in a batch that has it: a
+//! batch with conversions reads the erasure of their users before
+//! publishing responses or updating a bandit, and a batch of retention
+//! actions reads it before choosing offers. An erasure earlier in the same
+//! batch is remembered in memory.
+//!
+//! **A store that went back.** Every batch carries the consumer's
+//! `expect_through`, so a store that lost applied writes (a flush, a restore
+//! from an older snapshot, a failover to a lagging replica) refuses it and
+//! the consumer re-reads the partition from what the store kept
+//! ([`EngageHandler::applied_through`](Handler::applied_through)). A batch
+//! with effects outside its own step (responses published, offers chosen)
+//! makes the same check first with a read of the watermark
+//! (`not_behind`): what the store forgot of the partition (an erasure
+//! before a later order of the user, an earlier alert's offer before a
+//! later alert's frequency cap) is applied again before a later record acts
+//! on its absence.
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use mesh_bus::headers;
-use mesh_bus::{Handler, HandlerError, Record};
+use mesh_bus::{Handler, HandlerError, Record, Watermark};
 use mesh_proto::churn::v1::RetentionAction;
-use mesh_proto::engage::v1::MarketPrice;
 use mesh_proto::events::v1::{envelope::Body, Envelope};
 use mesh_proto::profile::v1::{Stage, StageTransition};
 use mesh_store::{erasure, HashRead, HashReply, Op, PartitionBatch, Slot};
@@ -31,6 +45,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::engine::{attribution_ops, Engage, OfferRecord, RETENTION_CAMPAIGN};
 use crate::keys::{self, SCOPE};
 use crate::metrics::RESPONSES;
+use crate::observe::{market_price, observation_ops};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -43,105 +58,28 @@ pub struct EngageHandler {
     pub group: String,
 }
 
-/// Price as a field name: cents, so float noise does not split a price;
-/// the viewer's lifecycle stage last when known.
-pub fn price_field(day: i64, price: f64, kind: char, stage: Option<&str>) -> String {
-    let cents = (price * 100.0).round() as i64;
-    match stage {
-        Some(s) => format!("{day}|{cents}|{kind}|{s}"),
-        None => format!("{day}|{cents}|{kind}"),
+/// Refuses `batch` as the store's apply would, before the effects that go
+/// ahead of it, when the store holds less of the partition than the
+/// consumer applied (`batch.expect_through`): it went back, and the
+/// consumer must re-read from what it kept. One `HGET`, none when the
+/// consumer expects nothing (the first batch after an assignment or a
+/// re-read).
+async fn not_behind(engage: &Engage, batch: &PartitionBatch) -> Result<(), crate::Error> {
+    let Some(expected) = batch.expect_through else {
+        return Ok(());
+    };
+    let slot = keys::shard(batch.partition);
+    let watermark = engage.store.watermark(slot, &batch.source_topic).await?;
+    if watermark.is_some_and(|w| w >= expected) {
+        return Ok(());
     }
-}
-
-/// A market price as the platform sent it, checked.
-fn market_price(r: &Record) -> Result<MarketPrice, String> {
-    let m = MarketPrice::decode(r.payload.as_slice())
-        .map_err(|e| format!("undecodable MarketPrice: {e}"))?;
-    if m.tenant_id.trim().is_empty() {
-        return Err("MarketPrice.tenant_id is required".into());
+    Err(mesh_store::Error::Behind {
+        source_topic: batch.source_topic.clone(),
+        partition: batch.partition,
+        watermark,
+        expected,
     }
-    if m.sku.trim().is_empty() || m.sku.len() > 256 {
-        return Err("MarketPrice.sku is required, 1..=256 bytes".into());
-    }
-    if m.source.trim().is_empty() || m.source.len() > 64 || m.source.contains('|') {
-        return Err("MarketPrice.source is required, 1..=64 bytes without '|'".into());
-    }
-    if !(m.price.is_finite() && m.price > 0.0) {
-        return Err(format!(
-            "MarketPrice.price {} must be finite and > 0",
-            m.price
-        ));
-    }
-    if m.observed_at_ms <= 0 {
-        return Err("MarketPrice.observed_at_ms is required".into());
-    }
-    Ok(m)
-}
-
-/// Ops of one product view or order line for pricing.
-#[allow(clippy::too_many_arguments)]
-fn observation_ops(
-    tenant: &str,
-    sku: &str,
-    category: &str,
-    price: f64,
-    at_ms: i64,
-    views: i64,
-    units: i64,
-    stage: Option<&str>,
-) -> Vec<Op> {
-    if sku.is_empty() || !(price.is_finite() && price > 0.0) {
-        return Vec::new();
-    }
-    let day = at_ms.div_euclid(DAY_MS);
-    let obs = keys::observations(tenant, sku);
-    let item = keys::item(tenant, sku);
-    let mut ops = Vec::new();
-    if views > 0 {
-        ops.push(Op::HIncr {
-            key: obs.clone(),
-            field: price_field(day, price, 'v', stage),
-            delta: views,
-        });
-        // The latest price shown is the item's base price.
-        ops.extend([
-            Op::HMax {
-                key: item.clone(),
-                field: "seen_ms".into(),
-                value: at_ms,
-            },
-            Op::HSet {
-                key: item.clone(),
-                field: "price".into(),
-                value: price.to_string(),
-            },
-        ]);
-    }
-    if units > 0 {
-        ops.push(Op::HIncr {
-            key: obs,
-            field: price_field(day, price, 'u', stage),
-            delta: units,
-        });
-    }
-    ops.push(Op::HSetNx {
-        key: item.clone(),
-        field: "list".into(),
-        value: price.to_string(),
-    });
-    if !category.is_empty() {
-        ops.push(Op::HSet {
-            key: item,
-            field: "category".into(),
-            value: category.into(),
-        });
-    }
-    ops.push(Op::ZSet {
-        key: keys::ITEMS.into(),
-        member: keys::member(tenant, sku),
-        score: at_ms as f64,
-    });
-    ops
+    .into())
 }
 
 impl EngageHandler {
@@ -160,6 +98,7 @@ impl EngageHandler {
     async fn retention(&self, records: &[Record]) -> Result<(), crate::Error> {
         let first = &records[0];
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        batch.expect_through = mesh_bus::expected_through();
         let actions: Vec<_> = records
             .iter()
             .map(|r| {
@@ -167,13 +106,23 @@ impl EngageHandler {
                     .then(|| RetentionAction::decode(r.payload.as_slice()))
             })
             .collect();
-        let erased = self
-            .engage
-            .erased_among(actions.iter().filter_map(|a| match a {
+        let members: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
                 Some(Ok(a)) => Some(erasure::member(&a.tenant_id, &a.user_id)),
                 _ => None,
-            }))
-            .await?;
+            })
+            .collect();
+        // Offers are made before the watermark moves (each once per alert,
+        // see `choose_offer`), and never on a store that forgot earlier
+        // alerts' offers: the re-read makes those first.
+        let (erased, ()) =
+            tokio::try_join!(self.engage.erased_among(members.iter().cloned()), async {
+                match members.is_empty() {
+                    true => Ok(()),
+                    false => not_behind(&self.engage, &batch).await,
+                }
+            })?;
         for (r, action) in records.iter().zip(actions) {
             if let Some(action) = action {
                 match action {
@@ -220,6 +169,7 @@ impl EngageHandler {
     async fn stages(&self, records: &[Record]) -> Result<(), crate::Error> {
         let first = &records[0];
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        batch.expect_through = mesh_bus::expected_through();
         for r in records {
             let mut ops = Vec::new();
             match StageTransition::decode(r.payload.as_slice()) {
@@ -254,6 +204,7 @@ impl EngageHandler {
     async fn market(&self, records: &[Record]) -> Result<(), crate::Error> {
         let first = &records[0];
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        batch.expect_through = mesh_bus::expected_through();
         for r in records {
             let mut ops = Vec::new();
             match market_price(r) {
@@ -316,7 +267,8 @@ impl EngageHandler {
             .collect();
         buyers.sort();
         buyers.dedup();
-        // The lifecycle stage of everyone who viewed or bought, one read.
+        // The lifecycle stage of everyone who viewed or bought, and the
+        // slot's pending sweeps, one read.
         let mut people: Vec<(String, String)> = events
             .iter()
             .filter_map(|(_, e)| match e {
@@ -331,7 +283,7 @@ impl EngageHandler {
             .collect();
         people.sort();
         people.dedup();
-        let stage_reads: Vec<_> = people
+        let mut reads: Vec<_> = people
             .iter()
             .map(|(t, u)| {
                 (
@@ -340,15 +292,13 @@ impl EngageHandler {
                 )
             })
             .collect();
+        reads.push((slot, keys::SWEEPS.to_string()));
+        let mut hashes = engage.store.hgetall_many(&reads).await?;
+        let mut sweeps = keys::pending_sweeps(hashes.pop().unwrap_or_default());
         let mut stage_of: HashMap<(String, String), String> = HashMap::new();
-        if !stage_reads.is_empty() {
-            for (who, mut h) in people
-                .into_iter()
-                .zip(engage.store.hgetall_many(&stage_reads).await?)
-            {
-                if let Some(s) = h.remove("s") {
-                    stage_of.insert(who, s);
-                }
+        for (who, mut h) in people.into_iter().zip(hashes) {
+            if let Some(s) = h.remove("s") {
+                stage_of.insert(who, s);
             }
         }
         let reads: Vec<_> = buyers
@@ -367,11 +317,11 @@ impl EngageHandler {
         }
         let mut windows: HashMap<(String, String), i64> = HashMap::new();
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        batch.expect_through = mesh_bus::expected_through();
         let mut conversions = Vec::new();
         // Erasures of this batch: remembered for its later records, and
         // swept (offer index) once the batch is applied.
         let mut erased_here: HashSet<String> = HashSet::new();
-        let mut erasures: Vec<(i64, String, String)> = Vec::new();
         for (r, e) in events {
             let Some(e) = e else {
                 batch.push(r.offset, Vec::new());
@@ -390,7 +340,7 @@ impl EngageHandler {
                     r.offset,
                     keys::erasure_ops(&e.tenant_id, &e.user_id, e.occurred_at_ms),
                 );
-                erasures.push((r.offset, e.tenant_id, e.user_id));
+                sweeps.push((e.tenant_id, e.user_id));
                 continue;
             }
             if erased_here.contains(&member) {
@@ -481,15 +431,19 @@ impl EngageHandler {
             batch.push(r.offset, ops);
         }
         // The guard keeps an erased user's ops out of the store; responses
-        // and bandit updates are skipped here (one read, only with some).
+        // and bandit updates are skipped here (one read, only with some),
+        // and none goes out from a store that went back: it may have
+        // forgotten the erasure.
         if !conversions.is_empty() {
-            let gone = engage
-                .erased_among(conversions.iter().map(|(t, u, ..)| erasure::member(t, u)))
-                .await?;
+            let (gone, ()) = tokio::try_join!(
+                engage.erased_among(conversions.iter().map(|(t, u, ..)| erasure::member(t, u))),
+                not_behind(engage, &batch)
+            )?;
             conversions.retain(|(t, u, ..)| !gone.contains(&erasure::member(t, u)));
         }
-        // Responses go out before the state moves: a retry re-sends them with
-        // the same ids, a crash never loses them.
+        // Responses go out before the state moves: a retry, or a re-read
+        // after the store went back, re-sends them with the same ids; a
+        // crash never loses them.
         for (tenant, user, campaign, rec, _, revenue, order_id) in &conversions {
             engage
                 .publish_response(
@@ -504,7 +458,11 @@ impl EngageHandler {
                 .await?;
         }
         let applied = engage.store.apply(SCOPE, &batch).await?;
-        self.sweep(slot, &first.topic, &erasures).await?;
+        self.sweep(slot, sweeps).await?;
+        // Bandit rewards are compare-and-sets outside the batch's step, made
+        // after it (a crash in between loses one reward, as a lost race
+        // does): a store that went back took the bandit back with it, and
+        // the re-read rewards again what it re-attributes.
         if applied.applied > 0 {
             for (tenant, _, campaign, rec, was, _, _) in &conversions {
                 RESPONSES.with_label_values(&["conversion", "stream"]).inc();
@@ -520,44 +478,75 @@ impl EngageHandler {
 }
 
 impl EngageHandler {
-    /// Deletes the offer index of the users erased at `erasures` (offset,
-    /// tenant, user), after the erasures are applied: the guard then stops
-    /// any `ChooseOffer` from adding to the lists read here. One read and
-    /// one step under the source `<topic>/erasure`, none without erasures.
+    /// Deletes the offer index of erased users (`(tenant, user)`: this
+    /// batch's erasures and the sweeps found pending), after their erasures
+    /// are applied: the guard then stops any `ChooseOffer` from adding to
+    /// the lists read here. One read, then one step per user under its own
+    /// source at offset 0 ([`keys::sweep_source`]), which also clears the
+    /// user's pending mark; none without users.
     async fn sweep(
         &self,
         slot: Slot<'_>,
-        topic: &str,
-        erasures: &[(i64, String, String)],
+        mut users: Vec<(String, String)>,
     ) -> Result<(), crate::Error> {
-        if erasures.is_empty() {
+        if users.is_empty() {
             return Ok(());
         }
-        let reads: Vec<_> = erasures
+        users.sort();
+        users.dedup();
+        let reads: Vec<_> = users
             .iter()
-            .map(|(_, t, u)| HashRead::Keys {
+            .map(|(t, u)| HashRead::Keys {
                 slot,
                 key: keys::offer_ids(t, u),
             })
             .collect();
         let lists = self.engage.store.hread_many(&reads).await?;
-        let mut b = PartitionBatch::new(format!("{topic}/erasure"), slot.partition);
-        for ((offset, t, u), list) in erasures.iter().zip(lists) {
+        for ((t, u), list) in users.iter().zip(lists) {
             let ids = match list {
                 HashReply::Keys(ids) => ids,
                 HashReply::Fields(_) => Vec::new(),
             };
-            b.push(*offset, keys::sweep_ops(t, u, &ids));
+            let mut b = PartitionBatch::new(keys::sweep_source(t, u), slot.partition);
+            b.push(0, keys::sweep_ops(t, u, &ids));
+            self.engage.store.apply(SCOPE, &b).await?;
         }
-        self.engage.store.apply(SCOPE, &b).await?;
         Ok(())
     }
 }
 
 impl Handler for EngageHandler {
     async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
-        self.apply(records)
-            .await
-            .map_err(|e| HandlerError(e.to_string()))
+        self.apply(records).await.map_err(|e| match e {
+            // Keeps a store that went back visible to the consumer.
+            crate::Error::Store(s) => HandlerError::from(s),
+            other => HandlerError(other.to_string()),
+        })
+    }
+
+    /// The watermark of the partition's batches, for every topic: a
+    /// partition's records are applied by one batch named after the topic
+    /// in the partition's slot, which moves the watermark after (or with)
+    /// every effect of its records.
+    ///
+    /// - Events: observations, attributions and erasures are in the batch.
+    ///   The erasure's follow-up sweep is not, but it does not need a
+    ///   re-read: the erasure's step marks it pending and the partition's
+    ///   next batch finishes it ([`keys::SWEEPS`]).
+    /// - Retention actions: each offer is written by `choose_offer` in the
+    ///   user's slot (the alert's partition: churn keys alerts by user)
+    ///   before the watermark moves, under a source of its own applied
+    ///   once per alert. A store that went back may hold some offers of
+    ///   alerts above its watermark (a snapshot taken mid-batch): the
+    ///   re-read finds them and makes no second one; the others are made
+    ///   again.
+    /// - Stage transitions and market prices: the batch is their only
+    ///   effect.
+    async fn applied_through(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Watermark, HandlerError> {
+        Watermark::of(&self.engage.store, SCOPE, topic, partition).await
     }
 }

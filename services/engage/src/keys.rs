@@ -15,8 +15,12 @@
 //! those entries ([`offer_ids`]). A `user_erased` event deletes the first
 //! two with the erasure record ([`erasure_ops`]); the index entries are
 //! then deleted from the list ([`sweep_ops`]), which no write of the user
-//! can grow once the erasure is recorded. Campaign counters ([`stats`]),
-//! price observations and the bandits stay: they are sums over users.
+//! can grow once the erasure is recorded. The erasure leaves a marker in
+//! the slot's [`SWEEPS`] hash that only the sweep removes, so a sweep that
+//! did not happen (a crash after the erasure's step, or a store restored
+//! from a snapshot taken in between) is found and done by the partition's
+//! next batch. Campaign counters ([`stats`]), price observations and the
+//! bandits stay: they are sums over users.
 use mesh_bus::partition::partition_for;
 use mesh_store::{erasure, Op, Slot};
 
@@ -26,7 +30,9 @@ pub const SCOPE: &str = "engage";
 /// Keys that no topic can rebuild: campaigns and their bandits, offers,
 /// their index and counters (from `ChooseOffer`), bounds (from
 /// `SetPriceBounds`), ad deliveries and the CTR model
-/// (`RecordAdDeliveries`), ad returns (`ReportAdSpend`).
+/// (`RecordAdDeliveries`), ad returns (`ReportAdSpend`), and the sweeps an
+/// erasure left pending (a replayed erasure is skipped by its own guard, so
+/// it cannot mark them again).
 pub const REPLAY_KEEPS: &[&str] = &[
     "tenants",
     "camp:",
@@ -39,6 +45,7 @@ pub const REPLAY_KEEPS: &[&str] = &[
     "adcnt:",
     "ctrm:",
     "roas:",
+    SWEEPS,
 ];
 
 /// The slot that owns `home` (e.g. `<tenant>/<user>`).
@@ -109,6 +116,18 @@ pub fn offer_source(kind: &str, offer_id: &str) -> String {
     )
 }
 
+/// Erased users of one slot whose offer index is not swept yet (hash,
+/// field = `<tenant>/<user>`, value = JSON `[tenant, user]`): set in the
+/// erasure's step ([`erasure_ops`]), removed in the sweep's ([`sweep_ops`]).
+pub const SWEEPS: &str = "sweeps";
+
+/// Watermark source of the sweep of one erased user's offer index, at
+/// offset 0: the sweep is applied once (hashed like [`offer_source`]; the
+/// user is erased).
+pub fn sweep_source(tenant: &str, user: &str) -> String {
+    offer_source("sweep", &erasure::member(tenant, user))
+}
+
 /// One partition's shard of a campaign's counters.
 pub fn stats(tenant: &str, campaign: &str) -> String {
     format!("stats:{tenant}/{campaign}")
@@ -175,8 +194,9 @@ pub fn roas(tenant: &str) -> String {
 /// The ops of a `user_erased` event, in the user's slot: the guard first (a
 /// second erasure changes nothing), the user's offer records (campaign and
 /// arm, offers sent, frequency-cap times, context, CUPED pre-period spend,
-/// attributed orders) and stage deleted, and the erasure recorded. The
-/// offer index is left to [`sweep_ops`], which must run after these.
+/// attributed orders) and stage deleted, the sweep marked pending
+/// ([`SWEEPS`]) and the erasure recorded. The offer index is left to
+/// [`sweep_ops`], which must run after these.
 pub fn erasure_ops(tenant: &str, user: &str, at_ms: i64) -> Vec<Op> {
     let member = erasure::member(tenant, user);
     vec![
@@ -187,22 +207,42 @@ pub fn erasure_ops(tenant: &str, user: &str, at_ms: i64) -> Vec<Op> {
         Op::Del {
             key: stage(tenant, user),
         },
+        Op::HSet {
+            key: SWEEPS.into(),
+            field: member.clone(),
+            value: serde_json::json!([tenant, user]).to_string(),
+        },
         erasure::record(&member, at_ms),
     ]
 }
 
 /// Deletes the user's offer index entries (`offer_ids`, the fields of the
-/// user's [`offer_ids`] read after the erasure was recorded) and the list.
-/// Idempotent: a retry or a second erasure finds nothing left.
+/// user's [`offer_ids`] read after the erasure was recorded), the list and
+/// the pending mark. Idempotent: a retry or a second erasure finds nothing
+/// left.
 pub fn sweep_ops(tenant: &str, user: &str, offer_ids_: &[String]) -> Vec<Op> {
     offer_ids_
         .iter()
         .map(|id| Op::Del {
             key: offer(tenant, id),
         })
-        .chain([Op::Del {
-            key: offer_ids(tenant, user),
-        }])
+        .chain([
+            Op::Del {
+                key: offer_ids(tenant, user),
+            },
+            Op::HDel {
+                key: SWEEPS.into(),
+                field: erasure::member(tenant, user),
+            },
+        ])
+        .collect()
+}
+
+/// The users of a [`SWEEPS`] hash, `(tenant, user)`; a value that is not
+/// the JSON pair the erasure wrote is left out.
+pub fn pending_sweeps(hash: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    hash.into_iter()
+        .filter_map(|(_, v)| serde_json::from_str(&v).ok())
         .collect()
 }
 
@@ -226,6 +266,22 @@ mod tests {
         assert!(matches!(ops.last(), Some(Op::HSet { key, .. }) if key == erasure::KEY));
         let sweep = sweep_ops("t", "u", &["o1".into()]);
         let deleted: Vec<&str> = sweep.iter().map(Op::key).collect();
-        assert_eq!(deleted, ["offer:t/o1", "offer-ids:t/u"]);
+        assert_eq!(deleted, ["offer:t/o1", "offer-ids:t/u", SWEEPS]);
+    }
+
+    #[test]
+    fn the_erasure_marks_the_sweep_that_clears_the_mark() {
+        let ops = erasure_ops("t/x", "u", 5);
+        let Some(Op::HSet { field, value, .. }) = ops.iter().find(|o| o.key() == SWEEPS) else {
+            panic!("no sweep mark: {ops:?}");
+        };
+        assert_eq!(
+            pending_sweeps([(field.clone(), value.clone())]),
+            [("t/x".to_string(), "u".to_string())]
+        );
+        assert!(matches!(sweep_ops("t/x", "u", &[]).last(),
+            Some(Op::HDel { key, field: f }) if key == SWEEPS && f == field));
+        let s = sweep_source("t", "u1");
+        assert!(s.starts_with("sweep/") && !s.contains("u1"), "{s}");
     }
 }

@@ -27,6 +27,8 @@
 //! - [`audience`]: lookalike audiences over profile's users.
 //! - [`ads`]: creative ranking (CTR model) and ad budget split (bandit).
 //! - [`handler`]: the bus handler.
+//! - [`observe`]: what the handler keeps for the pricer (observations,
+//!   market prices).
 //! - [`grpc`]: the `EngageService` implementation.
 //! - [`error`], [`metrics`]: the error type and metric names.
 #![forbid(unsafe_code)]
@@ -39,6 +41,7 @@ pub mod grpc;
 pub mod handler;
 pub mod keys;
 pub mod metrics;
+pub mod observe;
 pub mod pricing;
 
 use std::net::SocketAddr;

@@ -11,6 +11,20 @@
 //! batch is applied: a crash in between re-publishes the same decisions
 //! (consumers dedupe on `event_id`), never loses one.
 //!
+//! **A store that went back.** The batch carries the consumer's
+//! [`mesh_bus::expected_through`]: when the store applied less of the
+//! partition than the consumer did before this batch (it was flushed or
+//! restored from an older snapshot), nothing is scored, published or
+//! written; the handler reports [`mesh_store::Error::Behind`] with what the
+//! store applied ([`crate::state::applied`]), and the consumer re-reads the
+//! partition from there. The same check runs atomically in the user slot's
+//! step, for a store that goes back while the batch is being worked on;
+//! each home slot's step expects what this process wrote there
+//! ([`crate::state::HomeMarks`]). Re-read records above the user slot's
+//! watermark are scored again and their decisions and alerts published
+//! again, with the same `event_id`s (at least once, as after a crash); every
+//! store effect lands once (see [`crate::state`]).
+//!
 //! Erasure ([`crate::erasure`]): a batch with orders, failed payments or
 //! `user_erased` first reads which of its users are erased (one round
 //! trip); an erased user's records are neither scored nor published nor
@@ -20,12 +34,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use mesh_bus::headers::{self, HeaderList};
-use mesh_bus::{Handler, HandlerError, Producer, Record};
+use mesh_bus::{Handler, HandlerError, Producer, Record, Watermark};
 use mesh_fraud::{updates, Event, RiskAlert};
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
 use mesh_proto::fraud::v1 as pb;
-use mesh_store::{erasure as store_erasure, Slot, StateStore};
+use mesh_store::{erasure as store_erasure, StateStore};
 use prost::Message;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -33,7 +47,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::error::Error;
 use crate::metrics::{ALERTS, CHARGEBACKS, DECISIONS};
 use crate::scoring::{alert_kind_name, Scorer};
-use crate::state::{BatchWrite, SCOPE};
+use crate::state::BatchWrite;
 use crate::{convert, erasure, review};
 
 /// Applies fraud state and publishes decisions for one consumer group.
@@ -47,6 +61,8 @@ pub struct FraudHandler {
     pub group: String,
     /// Profile, asked once per batch for the buyers of its orders.
     pub profile: Option<mesh_runtime::peers::Peer>,
+    /// What this process applied in each home slot, per input partition.
+    pub home_marks: crate::state::HomeMarks,
 }
 
 /// A record to publish once the batch is decided.
@@ -160,6 +176,52 @@ fn parse(r: &Record) -> Parsed {
     }
 }
 
+/// A handler error of `e`; a store error through
+/// `HandlerError::from(mesh_store::Error)`, which keeps a store that went
+/// back ([`mesh_store::Error::Behind`]) visible to the consumer.
+fn handler_error(e: Error) -> HandlerError {
+    match e {
+        Error::Store(s) => HandlerError::from(s),
+        other => HandlerError(other.to_string()),
+    }
+}
+
+impl FraudHandler {
+    /// The error of a failed [`BatchWrite::apply`]. A step refused as
+    /// behind names its own slot's watermark: the user slot's may be above
+    /// what the store applied of every step (the done watermark), a home
+    /// slot's may be below it (that slot went back alone). The consumer
+    /// re-reads from the lower of that and the done watermark, read now;
+    /// the records it re-reads at or below the user slot's watermark hand
+    /// only their entity ops on, which the home slots' watermarks skip
+    /// where applied. When it cannot be read, a plain error: the retry
+    /// checks again before anything else.
+    async fn apply_error(&self, e: Error, topic: &str, partition: i32) -> HandlerError {
+        let Error::Store(mesh_store::Error::Behind {
+            source_topic,
+            partition: p,
+            watermark,
+            expected,
+        }) = e
+        else {
+            return handler_error(e);
+        };
+        self.home_marks.forget(topic, partition);
+        match crate::state::applied(&self.store, topic, partition).await {
+            Ok(applied) => HandlerError::from(mesh_store::Error::Behind {
+                source_topic: topic.to_string(),
+                partition,
+                watermark: applied.all.min(watermark),
+                expected,
+            }),
+            Err(read) => HandlerError(format!(
+                "store went back: {source_topic}[{p}] is applied through {watermark:?} but \
+                 {expected} was applied before; reading what it applied failed: {read}"
+            )),
+        }
+    }
+}
+
 /// Whether an event has effects beyond its user slot (home-slot ops,
 /// decisions, alerts): only those need the batch's erasure read.
 fn reaches_out(ev: &Event) -> bool {
@@ -171,17 +233,26 @@ impl Handler for FraudHandler {
         let Some(first) = records.first() else {
             return Ok(());
         };
-        let err = |e: Error| HandlerError(e.to_string());
-        let slot = Slot {
-            scope: SCOPE,
-            partition: first.partition,
-        };
-        let wm = self
-            .store
-            .watermark(slot, &first.topic)
+        let err = handler_error;
+        let expect = mesh_bus::expected_through();
+        let stored = crate::state::applied(&self.store, &first.topic, first.partition)
             .await
-            .map_err(|e| err(e.into()))?
-            .unwrap_or(-1);
+            .map_err(err)?;
+        let applied = stored.all;
+        if let Some(expected) = expect.filter(|e| applied < Some(*e)) {
+            // The store lost writes this consumer made: score, publish and
+            // write nothing; the consumer re-reads from `applied`.
+            return Err(HandlerError::from(mesh_store::Error::Behind {
+                source_topic: first.topic.clone(),
+                partition: first.partition,
+                watermark: applied,
+                expected,
+            }));
+        }
+        let wm = stored.own.unwrap_or(-1);
+        let home = self
+            .home_marks
+            .of(&first.topic, first.partition, expect.is_some());
         let parsed: Vec<Parsed> = records.iter().map(parse).collect();
         // Erasures: who is erased already (one round trip, only for a batch
         // with effects outside the user slot), and what the erased users
@@ -221,6 +292,7 @@ impl Handler for FraudHandler {
         let mut pending_links: HashMap<String, BTreeSet<String>> = HashMap::new();
         let mut write =
             BatchWrite::new(&first.topic, first.partition, self.scorer.reader.partitions);
+        write.expect_through(expect);
         let mut overlay = Vec::new();
         let mut out = Vec::new();
         // Decisions wait for the batch's one profile call before they are
@@ -339,9 +411,12 @@ impl Handler for FraudHandler {
                 .extend(links);
             write.push_user(r.offset, &member, link_ops, &core_ops, extra);
         }
-        if write.is_empty() {
-            return Ok(());
+        // Every record of the batch is handled once the done step moves
+        // past the last one, whether it had ops or not.
+        if let Some(last) = records.last() {
+            write.through(last.offset);
         }
+        write.expect_home(&home);
         if !decisions.is_empty() {
             let span = tracing::info_span!("fraud.buyer_context", orders = decisions.len());
             if let Some(cx) = first_trace {
@@ -372,7 +447,11 @@ impl Handler for FraudHandler {
             }
         });
         futures::future::try_join_all(sends).await?;
-        write.apply(&self.store).await.map_err(err)?;
+        if let Err(e) = write.apply(&self.store).await {
+            return Err(self.apply_error(e, &first.topic, first.partition).await);
+        }
+        self.home_marks
+            .applied(&first.topic, first.partition, write.home_marks());
         for req in chargebacks {
             let decided = review::decision_of(&self.store, self.scorer.reader.partitions, &req)
                 .await
@@ -383,5 +462,32 @@ impl Handler for FraudHandler {
             CHARGEBACKS.with_label_values(&[label]).inc();
         }
         Ok(())
+    }
+
+    /// What the store applied of `(topic, partition)`, every step of
+    /// [`BatchWrite`] included: the done watermark of the user slot
+    /// ([`crate::state::applied`]). Not the user slot's own
+    /// watermark: that step runs first, and a store restored from a
+    /// snapshot taken before the home slots had a batch must re-read that
+    /// batch (its records then hand only their entity ops on, which the
+    /// home slots' watermarks skip where applied). Not the home slots'
+    /// watermarks either: a home slot's watermark of `T#P` is the last
+    /// offset with ops for that slot, far behind the partition when it is
+    /// rarely touched.
+    async fn applied_through(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Watermark, HandlerError> {
+        Ok(
+            match crate::state::applied(&self.store, topic, partition)
+                .await
+                .map_err(handler_error)?
+                .all
+            {
+                Some(w) => Watermark::At(w),
+                None => Watermark::Empty,
+            },
+        )
     }
 }

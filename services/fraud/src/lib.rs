@@ -184,6 +184,7 @@ pub fn start_consumer(
         dead_letter_topic: deps.topics.dead_letter.clone(),
         group: cfg.group.clone(),
         profile: deps.peers.profile.clone(),
+        home_marks: Default::default(),
     });
     mesh_runtime::service::start_consumer("fraud", cc, handler, shutdown)
 }

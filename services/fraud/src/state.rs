@@ -12,12 +12,17 @@
 //! partition count.
 //!
 //! **Exactly once.** The consumer of partition `P` of topic `T` applies a
-//! batch in two kinds of atomic steps ([`BatchWrite`]):
+//! batch in three kinds of atomic steps ([`BatchWrite`]):
 //! 1. the user slot `P`, under the store's watermark of `(P, T)`: user
-//!    counters, the review queue;
+//!    counters, the review queue. This is the batch that carries the
+//!    consumer's `expect_through` (see below);
 //! 2. per home slot `E` touched by the batch, the entity counters, under the
 //!    watermark of `(E, "T#P")` ([`entity_source`]): slot `E` remembers, per
-//!    input partition, the last offset whose entity ops it applied.
+//!    input partition, the last offset whose entity ops it applied;
+//! 3. the user slot `P` again, under the watermark of `(P, "T#done")`
+//!    ([`done_source`]): the deletions that must wait for the home slots
+//!    (an erased user's link index), and the batch's last offset, so this
+//!    watermark says through which offset *every* step was applied.
 //!
 //! Step 1 runs first. A crash after step 1 leaves some entity steps undone;
 //! the redelivered records are at or below `P`'s watermark, so they are not
@@ -25,6 +30,28 @@
 //! derived again and handed to step 2, whose own watermarks skip the slots
 //! that had them. Every op therefore lands exactly once, and an order is
 //! never scored on state that already holds its own update.
+//!
+//! **A store that went back** (flushed, restored from an older snapshot, a
+//! failover to a replica that missed writes) is re-read from the done
+//! watermark of step 3, not from step 1's ([`applied`]): a snapshot
+//! taken between step 1 and step 2 holds a batch in its user slot but not
+//! (all) in its home slots, and the re-read must hand those records to
+//! step 2 again. Records between the two watermarks take the redelivery
+//! path above (entity ops only, skipped where applied); the home slots'
+//! watermarks went back with their state, so every entity op of the re-read
+//! lands once. A store older than the done watermark (written before it
+//! existed) has none: the user slot's watermark stands in.
+//!
+//! Steps 1 and 3 carry the offset the consumer applied before the batch
+//! (`expect_through`), so a user slot that went back refuses them. A home
+//! slot's step carries the last offset of the partition this process
+//! applied in that slot ([`HomeMarks`]): a home slot that went back alone
+//! (its Redis node failed over to a replica that missed writes), or while
+//! a batch was between its steps, refuses the step too, and the consumer
+//! re-reads from the lower of the slot's watermark and the done watermark.
+//! The re-read hands the records' entity ops on again (they are pure
+//! functions of the events), and the refusing slot's own watermark, which
+//! went back with its counters, lets exactly the lost ones land.
 //!
 //! `Incr` becomes `HINCRBYFLOAT`, `SetIfAbsent` becomes `HSETNX`. The
 //! core's per-field `expire_at` is **not** honoured: Redis 7.0 has no
@@ -37,7 +64,7 @@
 //! in the user slot. Home slots do not hold the user's erasure, so the
 //! handler drops an erased user's records before they reach this type (see
 //! [`crate::erasure`]); an erasure's own home-slot deletions go through
-//! [`BatchWrite::push_erasure`], and the user's link index is deleted in a
+//! [`BatchWrite::push_erasure`], and the user's link index is deleted in the
 //! third step ([`BatchWrite::apply`]) only once the home slots had them.
 //!
 //! **Reads.** `HMGET` of each hash in its slot; a distinct-account set is
@@ -74,6 +101,88 @@ pub fn entity_source(topic: &str, partition: i32) -> String {
     format!("{topic}#{partition}")
 }
 
+/// The watermark source, in the input partition's own slot, of the last
+/// step of a batch of `topic` ([`BatchWrite`]): every step of every record
+/// through its watermark was applied.
+pub fn done_source(topic: &str) -> String {
+    format!("{topic}#done")
+}
+
+/// The watermarks of an input partition's own slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The user slot's step (step 1): records at or below it were scored.
+    pub own: Option<i64>,
+    /// Every step ([`done_source`]), never above `own` (both are fields of
+    /// one hash, so they go back together); without a done watermark (a
+    /// store written before it existed), `own`. `None`: nothing (a new or
+    /// flushed store).
+    pub all: Option<i64>,
+}
+
+/// What the store applied of `topic[partition]`, in one slot's two reads.
+pub async fn applied(store: &StateStore, topic: &str, partition: i32) -> Result<Applied> {
+    let slot = Slot {
+        scope: SCOPE,
+        partition,
+    };
+    let done = done_source(topic);
+    let (own, done) =
+        futures::future::try_join(store.watermark(slot, topic), store.watermark(slot, &done))
+            .await?;
+    let all = match (own, done) {
+        (Some(own), Some(done)) => Some(own.min(done)),
+        (own, _) => own,
+    };
+    Ok(Applied { own, all })
+}
+
+/// Per input partition, the last offset this process applied in each home
+/// slot, while its consumer applies the partition batch after batch: what
+/// a home slot that went back alone (a failover of its Redis node) or
+/// while a batch was between its steps must still hold. A home slot's own
+/// watermark of `T#P` cannot say it: it is the last offset with ops for
+/// that slot, and which offset that is only the writer knows. Forgotten
+/// when the consumer starts over (an assignment, a re-read): its first
+/// batch expects nothing.
+#[derive(Debug, Default)]
+pub struct HomeMarks(std::sync::Mutex<HashMap<(String, i32), BTreeMap<i32, i64>>>);
+
+impl HomeMarks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), BTreeMap<i32, i64>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The marks of `topic[partition]` for a batch the consumer applies
+    /// right after its previous one (`continued`); otherwise none, and
+    /// those kept are forgotten.
+    pub fn of(&self, topic: &str, partition: i32, continued: bool) -> BTreeMap<i32, i64> {
+        let key = (topic.to_string(), partition);
+        let mut marks = self.lock();
+        if continued {
+            marks.get(&key).cloned().unwrap_or_default()
+        } else {
+            marks.remove(&key);
+            BTreeMap::new()
+        }
+    }
+
+    /// Records an applied write's [`BatchWrite::home_marks`].
+    pub fn applied(&self, topic: &str, partition: i32, applied: Vec<(i32, i64)>) {
+        let mut marks = self.lock();
+        let slots = marks.entry((topic.to_string(), partition)).or_default();
+        for (slot, offset) in applied {
+            let m = slots.entry(slot).or_insert(offset);
+            *m = (*m).max(offset);
+        }
+    }
+
+    /// Forgets the marks of `topic[partition]` (the consumer re-reads it).
+    pub fn forget(&self, topic: &str, partition: i32) {
+        self.lock().remove(&(topic.to_string(), partition));
+    }
+}
+
 /// Store op of one core op.
 fn store_op(op: &StateOp) -> Op {
     match op {
@@ -108,9 +217,12 @@ pub struct BatchWrite {
     entity: BTreeMap<i32, PartitionBatch>,
     entity_source: String,
     /// Step 3: deletions that must wait until the home slots applied the
-    /// ops derived from them (an erased user's link index), under the
-    /// pseudo source `<topic>#forget` of the partition.
-    cleanup: PartitionBatch,
+    /// ops derived from them (an erased user's link index), and the last
+    /// offset of the batch, under the pseudo source [`done_source`] of the
+    /// partition.
+    done: PartitionBatch,
+    /// The highest offset pushed or marked ([`BatchWrite::through`]).
+    last: Option<i64>,
 }
 
 impl BatchWrite {
@@ -122,8 +234,44 @@ impl BatchWrite {
             own: PartitionBatch::new(topic, partition),
             entity: BTreeMap::new(),
             entity_source: entity_source(topic, partition),
-            cleanup: PartitionBatch::new(format!("{topic}#forget"), partition),
+            done: PartitionBatch::new(done_source(topic), partition),
+            last: None,
         }
+    }
+
+    /// Sets the offset the consumer applied before this batch
+    /// (`mesh_bus::expected_through`) on the user slot's step and on the
+    /// done step: a store whose watermark is below it went back, and
+    /// refuses the step with [`mesh_store::Error::Behind`] before writing.
+    pub fn expect_through(&mut self, expect: Option<i64>) {
+        self.own.expect_through = expect;
+        self.done.expect_through = expect;
+    }
+
+    /// Marks every record through `offset` as handled, with or without ops:
+    /// the done step moves its watermark that far. The handler marks the
+    /// last record of every batch.
+    pub fn through(&mut self, offset: i64) {
+        self.last = self.last.max(Some(offset));
+    }
+
+    /// Sets, on each home slot's step, the last offset of this partition
+    /// this process applied in that slot ([`HomeMarks`]): a home slot whose
+    /// watermark is below it went back, and refuses the step before writing.
+    /// Call it once every record is pushed.
+    pub fn expect_home(&mut self, marks: &BTreeMap<i32, i64>) {
+        for (slot, b) in &mut self.entity {
+            b.expect_through = marks.get(slot).copied();
+        }
+    }
+
+    /// The last offset of each home slot's step: what [`HomeMarks`] keeps
+    /// once the write is applied.
+    pub fn home_marks(&self) -> Vec<(i32, i64)> {
+        self.entity
+            .iter()
+            .filter_map(|(slot, b)| Some((*slot, b.last_offset()?)))
+            .collect()
     }
 
     /// A record of user `member` above the partition's watermark: `links`
@@ -155,6 +303,7 @@ impl BatchWrite {
             }
         }
         own.extend(extra);
+        self.through(offset);
         self.own.push(offset, own);
         self.push_remote(offset, remote);
     }
@@ -162,7 +311,7 @@ impl BatchWrite {
     /// An erasure record: `own` ops for the partition's slot (`None` for a
     /// record at or below the watermark, applied before), `remote` ops
     /// routed to the home slots of their keys, and `cleanup` ops applied
-    /// after the home slots.
+    /// after the home slots (in the done step).
     pub fn push_erasure(
         &mut self,
         offset: i64,
@@ -170,6 +319,7 @@ impl BatchWrite {
         remote: Vec<Op>,
         cleanup: Vec<Op>,
     ) {
+        self.through(offset);
         if let Some(own) = own {
             self.own.push(offset, own);
         }
@@ -182,7 +332,7 @@ impl BatchWrite {
         }
         self.push_slots(offset, by_slot);
         if !cleanup.is_empty() {
-            self.cleanup.push(offset, cleanup);
+            self.done.push(offset, cleanup);
         }
     }
 
@@ -199,6 +349,7 @@ impl BatchWrite {
             }
         }
         own.extend(extra);
+        self.through(offset);
         self.own.push(offset, own);
         self.push_remote(offset, remote);
     }
@@ -206,6 +357,7 @@ impl BatchWrite {
     /// A record at or below the partition's watermark (redelivered): only its
     /// entity ops, which the home slots' watermarks skip where applied.
     pub fn push_entity_only(&mut self, offset: i64, ops: &[StateOp]) {
+        self.through(offset);
         let remote = ops.iter().filter(|op| !is_user_key(op_key(op))).collect();
         self.push_remote(offset, remote);
     }
@@ -232,7 +384,7 @@ impl BatchWrite {
 
     /// Whether there is nothing to apply.
     pub fn is_empty(&self) -> bool {
-        self.own.records.is_empty() && self.entity.is_empty() && self.cleanup.records.is_empty()
+        self.own.records.is_empty() && self.entity.is_empty() && self.last.is_none()
     }
 
     /// Slots touched (the partition's own, when it has records, first).
@@ -241,16 +393,26 @@ impl BatchWrite {
     }
 
     /// Applies the partition's slot, then every home slot (concurrently),
-    /// then the cleanup step.
+    /// then the done step.
     pub async fn apply(&self, store: &StateStore) -> Result<()> {
         if !self.own.records.is_empty() {
             store.apply(SCOPE, &self.own).await?;
         }
         futures::future::try_join_all(self.entity.values().map(|b| store.apply(SCOPE, b))).await?;
-        if !self.cleanup.records.is_empty() {
-            store.apply(SCOPE, &self.cleanup).await?;
+        if let Some(done) = self.done_batch() {
+            store.apply(SCOPE, &done).await?;
         }
         Ok(())
+    }
+
+    /// The done step: the erasures' deletions, then the last offset.
+    fn done_batch(&self) -> Option<PartitionBatch> {
+        let last = self.last?;
+        let mut done = self.done.clone();
+        if done.last_offset() < Some(last) {
+            done.push(last, Vec::new());
+        }
+        Some(done)
     }
 
     /// Applies only the partition's own slot: a crash before the home slots

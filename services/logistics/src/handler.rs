@@ -6,6 +6,19 @@
 //! stored, so they are at-least-once; each carries a stable `alert_id`
 //! derived from the event id for readers to drop duplicates.
 //!
+//! **A store that went back** (flushed, restored from an older snapshot, a
+//! failover to a replica that missed writes). Both inputs opt in to the
+//! consumer's resume from the store ([`Handler::applied_through`]): the
+//! batch that moves an input partition's watermark (the order batch, the
+//! decisions batch) carries [`mesh_bus::expected_through`], and an order
+//! batch checks it before anything else, so a batch the store would refuse
+//! moves no stock and publishes nothing; the consumer re-reads the
+//! partition from the store's watermark (see [`Handler::applied_through`]
+//! below for why that watermark covers the stock slots too). Each stock
+//! slot's batch carries the last offset of the partition this process
+//! applied in that slot ([`crate::stock::StockMarks`]), so a store that
+//! goes back after the check, before the stock moves, refuses them too.
+//!
 //! **Erasure.** Every record of a user starts with the erasure guard (the
 //! decisions too: they are keyed by the buyer, in the same slot). Stock
 //! moves land in other slots and alerts and planning happen outside the
@@ -17,7 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use mesh_bus::headers::{self, HeaderList};
-use mesh_bus::{Handler, HandlerError, Producer, Record};
+use mesh_bus::{Handler, HandlerError, Producer, Record, Watermark};
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
 use mesh_proto::logistics::v1::{AlertKind, LogisticsAlert};
@@ -44,6 +57,8 @@ pub struct LogisticsHandler {
     pub inventory: crate::forecasting::Inventory,
     pub clock: crate::Clock,
     pub stock_alerts: crate::stock::AlertState,
+    /// What this process applied in each stock slot, per input partition.
+    pub stock_marks: crate::stock::StockMarks,
 }
 
 /// Publishes one alert, keyed by `key`.
@@ -176,6 +191,8 @@ impl LogisticsHandler {
         use mesh_proto::fraud::v1::Decision;
         let first = &records[0];
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        // One atomic step: a store that went back refuses it whole.
+        batch.expect_through = mesh_bus::expected_through();
         let mut held = Vec::new();
         for r in records {
             let Ok(d) = Decision::decode(r.payload.as_slice()) else {
@@ -202,10 +219,7 @@ impl LogisticsHandler {
                 ],
             );
         }
-        self.store
-            .apply(SCOPE, &batch)
-            .await
-            .map_err(|e| HandlerError(e.to_string()))?;
+        self.store.apply(SCOPE, &batch).await?;
         if held.is_empty() {
             return Ok(());
         }
@@ -229,6 +243,52 @@ impl LogisticsHandler {
 }
 
 impl LogisticsHandler {
+    /// The error of a stock slot that refused a batch as behind what this
+    /// process applied there. When the whole store went back (the order
+    /// slot too, read now), the consumer re-reads from the order slot's
+    /// watermark: the stock slots went back with it, and the moves this
+    /// batch wrote before the refusal (in stock slots that lost nothing of
+    /// this partition) are dropped by their watermarks on the re-read. A
+    /// stock slot that went back alone lost moves no re-read
+    /// can price again (a re-read placement finds its order placed, a
+    /// cancellation its order restocked): that is logged, the marks are
+    /// forgotten and the batch is retried without them.
+    async fn stock_behind(
+        &self,
+        first: &Record,
+        expect: Option<i64>,
+        stock_slot: i32,
+        stock_watermark: Option<i64>,
+    ) -> HandlerError {
+        self.stock_marks.forget(&first.topic, first.partition);
+        let slot = Slot {
+            scope: SCOPE,
+            partition: first.partition,
+        };
+        let own = match self.store.watermark(slot, &first.topic).await {
+            Ok(own) => own,
+            Err(e) => return HandlerError(format!("stock slot {stock_slot} went back: {e}")),
+        };
+        match expect {
+            Some(expected) if own < Some(expected) => {
+                HandlerError::from(mesh_store::Error::Behind {
+                    source_topic: first.topic.clone(),
+                    partition: first.partition,
+                    watermark: own,
+                    expected,
+                })
+            }
+            _ => {
+                tracing::error!(topic = %first.topic, partition = first.partition, stock_slot,
+                    ?stock_watermark, "a stock slot went back alone: stock moves of this partition \
+                    after its watermark are lost; set the stock again");
+                HandlerError(format!(
+                    "stock slot {stock_slot} went back alone; retrying without its expectation"
+                ))
+            }
+        }
+    }
+
     /// Stock-out and reorder-point alerts of the stock this batch sold.
     async fn stock_alerts(
         &self,
@@ -354,6 +414,26 @@ impl Handler for LogisticsHandler {
         if first.topic == self.decisions_topic {
             return self.apply_decisions(records).await;
         }
+        // Before anything leaves the handler (dead letters, stock moves,
+        // alerts): a store that lost what this consumer applied is re-read
+        // from its watermark, not built on. The order batch checks again,
+        // atomically, for a store that goes back meanwhile.
+        let expect = mesh_bus::expected_through();
+        if let Some(expected) = expect {
+            let slot = Slot {
+                scope: SCOPE,
+                partition: first.partition,
+            };
+            let watermark = self.store.watermark(slot, &first.topic).await?;
+            if watermark < Some(expected) {
+                return Err(HandlerError::from(mesh_store::Error::Behind {
+                    source_topic: first.topic.clone(),
+                    partition: first.partition,
+                    watermark,
+                    expected,
+                }));
+            }
+        }
         let mut decoded: Vec<(i64, Option<Envelope>)> = Vec::with_capacity(records.len());
         for r in records {
             match Envelope::decode(r.payload.as_slice()) {
@@ -442,13 +522,35 @@ impl Handler for LogisticsHandler {
             &prior,
             &self.default_warehouse,
         );
-        for b in &moves.batches {
-            self.store
-                .apply(SCOPE, b)
-                .await
-                .map_err(|e| HandlerError(format!("stock: {e}")))?;
+        // Each stock slot expects what this process applied there for this
+        // partition (see `stock::StockMarks`).
+        let marks = self
+            .stock_marks
+            .of(&first.topic, first.partition, expect.is_some());
+        for b in &mut moves.batches {
+            b.expect_through = marks.get(&b.partition).copied();
         }
+        for b in &moves.batches {
+            match self.store.apply(SCOPE, b).await {
+                Ok(_) => {}
+                Err(mesh_store::Error::Behind { watermark, .. }) => {
+                    return Err(self
+                        .stock_behind(first, expect, b.partition, watermark)
+                        .await);
+                }
+                Err(e) => return Err(HandlerError(format!("stock: {e}"))),
+            }
+        }
+        self.stock_marks.applied(
+            &first.topic,
+            first.partition,
+            moves
+                .batches
+                .iter()
+                .filter_map(|b| Some((b.partition, b.last_offset()?))),
+        );
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        batch.expect_through = expect;
         let mut by_offset: HashMap<i64, &Envelope> = kept.iter().map(|(o, e)| (*o, e)).collect();
         let mut forgotten_waves = BTreeSet::new();
         for r in records {
@@ -480,10 +582,7 @@ impl Handler for LogisticsHandler {
             }
             batch.push(r.offset, ops);
         }
-        self.store
-            .apply(SCOPE, &batch)
-            .await
-            .map_err(|e| HandlerError(e.to_string()))?;
+        self.store.apply(SCOPE, &batch).await?;
         // The erased users' stops left their waves: plan them again.
         for w in forgotten_waves {
             self.planner.touch(&w);
@@ -491,5 +590,32 @@ impl Handler for LogisticsHandler {
         let kept: Vec<Envelope> = kept.into_iter().map(|(_, e)| e).collect();
         self.after_apply(first.partition, &kept).await?;
         self.stock_alerts(&moves.sold).await
+    }
+
+    /// The store's watermark of `(topic, partition)` in the input
+    /// partition's own slot: the order batch's, or the decisions batch's.
+    ///
+    /// For the order topic it covers every store effect of a record: the
+    /// stock moves (batches per stock slot, pseudo source
+    /// `stock<-<topic>[<partition>]`, see [`crate::stock`]) are applied
+    /// *before* the order batch, so whatever the order batch applied, the
+    /// stock slots applied too. A stock slot may be ahead of it (a snapshot
+    /// taken between the two steps): the records are re-read, priced from
+    /// the order hashes the snapshot holds (those before them, as the first
+    /// time), and the stock slot's watermark, which went back with its
+    /// counts, skips the moves it holds.
+    /// A stock slot's own watermark could not stand in: it is the last
+    /// offset that sold at that warehouse, behind the partition whenever
+    /// the latest orders went elsewhere. Plans are derived state: the
+    /// re-read touches the waves of its records and the planner plans them
+    /// again from the store (a plan's version continues from the plan the
+    /// store holds). Stock set over `SetStock` after the snapshot is not in
+    /// any topic and stays lost.
+    async fn applied_through(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Watermark, HandlerError> {
+        Watermark::of(&self.store, SCOPE, topic, partition).await
     }
 }

@@ -311,6 +311,7 @@ pub fn start_consumer(cfg: &LogisticsConfig, deps: &Deps, shutdown: Cancellation
         inventory: cfg.inventory.clone(),
         clock: deps.clock.clone(),
         stock_alerts: Default::default(),
+        stock_marks: Default::default(),
     });
     let (assigned, consumer) =
         mesh_runtime::service::start_consumer("logistics", cc, handler, shutdown);

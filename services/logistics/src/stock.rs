@@ -180,6 +180,53 @@ pub fn plan(
     out
 }
 
+/// Per input partition, the last offset this process applied in each stock
+/// slot, while its consumer applies the partition batch after batch: what a
+/// stock slot must still hold. A stock slot's watermark of
+/// `stock<-<topic>[<partition>]` is the last offset that sold at its
+/// warehouses, and which offset that is only the writer knows. A stock
+/// batch expects it (`expect_through`), so a store that went back between
+/// the handler's check and the stock moves refuses them instead of moving
+/// its watermark past moves it lost. Forgotten when the consumer starts
+/// over (an assignment, a re-read): its first batch expects nothing.
+#[derive(Debug, Default)]
+pub struct StockMarks(Mutex<HashMap<(String, i32), BTreeMap<i32, i64>>>);
+
+impl StockMarks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), BTreeMap<i32, i64>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The marks of `topic[partition]` for a batch the consumer applies
+    /// right after its previous one (`continued`); otherwise none, and
+    /// those kept are forgotten.
+    pub fn of(&self, topic: &str, partition: i32, continued: bool) -> BTreeMap<i32, i64> {
+        let key = (topic.to_string(), partition);
+        let mut marks = self.lock();
+        if continued {
+            marks.get(&key).cloned().unwrap_or_default()
+        } else {
+            marks.remove(&key);
+            BTreeMap::new()
+        }
+    }
+
+    /// Records the last offset of each stock batch applied.
+    pub fn applied(&self, topic: &str, partition: i32, applied: impl Iterator<Item = (i32, i64)>) {
+        let mut marks = self.lock();
+        let slots = marks.entry((topic.to_string(), partition)).or_default();
+        for (slot, offset) in applied {
+            let m = slots.entry(slot).or_insert(offset);
+            *m = (*m).max(offset);
+        }
+    }
+
+    /// Forgets the marks of `topic[partition]`.
+    pub fn forget(&self, topic: &str, partition: i32) {
+        self.lock().remove(&(topic.to_string(), partition));
+    }
+}
+
 /// Lead-time forecasts kept for the day they were made (they use complete
 /// days only, so they change once a day), and the alert ids this process
 /// already published.

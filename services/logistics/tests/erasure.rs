@@ -84,6 +84,7 @@ async fn setup(partition: i32) -> Setup {
         inventory: cfg.inventory.clone(),
         clock,
         stock_alerts: Default::default(),
+        stock_marks: Default::default(),
     };
     Setup {
         handler,

@@ -1,24 +1,29 @@
-//! `mesh chaos`: simulator traffic at a fixed rate against ingest and
-//! profile, each its own process, on a real broker and a Redis with AOF,
-//! while processes are killed and the store is made to lose writes; then
-//! every user's profile is compared with an offline fold of the accepted
-//! events.
+//! `mesh chaos`: simulator traffic at a fixed rate against every service,
+//! each its own process, on a real broker and a Redis with AOF, while
+//! processes are killed, the store is made to lose writes and the broker
+//! restarts; then every user's profile is compared with an offline fold of
+//! the accepted events, and every service's tally of applied records with
+//! the records on its input topics.
 //!
 //! Faults, spread evenly over the run in a seeded order:
-//! - `kill -9` of profile and of ingest, `--kills` times each, restarted
-//!   after a seeded pause;
+//! - `kill -9` of each service (ingest, profile, fraud, recommend, churn,
+//!   logistics, engage, support), `--kills` times each, restarted after a
+//!   seeded pause;
 //! - `kill -9` of Redis, restarted from its append-only file;
 //! - a restore of Redis from a snapshot taken `--snapshot-age` seconds
 //!   before (the store loses acknowledged writes, as after a failover to a
 //!   replica that missed them);
-//! - `FLUSHALL` (services rebuild by replay).
+//! - `FLUSHALL` (services rebuild by replay);
+//! - with `--tansu` (a tansu built with durable storage): `kill -9` of the
+//!   broker, restarted on its SQLite file.
 //!
 //! After each fault a probe event is published for a user of its own; the
 //! fault's recovery is the time until that event is visible in
-//! `GetProfile`. The broker is the configured one (`MESH_KAFKA_BROKERS`)
-//! or the embedded cluster; it is not restarted (tansu's memory storage
-//! and the embedded cluster lose their topics on a restart).
-use std::collections::HashMap;
+//! `GetProfile` and every service answers `/ready` again. Without
+//! `--tansu` the broker is the configured one (`MESH_KAFKA_BROKERS`) or the
+//! embedded cluster, and it is not restarted (tansu's memory storage and
+//! the embedded cluster lose their topics on a restart).
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -38,6 +43,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::node::MeshConfig;
+use crate::serve::Role;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChaosArgs {
@@ -50,7 +56,7 @@ pub struct ChaosArgs {
     /// Distinct users the events spread over.
     #[arg(long, default_value_t = 2000)]
     pub users: u32,
-    /// `kill -9` of each service (profile, ingest) this many times.
+    /// `kill -9` of each service this many times.
     #[arg(long, default_value_t = 3)]
     pub kills: u32,
     /// Age of the snapshot Redis is restored from, seconds.
@@ -65,6 +71,17 @@ pub struct ChaosArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// A `tansu` binary built with durable storage (`cargo install tansu
+    /// --features libsql` or `postgres`): the run then starts its own
+    /// broker on `--tansu-storage` and restarts it once (`kill -9`).
+    /// Measured with tansu 0.6.0's SQLite engine: it panics within a minute
+    /// of the restart (see README "Chaos").
+    #[arg(long, env = "MESH_CHAOS_TANSU")]
+    pub tansu: Option<PathBuf>,
+    /// The `--storage-engine` of that broker; a `sqlite://` path is
+    /// relative to the run's directory.
+    #[arg(long, default_value = "sqlite://tansu.db")]
+    pub tansu_storage: String,
 }
 
 /// One fault and how long the mesh took to show an event sent after it.
@@ -97,12 +114,34 @@ pub struct ChaosReport {
     pub settled_s: Option<f64>,
     /// Up to five users that differ: expected against found.
     pub mismatch_examples: Vec<String>,
-    /// Partitions profile re-read from its store's watermark because the
-    /// store was behind (warnings in its log).
+    /// Partitions the services re-read from their store's watermark
+    /// because the store was behind (warnings in their logs).
     pub store_resumes: usize,
+    /// Every consumer's tally of applied records (kept by the store in the
+    /// same atomic step as the effects) against the records on its input
+    /// topics.
+    pub services: Vec<ServiceTally>,
+    /// Records some service never applied (sum over `services`).
+    pub records_lost: u64,
+    /// Records some service applied more than once (sum over `services`).
+    pub records_double_applied: u64,
     pub faults: Vec<Fault>,
     /// Where the servers' and services' logs are.
     pub logs: String,
+}
+
+/// One consumer's applied records against its input topics.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceTally {
+    pub service: String,
+    /// Records on its input topics (what it had to apply).
+    pub records: u64,
+    /// Records its store says it applied.
+    pub applied: u64,
+    pub lost: u64,
+    pub double_applied: u64,
+    /// Partitions re-read from the store's watermark (log lines).
+    pub store_resumes: usize,
 }
 
 /// A service process that can be killed and started again.
@@ -111,6 +150,8 @@ struct Proc {
     cmd: Vec<String>,
     env: Vec<(String, String)>,
     log: PathBuf,
+    /// Working directory (`None`: this process's).
+    cwd: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -121,6 +162,9 @@ impl Proc {
             .append(true)
             .open(&self.log)?;
         let mut c = Command::new(&self.cmd[0]);
+        if let Some(dir) = &self.cwd {
+            c.current_dir(dir);
+        }
         c.args(&self.cmd[1..])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -206,6 +250,7 @@ impl Redis {
             cmd: Vec::new(),
             env: Vec::new(),
             log: dir.join("redis.log"),
+            cwd: None,
             child: None,
         };
         let mut r = Redis { port, dir, proc };
@@ -420,25 +465,233 @@ async fn recovery(
 
 #[derive(Debug, Clone, Copy)]
 enum FaultKind {
-    KillProfile,
-    KillIngest,
+    Kill(Role),
     KillRedis,
     RestoreSnapshot,
     FlushAll,
+    RestartBroker,
 }
 
 impl FaultKind {
     fn describe(self, snapshot_age: u64) -> String {
         match self {
-            FaultKind::KillProfile => "kill -9 profile".into(),
-            FaultKind::KillIngest => "kill -9 ingest".into(),
+            FaultKind::Kill(role) => format!("kill -9 {}", role.name()),
             FaultKind::KillRedis => "kill -9 redis-server, restart from AOF".into(),
             FaultKind::RestoreSnapshot => {
                 format!("restore redis from a snapshot {snapshot_age} s old")
             }
             FaultKind::FlushAll => "FLUSHALL".into(),
+            FaultKind::RestartBroker => "kill -9 the broker, restart on its SQLite file".into(),
         }
     }
+}
+
+/// A service process and its ports.
+struct Service {
+    role: Role,
+    proc: Proc,
+    admin_port: u16,
+}
+
+/// The broker this run started itself: tansu on a SQLite file, so a
+/// restart keeps its topics, offsets and groups.
+struct OwnBroker {
+    port: u16,
+    proc: Proc,
+}
+
+impl OwnBroker {
+    async fn start(tansu: &Path, storage: &str, work: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut proc = Proc {
+            name: "tansu",
+            cmd: vec![
+                tansu.display().to_string(),
+                "broker".into(),
+                "--listener-url".into(),
+                url.clone(),
+                "--advertised-listener-url".into(),
+                url,
+                // tansu opens a SQLite path relative to its working
+                // directory, whatever the URL says.
+                "--storage-engine".into(),
+                storage.into(),
+            ],
+            env: Vec::new(),
+            log: work.join("tansu.log"),
+            cwd: Some(work.to_path_buf()),
+            child: None,
+        };
+        proc.start()
+            .with_context(|| format!("starting the broker {}", tansu.display()))?;
+        wait_port(port, "tansu", Duration::from_secs(30)).await?;
+        Ok(OwnBroker { port, proc })
+    }
+
+    async fn restart(&mut self, pause: Duration) -> anyhow::Result<()> {
+        self.proc.kill9();
+        tokio::time::sleep(pause).await;
+        self.proc.start()?;
+        wait_port(self.port, "tansu", Duration::from_secs(60)).await
+    }
+}
+
+/// Whether the process answers `GET /ready` on its admin port with 200.
+async fn is_ready(admin_port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", admin_port)).await?;
+        s.write_all(b"GET /ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await?;
+        std::io::Result::Ok(head.ends_with(b"200"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), ask).await,
+        Ok(Ok(true))
+    )
+}
+
+/// The consumers and the topics each one reads, with its store scope.
+fn consumers(t: &mesh_bus::TopicNames) -> Vec<(&'static str, &'static str, Vec<String>)> {
+    let v = |ts: &[&String]| ts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    vec![
+        ("profile", "profile", v(&[&t.user_events, &t.order_events])),
+        ("churn", "churn", v(&[&t.order_events, &t.user_events])),
+        (
+            "recommend",
+            "recommend",
+            v(&[&t.user_events, &t.order_events]),
+        ),
+        ("fraud", "fraud", v(&[&t.user_events, &t.order_events])),
+        (
+            "logistics",
+            "logistics",
+            v(&[&t.order_events, &t.decisions]),
+        ),
+        (
+            "engage",
+            "engage",
+            v(&[
+                &t.user_events,
+                &t.order_events,
+                &t.alerts,
+                &t.lifecycle,
+                &t.market_prices,
+            ]),
+        ),
+        ("support", "support", v(&[&t.user_events])),
+    ]
+}
+
+/// Records on each partition of `topic`, read from the start to its end
+/// (the high watermark, asked again until it stops moving).
+fn count_records(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<BTreeMap<i32, u64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let c: BaseConsumer = mesh_bus::security::client_config()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "mesh-chaos-count")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    c.assign(&tpl)?;
+    let mut counts: BTreeMap<i32, u64> = (0..partitions).map(|p| (p, 0)).collect();
+    // The next offset to read of each partition, and where it ends.
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let started = Instant::now();
+    loop {
+        let mut ends = BTreeMap::new();
+        for p in 0..partitions {
+            let (low, high) = c.fetch_watermarks(topic, p, timeout)?;
+            next.entry(p).or_insert(low);
+            ends.insert(p, high);
+        }
+        if ends.iter().all(|(p, high)| next[p] >= *high) {
+            // tansu's high watermarks can lag its log: read on until the
+            // partitions stay quiet.
+            let mut quiet = Instant::now();
+            while quiet.elapsed() < Duration::from_secs(2) {
+                if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                    *counts.entry(m.partition()).or_default() += 1;
+                    next.insert(m.partition(), m.offset() + 1);
+                    quiet = Instant::now();
+                }
+            }
+            return Ok(counts);
+        }
+        while ends.iter().any(|(p, high)| next[p] < *high) {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "reading {topic} to its end took over 600 s"
+            );
+            match c.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    *counts.entry(m.partition()).or_default() += 1;
+                    next.insert(m.partition(), m.offset() + 1);
+                }
+                Some(Err(e)) => tracing::debug!(%e, topic, "counting records"),
+                None => {}
+            }
+        }
+    }
+}
+
+/// Each consumer's tally against the records on its topics, per partition.
+async fn tallies(
+    store: &mesh_store::StateStore,
+    brokers: &str,
+    topics: &mesh_bus::TopicNames,
+    partitions: i32,
+    logs: &Path,
+) -> anyhow::Result<Vec<ServiceTally>> {
+    let mut on_topic: HashMap<String, BTreeMap<i32, u64>> = HashMap::new();
+    let mut out = Vec::new();
+    for (service, scope, inputs) in consumers(topics) {
+        let mut t = ServiceTally {
+            service: service.to_string(),
+            records: 0,
+            applied: 0,
+            lost: 0,
+            double_applied: 0,
+            store_resumes: std::fs::read_to_string(logs.join(format!("{service}.log")))
+                .map(|l| l.matches("re-reading").count())
+                .unwrap_or(0),
+        };
+        for topic in &inputs {
+            if !on_topic.contains_key(topic) {
+                let (b, tp) = (brokers.to_string(), topic.clone());
+                let counts =
+                    tokio::task::spawn_blocking(move || count_records(&b, &tp, partitions))
+                        .await??;
+                on_topic.insert(topic.clone(), counts);
+            }
+            for (p, want) in &on_topic[topic] {
+                let slot = mesh_store::Slot {
+                    scope,
+                    partition: *p,
+                };
+                let got = store.applied_records(slot, topic).await?;
+                t.records += want;
+                t.applied += got;
+                t.lost += want.saturating_sub(got);
+                t.double_applied += got.saturating_sub(*want);
+            }
+        }
+        out.push(t);
+    }
+    Ok(out)
 }
 
 /// Runs the whole experiment.
@@ -450,12 +703,18 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
     let run_id = format!("chaos{}", now_ms() % 1_000_000_000);
     let tenant = format!("{run_id}-shop");
 
-    // Broker: the configured one or the embedded cluster.
+    // Broker: our own durable tansu, the configured one or the embedded
+    // cluster.
     let mut run_cfg = cfg.clone();
     run_cfg.topic_prefix = run_id.clone();
-    let (_embedded, brokers) = match &cfg.brokers {
-        Some(b) => (None, b.clone()),
-        None => {
+    let mut own_broker = match &args.tansu {
+        Some(t) => Some(OwnBroker::start(t, &args.tansu_storage, &work).await?),
+        None => None,
+    };
+    let (_embedded, brokers) = match (&own_broker, &cfg.brokers) {
+        (Some(b), _) => (None, format!("127.0.0.1:{}", b.port)),
+        (None, Some(b)) => (None, b.clone()),
+        (None, None) => {
             let e = mesh_bus::EmbeddedKafka::start(1)?;
             let b = e.bootstrap_servers();
             (Some(e), b)
@@ -476,66 +735,76 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
     redis.start(true).await?;
     let redis_url = format!("redis://127.0.0.1:{}", redis.port);
 
+    // Every service its own process, wired to its peers by address.
     let exe = std::env::current_exe()?.display().to_string();
-    let ingest_port = free_port()?;
-    let profile_port = free_port()?;
-    let common = |admin: u16| -> Vec<(String, String)> {
-        [
-            ("MESH_KAFKA_BROKERS", brokers.clone()),
-            ("MESH_REDIS_URL", redis_url.clone()),
-            ("MESH_TOPIC_PREFIX", run_id.clone()),
-            ("MESH_REDIS_PREFIX", run_id.clone()),
-            ("MESH_PARTITIONS", cfg.partitions.to_string()),
-            ("MESH_CONSUMER_SESSION_TIMEOUT_MS", "6000".into()),
-            ("MESH_ADMIN_ADDR", format!("127.0.0.1:{admin}")),
-            ("MESH_INGEST_GRPC_ADDR", format!("127.0.0.1:{ingest_port}")),
-            (
-                "MESH_INGEST_HTTP_ADDR",
-                format!("127.0.0.1:{}", free_port().unwrap_or(0)),
-            ),
-            (
-                "MESH_PROFILE_GRPC_ADDR",
-                format!("127.0.0.1:{profile_port}"),
-            ),
-            ("NO_COLOR", "1".into()),
-        ]
-        .map(|(k, v)| (k.to_string(), v))
-        .to_vec()
-    };
-    let mut ingest = Proc {
-        name: "ingest",
-        cmd: vec![exe.clone(), "serve".into(), "ingest".into()],
-        env: common(free_port()?),
-        log: work.join("ingest.log"),
-        child: None,
-    };
-    let mut profile = Proc {
-        name: "profile",
-        cmd: vec![exe.clone(), "serve".into(), "profile".into()],
-        env: common(free_port()?),
-        log: work.join("profile.log"),
-        child: None,
-    };
-    ingest.start()?;
-    profile.start()?;
-    wait_port(ingest_port, "ingest", Duration::from_secs(60)).await?;
-    wait_port(profile_port, "profile", Duration::from_secs(60)).await?;
-    let ingest_url = format!("http://127.0.0.1:{ingest_port}");
-    let profile_url = format!("http://127.0.0.1:{profile_port}");
+    let mut grpc: BTreeMap<&'static str, u16> = BTreeMap::new();
+    for role in Role::ALL {
+        grpc.insert(role.name(), free_port()?);
+    }
+    let ingest_http = free_port()?;
+    let mut common: Vec<(String, String)> = [
+        ("MESH_KAFKA_BROKERS", brokers.clone()),
+        ("MESH_REDIS_URL", redis_url.clone()),
+        ("MESH_TOPIC_PREFIX", run_id.clone()),
+        ("MESH_REDIS_PREFIX", run_id.clone()),
+        ("MESH_PARTITIONS", cfg.partitions.to_string()),
+        ("MESH_CONSUMER_SESSION_TIMEOUT_MS", "6000".into()),
+        ("MESH_INGEST_HTTP_ADDR", format!("127.0.0.1:{ingest_http}")),
+        ("NO_COLOR", "1".into()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec();
+    for (name, port) in &grpc {
+        let up = name.to_uppercase();
+        common.push((format!("MESH_{up}_GRPC_ADDR"), format!("127.0.0.1:{port}")));
+        common.push((
+            format!("MESH_{up}_ADDR"),
+            format!("http://127.0.0.1:{port}"),
+        ));
+    }
+    let mut services = Vec::new();
+    for role in Role::ALL {
+        let admin_port = free_port()?;
+        let mut env = common.clone();
+        env.push(("MESH_ADMIN_ADDR".into(), format!("127.0.0.1:{admin_port}")));
+        let mut proc = Proc {
+            name: role.name(),
+            cmd: vec![exe.clone(), "serve".into(), role.name().into()],
+            env,
+            log: work.join(format!("{}.log", role.name())),
+            cwd: None,
+            child: None,
+        };
+        proc.start()?;
+        services.push(Service {
+            role,
+            proc,
+            admin_port,
+        });
+    }
+    for s in &services {
+        wait_port(grpc[s.role.name()], s.role.name(), Duration::from_secs(90)).await?;
+    }
+    let ingest_url = format!("http://127.0.0.1:{}", grpc["ingest"]);
+    let profile_url = format!("http://127.0.0.1:{}", grpc["profile"]);
+    let admin_ports: Vec<u16> = services.iter().map(|s| s.admin_port).collect();
+    all_ready(&admin_ports, Instant::now(), Duration::from_secs(120)).await;
 
     // The schedule: every fault at an even spacing, in a seeded order; the
     // snapshot for the restore is taken `snapshot_age` seconds before it.
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut kinds = Vec::new();
     for _ in 0..args.kills {
-        kinds.push(FaultKind::KillProfile);
-        kinds.push(FaultKind::KillIngest);
+        kinds.extend(Role::ALL.map(FaultKind::Kill));
     }
     kinds.extend([
         FaultKind::KillRedis,
         FaultKind::RestoreSnapshot,
         FaultKind::FlushAll,
     ]);
+    if own_broker.is_some() {
+        kinds.push(FaultKind::RestartBroker);
+    }
     kinds.shuffle(&mut rng);
     let spacing = args.seconds as f64 / (kinds.len() + 1) as f64;
     let schedule: Vec<(f64, FaultKind)> = kinds
@@ -597,20 +866,20 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
                 kind.describe(args.snapshot_age)
             );
         }
+        let pause = Duration::from_millis(rng.random_range(200..2000));
         match kind {
-            FaultKind::KillProfile | FaultKind::KillIngest => {
-                let p = if matches!(kind, FaultKind::KillProfile) {
-                    &mut profile
-                } else {
-                    &mut ingest
-                };
-                p.kill9();
-                tokio::time::sleep(Duration::from_millis(rng.random_range(200..2000))).await;
-                p.start()?;
+            FaultKind::Kill(role) => {
+                let s = services
+                    .iter_mut()
+                    .find(|s| s.role == *role)
+                    .expect("every role runs");
+                s.proc.kill9();
+                tokio::time::sleep(pause).await;
+                s.proc.start()?;
             }
             FaultKind::KillRedis => {
                 redis.proc.kill9();
-                tokio::time::sleep(Duration::from_millis(rng.random_range(200..2000))).await;
+                tokio::time::sleep(pause).await;
                 redis.start(true).await?;
             }
             FaultKind::RestoreSnapshot => {
@@ -621,6 +890,13 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
                 let reply = redis.cli(&["FLUSHALL"])?;
                 anyhow::ensure!(reply.trim() == "OK", "FLUSHALL answered {reply:?}");
             }
+            FaultKind::RestartBroker => {
+                own_broker
+                    .as_mut()
+                    .expect("scheduled with a broker of our own")
+                    .restart(pause)
+                    .await?;
+            }
         }
         let fault_at = (at - started).as_secs_f64();
         let probe_event = probe(&tenant, k);
@@ -629,7 +905,7 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
         // running mesh (a snapshot taken while profile was down would hold
         // nothing it could lose).
         let limit = Duration::from_secs(args.seconds + args.settle_seconds);
-        let recovered = recovery(
+        let visible = recovery(
             ingest_url.clone(),
             profile_url.clone(),
             tenant.clone(),
@@ -638,6 +914,8 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
             limit,
         )
         .await;
+        let ready = all_ready(&admin_ports, at, limit).await;
+        let recovered = visible.zip(ready).map(|(a, b)| a.max(b));
         faults.push(Fault {
             what: kind.describe(args.snapshot_age),
             at_s: (fault_at * 10.0).round() / 10.0,
@@ -714,9 +992,30 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let settled_s = (mismatched == 0).then(|| traffic_done.elapsed().as_secs_f64());
-    profile.stop();
-    ingest.stop();
+
+    // Every consumer's tally against its topics, until they agree or the
+    // settle time is up (consumers of derived topics may still be busy).
+    let store = mesh_store::StateStore::Redis(
+        mesh_store::RedisStore::connect(&redis_url, &run_id)
+            .await
+            .context("reading the services' tallies")?,
+    );
+    let topics = run_cfg.topics();
+    let tally = loop {
+        let t = tallies(&store, &brokers, &topics, cfg.partitions, &work).await?;
+        let off = t.iter().any(|s| s.lost > 0 || s.double_applied > 0);
+        if !off || traffic_done.elapsed() > settle + Duration::from_secs(60) {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    for s in services.iter_mut() {
+        s.proc.stop();
+    }
     redis.proc.kill9();
+    if let Some(b) = own_broker.as_mut() {
+        b.proc.stop();
+    }
     Ok(ChaosReport {
         seconds: args.seconds,
         rate: args.rate,
@@ -729,12 +1028,33 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
         users_mismatched: mismatched,
         settled_s: settled_s.map(|s| (s * 10.0).round() / 10.0),
         mismatch_examples: examples,
-        store_resumes: std::fs::read_to_string(&profile.log)
-            .map(|l| l.matches("re-reading").count())
-            .unwrap_or(0),
+        store_resumes: tally.iter().map(|s| s.store_resumes).sum(),
+        records_lost: tally.iter().map(|s| s.lost).sum(),
+        records_double_applied: tally.iter().map(|s| s.double_applied).sum(),
+        services: tally,
         faults,
         logs: work.display().to_string(),
     })
+}
+
+/// Waits until every admin port answers `/ready`; seconds since `at`.
+async fn all_ready(admin_ports: &[u16], at: Instant, limit: Duration) -> Option<f64> {
+    loop {
+        let mut ready = true;
+        for p in admin_ports {
+            if !is_ready(*p).await {
+                ready = false;
+                break;
+            }
+        }
+        if ready {
+            return Some(at.elapsed().as_secs_f64());
+        }
+        if at.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn now_ms() -> i64 {
@@ -777,6 +1097,12 @@ pub async fn command(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<()> {
         for m in &r.mismatch_examples {
             println!("  differs: {m}");
         }
+        for t in &r.services {
+            println!(
+                "  {:<10} records {:>9}  applied {:>9}  lost {}  double-applied {}  store resumes {}",
+                t.service, t.records, t.applied, t.lost, t.double_applied, t.store_resumes
+            );
+        }
         for f in &r.faults {
             println!(
                 "{:7.1} s  {:<45} recovered {}",
@@ -788,12 +1114,20 @@ pub async fn command(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<()> {
         }
         println!("logs: {}", r.logs);
     }
-    if r.lost > 0 || r.double_applied > 0 || r.users_mismatched > 0 {
+    if r.lost > 0
+        || r.double_applied > 0
+        || r.users_mismatched > 0
+        || r.records_lost > 0
+        || r.records_double_applied > 0
+    {
         anyhow::bail!(
-            "chaos: {} lost, {} double-applied, {} users differ (logs in {})",
+            "chaos: {} lost, {} double-applied, {} users differ; services lost {} and \
+             double-applied {} records (logs in {})",
             r.lost,
             r.double_applied,
             r.users_mismatched,
+            r.records_lost,
+            r.records_double_applied,
             r.logs
         );
     }
@@ -815,6 +1149,8 @@ mod tests {
             seed: 7,
             settle_seconds: 10,
             json: true,
+            tansu: None,
+            tansu_storage: "sqlite://tansu.db".into(),
         };
         let a = traffic(&args, "t");
         let b = traffic(&args, "t");

@@ -10,8 +10,18 @@
 //! step is applied once. Impressions not yet written when a process dies
 //! are lost (at most `flush_every` of them).
 //!
+//! A store that went back (restored from an older snapshot, flushed, failed
+//! over to a replica that missed writes) loses the impressions written since
+//! the same way: they come from answers, not from a topic, so nothing can
+//! read them again. The next step still applies (its offset is above
+//! whatever watermark of this source the store went back to), and nothing is
+//! counted twice.
+//!
 //! **Clicks** are counted by the consumer ([`crate::signals::click_ops`])
-//! into `clk:<tenant>`.
+//! into `clk:<tenant>`, exactly once per attribution even when the store
+//! went back: the consumer re-reads the events the store lost
+//! ([`crate::handler`]). After such a loss a tenant's clicks can therefore
+//! stand higher against its impressions than they were shown for a while.
 //!
 //! **Weights** are re-read per tenant at most every `refresh` and drawn per
 //! request (Thompson sampling). Until the tenant has `min_impressions`

@@ -32,10 +32,41 @@
 //! redelivered records are recomputed from the same history (it lives in the
 //! consumed slot, unchanged) into the same ops, and each other slot skips
 //! the offsets it already has. Every op lands exactly once.
+//!
+//! **Resuming from what the store applied.** Every run moves the
+//! partition's watermark in *every* slot to its last offset: the consumed
+//! slot's batch carries every offset (records without ops too), and every
+//! other slot gets the run's last offset (alone, with no ops, when the run
+//! writes nothing there). All of them carry the consumer's
+//! [`mesh_bus::expected_through`], so a slot that lost ops the consumer
+//! applied (the store restored from an older snapshot, flushed, or failed
+//! over to a replica that missed writes) refuses the run, nothing of it
+//! written there, and the consumer re-reads the partition from what the
+//! store still has: [`RecommendHandler::applied_through`], the lowest of
+//! those watermarks, which is the consumed slot's (it is written last). The
+//! re-read records are planned from the history the store went back to,
+//! which is the history they were first planned from, so they give the same
+//! ops; every other slot applies the ones it lost and skips the ones it
+//! kept.
+//!
+//! Two things keep a run from writing ops planned from a history the store
+//! already lost, since the other slots are written before the consumed
+//! slot's batch can refuse: the plan reads the consumed slot's watermark
+//! *after* the histories, click lists and erasures it plans from, and
+//! refuses the run itself ([`mesh_store::Error::Behind`], nothing written,
+//! nothing dead-lettered) when it is below what the consumer applied (a
+//! store that went back before those reads went back before the watermark
+//! read too, and inputs read before it went back are the right ones); and
+//! when the store goes back after that read, the other slots that lost ops
+//! refuse the run themselves instead of moving their watermark past the
+//! gap. A slot that lost ops while the consumed slot did not (one node of a
+//! cluster failed over on its own) cannot be rebuilt from the input, as
+//! those ops were planned from histories overwritten since: that is logged
+//! as an error (`mesh replay` rebuilds it) and the partition moves on.
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use mesh_bus::{Handler, HandlerError, Producer, Record};
+use mesh_bus::{Handler, HandlerError, Producer, Record, Watermark};
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::Envelope;
 use mesh_recommend::live::LiveConfig;
@@ -203,13 +234,30 @@ impl Handler for RecommendHandler {
         // Other slots first, the consumed slot (whose watermark decides what
         // is redelivered) last.
         let applies = plan.cross.iter().map(|b| self.store.apply(SCOPE, b));
-        futures::future::try_join_all(applies)
-            .await
-            .map_err(|e| HandlerError(e.to_string()))?;
+        let results = futures::future::join_all(applies).await;
+        let mut behind: Vec<(i32, Option<i64>)> = Vec::new();
+        let mut failed = None;
+        for (b, r) in plan.cross.iter().zip(results) {
+            match r {
+                Ok(_) => {}
+                Err(mesh_store::Error::Behind { watermark, .. }) => {
+                    behind.push((b.partition, watermark));
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if !behind.is_empty() {
+            return Err(self.cross_behind(first, &plan, &behind).await);
+        }
+        if let Some(e) = failed {
+            return Err(HandlerError::from(e));
+        }
+        // Refused as behind when the store lost what the consumer applied:
+        // the consumer then re-reads from the watermark.
         self.store
             .apply(SCOPE, &plan.home)
             .await
-            .map_err(|e| HandlerError(e.to_string()))?;
+            .map_err(HandlerError::from)?;
         for k in plan.kinds {
             INTERACTIONS
                 .with_label_values(&[interaction_label(k)])
@@ -222,14 +270,95 @@ impl Handler for RecommendHandler {
         }
         Ok(())
     }
+
+    /// The lowest of the consumed slot's watermark of `topic` and the
+    /// partition's watermark (`<topic>@<partition>`) in every other slot.
+    /// Every run moves all of them to its last offset, the other slots
+    /// first, so this is the consumed slot's watermark: every op of every
+    /// record at or below it is in every slot it belongs to (other slots
+    /// may hold a few later records, of a run that stopped between the two
+    /// steps; re-read, those give the same ops, which the slots skip). It
+    /// is lower only for a store written before every run moved every
+    /// slot, or after the partition count grew: the records in between are
+    /// re-read once, and plan nothing (see the module documentation).
+    async fn applied_through(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Watermark, HandlerError> {
+        let source = keys::cross_source(topic, partition);
+        let reads = (0..self.partitions)
+            .filter(|q| *q != partition)
+            .map(|q| (q, source.as_str()))
+            .chain([(partition, topic)])
+            .map(|(q, source)| {
+                let slot = Slot {
+                    scope: SCOPE,
+                    partition: q,
+                };
+                async move { self.store.watermark(slot, source).await }
+            });
+        let marks = futures::future::try_join_all(reads)
+            .await
+            .map_err(HandlerError::from)?;
+        // `None` (nothing applied) is the lowest.
+        Ok(match marks.into_iter().min().flatten() {
+            Some(w) => Watermark::At(w),
+            None => Watermark::Empty,
+        })
+    }
+}
+
+impl RecommendHandler {
+    /// The error for a run that other slots refused as behind (they lost
+    /// ops the consumer applied to them): the store went back, and the
+    /// consumer re-reads the partition from the lowest of the consumed
+    /// slot's watermark and the refusing slots' ones. When the consumed slot
+    /// did not go back (one node of a cluster failed over on its own), the
+    /// refusing slots' lost ops cannot be rebuilt from the input (they were
+    /// planned from histories overwritten since), which is logged; the
+    /// partition then moves on.
+    async fn cross_behind(
+        &self,
+        first: &Record,
+        plan: &Plan,
+        behind: &[(i32, Option<i64>)],
+    ) -> HandlerError {
+        let slot = Slot {
+            scope: SCOPE,
+            partition: first.partition,
+        };
+        let home = match self.store.watermark(slot, &first.topic).await {
+            Ok(w) => w,
+            Err(e) => return HandlerError::from(e),
+        };
+        let expected = plan.home.expect_through.unwrap_or(-1);
+        if home.is_some_and(|h| h >= expected) {
+            tracing::error!(topic = %first.topic, partition = first.partition, slots = ?behind,
+                expected, "recommend: other slots lost co-occurrence, popularity, catalog or \
+                click counts of this partition that its records cannot rebuild; \
+                `mesh replay --service recommend` rebuilds them");
+        }
+        let lowest = behind.iter().map(|(_, w)| *w).fold(home, std::cmp::min);
+        HandlerError::from(mesh_store::Error::Behind {
+            source_topic: first.topic.clone(),
+            partition: first.partition,
+            watermark: lowest,
+            expected,
+        })
+    }
 }
 
 /// The store steps of one run of records.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// Batches for other slots (source `<topic>@<partition>`), applied first.
+    /// Batches for every other slot (source `<topic>@<partition>`),
+    /// applied first; each ends at the run's last offset (with no ops when
+    /// the run writes nothing there) and carries the consumer's
+    /// [`mesh_bus::expected_through`].
     pub cross: Vec<PartitionBatch>,
-    /// The batch of the consumed slot, applied last.
+    /// The batch of the consumed slot, applied last; it carries the
+    /// consumer's [`mesh_bus::expected_through`].
     pub home: PartitionBatch,
     /// Interactions, for the metrics.
     pub kinds: Vec<mesh_recommend::EventKind>,
@@ -240,7 +369,10 @@ pub struct Plan {
 impl RecommendHandler {
     /// The batches for `records` (one partition of one topic, in offset
     /// order), from the histories in the store. Callers hold the
-    /// partition's lock.
+    /// partition's lock. Refuses the run ([`mesh_store::Error::Behind`],
+    /// through [`HandlerError::from`]) when the consumed slot's watermark
+    /// is below what the consumer applied: the store went back and the
+    /// inputs may be older than the records.
     pub async fn plan(&self, records: &[Record]) -> Result<Plan, HandlerError> {
         let Some(first) = records.first() else {
             return Ok(Plan {
@@ -254,32 +386,13 @@ impl RecommendHandler {
             scope: SCOPE,
             partition: first.partition,
         };
-        // Records at or below the watermark were applied already: the store
-        // would skip their ops, and their history is in the store.
-        let wm = self
-            .store
-            .watermark(slot, &first.topic)
-            .await
-            .map_err(|e| HandlerError(format!("watermark read: {e}")))?
-            .unwrap_or(-1);
-        let mut decoded: Vec<(&Record, Option<Envelope>)> = Vec::with_capacity(records.len());
-        for r in records.iter() {
-            if r.offset <= wm {
-                decoded.push((r, None));
-                continue;
-            }
-            match Envelope::decode(r.payload.as_slice()) {
-                Ok(e) => decoded.push((r, Some(e))),
-                Err(err) => {
-                    // Not ours to fix: keep it with the reason and move on.
-                    self.dead_letter(r, err).await?;
-                    decoded.push((r, None));
-                }
-            }
-        }
-        let relevant: Vec<&Envelope> = decoded
+        let parsed: Vec<(&Record, Result<Envelope, prost::DecodeError>)> = records
             .iter()
-            .filter_map(|(_, e)| e.as_ref())
+            .map(|r| (r, Envelope::decode(r.payload.as_slice())))
+            .collect();
+        let relevant: Vec<&Envelope> = parsed
+            .iter()
+            .filter_map(|(_, e)| e.as_ref().ok())
             .filter(|e| signals::is_relevant(e))
             .collect();
         let (mut histories, mut clicked, mut erased) = futures::future::try_join3(
@@ -288,7 +401,42 @@ impl RecommendHandler {
             self.erased(slot, &relevant),
         )
         .await?;
+        // Read after the inputs: when it is not behind what the consumer
+        // applied, neither were they (see the module documentation).
+        let stored = self
+            .store
+            .watermark(slot, &first.topic)
+            .await
+            .map_err(|e| HandlerError(format!("watermark read: {e}")))?;
+        let expect = mesh_bus::expected_through();
+        if let Some(expected) = expect.filter(|e| stored.is_none_or(|w| w < *e)) {
+            return Err(HandlerError::from(mesh_store::Error::Behind {
+                source_topic: first.topic.clone(),
+                partition: first.partition,
+                watermark: stored,
+                expected,
+            }));
+        }
+        // Records at or below the watermark were applied already: the store
+        // would skip their ops, and their history is in the store.
+        let wm = stored.unwrap_or(-1);
+        let mut decoded: Vec<(&Record, Option<Envelope>)> = Vec::with_capacity(records.len());
+        for (r, e) in parsed {
+            if r.offset <= wm {
+                decoded.push((r, None));
+                continue;
+            }
+            match e {
+                Ok(e) => decoded.push((r, Some(e))),
+                Err(err) => {
+                    // Not ours to fix: keep it with the reason and move on.
+                    self.dead_letter(r, err).await?;
+                    decoded.push((r, None));
+                }
+            }
+        }
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        batch.expect_through = expect;
         let cross_source = keys::cross_source(&first.topic, first.partition);
         let mut cross: BTreeMap<i32, PartitionBatch> = BTreeMap::new();
         let mut applied_kinds = Vec::new();
@@ -349,6 +497,18 @@ impl RecommendHandler {
                 );
             }
             batch.push(r.offset, own);
+        }
+        // Every other slot moves to the run's last offset too, and expects
+        // what the consumer applied: a slot that lost ops refuses the run.
+        let last = records.last().map_or(first.offset, |r| r.offset);
+        for q in (0..self.partitions).filter(|q| *q != first.partition) {
+            let b = cross
+                .entry(q)
+                .or_insert_with(|| PartitionBatch::new(&cross_source, q));
+            if b.last_offset() != Some(last) {
+                b.push(last, Vec::new());
+            }
+            b.expect_through = expect;
         }
         Ok(Plan {
             cross: cross.into_values().collect(),
@@ -458,5 +618,50 @@ mod tests {
         let got: Vec<_> =
             futures::future::join_all(["a", "b", "c", "d"].map(|i| cooc(&crashed, i))).await;
         assert_eq!(got, expected);
+    }
+
+    #[tokio::test]
+    async fn every_run_moves_every_slot_and_applied_through_is_the_lowest() {
+        let recs = records();
+        let (p, last) = (recs[0].partition, recs[3].offset);
+        let source = keys::cross_source("events", p);
+        let store = StateStore::Memory(MemoryStore::new("all"));
+        let h = handler(&store);
+        assert_eq!(
+            h.applied_through("events", p).await.unwrap(),
+            Watermark::Empty
+        );
+        h.handle(&recs).await.unwrap();
+        for q in (0..PARTITIONS).filter(|q| *q != p) {
+            let slot = Slot {
+                scope: SCOPE,
+                partition: q,
+            };
+            assert_eq!(store.watermark(slot, &source).await.unwrap(), Some(last));
+        }
+        assert_eq!(
+            h.applied_through("events", p).await.unwrap(),
+            Watermark::At(last)
+        );
+
+        // The consumed slot's step without the other slots' (they lost
+        // theirs): what was applied is what they still have.
+        let lost = StateStore::Memory(MemoryStore::new("lost"));
+        let h = handler(&lost);
+        let plan = h.plan(&recs).await.unwrap();
+        assert_eq!(plan.cross.len(), PARTITIONS as usize - 1);
+        lost.apply(SCOPE, &plan.home).await.unwrap();
+        lost.apply(SCOPE, &plan.cross[0]).await.unwrap();
+        assert_eq!(
+            h.applied_through("events", p).await.unwrap(),
+            Watermark::Empty
+        );
+        for b in &plan.cross {
+            lost.apply(SCOPE, b).await.unwrap();
+        }
+        assert_eq!(
+            h.applied_through("events", p).await.unwrap(),
+            Watermark::At(last)
+        );
     }
 }

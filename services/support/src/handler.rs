@@ -10,10 +10,19 @@
 //! slot's erasure hash for its users (one round trip), and an erasure
 //! earlier in the batch is remembered: an erased user's text is neither
 //! analysed into the trends nor published.
+//!
+//! **A store that went back.** The batch carries the consumer's
+//! `expect_through`, so a store that lost applied writes (a flush, a restore
+//! from an older snapshot, a failover to a lagging replica) refuses it and
+//! the consumer re-reads the partition from what the store kept
+//! ([`Handler::applied_through`]). Before anything is published the same
+//! check is made with a read of the watermark: an erasure the store forgot
+//! must be re-applied before a later record of that user is analysed and
+//! published, not after.
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use mesh_bus::{headers, Handler, HandlerError, Record};
+use mesh_bus::{headers, Handler, HandlerError, Record, Watermark};
 use mesh_proto::events::v1::{envelope::Body, Envelope};
 use mesh_proto::support::v1 as pb;
 use mesh_store::{erasure, HashRead, HashReply, Op, PartitionBatch, Slot};
@@ -36,6 +45,7 @@ impl SupportHandler {
         };
         let s = &self.support;
         let mut batch = PartitionBatch::new(&first.topic, first.partition);
+        batch.expect_through = mesh_bus::expected_through();
         let mut touched = BTreeSet::new();
         let mut events = Vec::new();
         let mut decoded = Vec::with_capacity(records.len());
@@ -58,7 +68,17 @@ impl SupportHandler {
             scope: SCOPE,
             partition: first.partition,
         };
-        let mut erased = self.erased(slot, &decoded).await?;
+        // Analyses are published before the apply: a batch that publishes
+        // first checks that the store did not go back.
+        let publishes = decoded
+            .iter()
+            .any(|(_, e)| e.as_ref().is_some_and(has_text));
+        let (mut erased, ()) = tokio::try_join!(self.erased(slot, &decoded), async {
+            match publishes {
+                true => self.not_behind(slot, &batch).await,
+                false => Ok(()),
+            }
+        })?;
         for (r, e) in decoded {
             let Some(e) = e else {
                 batch.push(r.offset, Vec::new());
@@ -126,8 +146,8 @@ impl SupportHandler {
             }
             batch.push(r.offset, ops);
         }
-        // Analyses go out before the state moves: a retry re-sends them with
-        // the same ids.
+        // Analyses go out before the state moves: a retry, or a re-read
+        // after the store went back, re-sends them with the same ids.
         for ev in &events {
             let h = headers::cloud_event(
                 "mesh.support.v1.FeedbackAnalysed",
@@ -146,7 +166,11 @@ impl SupportHandler {
                 )
                 .await?;
         }
-        // The trend shards live in this partition's slot.
+        // The trend shards live in this partition's slot. A spike is
+        // published once per subject and day by its own compare-and-set in
+        // the tenant's slot: a re-read after the store went back finds it
+        // again only if the store forgot the ledger too (then with the same
+        // alert id).
         let applied = s.store.apply(SCOPE, &batch).await?;
         if applied.applied > 0 {
             for (tenant, subject) in touched {
@@ -168,6 +192,33 @@ fn has_text(e: &Envelope) -> bool {
 }
 
 impl SupportHandler {
+    /// Refuses `batch` as the store's apply would, before anything is
+    /// published, when the store holds less of the partition than the
+    /// consumer applied (`batch.expect_through`): it went back, and the
+    /// consumer must re-read from what it kept. One `HGET`, none when the
+    /// consumer expects nothing (the first batch after an assignment or a
+    /// re-read).
+    async fn not_behind(&self, slot: Slot<'_>, batch: &PartitionBatch) -> Result<(), crate::Error> {
+        let Some(expected) = batch.expect_through else {
+            return Ok(());
+        };
+        let watermark = self
+            .support
+            .store
+            .watermark(slot, &batch.source_topic)
+            .await?;
+        if watermark.is_some_and(|w| w >= expected) {
+            return Ok(());
+        }
+        Err(mesh_store::Error::Behind {
+            source_topic: batch.source_topic.clone(),
+            partition: batch.partition,
+            watermark,
+            expected,
+        }
+        .into())
+    }
+
     /// Members (`<tenant>/<user>`) of the users with text in `decoded`
     /// already erased in `slot`: one `HMGET` of the slot's erasure hash,
     /// none when no record has text.
@@ -206,8 +257,24 @@ impl SupportHandler {
 
 impl Handler for SupportHandler {
     async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
-        self.apply(records)
-            .await
-            .map_err(|e| HandlerError(e.to_string()))
+        self.apply(records).await.map_err(|e| match e {
+            // Keeps a store that went back visible to the consumer.
+            crate::Error::Store(s) => HandlerError::from(s),
+            other => HandlerError(other.to_string()),
+        })
+    }
+
+    /// The watermark of the partition's batches: every record of a
+    /// `(topic, partition)` is applied by one batch named after the topic in
+    /// the partition's slot, with everything it writes there (trend and
+    /// zero-result shards, the erasure of the partition's users). What is
+    /// outside that step (the published analyses, the spike ledger and
+    /// alert) is keyed by ids that a re-read produces again.
+    async fn applied_through(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Watermark, HandlerError> {
+        Watermark::of(&self.support.store, SCOPE, topic, partition).await
     }
 }

@@ -333,6 +333,7 @@ pub async fn direct(name: &str, rules: &str) -> Direct {
         dead_letter_topic: topics.dead_letter.clone(),
         group: cfg.group.clone(),
         profile: None,
+        home_marks: Default::default(),
     };
     let grpc = mesh_fraud_svc::grpc::FraudGrpc {
         scorer,
