@@ -51,6 +51,9 @@ pub async fn drive_uri(uri: String, rate: u32, stop: CancellationToken) {
             })
             .await
         {
+            if stop.is_cancelled() {
+                return;
+            }
             tracing::warn!(%e, "simulator history publish failed");
         }
     }
@@ -74,8 +77,16 @@ pub async fn drive_uri(uri: String, rate: u32, stop: CancellationToken) {
             batch,
             now - batch as i64 * 3000,
         );
-        if let Err(e) = client.publish(PublishRequest { events: evs }).await {
-            tracing::warn!(%e, "simulator publish failed");
+        let sent = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = client.publish(PublishRequest { events: evs }) => r,
+        };
+        match sent {
+            // Shutting down: ingest stopped accepting before this call
+            // returned; not worth a warning.
+            Err(_) if stop.is_cancelled() => return,
+            Err(e) => tracing::warn!(%e, "simulator publish failed"),
+            Ok(_) => {}
         }
         round += 1;
     }
