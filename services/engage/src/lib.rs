@@ -219,6 +219,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Running> {
     let engage = engine(cfg, deps);
+    metrics::export_price_metrics();
     let (assigned, consumer) = start_consumer(cfg, deps, engage.clone(), shutdown.clone());
     let pricer = start_pricer(engage.clone(), cfg.pricing_interval, shutdown.clone());
     let (grpc_addr, server) = GrpcServer::new()

@@ -1,5 +1,8 @@
 //! Metric names of the engage service, defined once.
-use prometheus::{register_counter_vec, register_int_counter_vec, CounterVec, IntCounterVec};
+use prometheus::{
+    register_counter_vec, register_gauge, register_int_counter_vec, CounterVec, Gauge,
+    IntCounterVec,
+};
 use std::sync::LazyLock;
 
 /// Offer decisions by campaign kind and outcome (`offer`, `control`,
@@ -24,15 +27,44 @@ pub static RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-/// Price changes published, by the constraint that bound them ("" = none).
+/// Price changes published, by the constraint that bound them (`none`
+/// when the optimum was inside every bound).
 pub static PRICE_CHANGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "mesh_engage_price_changes_total",
-        "Quoted price changes published, by binding constraint (none, floor, ceiling, max_change, min_margin)",
+        "Quoted price changes published, by binding constraint (none, floor, ceiling, max_change, min_margin, market)",
         &["bound_by"]
     )
     .expect("metric registers once")
 });
+
+/// Every `bound_by` value of [`PRICE_CHANGES`].
+pub const PRICE_BOUNDS: [&str; 6] = [
+    "none",
+    "floor",
+    "ceiling",
+    "max_change",
+    "min_margin",
+    "market",
+];
+
+/// Relative size of the latest published price change (new / old - 1).
+pub static PRICE_LAST_CHANGE: LazyLock<Gauge> = LazyLock::new(|| {
+    register_gauge!(
+        "mesh_engage_price_last_relative_change",
+        "Relative size of the latest quoted price change (new / old - 1; 0 before the first)"
+    )
+    .expect("metric registers once")
+});
+
+/// Exports the price metrics at 0 before the first change, so dashboards
+/// and alerts see them from the start.
+pub fn export_price_metrics() {
+    for b in PRICE_BOUNDS {
+        PRICE_CHANGES.with_label_values(&[b]).inc_by(0);
+    }
+    LazyLock::force(&PRICE_LAST_CHANGE);
+}
 
 /// `ScoreCreatives` answers, by the model that ranked them (`ctr_model`,
 /// `observed_rate`).

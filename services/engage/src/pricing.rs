@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Engage;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::metrics::PRICE_CHANGES;
+use crate::metrics::{PRICE_CHANGES, PRICE_LAST_CHANGE};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -508,6 +508,11 @@ pub async fn price_once(engage: &Engage) -> Result<usize> {
                     explanation.bound_by.as_str()
                 }])
                 .inc();
+            // Against the price the event reports as the old one.
+            let from = old_price.unwrap_or(v.price);
+            if from > 0.0 {
+                PRICE_LAST_CHANGE.set(price / from - 1.0);
+            }
             let quote = pb::PriceQuote {
                 tenant_id: tenant.clone(),
                 sku: sku.clone(),
