@@ -12,7 +12,9 @@
 //!   (tansu and redis-server when none are configured).
 //! - [`sim`]: a small seeded event generator used by the bench and tests;
 //!   [`sim_priced`]: demand at shown prices with known elasticities
-//!   (`mesh simulate priced`).
+//!   (`mesh simulate priced`); [`sim_campaign`]: a campaign whose offers
+//!   have known response rates and a known true lift (`mesh simulate
+//!   campaign`).
 //! - `cmd_*`: `mesh train`, `mesh report` and per-service benchmarks, one
 //!   module per service; [`cmd_progress`]: their progress bars; [`status`]:
 //!   `mesh status`.
@@ -39,5 +41,6 @@ pub mod processes;
 pub mod replay;
 pub mod serve;
 pub mod sim;
+pub mod sim_campaign;
 pub mod sim_priced;
 pub mod status;

@@ -180,6 +180,9 @@ enum SimulateCommand {
     /// Views and sales at shown prices with known per-item elasticities;
     /// with --engage, engage's estimates against that truth.
     Priced(mesh_cli::sim_priced::PricedArgs),
+    /// A campaign with a control group and offers of known response rates
+    /// run through a running engage; its report against the true lift.
+    Campaign(mesh_cli::sim_campaign::CampaignArgs),
 }
 
 #[derive(Subcommand)]
@@ -541,6 +544,9 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
         Command::Simulate(SimulateCommand::Traffic(a)) => mesh_cli::sim::traffic(&a).await?,
         Command::Simulate(SimulateCommand::Priced(a)) => {
             mesh_cli::sim_priced::print(&mesh_cli::sim_priced::priced(&a).await?, a.json)?
+        }
+        Command::Simulate(SimulateCommand::Campaign(a)) => {
+            mesh_cli::sim_campaign::print(&mesh_cli::sim_campaign::campaign(&a).await?, a.json)?
         }
         Command::Vrp(VrpCommand::Solve(a)) => {
             print_report(&mesh_vrp::cli::solve_file(&a)?, a.json)?

@@ -153,12 +153,56 @@ pub fn mape(items: &[PricedItem]) -> Option<f64> {
     (!errs.is_empty()).then(|| errs.iter().sum::<f64>() / errs.len() as f64)
 }
 
+/// Publishes `events` through ingest, retrying while it answers
+/// UNAVAILABLE (its store timed out, or an earlier attempt of the same ids
+/// is still in flight): every event id derives from the seed, so a retry
+/// never publishes an event twice. Fails on anything ingest rejects.
+pub async fn publish(
+    ingest: &mut mesh_proto::ingest::v1::ingest_service_client::IngestServiceClient<
+        mesh_runtime::auth::AuthChannel,
+    >,
+    events: &[Envelope],
+    url: &str,
+) -> anyhow::Result<()> {
+    use mesh_proto::ingest::v1::PublishRequest;
+    let mut attempt = 0u64;
+    let r = loop {
+        attempt += 1;
+        let req = PublishRequest {
+            events: events.to_vec(),
+        };
+        match ingest.publish(req).await {
+            Ok(r) => break r.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unavailable && attempt < 20 => {
+                tracing::debug!(
+                    attempt,
+                    message = s.message(),
+                    "ingest unavailable; retrying"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(250 * attempt.min(8))).await;
+            }
+            Err(s) => {
+                return Err(anyhow::anyhow!(
+                    "publishing to ingest at {url} failed after {attempt} attempts: {:?}: {}",
+                    s.code(),
+                    s.message()
+                ))
+            }
+        }
+    };
+    anyhow::ensure!(
+        r.rejected.is_empty(),
+        "ingest rejected simulated events: {:?}",
+        r.rejected.first()
+    );
+    Ok(())
+}
+
 /// `mesh simulate priced`.
 pub async fn priced(args: &PricedArgs) -> anyhow::Result<PricedReport> {
     use mesh_proto::engage::v1::engage_service_client::EngageServiceClient;
     use mesh_proto::engage::v1::GetPriceRequest;
     use mesh_proto::ingest::v1::ingest_service_client::IngestServiceClient;
-    use mesh_proto::ingest::v1::PublishRequest;
 
     anyhow::ensure!(args.days >= 2, "--days: at least 2 days are needed");
     anyhow::ensure!(
@@ -177,17 +221,7 @@ pub async fn priced(args: &PricedArgs) -> anyhow::Result<PricedReport> {
     };
     let mut ingest = IngestServiceClient::new(connect(&args.ingest)?);
     for chunk in events.chunks(500) {
-        let r = ingest
-            .publish(PublishRequest {
-                events: chunk.to_vec(),
-            })
-            .await?
-            .into_inner();
-        anyhow::ensure!(
-            r.rejected.is_empty(),
-            "ingest rejected simulated events: {:?}",
-            r.rejected.first()
-        );
+        publish(&mut ingest, chunk, &args.ingest).await?;
     }
     let mut items: Vec<PricedItem> = world
         .items
