@@ -12,9 +12,12 @@
 //! negligible probability. The control group and every user's draws are
 //! fixed by the seed and the run tag; only the bandit's own sampling varies
 //! between runs, so whether the interval contains the truth is nearly the
-//! same outcome every run (with seed 42 and run tag "t" the estimate lies
-//! well inside both intervals, see the printed report), rather than the
-//! 95% coin of a fresh sample.
+//! same outcome every run rather than the 95% coin of a fresh sample. With
+//! seed 42 and run tag "t" the control group converts 13 of 401 (3.2%, true
+//! 5%) every run, and two runs gave conversion lifts +0.192 and +0.187
+//! against true +0.179 and +0.178 (about 0.9 and 0.7 standard errors away,
+//! half-widths 0.027): the bandit's choices move the estimate by far less
+//! than the margin left.
 use std::time::Instant;
 
 use mesh_cli::sim_campaign::{campaign, CampaignArgs};
