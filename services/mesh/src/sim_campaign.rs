@@ -405,8 +405,8 @@ pub async fn campaign(args: &CampaignArgs) -> anyhow::Result<CampaignSimReport> 
             .await
             .context("CampaignReport")?
             .into_inner();
-        let t = r.treatment.clone().unwrap_or_default();
-        let c = r.control.clone().unwrap_or_default();
+        let t = r.treatment.unwrap_or_default();
+        let c = r.control.unwrap_or_default();
         let caught_up = t.converted >= treatment.converted && c.converted >= control.converted;
         if caught_up || started.elapsed() > Duration::from_secs(args.wait_seconds) {
             break r;
@@ -414,8 +414,8 @@ pub async fn campaign(args: &CampaignArgs) -> anyhow::Result<CampaignSimReport> 
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let (t, c) = (
-        report.treatment.clone().unwrap_or_default(),
-        report.control.clone().unwrap_or_default(),
+        report.treatment.unwrap_or_default(),
+        report.control.unwrap_or_default(),
     );
     for (arm, s) in [(&mut treatment, &t), (&mut control, &c)] {
         arm.reported_participants = s.participants;
@@ -452,8 +452,7 @@ pub async fn campaign(args: &CampaignArgs) -> anyhow::Result<CampaignSimReport> 
         .unwrap_or(0);
     let q = sends.len() / 4;
     let (regret_by_quarter, regret_total, uniform_regret) = regret(&args.rates, &sends);
-    let lift =
-        |l: &Option<pb::Lift>, truth: f64| LiftCheck::new(truth, &l.clone().unwrap_or_default());
+    let lift = |l: Option<pb::Lift>, truth: f64| LiftCheck::new(truth, &l.unwrap_or_default());
     Ok(CampaignSimReport {
         seed: args.seed,
         campaign_id,
@@ -469,9 +468,9 @@ pub async fn campaign(args: &CampaignArgs) -> anyhow::Result<CampaignSimReport> 
         } else {
             0.0
         },
-        conversion_lift: lift(&report.conversion_lift, true_conv),
-        revenue_lift: lift(&report.revenue_lift, true_rev),
-        revenue_lift_cuped: lift(&report.revenue_lift_cuped, true_rev),
+        conversion_lift: lift(report.conversion_lift, true_conv),
+        revenue_lift: lift(report.revenue_lift, true_rev),
+        revenue_lift_cuped: lift(report.revenue_lift_cuped, true_rev),
         sequential_p_value: report.sequential_p_value,
         significant: report.significant,
         counts_match,
