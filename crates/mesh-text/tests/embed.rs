@@ -57,14 +57,7 @@ fn tokenizer_matches_bert_uncased() {
 fn paraphrases_are_closer_than_unrelated_sentences() {
     let dir = model_dir();
     let enc = SentenceEncoder::load(&dir).unwrap();
-    let e = enc
-        .embed_batch(&[
-            "The battery died after two days.",
-            "After two days the battery stopped working.",
-            "I love the colour of this scarf.",
-            "This scarf has a beautiful color.",
-        ])
-        .unwrap();
+    let e = enc.embed_batch(&common::PARAPHRASES).unwrap();
     assert_eq!(e[0].len(), 384);
     for v in &e {
         assert!((dot(v, v) - 1.0).abs() < 1e-4);

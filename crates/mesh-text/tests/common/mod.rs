@@ -4,6 +4,14 @@ use mesh_text::data::{read_vader_format, reviews_file, RatedText};
 use mesh_text::metrics::class_report;
 use mesh_text::sentiment::{split_indices, EnglishModel, Polarity};
 
+/// Two paraphrase pairs: [0] ~ [1] about a battery, [2] ~ [3] about a scarf.
+pub const PARAPHRASES: [&str; 4] = [
+    "The battery died after two days.",
+    "After two days the battery stopped working.",
+    "I love the colour of this scarf.",
+    "This scarf has a beautiful color.",
+];
+
 /// 640 rows to train on and 320 held out (texts, three-class truth), seed 7.
 pub struct HeldOut {
     pub train: Vec<RatedText>,
