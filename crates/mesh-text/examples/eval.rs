@@ -1,7 +1,7 @@
 //! Runs the crate's evals and prints JSON.
 //!
 //! ```text
-//! cargo run --release --example eval -- sentiment --data FILE [--seed N]
+//! cargo run --release --example eval -- sentiment --data FILE [--e5-model PATH] [--seed N]
 //! cargo run --release --example eval -- sentiment --pos FILE --neg FILE [--seed N]
 //! cargo run --release --example eval -- search [--seed N]
 //! cargo run --release --example eval -- product [--seed N] [--threshold T]
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: eval sentiment --data FILE [--model-dir DIR] | sentiment --pos FILE --neg FILE | search | product [--threshold T] | feedback   [--seed N]"
+        "usage: eval sentiment --data FILE [--e5-model PATH] [--model-dir DIR] | sentiment --pos FILE --neg FILE | search | product [--threshold T] | feedback   [--seed N]"
     );
     ExitCode::from(2)
 }
@@ -60,7 +60,19 @@ fn main() -> ExitCode {
                         .filter(|v| !v.is_empty())
                         .map(Into::into)
                 });
-            mesh_text::sentiment::eval_vader_format_with(Path::new(data), seed, dir.as_deref())
+            let e5 = flags
+                .get("--e5-model")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("MESH_E5_MODEL")
+                        .filter(|v| !v.is_empty())
+                        .map(Into::into)
+                });
+            let spec = mesh_text::sentiment::EncoderSpec {
+                e5_model: e5,
+                minilm_dir: dir,
+            };
+            mesh_text::sentiment::eval_vader_format_encoders(Path::new(data), seed, &spec)
                 .map(|r| json!(r))
                 .map_err(|e| e.to_string())
         }

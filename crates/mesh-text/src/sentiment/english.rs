@@ -45,12 +45,16 @@ pub struct EnglishChoice {
 /// What cross-validation chose for the sentence-encoder head (feature `embed`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EmbedChoice {
+    /// How many of the given encoders (first k) were concatenated.
+    pub n_encoders: usize,
     /// Multipliers on the embedding, the lexicon features and the n-gram model's scores.
     pub embed_weight: f32,
     pub lexicon_weight: f32,
     pub ngram_weight: f32,
     pub l2: f32,
     pub balanced: bool,
+    /// Late fusion: weight of the n-gram model's probabilities against the head's.
+    pub ngram_blend: f32,
     /// Added to the negative / neutral log-probabilities before the argmax.
     pub negative_offset: f32,
     pub neutral_offset: f32,
@@ -88,7 +92,6 @@ pub struct EnglishModel {
     pub choice: EnglishChoice,
     /// The sentence-encoder head, when trained with one. Not serialized: a deserialized
     /// model is the n-gram model.
-    #[cfg(feature = "embed")]
     #[serde(skip)]
     pub(crate) embed: Option<super::embedded::EmbedHead>,
 }
@@ -372,34 +375,41 @@ impl EnglishModel {
                 decision,
                 cv_macro_f1: cv,
             },
-            #[cfg(feature = "embed")]
             embed: None,
         })
     }
 
     /// Trains the n-gram model and, on top of it, a head over the sentence embeddings of
     /// `encoder` (all choices by 5-fold CV inside `rows`).
-    #[cfg(feature = "embed")]
     pub fn train_embedded(
         rows: &[RatedText],
         seed: u64,
-        encoder: std::sync::Arc<mesh_embed::SentenceEncoder>,
+        encoder: std::sync::Arc<dyn mesh_embed::Encoder>,
     ) -> Result<Self> {
-        super::embedded::train(rows, seed, encoder)
+        super::embedded::train(rows, seed, vec![encoder])
     }
 
-    /// Which model predicts: `"ngram"`, or `"minilm+ngram (DIR)"` with a sentence encoder.
+    /// [`Self::train_embedded`] with several encoders: CV also chooses how many of them (the
+    /// first k) to concatenate.
+    pub fn train_embedded_multi(
+        rows: &[RatedText],
+        seed: u64,
+        encoders: Vec<std::sync::Arc<dyn mesh_embed::Encoder>>,
+    ) -> Result<Self> {
+        super::embedded::train(rows, seed, encoders)
+    }
+
+    /// Which model predicts: `"ngram"`, or `"ENCODER+ngram"` with a sentence encoder (e.g.
+    /// `e5-small-q4:query+ngram`, `minilm (DIR)+ngram`).
     pub fn kind(&self) -> String {
-        #[cfg(feature = "embed")]
         if let Some(h) = &self.embed {
-            return format!("minilm+ngram ({})", h.encoder.dir().display());
+            return format!("{}+ngram", h.encoder.name());
         }
         "ngram".to_string()
     }
 
     /// The encoder head's CV choices, when there is one.
     pub fn embed_choice(&self) -> Option<EmbedChoice> {
-        #[cfg(feature = "embed")]
         if let Some(h) = &self.embed {
             return Some(h.choice);
         }
@@ -408,7 +418,6 @@ impl EnglishModel {
 
     /// Labels and scores of many texts (embeds them in batches when there is an encoder).
     pub fn predict_many(&self, texts: &[&str]) -> Vec<(Polarity, f32)> {
-        #[cfg(feature = "embed")]
         if let Some(h) = &self.embed {
             if let Ok(embs) = h.embed(texts) {
                 return texts
@@ -421,7 +430,6 @@ impl EnglishModel {
         texts.iter().map(|t| self.predict(t)).collect()
     }
 
-    #[cfg(feature = "embed")]
     fn predict_embedded(
         &self,
         h: &super::embedded::EmbedHead,
@@ -457,7 +465,6 @@ impl EnglishModel {
 
     /// Label and score in [-1, 1] for `text`.
     pub fn predict(&self, text: &str) -> (Polarity, f32) {
-        #[cfg(feature = "embed")]
         if let Some(h) = &self.embed {
             if let Ok(e) = h.encoder.embed(text) {
                 return self.predict_embedded(h, text, &e);

