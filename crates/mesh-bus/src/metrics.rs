@@ -1,5 +1,8 @@
 //! Metric names of the bus, defined once.
-use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, HistogramVec,
+    IntCounter, IntCounterVec,
+};
 use std::sync::LazyLock;
 
 /// Records produced, by topic and outcome (`ok`, `error`).
@@ -8,6 +11,16 @@ pub static PRODUCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "mesh_bus_produced_total",
         "Records produced, by topic and outcome",
         &["topic", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// Producers replaced after a fatal error (a fenced producer id after a
+/// broker restart, say).
+pub static PRODUCER_RENEWED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "mesh_bus_producer_renewed_total",
+        "Producers replaced with a new one after a fatal error"
     )
     .expect("metric registers once")
 });

