@@ -825,6 +825,24 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
             format!("http://127.0.0.1:{port}"),
         ));
     }
+    // Consumer groups of this run's own, like its topics and keys: on a
+    // shared broker a group id another run left behind can stay stuck
+    // (tansu 0.6 never assigned `mesh-logistics` a partition in one CI run,
+    // while a fresh group id on the same topics was assigned in 3 s).
+    for role in [
+        "profile",
+        "churn",
+        "recommend",
+        "fraud",
+        "logistics",
+        "engage",
+        "support",
+    ] {
+        common.push((
+            format!("MESH_{}_GROUP", role.to_uppercase()),
+            format!("{run_id}-{role}"),
+        ));
+    }
     let mut services = Vec::new();
     for role in Role::ALL {
         let admin_port = free_port()?;
