@@ -829,15 +829,11 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
     // shared broker a group id another run left behind can stay stuck
     // (tansu 0.6 never assigned `mesh-logistics` a partition in one CI run,
     // while a fresh group id on the same topics was assigned in 3 s).
-    for role in [
-        "profile",
-        "churn",
-        "recommend",
-        "fraud",
-        "logistics",
-        "engage",
-        "support",
-    ] {
+    for role in Role::ALL
+        .iter()
+        .map(|r| r.name())
+        .filter(|r| *r != "ingest")
+    {
         common.push((
             format!("MESH_{}_GROUP", role.to_uppercase()),
             format!("{run_id}-{role}"),
