@@ -1,7 +1,18 @@
-//! `mesh bench ingest`: ingest throughput and publish → visible latency at
-//! a fixed offered rate, and a bare rdkafka producer on the same broker in
-//! the same run, so the ratio shows the mesh's overhead.
+//! `mesh bench ingest`: ingest capacity and latency, beside a bare rdkafka
+//! producer on the same broker in the same run, so the ratio shows the
+//! mesh's overhead.
+//!
+//! Two phases, because one call at a time measures neither:
+//! - latency: Publish calls of `--batch` events started on schedule at the
+//!   offered `--rate` (open loop: a slow call does not delay the next one),
+//!   each latency counted from the call's scheduled start; one probe event
+//!   per call gives publish → visible through GetProfile;
+//! - throughput: `--concurrency` publishers in a closed loop, unthrottled,
+//!   so events/s is ingest's capacity, comparable with the bare producer
+//!   that keeps up to 20,000 records in flight.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_proto::events::v1::{envelope::Body, Envelope, Login};
@@ -11,20 +22,25 @@ use mesh_proto::profile::v1::profile_service_client::ProfileServiceClient;
 use mesh_proto::profile::v1::GetProfileRequest;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 
 use crate::node::{self, MeshConfig};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct IngestBenchArgs {
-    /// Events to publish through the mesh.
+    /// Events to publish through the mesh in each phase (latency, then
+    /// throughput).
     #[arg(long, default_value_t = 50_000)]
     pub events: usize,
-    /// Offered rate, events per second.
+    /// Offered rate of the latency phase, events per second.
     #[arg(long, default_value_t = 5_000)]
     pub rate: u32,
     /// Events per Publish call.
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
+    /// Publishers calling back to back in the throughput phase.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
     /// Records for the bare-producer baseline.
     #[arg(long, default_value_t = 100_000)]
     pub baseline_records: usize,
@@ -36,9 +52,23 @@ pub struct IngestBenchArgs {
 pub struct IngestBenchReport {
     pub broker: String,
     pub store: String,
+    /// Offered rate of the latency phase.
     pub offered_rate: u32,
+    /// Events accepted in the throughput phase.
     pub events: usize,
+    pub batch: usize,
+    pub concurrency: usize,
+    /// Throughput phase: accepted events per second, closed loop.
     pub ingest_events_per_sec: f64,
+    /// Latency phase: events accepted, and accepted per second from the
+    /// first scheduled call to the last answer.
+    pub latency_events: usize,
+    pub achieved_rate: f64,
+    /// Latency phase calls that failed (not in the percentiles), and the
+    /// last failure's message.
+    pub latency_failed_calls: usize,
+    pub latency_last_error: Option<String>,
+    /// Latency phase, from each call's scheduled start.
     pub publish_call_p50_ms: f64,
     pub publish_call_p99_ms: f64,
     pub visible_p50_ms: f64,
@@ -53,23 +83,31 @@ impl std::fmt::Display for IngestBenchReport {
         writeln!(f, "broker {} / store {}", self.broker, self.store)?;
         writeln!(
             f,
-            "offered {} events/s, {} events",
-            self.offered_rate, self.events
+            "latency phase: offered {} events/s, achieved {:.0} events/s ({} events, batch {})",
+            self.offered_rate, self.achieved_rate, self.latency_events, self.batch
         )?;
+        if let Some(e) = &self.latency_last_error {
+            writeln!(f, "{} calls failed (last: {e})", self.latency_failed_calls)?;
+        }
         writeln!(
             f,
-            "ingest          {:>10.0} events/s",
-            self.ingest_events_per_sec
-        )?;
-        writeln!(
-            f,
-            "publish call    p50 {:.2} ms  p99 {:.2} ms",
+            "publish call    p50 {:.2} ms  p99 {:.2} ms  (from scheduled start)",
             self.publish_call_p50_ms, self.publish_call_p99_ms
         )?;
         writeln!(
             f,
             "publish→visible p50 {:.2} ms  p99 {:.2} ms  ({} samples, GetProfile)",
             self.visible_p50_ms, self.visible_p99_ms, self.visible_samples
+        )?;
+        writeln!(
+            f,
+            "throughput phase: {} publishers, batch {}, unthrottled, {} events",
+            self.concurrency, self.batch, self.events
+        )?;
+        writeln!(
+            f,
+            "ingest          {:>10.0} events/s",
+            self.ingest_events_per_sec
         )?;
         writeln!(
             f,
@@ -90,6 +128,10 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Runs the benchmark against the configured (or embedded) backends.
@@ -118,90 +160,33 @@ pub async fn ingest(cfg: &MeshConfig, args: &IngestBenchArgs) -> anyhow::Result<
     )
     .await?;
 
-    let mut ingest =
-        IngestServiceClient::connect(format!("http://{}", mesh.ingest.grpc_addr)).await?;
+    let ingest = Channel::from_shared(format!("http://{}", mesh.ingest.grpc_addr))?
+        .connect()
+        .await?;
     let profile =
         ProfileServiceClient::connect(format!("http://{}", mesh.profile.grpc_addr)).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
-    let mut events = mesh_proto::sim::events(7, &run, 10_000, args.events, now - 3_600_000 * 24);
-    for e in events.iter_mut() {
-        e.occurred_at_ms = now - 1000;
-    }
-    // Each batch carries one probe event for a user of its own; the prober
-    // polls GetProfile until it sees it.
-    let (probe_tx, mut probe_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
-    let prober = tokio::spawn(async move {
-        let mut profile = profile;
-        let mut waiting: HashMap<String, Instant> = HashMap::new();
-        let mut lat = Vec::new();
-        let mut closed = false;
-        while !(closed && waiting.is_empty()) {
-            while let Ok((u, t)) = probe_rx.try_recv() {
-                waiting.insert(u, t);
-            }
-            if probe_rx.is_closed() && probe_rx.is_empty() {
-                closed = true;
-            }
-            let users: Vec<String> = waiting.keys().cloned().collect();
-            for u in users {
-                let r = profile
-                    .get_profile(GetProfileRequest {
-                        tenant_id: "bench".into(),
-                        user_id: u.clone(),
-                    })
-                    .await;
-                if r.is_ok() {
-                    if let Some(t) = waiting.remove(&u) {
-                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
-                } else if let Some(t) = waiting.get(&u) {
-                    if t.elapsed() > Duration::from_secs(30) {
-                        waiting.remove(&u);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        lat
-    });
-    let interval = Duration::from_secs_f64(args.batch as f64 / args.rate.max(1) as f64);
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut call_ms = Vec::new();
+    let batch = args.batch.max(1);
+    // Warm up: topic metadata, the connection, the ledger's first write.
+    let warm = batches(&format!("{run}w"), batch, batch);
+    publish_all(&ingest, warm, 1).await?;
+
+    // Latency first: the throughput phase leaves the profile consumer
+    // behind, which would show up as publish → visible latency.
+    let lat = latency_phase(&ingest, profile, &run, args, batch).await?;
+
+    let events = batches(&format!("{run}t"), args.events, batch);
     let started = Instant::now();
-    let mut accepted = 0u64;
-    for (b, chunk) in events.chunks(args.batch).enumerate() {
-        tick.tick().await;
-        let mut batch = chunk.to_vec();
-        let probe = format!("probe-{b}");
-        batch.push(Envelope {
-            event_id: format!("{run}-probe-{b}"),
-            tenant_id: "bench".into(),
-            user_id: probe.clone(),
-            occurred_at_ms: now,
-            source: "bench".into(),
-            context: None,
-            body: Some(Body::Login(Login {
-                success: true,
-                method: "password".into(),
-            })),
-        });
-        let t = Instant::now();
-        let r = ingest
-            .publish(PublishRequest { events: batch })
-            .await?
-            .into_inner();
-        call_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        accepted += r.accepted as u64;
-        let _ = probe_tx.send((probe, t));
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    drop(probe_tx);
-    let mut lat = prober.await?;
+    let accepted = publish_all(&ingest, events, args.concurrency.max(1)).await?;
+    let rate = accepted as f64 / started.elapsed().as_secs_f64();
     shutdown.cancel();
-    let rate = accepted as f64 / elapsed;
+    let LatencyPhase {
+        mut call_ms,
+        mut visible_ms,
+        accepted: latency_events,
+        achieved_rate,
+        failed: latency_failed_calls,
+        last_error: latency_last_error,
+    } = lat;
     Ok(IngestBenchReport {
         broker: if mesh.backends.embedded.is_some() {
             "embedded".into()
@@ -215,15 +200,198 @@ pub async fn ingest(cfg: &MeshConfig, args: &IngestBenchArgs) -> anyhow::Result<
         },
         offered_rate: args.rate,
         events: accepted as usize,
+        batch,
+        concurrency: args.concurrency.max(1),
         ingest_events_per_sec: rate,
+        latency_events,
+        achieved_rate,
+        latency_failed_calls,
+        latency_last_error,
         publish_call_p50_ms: pct(&mut call_ms, 0.5),
         publish_call_p99_ms: pct(&mut call_ms, 0.99),
-        visible_p50_ms: pct(&mut lat, 0.5),
-        visible_p99_ms: pct(&mut lat, 0.99),
-        visible_samples: lat.len(),
+        visible_p50_ms: pct(&mut visible_ms, 0.5),
+        visible_p99_ms: pct(&mut visible_ms, 0.99),
+        visible_samples: visible_ms.len(),
         bare_producer_records_per_sec: bare,
         ratio_ingest_to_bare: rate / bare,
     })
+}
+
+/// `n` simulated events with ids of their own (`tag`), in calls of `batch`.
+fn batches(tag: &str, n: usize, batch: usize) -> Vec<Vec<Envelope>> {
+    let now = now_ms();
+    let mut events = mesh_proto::sim::events(7, tag, 10_000, n, now - 3_600_000 * 24);
+    for e in events.iter_mut() {
+        e.occurred_at_ms = now - 1000;
+    }
+    events.chunks(batch).map(<[Envelope]>::to_vec).collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Closed loop: `workers` publishers each take the next call as soon as
+/// their last one was answered. Returns the events accepted.
+async fn publish_all(
+    channel: &Channel,
+    calls: Vec<Vec<Envelope>>,
+    workers: usize,
+) -> anyhow::Result<u64> {
+    let calls = Arc::new(calls);
+    let next = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let (calls, next) = (calls.clone(), next.clone());
+            let mut client = IngestServiceClient::new(channel.clone());
+            tokio::spawn(async move {
+                let mut accepted = 0u64;
+                while let Some(events) = calls.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let r = client
+                        .publish(PublishRequest {
+                            events: events.clone(),
+                        })
+                        .await?;
+                    accepted += r.into_inner().accepted as u64;
+                }
+                anyhow::Ok(accepted)
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await??;
+    }
+    Ok(accepted)
+}
+
+struct LatencyPhase {
+    call_ms: Vec<f64>,
+    visible_ms: Vec<f64>,
+    accepted: usize,
+    achieved_rate: f64,
+    /// Calls that failed (an overloaded machine: ledger or broker timeouts).
+    failed: usize,
+    last_error: Option<String>,
+}
+
+/// Open loop at the offered rate: call `b` starts at `start + b × interval`
+/// whatever earlier calls are doing, and its latency counts from then, so
+/// a stall shows as latency instead of as a lower offered rate. Each call
+/// carries one probe event for a user of its own, polled through
+/// GetProfile until visible.
+async fn latency_phase(
+    channel: &Channel,
+    profile: ProfileServiceClient<Channel>,
+    run: &str,
+    args: &IngestBenchArgs,
+    batch: usize,
+) -> anyhow::Result<LatencyPhase> {
+    let (probe_tx, probe_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let prober = tokio::spawn(probe_visible(profile, probe_rx));
+    let calls = batches(&format!("{run}l"), args.events, batch);
+    let interval = Duration::from_secs_f64(batch as f64 / args.rate.max(1) as f64);
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(calls.len());
+    for (b, mut events) in calls.into_iter().enumerate() {
+        let scheduled = start + interval * b as u32;
+        tokio::time::sleep_until(scheduled).await;
+        let scheduled = scheduled.into_std();
+        let probe = format!("probe-{b}");
+        events.push(probe_event(run, b, &probe));
+        let mut client = IngestServiceClient::new(channel.clone());
+        let probe_tx = probe_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = client.publish(PublishRequest { events }).await;
+            let took = ms_since(scheduled);
+            if r.is_ok() {
+                let _ = probe_tx.send((probe, scheduled));
+            }
+            (took, r.map(|r| r.into_inner().accepted as usize))
+        }));
+    }
+    drop(probe_tx);
+    let mut call_ms = Vec::with_capacity(tasks.len());
+    let (mut accepted, mut failed, mut last_error) = (0, 0, None);
+    for t in tasks {
+        let (took, r) = t.await?;
+        match r {
+            Ok(n) => {
+                call_ms.push(took);
+                accepted += n;
+            }
+            Err(e) => {
+                failed += 1;
+                last_error = Some(e.message().to_string());
+            }
+        }
+    }
+    let achieved_rate = accepted as f64 / start.elapsed().as_secs_f64();
+    Ok(LatencyPhase {
+        call_ms,
+        visible_ms: prober.await?,
+        accepted,
+        achieved_rate,
+        failed,
+        last_error,
+    })
+}
+
+fn probe_event(run: &str, b: usize, user: &str) -> Envelope {
+    Envelope {
+        event_id: format!("{run}-probe-{b}"),
+        tenant_id: "bench".into(),
+        user_id: user.to_string(),
+        occurred_at_ms: now_ms(),
+        source: "bench".into(),
+        context: None,
+        body: Some(Body::Login(Login {
+            success: true,
+            method: "password".into(),
+        })),
+    }
+}
+
+/// Polls GetProfile for each probe user until it exists; milliseconds from
+/// the probe's time to the first answer that has it.
+async fn probe_visible(
+    mut profile: ProfileServiceClient<Channel>,
+    mut probe_rx: tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+) -> Vec<f64> {
+    let mut waiting: HashMap<String, Instant> = HashMap::new();
+    let mut lat = Vec::new();
+    let mut closed = false;
+    while !(closed && waiting.is_empty()) {
+        while let Ok((u, t)) = probe_rx.try_recv() {
+            waiting.insert(u, t);
+        }
+        if probe_rx.is_closed() && probe_rx.is_empty() {
+            closed = true;
+        }
+        let users: Vec<String> = waiting.keys().cloned().collect();
+        for u in users {
+            let r = profile
+                .get_profile(GetProfileRequest {
+                    tenant_id: "bench".into(),
+                    user_id: u.clone(),
+                })
+                .await;
+            if r.is_ok() {
+                if let Some(t) = waiting.remove(&u) {
+                    lat.push(ms_since(t));
+                }
+            } else if let Some(t) = waiting.get(&u) {
+                if t.elapsed() > Duration::from_secs(30) {
+                    waiting.remove(&u);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    lat
 }
 
 /// Records/s of a plain rdkafka producer (acks=all, idempotent, same

@@ -346,6 +346,7 @@ pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchA
             events: sizes.ingest_events,
             rate: sizes.ingest_rate,
             batch: 100,
+            concurrency: 16,
             baseline_records: sizes.ingest_baseline_records,
             json: true,
         },
