@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_bus::headers::{self, HeaderList};
+use mesh_bus::producer::Outgoing;
 use mesh_bus::{Producer, TopicNames};
 use mesh_proto::events::v1::{Envelope, EventKind, Topic};
 use mesh_proto::ingest::v1::{PublishResponse, Rejection};
@@ -136,8 +137,8 @@ impl Publisher {
             .inc_by(redacted as u64);
         // Keep every rejected input before anything is published: if the
         // dead-letter topic is down the caller retries the whole request.
+        self.dead_letter(&dead, origin).await?;
         for (index, raw, inv, _) in &dead {
-            self.dead_letter(raw, inv, origin, *index).await?;
             resp.rejected.push(Rejection {
                 index: *index,
                 event_id: event_id_of(raw),
@@ -188,8 +189,8 @@ impl Publisher {
                     .join(", ")
             )));
         }
-        let sends = mine.iter().map(|&j| self.send(&fresh[j].1));
-        let results = futures::future::join_all(sends).await;
+        let events: Vec<&Envelope> = mine.iter().map(|&j| &fresh[j].1).collect();
+        let results = self.send_all(&events).await;
         let (mut ok, mut failed, mut last_err) = (Vec::new(), Vec::new(), None);
         for (&j, r) in mine.iter().zip(results) {
             match r {
@@ -224,7 +225,41 @@ impl Publisher {
         Ok(resp)
     }
 
-    async fn send(&self, e: &Envelope) -> Result<(), mesh_bus::Error> {
+    /// Produces `events` as one batch ([`Producer::send_all`]): every
+    /// record enqueued before any acknowledgement is awaited. An event is
+    /// sent when all its records are (one per topic it belongs to).
+    async fn send_all(&self, events: &[&Envelope]) -> Vec<Result<(), mesh_bus::Error>> {
+        // The request's trace context, once for the batch.
+        let trace = HeaderList::new().with_current_trace();
+        let encoded: Vec<Encoded> = events.iter().map(|e| self.encode(e, &trace)).collect();
+        let records: Vec<Outgoing> = encoded
+            .iter()
+            .flat_map(|enc| {
+                enc.topics.iter().map(move |topic| Outgoing {
+                    topic,
+                    key: &enc.key,
+                    payload: &enc.payload,
+                    headers: &enc.headers,
+                })
+            })
+            .collect();
+        let mut results = self.producer.send_all(&records).await.into_iter();
+        encoded
+            .iter()
+            .map(|enc| {
+                let mut sent = Ok(());
+                for r in results.by_ref().take(enc.topics.len()) {
+                    if let (Err(e), Ok(())) = (r, &sent) {
+                        sent = Err(e);
+                    }
+                }
+                sent
+            })
+            .collect()
+    }
+
+    /// The record(s) of one event: payload, headers, key and topics.
+    fn encode<'t>(&'t self, e: &Envelope, trace: &HeaderList) -> Encoded<'t> {
         let kind = e.kind().unwrap_or(EventKind::Login);
         let topics: &[&String] = match kind.topic() {
             Topic::User => &[&self.topics.user_events],
@@ -235,7 +270,7 @@ impl Publisher {
         let time = chrono::DateTime::from_timestamp_millis(e.occurred_at_ms)
             .map(|t| t.to_rfc3339())
             .unwrap_or_default();
-        let h = HeaderList::new()
+        let mut headers = HeaderList::new()
             .with(headers::CE_SPECVERSION, "1.0")
             .with(headers::CE_ID, &e.event_id)
             .with(headers::CE_SOURCE, &e.source)
@@ -243,45 +278,83 @@ impl Publisher {
             .with(headers::CE_TIME, time)
             .with(headers::CE_SUBJECT, &e.user_id)
             .with(headers::TENANT, &e.tenant_id)
-            .with(headers::CONTENT_TYPE, "application/protobuf")
-            .with_current_trace();
-        let payload = e.encode_to_vec();
-        for topic in topics {
-            self.producer
-                .send(topic, &e.user_key(), &payload, &h)
-                .await?;
+            .with(headers::CONTENT_TYPE, "application/protobuf");
+        headers.0.extend(trace.0.iter().cloned());
+        Encoded {
+            topics: topics.iter().map(|t| t.as_str()).collect(),
+            key: e.user_key(),
+            payload: e.encode_to_vec(),
+            headers,
         }
-        Ok(())
     }
 
+    /// Keeps every rejected input on the dead-letter topic, all enqueued
+    /// at once ([`Producer::send_all`]); fails unless the broker
+    /// acknowledged every one.
     async fn dead_letter(
         &self,
-        raw: &[u8],
-        inv: &Invalid,
+        dead: &[(u32, Vec<u8>, Invalid, Option<String>)],
         origin: &str,
-        index: u32,
     ) -> Result<(), PublishError> {
-        let mut h = HeaderList::new()
-            .with(headers::DLQ_REASON, &inv.reason)
-            .with(headers::DLQ_FIELD, &inv.field)
-            .with(headers::DLQ_ORIGIN, origin)
-            .with("mesh_dlq_index", index.to_string())
-            .with_current_trace();
-        let kept = if raw.len() > MAX_DLQ_BYTES {
-            h.push("mesh_dlq_truncated_from", raw.len().to_string());
-            &raw[..MAX_DLQ_BYTES]
-        } else {
-            raw
-        };
-        self.producer
-            .send(&self.topics.dead_letter, "rejected", kept, &h)
-            .await
-            .map_err(|e| {
-                PublishError::Unavailable(format!("dead-letter topic unavailable: {e}"))
-            })?;
-        metrics::DEAD_LETTERED.with_label_values(&[origin]).inc();
-        Ok(())
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let trace = HeaderList::new().with_current_trace();
+        let headers: Vec<HeaderList> = dead
+            .iter()
+            .map(|(index, raw, inv, _)| dead_letter_headers(inv, origin, *index, raw.len(), &trace))
+            .collect();
+        let records: Vec<Outgoing> = dead
+            .iter()
+            .zip(&headers)
+            .map(|((_, raw, _, _), h)| Outgoing {
+                topic: &self.topics.dead_letter,
+                key: "rejected",
+                payload: &raw[..raw.len().min(MAX_DLQ_BYTES)],
+                headers: h,
+            })
+            .collect();
+        let results = self.producer.send_all(&records).await;
+        let kept = results.iter().filter(|r| r.is_ok()).count();
+        metrics::DEAD_LETTERED
+            .with_label_values(&[origin])
+            .inc_by(kept as u64);
+        match results.into_iter().find_map(Result::err) {
+            Some(e) => Err(PublishError::Unavailable(format!(
+                "dead-letter topic unavailable: {e}"
+            ))),
+            None => Ok(()),
+        }
     }
+}
+
+/// Headers of one rejected input: why, which field, where from, and its
+/// original size when the kept bytes are cut at [`MAX_DLQ_BYTES`].
+fn dead_letter_headers(
+    inv: &Invalid,
+    origin: &str,
+    index: u32,
+    raw_len: usize,
+    trace: &HeaderList,
+) -> HeaderList {
+    let mut h = HeaderList::new()
+        .with(headers::DLQ_REASON, &inv.reason)
+        .with(headers::DLQ_FIELD, &inv.field)
+        .with(headers::DLQ_ORIGIN, origin)
+        .with("mesh_dlq_index", index.to_string());
+    h.0.extend(trace.0.iter().cloned());
+    if raw_len > MAX_DLQ_BYTES {
+        h.push("mesh_dlq_truncated_from", raw_len.to_string());
+    }
+    h
+}
+
+/// One event ready to produce.
+struct Encoded<'t> {
+    topics: Vec<&'t str>,
+    key: String,
+    payload: Vec<u8>,
+    headers: HeaderList,
 }
 
 fn ledger_key(e: &Envelope) -> String {
