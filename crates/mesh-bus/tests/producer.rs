@@ -63,14 +63,13 @@ async fn nothing_after_a_refused_record_is_sent() {
     cfg.extra.push(("batch.num.messages".into(), "1".into()));
     let producer = Producer::new(cfg).expect("producer");
     let headers = HeaderList::new();
-    let records: Vec<Outgoing> = (0..8)
-        .map(|_| Outgoing {
-            topic: &names.user_events,
-            key: "same-user",
-            payload: b"x",
-            headers: &headers,
-        })
-        .collect();
+    let record = Outgoing {
+        topic: &names.user_events,
+        key: "same-user",
+        payload: b"x",
+        headers: &headers,
+    };
+    let records = vec![record; 8];
     let results = producer.send_all(&records).await;
     let ok = results.iter().take_while(|r| r.is_ok()).count();
     assert!(

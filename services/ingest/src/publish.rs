@@ -259,7 +259,7 @@ impl Publisher {
     }
 
     /// The record(s) of one event: payload, headers, key and topics.
-    fn encode<'t>(&'t self, e: &Envelope, trace: &HeaderList) -> Encoded<'t> {
+    fn encode(&self, e: &Envelope, trace: &HeaderList) -> Encoded<'_> {
         let kind = e.kind().unwrap_or(EventKind::Login);
         let topics: &[&String] = match kind.topic() {
             Topic::User => &[&self.topics.user_events],

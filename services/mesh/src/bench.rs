@@ -243,24 +243,24 @@ async fn publish_all(
 ) -> anyhow::Result<u64> {
     let calls = Arc::new(calls);
     let next = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..workers)
-        .map(|_| {
-            let (calls, next) = (calls.clone(), next.clone());
-            let mut client = IngestServiceClient::new(channel.clone());
-            tokio::spawn(async move {
-                let mut accepted = 0u64;
-                while let Some(events) = calls.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let r = client
-                        .publish(PublishRequest {
-                            events: events.clone(),
-                        })
-                        .await?;
-                    accepted += r.into_inner().accepted as u64;
-                }
-                anyhow::Ok(accepted)
-            })
+    let tasks: Vec<_> = std::iter::repeat_with(|| {
+        let (calls, next) = (calls.clone(), next.clone());
+        let mut client = IngestServiceClient::new(channel.clone());
+        tokio::spawn(async move {
+            let mut accepted = 0u64;
+            while let Some(events) = calls.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let r = client
+                    .publish(PublishRequest {
+                        events: events.clone(),
+                    })
+                    .await?;
+                accepted += r.into_inner().accepted as u64;
+            }
+            anyhow::Ok(accepted)
         })
-        .collect();
+    })
+    .take(workers)
+    .collect();
     let mut accepted = 0;
     for t in tasks {
         accepted += t.await??;
