@@ -161,6 +161,26 @@ fn console_tenant(env: &Env) -> mesh_runtime::Result<String> {
     }
 }
 
+/// librdkafka settings of every consumer from `MESH_CONSUMER_*`; unset
+/// variables keep the consumer's defaults.
+fn consumer_extra(env: &Env) -> mesh_runtime::Result<Vec<(String, String)>> {
+    let mut extra = Vec::new();
+    // How long the group waits for a consumer that stopped answering before
+    // its partitions move (librdkafka default 45 s); a group join takes
+    // about half of it.
+    if env.get("MESH_CONSUMER_SESSION_TIMEOUT_MS").is_some() {
+        let t = env.millis("MESH_CONSUMER_SESSION_TIMEOUT_MS", Duration::from_secs(45))?;
+        extra.push(("session.timeout.ms".into(), t.as_millis().to_string()));
+    }
+    // How long the broker may hold a fetch with too little data (the
+    // consumer's default is 10 ms, see `ConsumerConfig::fetch_wait`).
+    if env.get("MESH_CONSUMER_FETCH_WAIT_MS").is_some() {
+        let t = env.millis("MESH_CONSUMER_FETCH_WAIT_MS", Duration::from_millis(10))?;
+        extra.push(("fetch.wait.max.ms".into(), t.as_millis().to_string()));
+    }
+    Ok(extra)
+}
+
 impl MeshConfig {
     pub fn from_env(env: &Env) -> mesh_runtime::Result<Self> {
         Ok(MeshConfig {
@@ -185,18 +205,7 @@ impl MeshConfig {
             console_tenant: console_tenant(env)?,
             redis_tls: redis_tls(env)?,
             kafka_tls: kafka_tls(env)?,
-            consumer_extra: match env.get("MESH_CONSUMER_SESSION_TIMEOUT_MS") {
-                // How long the group waits for a consumer that stopped
-                // answering before its partitions move (librdkafka default
-                // 45 s); a group join takes about half of it.
-                Some(_) => vec![(
-                    "session.timeout.ms".into(),
-                    env.millis("MESH_CONSUMER_SESSION_TIMEOUT_MS", Duration::from_secs(45))?
-                        .as_millis()
-                        .to_string(),
-                )],
-                None => Vec::new(),
-            },
+            consumer_extra: consumer_extra(env)?,
         })
     }
 
