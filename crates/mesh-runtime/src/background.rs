@@ -55,3 +55,35 @@ fn lower_priority() {
         tracing::debug!(%e, "could not lower the background thread's priority");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    fn thread_name() -> String {
+        std::thread::current()
+            .name()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn consumers_leave_a_multi_thread_runtime_but_not_a_test_runtime() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let name = rt.block_on(async { super::spawn(async { thread_name() }).await.unwrap() });
+        assert_eq!(name, super::THREAD_NAME);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let here = std::thread::current().id();
+        let ran_on = rt.block_on(async {
+            super::spawn(async { std::thread::current().id() })
+                .await
+                .unwrap()
+        });
+        assert_eq!(ran_on, here);
+    }
+}

@@ -349,6 +349,25 @@ mod cap_tests {
     use super::*;
 
     #[test]
+    fn cpu_of_a_call_counts_its_polls_only() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // A call polled twice (it yields once), computing in between.
+        let (sum, spent) = rt.block_on(CpuTimed::new(async {
+            tokio::task::yield_now().await;
+            let sum = (0..2_000_000u64).fold(0u64, |a, x| a.wrapping_add(x * x));
+            std::hint::black_box(sum)
+        }));
+        assert_eq!(
+            sum,
+            (0..2_000_000u64).fold(0u64, |a, x| a.wrapping_add(x * x))
+        );
+        assert!(spent > std::time::Duration::ZERO);
+    }
+
+    #[test]
     fn long_status_messages_are_cut_below_the_header_limit() {
         let mut h = http::HeaderMap::new();
         let long = format!("user_id {} is unknown", "x".repeat(100 << 10));
