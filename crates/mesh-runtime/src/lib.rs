@@ -19,6 +19,7 @@
 //! - [`shutdown`]: signal handling.
 //! - [`clock`]: the one [`Clock`] trait, the wall clock and a manual one.
 //! - [`service`]: the service skeleton: [`Deps`], consumer start-up, periodic tasks.
+//! - [`background`]: the runtime consumers run on, apart from the gRPC servers.
 //! - [`model_file`]: model files written atomically and hot-reloaded when they change.
 //! - [`announce`]: "announce once, then mark sent" for alerts and transitions.
 #![forbid(unsafe_code)]
@@ -26,6 +27,7 @@
 pub mod admin;
 pub mod announce;
 pub mod auth;
+pub mod background;
 pub mod clock;
 pub mod config;
 pub mod grpc;

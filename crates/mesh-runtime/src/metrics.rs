@@ -4,8 +4,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, HistogramVec,
-    IntCounterVec, IntGaugeVec,
+    register_counter_vec, register_histogram_vec, register_int_counter_vec, register_int_gauge_vec,
+    CounterVec, HistogramVec, IntCounterVec, IntGaugeVec,
 };
 
 /// gRPC calls, by full method path and `grpc-status` code.
@@ -25,6 +25,18 @@ pub static GRPC_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
         "Seconds from a gRPC request to its response headers, by method",
         &["method"],
         vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+    )
+    .expect("metric registers once")
+});
+
+/// CPU time the handlers of a method spent, by method: the thread CPU time
+/// of every poll of the call's future (decoding the request, the handler,
+/// queuing its store and peer requests), not the connection's I/O tasks.
+pub static GRPC_CPU_SECONDS: LazyLock<CounterVec> = LazyLock::new(|| {
+    register_counter_vec!(
+        "mesh_grpc_cpu_seconds_total",
+        "Thread CPU seconds spent polling gRPC calls until their response headers, by method",
+        &["method"]
     )
     .expect("metric registers once")
 });

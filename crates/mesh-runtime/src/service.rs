@@ -112,9 +112,10 @@ impl Deps {
     }
 }
 
-/// Spawns the consumer loop of `handler`; the [`Assignment`] tells readiness
-/// when partitions arrive. The task ends after the final commit on
-/// `shutdown`; an error ending it early is logged with `what`.
+/// Spawns the consumer loop of `handler` on the background runtime
+/// ([`crate::background`]), away from the gRPC servers; the [`Assignment`]
+/// tells readiness when partitions arrive. The task ends after the final
+/// commit on `shutdown`; an error ending it early is logged with `what`.
 pub fn start_consumer<H: Handler>(
     what: &'static str,
     cc: ConsumerConfig,
@@ -123,7 +124,7 @@ pub fn start_consumer<H: Handler>(
 ) -> (Assignment, JoinHandle<()>) {
     let assigned = Assignment::default();
     let a = assigned.clone();
-    let task = tokio::spawn(async move {
+    let task = crate::background::spawn(async move {
         if let Err(e) = mesh_bus::run_consumer(cc, handler, a, shutdown).await {
             tracing::error!(consumer = what, %e, "consumer stopped");
         }

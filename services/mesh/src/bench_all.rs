@@ -94,7 +94,7 @@ pub struct Row {
     pub baseline: f64,
     pub baseline_is: &'static str,
     pub ratio: f64,
-    /// CPU of this process per call (read rows), µs.
+    /// CPU the served method spent per call (read rows), µs.
     pub cpu_us_per_call: Option<f64>,
 }
 
@@ -208,12 +208,17 @@ impl std::fmt::Display for BenchAllReport {
         }
         write!(
             f,
-            "reads: {}/s each for {} s; load {} events/s offered, {:.0} accepted; background CPU {:.2} cores",
+            "reads: {}/s each for {} s; load {} events/s offered, {:.0} accepted; background CPU {:.2} cores; idle baseline {}",
             self.reads.rate_per_s,
             self.reads.seconds,
             self.reads.load_events_per_s,
             self.reads.load_achieved_events_per_s,
-            self.reads.background_cpu_cores
+            self.reads.background_cpu_cores,
+            if self.reads.idle_settled {
+                "after the mesh settled"
+            } else {
+                "taken before the mesh settled (60 s)"
+            }
         )
     }
 }
@@ -323,10 +328,15 @@ pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchA
     cfg.brokers = Some(servers.brokers.clone());
     cfg.redis_url = Some(servers.redis_url.clone());
     cfg.delivery_timeout = cfg.delivery_timeout.max(Duration::from_secs(60));
-    if cfg.consumer_extra.is_empty() {
+    if !cfg
+        .consumer_extra
+        .iter()
+        .any(|(k, _)| k == "session.timeout.ms")
+    {
         // A consumer that joins a group waits about half the session
         // timeout; librdkafka's 45 s default would dominate a quick run.
-        cfg.consumer_extra = vec![("session.timeout.ms".into(), "6000".into())];
+        cfg.consumer_extra
+            .push(("session.timeout.ms".into(), "6000".into()));
     }
     // Every listener on a free port: the bench may run beside a mesh.
     let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;

@@ -3,10 +3,15 @@
 //! loop: latency counts from each call's scheduled time, so a stall shows
 //! in the percentiles), first on an idle mesh (the baseline), then while a
 //! writer publishes through ingest at the load rate and every consumer
-//! applies it. CPU of this process per call is measured beside each, net
-//! of the CPU the writer and the consumers burn on their own (sampled just
-//! before the calls start).
+//! applies it.
+//!
+//! The clients and the writer run on a runtime of their own
+//! ([`BENCH_THREADS`] threads), so the mesh's work does not delay the
+//! clock that measures it. CPU per call is the served method's own
+//! (`mesh_grpc_cpu_seconds_total`: thread CPU time of its polls), so the
+//! consumers' and the writer's CPU do not count however busy they are.
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +34,8 @@ pub struct ReadStats {
     pub errors: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// CPU of this process per call, µs (net of the background work).
+    /// CPU the served method's handler spent per call, µs
+    /// (`mesh_grpc_cpu_seconds_total` of the method over the calls).
     pub cpu_us_per_call: f64,
 }
 
@@ -42,8 +48,11 @@ pub struct ReadsReport {
     /// Events ingest accepted per second while the reads ran.
     pub load_achieved_events_per_s: f64,
     /// CPU of this process with only the writer and consumers running, as
-    /// a share of one core.
+    /// a share of one core (for context; not subtracted from anything).
     pub background_cpu_cores: f64,
+    /// Whether the mesh's CPU fell below [`QUIET_CORES`] before the idle
+    /// reads (it keeps applying the seed events for a while).
+    pub idle_settled: bool,
     pub get_profile_idle: ReadStats,
     pub get_profile_load: ReadStats,
     pub recommend_idle: ReadStats,
@@ -84,16 +93,29 @@ pub fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Offers `call(i)` at `rate` for `seconds`; `background` is the CPU share
-/// (cores) to subtract.
-async fn open_loop<F, Fut>(rate: u32, seconds: f64, background: f64, call: F) -> ReadStats
+/// Threads of the runtime the bench's clients and writer run on.
+pub const BENCH_THREADS: usize = 2;
+
+/// Process CPU (cores) under which the mesh counts as idle.
+pub const QUIET_CORES: f64 = 0.15;
+
+/// CPU seconds the handlers of `method` (full path) spent so far.
+fn method_cpu_secs(method: &str) -> f64 {
+    mesh_runtime::metrics::GRPC_CPU_SECONDS
+        .with_label_values(&[method])
+        .get()
+}
+
+/// Offers `call(i)` at `rate` for `seconds`; `method` names the served
+/// method whose CPU is counted per call.
+async fn open_loop<F, Fut>(rate: u32, seconds: f64, method: &str, call: F) -> ReadStats
 where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = bool> + Send + 'static,
 {
     let total = ((f64::from(rate) * seconds) as u64).max(1);
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-    let cpu = process_cpu_secs();
+    let cpu = method_cpu_secs(method);
     let started = tokio::time::Instant::now() + Duration::from_millis(20);
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
@@ -112,8 +134,7 @@ where
             _ => errors += 1,
         }
     }
-    let wall = started.elapsed().as_secs_f64();
-    let cpu = (process_cpu_secs() - cpu - background * wall).max(0.0);
+    let cpu = method_cpu_secs(method) - cpu;
     ReadStats {
         calls: lat.len(),
         errors,
@@ -123,6 +144,13 @@ where
     }
 }
 
+/// Full paths of the three measured methods.
+const GET_PROFILE: &str = "/mesh.profile.v1.ProfileService/GetProfile";
+const RECOMMEND: &str = "/mesh.recommend.v1.RecommendService/Recommend";
+const SCORE_ORDER: &str = "/mesh.fraud.v1.FraudService/ScoreOrder";
+
+/// The read clients, connected from the bench's own runtime (a channel's
+/// connection task runs where it was created).
 struct Clients {
     profile: ProfileServiceClient<tonic::transport::Channel>,
     recommend: RecommendServiceClient<tonic::transport::Channel>,
@@ -130,11 +158,33 @@ struct Clients {
     users: Arc<Vec<String>>,
 }
 
+/// Where the mesh serves.
+#[derive(Clone, Copy)]
+struct Addrs {
+    ingest: std::net::SocketAddr,
+    profile: std::net::SocketAddr,
+    recommend: std::net::SocketAddr,
+    fraud: std::net::SocketAddr,
+}
+
+fn http(a: std::net::SocketAddr) -> String {
+    format!("http://{a}")
+}
+
 impl Clients {
-    async fn three(&self, o: &ReadOptions, background: f64) -> [ReadStats; 3] {
+    async fn connect(a: Addrs, users: Arc<Vec<String>>) -> anyhow::Result<Self> {
+        Ok(Clients {
+            profile: ProfileServiceClient::connect(http(a.profile)).await?,
+            recommend: RecommendServiceClient::connect(http(a.recommend)).await?,
+            fraud: FraudServiceClient::connect(http(a.fraud)).await?,
+            users,
+        })
+    }
+
+    async fn three(&self, o: &ReadOptions) -> [ReadStats; 3] {
         let now = chrono::Utc::now().timestamp_millis();
         let (c, u) = (self.profile.clone(), self.users.clone());
-        let profile = open_loop(o.rate, o.seconds, background, |i| {
+        let profile = open_loop(o.rate, o.seconds, GET_PROFILE, |i| {
             let (mut c, user) = (c.clone(), u[i as usize % u.len()].clone());
             async move {
                 c.get_profile(GetProfileRequest {
@@ -147,7 +197,7 @@ impl Clients {
         })
         .await;
         let c = self.recommend.clone();
-        let recommend = open_loop(o.rate, o.seconds, background, |i| {
+        let recommend = open_loop(o.rate, o.seconds, RECOMMEND, |i| {
             let (mut c, user) = (c.clone(), u[(i as usize * 7) % u.len()].clone());
             async move {
                 c.recommend(RecommendRequest {
@@ -162,7 +212,7 @@ impl Clients {
         })
         .await;
         let c = self.fraud.clone();
-        let score = open_loop(o.rate, o.seconds, background, |i| {
+        let score = open_loop(o.rate, o.seconds, SCORE_ORDER, |i| {
             let mut c = c.clone();
             let envelope = mesh_fraud_svc::bench::bench_order(100_000 + i, now - 1_000);
             async move {
@@ -178,25 +228,37 @@ impl Clients {
     }
 }
 
-/// Publishes generated events through ingest at `rate` until `stop`;
-/// returns the events ingest accepted.
+/// Most publish calls the writer keeps in flight: enough that the offered
+/// rate does not depend on one call's latency.
+const WRITER_IN_FLIGHT: usize = 64;
+
+/// Publishes generated events through ingest at `rate` until `stop`, each
+/// call on its own task (at most [`WRITER_IN_FLIGHT`] at once; a tick that
+/// finds them all busy is skipped, so the load never queues up); returns
+/// the events ingest accepted and the seconds the writer ran.
 async fn write_load(
-    mut ingest: IngestServiceClient<tonic::transport::Channel>,
+    ingest: IngestServiceClient<tonic::transport::Channel>,
     run: String,
     rate: u32,
     stop: CancellationToken,
-) -> u64 {
+) -> (u64, f64) {
     let batch = (rate / 50).clamp(1, 500) as usize;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(
         batch as f64 / f64::from(rate.max(1)),
     ));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let (mut round, mut accepted) = (0u64, 0u64);
-    loop {
+    let accepted = Arc::new(AtomicU64::new(0));
+    let slots = Arc::new(tokio::sync::Semaphore::new(WRITER_IN_FLIGHT));
+    let mut calls = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for round in 0u64.. {
         tokio::select! {
-            _ = stop.cancelled() => return accepted,
+            _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
         let now = chrono::Utc::now().timestamp_millis();
         let events = mesh_proto::sim::events(
             round,
@@ -205,11 +267,64 @@ async fn write_load(
             batch,
             now - batch as i64 * 3_000,
         );
-        if let Ok(r) = ingest.publish(PublishRequest { events }).await {
-            accepted += u64::from(r.into_inner().accepted);
-        }
-        round += 1;
+        let (mut ingest, accepted) = (ingest.clone(), accepted.clone());
+        calls.spawn(async move {
+            if let Ok(r) = ingest.publish(PublishRequest { events }).await {
+                accepted.fetch_add(u64::from(r.into_inner().accepted), Ordering::Relaxed);
+            }
+            drop(slot);
+        });
     }
+    let secs = started.elapsed().as_secs_f64();
+    calls.abort_all();
+    (accepted.load(Ordering::Relaxed), secs)
+}
+
+/// CPU of this process over `window`, in cores.
+async fn process_cores(window: Duration) -> f64 {
+    let (c, t) = (process_cpu_secs(), Instant::now());
+    tokio::time::sleep(window).await;
+    (process_cpu_secs() - c) / t.elapsed().as_secs_f64()
+}
+
+/// Waits (up to `limit`) until the process's CPU stays under
+/// [`QUIET_CORES`]: after the seed is visible in profile, the other
+/// consumers are still applying it, and an idle baseline taken then is not
+/// idle. Returns whether it got quiet.
+async fn settle(limit: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if process_cores(Duration::from_millis(500)).await < QUIET_CORES {
+            return true;
+        }
+    }
+    false
+}
+
+/// The clients' half of the run, on the bench's runtime: the idle reads,
+/// then the reads under the writer's load. Returns the idle and loaded
+/// figures, the background CPU and the writer's (accepted, seconds).
+async fn measure(
+    addrs: Addrs,
+    users: Arc<Vec<String>>,
+    run: String,
+    o: ReadOptions,
+    step: impl Fn(&str),
+) -> anyhow::Result<([ReadStats; 3], [ReadStats; 3], f64, (u64, f64))> {
+    let clients = Clients::connect(addrs, users).await?;
+    step("reads: idle");
+    let idle = clients.three(&o).await;
+
+    step("reads: under write load");
+    let ingest = IngestServiceClient::connect(http(addrs.ingest)).await?;
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(write_load(ingest, run, o.load_rate, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let background = process_cores(Duration::from_secs(1)).await;
+    let load = clients.three(&o).await;
+    stop.cancel();
+    let written = writer.await.unwrap_or_default();
+    Ok((idle, load, background, written))
 }
 
 /// Starts a mesh on `cfg`'s backends (own topics, keys and groups), seeds
@@ -243,8 +358,13 @@ pub async fn run(
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let http = |a: std::net::SocketAddr| format!("http://{a}");
-    let mut ingest = IngestServiceClient::connect(http(mesh.ingest.grpc_addr)).await?;
+    let addrs = Addrs {
+        ingest: mesh.ingest.grpc_addr,
+        profile: mesh.profile.grpc_addr,
+        recommend: mesh.recommend.grpc_addr,
+        fraud: mesh.fraud.grpc_addr,
+    };
+    let mut ingest = IngestServiceClient::connect(http(addrs.ingest)).await?;
     // Seed users so the reads find state (2,000 users).
     step("reads: seeding");
     let now = chrono::Utc::now().timestamp_millis();
@@ -268,19 +388,14 @@ pub async fn run(
             })
             .await?;
     }
-    let clients = Clients {
-        profile: ProfileServiceClient::connect(http(mesh.profile.grpc_addr)).await?,
-        recommend: RecommendServiceClient::connect(http(mesh.recommend.grpc_addr)).await?,
-        fraud: FraudServiceClient::connect(http(mesh.fraud.grpc_addr)).await?,
-        users: Arc::new(users),
-    };
-    // Settle: wait until the last seeded user is visible (or 30 s), so the
-    // idle baseline is idle.
+    // Settle: wait until the last seeded user is visible (or 30 s), then
+    // until every consumer is done with the seed, so the idle baseline is
+    // idle.
+    let mut profile = ProfileServiceClient::connect(http(addrs.profile)).await?;
     let last = seed.last().map(|e| e.user_id.clone()).unwrap_or_default();
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(30) {
-        let mut p = clients.profile.clone();
-        let r = p
+        let r = profile
             .get_profile(GetProfileRequest {
                 tenant_id: "demo".into(),
                 user_id: last.clone(),
@@ -291,29 +406,31 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_cpu = {
-        let (c, t) = (process_cpu_secs(), Instant::now());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        (process_cpu_secs() - c) / t.elapsed().as_secs_f64()
-    };
-    step("reads: idle");
-    let idle = clients.three(o, idle_cpu).await;
+    let idle_settled = settle(Duration::from_secs(60)).await;
 
-    step("reads: under write load");
-    let stop = CancellationToken::new();
-    let writer = tokio::spawn(write_load(ingest, run.clone(), o.load_rate, stop.clone()));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let background = {
-        let (c, t) = (process_cpu_secs(), Instant::now());
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        (process_cpu_secs() - c) / t.elapsed().as_secs_f64()
-    };
-    let t = Instant::now();
-    let load = clients.three(o, background).await;
-    let load_secs = t.elapsed().as_secs_f64() + 3.0;
-    stop.cancel();
-    let accepted = writer.await.unwrap_or_default();
+    // The clients and the writer on threads of their own.
+    let bench_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(BENCH_THREADS)
+        .thread_name("mesh-bench-client")
+        .enable_all()
+        .build()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let measured = bench_rt.spawn(measure(
+        addrs,
+        Arc::new(users),
+        run.clone(),
+        o.clone(),
+        move |s: &str| {
+            let _ = tx.send(s.to_string());
+        },
+    ));
+    // The progress bar is the caller's (not `Send`): relay its steps here.
+    while let Some(s) = rx.recv().await {
+        step(&s);
+    }
+    let measured = measured.await;
+    bench_rt.shutdown_background();
+    let (idle, load, background, (accepted, writer_secs)) = measured??;
     shutdown.cancel();
     let _ = mesh.stopped(Duration::from_secs(10)).await;
     let [gi, ri, si] = idle;
@@ -322,8 +439,9 @@ pub async fn run(
         rate_per_s: o.rate,
         seconds: o.seconds,
         load_events_per_s: o.load_rate,
-        load_achieved_events_per_s: accepted as f64 / load_secs,
+        load_achieved_events_per_s: accepted as f64 / writer_secs.max(1e-9),
         background_cpu_cores: background,
+        idle_settled,
         get_profile_idle: gi,
         get_profile_load: gl,
         recommend_idle: ri,

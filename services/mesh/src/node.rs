@@ -161,6 +161,26 @@ fn console_tenant(env: &Env) -> mesh_runtime::Result<String> {
     }
 }
 
+/// librdkafka settings of every consumer from `MESH_CONSUMER_*`; unset
+/// variables keep the consumer's defaults.
+fn consumer_extra(env: &Env) -> mesh_runtime::Result<Vec<(String, String)>> {
+    let mut extra = Vec::new();
+    // How long the group waits for a consumer that stopped answering before
+    // its partitions move (librdkafka default 45 s); a group join takes
+    // about half of it.
+    if env.get("MESH_CONSUMER_SESSION_TIMEOUT_MS").is_some() {
+        let t = env.millis("MESH_CONSUMER_SESSION_TIMEOUT_MS", Duration::from_secs(45))?;
+        extra.push(("session.timeout.ms".into(), t.as_millis().to_string()));
+    }
+    // How long the broker may hold a fetch with too little data (the
+    // consumer's default is 10 ms, see `ConsumerConfig::fetch_wait`).
+    if env.get("MESH_CONSUMER_FETCH_WAIT_MS").is_some() {
+        let t = env.millis("MESH_CONSUMER_FETCH_WAIT_MS", Duration::from_millis(10))?;
+        extra.push(("fetch.wait.max.ms".into(), t.as_millis().to_string()));
+    }
+    Ok(extra)
+}
+
 impl MeshConfig {
     pub fn from_env(env: &Env) -> mesh_runtime::Result<Self> {
         Ok(MeshConfig {
@@ -185,18 +205,7 @@ impl MeshConfig {
             console_tenant: console_tenant(env)?,
             redis_tls: redis_tls(env)?,
             kafka_tls: kafka_tls(env)?,
-            consumer_extra: match env.get("MESH_CONSUMER_SESSION_TIMEOUT_MS") {
-                // How long the group waits for a consumer that stopped
-                // answering before its partitions move (librdkafka default
-                // 45 s); a group join takes about half of it.
-                Some(_) => vec![(
-                    "session.timeout.ms".into(),
-                    env.millis("MESH_CONSUMER_SESSION_TIMEOUT_MS", Duration::from_secs(45))?
-                        .as_millis()
-                        .to_string(),
-                )],
-                None => Vec::new(),
-            },
+            consumer_extra: consumer_extra(env)?,
         })
     }
 
@@ -326,6 +335,31 @@ impl Backends {
         })
     }
 
+    /// `deps` with `peers` and a Redis connection of the service's own:
+    /// on one shared connection every service's reads wait, in order,
+    /// behind every consumer's queued apply scripts; on its own they wait
+    /// at most for the script Redis is running. The in-memory store is
+    /// shared as it is.
+    pub async fn service_deps(
+        &self,
+        cfg: &MeshConfig,
+        deps: &Deps,
+        peers: Peers,
+    ) -> anyhow::Result<Deps> {
+        let store = match (&self.store, &cfg.redis_url) {
+            (StateStore::Redis(_), Some(url)) => StateStore::Redis(
+                RedisStore::connect_with(url, &cfg.key_prefix, &cfg.redis_tls)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("redis at {url}: {e}"))?,
+            ),
+            _ => self.store.clone(),
+        };
+        Ok(Deps {
+            store,
+            ..deps.with_peers(peers)
+        })
+    }
+
     /// The broker for reports: its address, or `embedded`.
     pub fn broker_name(&self) -> String {
         if self.embedded.is_some() {
@@ -408,7 +442,12 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     );
     let ingest = mesh_ingest::start(&cfg.ingest, publisher, shutdown.clone()).await?;
     let deps = backends.deps(cfg);
-    let profile = mesh_profile::start(&cfg.profile, &deps, shutdown.clone()).await?;
+    let profile = mesh_profile::start(
+        &cfg.profile,
+        &backends.service_deps(cfg, &deps, Peers::default()).await?,
+        shutdown.clone(),
+    )
+    .await?;
     // In one process the services still ask each other over gRPC, on the
     // addresses they just bound: the same code path as separate processes.
     let peer = |name: &'static str, addr: SocketAddr| {
@@ -424,14 +463,14 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     };
     let fraud = mesh_fraud_svc::start(
         &cfg.fraud,
-        &deps.with_peers(only_profile.clone()),
+        &backends.service_deps(cfg, &deps, only_profile.clone()).await?,
         shutdown.clone(),
     )
     .await?;
     let fraud_peer = Some(peer("fraud", fraud.grpc_addr)?);
     let recommend = mesh_recommend_svc::start(
         &cfg.recommend,
-        &deps.with_peers(only_profile),
+        &backends.service_deps(cfg, &deps, only_profile).await?,
         shutdown.clone(),
     )
     .await
@@ -442,7 +481,7 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         ..Peers::default()
     };
     let churn =
-        mesh_churn_svc::start(&cfg.churn, &deps.with_peers(churn_peers), shutdown.clone()).await?;
+        mesh_churn_svc::start(&cfg.churn, &backends.service_deps(cfg, &deps, churn_peers).await?, shutdown.clone()).await?;
     let engage_peers = Peers {
         profile: profile_peer,
         churn: Some(peer("churn", churn.grpc_addr)?),
@@ -450,7 +489,7 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     };
     let engage = mesh_engage_svc::start(
         &cfg.engage,
-        &deps.with_peers(engage_peers),
+        &backends.service_deps(cfg, &deps, engage_peers).await?,
         shutdown.clone(),
     )
     .await?;
@@ -461,7 +500,7 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     };
     let support = mesh_support_svc::start(
         &cfg.support,
-        &deps.with_peers(support_peers),
+        &backends.service_deps(cfg, &deps, support_peers).await?,
         shutdown.clone(),
     )
     .await?;
@@ -471,7 +510,7 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     };
     let logistics = mesh_logistics_svc::start(
         &cfg.logistics,
-        &deps.with_peers(logistics_peers),
+        &backends.service_deps(cfg, &deps, logistics_peers).await?,
         shutdown.clone(),
     )
     .await?;
