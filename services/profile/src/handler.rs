@@ -46,6 +46,9 @@ pub fn seen_keys(day: i64) -> impl Iterator<Item = String> {
 /// digits, whatever the id's length) in one of [`SEEN_BUCKETS`] hashes
 /// chosen by other bits of the digest. Two ids of one partition and day
 /// share a field with odds of about n²/2^71 for n ids (n = 10^6: 4·10^-10).
+/// Ids kept by an earlier release (`seen:<day>`, field `<tenant>/<event id>`)
+/// are not consulted: a copy produced twice across the upgrade, within the
+/// two days, would be applied twice.
 fn once(e: &Envelope) -> Op {
     use sha2::Digest as _;
     let d = sha2::Sha256::new()
