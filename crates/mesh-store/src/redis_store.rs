@@ -18,241 +18,122 @@ use crate::{behind, full_key, Applied, Error, HashRead, HashReply, Result, Slot,
 /// the watermark is below the expectation (the store went back). Beside the
 /// watermark, field `#n:<source>` counts the records ever applied (the
 /// tally `mesh chaos` compares with the records on the topic).
-///
-/// Pass 1 reads each hash key's fields once (one `HMGET` of every field the
-/// batch names) and works out, op by op and in order, what every touched
-/// field, member and list ends as; pass 2 writes only those final values,
-/// a few variadic commands per key (`HSET`, `HDEL`, `ZADD`, `ZREM`), so the
-/// cost of a batch grows with the keys it touches, not with its ops.
-/// Integer increments are folded into the value (exact below 2^53, else
-/// sent as `HINCRBY`); float increments of one field are summed and sent as
-/// one `HINCRBYFLOAT`; a sorted-set increment is folded into the score when
-/// the batch set or removed the member first, else summed into one
-/// `ZINCRBY`.
 const APPLY_LUA: &str = r#"
 local wm = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 local n = tonumber(ARGV[2])
 if ARGV[3] ~= '' and wm < tonumber(ARGV[3]) then return {-1, wm} end
-local HASH_OP = {hi = true, hf = true, hs = true, hn = true, hx = true, hm = true,
-  o1 = true, ui = true, hd = true}
-local CHUNK = 500
--- Calls op(code, key, a, b) for every op of the records above the
--- watermark, stopping at the first error it returns. Returns the records
--- applied and skipped and the last offset applied (ARGV's text), or nil,
--- the error and the offset of its record.
+-- Calls op(offset, code, key, a, b) for every op of the records above the
+-- watermark, stopping at the first error it returns, and done(offset, live)
+-- after every record.
 -- An op returning SKIP skips the rest of its record's ops (a `once` whose
--- id was seen, an erased user).
+-- id was seen).
 local SKIP = {}
-local function walk(op)
-  local i, applied, skipped, top = 4, 0, 0, nil
+local function walk(op, done)
+  local i = 4
   for _ = 1, n do
-    local offset = ARGV[i]
-    local live = tonumber(offset) > wm; local nops = tonumber(ARGV[i + 1]); i = i + 2
+    local offset = tonumber(ARGV[i]); local nops = tonumber(ARGV[i + 1]); i = i + 2
+    local live = offset > wm
     local skipping = false
     for _ = 1, nops do
       if live and not skipping then
-        local err = op(ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
+        local err = op(offset, ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
         if err == SKIP then skipping = true
-        elseif err then return nil, err, offset end
+        elseif err then return err end
       end
       i = i + 4
     end
-    if live then applied = applied + 1; top = offset else skipped = skipped + 1 end
+    done(offset, live)
   end
-  return applied, skipped, top
-end
--- The fields each hash key's ops name, to read them in one HMGET.
-local names = {}
-walk(function(code, k, a)
-  if HASH_OP[code] then
-    local w = names[k]
-    if w == nil then w = {list = {}, has = {}}; names[k] = w end
-    if not w.has[a] then w.has[a] = true; w.list[#w.list + 1] = a end
-  end
-end)
--- Calls f(k, items...) with at most CHUNK items at a time (Lua's unpack
--- and the C stack bound the arguments of one call).
-local function chunked(f, k, items)
-  for s = 1, #items, CHUNK do
-    f(k, unpack(items, s, math.min(s + CHUNK - 1, #items)))
-  end
-end
--- Stored values of the named fields of a hash key; nil when the key holds
--- another type.
-local function read_fields(k)
-  local list, base = names[k].list, {}
-  for s = 1, #list, CHUNK do
-    local part = {unpack(list, s, math.min(s + CHUNK - 1, #list))}
-    local r = redis.pcall('HMGET', k, unpack(part))
-    if r.err then return nil end
-    for j, f in ipairs(part) do base[f] = r[j] end
-  end
-  return base
 end
 -- Pass 1 checks every op against the stored values and those the batch's
 -- earlier ops leave, and refuses the batch before any write: Redis does not
 -- roll back a script's writes when it fails halfway, and a batch retried
--- after a partial write would count its first records twice. It keeps per
--- key: kind, gone (deleted by the batch: nothing stored counts), del (DEL
--- it first), base (stored fields), f (field states: v = value or false,
--- dirty = v to write, ints = HINCRBY deltas and fd = HINCRBYFLOAT delta
--- after v), z (member states: {set = score}, {rm = true} or {inc = delta}),
--- l (list pushes in order) and ttl.
-local st = {}
-local function state(k)
-  local s = st[k]
-  if s == nil then s = {f = {}, z = {}, l = {}}; st[k] = s end
-  return s
-end
+-- after a partial write would count its first records twice.
+local INT, FLOAT, GONE = {}, {}, {}
+local kinds, shadow = {}, {}
 local function kind_ok(k, want)
-  local s = state(k)
-  local t = s.kind
-  if t == nil then
-    if want == 'hash' then
-      s.base = read_fields(k)
-      if s.base == nil then return false end
-      t = 'hash'
-    else
-      t = redis.call('TYPE', k)['ok']
-    end
-  end
+  local t = kinds[k]
+  if t == nil then t = redis.call('TYPE', k)['ok'] end
   if t ~= 'none' and t ~= want then return false end
-  s.kind = want
+  kinds[k] = want
   return true
 end
-local function field(s, a)
-  local fs = s.f[a]
-  if fs == nil then
-    local v = false
-    if not s.gone then v = s.base[a] or false end
-    fs = {v = v}; s.f[a] = fs
-  end
-  return fs
+local function numeric(v)
+  return v == false or v == INT or v == FLOAT or tonumber(v) ~= nil
 end
-local function present(fs) return fs.v ~= false or fs.ints ~= nil or fs.fd ~= nil end
-local function is_int(fs)
-  return fs.fd == nil and (fs.v == false or string.match(fs.v, '^%-?%d+$') ~= nil)
-end
-local function numeric(fs) return fs.fd ~= nil or fs.v == false or tonumber(fs.v) ~= nil end
-local function value(fs)
-  local x = (tonumber(fs.v) or 0) + (fs.fd or 0)
-  for _, d in ipairs(fs.ints or {}) do x = x + tonumber(d) end
-  return x
-end
-local function set(fs, v) fs.v = v; fs.dirty = true; fs.ints = nil; fs.fd = nil end
-local EXACT = 2 ^ 53
-local function incr(fs, b)
-  local x, d = tonumber(fs.v) or 0, tonumber(b)
-  if fs.ints == nil and math.abs(x) < EXACT and math.abs(d) < EXACT
-      and math.abs(x + d) < EXACT then
-    fs.v = string.format('%d', x + d); fs.dirty = true
-  else
-    fs.ints = fs.ints or {}; fs.ints[#fs.ints + 1] = b
-  end
-end
-local function hash_op(s, code, a, b)
-  local fs = field(s, a)
-  if code == 'hi' then
-    -- A float increment that left an integer (HINCRBYFLOAT prints it
-    -- without a point) can be incremented as one.
-    if fs.fd ~= nil and numeric(fs) then
-      local x = value(fs)
-      if x == math.floor(x) and math.abs(x) < EXACT then set(fs, string.format('%d', x)) end
-    end
-    if not is_int(fs) then return 'field ' .. a .. ' is not an integer' end
-    incr(fs, b)
-  elseif code == 'hf' or code == 'hx' or code == 'hm' then
-    if not numeric(fs) then return 'field ' .. a .. ' is not a number' end
-    local v = tonumber(b)
-    if code == 'hf' then fs.fd = (fs.fd or 0) + v
-    elseif not present(fs) or (code == 'hx' and v > value(fs))
-        or (code == 'hm' and v < value(fs)) then set(fs, b) end
-  elseif code == 'hs' then set(fs, b)
-  elseif code == 'hn' then if not present(fs) then set(fs, b) end
-  elseif code == 'o1' then
-    if present(fs) then return SKIP end
-    set(fs, '1'); s.ttl = b
-  elseif code == 'ui' then
-    if present(fs) then return SKIP end
-  elseif code == 'hd' then set(fs, false)
-  end
-end
-local function zset_op(s, code, a, b)
-  local m = s.z[a]
-  if m == nil and s.gone then m = {rm = true} end
-  if code == 'zs' then m = {set = tonumber(b)}
-  elseif code == 'zr' then m = {rm = true}
-  elseif m == nil then m = {inc = tonumber(b)}
-  elseif m.rm then m = {set = tonumber(b)}
-  elseif m.set then m.set = m.set + tonumber(b)
-  else m.inc = m.inc + tonumber(b) end
-  s.z[a] = m
-end
-local function check(code, k, a, b)
+local function check(offset, code, k, a, b)
   local bad
   if code == 'dl' then
-    -- Later ops see an absent key, whatever it held; earlier writes to it
-    -- need not happen.
-    st[k] = {f = {}, z = {}, l = {}, kind = 'none', gone = true, del = true}
+    -- Later ops see an absent key, whatever it held.
+    kinds[k] = 'none'; shadow[k] = {[GONE] = true}
   elseif code == 'zi' or code == 'zs' or code == 'zr' then
-    if kind_ok(k, 'zset') then zset_op(st[k], code, a, b) else bad = 'holds no sorted set' end
+    if not kind_ok(k, 'zset') then bad = 'holds no sorted set' end
   elseif code == 'lp' then
-    if kind_ok(k, 'list') then local l = st[k].l; l[#l + 1] = {a, b}
-    else bad = 'holds no list' end
-  elseif not HASH_OP[code] then bad = 'unknown op'
+    if not kind_ok(k, 'list') then bad = 'holds no list' end
   elseif not kind_ok(k, 'hash') then bad = 'holds no hash'
   else
-    local r = hash_op(st[k], code, a, b)
-    if r == SKIP then return SKIP end
-    bad = r
-  end
-  if bad then return {code = code, k = k, why = bad} end
-end
-local applied, skipped, at = walk(check)
-if applied == nil then
-  return redis.error_reply('ERR batch refused at offset ' .. at .. ': op ' .. skipped.code ..
-    ' on ' .. skipped.k .. ': ' .. skipped.why)
-end
--- Pass 2 writes the final values.
-local function num(x) return string.format('%.17g', x) end
-local function write_hash(k, s)
-  local sets, dels = {}, {}
-  for a, fs in pairs(s.f) do
-    if fs.dirty then
-      if fs.v == false then dels[#dels + 1] = a
-      else sets[#sets + 1] = a; sets[#sets + 1] = fs.v end
+    local h = shadow[k]
+    if h == nil then h = {}; shadow[k] = h end
+    local cur = h[a]
+    if cur == nil then
+      if h[GONE] then cur = false else cur = redis.call('HGET', k, a) or false end
     end
+    if code == 'hi' then
+      if cur == false or cur == INT or cur == FLOAT or string.match(cur, '^%-?%d+$') then
+        h[a] = INT
+      else bad = 'field ' .. a .. ' is not an integer' end
+    elseif code == 'hf' or code == 'hx' or code == 'hm' then
+      if numeric(cur) then
+        if code == 'hf' then h[a] = FLOAT elseif cur == false then h[a] = INT else h[a] = cur end
+      else bad = 'field ' .. a .. ' is not a number' end
+    elseif code == 'hs' then h[a] = b
+    elseif code == 'hn' then if cur == false then h[a] = b else h[a] = cur end
+    elseif code == 'o1' then
+      if cur ~= false then return SKIP end
+      h[a] = '1'
+    elseif code == 'ui' then
+      if cur ~= false then return SKIP end
+    elseif code == 'hd' then h[a] = false
+    else bad = 'unknown op ' .. code end
   end
-  chunked(function(key, ...) redis.call('HSET', key, ...) end, k, sets)
-  chunked(function(key, ...) redis.call('HDEL', key, ...) end, k, dels)
-  for a, fs in pairs(s.f) do
-    for _, d in ipairs(fs.ints or {}) do redis.call('HINCRBY', k, a, d) end
-    if fs.fd ~= nil then redis.call('HINCRBYFLOAT', k, a, num(fs.fd)) end
+  if bad then
+    return 'ERR batch refused at offset ' .. offset .. ': op ' .. code .. ' on ' .. k .. ': ' .. bad
   end
 end
-local function write_zset(k, s)
-  local adds, rems = {}, {}
-  for m, z in pairs(s.z) do
-    if z.set then adds[#adds + 1] = num(z.set); adds[#adds + 1] = m
-    elseif z.rm then rems[#rems + 1] = m
-    else redis.call('ZINCRBY', k, num(z.inc), m) end
+local refused = walk(check, function() end)
+if refused then return redis.error_reply(refused) end
+-- Pass 2 writes.
+local function write(_, code, k, a, b)
+  if code == 'hi' then redis.call('HINCRBY', k, a, b)
+  elseif code == 'hf' then redis.call('HINCRBYFLOAT', k, a, b)
+  elseif code == 'hs' then redis.call('HSET', k, a, b)
+  elseif code == 'hn' then redis.call('HSETNX', k, a, b)
+  elseif code == 'hx' or code == 'hm' then
+    local cur = redis.call('HGET', k, a)
+    local v = tonumber(b)
+    if (not cur) or (code == 'hx' and v > tonumber(cur)) or (code == 'hm' and v < tonumber(cur)) then
+      redis.call('HSET', k, a, b)
+    end
+  elseif code == 'zi' then redis.call('ZINCRBY', k, b, a)
+  elseif code == 'zs' then redis.call('ZADD', k, b, a)
+  elseif code == 'zr' then redis.call('ZREM', k, a)
+  elseif code == 'lp' then
+    redis.call('LPUSH', k, a); redis.call('LTRIM', k, 0, tonumber(b) - 1)
+  elseif code == 'o1' then
+    if redis.call('HEXISTS', k, a) == 1 then return SKIP end
+    redis.call('HSET', k, a, '1'); redis.call('PEXPIRE', k, tonumber(b))
+  elseif code == 'ui' then
+    if redis.call('HEXISTS', k, a) == 1 then return SKIP end
+  elseif code == 'hd' then redis.call('HDEL', k, a)
+  elseif code == 'dl' then redis.call('DEL', k)
   end
-  chunked(function(key, ...) redis.call('ZADD', key, ...) end, k, adds)
-  if not s.gone then chunked(function(key, ...) redis.call('ZREM', key, ...) end, k, rems) end
 end
-for k, s in pairs(st) do
-  if s.del then redis.call('DEL', k) end
-  write_hash(k, s)
-  write_zset(k, s)
-  for _, p in ipairs(s.l) do
-    redis.call('LPUSH', k, p[1]); redis.call('LTRIM', k, 0, tonumber(p[2]) - 1)
-  end
-  if s.ttl then redis.call('PEXPIRE', k, tonumber(s.ttl)) end
-end
-if applied > 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], at)
-  redis.call('HINCRBY', KEYS[1], '#n:' .. ARGV[1], applied)
-end
+local applied, skipped, top = 0, 0, wm
+walk(write, function(offset, live)
+  if live then applied = applied + 1; top = offset else skipped = skipped + 1 end
+end)
+if top > wm then redis.call('HSET', KEYS[1], ARGV[1], top) end
+if applied > 0 then redis.call('HINCRBY', KEYS[1], '#n:' .. ARGV[1], applied) end
 return {applied, skipped}
 "#;
 
