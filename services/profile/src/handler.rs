@@ -175,3 +175,42 @@ impl Handler for ProfileHandler {
         Watermark::of(&self.store, SCOPE, topic, partition).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(tenant: &str, id: &str, at_ms: i64) -> Envelope {
+        Envelope {
+            tenant_id: tenant.into(),
+            event_id: id.into(),
+            occurred_at_ms: at_ms,
+            ..Default::default()
+        }
+    }
+
+    fn key_field(op: Op) -> (String, String) {
+        match op {
+            Op::Once { key, field, .. } => (key, field),
+            other => panic!("not a once op: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_copy_of_an_id_names_the_same_ledger_field_and_tenants_differ() {
+        let day = 20_000;
+        let at = day * 86_400_000 + 5;
+        let (k, f) = key_field(once(&event("shop", "e-1", at)));
+        assert_eq!(
+            key_field(once(&event("shop", "e-1", at))),
+            (k.clone(), f.clone())
+        );
+        assert!(seen_keys(day).any(|s| s == k), "{k}");
+        assert_eq!(f.len(), 16);
+        assert!(f.chars().all(|c| c.is_ascii_hexdigit()), "{f}");
+        let (_, other) = key_field(once(&event("mall", "e-1", at)));
+        assert_ne!(f, other);
+        let (k2, _) = key_field(once(&event("shop", "e-1", at + 86_400_000)));
+        assert!(k2.starts_with(&format!("seen:{}:", day + 1)), "{k2}");
+    }
+}
