@@ -232,34 +232,26 @@ impl RedisStore {
             scope,
             partition: batch.partition,
         };
-        let mut keys: Vec<String> = vec![full_key(&self.prefix, slot, WATERMARK_KEY)];
-        let mut key_index: HashMap<&str, usize> = HashMap::new();
-        let mut args: Vec<String> = vec![
-            batch.source_topic.clone(),
-            batch.records.len().to_string(),
-            batch
-                .expect_through
-                .map(|e| e.to_string())
-                .unwrap_or_default(),
-        ];
-        for (offset, ops) in &batch.records {
-            args.push(offset.to_string());
-            args.push(ops.len().to_string());
-            for op in ops {
-                let idx = *key_index.entry(op.key()).or_insert_with(|| {
-                    keys.push(full_key(&self.prefix, slot, op.key()));
-                    keys.len()
-                });
-                let (code, a, b) = encode(op);
-                args.extend([code.to_string(), idx.to_string(), a, b]);
-            }
-        }
         let mut inv = self.script.prepare_invoke();
-        for k in &keys {
-            inv.key(k);
-        }
-        for a in &args {
-            inv.arg(a);
+        inv.key(full_key(&self.prefix, slot, WATERMARK_KEY));
+        // Each distinct key is sent once; ops name it by its index in KEYS.
+        let mut key_index: HashMap<&str, usize> = HashMap::new();
+        let expect = batch.expect_through.map(|e| e.to_string());
+        inv.arg(&batch.source_topic)
+            .arg(batch.records.len())
+            .arg(expect.unwrap_or_default());
+        for (offset, ops) in &batch.records {
+            inv.arg(*offset).arg(ops.len());
+            for op in ops {
+                let next = key_index.len() + 2;
+                let idx = *key_index.entry(op.key()).or_insert_with(|| {
+                    inv.key(full_key(&self.prefix, slot, op.key()));
+                    next
+                });
+                let (code, a) = encode(op);
+                inv.arg(code).arg(idx).arg(a);
+                push_b(&mut inv, op);
+            }
         }
         let (applied, skipped): (i64, i64) = inv.invoke_async(&mut self.conn.clone()).await?;
         if applied < 0 {
@@ -466,25 +458,40 @@ impl RedisStore {
     }
 }
 
-fn encode(op: &Op) -> (&'static str, String, String) {
+/// The code and `a` of an op (see `APPLY_LUA`).
+fn encode(op: &Op) -> (&'static str, &str) {
     match op {
-        Op::HIncr { field, delta, .. } => ("hi", field.clone(), delta.to_string()),
-        Op::HIncrFloat { field, delta, .. } => ("hf", field.clone(), float(*delta)),
-        Op::HSet { field, value, .. } => ("hs", field.clone(), value.clone()),
-        Op::HSetNx { field, value, .. } => ("hn", field.clone(), value.clone()),
-        Op::HMax { field, value, .. } => ("hx", field.clone(), value.to_string()),
-        Op::HMin { field, value, .. } => ("hm", field.clone(), value.to_string()),
-        Op::ZIncr { member, delta, .. } => ("zi", member.clone(), float(*delta)),
-        Op::ZSet { member, score, .. } => ("zs", member.clone(), float(*score)),
-        Op::ZRem { member, .. } => ("zr", member.clone(), String::new()),
-        Op::LPushCapped { value, max_len, .. } => {
-            ("lp", value.clone(), max_len.max(&1).to_string())
-        }
-        Op::Once { field, ttl_ms, .. } => ("o1", field.clone(), ttl_ms.max(&1).to_string()),
-        Op::Unless { field, .. } => ("ui", field.clone(), String::new()),
-        Op::HDel { field, .. } => ("hd", field.clone(), String::new()),
-        Op::Del { .. } => ("dl", String::new(), String::new()),
+        Op::HIncr { field, .. } => ("hi", field),
+        Op::HIncrFloat { field, .. } => ("hf", field),
+        Op::HSet { field, .. } => ("hs", field),
+        Op::HSetNx { field, .. } => ("hn", field),
+        Op::HMax { field, .. } => ("hx", field),
+        Op::HMin { field, .. } => ("hm", field),
+        Op::ZIncr { member, .. } => ("zi", member),
+        Op::ZSet { member, .. } => ("zs", member),
+        Op::ZRem { member, .. } => ("zr", member),
+        Op::LPushCapped { value, .. } => ("lp", value),
+        Op::Once { field, .. } => ("o1", field),
+        Op::Unless { field, .. } => ("ui", field),
+        Op::HDel { field, .. } => ("hd", field),
+        Op::Del { .. } => ("dl", ""),
     }
+}
+
+/// Appends the `b` of an op (see `APPLY_LUA`); integers go as they are,
+/// with no `String` in between.
+fn push_b(inv: &mut redis::ScriptInvocation<'_>, op: &Op) {
+    match op {
+        Op::HIncr { delta, .. } => inv.arg(*delta),
+        Op::HMax { value, .. } | Op::HMin { value, .. } => inv.arg(*value),
+        Op::HIncrFloat { delta: v, .. }
+        | Op::ZIncr { delta: v, .. }
+        | Op::ZSet { score: v, .. } => inv.arg(float(*v)),
+        Op::HSet { value, .. } | Op::HSetNx { value, .. } => inv.arg(value),
+        Op::LPushCapped { max_len, .. } => inv.arg(*max_len.max(&1)),
+        Op::Once { ttl_ms, .. } => inv.arg(*ttl_ms.max(&1)),
+        Op::ZRem { .. } | Op::Unless { .. } | Op::HDel { .. } | Op::Del { .. } => inv.arg(""),
+    };
 }
 
 /// Redis parses floats with strtold; Rust's shortest round-trip form is

@@ -12,9 +12,9 @@
 //! - the member of `users` (every user) and `due` (lifecycle deadlines):
 //!   removed.
 //!
-//! What stays: `seen:<day>` (event ids of the last two days, for retries:
-//! not keyed by user, and the guard comes before it, so no id of an erased
-//! user is added); the segment model (centroids and segment sizes over all
+//! What stays: `seen:<day>:<bucket>` (digests of the event ids of the last
+//! two days, for retries: not keyed by user, and the guard comes before it,
+//! so no id of an erased user is added); the segment model (centroids and segment sizes over all
 //! users). Lifecycle transitions already published stay on their topic:
 //! the lifecycle consumers get the `user_erased` event themselves.
 //!

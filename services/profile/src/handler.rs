@@ -28,14 +28,43 @@ pub struct ProfileHandler {
 /// (30 s) or is answered by its done-ledger (24 h).
 const SEEN_TTL_MS: i64 = 2 * 86_400_000;
 
+/// Hashes one partition's ids of one day are spread over. Small hashes
+/// stay in Redis's compact listpack encoding (up to 128 fields each by
+/// default, so up to 8,192 ids per partition and day); one big hash would
+/// cost some 70 bytes per id instead of about 20.
+pub const SEEN_BUCKETS: u8 = 64;
+
+/// Every key of the id ledger of `day` (UTC day number) in a partition.
+pub fn seen_keys(day: i64) -> impl Iterator<Item = String> {
+    (0..SEEN_BUCKETS).map(move |b| format!("seen:{day}:{b}"))
+}
+
 /// The op after the erasure guard of every event's record (erasures have
 /// none: the guard already makes a second one a no-op): skip the rest if
 /// its id was seen. Ids are kept per day of `occurred_at_ms`, the same for
-/// every copy.
+/// every copy, as 64 bits of the SHA-256 of `<tenant>/<event id>` (16 hex
+/// digits, whatever the id's length) in one of [`SEEN_BUCKETS`] hashes
+/// chosen by other bits of the digest. Two ids of one partition and day
+/// share a field with odds of about n²/2^71 for n ids (n = 10^6: 4·10^-10).
+/// Ids kept by an earlier release (`seen:<day>`, field `<tenant>/<event id>`)
+/// are not consulted: a copy produced twice across the upgrade, within the
+/// two days, would be applied twice.
 fn once(e: &Envelope) -> Op {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::new()
+        .chain_update(e.tenant_id.as_bytes())
+        .chain_update(b"/")
+        .chain_update(e.event_id.as_bytes())
+        .finalize();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&d[..8]);
     Op::Once {
-        key: format!("seen:{}", e.occurred_at_ms.div_euclid(86_400_000)),
-        field: format!("{}/{}", e.tenant_id, e.event_id),
+        key: format!(
+            "seen:{}:{}",
+            e.occurred_at_ms.div_euclid(86_400_000),
+            d[8] % SEEN_BUCKETS
+        ),
+        field: format!("{:016x}", u64::from_be_bytes(id)),
         ttl_ms: SEEN_TTL_MS,
     }
 }
@@ -144,5 +173,44 @@ impl Handler for ProfileHandler {
         partition: i32,
     ) -> Result<Watermark, HandlerError> {
         Watermark::of(&self.store, SCOPE, topic, partition).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(tenant: &str, id: &str, at_ms: i64) -> Envelope {
+        Envelope {
+            tenant_id: tenant.into(),
+            event_id: id.into(),
+            occurred_at_ms: at_ms,
+            ..Default::default()
+        }
+    }
+
+    fn key_field(op: Op) -> (String, String) {
+        match op {
+            Op::Once { key, field, .. } => (key, field),
+            other => panic!("not a once op: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_copy_of_an_id_names_the_same_ledger_field_and_tenants_differ() {
+        let day = 20_000;
+        let at = day * 86_400_000 + 5;
+        let (k, f) = key_field(once(&event("shop", "e-1", at)));
+        assert_eq!(
+            key_field(once(&event("shop", "e-1", at))),
+            (k.clone(), f.clone())
+        );
+        assert!(seen_keys(day).any(|s| s == k), "{k}");
+        assert_eq!(f.len(), 16);
+        assert!(f.chars().all(|c| c.is_ascii_hexdigit()), "{f}");
+        let (_, other) = key_field(once(&event("mall", "e-1", at)));
+        assert_ne!(f, other);
+        let (k2, _) = key_field(once(&event("shop", "e-1", at + 86_400_000)));
+        assert!(k2.starts_with(&format!("seen:{}:", day + 1)), "{k2}");
     }
 }
