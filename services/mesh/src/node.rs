@@ -463,7 +463,9 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
     };
     let fraud = mesh_fraud_svc::start(
         &cfg.fraud,
-        &backends.service_deps(cfg, &deps, only_profile.clone()).await?,
+        &backends
+            .service_deps(cfg, &deps, only_profile.clone())
+            .await?,
         shutdown.clone(),
     )
     .await?;
@@ -480,8 +482,12 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         recommend: recommend_peer.clone(),
         ..Peers::default()
     };
-    let churn =
-        mesh_churn_svc::start(&cfg.churn, &backends.service_deps(cfg, &deps, churn_peers).await?, shutdown.clone()).await?;
+    let churn = mesh_churn_svc::start(
+        &cfg.churn,
+        &backends.service_deps(cfg, &deps, churn_peers).await?,
+        shutdown.clone(),
+    )
+    .await?;
     let engage_peers = Peers {
         profile: profile_peer,
         churn: Some(peer("churn", churn.grpc_addr)?),
