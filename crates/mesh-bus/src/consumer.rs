@@ -292,6 +292,14 @@ pub async fn run_consumer<H: Handler>(
                 buffered = 0;
             }
             _ = audit.tick(), if buffered == 0 => {
+                // Tracks of an earlier assignment are stale, as when a
+                // record arrives.
+                let g = generation.load(Ordering::SeqCst);
+                if g != seen_generation {
+                    seen_generation = g;
+                    tracks.clear();
+                }
+                audit_unchecked(&cfg.group_id, &consumer, &*handler, &mut tracks).await;
                 audit_quiet(&cfg.group_id, &consumer, &*handler, &mut tracks).await;
             }
             msg = consumer.recv() => match msg {
@@ -402,29 +410,19 @@ async fn admit<H: Handler>(
             offset >= from
         }
         Track::Unchecked => match handler.applied_through(&key.0, key.1).await {
-            Ok(Watermark::Untracked) => {
-                tracks.insert(key.clone(), Track::Untracked);
-                true
-            }
-            Ok(Watermark::At(w)) if w + 1 >= offset => {
-                tracks.insert(key.clone(), Track::Expect(Some(w)));
-                true
-            }
-            Ok(Watermark::Empty) if offset == 0 => {
-                tracks.insert(key.clone(), Track::Expect(None));
-                true
-            }
-            Ok(mark) => {
-                let from = match mark {
-                    Watermark::At(w) => Some(w + 1),
-                    _ => None,
-                };
-                tracing::warn!(group, topic = %key.0, partition = key.1, committed = offset,
-                    store = ?mark, "the store applied less than the committed offset; re-reading from the store's watermark");
-                STORE_RESUMES.with_label_values(&[group]).inc();
-                resume(group, consumer, tracks, key, from);
-                false
-            }
+            Ok(mark) => match check(mark, offset) {
+                Ok(track) => {
+                    tracks.insert(key.clone(), track);
+                    true
+                }
+                Err(from) => {
+                    tracing::warn!(group, topic = %key.0, partition = key.1, committed = offset,
+                        store = ?mark, "the store applied less than the committed offset; re-reading from the store's watermark");
+                    STORE_RESUMES.with_label_values(&[group]).inc();
+                    resume(group, consumer, tracks, key, from);
+                    false
+                }
+            },
             Err(e) => {
                 // The store cannot say; read this record again once it can.
                 tracing::warn!(group, topic = %key.0, partition = key.1, error = %e,
@@ -447,6 +445,105 @@ async fn admit<H: Handler>(
             }
         },
     }
+}
+
+/// How a partition whose next record is at `next` goes on, given what the
+/// store applied of it: read on (with this track), or re-read from
+/// `Err(from)` (`None`: the beginning) because the store applied less than
+/// the records before `next`.
+fn check(mark: Watermark, next: i64) -> std::result::Result<Track, Option<i64>> {
+    match mark {
+        Watermark::Untracked => Ok(Track::Untracked),
+        Watermark::At(w) if w + 1 >= next => Ok(Track::Expect(Some(w))),
+        Watermark::Empty if next == 0 => Ok(Track::Expect(None)),
+        Watermark::At(w) => Err(Some(w + 1)),
+        Watermark::Empty => Err(None),
+    }
+}
+
+/// Assigned partitions no record reached since the assignment (a restart
+/// with nothing new on them) are compared with the store at their
+/// committed offset, where their fetch starts: without it a store that
+/// went back before or after such a restart would miss the effects until
+/// the partition's next record. One committed-offsets request, and only
+/// while some assigned partition is unchecked.
+async fn audit_unchecked<H: Handler>(
+    group: &str,
+    consumer: &StreamConsumer<Ctx>,
+    handler: &H,
+    tracks: &mut HashMap<(String, i32), Track>,
+) {
+    for (key, next) in unchecked_starts(group, consumer, tracks) {
+        let mark = match handler.applied_through(&key.0, key.1).await {
+            Ok(mark) => mark,
+            Err(e) => {
+                tracing::debug!(group, topic = %key.0, partition = key.1, error = %e,
+                    "could not read the store's watermark; checking at the next audit");
+                continue;
+            }
+        };
+        match check(mark, next) {
+            Ok(track) => {
+                tracks.insert(key, track);
+            }
+            Err(from) => {
+                tracing::warn!(group, topic = %key.0, partition = key.1, committed = next,
+                    store = ?mark, "the store applied less than the committed offset of a quiet partition; re-reading from the store's watermark");
+                STORE_RESUMES.with_label_values(&[group]).inc();
+                resume(group, consumer, tracks, &key, from);
+            }
+        }
+    }
+}
+
+/// The unchecked partitions of the assignment with the offset their next
+/// record will have: the committed offset (the log's beginning when
+/// nothing is committed) or the consumer's position, whichever is further
+/// (its position may be ahead of the last commit). Empty without a
+/// round trip when every assigned partition is checked.
+fn unchecked_starts(
+    group: &str,
+    consumer: &StreamConsumer<Ctx>,
+    tracks: &HashMap<(String, i32), Track>,
+) -> Vec<((String, i32), i64)> {
+    let unchecked = |topic: &str, partition: i32| {
+        matches!(
+            tracks
+                .get(&(topic.to_string(), partition))
+                .unwrap_or(&Track::Unchecked),
+            Track::Unchecked
+        )
+    };
+    let offsets = |tpl: &TopicPartitionList| -> HashMap<(String, i32), Offset> {
+        tpl.elements()
+            .iter()
+            .filter(|e| unchecked(e.topic(), e.partition()))
+            .map(|e| ((e.topic().to_string(), e.partition()), e.offset()))
+            .collect()
+    };
+    match consumer.assignment() {
+        Ok(a) if !offsets(&a).is_empty() => {}
+        _ => return Vec::new(),
+    }
+    let committed = match consumer.committed(Duration::from_secs(2)) {
+        Ok(c) => offsets(&c),
+        Err(e) => {
+            tracing::debug!(group, %e, "could not read the committed offsets; checking at the next audit");
+            return Vec::new();
+        }
+    };
+    let position = consumer.position().map(|p| offsets(&p)).unwrap_or_default();
+    let at = |o: Option<&Offset>| match o {
+        Some(Offset::Offset(o)) => *o,
+        _ => 0,
+    };
+    committed
+        .into_iter()
+        .map(|(key, c)| {
+            let next = at(Some(&c)).max(at(position.get(&key)));
+            (key, next)
+        })
+        .collect()
 }
 
 /// Compares what the store says it applied of every partition this
@@ -558,11 +655,11 @@ async fn flush<H: Handler>(
                 );
                 continue;
             }
-            Outcome::Applied { exact } => {
+            Outcome::Applied { through } => {
                 if let Some(Track::Expect(e)) = tracks.get_mut(key) {
                     // A dead-lettered record never reached the store, so
-                    // its offset may be above the watermark.
-                    *e = exact.then_some(last);
+                    // the watermark may be below its offset.
+                    *e = through;
                 }
             }
         }
@@ -602,7 +699,11 @@ async fn apply_with_retry<H: Handler>(
     let mut backoff = Duration::from_millis(50);
     loop {
         match timed(&cfg.group_id, handler, recs, expect).await {
-            Ok(()) => return Outcome::Applied { exact: true },
+            Ok(()) => {
+                return Outcome::Applied {
+                    through: recs.last().map(|r| r.offset),
+                }
+            }
             Err(Failure::Behind(w)) => return Outcome::Behind(w),
             Err(Failure::Handler(e)) => {
                 HANDLER_ERRORS.with_label_values(&[&cfg.group_id]).inc();

@@ -100,9 +100,10 @@ impl PoisonPolicy {
 /// How applying one partition's batch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Every record applied, or dead-lettered (`exact` false then: a
-    /// dead-lettered record never reached the store).
-    Applied { exact: bool },
+    /// Every record applied, or dead-lettered. `through`: the last offset
+    /// the store applied (a dead-lettered record never reached it), or the
+    /// expectation the call started with when none was applied.
+    Applied { through: Option<i64> },
     /// Shutdown interrupted it; the caller stores no offset.
     Interrupted,
     /// The store is behind what the consumer applied before the batch
@@ -119,8 +120,11 @@ pub(crate) enum Failure {
 /// Applies `recs` (one partition, offset order) with `policy`. Every record
 /// is applied or dead-lettered unless shutdown interrupted it (some prefix
 /// is then done, and the caller stores no offset) or the store refused the
-/// first part as behind `expect` (nothing done). Only the batch's first
-/// part carries `expect`: later parts follow parts of this same call.
+/// first part as behind `expect` (nothing done). Every part carries what
+/// the store must hold by then: `expect`, then the last offset of the parts
+/// this call applied, so a store that goes back between two parts (a
+/// failover while a batch is being split) refuses the later one instead of
+/// moving its watermark past the gap.
 pub(crate) async fn apply_isolating<H: Handler>(
     group: &str,
     policy: &PoisonPolicy,
@@ -130,25 +134,26 @@ pub(crate) async fn apply_isolating<H: Handler>(
     shutdown: &CancellationToken,
 ) -> Outcome {
     let max = policy.max_attempts.max(1);
-    let mut exact = true;
-    // Ranges still to apply, the next one on top.
+    let mut through = expect;
+    // Ranges still to apply, the next one on top; popped in offset order.
     let mut todo = vec![(0, recs.len(), max)];
     while let Some((lo, hi, attempts)) = todo.pop() {
         let part = &recs[lo..hi];
-        let part_expect = if lo == 0 { expect } else { None };
+        let part_expect = through;
+        let last = part[part.len() - 1].offset;
         if part.len() == 1 {
             match apply_alone(group, policy, handler, &part[0], part_expect, shutdown).await {
-                Alone::Applied => continue,
-                Alone::DeadLettered => {
-                    exact = false;
+                Alone::Applied => {
+                    through = Some(last);
                     continue;
                 }
+                Alone::DeadLettered => continue,
                 Alone::Interrupted => return Outcome::Interrupted,
                 Alone::Behind(w) => return Outcome::Behind(w),
             }
         }
         match try_times(group, handler, part, part_expect, attempts, shutdown).await {
-            Tried::Applied => {}
+            Tried::Applied => through = Some(last),
             Tried::Interrupted => return Outcome::Interrupted,
             Tried::Behind(w) => return Outcome::Behind(w),
             Tried::Failed(e) => {
@@ -162,7 +167,7 @@ pub(crate) async fn apply_isolating<H: Handler>(
             }
         }
     }
-    Outcome::Applied { exact }
+    Outcome::Applied { through }
 }
 
 enum Tried {
@@ -336,4 +341,79 @@ pub(crate) async fn pause(backoff: &mut Duration, shutdown: &CancellationToken) 
     }
     *backoff = (*backoff * 2).min(Duration::from_secs(5));
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_store::{MemoryStore, PartitionBatch, StateStore};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    /// Applies records one at a time only (a batch of several always
+    /// fails, so every batch is split down to single records); before the
+    /// record at `back_at` it replaces its store with an empty one once: a
+    /// store that went back between two parts of one split batch.
+    struct SplitsAndGoesBack {
+        store: Mutex<StateStore>,
+        back_at: i64,
+        went_back: AtomicBool,
+    }
+
+    impl Handler for SplitsAndGoesBack {
+        async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
+            if records.len() > 1 {
+                return Err(HandlerError("only one record at a time".into()));
+            }
+            let r = &records[0];
+            if r.offset == self.back_at && !self.went_back.swap(true, Ordering::SeqCst) {
+                *self.store.lock().unwrap() = StateStore::Memory(MemoryStore::new("t"));
+            }
+            let store = self.store.lock().unwrap().clone();
+            let mut b = PartitionBatch::new(&r.topic, r.partition);
+            b.expect_through = crate::expected_through();
+            b.push(r.offset, Vec::new());
+            store.apply("s", &b).await?;
+            Ok(())
+        }
+    }
+
+    fn records(n: i64) -> Vec<Record> {
+        (0..n)
+            .map(|offset| Record {
+                topic: "t".into(),
+                partition: 0,
+                offset,
+                key: None,
+                payload: Vec::new(),
+                headers: HeaderList::new(),
+                timestamp_ms: None,
+            })
+            .collect()
+    }
+
+    async fn run(back_at: i64) -> Outcome {
+        let producer =
+            crate::Producer::new(crate::ProducerConfig::new("127.0.0.1:1", "t")).unwrap();
+        let policy = PoisonPolicy::new(producer, "dlq", || async { true }).with_max_attempts(2);
+        let handler = SplitsAndGoesBack {
+            store: Mutex::new(StateStore::Memory(MemoryStore::new("t"))),
+            back_at,
+            went_back: AtomicBool::new(false),
+        };
+        let shutdown = CancellationToken::new();
+        apply_isolating("g", &policy, &handler, &records(4), None, &shutdown).await
+    }
+
+    #[tokio::test]
+    async fn a_split_batch_reports_what_the_store_applied() {
+        assert_eq!(run(-1).await, Outcome::Applied { through: Some(3) });
+    }
+
+    #[tokio::test]
+    async fn a_store_that_goes_back_between_two_parts_refuses_the_later_part() {
+        // Records 0 and 1 applied alone, then the store lost them: record
+        // 2 must not move the watermark past the gap.
+        assert_eq!(run(2).await, Outcome::Behind(None));
+    }
 }

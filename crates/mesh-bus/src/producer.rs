@@ -24,11 +24,13 @@ pub struct ProducerConfig {
     /// How long a record may wait for acknowledgement before the send fails
     /// as unavailable (librdkafka's `message.timeout.ms`).
     pub delivery_timeout: Duration,
-    /// Record batch compression (`MESH_PRODUCER_COMPRESSION`, default
-    /// `zstd`; `lz4` costs less CPU per record, `none` none).
+    /// Record batch compression (default `zstd`; `lz4` costs less CPU per
+    /// record, `none` none). The mesh sets it from
+    /// `MESH_PRODUCER_COMPRESSION`.
     pub compression: String,
-    /// How long librdkafka waits to fill a batch (`MESH_PRODUCER_LINGER_MS`,
-    /// default 2): the latency a record may gain for fewer, larger requests.
+    /// How long librdkafka waits to fill a batch (default 2 ms; the mesh
+    /// sets it from `MESH_PRODUCER_LINGER_MS`): the latency a record may
+    /// gain for fewer, larger requests.
     pub linger_ms: u32,
     /// Extra librdkafka settings, applied last.
     pub extra: Vec<(String, String)>,
@@ -40,12 +42,8 @@ impl ProducerConfig {
             brokers: brokers.to_string(),
             client_id: client_id.to_string(),
             delivery_timeout: Duration::from_secs(5),
-            compression: std::env::var("MESH_PRODUCER_COMPRESSION")
-                .unwrap_or_else(|_| "zstd".into()),
-            linger_ms: std::env::var("MESH_PRODUCER_LINGER_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(2),
+            compression: "zstd".into(),
+            linger_ms: 2,
             extra: Vec::new(),
         }
     }
@@ -142,6 +140,21 @@ impl Producer {
                     "producer hit a fatal error and a new one could not be created; retried on the next send");
             }
         }
+    }
+
+    /// Whether the broker answers a metadata request for `topic` within
+    /// `timeout` (on the producer's own connections; nothing is cached).
+    pub async fn broker_answers(&self, topic: &str, timeout: Duration) -> bool {
+        use rdkafka::producer::Producer as _;
+        let p = self.current();
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            p.client()
+                .fetch_metadata(Some(&topic), timeout)
+                .is_ok_and(|m| m.topics().iter().all(|t| t.error().is_none()))
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Partition count of `topic`, fetched once and cached.

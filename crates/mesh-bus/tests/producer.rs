@@ -82,3 +82,21 @@ async fn nothing_after_a_refused_record_is_sent() {
         "a record after a refused one was sent: {results:?}"
     );
 }
+
+/// The poison policy's broker probe: a running broker answers, a port
+/// with nothing listening does not (within the timeout, without hanging).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_probe_tells_a_running_broker_from_none() {
+    let (brokers, names) = topics().await;
+    let up = Producer::new(ProducerConfig::new(&brokers, "probe-up")).unwrap();
+    assert!(
+        up.broker_answers(&names.dead_letter, Duration::from_secs(5))
+            .await
+    );
+    let down = Producer::new(ProducerConfig::new("127.0.0.1:1", "probe-down")).unwrap();
+    assert!(
+        !down
+            .broker_answers(&names.dead_letter, Duration::from_millis(500))
+            .await
+    );
+}

@@ -101,12 +101,19 @@ impl Deps {
     /// How a consumer gets past a record that keeps failing: dead-lettered
     /// to the mesh's dead-letter topic with the shared producer after
     /// [`poison_attempts`] attempts on its own, but only while the store
-    /// answers a PING (otherwise the failure is an outage and is retried).
+    /// answers a PING and the broker a metadata request for the
+    /// dead-letter topic (otherwise the failure is an outage, such as a
+    /// handler's publish refused by a broker that is restarting, and is
+    /// retried without counting).
     pub fn poison_policy(&self) -> PoisonPolicy {
         let store = self.store.clone();
+        let producer = self.producer.clone();
+        let topic = self.topics.dead_letter.clone();
         PoisonPolicy::new(self.producer.clone(), &self.topics.dead_letter, move || {
-            let s = store.clone();
-            async move { s.ping().await.is_ok() }
+            let (s, p, t) = (store.clone(), producer.clone(), topic.clone());
+            async move {
+                s.ping().await.is_ok() && p.broker_answers(&t, Duration::from_secs(2)).await
+            }
         })
         .with_max_attempts(poison_attempts())
     }

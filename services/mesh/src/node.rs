@@ -49,6 +49,12 @@ pub struct MeshConfig {
     pub support: mesh_support_svc::SupportConfig,
     /// Extra librdkafka settings for consumers (tests shorten timeouts).
     pub consumer_extra: Vec<(String, String)>,
+    /// `MESH_PRODUCER_COMPRESSION` (default `zstd`): compression of
+    /// produced record batches.
+    pub producer_compression: String,
+    /// `MESH_PRODUCER_LINGER_MS` (default 2): how long the producer waits
+    /// to fill a batch.
+    pub producer_linger: Duration,
     /// `MESH_POISON_ATTEMPTS` (default 5): attempts of a record that fails on
     /// its own, while the store answers, before it is dead-lettered.
     pub poison_attempts: u32,
@@ -181,6 +187,37 @@ fn consumer_extra(env: &Env) -> mesh_runtime::Result<Vec<(String, String)>> {
     Ok(extra)
 }
 
+/// The codecs librdkafka's `compression.type` takes.
+const COMPRESSIONS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+
+/// `MESH_PRODUCER_COMPRESSION`, checked against [`COMPRESSIONS`].
+fn producer_compression(env: &Env) -> mesh_runtime::Result<String> {
+    const VAR: &str = "MESH_PRODUCER_COMPRESSION";
+    let v = env.string(VAR, "zstd").to_ascii_lowercase();
+    if COMPRESSIONS.contains(&v.as_str()) {
+        return Ok(v);
+    }
+    Err(mesh_runtime::Error::Config {
+        var: VAR.into(),
+        value: v,
+        reason: format!("expected one of {}", COMPRESSIONS.join(", ")),
+    })
+}
+
+/// `MESH_PRODUCER_LINGER_MS`: at most librdkafka's bound of 900,000 ms.
+fn producer_linger(env: &Env) -> mesh_runtime::Result<Duration> {
+    const VAR: &str = "MESH_PRODUCER_LINGER_MS";
+    let t = env.millis(VAR, Duration::from_millis(2))?;
+    if t > Duration::from_secs(900) {
+        return Err(mesh_runtime::Error::Config {
+            var: VAR.into(),
+            value: t.as_millis().to_string(),
+            reason: "must be at most 900000 (librdkafka's limit)".into(),
+        });
+    }
+    Ok(t)
+}
+
 impl MeshConfig {
     pub fn from_env(env: &Env) -> mesh_runtime::Result<Self> {
         Ok(MeshConfig {
@@ -206,6 +243,8 @@ impl MeshConfig {
             redis_tls: redis_tls(env)?,
             kafka_tls: kafka_tls(env)?,
             consumer_extra: consumer_extra(env)?,
+            producer_compression: producer_compression(env)?,
+            producer_linger: producer_linger(env)?,
         })
     }
 
@@ -325,6 +364,8 @@ impl Backends {
         };
         let mut pc = ProducerConfig::new(&brokers, "mesh");
         pc.delivery_timeout = cfg.delivery_timeout;
+        pc.compression = cfg.producer_compression.clone();
+        pc.linger_ms = cfg.producer_linger.as_millis() as u32;
         let producer = Producer::new(pc)?;
         Ok(Backends {
             embedded,
@@ -430,8 +471,17 @@ pub struct Mesh {
     pub lag: crate::lag::SharedLag,
 }
 
-/// Starts every service in this process.
-pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Result<Mesh> {
+/// The front of the mesh: the backends, ingest and profile (what an
+/// event goes through until `GetProfile` shows it).
+pub struct Front {
+    pub backends: Backends,
+    pub ingest: mesh_ingest::Running,
+    pub profile: mesh_profile::Running,
+}
+
+/// Starts ingest and profile in this process: [`start`] adds the other
+/// services; `mesh bench ingest` measures these alone.
+pub async fn start_front(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Result<Front> {
     let backends = Backends::connect(cfg).await?;
     let publisher = mesh_ingest::Publisher::new(
         backends.producer.clone(),
@@ -448,6 +498,21 @@ pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Res
         shutdown.clone(),
     )
     .await?;
+    Ok(Front {
+        backends,
+        ingest,
+        profile,
+    })
+}
+
+/// Starts every service in this process.
+pub async fn start(cfg: &MeshConfig, shutdown: CancellationToken) -> anyhow::Result<Mesh> {
+    let Front {
+        backends,
+        ingest,
+        profile,
+    } = start_front(cfg, shutdown.clone()).await?;
+    let deps = backends.deps(cfg);
     // In one process the services still ask each other over gRPC, on the
     // addresses they just bound: the same code path as separate processes.
     let peer = |name: &'static str, addr: SocketAddr| {
@@ -810,5 +875,43 @@ mod tls_config_tests {
         let e = err(&[("MESH_KAFKA_TLS_CA", ca)]);
         assert!(e.contains("MESH_KAFKA_BROKERS"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+#[cfg(test)]
+mod producer_config_tests {
+    use super::*;
+
+    #[test]
+    fn producer_settings_default_parse_and_name_the_variable() {
+        let cfg = MeshConfig::from_env(&Env::default()).unwrap();
+        assert_eq!(cfg.producer_compression, "zstd");
+        assert_eq!(cfg.producer_linger, Duration::from_millis(2));
+        let env = Env::from_pairs([
+            ("MESH_PRODUCER_COMPRESSION", "LZ4"),
+            ("MESH_PRODUCER_LINGER_MS", "20"),
+        ]);
+        let cfg = MeshConfig::from_env(&env).unwrap();
+        assert_eq!(cfg.producer_compression, "lz4");
+        assert_eq!(cfg.producer_linger, Duration::from_millis(20));
+        for (var, value, says) in [
+            (
+                "MESH_PRODUCER_COMPRESSION",
+                "brotli",
+                "expected one of none",
+            ),
+            (
+                "MESH_PRODUCER_LINGER_MS",
+                "2.5",
+                "whole number of milliseconds",
+            ),
+            ("MESH_PRODUCER_LINGER_MS", "1000000", "at most 900000"),
+        ] {
+            let e = MeshConfig::from_env(&Env::from_pairs([(var, value)]))
+                .err()
+                .unwrap_or_else(|| panic!("{var}={value} accepted"))
+                .to_string();
+            assert!(e.contains(var) && e.contains(says), "{var}={value}: {e}");
+        }
     }
 }
