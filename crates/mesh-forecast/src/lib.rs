@@ -1,7 +1,7 @@
 //! Demand forecasting and inventory core for the logistics service.
 //!
 //! Owns: univariate forecasting of demand series (automatic ETS selected by AICc, Theta,
-//! dynamic optimised Theta, ARIMA, damped trend, seasonal naive and their validation-weighted
+//! dynamic optimised Theta, ARIMA, seasonal ARIMA, damped trend, seasonal naive and their validation-weighted
 //! combination), prediction intervals, an
 //! incremental [`Forecaster`] that absorbs observations and refits on a schedule, and the
 //! inventory maths (safety stock, reorder point, order quantity, stock-out risk). Also
