@@ -4,27 +4,27 @@
 //!
 //! `--split holdout` scores every rule of a grid on the last `h` values of each history
 //! (the test values are never read) and ranks them; `--split test --rule R` scores only the
-//! named rules on the test split, for reporting after the choice.
+//! named rules on the test split, for reporting after the choice. `--holdouts 2` scores
+//! every series on both holdout cuts of the dump (last `h` and the `h` before), `--base R`
+//! names the rule the criterion is relative to (default: `auto`'s rule before issue 16
+//! round 4).
 //! `cargo run --release -p mesh-forecast --example comb_select -- --split holdout A.json B.json`
 //! `cargo run --release -p mesh-forecast --example comb_select -- --split test --rule ets+theta+dotm+arima/0.5/2/1 A.json`
 use std::collections::HashMap;
 
 use mesh_forecast::combine::{cv_weights, CvConfig};
 use mesh_forecast::forecast::Forecast;
-use mesh_forecast::method::{forecast, Method, COMB_PARTS};
+use mesh_forecast::method::CANDIDATES;
 use mesh_forecast::metrics::{mase, smape};
 use rayon::prelude::*;
 use serde::Deserialize;
 
-/// Candidate members: the dumped [`COMB_PARTS`], then seasonal naive (computed here, it is
-/// cheap and exact).
+/// Candidate members: the dumped [`CANDIDATES`], in order.
 fn member_name(i: usize) -> &'static str {
-    COMB_PARTS
-        .get(i)
-        .map_or(Method::Snaive.name(), |k| k.name())
+    CANDIDATES[i].name()
 }
 
-const MEMBERS: usize = COMB_PARTS.len() + 1;
+const MEMBERS: usize = CANDIDATES.len();
 
 #[derive(Deserialize)]
 struct Origin {
@@ -39,6 +39,9 @@ struct Row {
     x: Vec<f64>,
     xx: Vec<f64>,
     holdout: bool,
+    /// Holdout cuts (history lengths), last `h` first; older dumps have none.
+    #[serde(default)]
+    cuts: Vec<usize>,
     fc: Vec<Origin>,
 }
 
@@ -93,9 +96,6 @@ fn score(
     let n = y.len();
     let at = |o: usize, c: usize| -> Option<Forecast> {
         let k = rule.members[c];
-        if k == COMB_PARTS.len() {
-            return forecast(Method::Snaive, &row.x[..o], row.m, row.h).ok();
-        }
         let f = by_origin.get(&o)?.f[k].clone()?;
         Some(Forecast {
             sd: vec![0.0; f.len()],
@@ -134,19 +134,31 @@ struct Scored<'a> {
     no_worse: usize,
 }
 
-/// (seasonal period, sMAPE, MASE) of `rule` on each series.
-fn evaluate(rows: &[Row], holdout: bool, rule: &Rule) -> SeriesScores {
+/// (seasonal period, sMAPE, MASE) of `rule` on each series: on the test split
+/// (`holdouts == 0`), or on each of the first `holdouts` holdout cuts of every series.
+fn evaluate(rows: &[Row], holdouts: usize, rule: &Rule) -> SeriesScores {
     rows.par_iter()
-        .filter(|r| !holdout || r.holdout)
-        .map(|r| {
+        .flat_map_iter(|r| {
             let by_origin: HashMap<usize, &Origin> = r.fc.iter().map(|o| (o.o, o)).collect();
-            let (a, b) = if holdout {
-                let cut = r.x.len() - r.h;
-                score(r, &by_origin, &r.x[..cut], &r.x[cut..], rule)
+            let cuts: Vec<usize> = if r.cuts.is_empty() && r.holdout {
+                vec![r.x.len() - r.h]
             } else {
-                score(r, &by_origin, &r.x, &r.xx, rule)
+                r.cuts.clone()
             };
-            (r.m, a, b)
+            let out: Vec<(usize, f64, f64)> = if holdouts == 0 {
+                let (a, b) = score(r, &by_origin, &r.x, &r.xx, rule);
+                vec![(r.m, a, b)]
+            } else {
+                cuts.iter()
+                    .filter(|&&cut| (r.x.len() - cut) / r.h <= holdouts)
+                    .map(|&cut| {
+                        let (y, actual) = (&r.x[..cut], &r.x[cut..cut + r.h]);
+                        let (a, b) = score(r, &by_origin, y, actual, rule);
+                        (r.m, a, b)
+                    })
+                    .collect()
+            };
+            out
         })
         .collect()
 }
@@ -194,11 +206,16 @@ fn main() {
     let mut rules: Vec<Rule> = Vec::new();
     let mut files = Vec::new();
     let mut no_worse = 0;
+    let mut holdouts = 1;
+    // The rule `auto` used before this round (`--base` to compare against another one).
+    let mut base = "ets+theta+dotm+arima/0.25/3/1".to_string();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--split" => split = it.next().expect("--split holdout|test"),
             "--no-worse" => no_worse = it.next().expect("--no-worse K").parse().expect("K"),
+            "--holdouts" => holdouts = it.next().expect("--holdouts K").parse().expect("K"),
+            "--base" => base = it.next().expect("--base R"),
             "--rule" => rules.push(Rule::parse(&it.next().expect("--rule R"))),
             _ => files.push(a),
         }
@@ -212,7 +229,7 @@ fn main() {
         holdout || !rules.is_empty(),
         "the test split is scored only for named --rule values (choose on the holdout)"
     );
-    let baseline = Rule::parse("ets+theta+damped+dotm+arima/0.5/2/1");
+    let baseline = Rule::parse(&base);
     if rules.is_empty() {
         rules = grid();
     }
@@ -230,7 +247,7 @@ fn main() {
         .iter()
         .map(|r| {
             data.iter()
-                .map(|(_, rows)| evaluate(rows, holdout, r))
+                .map(|(_, rows)| evaluate(rows, if holdout { holdouts } else { 0 }, r))
                 .collect()
         })
         .collect();
@@ -249,9 +266,6 @@ fn main() {
         no_worse,
     };
     for (label, periods) in &groups {
-        if !holdout && *label != "all" {
-            continue;
-        }
         rank(&scored, label, periods);
     }
 }

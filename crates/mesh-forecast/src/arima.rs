@@ -278,8 +278,13 @@ impl FittedArima {
         pred
     }
 
+    /// Innovation standard deviation in data units.
+    pub(crate) fn sigma(&self) -> f64 {
+        self.sigma2.sqrt() * self.scale
+    }
+
     /// ψ-weights of the integrated model, for the forecast error variance.
-    fn psi(&self, h: usize) -> Vec<f64> {
+    pub(crate) fn psi(&self, h: usize) -> Vec<f64> {
         // AR polynomial times (1 - B)^d, as coefficients of B^1.. in `y_t = Σ c_i y_{t-i}`.
         let mut poly = vec![1.0];
         for a in &self.ar {

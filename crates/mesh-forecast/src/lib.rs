@@ -1,7 +1,7 @@
 //! Demand forecasting and inventory core for the logistics service.
 //!
 //! Owns: univariate forecasting of demand series (automatic ETS selected by AICc, Theta,
-//! dynamic optimised Theta, ARIMA, damped trend, seasonal naive and their validation-weighted
+//! dynamic optimised Theta, ARIMA, seasonal ARIMA, damped trend, seasonal naive and their validation-weighted
 //! combination), prediction intervals, an
 //! incremental [`Forecaster`] that absorbs observations and refits on a schedule, and the
 //! inventory maths (safety stock, reorder point, order quantity, stock-out risk). Also
@@ -16,6 +16,7 @@
 //! - [`theta`]: Theta (SES with drift) and the seasonal-adjustment wrapper.
 //! - [`dyntheta`]: optimised and dynamic optimised Theta (OTM/DOTM).
 //! - [`arima`]: ARIMA(p,d,q) with KPSS differencing and AICc order selection.
+//! - [`sarima`]: ARIMA(p,d,q)(0,1,0)_m on the seasonally differenced series.
 //! - [`combine`]: combination weights from rolling-origin validation inside the history.
 //! - [`naive`]: naive and seasonal naive.
 //! - [`decompose`]: classical decomposition, ACF and the 90% seasonality test.
@@ -48,6 +49,7 @@ pub mod metrics;
 pub mod naive;
 pub mod optim;
 pub mod plot;
+pub mod sarima;
 pub mod theta;
 
 pub use error::{Error, Result};

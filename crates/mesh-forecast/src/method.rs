@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::ets::{auto_ets, fit_ets, ErrorType, EtsSpec, FittedEts, SeasonType, TrendType};
 use crate::forecast::Forecast;
 use crate::naive::FittedNaive;
+use crate::sarima::{auto_sarima, FittedSarima};
 use crate::theta::{Deseasonalised, FittedTheta};
 
 /// Below this many observations every model method falls back to seasonal naive.
@@ -32,6 +33,9 @@ pub enum Method {
     Dotm,
     /// ARIMA(p, d, q) chosen by KPSS and AICc, on the seasonally adjusted series.
     Arima,
+    /// Seasonal ARIMA(p,d,q)(0,1,0)_m: seasonal difference when the 90% test fires, then
+    /// ARIMA chosen by KPSS and AICc.
+    Sarima,
     /// Seasonal naive.
     Snaive,
     /// Naive (last value).
@@ -47,7 +51,7 @@ pub enum Method {
     CombCv,
 }
 
-/// The members of [`Method::CombAll`], and the candidates [`auto_rule`] was chosen from.
+/// The members of [`Method::CombAll`].
 pub const COMB_PARTS: [Method; 5] = [
     Method::Ets,
     Method::Theta,
@@ -56,15 +60,28 @@ pub const COMB_PARTS: [Method; 5] = [
     Method::Arima,
 ];
 
+/// The candidates [`auto_rule`] was chosen from (`examples/origin_dump.rs` dumps these).
+pub const CANDIDATES: [Method; 8] = [
+    Method::Ets,
+    Method::Theta,
+    Method::Damped,
+    Method::Dotm,
+    Method::Arima,
+    Method::Sarima,
+    Method::Snaive,
+    Method::Naive,
+];
+
 impl Method {
     /// Every method, in table order.
-    pub const ALL: [Method; 12] = [
+    pub const ALL: [Method; 13] = [
         Method::Auto,
         Method::Ets,
         Method::Theta,
         Method::Damped,
         Method::Dotm,
         Method::Arima,
+        Method::Sarima,
         Method::Comb,
         Method::CombMedian,
         Method::CombAll,
@@ -90,6 +107,7 @@ impl Method {
             Method::Damped => "damped",
             Method::Dotm => "dotm",
             Method::Arima => "arima",
+            Method::Sarima => "sarima",
             Method::Snaive => "snaive",
             Method::Naive => "naive",
             Method::Comb => "comb",
@@ -122,6 +140,8 @@ pub enum FittedModel {
     DynTheta(Deseasonalised<FittedDynTheta>),
     /// ARIMA, possibly on seasonally adjusted data.
     Arima(Deseasonalised<FittedArima>),
+    /// ARIMA, possibly on seasonally differenced data.
+    Sarima(FittedSarima),
     /// A combination of the listed models.
     Combination {
         /// Median (true) or mean (false) of the point forecasts.
@@ -144,6 +164,7 @@ impl FittedModel {
             FittedModel::Damped(m) => m.forecast(h),
             FittedModel::DynTheta(m) => m.forecast(h),
             FittedModel::Arima(m) => m.forecast(h),
+            FittedModel::Sarima(m) => m.forecast(h),
             FittedModel::Combination {
                 median,
                 parts,
@@ -168,6 +189,7 @@ impl FittedModel {
             FittedModel::Damped(m) => m.observe(y),
             FittedModel::DynTheta(m) => m.observe(y),
             FittedModel::Arima(m) => m.observe(y),
+            FittedModel::Sarima(m) => m.observe(y),
             FittedModel::Combination { parts, .. } => parts.iter_mut().for_each(|p| p.observe(y)),
         }
     }
@@ -194,6 +216,10 @@ impl FittedModel {
                 format!("{}+season", m.inner.order.describe())
             }
             FittedModel::Arima(m) => m.inner.order.describe(),
+            FittedModel::Sarima(m) if m.is_seasonal() => {
+                format!("{}(0,1,0)[{}]", m.inner.order.describe(), m.m)
+            }
+            FittedModel::Sarima(m) => m.inner.order.describe(),
             FittedModel::Combination {
                 median,
                 parts,
@@ -262,7 +288,7 @@ fn fit_comb(y: &[f64], period: usize, median: bool) -> Result<FittedModel> {
     })
 }
 
-/// Fit one combination member (a model method, no fallback).
+/// Fit one combination member (a model method or a naive one, no fallback).
 fn fit_part(method: Method, y: &[f64], period: usize) -> Result<FittedModel> {
     match method {
         Method::Ets => auto_ets(y, period).map(FittedModel::Ets),
@@ -276,6 +302,9 @@ fn fit_part(method: Method, y: &[f64], period: usize) -> Result<FittedModel> {
         Method::Arima => Ok(FittedModel::Arima(Deseasonalised::fit(
             y, period, auto_arima,
         )?)),
+        Method::Sarima => auto_sarima(y, period).map(FittedModel::Sarima),
+        Method::Snaive => Ok(FittedModel::Naive(FittedNaive::fit(y, period))),
+        Method::Naive => Ok(FittedModel::Naive(FittedNaive::fit(y, 1))),
         other => Err(Error::Fit {
             model: other.name().into(),
             reason: "not a single-model method".into(),
@@ -376,9 +405,12 @@ pub fn fit_for_horizon(method: Method, y: &[f64], period: usize, h: usize) -> Re
         Method::Naive => return Ok(FittedModel::Naive(FittedNaive::fit(y, 1))),
         Method::Snaive => return Ok(fallback()),
         _ if y.len() < MIN_MODEL_LEN => return Ok(fallback()),
-        Method::Ets | Method::Theta | Method::Damped | Method::Dotm | Method::Arima => {
-            fit_part(method, y, period)
-        }
+        Method::Ets
+        | Method::Theta
+        | Method::Damped
+        | Method::Dotm
+        | Method::Arima
+        | Method::Sarima => fit_part(method, y, period),
         Method::Comb => fit_comb(y, period, false),
         Method::CombMedian => fit_comb(y, period, true),
         Method::CombAll => fit_comb_all(y, period, h, &COMB_PARTS, None),

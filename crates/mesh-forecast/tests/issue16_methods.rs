@@ -171,10 +171,11 @@ fn auto_combines_the_members_of_its_rule() {
     }
 }
 
-const METHODS: [Method; 7] = [
+const METHODS: [Method; 8] = [
     Method::Auto,
     Method::Dotm,
     Method::Arima,
+    Method::Sarima,
     Method::CombAll,
     Method::Ets,
     Method::Theta,
@@ -226,4 +227,33 @@ fn forecasts_stay_finite_far_outside_the_usual_range() {
         &(0..20).map(|t| -50.0 - t as f64).collect::<Vec<_>>(),
         4,
     );
+}
+
+/// Mean absolute percentage error of `f` against `actual`.
+fn mape(actual: &[f64], f: &[f64]) -> f64 {
+    actual
+        .iter()
+        .zip(f)
+        .map(|(a, b)| 100.0 * (a - b).abs() / a.abs())
+        .sum::<f64>()
+        / actual.len() as f64
+}
+
+#[test]
+fn seasonal_arima_differences_the_airline_series_and_beats_seasonal_naive() {
+    let y = mesh_forecast::data::load_csv_column(&common::data_file("forecast/Airline.csv"))
+        .expect("Airline.csv");
+    let (train, test) = y.split_at(y.len() - 12);
+    let fitted = fit_for_horizon(Method::Sarima, train, 12, 12).unwrap();
+    let described = fitted.describe();
+    assert!(described.ends_with("(0,1,0)[12]"), "{described}");
+    let f = fitted.forecast(12);
+    let snaive = forecast(Method::Snaive, train, 12, 12).unwrap();
+    let (ours, base) = (mape(test, &f.mean), mape(test, &snaive.mean));
+    assert!(
+        ours < base,
+        "sarima MAPE {ours:.2} vs seasonal naive {base:.2}"
+    );
+    // The intervals widen with the horizon (the seasonal integration adds variance).
+    assert!(f.sd[11] > f.sd[0], "{:?}", f.sd);
 }
