@@ -110,6 +110,9 @@ pub async fn start(
         tokio::task::spawn_blocking(move || Models::train_with(seed, &sentiment))
             .await
             .map_err(|e| Error::invalid("models", e.to_string()))??;
+    if let mesh_text::sentiment::CacheUse::Failed(why) = &report.cache {
+        tracing::warn!(%why, "sentiment head cache not used; the head was trained");
+    }
     metrics::SENTIMENT_MODEL
         .with_label_values(&[report.model.as_str()])
         .set(1);
