@@ -312,6 +312,14 @@ impl Encoder for E5Encoder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        if texts.len() <= CHUNK {
+            // One chunk (e.g. one served message): on the calling thread, no spawn.
+            return Ok(self
+                .embed_chunk(texts)?
+                .chunks(self.dim)
+                .map(<[f32]>::to_vec)
+                .collect());
+        }
         let chunks: Vec<&[&str]> = texts.chunks(CHUNK).collect();
         let next = AtomicUsize::new(0);
         let workers = self.threads.min(chunks.len());

@@ -14,7 +14,7 @@ use mesh_text::catalog::Product;
 use mesh_text::feedback::FeedbackClassifier;
 use mesh_text::product::ProductClassifier;
 use mesh_text::search::{CatalogIndex, Filters, Personalization, SearchRequest};
-use mesh_text::sentiment::{Polarity, SentimentModel};
+use mesh_text::sentiment::{Polarity, SentimentModel, ServeConfig, ServeReport};
 use prost::Message;
 
 use crate::error::{self, Error, Result};
@@ -36,14 +36,23 @@ pub struct Models {
 }
 
 impl Models {
-    /// Trains every model from the shipped data and seeded generators.
+    /// Trains every model from the shipped data and seeded generators, with the n-gram
+    /// sentiment model.
     pub fn train(seed: u64) -> Result<Models> {
-        Ok(Models {
-            sentiment: SentimentModel::train_shipped(seed)?,
+        Ok(Self::train_with(seed, &ServeConfig::default())?.0)
+    }
+
+    /// [`Models::train`] with the sentiment model `sentiment` asks for (the e5 head when it
+    /// names the encoder); the report says which model serves.
+    pub fn train_with(seed: u64, sentiment: &ServeConfig) -> Result<(Models, ServeReport)> {
+        let (model, report) = SentimentModel::train_shipped_served(seed, sentiment)?;
+        let models = Models {
+            sentiment: model,
             feedback: FeedbackClassifier::train_generated(seed)?,
             product: ProductClassifier::train_generated(seed)?,
             assistant: Assistant::with_defaults(seed)?,
-        })
+        };
+        Ok((models, report))
     }
 }
 

@@ -255,11 +255,7 @@ pub(crate) fn train(
         .map(|k| (features(&emb[k], &lex[k], &ng[k], &choice), y[k]))
         .collect();
     let clf = LinearClassifier::train(labels, dim, &all, &train_cfg(&choice, seed))?;
-    let encoder: Arc<dyn Encoder> = if choice.n_encoders == 1 {
-        encoders[0].clone()
-    } else {
-        Arc::new(Concat(encoders[..choice.n_encoders].to_vec()))
-    };
+    let encoder = chosen_encoder(&encoders, choice.n_encoders);
     ngram.embed = Some(EmbedHead {
         encoder,
         clf,
@@ -268,7 +264,59 @@ pub(crate) fn train(
     Ok(ngram)
 }
 
+/// What a trained head needs besides its encoder, for the served model's cache
+/// (`sentiment/served.rs`): the classifier, the CV choices and the encoder's name, checked
+/// when the head is attached again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct HeadParts {
+    pub encoder: String,
+    pub choice: EmbedChoice,
+    clf: LinearClassifier,
+}
+
+/// The encoder a head with `choice` runs: the first `n_encoders` of `encoders`.
+fn chosen_encoder(encoders: &[Arc<dyn Encoder>], n_encoders: usize) -> Arc<dyn Encoder> {
+    if n_encoders == 1 {
+        encoders[0].clone()
+    } else {
+        Arc::new(Concat(encoders[..n_encoders].to_vec()))
+    }
+}
+
 impl EmbedHead {
+    pub(crate) fn parts(&self) -> HeadParts {
+        HeadParts {
+            encoder: self.encoder.name(),
+            choice: self.choice,
+            clf: self.clf.clone(),
+        }
+    }
+
+    /// The head of `parts` over `encoders` (the same list it was trained with); an error
+    /// when they do not give the encoder it was trained on.
+    pub(crate) fn from_parts(parts: HeadParts, encoders: &[Arc<dyn Encoder>]) -> Result<Self> {
+        let k = parts.choice.n_encoders;
+        if k == 0 || k > encoders.len() {
+            return Err(Error::InvalidInput(format!(
+                "cached sentiment head uses {k} encoders, {} given",
+                encoders.len()
+            )));
+        }
+        let encoder = chosen_encoder(encoders, k);
+        if encoder.name() != parts.encoder {
+            return Err(Error::InvalidInput(format!(
+                "cached sentiment head was trained on {}, not {}",
+                parts.encoder,
+                encoder.name()
+            )));
+        }
+        Ok(EmbedHead {
+            encoder,
+            clf: parts.clf,
+            choice: parts.choice,
+        })
+    }
+
     /// Class probabilities and label index for texts whose embeddings and n-gram scores
     /// are given.
     pub(crate) fn predict(&self, emb: &[f32], text: &str, ng: [f32; 4]) -> (usize, [f32; 3]) {

