@@ -392,7 +392,11 @@ async fn close_bounded(consumer: StreamConsumer<Ctx>, group: String, limit: Dura
 /// partition after an assignment is compared with the store's watermark:
 /// when the store applied less than the committed offset says (it went back
 /// while this group was away), the consumer seeks back to the watermark and
-/// drops the record; records below an offset it seeked to are stale.
+/// drops the record; records below an offset it seeked to are stale. The
+/// first record of a re-read is compared again: the store may have gone
+/// back further while the re-read was on its way (a consumer far behind
+/// waits minutes for it), and a re-read from a watermark the store no
+/// longer holds would apply its records past the new gap.
 async fn admit<H: Handler>(
     group: &str,
     consumer: &StreamConsumer<Ctx>,
@@ -401,49 +405,56 @@ async fn admit<H: Handler>(
     key: &(String, i32),
     offset: i64,
 ) -> bool {
-    match tracks.get(key).copied().unwrap_or(Track::Unchecked) {
-        Track::Untracked | Track::Expect(_) => true,
-        Track::Resumed(from) => {
-            if offset >= from {
-                tracks.insert(key.clone(), Track::Expect(None));
+    let track = tracks.get(key).copied().unwrap_or(Track::Unchecked);
+    // Where the store must have applied up to: before the committed
+    // offset, or before the offset the re-read started at.
+    let next = match track {
+        Track::Untracked | Track::Expect(_) => return true,
+        Track::Resumed(from) if offset < from => return false,
+        Track::Resumed(from) => from,
+        Track::Unchecked => offset,
+    };
+    match handler.applied_through(&key.0, key.1).await {
+        Ok(mark) => match check(mark, next) {
+            Ok(checked) => {
+                tracks.insert(key.clone(), checked);
+                true
             }
-            offset >= from
-        }
-        Track::Unchecked => match handler.applied_through(&key.0, key.1).await {
-            Ok(mark) => match check(mark, offset) {
-                Ok(track) => {
-                    tracks.insert(key.clone(), track);
-                    true
-                }
-                Err(from) => {
+            Err(from) => {
+                if matches!(track, Track::Resumed(_)) {
+                    tracing::warn!(group, topic = %key.0, partition = key.1, resumed_at = next,
+                        store = ?mark, "the store went back again during a re-read; re-reading from its watermark");
+                } else {
                     tracing::warn!(group, topic = %key.0, partition = key.1, committed = offset,
                         store = ?mark, "the store applied less than the committed offset; re-reading from the store's watermark");
-                    STORE_RESUMES.with_label_values(&[group]).inc();
-                    resume(group, consumer, tracks, key, from);
-                    false
                 }
-            },
-            Err(e) => {
-                // The store cannot say; read this record again once it can.
-                tracing::warn!(group, topic = %key.0, partition = key.1, error = %e,
-                    "could not read the store's watermark; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if consumer
-                    .seek(
-                        &key.0,
-                        key.1,
-                        Offset::Offset(offset),
-                        Duration::from_secs(1),
-                    )
-                    .is_err()
-                {
-                    tracing::warn!(group, topic = %key.0, partition = key.1, offset,
-                        "seek failed; the partition is re-read from its committed offset");
-                }
-                tracks.remove(key);
+                STORE_RESUMES.with_label_values(&[group]).inc();
+                resume(group, consumer, tracks, key, from);
                 false
             }
         },
+        Err(e) => {
+            // The store cannot say; read this record again once it can.
+            tracing::warn!(group, topic = %key.0, partition = key.1, error = %e,
+                "could not read the store's watermark; retrying");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if consumer
+                .seek(
+                    &key.0,
+                    key.1,
+                    Offset::Offset(offset),
+                    Duration::from_secs(1),
+                )
+                .is_err()
+            {
+                tracing::warn!(group, topic = %key.0, partition = key.1, offset,
+                    "seek failed; the partition is re-read from its committed offset");
+                tracks.remove(key);
+            } else if matches!(track, Track::Unchecked) {
+                tracks.remove(key);
+            }
+            false
+        }
     }
 }
 

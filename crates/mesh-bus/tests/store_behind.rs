@@ -1,8 +1,9 @@
 //! The consumer resumes from what the store says it applied, on the real
-//! broker and Redis, also for a partition that receives nothing: after a
-//! restart with nothing new on its partitions, a store that went back
-//! (here: restored empty) is re-read from the log by the idle audit, not
-//! left without the effects until the next record arrives.
+//! broker and Redis: also for a partition that receives nothing (after a
+//! restart with nothing new on its partitions, a store that went back is
+//! re-read by the idle audit, not left without the effects until the next
+//! record arrives), and also when the store goes back again while a re-read
+//! is on its way (the re-read does not apply past the new gap).
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,10 @@ const PER_PARTITION: i64 = 12;
 /// replaced under it (a store that went back).
 struct Tracked {
     store: Mutex<StateStore>,
+    /// Replaces the store right after the next answer of
+    /// `applied_through` that reports a watermark: the store goes back
+    /// again just after the consumer decided where to re-read from.
+    after_answer: Mutex<Option<StateStore>>,
 }
 
 impl Tracked {
@@ -58,7 +63,13 @@ impl Handler for Tracked {
         topic: &str,
         partition: i32,
     ) -> Result<Watermark, HandlerError> {
-        Watermark::of(&self.store(), SCOPE, topic, partition).await
+        let mark = Watermark::of(&self.store(), SCOPE, topic, partition).await?;
+        if matches!(mark, Watermark::At(_)) {
+            if let Some(next) = self.after_answer.lock().unwrap().take() {
+                *self.store.lock().unwrap() = next;
+            }
+        }
+        Ok(mark)
     }
 }
 
@@ -123,8 +134,8 @@ fn consumer(
     (assigned, shutdown, task)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_quiet_partition_whose_store_went_back_is_re_read_without_new_records() {
+/// A topic of its own with `PER_PARTITION` records on each partition.
+async fn published_topic() -> String {
     let brokers = mesh_testkit::kafka_brokers();
     let names = TopicNames::with_prefix(&mesh_testkit::unique("behind"));
     let spec = TopicSpec {
@@ -150,9 +161,16 @@ async fn a_quiet_partition_whose_store_went_back_is_re_read_without_new_records(
                 .expect("publish");
         }
     }
+    topic
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_partition_whose_store_went_back_is_re_read_without_new_records() {
+    let topic = published_topic().await;
     let group = mesh_testkit::unique("behind-group");
     let handler = Arc::new(Tracked {
         store: Mutex::new(redis_store(&mesh_testkit::unique("behind-a")).await),
+        after_answer: Mutex::new(None),
     });
 
     // Applied once, committed, and the consumer gone.
@@ -185,6 +203,50 @@ async fn a_quiet_partition_whose_store_went_back_is_re_read_without_new_records(
         counts(&handler.store()).await,
         vec![PER_PARTITION; PARTITIONS as usize],
         "re-read once"
+    );
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_goes_back_again_during_a_re_read_is_re_read_from_its_new_watermark() {
+    let topic = published_topic().await;
+    let group = mesh_testkit::unique("behind-again");
+    let handler = Arc::new(Tracked {
+        store: Mutex::new(redis_store(&mesh_testkit::unique("again-a")).await),
+        after_answer: Mutex::new(None),
+    });
+    let (_, shutdown, task) = consumer(&group, &topic, handler.clone());
+    wait_counts(&handler, PER_PARTITION, "first run").await;
+
+    // An older snapshot: records 0..=5 of every partition applied.
+    let older = redis_store(&mesh_testkit::unique("again-older")).await;
+    for partition in 0..PARTITIONS {
+        let mut b = PartitionBatch::new(&topic, partition);
+        for offset in 0..=5 {
+            b.push(
+                offset,
+                vec![Op::HIncr {
+                    key: "n".into(),
+                    field: "n".into(),
+                    delta: 1,
+                }],
+            );
+        }
+        older.apply(SCOPE, &b).await.unwrap();
+    }
+    // The store is restored from it; right after the audit reads its
+    // watermark (and the consumer seeks to offset 6 to re-read), it goes
+    // back again, to empty.
+    *handler.after_answer.lock().unwrap() =
+        Some(redis_store(&mesh_testkit::unique("again-empty")).await);
+    *handler.store.lock().unwrap() = older;
+    wait_counts(&handler, PER_PARTITION, "after the store went back twice").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        counts(&handler.store()).await,
+        vec![PER_PARTITION; PARTITIONS as usize],
+        "every record applied once"
     );
     shutdown.cancel();
     task.await.unwrap();
