@@ -52,6 +52,7 @@ fn chaos_loses_nothing_and_applies_nothing_twice() {
     // Every consumer applied every record of its topics exactly once.
     assert_eq!(n("records_lost"), 0, "{r}");
     assert_eq!(n("records_double_applied"), 0, "{r}");
+    assert_eq!(n("records_behind"), 0, "every record was applied: {r}");
     let services = r["services"].as_array().expect("services");
     assert_eq!(services.len(), 7, "every consumer is tallied: {r}");
     for s in services {
@@ -63,6 +64,7 @@ fn chaos_loses_nothing_and_applies_nothing_twice() {
             s["service"]
         );
         assert_eq!(s["records"], s["applied"], "{s}");
+        assert_eq!(s["behind"], 0, "{s}");
     }
     // FLUSHALL and the snapshot restore made the consumers re-read
     // partitions from their store's watermark.

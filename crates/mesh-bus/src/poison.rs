@@ -14,6 +14,11 @@
 //! broker was down. If producing the dead-letter record fails, the record
 //! is retried too.
 //!
+//! A batch is split only while the probe says the dependencies answer: a
+//! batch failing during an outage (or against a store too slow to answer
+//! the probe in time) is retried whole, so an overloaded store does not get
+//! one round trip per record on top of its load.
+//!
 //! Splitting is safe because handlers are idempotent and the store skips
 //! records at or below its watermark, and it is ordered: a later record is
 //! applied only after every earlier one was applied or dead-lettered (the
@@ -157,6 +162,20 @@ pub(crate) async fn apply_isolating<H: Handler>(
             Tried::Interrupted => return Outcome::Interrupted,
             Tried::Behind(w) => return Outcome::Behind(w),
             Tried::Failed(e) => {
+                if !policy.probe().await {
+                    // An outage (or a store too slow to answer a PING), not
+                    // a record: splitting would multiply the round trips
+                    // against a store that is already struggling. Retry
+                    // the part whole, without counting, until it answers.
+                    tracing::warn!(group, error = %e, records = part.len(), first_offset = part[0].offset,
+                        "batch keeps failing while the handler's dependencies are down; retrying it whole");
+                    let mut backoff = Duration::from_millis(500);
+                    if !pause(&mut backoff, shutdown).await {
+                        return Outcome::Interrupted;
+                    }
+                    todo.push((lo, hi, attempts));
+                    continue;
+                }
                 let mid = lo + part.len() / 2;
                 tracing::warn!(group, error = %e, records = part.len(), first_offset = part[0].offset,
                     "batch keeps failing; splitting it to find the record that fails");
@@ -403,6 +422,57 @@ mod tests {
         };
         let shutdown = CancellationToken::new();
         apply_isolating("g", &policy, &handler, &records(4), None, &shutdown).await
+    }
+
+    /// Fails every call until `ok_after` calls were made; counts the
+    /// records of each call.
+    struct FailsFor {
+        ok_after: usize,
+        calls: Mutex<Vec<usize>>,
+    }
+
+    impl Handler for FailsFor {
+        async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(records.len());
+            if calls.len() <= self.ok_after {
+                return Err(HandlerError("store timed out".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_failing_during_an_outage_is_retried_whole_not_split() {
+        let producer =
+            crate::Producer::new(crate::ProducerConfig::new("127.0.0.1:1", "t")).unwrap();
+        let down = Arc::new(AtomicBool::new(true));
+        let d = down.clone();
+        let policy = PoisonPolicy::new(producer, "dlq", move || {
+            let d = d.clone();
+            async move { !d.load(Ordering::SeqCst) }
+        })
+        .with_max_attempts(2);
+        let handler = FailsFor {
+            ok_after: 6,
+            calls: Mutex::new(Vec::new()),
+        };
+        let shutdown = CancellationToken::new();
+        let out = apply_isolating("g", &policy, &handler, &records(8), None, &shutdown).await;
+        assert_eq!(out, Outcome::Applied { through: Some(7) });
+        // Every attempt carried the whole batch: nothing was split.
+        assert_eq!(*handler.calls.lock().unwrap(), vec![8; 7]);
+
+        // The same failures while the probe says the store answers: split.
+        down.store(false, Ordering::SeqCst);
+        let handler = FailsFor {
+            ok_after: 3,
+            calls: Mutex::new(Vec::new()),
+        };
+        let out = apply_isolating("g", &policy, &handler, &records(8), None, &shutdown).await;
+        assert_eq!(out, Outcome::Applied { through: Some(7) });
+        let calls = handler.calls.lock().unwrap();
+        assert!(calls.iter().any(|n| *n < 8), "not split: {calls:?}");
     }
 
     #[tokio::test]

@@ -70,6 +70,15 @@ pub struct ChaosArgs {
     /// How long to wait, after traffic stops, for profiles to match.
     #[arg(long, default_value_t = 180)]
     pub settle_seconds: u64,
+    /// After the settle time, the wait for every consumer's tally goes on
+    /// while some consumer still applies records; it ends when none has
+    /// applied one for this long (what is then unapplied is reported as
+    /// `behind`, not `lost`, and the run fails as inconclusive).
+    #[arg(long, default_value_t = 120)]
+    pub stall_seconds: u64,
+    /// The longest wait for the tallies after traffic, progress or not.
+    #[arg(long, default_value_t = 3600)]
+    pub max_wait_seconds: u64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -130,8 +139,16 @@ pub struct ChaosReport {
     /// same atomic step as the effects) against the records on its input
     /// topics.
     pub services: Vec<ServiceTally>,
-    /// Records some service never applied (sum over `services`).
+    /// Records some service never applied although its watermark passed
+    /// them (sum over `services`).
     pub records_lost: u64,
+    /// Records after some service's watermark when the wait ended: not
+    /// applied yet, so neither counted as lost nor checked (sum over
+    /// `services`; more than 0 makes the run inconclusive).
+    pub records_behind: u64,
+    /// Seconds from the end of traffic until every consumer's tally was
+    /// exact (`None`: it never was).
+    pub tallied_s: Option<f64>,
     /// Records some service applied more than once (sum over `services`).
     pub records_double_applied: u64,
     pub faults: Vec<Fault>,
@@ -147,8 +164,14 @@ pub struct ServiceTally {
     pub records: u64,
     /// Records its store says it applied.
     pub applied: u64,
+    /// Records at or below its watermark (the last offset its store says
+    /// it applied, per partition) that it did not apply.
     pub lost: u64,
+    /// Records applied more often than they are on the topic up to the
+    /// watermark.
     pub double_applied: u64,
+    /// Records after its watermark: not applied yet when the wait ended.
+    pub behind: u64,
     /// Partitions re-read from the store's watermark (log lines).
     pub store_resumes: usize,
 }
@@ -644,77 +667,161 @@ fn consumers(t: &mesh_bus::TopicNames) -> Vec<(&'static str, &'static str, Vec<S
     ]
 }
 
-/// Records on each partition of `topic`, read from the start to its end
-/// (the high watermark, asked again until it stops moving).
-fn count_records(
-    brokers: &str,
-    topic: &str,
+/// The offsets of the records on each partition of a topic: read from the
+/// start once, then on from where the last read ended (derived topics grow
+/// while the services catch up).
+struct TopicLog {
+    consumer: rdkafka::consumer::BaseConsumer,
+    topic: String,
     partitions: i32,
-) -> anyhow::Result<BTreeMap<i32, u64>> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Message, Offset, TopicPartitionList};
-    let c: BaseConsumer = mesh_bus::security::client_config()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "mesh-chaos-count")
-        .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "52428800")
-        .create()?;
-    let timeout = Duration::from_secs(10);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    c.assign(&tpl)?;
-    let mut counts: BTreeMap<i32, u64> = (0..partitions).map(|p| (p, 0)).collect();
-    // The next offset to read of each partition, and where it ends.
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    let started = Instant::now();
-    loop {
-        let mut ends = BTreeMap::new();
+    /// Offsets read, ascending, per partition.
+    offsets: BTreeMap<i32, Vec<i64>>,
+    /// The next offset to read of each partition.
+    next: BTreeMap<i32, i64>,
+}
+
+impl TopicLog {
+    fn open(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<Self> {
+        use rdkafka::consumer::Consumer;
+        use rdkafka::{Offset, TopicPartitionList};
+        let consumer: rdkafka::consumer::BaseConsumer = mesh_bus::security::client_config()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "mesh-chaos-count")
+            .set("enable.auto.commit", "false")
+            .set("fetch.max.bytes", "52428800")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
         for p in 0..partitions {
-            let (low, high) = c.fetch_watermarks(topic, p, timeout)?;
-            next.entry(p).or_insert(low);
-            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
         }
-        if ends.iter().all(|(p, high)| next[p] >= *high) {
-            // tansu's high watermarks can lag its log: read on until the
-            // partitions stay quiet.
-            let mut quiet = Instant::now();
-            while quiet.elapsed() < Duration::from_secs(2) {
-                if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-                    *counts.entry(m.partition()).or_default() += 1;
-                    next.insert(m.partition(), m.offset() + 1);
-                    quiet = Instant::now();
+        consumer.assign(&tpl)?;
+        Ok(TopicLog {
+            consumer,
+            topic: topic.to_string(),
+            partitions,
+            offsets: (0..partitions).map(|p| (p, Vec::new())).collect(),
+            next: BTreeMap::new(),
+        })
+    }
+
+    /// The next record, if one comes within `wait`, as (partition, offset).
+    fn poll(&self, wait: Duration) -> Option<(i32, i64)> {
+        use rdkafka::Message;
+        match self.consumer.poll(wait) {
+            Some(Ok(m)) => Some((m.partition(), m.offset())),
+            Some(Err(e)) => {
+                tracing::debug!(%e, topic = %self.topic, "counting records");
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn record(&mut self, (partition, offset): (i32, i64)) {
+        let offsets = self.offsets.entry(partition).or_default();
+        // A re-fetch after an error can hand a record again.
+        if offsets.last().is_none_or(|last| offset > *last) {
+            offsets.push(offset);
+        }
+        self.next.insert(partition, offset + 1);
+    }
+
+    /// Reads on to the end of every partition (the high watermark, asked
+    /// again until it stops moving).
+    fn read_on(&mut self) -> anyhow::Result<()> {
+        use rdkafka::consumer::Consumer;
+        let timeout = Duration::from_secs(10);
+        let started = Instant::now();
+        loop {
+            let mut ends = BTreeMap::new();
+            for p in 0..self.partitions {
+                let (low, high) = self.consumer.fetch_watermarks(&self.topic, p, timeout)?;
+                self.next.entry(p).or_insert(low);
+                ends.insert(p, high);
+            }
+            if ends.iter().all(|(p, high)| self.next[p] >= *high) {
+                // tansu's high watermarks can lag its log: read on until the
+                // partitions stay quiet.
+                let mut quiet = Instant::now();
+                while quiet.elapsed() < Duration::from_secs(2) {
+                    if let Some(at) = self.poll(Duration::from_millis(200)) {
+                        self.record(at);
+                        quiet = Instant::now();
+                    }
+                }
+                return Ok(());
+            }
+            while ends.iter().any(|(p, high)| self.next[p] < *high) {
+                anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(600),
+                    "reading {} to its end took over 600 s",
+                    self.topic
+                );
+                if let Some(at) = self.poll(Duration::from_millis(500)) {
+                    self.record(at);
                 }
             }
-            return Ok(counts);
         }
-        while ends.iter().any(|(p, high)| next[p] < *high) {
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(600),
-                "reading {topic} to its end took over 600 s"
-            );
-            match c.poll(Duration::from_millis(500)) {
-                Some(Ok(m)) => {
-                    *counts.entry(m.partition()).or_default() += 1;
-                    next.insert(m.partition(), m.offset() + 1);
-                }
-                Some(Err(e)) => tracing::debug!(%e, topic, "counting records"),
-                None => {}
-            }
-        }
+    }
+
+    /// Records of partition `p`: all of them, and those at or below
+    /// `watermark`.
+    fn count(&self, p: i32, watermark: Option<i64>) -> (u64, u64) {
+        upto(
+            self.offsets.get(&p).map_or(&[][..], Vec::as_slice),
+            watermark,
+        )
     }
 }
 
-/// Each consumer's tally against the records on its topics, per partition.
-async fn tallies(
-    store: &mesh_store::StateStore,
+/// Of ascending record `offsets`: how many there are, and how many are at
+/// or below `watermark` (none without one: nothing was applied).
+fn upto(offsets: &[i64], watermark: Option<i64>) -> (u64, u64) {
+    let upto = watermark.map_or(0, |w| offsets.partition_point(|o| *o <= w));
+    (offsets.len() as u64, upto as u64)
+}
+
+/// The logs of every consumer's input topics, read on to their ends.
+async fn read_logs(
+    logs: &mut HashMap<String, TopicLog>,
     brokers: &str,
     topics: &mesh_bus::TopicNames,
     partitions: i32,
-    logs: &Path,
+) -> anyhow::Result<()> {
+    let mut names: Vec<String> = consumers(topics)
+        .into_iter()
+        .flat_map(|(_, _, inputs)| inputs)
+        .collect();
+    names.sort();
+    names.dedup();
+    for topic in names {
+        let log = match logs.remove(&topic) {
+            Some(l) => l,
+            None => {
+                let (b, t) = (brokers.to_string(), topic.clone());
+                tokio::task::spawn_blocking(move || TopicLog::open(&b, &t, partitions)).await??
+            }
+        };
+        let log = tokio::task::spawn_blocking(move || {
+            let mut log = log;
+            log.read_on().map(|()| log)
+        })
+        .await??;
+        logs.insert(topic, log);
+    }
+    Ok(())
+}
+
+/// Each consumer's tally against the records on its topics, per partition:
+/// the records up to its watermark must have been applied exactly once;
+/// those after it are behind.
+async fn tallies(
+    store: &mesh_store::StateStore,
+    logs: &HashMap<String, TopicLog>,
+    topics: &mesh_bus::TopicNames,
+    partitions: i32,
+    dir: &Path,
 ) -> anyhow::Result<Vec<ServiceTally>> {
-    let mut on_topic: HashMap<String, BTreeMap<i32, u64>> = HashMap::new();
     let mut out = Vec::new();
     for (service, scope, inputs) in consumers(topics) {
         let mut t = ServiceTally {
@@ -723,28 +830,28 @@ async fn tallies(
             applied: 0,
             lost: 0,
             double_applied: 0,
-            store_resumes: std::fs::read_to_string(logs.join(format!("{service}.log")))
+            behind: 0,
+            store_resumes: std::fs::read_to_string(dir.join(format!("{service}.log")))
                 .map(|l| l.matches("re-reading").count())
                 .unwrap_or(0),
         };
         for topic in &inputs {
-            if !on_topic.contains_key(topic) {
-                let (b, tp) = (brokers.to_string(), topic.clone());
-                let counts =
-                    tokio::task::spawn_blocking(move || count_records(&b, &tp, partitions))
-                        .await??;
-                on_topic.insert(topic.clone(), counts);
-            }
-            for (p, want) in &on_topic[topic] {
+            let log = logs
+                .get(topic)
+                .with_context(|| format!("{topic} was not read"))?;
+            for p in 0..partitions {
                 let slot = mesh_store::Slot {
                     scope,
-                    partition: *p,
+                    partition: p,
                 };
+                let watermark = store.watermark(slot, topic).await?;
                 let got = store.applied_records(slot, topic).await?;
-                t.records += want;
+                let (all, upto) = log.count(p, watermark);
+                t.records += all;
                 t.applied += got;
-                t.lost += want.saturating_sub(got);
-                t.double_applied += got.saturating_sub(*want);
+                t.lost += upto.saturating_sub(got);
+                t.double_applied += got.saturating_sub(upto);
+                t.behind += all - upto;
             }
         }
         out.push(t);
@@ -1078,12 +1185,37 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
             .context("reading the services' tallies")?,
     );
     let topics = run_cfg.topics();
+    let mut logs = HashMap::new();
+    let stall = Duration::from_secs(args.stall_seconds);
+    let max_wait = Duration::from_secs(args.max_wait_seconds.max(args.settle_seconds));
+    let (mut applied_before, mut progress_at) = (0u64, Instant::now());
+    let mut tallied_s = None;
     let tally = loop {
-        let t = tallies(&store, &brokers, &topics, cfg.partitions, &work).await?;
-        let off = t.iter().any(|s| s.lost > 0 || s.double_applied > 0);
-        if !off || traffic_done.elapsed() > settle + Duration::from_secs(60) {
+        read_logs(&mut logs, &brokers, &topics, cfg.partitions).await?;
+        let t = tallies(&store, &logs, &topics, cfg.partitions, &work).await?;
+        let exact = t
+            .iter()
+            .all(|s| s.lost == 0 && s.double_applied == 0 && s.behind == 0);
+        let applied: u64 = t.iter().map(|s| s.applied).sum();
+        if applied != applied_before {
+            (applied_before, progress_at) = (applied, Instant::now());
+        }
+        let waited = traffic_done.elapsed();
+        if exact {
+            tallied_s = Some(waited.as_secs_f64());
             break t;
         }
+        let stalled = waited > settle && progress_at.elapsed() > stall;
+        if stalled || waited > max_wait {
+            break t;
+        }
+        let behind: u64 = t.iter().map(|s| s.behind).sum();
+        tracing::info!(
+            behind,
+            applied,
+            waited_s = waited.as_secs(),
+            "chaos: waiting for the consumers"
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
     for s in services.iter_mut() {
@@ -1107,6 +1239,8 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
         mismatch_examples: examples,
         store_resumes: tally.iter().map(|s| s.store_resumes).sum(),
         records_lost: tally.iter().map(|s| s.lost).sum(),
+        records_behind: tally.iter().map(|s| s.behind).sum(),
+        tallied_s: tallied_s.map(|s| (s * 10.0).round() / 10.0),
         records_double_applied: tally.iter().map(|s| s.double_applied).sum(),
         services: tally,
         faults,
@@ -1176,8 +1310,8 @@ pub async fn command(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<()> {
         }
         for t in &r.services {
             println!(
-                "  {:<10} records {:>9}  applied {:>9}  lost {}  double-applied {}  store resumes {}",
-                t.service, t.records, t.applied, t.lost, t.double_applied, t.store_resumes
+                "  {:<10} records {:>9}  applied {:>9}  lost {}  double-applied {}  behind {}  store resumes {}",
+                t.service, t.records, t.applied, t.lost, t.double_applied, t.behind, t.store_resumes
             );
         }
         for f in &r.faults {
@@ -1189,6 +1323,11 @@ pub async fn command(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<()> {
                     .map_or("never".into(), |s| format!("in {s:.2} s"))
             );
         }
+        println!(
+            "tallies exact {}",
+            r.tallied_s
+                .map_or("never".into(), |s| format!("{s:.1} s after traffic"))
+        );
         println!("logs: {}", r.logs);
     }
     if r.lost > 0
@@ -1208,12 +1347,36 @@ pub async fn command(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<()> {
             r.logs
         );
     }
+    if r.records_behind > 0 {
+        anyhow::bail!(
+            "chaos: inconclusive: {} records were still after the consumers' watermarks when the \
+             wait ended (no progress for {} s, or {} s after traffic); raise --stall-seconds or \
+             --max-wait-seconds, or lower --rate (logs in {})",
+            r.records_behind,
+            args.stall_seconds,
+            args.max_wait_seconds,
+            r.logs
+        );
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_up_to_the_watermark_are_counted_apart_from_those_after_it() {
+        // Offsets skip where a transaction marker or a compaction left a gap.
+        let offsets = [0, 1, 2, 4, 5, 9];
+        assert_eq!(upto(&offsets, None), (6, 0));
+        assert_eq!(upto(&offsets, Some(-1)), (6, 0));
+        assert_eq!(upto(&offsets, Some(2)), (6, 3));
+        assert_eq!(upto(&offsets, Some(3)), (6, 3));
+        assert_eq!(upto(&offsets, Some(9)), (6, 6));
+        assert_eq!(upto(&offsets, Some(50)), (6, 6));
+        assert_eq!(upto(&[], Some(3)), (0, 0));
+    }
 
     #[test]
     fn traffic_is_seeded_and_marks_every_hundredth_invalid() {
@@ -1225,6 +1388,8 @@ mod tests {
             snapshot_age: 2,
             seed: 7,
             settle_seconds: 10,
+            stall_seconds: 120,
+            max_wait_seconds: 3600,
             json: true,
             tansu: None,
             s3_endpoint: None,
