@@ -111,12 +111,14 @@ impl ChurnHandler {
             .map(|m| (slot, summary::user_key(m)))
             .collect();
         let hashes = self.churn.store.hgetall_many(&keys).await?;
-        let now = self.churn.now();
-        for (member, h) in members.iter().zip(hashes) {
-            if let Some(s) = Summary::from_hash(h) {
-                self.churn.evaluate(slot, member, &s, now).await?;
-            }
-        }
+        let users: Vec<(String, Summary)> = members
+            .into_iter()
+            .zip(hashes)
+            .filter_map(|(member, h)| Summary::from_hash(h).map(|s| (member, s)))
+            .collect();
+        self.churn
+            .evaluate_all(slot, users, self.churn.now())
+            .await?;
         Ok(())
     }
 }

@@ -79,6 +79,13 @@ pub struct ChaosArgs {
     /// The longest wait for the tallies after traffic, progress or not.
     #[arg(long, default_value_t = 3600)]
     pub max_wait_seconds: u64,
+    /// `appendfsync` of Redis' AOF: `always` (a `kill -9` of Redis loses
+    /// no acknowledged write) or `everysec` (Redis' default and what most
+    /// deployments run: the kill may lose the last second of writes, one
+    /// more way for the store to fall behind Kafka, and the store is not
+    /// held back by an fsync per write).
+    #[arg(long, value_enum, default_value_t = Fsync::Always)]
+    pub redis_fsync: Fsync,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -100,6 +107,22 @@ pub struct ChaosArgs {
     /// `postgres://` URL.
     #[arg(long, default_value = "sqlite://tansu.db")]
     pub tansu_storage: String,
+}
+
+/// When Redis' AOF is written to disk (`appendfsync`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    Always,
+    Everysec,
+}
+
+impl Fsync {
+    fn as_str(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::Everysec => "everysec",
+        }
+    }
 }
 
 /// One fault and how long the mesh took to show an event sent after it.
@@ -269,11 +292,13 @@ async fn wait_port(port: u16, what: &str, within: Duration) -> anyhow::Result<()
 struct Redis {
     port: u16,
     dir: PathBuf,
+    /// `appendfsync` of its AOF.
+    fsync: Fsync,
     proc: Proc,
 }
 
 impl Redis {
-    fn new(dir: &Path) -> anyhow::Result<Self> {
+    fn new(dir: &Path, fsync: Fsync) -> anyhow::Result<Self> {
         let port = free_port()?;
         let dir = dir.join("redis");
         std::fs::create_dir_all(&dir)?;
@@ -285,7 +310,12 @@ impl Redis {
             cwd: None,
             child: None,
         };
-        let mut r = Redis { port, dir, proc };
+        let mut r = Redis {
+            port,
+            dir,
+            fsync,
+            proc,
+        };
         r.proc.cmd = r.command(true);
         Ok(r)
     }
@@ -304,7 +334,7 @@ impl Redis {
             "--appendonly",
             if aof { "yes" } else { "no" },
             "--appendfsync",
-            "always",
+            self.fsync.as_str(),
         ]
         .map(String::from)
         .to_vec()
@@ -901,7 +931,7 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
     )
     .await?;
 
-    let mut redis = Redis::new(&work)?;
+    let mut redis = Redis::new(&work, args.redis_fsync)?;
     redis.start(true).await?;
     let redis_url = format!("redis://127.0.0.1:{}", redis.port);
 
@@ -1390,6 +1420,7 @@ mod tests {
             settle_seconds: 10,
             stall_seconds: 120,
             max_wait_seconds: 3600,
+            redis_fsync: Fsync::Always,
             json: true,
             tansu: None,
             s3_endpoint: None,
