@@ -270,9 +270,22 @@ async fn console_shows_live_numbers_in_a_browser() {
     let drift = plan["drift"].as_f64().unwrap();
     assert!(drift.is_finite() && drift <= 0.02, "plan drifted: {plan}");
     let waves = v["logistics"]["waves"].as_array().unwrap();
+    let listed: Vec<String> = waves
+        .iter()
+        .map(|w| format!("{} ({} stops)", w["wave_id"], w["active_stops"]))
+        .collect();
+    println!("waves: {}", listed.join(", "));
     assert!(
         waves.iter().all(|w| w["active_stops"].as_u64() > Some(0)),
         "an empty wave is listed: {waves:?}"
+    );
+    // Every simulated order names its warehouse: none is planned from the
+    // default one (the fraud lab's orders were, as `default|<city>` waves).
+    assert!(
+        waves
+            .iter()
+            .all(|w| w["warehouse"] == mesh_proto::sim::WAREHOUSE),
+        "a wave of another warehouse: {waves:?}"
     );
     let stock = &v["logistics"]["stock"];
     println!("stock: {stock}");
