@@ -106,11 +106,6 @@ async fn console_shows_live_numbers_in_a_browser() {
     // Stop the mesh even when an assertion fails, so the runtime can end.
     let _stop_on_panic = shutdown.clone().drop_guard();
     let stop = CancellationToken::new();
-    let sim = tokio::spawn(mesh_ingest::traffic::drive(
-        mesh.ingest.grpc_addr,
-        300,
-        stop.clone(),
-    ));
     // The shop's side of fraud: labelled fraud-simulator orders, a review
     // team resolving the queue, chargebacks for approved fraud.
     let lazy = |a: std::net::SocketAddr| {
@@ -132,7 +127,10 @@ async fn console_shows_live_numbers_in_a_browser() {
         Duration::from_secs(10),
         stop.clone(),
     ));
-    // Opening stock of 20 SKUs the simulated orders buy from wh-1.
+    // Opening stock of 20 SKUs the simulated orders buy from wh-1, set
+    // before the shop's first order (as `mesh up --simulate` does): every
+    // order of the shop consumed after it, the history's replay included,
+    // moves it.
     let mut logistics =
         mesh_proto::logistics::v1::logistics_service_client::LogisticsServiceClient::new(lazy(
             mesh.logistics.grpc_addr,
@@ -141,7 +139,7 @@ async fn console_shows_live_numbers_in_a_browser() {
         logistics
             .set_stock(mesh_proto::logistics::v1::SetStockRequest {
                 tenant_id: "demo".into(),
-                warehouse: "wh-1".into(),
+                warehouse: mesh_proto::sim::WAREHOUSE.into(),
                 sku: format!("sku-{i}"),
                 on_hand: 400.0,
                 on_order: 0.0,
@@ -149,6 +147,13 @@ async fn console_shows_live_numbers_in_a_browser() {
             .await
             .expect("SetStock");
     }
+    // The shop of `mesh up --simulate`: its customers' 120-day history,
+    // then 300 browsing events a second and the same customers' orders.
+    let sim = tokio::spawn(mesh_ingest::traffic::drive(
+        mesh.ingest.grpc_addr,
+        mesh_ingest::traffic::Traffic::at_rate(300),
+        stop.clone(),
+    ));
     let admin = mesh.admin_addr;
     let client = reqwest::Client::new();
 
@@ -265,9 +270,22 @@ async fn console_shows_live_numbers_in_a_browser() {
     let drift = plan["drift"].as_f64().unwrap();
     assert!(drift.is_finite() && drift <= 0.02, "plan drifted: {plan}");
     let waves = v["logistics"]["waves"].as_array().unwrap();
+    let listed: Vec<String> = waves
+        .iter()
+        .map(|w| format!("{} ({} stops)", w["wave_id"], w["active_stops"]))
+        .collect();
+    println!("waves: {}", listed.join(", "));
     assert!(
         waves.iter().all(|w| w["active_stops"].as_u64() > Some(0)),
         "an empty wave is listed: {waves:?}"
+    );
+    // Every simulated order names its warehouse: none is planned from the
+    // default one (the fraud lab's orders were, as `default|<city>` waves).
+    assert!(
+        waves
+            .iter()
+            .all(|w| w["warehouse"] == mesh_proto::sim::WAREHOUSE),
+        "a wave of another warehouse: {waves:?}"
     );
     let stock = &v["logistics"]["stock"];
     println!("stock: {stock}");
@@ -303,6 +321,26 @@ async fn console_shows_live_numbers_in_a_browser() {
         assert!(
             l <= max && u >= min,
             "{}: interval {l}..{u} misses the recent daily volume {min}..{max}",
+            f["series_key"]
+        );
+        // The live shop adds what its history had: today's units so far
+        // (part of a day) stay below the last 4 weeks' busiest day plus the
+        // interval's width. A partial day, so no lower bound; the live
+        // traffic before issue 15 (20 orders a second) added hundreds of
+        // units a minute against a few a day in the history.
+        let month_max = h[h.len().saturating_sub(28)..]
+            .iter()
+            .filter_map(|x| x.as_f64())
+            .fold(0.0, f64::max);
+        let today = f["today"].as_f64().unwrap_or(0.0);
+        println!(
+            "forecast {}: today so far {today}, last 4 weeks' busiest day {month_max}",
+            f["series_key"]
+        );
+        assert!(
+            today <= month_max + (u - l),
+            "{}: {today} units today so far, busiest day of the last 4 weeks {month_max}, \
+             interval {l}..{u}: the live shop outruns its history",
             f["series_key"]
         );
     }

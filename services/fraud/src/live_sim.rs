@@ -89,6 +89,9 @@ pub fn envelope_of(tenant: &str, id: &str, e: &Event, shift_ms: i64) -> Option<e
                 ship_to: Some(ship),
                 bill_to: Some(bill),
                 promo_code: o.promo_code.clone().unwrap_or_default(),
+                // The simulated shop's warehouse: without one, logistics
+                // planned these orders in waves of its default warehouse.
+                warehouse_id: mesh_proto::sim::WAREHOUSE.into(),
                 ..Default::default()
             });
             (&o.user_id, o.ts, ctx(&o.device_fp, &o.ip_fp), body)
@@ -488,6 +491,12 @@ mod tests {
             .filter(|l| matches!(l.envelope.body, Some(Body::OrderPlaced(_))))
             .collect();
         assert!(orders.iter().all(|l| l.fraud.is_some()));
+        // Shipped from the simulated shop's warehouse, so logistics plans
+        // them in its waves, not in a default warehouse's.
+        assert!(orders.iter().all(|l| matches!(
+            &l.envelope.body,
+            Some(Body::OrderPlaced(o)) if o.warehouse_id == mesh_proto::sim::WAREHOUSE
+        )));
         assert!(orders.iter().any(|l| l.fraud == Some(true)));
         assert!(s
             .iter()

@@ -237,8 +237,10 @@ const SIM_SHOP_TENANT: &str = "demo";
 /// out of the shop's demand series.
 const FRAUD_LAB_TENANT: &str = "fraud-lab";
 
-/// Starts the traffic simulator against ingest at `addr` until `stop`, and
-/// beside it labelled fraud traffic with a review team and chargebacks
+/// Starts the traffic simulator against ingest at `addr` until `stop` (the
+/// shop's opening stock, then its history and live traffic: `rate`
+/// browsing events a second and its customers' orders), and beside it
+/// labelled fraud traffic with a review team and chargebacks
 /// (`mesh_fraud_svc::live_sim`) at one order per 100 events.
 fn simulate_into(
     addr: std::net::SocketAddr,
@@ -247,8 +249,13 @@ fn simulate_into(
     rate: u32,
     stop: &tokio_util::sync::CancellationToken,
 ) {
-    tokio::spawn(mesh_ingest::traffic::drive(addr, rate, stop.clone()));
-    tokio::spawn(set_sim_stock(logistics));
+    let traffic = mesh_ingest::traffic::Traffic::at_rate(rate);
+    let shop_stop = stop.clone();
+    tokio::spawn(async move {
+        // Stock first: every order of the shop consumed after it moves it.
+        set_sim_stock(logistics).await;
+        mesh_ingest::traffic::drive(addr, traffic, shop_stop).await
+    });
     let orders_per_s = f64::from(rate) / 100.0;
     let stop = stop.clone();
     tokio::spawn(async move {
@@ -269,12 +276,17 @@ fn simulate_into(
         )
         .await;
     });
-    println!("  simulator     {rate} events/s, {orders_per_s} labelled fraud-simulator orders/s");
+    println!(
+        "  simulator     shop of {} customers ({}-day history, then their orders live), \
+         {rate} browsing events/s, {orders_per_s} labelled fraud-simulator orders/s",
+        traffic.customers,
+        mesh_ingest::traffic::HISTORY_DAYS
+    );
 }
 
 /// The shop's opening stock for the simulator: 400 units of `sku-0` ..
-/// `sku-19` in `wh-1` (the simulated orders' warehouse), so the console
-/// shows stock falling with orders.
+/// `sku-19` in the simulated orders' warehouse, so the console shows stock
+/// falling with orders.
 async fn set_sim_stock(logistics: std::net::SocketAddr) {
     use mesh_proto::logistics::v1::logistics_service_client::LogisticsServiceClient;
     use mesh_proto::logistics::v1::SetStockRequest;
@@ -287,7 +299,7 @@ async fn set_sim_stock(logistics: std::net::SocketAddr) {
                 ok &= c
                     .set_stock(SetStockRequest {
                         tenant_id: SIM_SHOP_TENANT.into(),
-                        warehouse: "wh-1".into(),
+                        warehouse: mesh_proto::sim::WAREHOUSE.into(),
                         sku: format!("sku-{i}"),
                         on_hand: 400.0,
                         on_order: 0.0,

@@ -8,9 +8,13 @@ pub struct TrafficArgs {
     /// Ingest gRPC endpoint of the running mesh.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub ingest: String,
-    /// Live events per second after the history.
+    /// Live browsing events per second after the history.
     #[arg(long, default_value_t = 200)]
     pub rate: u32,
+    /// The shop's customers: they set the history's daily orders and the
+    /// live ones alike.
+    #[arg(long, default_value_t = mesh_ingest::traffic::CUSTOMERS)]
+    pub customers: u32,
     /// Stop after this many seconds (0 = until SIGTERM/SIGINT).
     #[arg(long, default_value_t = 0)]
     pub seconds: u64,
@@ -27,7 +31,14 @@ pub async fn traffic(args: &TrafficArgs) -> anyhow::Result<()> {
             s.cancel();
         });
     }
-    println!("simulating into {} at {} events/s", args.ingest, args.rate);
-    mesh_ingest::traffic::drive_uri(args.ingest.clone(), args.rate, stop).await;
+    println!(
+        "simulating into {}: a shop of {} customers, {} browsing events/s",
+        args.ingest, args.customers, args.rate
+    );
+    let traffic = mesh_ingest::traffic::Traffic {
+        rate: args.rate,
+        customers: args.customers,
+    };
+    mesh_ingest::traffic::drive_uri(args.ingest.clone(), traffic, stop).await;
     Ok(())
 }
