@@ -32,11 +32,13 @@ async fn ten_thousand_events_end_to_end(servers: Servers) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn end_to_end_on_real_servers() {
+    let _e2e = mesh_e2e::shared().await;
     ten_thousand_events_end_to_end(Servers::Real).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn end_to_end_on_embedded_default() {
+    let _e2e = mesh_e2e::shared().await;
     ten_thousand_events_end_to_end(Servers::Embedded).await;
 }
 
@@ -45,6 +47,7 @@ async fn end_to_end_on_embedded_default() {
 /// equals the offline fold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_duplicates_and_replay_keep_exactly_once() {
+    let _e2e = mesh_e2e::shared().await;
     let cfg = config(Servers::Real, "crash");
     let (mesh, shutdown) = start(&cfg).await;
     let evs = events("crash", 300, 6_000);
@@ -247,6 +250,7 @@ async fn dump_scope(
 /// a neighbouring scope (profile's trained segment model).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replay_rebuilds_each_stateful_service_and_keeps_what_topics_cannot() {
+    let _e2e = mesh_e2e::shared().await;
     use mesh_cli::serve::Role;
     use mesh_proto::fraud::v1 as fpb;
     use mesh_store::{Op, PartitionBatch, Slot};

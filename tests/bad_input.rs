@@ -22,6 +22,7 @@ fn good(id: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_bad_input_is_named_and_dead_lettered() {
+    let _e2e = mesh_e2e::shared().await;
     let cfg = config(Servers::Real, "bad");
     let (mesh, shutdown) = start(&cfg).await;
     let url = format!("http://{}/v1/events", mesh.ingest.http_addr);
@@ -140,6 +141,7 @@ async fn each_bad_input_is_named_and_dead_lettered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_broker_gives_unavailable_promptly() {
+    let _e2e = mesh_e2e::shared().await;
     let mut pc = mesh_bus::ProducerConfig::new("127.0.0.1:1", "dead");
     pc.delivery_timeout = Duration::from_millis(1500);
     let producer = mesh_bus::Producer::new(pc).unwrap();
@@ -191,6 +193,7 @@ async fn unreachable_broker_gives_unavailable_promptly() {
 /// validation: every simulated order reaches the fraud service.
 #[test]
 fn fraud_simulator_events_are_valid() {
+    let _e2e = mesh_e2e::shared_blocking();
     let now = 1_800_000_000_000;
     let stream = mesh_fraud_svc::live_sim::labelled_stream(
         &mesh_fraud_svc::scoring::quick_sim_params(),

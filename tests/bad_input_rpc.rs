@@ -174,6 +174,7 @@ fn score(env: Envelope) -> fpb::ScoreOrderRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_rpc_refuses_hostile_input_and_names_the_field() {
+    let _e2e = mesh_e2e::shared().await;
     let started = Instant::now();
     let cfg = config(Servers::Real, "badrpc");
     let (mesh, shutdown) = start(&cfg).await;

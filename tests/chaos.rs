@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 
 #[test]
 fn chaos_loses_nothing_and_applies_nothing_twice() {
+    let _e2e = mesh_e2e::exclusive_blocking();
     let bin = mesh_e2e::mesh_binary();
     let mut cmd = Command::new(&bin);
     cmd.args([

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn train_churn_reads_the_log_and_stores_a_calibrated_model() {
+    let _e2e = mesh_e2e::shared().await;
     let name = mesh_testkit::unique("churn-train");
     let cfg = MeshConfig::ephemeral(
         Some(mesh_testkit::kafka_brokers()),

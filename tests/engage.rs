@@ -78,6 +78,7 @@ fn engagement_events(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_at_risk_user_gets_an_offer_and_the_order_that_follows_shows_in_the_report() {
+    let _e2e = mesh_e2e::shared().await;
     let cfg = config(Servers::Real, "engage-loop");
     let (mesh, shutdown) = start(&cfg).await;
     let now = chrono::Utc::now().timestamp_millis();
@@ -241,6 +242,7 @@ fn buy(user: usize, sku: &str, price: f64, units: u32, at_ms: i64, k: usize) -> 
 /// with its reason; the change is explained and published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn prices_follow_demand_stages_and_the_market() {
+    let _e2e = mesh_e2e::shared().await;
     use mesh_bus::headers::{self, HeaderList};
     use prost::Message as _;
 
@@ -421,6 +423,7 @@ async fn prices_follow_demand_stages_and_the_market() {
 /// every ranking and split goes out as an event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ads_rank_the_better_creative_and_budget_follows_returns() {
+    let _e2e = mesh_e2e::shared().await;
     let cfg = config(Servers::Real, "engage-ads");
     let (mesh, shutdown) = start(&cfg).await;
     let mut client = EngageServiceClient::connect(format!("http://{}", mesh.engage.grpc_addr))

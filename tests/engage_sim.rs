@@ -25,6 +25,7 @@ use mesh_e2e::{config, start, Servers};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_bandit_finds_the_best_offer_and_the_report_covers_the_true_lift() {
+    let _e2e = mesh_e2e::shared().await;
     let cfg = config(Servers::Real, "engage-sim");
     let (mesh, shutdown) = start(&cfg).await;
     let _stop_on_panic = shutdown.clone().drop_guard();

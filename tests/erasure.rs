@@ -120,6 +120,7 @@ fn with_gone_user(mut evs: Vec<Envelope>, user: &str) -> Vec<Envelope> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forget_user_erases_every_service_and_survives_a_replay() {
+    let _e2e = mesh_e2e::exclusive().await;
     let mut cfg = config(Servers::Real, "erase");
     // Replays compare with the policy's fixed threshold (see backbone's
     // replay test).

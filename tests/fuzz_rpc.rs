@@ -15,7 +15,7 @@
 //!
 //! `MESH_FUZZ_CASES` (default 25) cases per method; `MESH_FUZZ_SEED` (default:
 //! random, printed) reproduces a run. The long run is
-//! `MESH_FUZZ_CASES=2000 scripts/test.sh --test fuzz_rpc`. Each failing
+//! `MESH_FUZZ_CASES=2000 scripts/test.sh --test e2e fuzz_rpc::`. Each failing
 //! input is written to `target/fuzz-rpc-findings/` with its method and seed.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -214,6 +214,7 @@ fn acceptable(s: &Status) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_rpc_survives_generated_and_mutated_requests() {
+    let _e2e = mesh_e2e::shared().await;
     let cases: usize = std::env::var("MESH_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())

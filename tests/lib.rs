@@ -13,6 +13,7 @@ use mesh_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use mesh_proto::ingest::v1::PublishRequest;
 use mesh_proto::profile::v1::profile_service_client::ProfileServiceClient;
 use mesh_proto::profile::v1::GetProfileRequest;
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio_util::sync::CancellationToken;
 
 /// Which servers a test runs on.
@@ -202,9 +203,13 @@ pub async fn wait_for_profiles(
     }
 }
 
-/// The `mesh` binary of this build, built if missing or stale. With
-/// `--workspace` the build resolves features as the test crates' build
-/// did, so it reuses every artifact and only links the binary.
+/// The `mesh` binary of this build, built if missing or stale. It asks
+/// for the binary the way `cargo test --workspace` builds it: the same
+/// packages and a test target (mesh-cli's `bench_all`, whose build makes
+/// cargo build and place the `mesh` binary), so features resolve as they
+/// did for the test binaries and every artifact is reused (`cargo build
+/// --bin mesh` resolves them without dev-dependencies and rebuilt ~60
+/// crates, six minutes of a CI run).
 pub fn mesh_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     // <target>/<profile>/deps/<test>-<hash>
@@ -216,7 +221,7 @@ pub fn mesh_binary() -> PathBuf {
     let mut cargo = Command::new(env!("CARGO"));
     cargo
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .args(["build", "--workspace", "--bin", "mesh"])
+        .args(["test", "--workspace", "--no-run", "--test", "bench_all"])
         .env("CARGO_TARGET_DIR", target_dir);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cargo.arg("--release");
@@ -224,6 +229,33 @@ pub fn mesh_binary() -> PathBuf {
     let status = cargo.status().expect("cargo runs");
     assert!(status.success(), "building the mesh binary failed");
     profile_dir.join("mesh")
+}
+
+/// The whole-mesh tests share one test binary (`tests/e2e.rs`: one link
+/// of the mesh instead of one per file). The test harness runs two at a
+/// time; the heaviest (every service as a process, a browser) hold this
+/// lock exclusively, every other test holds it shared, so no two heavy
+/// tests and no heavy and light test overlap.
+static E2E: RwLock<()> = RwLock::const_new(());
+
+/// Held by a test that may run beside another light one.
+pub async fn shared() -> RwLockReadGuard<'static, ()> {
+    E2E.read().await
+}
+
+/// [`shared`] for a test outside a runtime.
+pub fn shared_blocking() -> RwLockReadGuard<'static, ()> {
+    E2E.blocking_read()
+}
+
+/// Held by a test that must run alone.
+pub async fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    E2E.write().await
+}
+
+/// [`exclusive`] for a test outside a runtime.
+pub fn exclusive_blocking() -> RwLockWriteGuard<'static, ()> {
+    E2E.blocking_write()
 }
 
 /// Waits until every consumer group of the mesh has committed the end of

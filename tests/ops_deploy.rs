@@ -366,6 +366,7 @@ fn runtime_stage() -> String {
 /// string literal in `services/mesh/src`.
 #[test]
 fn roles_exist_in_the_code() {
+    let _e2e = mesh_e2e::shared_blocking();
     let mut files = Vec::new();
     rust_sources(&repo().join("services/mesh/src"), &mut files);
     let src: String = files
@@ -382,6 +383,7 @@ fn roles_exist_in_the_code() {
 
 #[test]
 fn dockerfile_ships_what_the_manifests_run() {
+    let _e2e = mesh_e2e::shared_blocking();
     let stage = runtime_stage();
     assert!(
         stage.contains("COPY --from=build /src/target/release/mesh /usr/local/bin/mesh"),
@@ -405,6 +407,7 @@ fn dockerfile_ships_what_the_manifests_run() {
 
 #[test]
 fn compose_matches_the_code() {
+    let _e2e = mesh_e2e::shared_blocking();
     let code = Code::read();
     assert!(
         code.ports.len() >= 8,
@@ -700,6 +703,7 @@ fn selects(selector: &Value, labels: &Value) -> bool {
 
 #[test]
 fn kubernetes_manifests_match_the_code() {
+    let _e2e = mesh_e2e::shared_blocking();
     let code = Code::read();
     let docs = k8s_docs();
     let kind = |k: &str| {

@@ -79,6 +79,7 @@ fn receive_until(rx: &mpsc::Receiver<Line>, until: Instant, lines: &mut Vec<Line
 
 #[test]
 fn mesh_up_is_quiet_after_start_up_and_stops_silently_in_order() {
+    let _e2e = mesh_e2e::exclusive_blocking();
     let bin = mesh_e2e::mesh_binary();
     let mut cmd = Command::new(&bin);
     cmd.args(["up", "--simulate"])
@@ -289,6 +290,7 @@ fn read_topic(topic: &str) -> Vec<(HeaderList, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_consumers_dead_letter_a_poison_record_and_apply_the_rest() {
+    let _e2e = mesh_e2e::exclusive().await;
     let brokers = mesh_testkit::kafka_brokers();
     let prefix = mesh_testkit::unique("opspoison");
     let topics = TopicNames::with_prefix(&prefix);

@@ -73,6 +73,7 @@ fn referenced_expressions() -> Vec<(String, String)> {
 
 #[test]
 fn dashboards_and_alerts_parse_and_reference_metrics() {
+    let _e2e = mesh_e2e::shared_blocking();
     let exprs = referenced_expressions();
     assert!(exprs.len() > 40, "{} expressions", exprs.len());
     for (file, e) in &exprs {
@@ -207,6 +208,7 @@ async fn engage_and_support_calls(mesh: &mesh_cli::node::Mesh) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_dashboard_and_alert_metric_is_exported() {
+    let _e2e = mesh_e2e::shared().await;
     let mut cfg = config(Servers::Real, "opsmetrics");
     cfg.churn.sweep_interval = Duration::from_secs(1);
     let (mesh, shutdown) = start(&cfg).await;

@@ -5,6 +5,7 @@ use mesh_runtime::config::Env;
 
 #[tokio::test]
 async fn cdnow_report_has_segments_stages_and_cohorts() {
+    let _e2e = mesh_e2e::shared().await;
     let path = mesh_testkit::shared_data().join("churn/CDNOW_sample.txt");
     let log = mesh_churn::data::PurchaseLog::read(&path).unwrap();
     let cfg = mesh_cli::node::MeshConfig::from_env(&Env::default()).unwrap();
@@ -48,6 +49,7 @@ async fn cdnow_report_has_segments_stages_and_cohorts() {
 /// sizes match the trained ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trained_segments_are_stored_versioned_and_served() {
+    let _e2e = mesh_e2e::shared().await;
     use std::collections::HashMap;
     use std::sync::Arc;
     use std::time::{Duration, Instant};

@@ -37,6 +37,7 @@ fn view(user: &str, sku: &str, at_ms: i64) -> Envelope {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn train_recommend_from_the_log_and_the_store_is_served_without_restart() {
+    let _e2e = mesh_e2e::shared().await;
     let name = mesh_testkit::unique("rec-train-cli");
     let mut cfg = MeshConfig::ephemeral(
         Some(mesh_testkit::kafka_brokers()),

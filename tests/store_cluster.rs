@@ -34,6 +34,7 @@ fn keys_on(url: &str, prefix: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn profiles_fold_exactly_once_on_a_redis_cluster() {
+    let _e2e = mesh_e2e::shared().await;
     let urls = redis_cluster_url();
     let name = mesh_testkit::unique("cluster");
     let cfg = MeshConfig::ephemeral(

@@ -82,6 +82,7 @@ fn ce_types(brokers: &str, topic: &str, want: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn feedback_search_and_the_assistant_in_the_running_mesh() {
+    let _e2e = mesh_e2e::shared().await;
     let cfg = config(Servers::Real, "support");
     let (mesh, shutdown) = start(&cfg).await;
     let addr = format!("http://{}", mesh.support.grpc_addr);

@@ -160,8 +160,36 @@ impl Test {
         let (deps, cfg, prefix) = setup(name).await;
         let engage = mesh_engage_svc::engine(&cfg, &deps);
         let shutdown = CancellationToken::new();
+        // The engage consumer as `mesh_engage_svc::start_consumer` builds
+        // it, but without the idle audit of quiet partitions: the audit
+        // re-reads every partition the store lost within 2 s, in no order
+        // across topics (Kafka orders none, in production neither), and a
+        // phase-2 order re-read before its user's stage or offer would be
+        // folded with no stage or no attribution. Here each partition's
+        // re-read is started by its next record, in the order the test
+        // publishes (see the module doc); the audit has its own test in
+        // crates/mesh-bus/tests/store_behind.rs.
+        let mut cc = deps.consumer_config(
+            &cfg.group,
+            &[
+                &deps.topics.user_events,
+                &deps.topics.order_events,
+                &deps.topics.alerts,
+                &deps.topics.lifecycle,
+                &deps.topics.market_prices,
+            ],
+        );
+        cc.store_audit = Duration::from_secs(24 * 3600);
+        let handler = Arc::new(EngageHandler {
+            engage: engage.clone(),
+            alerts_topic: deps.topics.alerts.clone(),
+            lifecycle_topic: deps.topics.lifecycle.clone(),
+            market_topic: deps.topics.market_prices.clone(),
+            dead_letter_topic: deps.topics.dead_letter.clone(),
+            group: cfg.group.clone(),
+        });
         let (_, consumer) =
-            mesh_engage_svc::start_consumer(&cfg, &deps, engage.clone(), shutdown.clone());
+            mesh_runtime::service::start_consumer("engage", cc, handler, shutdown.clone());
         let mut expected = State::default();
         for arm in ["treatment", "control"] {
             expected.arms.insert(arm.into(), Arm::default());

@@ -1,6 +1,6 @@
 //! Prints the evaluation report as JSON.
 //!
-//! `cargo run --release --example eval -- [--quick] [--seed N]`
+//! `cargo run --release --example engage_eval -- [--quick] [--seed N]`
 
 use mesh_engage::eval::{run, EvalConfig};
 
