@@ -92,7 +92,6 @@ fn rejected(reason: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tokens_roles_tenants_and_rates_are_enforced_over_grpc_and_http() {
-    let _e2e = mesh_e2e::shared().await;
     let dir = std::env::temp_dir().join(mesh_testkit::unique("mesh-auth"));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("tokens.toml");

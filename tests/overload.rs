@@ -41,7 +41,6 @@ async fn skipped(admin: std::net::SocketAddr) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn past_the_in_flight_bound_calls_are_refused_at_once_and_deadlines_are_kept() {
-    let _e2e = mesh_e2e::shared().await;
     auth::install(Guard::open(2, None));
     let cfg = config(Servers::Real, "overload");
     let (mesh, shutdown) = start(&cfg).await;

@@ -44,7 +44,6 @@ async fn answered(ep: Endpoint) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn services_speak_only_mutual_tls_with_the_mesh_ca() {
-    let _e2e = mesh_e2e::shared().await;
     let dir = std::env::temp_dir().join(mesh_testkit::unique("mesh-tls"));
     let good = tls::generate(&dir.join("good"), &[]).expect("certificates");
     let rogue = tls::generate(&dir.join("rogue"), &[]).expect("certificates");

@@ -167,6 +167,17 @@ pub fn start_consumer(
     engage: Arc<Engage>,
     shutdown: CancellationToken,
 ) -> (Assignment, tokio::task::JoinHandle<()>) {
+    let (cc, handler) = consumer(cfg, deps, engage);
+    service::start_consumer("engage", cc, handler, shutdown)
+}
+
+/// The engage consumer's settings (its five input topics) and handler, for
+/// [`start_consumer`] and for tests that change a setting.
+pub fn consumer(
+    cfg: &EngageConfig,
+    deps: &Deps,
+    engage: Arc<Engage>,
+) -> (mesh_bus::ConsumerConfig, Arc<handler::EngageHandler>) {
     let cc = deps.consumer_config(
         &cfg.group,
         &[
@@ -185,7 +196,7 @@ pub fn start_consumer(
         dead_letter_topic: deps.topics.dead_letter.clone(),
         group: cfg.group.clone(),
     });
-    service::start_consumer("engage", cc, handler, shutdown)
+    (cc, handler)
 }
 
 /// Prices every item every `interval` until shutdown, with a summary at

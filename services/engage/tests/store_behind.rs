@@ -169,25 +169,8 @@ impl Test {
         // re-read is started by its next record, in the order the test
         // publishes (see the module doc); the audit has its own test in
         // crates/mesh-bus/tests/store_behind.rs.
-        let mut cc = deps.consumer_config(
-            &cfg.group,
-            &[
-                &deps.topics.user_events,
-                &deps.topics.order_events,
-                &deps.topics.alerts,
-                &deps.topics.lifecycle,
-                &deps.topics.market_prices,
-            ],
-        );
+        let (mut cc, handler) = mesh_engage_svc::consumer(&cfg, &deps, engage.clone());
         cc.store_audit = Duration::from_secs(24 * 3600);
-        let handler = Arc::new(EngageHandler {
-            engage: engage.clone(),
-            alerts_topic: deps.topics.alerts.clone(),
-            lifecycle_topic: deps.topics.lifecycle.clone(),
-            market_topic: deps.topics.market_prices.clone(),
-            dead_letter_topic: deps.topics.dead_letter.clone(),
-            group: cfg.group.clone(),
-        });
         let (_, consumer) =
             mesh_runtime::service::start_consumer("engage", cc, handler, shutdown.clone());
         let mut expected = State::default();
