@@ -5,6 +5,7 @@ use crate::check::check;
 use crate::construct::regret_insert;
 use crate::error::{Error, Result};
 use crate::hgs::{better, key, Hgs, Limit};
+use crate::ils::{ils, HGS_SHARE, ILS_MIN_CUSTOMERS};
 use crate::instance::{Instance, Objective};
 use crate::ls::Penalties;
 use crate::solution::Solution;
@@ -212,10 +213,45 @@ fn solve_one(
     };
     let slots = inst.route_slots();
     if inst.objective == Objective::Distance {
+        let large = inst.customers() >= ILS_MIN_CUSTOMERS && !inst.timed();
         let mut hgs = Hgs::new(inst, slots);
-        hgs.run(&[], &mut rng, &clock.phase(1.0));
+        hgs.run(
+            &[],
+            &mut rng,
+            &clock.phase(if large { HGS_SHARE } else { 1.0 }),
+        );
         let work = Work::of(&hgs);
-        return (hgs.best.map(|b| b.routes), work);
+        if !large {
+            return (hgs.best.map(|b| b.routes), work);
+        }
+        // Large instances: a generation educates a whole solution (~0.5 CPU-s at 1000
+        // customers); the ILS improves the genetic search's best by small local steps.
+        clock.used_iterations += hgs.iterations;
+        clock.work = work;
+        let Some(start) = hgs.best.take() else {
+            hgs.run(&[], &mut rng, &clock.phase(1.0));
+            let work = Work::of(&hgs);
+            return (hgs.best.map(|b| b.routes), work);
+        };
+        let out = ils(
+            inst,
+            &start.routes,
+            slots,
+            hgs.penalties(),
+            hgs.max_penalty(),
+            &mut rng,
+            &clock.phase(1.0),
+        );
+        let work = clock.work.plus(Work {
+            iterations: out.steps,
+            ls_evals: out.ls_evals,
+            ls_moves: out.ls_moves,
+        });
+        let best = match out.best {
+            Some(b) if inst.routes_distance(&b) < start.dist - 1e-9 => b,
+            _ => start.routes,
+        };
+        return (Some(best), work);
     }
     // Vehicles first: a distance phase, then repeated route elimination, then polishing.
     let mut hgs = Hgs::new(inst, slots);
