@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 pub struct Budget {
     /// Wall-clock limit.
     pub time: Option<Duration>,
-    /// Limit on genetic generations (offspring), summed over all phases.
+    /// Limit on iterations, summed over all phases: genetic generations (offspring), and on
+    /// capacity-only instances of 100+ customers also the steps of the iterated local search
+    /// that follows the genetic phase (which gets 20 % of the budget).
     pub iterations: Option<u64>,
 }
 
@@ -32,7 +34,7 @@ impl Budget {
             iterations: None,
         }
     }
-    /// A deterministic generation budget.
+    /// A deterministic iteration budget (generations, plus ILS steps on large instances).
     pub fn iterations(n: u64) -> Self {
         Self {
             time: None,
@@ -71,7 +73,8 @@ pub struct SolveResult {
     pub distance: f64,
     /// Routes used.
     pub vehicles: usize,
-    /// Generations run (summed over threads).
+    /// Iterations run, summed over threads: genetic generations plus, on capacity-only
+    /// instances of 100+ customers, iterated-local-search steps.
     pub iterations: u64,
     /// Local-search move evaluations (candidate moves priced), summed over threads.
     pub ls_evaluations: u64,
@@ -224,8 +227,8 @@ fn solve_one(
         if !large {
             return (hgs.best.map(|b| b.routes), work);
         }
-        // Large instances: a generation educates a whole solution (~0.5 CPU-s at 1000
-        // customers); the ILS improves the genetic search's best by small local steps.
+        // Larger instances: a generation educates a whole solution; the ILS improves the
+        // genetic search's best by small local steps, many more per second.
         clock.used_iterations += hgs.iterations;
         clock.work = work;
         let Some(start) = hgs.best.take() else {
