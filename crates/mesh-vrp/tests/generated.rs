@@ -110,3 +110,27 @@ fn a_500_customer_instance_goes_through_the_iterated_local_search() {
     let served: usize = res.solution.routes.iter().map(Vec::len).sum();
     assert_eq!(served, 500);
 }
+
+#[test]
+fn the_iterated_local_search_is_deterministic_under_an_iteration_budget() {
+    let inst = generate(&GenSpec {
+        n: 120,
+        depot: DepotPos::Random,
+        customers: CustomerPos::RandomClustered,
+        demand: DemandDist::Quadrant,
+        r: 8.0,
+        seed: 12,
+    })
+    .unwrap();
+    let opts = SolveOptions {
+        seed: 3,
+        budget: Budget::iterations(60),
+        threads: 1,
+    };
+    let a = solve(&inst, &opts).unwrap();
+    let b = solve(&inst, &opts).unwrap();
+    assert_eq!(a.solution.routes, b.solution.routes);
+    // 12 generations (20 %), then 48 ILS steps.
+    assert_eq!(a.iterations, 60);
+    check(&inst, &a.solution).unwrap();
+}
