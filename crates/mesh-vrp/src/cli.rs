@@ -15,7 +15,8 @@ pub struct EvalArgs {
     /// Wall-clock seconds per instance.
     #[arg(long, default_value_t = 5.0)]
     pub time_limit: f64,
-    /// Generation limit per instance (makes runs reproducible; combines with --time-limit).
+    /// Iteration limit per instance: generations, plus ILS steps at 100+ customers (makes
+    /// runs reproducible; combines with --time-limit).
     #[arg(long)]
     pub iterations: Option<u64>,
     /// Random seed.
@@ -49,7 +50,7 @@ pub struct InstanceReport {
     pub vehicles: usize,
     /// Wall-clock seconds.
     pub seconds: f64,
-    /// Generations run.
+    /// Iterations run (generations, plus ILS steps at 100+ customers).
     pub iterations: u64,
     /// Best known distance, if published with the instance.
     pub bks: Option<f64>,
@@ -195,7 +196,7 @@ pub struct SolveArgs {
     /// Wall-clock seconds.
     #[arg(long, default_value_t = 5.0)]
     pub time_limit: f64,
-    /// Generation limit (reproducible runs).
+    /// Iteration limit: generations, plus ILS steps at 100+ customers (reproducible runs).
     #[arg(long)]
     pub iterations: Option<u64>,
     /// Random seed.

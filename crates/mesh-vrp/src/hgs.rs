@@ -19,7 +19,7 @@ pub(crate) struct Limit {
 }
 
 impl Limit {
-    fn reached(&self, iterations: u64) -> bool {
+    pub(crate) fn reached(&self, iterations: u64) -> bool {
         self.iterations.is_some_and(|m| iterations >= m)
             || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
@@ -259,6 +259,11 @@ impl<'a> Hgs<'a> {
     /// Current penalty weights (handed to a follow-up phase).
     pub(crate) fn penalties(&self) -> Penalties {
         self.pen
+    }
+
+    /// Upper bound of the adaptive penalty weights.
+    pub(crate) fn max_penalty(&self) -> f64 {
+        self.max_penalty
     }
 
     /// Starts from given penalty weights instead of the default guess.

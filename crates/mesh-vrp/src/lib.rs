@@ -22,6 +22,8 @@
 //! - `construct`: regret-2 insertion (internal).
 //! - `segment`, `ls`, `split`, `population`, `hgs`: time-window segments, the granular local
 //!   search, giant-tour split, the population and the genetic loop (internal).
+//! - `ils`: the iterated local search (ruin-and-recreate steps) that takes over from the
+//!   genetic loop on capacity-only instances of 100+ customers (internal).
 //! - [`plot`]: routes of solved instances as SVG for `mesh eval vrp --plot DIR`.
 //! - [`cli`]: argument structs and reports for the `mesh` operator binary.
 #![forbid(unsafe_code)]
@@ -33,6 +35,7 @@ mod construct;
 pub mod error;
 pub mod generate;
 mod hgs;
+mod ils;
 pub mod instance;
 mod ls;
 pub mod parse;

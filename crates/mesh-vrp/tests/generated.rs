@@ -90,3 +90,47 @@ fn demands_equal_to_the_capacity_need_one_route_each() {
     let out_and_back: f64 = (1..13).map(|c| 2.0 * inst.d(0, c)).sum();
     assert_eq!(res.distance, out_and_back);
 }
+
+#[test]
+fn a_500_customer_instance_goes_through_the_iterated_local_search() {
+    let inst = generate(&GenSpec {
+        n: 500,
+        depot: DepotPos::Central,
+        customers: CustomerPos::Clustered,
+        demand: DemandDist::SmallLargeVar,
+        r: 10.0,
+        seed: 11,
+    })
+    .unwrap();
+    // 5 generations of the genetic search (20 % of 25 iterations), then 20 ILS steps
+    // (the 2 s clock may cut either short in a debug build).
+    let res = solve(&inst, &quick(25)).unwrap();
+    let checked = check(&inst, &res.solution).unwrap();
+    assert_eq!(checked.distance, res.distance);
+    let served: usize = res.solution.routes.iter().map(Vec::len).sum();
+    assert_eq!(served, 500);
+}
+
+#[test]
+fn the_iterated_local_search_is_deterministic_under_an_iteration_budget() {
+    let inst = generate(&GenSpec {
+        n: 120,
+        depot: DepotPos::Random,
+        customers: CustomerPos::RandomClustered,
+        demand: DemandDist::Quadrant,
+        r: 8.0,
+        seed: 12,
+    })
+    .unwrap();
+    let opts = SolveOptions {
+        seed: 3,
+        budget: Budget::iterations(60),
+        threads: 1,
+    };
+    let a = solve(&inst, &opts).unwrap();
+    let b = solve(&inst, &opts).unwrap();
+    assert_eq!(a.solution.routes, b.solution.routes);
+    // 12 generations (20 %), then 48 ILS steps.
+    assert_eq!(a.iterations, 60);
+    check(&inst, &a.solution).unwrap();
+}

@@ -12,6 +12,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 mod moves;
+mod ruin;
 mod swap_star;
 
 use swap_star::{polar_angle, Sector, Top3};
@@ -431,13 +432,27 @@ impl<'a> LocalSearch<'a> {
     }
 
     /// Runs the local search to a local optimum (or until `stop()` says so).
-    pub(crate) fn run<R: Rng>(&mut self, rng: &mut R, mut stop: impl FnMut() -> bool) {
+    pub(crate) fn run<R: Rng>(&mut self, rng: &mut R, stop: impl FnMut() -> bool) {
+        self.search(rng, stop, false);
+    }
+
+    /// Local search around what changed since the last [`LocalSearch::mark_all_tested`]:
+    /// a pair (or a route pair for SWAP*) is tried only when one of its routes was modified
+    /// since, from the first loop on. Used by the iterated local search, whose perturbations
+    /// touch a few routes of an otherwise locally optimal solution.
+    pub(crate) fn run_focused<R: Rng>(&mut self, rng: &mut R) {
+        self.search(rng, || false, true);
+    }
+
+    fn search<R: Rng>(&mut self, rng: &mut R, mut stop: impl FnMut() -> bool, focused: bool) {
         let mut order: Vec<usize> = (1..self.inst.n())
             .filter(|&c| self.route_of[c] != NONE)
             .collect();
         order.shuffle(rng);
-        for c in &order {
-            self.neigh[*c].shuffle(rng);
+        if !focused {
+            for c in &order {
+                self.neigh[*c].shuffle(rng);
+            }
         }
         let mut loop_id = 0u32;
         let mut improved = true;
@@ -454,7 +469,7 @@ impl<'a> LocalSearch<'a> {
                     if self.route_of[v] == NONE {
                         continue;
                     }
-                    if loop_id > 0
+                    if (loop_id > 0 || focused)
                         && self.last_modified[self.route_of[u]]
                             .max(self.last_modified[self.route_of[v]])
                             <= last_test
@@ -465,11 +480,18 @@ impl<'a> LocalSearch<'a> {
                         improved = true;
                     }
                 }
-                if loop_id > 0 && self.try_empty(u) {
+                // Focused: only customers whose route changed since they were last tried
+                // (the scan for an empty route costs O(routes) per customer).
+                let try_empty = if focused {
+                    self.last_modified[self.route_of[u]] > last_test
+                } else {
+                    loop_id > 0
+                };
+                if try_empty && self.try_empty(u) {
                     improved = true;
                 }
             }
-            if self.swap_star_enabled() && self.star_loop(loop_id) {
+            if self.swap_star_enabled() && self.star_loop(loop_id, focused) {
                 improved = true;
             }
             loop_id += 1;
@@ -483,7 +505,7 @@ impl<'a> LocalSearch<'a> {
 impl LocalSearch<'_> {
     /// One pass of SWAP* over the route pairs whose sectors overlap and of which one route
     /// changed since the pair was last tested (HGS-CVRP's route loop).
-    fn star_loop(&mut self, loop_id: u32) -> bool {
+    fn star_loop(&mut self, loop_id: u32, focused: bool) -> bool {
         let mut improved = false;
         for k in 0..self.route_order.len() {
             let ra = self.route_order[k];
@@ -493,7 +515,9 @@ impl LocalSearch<'_> {
                 if self.routes[ra].nodes.len() <= 2 || self.routes[rb].nodes.len() <= 2 {
                     continue;
                 }
-                if loop_id > 0 && self.last_modified[ra].max(self.last_modified[rb]) <= last {
+                if (loop_id > 0 || focused)
+                    && self.last_modified[ra].max(self.last_modified[rb]) <= last
+                {
                     continue;
                 }
                 if !self.sector(ra).overlaps(&self.sector(rb)) {
