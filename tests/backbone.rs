@@ -151,11 +151,7 @@ async fn dump_scope(
     prefix: &str,
     scope: &str,
 ) -> std::collections::BTreeMap<String, String> {
-    let client = redis::Client::open(url).expect("redis url");
-    let mut c = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+    let mut c = mesh_testkit::redis_connection(url).await;
     let pattern = format!("{prefix}:{{{scope}.[0-9]*");
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(&pattern)

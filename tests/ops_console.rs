@@ -98,7 +98,6 @@ async fn wait_api(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn console_shows_live_numbers_in_a_browser() {
-    let _e2e = mesh_e2e::exclusive().await;
     let mut cfg = config(Servers::Embedded, "console");
     // As `mesh up --simulate`: the console forecasts the shop's demand,
     // the fraud lab publishes under a tenant of its own.

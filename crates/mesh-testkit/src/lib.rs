@@ -66,11 +66,7 @@ pub async fn store_traces(
     needles: &[&str],
     skip_suffix: &str,
 ) -> Vec<String> {
-    let client = redis::Client::open(url).expect("redis url");
-    let mut c = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connects");
+    let mut c = redis_connection(url).await;
     let mut keys: Vec<String> = Vec::new();
     let mut cursor = 0u64;
     loop {
@@ -120,4 +116,17 @@ pub async fn store_traces(
         }
     }
     found
+}
+
+/// A test's own connection to the Redis at `url`, with a 30 s response
+/// timeout: the tests share one Redis, and a SCAN or DUMP while other
+/// tests write hard outlasts the client's 500 ms default.
+pub async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)));
+    redis::Client::open(url)
+        .expect("redis url")
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("redis connects")
 }

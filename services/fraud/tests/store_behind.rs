@@ -364,11 +364,7 @@ fn prefix_of(store: &StateStore) -> String {
 async fn a_store_restored_from_a_snapshot_or_emptied_is_rebuilt_by_the_running_consumer() {
     let h = common::start(None).await;
     let prefix = prefix_of(&h.store);
-    let client = redis::Client::open(mesh_testkit::redis_url()).expect("redis url");
-    let mut redis = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+    let mut redis = mesh_testkit::redis_connection(&mesh_testkit::redis_url()).await;
     // Two buyers per partition; one device shared across the partitions
     // (its home slot gets entity ops of both); the erased user shares it.
     let a0 = Buyer::new(0, "a", "dev-a0");

@@ -299,11 +299,7 @@ impl Test {
 
 /// The test's own connection to the Redis under the store.
 async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(mesh_testkit::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    mesh_testkit::redis_connection(&mesh_testkit::redis_url()).await
 }
 
 /// Every key under `prefix`.
