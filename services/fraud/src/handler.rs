@@ -273,9 +273,38 @@ impl Handler for FraudHandler {
         }
         let checked: Vec<String> = checked.into_iter().map(str::to_string).collect();
         let erasing: Vec<String> = erasing.into_iter().map(str::to_string).collect();
-        let known = erasure::read(&self.store, first.partition, &checked, &erasing)
-            .await
-            .map_err(err)?;
+        // The stored features of the batch's new orders, read in the same
+        // round trip time as the erasures; each order then adds the ops of
+        // the records before it (the overlay) when it is scored.
+        let new_orders: Vec<(i64, &mesh_fraud::Order)> = records
+            .iter()
+            .zip(&parsed)
+            .filter_map(|(r, p)| match p {
+                Parsed::Event(_, ev, _) if r.offset > wm => match ev.as_ref() {
+                    Event::Order(o) => Some((r.offset, o)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let orders: Vec<&mesh_fraud::Order> = new_orders.iter().map(|(_, o)| *o).collect();
+        let fetch_started = std::time::Instant::now();
+        let (known, fetched) = tokio::join!(
+            erasure::read(&self.store, first.partition, &checked, &erasing),
+            async {
+                if orders.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.scorer.fetch(&orders).await
+                }
+            }
+        );
+        let known = known.map_err(err)?;
+        let mut fetched: HashMap<i64, crate::state::Fetched> = new_orders
+            .iter()
+            .map(|(offset, _)| *offset)
+            .zip(fetched.map_err(err)?)
+            .collect();
         let erased_orders: Vec<(String, String)> = known
             .links
             .iter()
@@ -359,12 +388,20 @@ impl Handler for FraudHandler {
                     // span carried in the record's `traceparent` header.
                     let span = tracing::info_span!("fraud.apply", event_id = %env.event_id, offset = r.offset);
                     let _ = span.set_parent(r.headers.trace_context());
-                    let scored = self
-                        .scorer
-                        .score(o, &overlay, "consumer")
-                        .instrument(span)
-                        .await
-                        .map_err(err)?;
+                    let scored = match fetched.remove(&r.offset) {
+                        Some(f) => {
+                            let _entered = span.enter();
+                            self.scorer
+                                .score_fetched(o, f, &overlay, "consumer", fetch_started)
+                                .map_err(err)?
+                        }
+                        None => self
+                            .scorer
+                            .score(o, &overlay, "consumer")
+                            .instrument(span)
+                            .await
+                            .map_err(err)?,
+                    };
                     let decision = self.scorer.decision_proto(&env, o, &scored);
                     let action = pb::Action::try_from(decision.action).unwrap_or_default();
                     DECISIONS

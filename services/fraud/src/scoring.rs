@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Result;
 use crate::metrics::{REVIEW_THRESHOLD, RULE_RELOADS, SCORE_SECONDS};
 use crate::model::{model_version, ModelHandle};
-use crate::state::FeatureReader;
+use crate::state::{FeatureReader, Fetched, ReadSet};
 
 /// An order scored: its features, the decision and the order's alerts.
 #[derive(Debug, Clone)]
@@ -57,11 +57,44 @@ impl Scorer {
     /// yet; empty on the gRPC path). `path` labels the latency metric.
     pub async fn score(&self, order: &Order, overlay: &[StateOp], path: &str) -> Result<Scored> {
         let started = Instant::now();
+        let fetched = self.fetch(&[order]).await?.pop();
+        let fetched = fetched.ok_or(crate::error::Error::Corrupt {
+            key: order.user_id.clone(),
+            reason: "no reply to the order's reads".into(),
+        })?;
+        self.score_fetched(order, fetched, overlay, path, started)
+    }
+
+    /// Reads the stored features of `orders` in one round trip (a
+    /// consumer batch's orders); each is then scored with
+    /// [`score_fetched`](Self::score_fetched) and the ops before it.
+    pub async fn fetch(&self, orders: &[&Order]) -> Result<Vec<Fetched>> {
+        let sets = orders
+            .iter()
+            .map(|o| ReadSet {
+                reqs: reads_for(o, o.ts),
+                owner_key: entity_key(EntityKind::User, &o.user_id),
+                owner_partition: mesh_bus::partition::partition_for(
+                    &o.user_id,
+                    self.reader.partitions,
+                ),
+            })
+            .collect();
+        self.reader.fetch(sets).await
+    }
+
+    /// Scores `order` on its fetched state plus `overlay`; `started` is when
+    /// its read began (for the latency metric).
+    pub fn score_fetched(
+        &self,
+        order: &Order,
+        fetched: Fetched,
+        overlay: &[StateOp],
+        path: &str,
+        started: Instant,
+    ) -> Result<Scored> {
         let now = order.ts;
-        let reqs = reads_for(order, now);
-        let user = entity_key(EntityKind::User, &order.user_id);
-        let partition = mesh_bus::partition::partition_for(&order.user_id, self.reader.partitions);
-        let results = self.reader.read(reqs, &user, partition, overlay).await?;
+        let results = fetched.with_overlay(overlay);
         let features = mesh_fraud::features_from(order, &results, now)?;
         let mut policy = self.policy.current();
         if let Some(b) = &self.budget {

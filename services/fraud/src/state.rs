@@ -451,19 +451,38 @@ impl FeatureReader {
         owner_partition: i32,
         overlay: &[StateOp],
     ) -> Result<ReadResults> {
-        let slot_of = |key: &str| Slot {
-            scope: SCOPE,
-            partition: if key == owner_key {
-                owner_partition
-            } else {
-                home_partition(key, self.partitions)
-            },
-        };
-        // The requests move into the store reads (no copy of the ~450 field
-        // names an order reads).
-        let reads: Vec<HashRead<'_>> = reqs
-            .into_iter()
-            .map(|req| match req {
+        let mut fetched = self
+            .fetch(vec![ReadSet {
+                reqs,
+                owner_key: owner_key.to_string(),
+                owner_partition,
+            }])
+            .await?;
+        let one = fetched
+            .pop()
+            .ok_or_else(|| corrupt(owner_key, "no reply"))?;
+        Ok(one.with_overlay(overlay))
+    }
+
+    /// Answers several read sets (a batch's orders) in one round trip. The
+    /// stored state is read as it is now; each set's overlay is added later
+    /// ([`Fetched::with_overlay`]), when the ops before it are known.
+    pub async fn fetch(&self, sets: Vec<ReadSet>) -> Result<Vec<Fetched>> {
+        let mut reads: Vec<HashRead<'static>> = Vec::new();
+        let mut bounds = Vec::with_capacity(sets.len());
+        for set in sets {
+            let start = reads.len();
+            let slot_of = |key: &str| Slot {
+                scope: SCOPE,
+                partition: if key == set.owner_key {
+                    set.owner_partition
+                } else {
+                    home_partition(key, self.partitions)
+                },
+            };
+            // The requests move into the store reads (no copy of the ~450
+            // field names an order reads).
+            reads.extend(set.reqs.into_iter().map(|req| match req {
                 ReadRequest::Fields { key, fields } => HashRead::Fields {
                     slot: slot_of(&key),
                     key,
@@ -473,12 +492,14 @@ impl FeatureReader {
                     slot: slot_of(&key),
                     key,
                 },
-            })
-            .collect();
+            }));
+            bounds.push((start, reads.len(), set.owner_key));
+        }
         let replies = self.store.hread_many(&reads).await?;
         if replies.len() != reads.len() {
+            let owner = bounds.first().map(|b| b.2.as_str()).unwrap_or_default();
             return Err(corrupt(
-                owner_key,
+                owner,
                 &format!("{} replies to {} reads", replies.len(), reads.len()),
             ));
         }
@@ -486,17 +507,49 @@ impl FeatureReader {
             .iter()
             .zip(&replies)
             .map(|(read, reply)| decode(read, reply))
-            .collect::<Result<Vec<_>>>()?;
-        apply_overlay(&reads, &mut merged, overlay);
-        Ok(ReadResults(
-            merged
+            .collect::<Result<Vec<_>>>()?
+            .into_iter();
+        let mut reads = reads.into_iter();
+        Ok(bounds
+            .into_iter()
+            .map(|(start, end, _)| Fetched {
+                reads: reads.by_ref().take(end - start).collect(),
+                merged: merged.by_ref().take(end - start).collect(),
+            })
+            .collect())
+    }
+}
+
+/// The reads of one order: its requests and where its user hash lives.
+pub struct ReadSet {
+    /// The feature requests.
+    pub reqs: Vec<ReadRequest>,
+    /// The user hash, read in `owner_partition`'s slot.
+    pub owner_key: String,
+    /// The user's partition.
+    pub owner_partition: i32,
+}
+
+/// One read set's stored values, before the overlay.
+pub struct Fetched {
+    reads: Vec<HashRead<'static>>,
+    merged: Vec<Merged>,
+}
+
+impl Fetched {
+    /// The results with `overlay` (ops not applied yet) added on top, in
+    /// order.
+    pub fn with_overlay(mut self, overlay: &[StateOp]) -> ReadResults {
+        apply_overlay(&self.reads, &mut self.merged, overlay);
+        ReadResults(
+            self.merged
                 .into_iter()
                 .map(|m| match m {
                     Merged::Fields(v) => ReadReply::Fields(v),
                     Merged::Members(m) => ReadReply::Len(m.len() as u64),
                 })
                 .collect(),
-        ))
+        )
     }
 }
 
