@@ -2,13 +2,14 @@
 //! counters in their home slots, plus the consumer's overlay of unapplied
 //! ops) equal the core's reference in-memory state, on a simulated stream,
 //! also when batches are redelivered after a crash between the user slot
-//! and the home slots.
+//! and the home slots. A batch's orders fetched in one round trip, each
+//! with its own overlay, read the same.
 use std::collections::HashMap;
 
 use mesh_fraud::sim::{simulate, SimParams};
 use mesh_fraud::state::{entity_key, EntityKind};
 use mesh_fraud::{features, features_from, reads_for, updates, Event, MemoryFeatures, StateOp};
-use mesh_fraud_svc::state::{BatchWrite, FeatureReader, SCOPE};
+use mesh_fraud_svc::state::{BatchWrite, FeatureReader, ReadSet, SCOPE};
 use mesh_store::{RedisStore, StateStore};
 
 const PARTITIONS: i32 = 4;
@@ -46,6 +47,11 @@ async fn merged_reads_match_the_reference_state() {
     let mut pending: HashMap<i32, Vec<(i64, Vec<StateOp>)>> = HashMap::new();
     let mut offsets: HashMap<i32, i64> = HashMap::new();
     let mut orders = 0;
+    // Orders since the last flush with their overlay and expected features:
+    // fetched together, as a consumer batch fetches its orders, before the
+    // flush applies anything.
+    let mut unflushed = Vec::new();
+    let mut fetched_together = 0;
     let mut flushes = 0u32;
     for (n, ev) in simulate(&params).expect("simulate").take(1500).enumerate() {
         let p = mesh_bus::partition::partition_for(user_of(&ev.event), PARTITIONS);
@@ -70,6 +76,7 @@ async fn merged_reads_match_the_reference_state() {
                     o.order_id
                 );
             }
+            unflushed.push((o.clone(), overlay, expected));
             orders += 1;
         }
         let ops = updates(&ev.event);
@@ -82,6 +89,27 @@ async fn merged_reads_match_the_reference_state() {
         // redelivery must add the missing entity ops and nothing twice.
         if n % 7 == 6 {
             flushes += 1;
+            let sets = unflushed
+                .iter()
+                .map(|(o, _, _)| ReadSet {
+                    reqs: reads_for(o, o.ts),
+                    owner_key: entity_key(EntityKind::User, &o.user_id),
+                    owner_partition: mesh_bus::partition::partition_for(&o.user_id, PARTITIONS),
+                })
+                .collect();
+            let fetched = reader.fetch(sets).await.expect("fetch");
+            assert_eq!(fetched.len(), unflushed.len());
+            for ((o, overlay, expected), f) in unflushed.drain(..).zip(fetched) {
+                let got = features_from(&o, &f.with_overlay(&overlay), o.ts).expect("features");
+                for ((name, a), b) in expected.named().zip(&got.0) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                        "order {} fetched with its batch, feature {name}: reference {a}, store {b}",
+                        o.order_id
+                    );
+                }
+                fetched_together += 1;
+            }
             for (part, recs) in pending.drain() {
                 let write = |wm: i64| {
                     let mut w = BatchWrite::new("orders", part, PARTITIONS);
@@ -118,5 +146,9 @@ async fn merged_reads_match_the_reference_state() {
         }
     }
     assert!(orders > 50, "only {orders} orders simulated");
+    assert!(
+        fetched_together > 40,
+        "only {fetched_together} orders fetched in batches"
+    );
     store.clear_scope(SCOPE).await.expect("clear");
 }

@@ -1,5 +1,5 @@
 //! Metric names of the ingest service, defined once.
-use prometheus::{register_int_counter_vec, IntCounterVec};
+use prometheus::{register_int_counter, register_int_counter_vec, IntCounter, IntCounterVec};
 use std::sync::LazyLock;
 
 /// Events published, by front door.
@@ -35,6 +35,14 @@ pub static DUPLICATES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "mesh_ingest_duplicates_total",
         "Retried event ids recognised and not published again",
         &["origin"]
+    )
+    .expect("metric registers once")
+});
+/// Id-ledger writes retried after a failure (a slow or restarting store).
+pub static LEDGER_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "mesh_ingest_ledger_retries_total",
+        "Writes of published event ids to the id ledger retried after a failure"
     )
     .expect("metric registers once")
 });

@@ -201,7 +201,7 @@ impl Publisher {
                 }
             }
         }
-        let mark = self.ledger.mark_done(&ok).await;
+        let mark = mark_done(&self.ledger, &ok).await;
         let _ = self.ledger.release(&failed).await;
         resp.accepted = ok.len() as u32;
         metrics::ACCEPTED
@@ -355,6 +355,22 @@ struct Encoded<'t> {
     key: String,
     payload: Vec<u8>,
     headers: HeaderList,
+}
+
+/// Records published ids as done, retried twice (after 50 and 250 ms):
+/// marking is idempotent, and an id left pending makes a retry of its
+/// request wait for the claim to expire, then publish it again.
+async fn mark_done(ledger: &IdLedger, ids: &[String]) -> mesh_store::Result<()> {
+    let mut result = ledger.mark_done(ids).await;
+    for wait_ms in [50, 250] {
+        if result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        metrics::LEDGER_RETRIES.inc();
+        result = ledger.mark_done(ids).await;
+    }
+    result
 }
 
 fn ledger_key(e: &Envelope) -> String {
