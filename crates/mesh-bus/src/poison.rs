@@ -14,6 +14,14 @@
 //! broker was down. If producing the dead-letter record fails, the record
 //! is retried too.
 //!
+//! A failure during which the process saw its store or producer fail for a
+//! transient reason (a timeout, a dropped connection:
+//! [`mesh_store::transient_failures`], [`crate::producer::transient_failures`])
+//! is blamed on the dependency, not the record, whatever text the handler
+//! made of it: it is not counted toward `max_attempts`, and a batch failing
+//! that way is retried whole, not split. A store that answers PING but
+//! times out under load would otherwise turn valid records into poison.
+//!
 //! A batch is split only while the probe says the dependencies answer: a
 //! batch failing during an outage (or against a store too slow to answer
 //! the probe in time) is retried whole, so an overloaded store does not get
@@ -161,8 +169,8 @@ pub(crate) async fn apply_isolating<H: Handler>(
             Tried::Applied => through = Some(last),
             Tried::Interrupted => return Outcome::Interrupted,
             Tried::Behind(w) => return Outcome::Behind(w),
-            Tried::Failed(e) => {
-                if !policy.probe().await {
+            Tried::Failed(e, transient) => {
+                if transient || !policy.probe().await {
                     // An outage (or a store too slow to answer a PING), not
                     // a record: splitting would multiply the round trips
                     // against a store that is already struggling. Retry
@@ -191,7 +199,9 @@ pub(crate) async fn apply_isolating<H: Handler>(
 
 enum Tried {
     Applied,
-    Failed(HandlerError),
+    /// The last attempt's error, and whether a dependency failed
+    /// transiently during that attempt.
+    Failed(HandlerError, bool),
     Interrupted,
     Behind(Option<i64>),
 }
@@ -214,6 +224,7 @@ async fn try_times<H: Handler>(
 ) -> Tried {
     let mut backoff = Duration::from_millis(50);
     for attempt in 1..=attempts {
+        let mark = transient_mark();
         match timed(group, handler, part, expect).await {
             Ok(()) => return Tried::Applied,
             Err(Failure::Behind(w)) => return Tried::Behind(w),
@@ -221,7 +232,7 @@ async fn try_times<H: Handler>(
                 HANDLER_ERRORS.with_label_values(&[group]).inc();
                 tracing::warn!(group, error = %e, records = part.len(), attempt, "batch failed");
                 if attempt == attempts {
-                    return Tried::Failed(e);
+                    return Tried::Failed(e, transient_mark() != mark);
                 }
                 if !pause(&mut backoff, shutdown).await {
                     return Tried::Interrupted;
@@ -229,7 +240,7 @@ async fn try_times<H: Handler>(
             }
         }
     }
-    Tried::Failed(HandlerError("no attempt made".into()))
+    Tried::Failed(HandlerError("no attempt made".into()), false)
 }
 
 /// One record on its own: applied, dead-lettered after `max_attempts`
@@ -256,12 +267,23 @@ async fn apply_alone<H: Handler>(
             }
             continue;
         }
+        let mark = transient_mark();
         let err = match timed(group, handler, std::slice::from_ref(rec), expect).await {
             Ok(()) => return Alone::Applied,
             Err(Failure::Behind(w)) => return Alone::Behind(w),
             Err(Failure::Handler(e)) => e,
         };
         HANDLER_ERRORS.with_label_values(&[group]).inc();
+        if transient_mark() != mark {
+            // The store or the broker failed transiently meanwhile: not
+            // this record's fault, not counted.
+            tracing::warn!(group, error = %err, topic = %rec.topic, partition = rec.partition,
+                offset = rec.offset, "record failed while a dependency was timing out; retrying");
+            if !pause(&mut backoff, shutdown).await {
+                return Alone::Interrupted;
+            }
+            continue;
+        }
         failures += 1;
         tracing::warn!(group, error = %err, topic = %rec.topic, partition = rec.partition,
             offset = rec.offset, attempt = failures, "record failed on its own");
@@ -353,6 +375,15 @@ pub(crate) async fn timed<H: Handler>(
 
 /// Sleeps `backoff` (then doubles it, up to 5 s); false if shutdown came
 /// first.
+/// The process's transient dependency failures so far (store, producer);
+/// a change across an attempt means a dependency failed during it.
+fn transient_mark() -> (u64, u64) {
+    (
+        mesh_store::transient_failures(),
+        crate::producer::transient_failures(),
+    )
+}
+
 pub(crate) async fn pause(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         _ = shutdown.cancelled() => return false,
@@ -442,8 +473,64 @@ mod tests {
         }
     }
 
+    /// Held by the tests whose batches must split: the transient-failure
+    /// counts are the process's, so a concurrent test's timeouts would
+    /// keep their batches whole.
+    static SPLITTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    /// Fails its first `fail` calls with a real store timeout (converted to
+    /// the store's error, as a handler's store call does), then succeeds.
+    struct TimesOut {
+        fail: usize,
+        calls: Mutex<Vec<usize>>,
+    }
+
+    impl Handler for TimesOut {
+        async fn handle(&self, records: &[Record]) -> Result<(), HandlerError> {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(records.len());
+            if calls.len() <= self.fail {
+                let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "read timed out");
+                let e = mesh_store::Error::from(redis::RedisError::from(io));
+                // The handler's own wording: the text alone says nothing.
+                return Err(HandlerError(format!("reading orders: {e}")));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn records_failing_on_store_timeouts_are_never_poison() {
+        let _split = SPLITTING.lock().await;
+        // The store answers PING (the probe says healthy) but its commands
+        // time out: neither split nor dead-lettered (the dead-letter
+        // producer points at no broker, so a dead-letter attempt would
+        // show as more calls of single records).
+        let producer =
+            crate::Producer::new(crate::ProducerConfig::new("127.0.0.1:1", "t")).unwrap();
+        let policy = PoisonPolicy::new(producer, "dlq", || async { true }).with_max_attempts(2);
+        let handler = TimesOut {
+            fail: 9,
+            calls: Mutex::new(Vec::new()),
+        };
+        let shutdown = CancellationToken::new();
+        let out = apply_isolating("g", &policy, &handler, &records(8), None, &shutdown).await;
+        assert_eq!(out, Outcome::Applied { through: Some(7) });
+        assert_eq!(*handler.calls.lock().unwrap(), vec![8; 10]);
+
+        // A record that times out on its own is retried past max_attempts.
+        let handler = TimesOut {
+            fail: 5,
+            calls: Mutex::new(Vec::new()),
+        };
+        let out = apply_isolating("g", &policy, &handler, &records(1), None, &shutdown).await;
+        assert_eq!(out, Outcome::Applied { through: Some(0) });
+        assert_eq!(handler.calls.lock().unwrap().len(), 6);
+    }
+
     #[tokio::test]
     async fn a_batch_failing_during_an_outage_is_retried_whole_not_split() {
+        let _split = SPLITTING.lock().await;
         let producer =
             crate::Producer::new(crate::ProducerConfig::new("127.0.0.1:1", "t")).unwrap();
         let down = Arc::new(AtomicBool::new(true));
@@ -477,11 +564,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_split_batch_reports_what_the_store_applied() {
+        let _split = SPLITTING.lock().await;
         assert_eq!(run(-1).await, Outcome::Applied { through: Some(3) });
     }
 
     #[tokio::test]
     async fn a_store_that_goes_back_between_two_parts_refuses_the_later_part() {
+        let _split = SPLITTING.lock().await;
         // Records 0 and 1 applied alone, then the store lost them: record
         // 2 must not move the watermark past the gap.
         assert_eq!(run(2).await, Outcome::Behind(None));

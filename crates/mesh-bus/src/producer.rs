@@ -204,6 +204,7 @@ impl Producer {
             Err(e) => Err(e),
         };
         count_produced(topic, res.is_ok(), 1);
+        note_transient(&res);
         res
     }
 
@@ -245,6 +246,7 @@ impl Producer {
                 Err(e) => Err(e),
             };
             count_produced(r.topic, res.is_ok(), 1);
+            note_transient(&res);
             out.push(res);
         }
         out
@@ -313,4 +315,19 @@ fn count_produced(topic: &str, ok: bool, n: u64) {
     PRODUCED
         .with_label_values(&[topic, if ok { "ok" } else { "error" }])
         .inc_by(n);
+}
+
+static TRANSIENT_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn note_transient<T>(res: &Result<T>) {
+    if matches!(res, Err(e) if e.is_transient()) {
+        TRANSIENT_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How many sends of this process have failed for a transient reason
+/// ([`Error::is_transient`]: no acknowledgement in time, broker down) so far;
+/// see [`mesh_store::transient_failures`].
+pub fn transient_failures() -> u64 {
+    TRANSIENT_FAILURES.load(std::sync::atomic::Ordering::Relaxed)
 }

@@ -53,7 +53,7 @@ pub use tls::RedisTls;
 pub enum Error {
     /// Redis could not be reached or refused a command.
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(redis::RedisError),
     /// A value in the store was not what the reader expected.
     #[error("bad value at {key}: {reason}")]
     BadValue { key: String, reason: String },
@@ -91,6 +91,28 @@ pub(crate) fn behind(batch: &PartitionBatch, watermark: Option<i64>) -> Error {
         watermark,
         expected: batch.expect_through.unwrap_or(-1),
     }
+}
+
+impl From<redis::RedisError> for Error {
+    /// Counts the transient ones (see [`transient_failures`]).
+    fn from(e: redis::RedisError) -> Self {
+        let e = Error::Redis(e);
+        if e.is_transient() {
+            TRANSIENT_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        e
+    }
+}
+
+static TRANSIENT_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many store calls of this process have failed for a transient reason
+/// ([`Error::is_transient`]: a timeout, a dropped or refused connection) so
+/// far. A consumer compares it before and after a record's attempt: a record
+/// that failed while the store was timing out is not blamed for the failure
+/// (`mesh_bus::poison`), whatever its handler made of the error.
+pub fn transient_failures() -> u64 {
+    TRANSIENT_FAILURES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Error {

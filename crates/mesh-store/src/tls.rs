@@ -115,7 +115,7 @@ pub(crate) fn redacted(url: &str) -> String {
 /// ...). Stays [`Error::Redis`], as any connection failure.
 pub(crate) fn connect_error(url: &str, e: redis::RedisError) -> Error {
     if !url.split(',').any(|s| is_tls_url(s.trim())) {
-        return Error::Redis(e);
+        return Error::from(e);
     }
     let mut cause = e.to_string();
     let mut source = std::error::Error::source(&e);
@@ -126,7 +126,7 @@ pub(crate) fn connect_error(url: &str, e: redis::RedisError) -> Error {
         }
         source = s.source();
     }
-    Error::Redis(redis::RedisError::from((
+    Error::from(redis::RedisError::from((
         e.kind(),
         "TLS connection failed",
         format!(
