@@ -4,6 +4,7 @@
 //! else the published CDNOW fit as a prior.
 use chrono::{DateTime, Utc};
 use mesh_churn::bgnbd::{self, BgNbdParams};
+use mesh_churn::data::Rfm;
 use mesh_churn::gamma_gamma::{self, GammaGammaParams};
 use mesh_churn::training::TrainedChurnModel;
 use mesh_store::{HashRead, HashReply, Slot, StateStore};
@@ -156,6 +157,11 @@ impl Model {
                 return Self::prior(now);
             }
         };
+        if let Err(e) = scores_everyone(&bg, &rfm) {
+            tracing::warn!(%e, params = ?bg,
+                "churn model: the fitted BG/NBD cannot score its own customers; using the CDNOW prior");
+            return Self::prior(now);
+        }
         let spends: Vec<_> = summaries.iter().filter_map(Summary::repeat_spend).collect();
         let gg = if spends.len() >= min_users.clamp(10, 50) {
             match gamma_gamma::fit(&spends) {
@@ -176,6 +182,25 @@ impl Model {
         tracing::info!(params = ?m.bgnbd, gamma_gamma = ?m.gamma_gamma, users = m.customers, "churn model fitted on stored summaries");
         m
     }
+}
+
+/// Horizons (weeks) at which a fitted BG/NBD must evaluate for every
+/// customer it was fitted on: the next week and two years (the CLV and
+/// alert horizons are within it by default).
+const CHECKED_HORIZONS: [f64; 2] = [1.0, 104.0];
+
+/// Whether `bg` gives every customer in `rfm` an expectation at
+/// [`CHECKED_HORIZONS`]. A fit at the edge of the parameter space (seen in a
+/// chaos run on simulated traffic: `a` 2.8e8, `r` 1.0e7, `alpha` 1.7e6) has
+/// an expectation series that overflows; used, it failed every batch of the
+/// churn consumer.
+pub fn scores_everyone(bg: &BgNbdParams, rfm: &[Rfm]) -> mesh_churn::Result<()> {
+    for c in rfm {
+        for h in CHECKED_HORIZONS {
+            bg.conditional_expected(h, c)?;
+        }
+    }
+    Ok(())
 }
 
 /// Store scope of the supervised model artefact: its own scope, so a
@@ -239,6 +264,32 @@ pub async fn load_supervised(store: &StateStore) -> Result<Option<TrainedChurnMo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fit_that_cannot_score_its_customers_is_refused() {
+        // The parameters a chaos run's refit produced on simulated traffic.
+        let degenerate = BgNbdParams {
+            r: 10237319.096944788,
+            alpha: 1664485.1461189585,
+            a: 275267871.6537353,
+            b: 2.0,
+        };
+        let rfm = [
+            Rfm {
+                frequency: 0.0,
+                recency: 0.0,
+                t: 3.0,
+            },
+            Rfm {
+                frequency: 4.0,
+                recency: 1.5,
+                t: 2.0,
+            },
+        ];
+        let e = scores_everyone(&degenerate, &rfm).unwrap_err().to_string();
+        assert!(e.contains("did not converge"), "{e}");
+        scores_everyone(&CDNOW_BGNBD, &rfm).expect("the prior scores them");
+    }
 
     #[test]
     fn model_setting_inline_bare_and_bad() {
