@@ -190,10 +190,10 @@ impl Model {
 const CHECKED_HORIZONS: [f64; 2] = [1.0, 104.0];
 
 /// Whether `bg` gives every customer in `rfm` an expectation at
-/// [`CHECKED_HORIZONS`]. A fit at the edge of the parameter space (seen in a
-/// chaos run on simulated traffic: `a` 2.8e8, `r` 1.0e7, `alpha` 1.7e6) has
-/// an expectation series that overflows; used, it failed every batch of the
-/// churn consumer.
+/// [`CHECKED_HORIZONS`]. Fits at the edge of the parameter space (seen in a
+/// chaos run on simulated traffic: `a` 2.8e8–3.6e11 with `b` 2e-8–1e-3) have
+/// an expectation series that does not converge for some customers; used,
+/// they failed the churn consumer's batches for 29 minutes.
 pub fn scores_everyone(bg: &BgNbdParams, rfm: &[Rfm]) -> mesh_churn::Result<()> {
     for c in rfm {
         for h in CHECKED_HORIZONS {
@@ -267,13 +267,22 @@ mod tests {
 
     #[test]
     fn a_fit_that_cannot_score_its_customers_is_refused() {
-        // The parameters a chaos run's refit produced on simulated traffic.
-        let degenerate = BgNbdParams {
-            r: 10237319.096944788,
-            alpha: 1664485.1461189585,
-            a: 275267871.6537353,
-            b: 2.0,
-        };
+        // Two of the fits a chaos run's refits produced on simulated
+        // traffic; every churn batch then failed on customers like these.
+        let fits = [
+            BgNbdParams {
+                r: 0.05451573039487867,
+                alpha: 0.007612287479743058,
+                a: 6735604024.65663,
+                b: 0.001332190855940351,
+            },
+            BgNbdParams {
+                r: 10237319.096944788,
+                alpha: 1664485.1461189585,
+                a: 275267871.6537353,
+                b: 2.0648426555452867e-8,
+            },
+        ];
         let rfm = [
             Rfm {
                 frequency: 0.0,
@@ -281,13 +290,15 @@ mod tests {
                 t: 3.0,
             },
             Rfm {
-                frequency: 4.0,
-                recency: 1.5,
-                t: 2.0,
+                frequency: 1.0,
+                recency: 0.1,
+                t: 0.14111276455026456,
             },
         ];
-        let e = scores_everyone(&degenerate, &rfm).unwrap_err().to_string();
-        assert!(e.contains("did not converge"), "{e}");
+        for degenerate in fits {
+            let e = scores_everyone(&degenerate, &rfm).unwrap_err().to_string();
+            assert!(e.contains("did not converge"), "{e}");
+        }
         scores_everyone(&CDNOW_BGNBD, &rfm).expect("the prior scores them");
     }
 
