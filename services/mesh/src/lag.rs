@@ -83,6 +83,8 @@ fn client(brokers: &str, group: &str) -> rdkafka::error::KafkaResult<BaseConsume
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
+        // The mesh writes no transactions; see `mesh_bus::log::reader`.
+        .set("isolation.level", "read_uncommitted")
         .create()
 }
 

@@ -58,6 +58,10 @@ pub struct MeshConfig {
     /// `MESH_POISON_ATTEMPTS` (default 5): attempts of a record that fails on
     /// its own, while the store answers, before it is dead-lettered.
     pub poison_attempts: u32,
+    /// `MESH_CONSUMER_REJOIN_EMPTY_MS` (default 0, off): a consumer holding
+    /// no partition for this long rejoins its group (a tansu 0.6
+    /// workaround, see `mesh_bus::ConsumerConfig::rejoin_when_empty`).
+    pub rejoin_empty: Duration,
     /// `MESH_CONSOLE_TENANT` (default: every tenant's demand summed): whose
     /// demand forecasts the console shows.
     pub console_tenant: String,
@@ -239,6 +243,7 @@ impl MeshConfig {
             engage: mesh_engage_svc::EngageConfig::from_env(env)?,
             support: mesh_support_svc::SupportConfig::from_env(env)?,
             poison_attempts: mesh_runtime::service::poison_attempts_from(env)?,
+            rejoin_empty: mesh_runtime::service::rejoin_empty_from(env)?,
             console_tenant: console_tenant(env)?,
             redis_tls: redis_tls(env)?,
             kafka_tls: kafka_tls(env)?,
@@ -416,6 +421,7 @@ impl Backends {
     /// built from these `Deps` uses.
     pub fn deps(&self, cfg: &MeshConfig) -> Deps {
         mesh_runtime::service::set_poison_attempts(cfg.poison_attempts);
+        mesh_runtime::service::set_rejoin_empty(cfg.rejoin_empty);
         Deps {
             brokers: self.brokers.clone(),
             topics: cfg.topics(),
