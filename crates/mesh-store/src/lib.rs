@@ -33,6 +33,7 @@
 
 pub mod connection;
 pub mod erasure;
+mod fold;
 pub mod ledger;
 pub mod memory;
 pub mod op;
@@ -42,6 +43,7 @@ pub mod tls;
 use std::collections::HashMap;
 
 pub use connection::{StoreConnection, Topology};
+pub use fold::{apply_paths, ApplyPaths};
 pub use ledger::{Claim, IdLedger};
 pub use memory::MemoryStore;
 pub use op::{Op, PartitionBatch};

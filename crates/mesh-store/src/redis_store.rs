@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use redis::Script;
 
 use crate::connection::{query_by_slot, scan_nodes, scan_page, StoreConnection};
+use crate::fold::{self, NotFolded};
 use crate::op::{Op, PartitionBatch};
 use crate::tls::RedisTls;
 use crate::{behind, full_key, Applied, Error, HashRead, HashReply, Result, Slot, WATERMARK_KEY};
@@ -12,7 +13,9 @@ use crate::{behind, full_key, Applied, Error, HashRead, HashReply, Result, Slot,
 /// KEYS[1] is the watermark hash; KEYS[2..] are the op keys.
 /// Checks every op first, then writes: all or nothing.
 /// ARGV: source topic, record count, the offset the caller expects the
-/// watermark to be at least (`''`: no expectation), then per record: offset,
+/// watermark to be at least (`''`: no expectation), the slot's new write
+/// token (set when anything is applied, see [`crate::fold`]), then per
+/// record: offset,
 /// op count, and per op four values: code, key index (into KEYS), a, b.
 /// Returns `{applied, skipped}`, or `{-1, watermark}` without a write when
 /// the watermark is below the expectation (the store went back). Beside the
@@ -29,7 +32,7 @@ if ARGV[3] ~= '' and wm < tonumber(ARGV[3]) then return {-1, wm} end
 -- id was seen).
 local SKIP = {}
 local function walk(op, done)
-  local i = 4
+  local i = 5
   for _ = 1, n do
     local offset = tonumber(ARGV[i]); local nops = tonumber(ARGV[i + 1]); i = i + 2
     local live = offset > wm
@@ -133,15 +136,20 @@ walk(write, function(offset, live)
   if live then applied = applied + 1; top = offset else skipped = skipped + 1 end
 end)
 if top > wm then redis.call('HSET', KEYS[1], ARGV[1], top) end
-if applied > 0 then redis.call('HINCRBY', KEYS[1], '#n:' .. ARGV[1], applied) end
+if applied > 0 then
+  redis.call('HINCRBY', KEYS[1], '#n:' .. ARGV[1], applied)
+  redis.call('HSET', KEYS[1], '#v', ARGV[4])
+end
 return {applied, skipped}
 "#;
 
-/// KEYS[1] is the hash. ARGV: guard count, per guard: field, `a` (absent) or
-/// `v` (equals), value; then field/value pairs to set.
+/// KEYS[1] is the hash, KEYS[2] its slot's watermark hash. ARGV: the
+/// slot's new write token (set when the script writes, see
+/// [`crate::fold`]), guard count, per guard: field, `a` (absent) or `v`
+/// (equals), value; then field/value pairs to set.
 const HSET_IF_LUA: &str = r#"
-local n = tonumber(ARGV[1])
-local i = 2
+local n = tonumber(ARGV[2])
+local i = 3
 for _ = 1, n do
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
   if ARGV[i + 1] == 'a' then
@@ -149,6 +157,7 @@ for _ = 1, n do
   elseif cur ~= ARGV[i + 2] then return 0 end
   i = i + 3
 end
+if i < #ARGV then redis.call('HSET', KEYS[2], '#v', ARGV[1]) end
 while i < #ARGV do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   i = i + 2
@@ -169,6 +178,22 @@ pub struct RedisStore {
     prefix: String,
     script: Script,
     cas: Script,
+    commit: Script,
+    /// Whether `apply` folds batches in memory first (see [`crate::fold`];
+    /// `MESH_STORE_APPLY=script` turns it off).
+    fold: bool,
+}
+
+/// How [`RedisStore`] applies batches, from `MESH_STORE_APPLY`: `fold`
+/// (default) or `script`. Anything else is an error naming the variable.
+fn fold_from_env() -> Result<bool> {
+    match std::env::var("MESH_STORE_APPLY").ok().as_deref() {
+        None | Some("") | Some("fold") => Ok(true),
+        Some("script") => Ok(false),
+        Some(other) => Err(Error::Config(format!(
+            "MESH_STORE_APPLY={other:?}: expected fold (the default) or script"
+        ))),
+    }
 }
 
 impl RedisStore {
@@ -205,6 +230,8 @@ impl RedisStore {
             prefix: prefix.to_string(),
             script: Script::new(APPLY_LUA),
             cas: Script::new(HSET_IF_LUA),
+            commit: Script::new(fold::COMMIT_LUA),
+            fold: fold_from_env()?,
         })
     }
 
@@ -232,6 +259,13 @@ impl RedisStore {
             scope,
             partition: batch.partition,
         };
+        if self.fold {
+            if let Some(applied) = self.apply_folded(slot, batch).await? {
+                fold::count(true);
+                return Ok(applied);
+            }
+        }
+        fold::count(false);
         let mut inv = self.script.prepare_invoke();
         inv.key(full_key(&self.prefix, slot, WATERMARK_KEY));
         // Each distinct key is sent once; ops name it by its index in KEYS.
@@ -239,7 +273,8 @@ impl RedisStore {
         let expect = batch.expect_through.map(|e| e.to_string());
         inv.arg(&batch.source_topic)
             .arg(batch.records.len())
-            .arg(expect.unwrap_or_default());
+            .arg(expect.unwrap_or_default())
+            .arg(fold::new_token());
         for (offset, ops) in &batch.records {
             inv.arg(*offset).arg(ops.len());
             for op in ops {
@@ -261,6 +296,70 @@ impl RedisStore {
             applied: applied as u64,
             skipped: skipped as u64,
         })
+    }
+
+    /// The fast path of `apply` (see [`crate::fold`]): `None` hands the
+    /// batch to the apply script.
+    async fn apply_folded(
+        &self,
+        slot: Slot<'_>,
+        batch: &PartitionBatch,
+    ) -> Result<Option<Applied>> {
+        let Some(plan) = fold::plan(batch) else {
+            return Ok(None);
+        };
+        let wm_key = full_key(&self.prefix, slot, WATERMARK_KEY);
+        let names: Vec<String> = plan
+            .keys
+            .iter()
+            .map(|k| full_key(&self.prefix, slot, k.key))
+            .collect();
+        // A write between the read and the commit (a zombie consumer of
+        // the partition, a compare-and-set) sends the fold round again.
+        for _ in 0..3 {
+            let cmds = fold::reads(&plan, &wm_key, &batch.source_topic, &names);
+            let Ok(replies) = query_by_slot(&self.conn, cmds).await else {
+                return Ok(None);
+            };
+            let f = match fold::fold(batch, &plan, replies) {
+                Ok(f) => f,
+                Err(NotFolded::Fallback) => return Ok(None),
+                Err(NotFolded::Behind(w)) => return Err(behind(batch, w)),
+            };
+            let applied = Applied {
+                applied: f.applied,
+                skipped: f.skipped,
+            };
+            if f.applied == 0 {
+                return Ok(Some(applied));
+            }
+            let mut inv = self.commit.prepare_invoke();
+            inv.key(&wm_key);
+            for name in &names {
+                inv.key(name);
+            }
+            let top = f.top.map(|t| t.to_string()).unwrap_or_default();
+            inv.arg(&batch.source_topic)
+                .arg(&f.wm_raw)
+                .arg(&f.token_raw)
+                .arg(fold::new_token())
+                .arg(top)
+                .arg(f.applied);
+            for (key, code, items) in &f.sections {
+                inv.arg(*key).arg(*code).arg(items.len()).arg(items);
+            }
+            let done: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+            if done == 1 {
+                return Ok(Some(applied));
+            }
+            fold::count_refold();
+            tracing::debug!(
+                source_topic = %batch.source_topic,
+                partition = batch.partition,
+                "the slot changed between the fold's read and its commit; folding again"
+            );
+        }
+        Ok(None)
     }
 
     pub(crate) async fn watermark(
@@ -434,7 +533,8 @@ impl RedisStore {
     ) -> Result<bool> {
         let mut inv = self.cas.prepare_invoke();
         inv.key(full_key(&self.prefix, slot, key));
-        inv.arg(guard.len());
+        inv.key(full_key(&self.prefix, slot, WATERMARK_KEY));
+        inv.arg(fold::new_token()).arg(guard.len());
         for (field, expected) in guard {
             match expected {
                 Some(v) => inv.arg(*field).arg("v").arg(*v),

@@ -109,6 +109,12 @@ pub struct BenchProfileReport {
     pub get_profile_p99_ms: f64,
     /// Concurrent GetProfile callers.
     pub readers: usize,
+    /// How the store applied the batches during the run (this process):
+    /// folded in memory, by the apply script, folds run again after a
+    /// concurrent write (`mesh_store::apply_paths`).
+    pub batches_folded: u64,
+    pub batches_scripted: u64,
+    pub batches_refolded: u64,
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -141,10 +147,15 @@ impl std::fmt::Display for BenchProfileReport {
             "ratio                 {:.3} (profile / bare)",
             self.ratio_profile_to_bare
         )?;
-        write!(
+        writeln!(
             f,
             "GetProfile under load p50 {:.2} ms  p99 {:.2} ms  ({} calls, {} callers)",
             self.get_profile_p50_ms, self.get_profile_p99_ms, self.get_profile_calls, self.readers
+        )?;
+        write!(
+            f,
+            "store batches         {} folded, {} by the apply script, {} folded again",
+            self.batches_folded, self.batches_scripted, self.batches_refolded
         )
     }
 }
@@ -219,6 +230,7 @@ pub async fn run(
     .map_err(BoxError::from)?;
 
     let shutdown = tokio_util::sync::CancellationToken::new();
+    let paths = mesh_store::apply_paths();
     let running = crate::start(cfg, deps, shutdown.clone()).await?;
     let store = deps.store.clone();
     let done = || async {
@@ -277,6 +289,7 @@ pub async fn run(
         lat.extend(r.await?);
     }
     shutdown.cancel();
+    let after = mesh_store::apply_paths();
     let rate = opts.events as f64 / secs;
     Ok(BenchProfileReport {
         broker: broker.to_string(),
@@ -289,5 +302,8 @@ pub async fn run(
         get_profile_p50_ms: pct(&mut lat, 0.5),
         get_profile_p99_ms: pct(&mut lat, 0.99),
         readers: opts.readers,
+        batches_folded: after.folded - paths.folded,
+        batches_scripted: after.scripted - paths.scripted,
+        batches_refolded: after.refolded - paths.refolded,
     })
 }
