@@ -27,10 +27,11 @@
 //! `Del`, a key used as two types, list pushes with different caps, a key
 //! of the wrong type, a field that is not a number where a number is
 //! needed, an integer overflow, a value the batch needs but did not read.
-//! Hash floats are added in `f64` and written in Rust's shortest form (as
-//! the in-memory store does); `HINCRBYFLOAT` adds in `long double`, so the
-//! last digits of a float field may differ between the two paths, never
-//! by more than rounding.
+//! Float increments of hash fields are the exception to "final values":
+//! the commit sends each as `HINCRBYFLOAT` with the script's argument, so a
+//! field ends as the same text whichever path applied each batch (Redis
+//! adds in `long double` and prints `3`, not `3.0`); the fold only checks
+//! that Redis will accept them.
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +64,8 @@ while i <= #ARGV do
   elseif code == 'l' then redis.call('LPUSH', k, unpack(ARGV, i, j))
   elseif code == 't' then redis.call('LTRIM', k, 0, tonumber(ARGV[i]) - 1)
   elseif code == 'e' then redis.call('PEXPIRE', k, ARGV[i])
+  elseif code == 'f' then
+    for m = i, j, 2 do redis.call('HINCRBYFLOAT', k, ARGV[m], ARGV[m + 1]) end
   end
   i = i + n
 end
@@ -257,6 +260,11 @@ type Slot<'a, V> = HashMap<(u32, &'a str), (Option<V>, bool)>;
 /// The fold's working state for the whole batch.
 struct State<'a> {
     hashes: Slot<'a, String>,
+    /// Hash fields the batch adds floats to: the running sum (to refuse a
+    /// sum that is not finite) and each delta, sent as they are.
+    floats: HashMap<(u32, &'a str), (f64, Vec<f64>)>,
+    /// Per key: the fields of `floats`, in first-use order.
+    float_fields: Vec<Vec<&'a str>>,
     scores: Slot<'a, f64>,
     /// Per key of the plan: the fields / members written, in order.
     written: Vec<Vec<&'a str>>,
@@ -337,6 +345,8 @@ pub(crate) fn fold<'a>(
     let n = plan.keys.len();
     let mut st = State {
         hashes: HashMap::with_capacity(plan.op_keys.len()),
+        floats: HashMap::new(),
+        float_fields: vec![Vec::new(); n],
         scores: HashMap::with_capacity(n),
         written: vec![Vec::new(); n],
         ttl: vec![None; n],
@@ -398,6 +408,16 @@ pub(crate) fn fold<'a>(
                 }
                 push_sections(&mut sections, key, "h", set, 2);
                 push_sections(&mut sections, key, "d", del, 1);
+                let mut incr = Vec::new();
+                for f in &st.float_fields[i] {
+                    if let Some((_, deltas)) = st.floats.get(&(ki, *f)) {
+                        for d in deltas {
+                            incr.push(f.to_string());
+                            incr.push(float_arg(*d));
+                        }
+                    }
+                }
+                push_sections(&mut sections, key, "f", incr, 2);
                 if let Some(ms) = st.ttl[i] {
                     sections.push((key, "e", vec![ms.max(1).to_string()]));
                 }
@@ -438,6 +458,15 @@ pub(crate) fn fold<'a>(
         skipped,
         sections,
     })
+}
+
+/// A float as the apply script receives it (`redis_store::float`).
+fn float_arg(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:?}")
+    } else {
+        "0".to_string()
+    }
 }
 
 fn is_error(v: &Value) -> bool {
@@ -505,6 +534,10 @@ fn step<'a>(st: &mut State<'a>, k: u32, op: &'a Op) -> Result<bool, NotFolded> {
             .map(|(v, _)| v.as_deref())
             .ok_or(NotFolded::Fallback)
     }
+    if st.floats.contains_key(&(k, member)) && !matches!(op, Op::HIncrFloat { .. }) {
+        // Its value is Redis's to compute (below); the script decides.
+        return Err(Fallback);
+    }
     let new: Option<String> = match op {
         Op::HIncr { delta, .. } => {
             let now = match hash_cur(st, k, member)? {
@@ -514,15 +547,33 @@ fn step<'a>(st: &mut State<'a>, k: u32, op: &'a Op) -> Result<bool, NotFolded> {
             Some(now.checked_add(*delta).ok_or(Fallback)?.to_string())
         }
         Op::HIncrFloat { delta, .. } => {
-            let now = match hash_cur(st, k, member)? {
-                None => 0.0,
-                Some(s) => number_text(s).ok_or(Fallback)?,
+            // Sent as HINCRBYFLOAT with the script's argument, so the field
+            // ends as the same text whichever path applied the batch (Redis
+            // adds in long double and prints its own way); the fold only
+            // checks that Redis will accept it.
+            let sum = match st.floats.get(&(k, member)) {
+                Some((sum, _)) => *sum,
+                None => match hash_cur(st, k, member)? {
+                    None => 0.0,
+                    Some(s) => number_text(s).ok_or(Fallback)?,
+                },
             };
-            let v = now + delta;
-            if !v.is_finite() {
+            let v = sum + delta;
+            if !v.is_finite() || v.abs() > 1e300 || !delta.is_finite() {
                 return Err(Fallback);
             }
-            Some(format!("{v:?}"))
+            match st.floats.entry((k, member)) {
+                Entry::Occupied(mut e) => {
+                    let (s, deltas) = e.get_mut();
+                    *s = v;
+                    deltas.push(*delta);
+                }
+                Entry::Vacant(e) => {
+                    e.insert((v, vec![*delta]));
+                    st.float_fields[ki].push(member);
+                }
+            }
+            return Ok(true);
         }
         Op::HSet { value, .. } => Some(value.clone()),
         Op::HSetNx { value, .. } => {

@@ -180,18 +180,20 @@ pub struct RedisStore {
     cas: Script,
     commit: Script,
     /// Whether `apply` folds batches in memory first (see [`crate::fold`];
-    /// `MESH_STORE_APPLY=script` turns it off).
+    /// `MESH_STORE_APPLY=fold` turns it on).
     fold: bool,
 }
 
-/// How [`RedisStore`] applies batches, from `MESH_STORE_APPLY`: `fold`
-/// (default) or `script`. Anything else is an error naming the variable.
+/// How [`RedisStore`] applies batches, from `MESH_STORE_APPLY`: `script`
+/// (default) or `fold` (experimental: fraud's `store_behind` test lost one
+/// entity update with it, see ARCHITECTURE.md "The batch fold"). Anything
+/// else is an error naming the variable.
 fn fold_from_env() -> Result<bool> {
     match std::env::var("MESH_STORE_APPLY").ok().as_deref() {
-        None | Some("") | Some("fold") => Ok(true),
-        Some("script") => Ok(false),
+        None | Some("") | Some("script") => Ok(false),
+        Some("fold") => Ok(true),
         Some(other) => Err(Error::Config(format!(
-            "MESH_STORE_APPLY={other:?}: expected fold (the default) or script"
+            "MESH_STORE_APPLY={other:?}: expected script (the default) or fold"
         ))),
     }
 }
@@ -233,6 +235,13 @@ impl RedisStore {
             commit: Script::new(fold::COMMIT_LUA),
             fold: fold_from_env()?,
         })
+    }
+
+    /// This store with the batch fold on or off, whatever
+    /// `MESH_STORE_APPLY` says (tests and benchmarks compare the paths).
+    pub fn with_fold(mut self, fold: bool) -> Self {
+        self.fold = fold;
+        self
     }
 
     /// The shared connection, for services that keep extra structures
