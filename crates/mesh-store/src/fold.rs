@@ -6,21 +6,24 @@
 //!
 //! 1. [`plan`] lists what the batch touches: per key, the hash fields,
 //!    sorted-set members or list it reads or writes.
-//! 2. One pipelined round trip reads them (`HMGET` / `ZMSCORE` / `LLEN`
-//!    per key, and the watermark with the slot's write token). A key of
-//!    the wrong type answers with an error.
+//! 2. One pipelined round trip reads the watermark and the values the
+//!    batch needs (`HMGET` / `ZMSCORE` / `LLEN` per key). A key of the
+//!    wrong type answers with an error.
 //! 3. [`fold`] applies the records in memory with the script's semantics:
 //!    the watermark, `Once`, `Unless`, every op in order.
-//! 4. `COMMIT_LUA` checks that the watermark and the slot's write token
-//!    are still what step 2 read, then writes each key's final values with
-//!    one command per key (`HSET`, `HDEL`, `ZADD`, `ZREM`, `LPUSH` +
-//!    `LTRIM`, `PEXPIRE`) and moves the watermark: atomic, as before.
+//! 4. `COMMIT_LUA` checks that the watermark and every value step 2 read
+//!    are unchanged, then writes each key's final values with one command
+//!    per key (`HSET`, `HDEL`, `ZADD`, `ZREM`, `LPUSH` + `LTRIM`,
+//!    `PEXPIRE`) and moves the watermark: atomic, as before.
 //!
-//! Every write to a slot's keys (this commit, the apply script,
-//! `hset_if`) sets the slot's write token (field `#v` of the watermark
-//! hash) to a fresh random value, so an unchanged token means nothing the
-//! fold read has changed. A changed one makes the commit write nothing and
-//! the fold start again.
+//! The fold's result depends on nothing but the batch and the values it
+//! read, so "those values are unchanged" is exactly the condition under
+//! which its writes equal what the apply script would write now, whoever
+//! wrote in between (a zombie consumer of the partition, a compare-and-set,
+//! a key-by-key restore, a FLUSHALL). A changed value makes the commit
+//! write nothing and the fold start again: three times, then the script.
+//! Blind writes (`HSet`, `HDel`, `ZSet`, `ZRem`, list pushes) read nothing
+//! and need no check: the last writer wins on either path.
 //!
 //! Anything the fold does not model exactly falls back to the apply
 //! script, which then refuses or applies the batch as it always did: a
@@ -33,24 +36,45 @@
 //! adds in `long double` and prints `3`, not `3.0`); the fold only checks
 //! that Redis will accept them.
 use std::collections::hash_map::Entry;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use redis::{Cmd, Value};
 
 use crate::op::{Op, PartitionBatch};
 
-/// KEYS[1] is the watermark hash, KEYS[2..] the keys written.
-/// ARGV: source topic, the watermark read (`''`: none), the write token
-/// read (`''`: none), the new token, the new watermark (`''`: unchanged),
-/// the records applied, then sections of: key index, code, item count,
-/// items. Returns 0 without a write when the watermark or the token moved.
+/// KEYS[1] is the watermark hash, KEYS[2..] the batch's keys.
+/// ARGV: source topic, the watermark read (`''`: none), the new watermark
+/// (`''`: unchanged), the records applied, the number of check sections,
+/// then sections of: key index, code, item count, items; the check
+/// sections first. Checks: `v` hash fields (the fields, then their
+/// values), `n` hash fields that were absent, `w` sorted-set members (the
+/// members, then their scores, compared as numbers), `x` members that were
+/// absent. Returns 0 without a write when the watermark or a value read
+/// has changed.
 pub(crate) const COMMIT_LUA: &str = r#"
-local cur = redis.call('HMGET', KEYS[1], ARGV[1], '#v')
-if (cur[1] or '') ~= ARGV[2] or (cur[2] or '') ~= ARGV[3] then return 0 end
-local i = 7
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
+  local k = KEYS[tonumber(ARGV[i])]
+  local code = ARGV[i + 1]
+  local n = tonumber(ARGV[i + 2])
+  i = i + 3
+  if code == 'v' or code == 'w' then
+    local h = n / 2
+    local cur = redis.call(code == 'v' and 'HMGET' or 'ZMSCORE', k, unpack(ARGV, i, i + h - 1))
+    for m = 1, h do
+      local want = ARGV[i + h + m - 1]
+      if code == 'v' then
+        if cur[m] ~= want then return 0 end
+      elseif (not cur[m]) or tonumber(cur[m]) ~= tonumber(want) then return 0 end
+    end
+  else
+    local cur = redis.call(code == 'n' and 'HMGET' or 'ZMSCORE', k, unpack(ARGV, i, i + n - 1))
+    for m = 1, n do if cur[m] then return 0 end end
+  end
+  i = i + n
+end
 while i <= #ARGV do
   local k = KEYS[tonumber(ARGV[i])]
   local code = ARGV[i + 1]
@@ -69,71 +93,72 @@ while i <= #ARGV do
   end
   i = i + n
 end
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[5]) end
-if tonumber(ARGV[6]) > 0 then redis.call('HINCRBY', KEYS[1], '#n:' .. ARGV[1], ARGV[6]) end
-redis.call('HSET', KEYS[1], '#v', ARGV[4])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+if tonumber(ARGV[4]) > 0 then redis.call('HINCRBY', KEYS[1], '#n:' .. ARGV[1], ARGV[4]) end
 return 1
 "#;
 
-static FOLDED: AtomicU64 = AtomicU64::new(0);
-static SCRIPTED: AtomicU64 = AtomicU64::new(0);
-static REFOLDED: AtomicU64 = AtomicU64::new(0);
+/// Counts of how batches were applied: one set per process (all stores)
+/// and one per [`crate::RedisStore`] (and its clones).
+#[derive(Debug, Default)]
+pub(crate) struct PathCounts {
+    folded: AtomicU64,
+    scripted: AtomicU64,
+    refolded: AtomicU64,
+}
 
-/// How this process's Redis stores applied batches since it started.
+static PROCESS: PathCounts = PathCounts {
+    folded: AtomicU64::new(0),
+    scripted: AtomicU64::new(0),
+    refolded: AtomicU64::new(0),
+};
+
+impl PathCounts {
+    pub(crate) fn get(&self) -> ApplyPaths {
+        ApplyPaths {
+            folded: self.folded.load(Ordering::Relaxed),
+            scripted: self.scripted.load(Ordering::Relaxed),
+            refolded: self.refolded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a batch applied by the fold (`true`) or the script, here
+    /// and in the process's counts.
+    pub(crate) fn count(&self, folded: bool) {
+        for c in [self, &PROCESS] {
+            let n = if folded { &c.folded } else { &c.scripted };
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a commit that found a value read changed.
+    pub(crate) fn count_refold(&self) {
+        for c in [self, &PROCESS] {
+            c.refolded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How batches were applied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ApplyPaths {
     /// Batches the fold applied.
     pub folded: u64,
     /// Batches the apply script applied (or refused).
     pub scripted: u64,
-    /// Fold commits that found the slot changed since their read and ran
-    /// the fold again.
+    /// Fold commits that found a value they read changed since the read
+    /// and ran the fold again.
     pub refolded: u64,
 }
 
 /// How this process's Redis stores applied batches since it started.
 pub fn apply_paths() -> ApplyPaths {
-    ApplyPaths {
-        folded: FOLDED.load(Ordering::Relaxed),
-        scripted: SCRIPTED.load(Ordering::Relaxed),
-        refolded: REFOLDED.load(Ordering::Relaxed),
-    }
+    PROCESS.get()
 }
-
-pub(crate) fn count(folded: bool) {
-    let c = if folded { &FOLDED } else { &SCRIPTED };
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-pub(crate) fn count_refold() {
-    REFOLDED.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Field of the watermark hash that every write to the slot changes.
-pub(crate) const TOKEN_FIELD: &str = "#v";
 
 /// Most items one command of the commit takes (Lua's `unpack` has a
 /// stack limit of a few thousand values).
 const CHUNK: usize = 1000;
-
-/// A fresh write token: random per process, then counted.
-pub(crate) fn new_token() -> String {
-    static SEED: OnceLock<u64> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let seed = *SEED.get_or_init(|| {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        h.write_u32(std::process::id());
-        h.finish()
-    });
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{seed:016x}{n:x}")
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -218,7 +243,7 @@ pub(crate) fn plan(batch: &PartitionBatch) -> Option<Plan<'_>> {
     Some(Plan { keys, op_keys })
 }
 
-/// The read step: the watermark hash first (`HMGET source '#v'`), then one
+/// The read step: the watermark first (`HMGET <wm> source`), then one
 /// command per key of the plan, each with its full key name.
 /// `names` are the full key names of the plan's keys, in order.
 pub(crate) fn reads(
@@ -229,7 +254,7 @@ pub(crate) fn reads(
 ) -> Vec<(String, Cmd)> {
     let mut cmds = Vec::with_capacity(plan.keys.len() + 1);
     let mut c = redis::cmd("HMGET");
-    c.arg(wm_key).arg(source_topic).arg(TOKEN_FIELD);
+    c.arg(wm_key).arg(source_topic);
     cmds.push((wm_key.to_string(), c));
     for (k, name) in plan.keys.iter().zip(names) {
         let mut c = match k.kind {
@@ -276,14 +301,15 @@ struct State<'a> {
 /// What the commit writes and the figures apply returns.
 #[derive(Debug)]
 pub(crate) struct Folded {
-    /// The watermark and token as read (`''` when absent).
+    /// The watermark as read (`''` when absent).
     pub(crate) wm_raw: String,
-    pub(crate) token_raw: String,
     /// The new watermark, when it moves.
     pub(crate) top: Option<i64>,
     pub(crate) applied: u64,
     pub(crate) skipped: u64,
-    /// Commit sections: KEYS index, code, items.
+    /// The commit's check sections (the values read), then its write
+    /// sections: KEYS index, code, items.
+    pub(crate) checks: Vec<(usize, &'static str, Vec<String>)>,
     pub(crate) sections: Vec<(usize, &'static str, Vec<String>)>,
 }
 
@@ -333,7 +359,6 @@ pub(crate) fn fold<'a>(
     let head: Vec<Option<String>> =
         redis::from_redis_value(replies.next().ok_or(Fallback)?).map_err(|_| Fallback)?;
     let wm_raw = head.first().cloned().flatten().unwrap_or_default();
-    let token_raw = head.get(1).cloned().flatten().unwrap_or_default();
     let wm = if wm_raw.is_empty() {
         -1
     } else {
@@ -352,22 +377,42 @@ pub(crate) fn fold<'a>(
         ttl: vec![None; n],
         pushes: vec![Vec::new(); n],
     };
+    // What the commit checks before it writes: every value read.
+    let mut checks = Vec::new();
     for (i, (k, reply)) in plan.keys.iter().zip(replies).enumerate() {
+        let key = i + 2; // KEYS index: the watermark hash is KEYS[1]
         let i = i as u32;
+        let (mut present, mut absent) = (Vec::new(), Vec::new());
         match k.kind {
             Kind::Hash if !k.reads.is_empty() => {
                 let vals: Vec<Option<String>> =
                     redis::from_redis_value(reply).map_err(|_| Fallback)?;
+                if vals.len() != k.reads.len() {
+                    return Err(Fallback);
+                }
                 for (f, v) in k.reads.iter().zip(vals) {
+                    match &v {
+                        Some(v) => present.push((*f, v.clone())),
+                        None => absent.push(f.to_string()),
+                    }
                     st.hashes.insert((i, f), (v, false));
                 }
+                push_checks(&mut checks, key, ("v", "n"), present, absent);
             }
             Kind::ZSet if !k.reads.is_empty() => {
                 let vals: Vec<Option<f64>> =
                     redis::from_redis_value(reply).map_err(|_| Fallback)?;
+                if vals.len() != k.reads.len() {
+                    return Err(Fallback);
+                }
                 for (m, v) in k.reads.iter().zip(vals) {
+                    match v {
+                        Some(s) => present.push((*m, format!("{s:?}"))),
+                        None => absent.push(m.to_string()),
+                    }
                     st.scores.insert((i, m), (v, false));
                 }
+                push_checks(&mut checks, key, ("w", "x"), present, absent);
             }
             _ => {}
         }
@@ -452,7 +497,7 @@ pub(crate) fn fold<'a>(
     }
     Ok(Folded {
         wm_raw,
-        token_raw,
+        checks,
         top,
         applied,
         skipped,
@@ -491,6 +536,23 @@ fn push_sections(
     for c in items.chunks(per) {
         out.push((key, code, c.to_vec()));
     }
+}
+
+/// The check sections of one key: `present` as `codes.0` sections (the
+/// names, then their values), `absent` as `codes.1` sections.
+fn push_checks(
+    out: &mut Vec<(usize, &'static str, Vec<String>)>,
+    key: usize,
+    codes: (&'static str, &'static str),
+    present: Vec<(&str, String)>,
+    absent: Vec<String>,
+) {
+    for c in present.chunks(CHUNK / 2) {
+        let mut items: Vec<String> = c.iter().map(|(f, _)| f.to_string()).collect();
+        items.extend(c.iter().map(|(_, v)| v.clone()));
+        out.push((key, codes.0, items));
+    }
+    push_sections(out, key, codes.1, absent, 1);
 }
 
 /// Records a write of `v` to field `f` of key `k` in `vals`.
@@ -724,13 +786,22 @@ mod tests {
         ]);
         let p = plan(&b).unwrap();
         let replies = vec![
-            Value::Array(vec![bulk("4"), bulk("tok")]),
+            Value::Array(vec![bulk("4")]),
             Value::Array(vec![bulk("2")]),             // u (KEYS[2]): n
             Value::Array(vec![Value::Nil, bulk("1")]), // seen (KEYS[3]): x, y
         ];
         let f = fold(&b, &p, replies).unwrap();
         assert_eq!((f.applied, f.skipped, f.top), (3, 1, Some(7)));
-        assert_eq!((f.wm_raw.as_str(), f.token_raw.as_str()), ("4", "tok"));
+        assert_eq!(f.wm_raw, "4");
+        // Every value read is checked at the commit, read or not used.
+        assert_eq!(
+            f.checks,
+            vec![
+                (2, "v", vec!["n".to_string(), "2".to_string()]),
+                (3, "v", vec!["y".to_string(), "1".to_string()]),
+                (3, "n", vec!["x".to_string()]),
+            ]
+        );
         let u: Vec<_> = f.sections.iter().filter(|s| s.0 == 2).collect();
         assert_eq!(u, vec![&(2, "h", vec!["n".to_string(), "3".to_string()])]);
         assert!(f.sections.contains(&(3, "h", vec!["x".into(), "1".into()])));
@@ -742,12 +813,12 @@ mod tests {
         let b = batch(vec![(0, vec![hi("u", "n", 1)])]);
         let p = plan(&b).unwrap();
         let replies = vec![
-            Value::Array(vec![Value::Nil, Value::Nil]),
+            Value::Array(vec![Value::Nil]),
             Value::Array(vec![bulk("text")]),
         ];
         assert_eq!(fold(&b, &p, replies).unwrap_err(), NotFolded::Fallback);
         let over = vec![
-            Value::Array(vec![Value::Nil, Value::Nil]),
+            Value::Array(vec![Value::Nil]),
             Value::Array(vec![bulk(&i64::MAX.to_string())]),
         ];
         assert_eq!(fold(&b, &p, over).unwrap_err(), NotFolded::Fallback);
@@ -759,7 +830,7 @@ mod tests {
         b.expect_through = Some(8);
         let p = plan(&b).unwrap();
         let replies = vec![
-            Value::Array(vec![bulk("3"), Value::Nil]),
+            Value::Array(vec![bulk("3")]),
             Value::Array(vec![Value::Nil]),
         ];
         assert_eq!(
@@ -780,7 +851,13 @@ mod tests {
     }
 
     #[test]
-    fn tokens_differ() {
-        assert_ne!(new_token(), new_token());
+    fn long_checks_keep_names_and_values_in_one_section() {
+        let mut out = Vec::new();
+        let present: Vec<(&str, String)> = (0..CHUNK).map(|i| ("f", i.to_string())).collect();
+        push_checks(&mut out, 2, ("v", "n"), present, vec!["g".into()]);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].2.len(), CHUNK);
+        assert_eq!(out[0].2[CHUNK / 2], "0");
+        assert_eq!(out[2], (2, "n", vec!["g".to_string()]));
     }
 }

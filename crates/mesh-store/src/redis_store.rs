@@ -13,10 +13,8 @@ use crate::{behind, full_key, Applied, Error, HashRead, HashReply, Result, Slot,
 /// KEYS[1] is the watermark hash; KEYS[2..] are the op keys.
 /// Checks every op first, then writes: all or nothing.
 /// ARGV: source topic, record count, the offset the caller expects the
-/// watermark to be at least (`''`: no expectation), the slot's new write
-/// token (set when anything is applied, see [`crate::fold`]), then per
-/// record: offset,
-/// op count, and per op four values: code, key index (into KEYS), a, b.
+/// watermark to be at least (`''`: no expectation), then per record:
+/// offset, op count, and per op four values: code, key index (into KEYS), a, b.
 /// Returns `{applied, skipped}`, or `{-1, watermark}` without a write when
 /// the watermark is below the expectation (the store went back). Beside the
 /// watermark, field `#n:<source>` counts the records ever applied (the
@@ -32,7 +30,7 @@ if ARGV[3] ~= '' and wm < tonumber(ARGV[3]) then return {-1, wm} end
 -- id was seen).
 local SKIP = {}
 local function walk(op, done)
-  local i = 5
+  local i = 4
   for _ = 1, n do
     local offset = tonumber(ARGV[i]); local nops = tonumber(ARGV[i + 1]); i = i + 2
     local live = offset > wm
@@ -136,20 +134,15 @@ walk(write, function(offset, live)
   if live then applied = applied + 1; top = offset else skipped = skipped + 1 end
 end)
 if top > wm then redis.call('HSET', KEYS[1], ARGV[1], top) end
-if applied > 0 then
-  redis.call('HINCRBY', KEYS[1], '#n:' .. ARGV[1], applied)
-  redis.call('HSET', KEYS[1], '#v', ARGV[4])
-end
+if applied > 0 then redis.call('HINCRBY', KEYS[1], '#n:' .. ARGV[1], applied) end
 return {applied, skipped}
 "#;
 
-/// KEYS[1] is the hash, KEYS[2] its slot's watermark hash. ARGV: the
-/// slot's new write token (set when the script writes, see
-/// [`crate::fold`]), guard count, per guard: field, `a` (absent) or `v`
-/// (equals), value; then field/value pairs to set.
+/// KEYS[1] is the hash. ARGV: guard count, per guard: field, `a` (absent)
+/// or `v` (equals), value; then field/value pairs to set.
 const HSET_IF_LUA: &str = r#"
-local n = tonumber(ARGV[2])
-local i = 3
+local n = tonumber(ARGV[1])
+local i = 2
 for _ = 1, n do
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
   if ARGV[i + 1] == 'a' then
@@ -157,7 +150,6 @@ for _ = 1, n do
   elseif cur ~= ARGV[i + 2] then return 0 end
   i = i + 3
 end
-if i < #ARGV then redis.call('HSET', KEYS[2], '#v', ARGV[1]) end
 while i < #ARGV do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   i = i + 2
@@ -180,20 +172,20 @@ pub struct RedisStore {
     cas: Script,
     commit: Script,
     /// Whether `apply` folds batches in memory first (see [`crate::fold`];
-    /// `MESH_STORE_APPLY=fold` turns it on).
+    /// `MESH_STORE_APPLY=script` turns it off).
     fold: bool,
+    paths: std::sync::Arc<fold::PathCounts>,
 }
 
-/// How [`RedisStore`] applies batches, from `MESH_STORE_APPLY`: `script`
-/// (default) or `fold` (experimental: fraud's `store_behind` test lost one
-/// entity update with it, see ARCHITECTURE.md "The batch fold"). Anything
-/// else is an error naming the variable.
+/// How [`RedisStore`] applies batches, from `MESH_STORE_APPLY`: `fold`
+/// (the default, see [`crate::fold`]) or `script` (every batch through the
+/// apply script). Anything else is an error naming the variable.
 fn fold_from_env() -> Result<bool> {
     match std::env::var("MESH_STORE_APPLY").ok().as_deref() {
-        None | Some("") | Some("script") => Ok(false),
-        Some("fold") => Ok(true),
+        None | Some("") | Some("fold") => Ok(true),
+        Some("script") => Ok(false),
         Some(other) => Err(Error::Config(format!(
-            "MESH_STORE_APPLY={other:?}: expected script (the default) or fold"
+            "MESH_STORE_APPLY={other:?}: expected fold (the default) or script"
         ))),
     }
 }
@@ -234,6 +226,7 @@ impl RedisStore {
             cas: Script::new(HSET_IF_LUA),
             commit: Script::new(fold::COMMIT_LUA),
             fold: fold_from_env()?,
+            paths: Default::default(),
         })
     }
 
@@ -242,6 +235,12 @@ impl RedisStore {
     pub fn with_fold(mut self, fold: bool) -> Self {
         self.fold = fold;
         self
+    }
+
+    /// How this store (and its clones) applied batches since it was
+    /// connected; [`crate::apply_paths`] counts every store of the process.
+    pub fn apply_paths(&self) -> crate::ApplyPaths {
+        self.paths.get()
     }
 
     /// The shared connection, for services that keep extra structures
@@ -270,11 +269,11 @@ impl RedisStore {
         };
         if self.fold {
             if let Some(applied) = self.apply_folded(slot, batch).await? {
-                fold::count(true);
+                self.paths.count(true);
                 return Ok(applied);
             }
         }
-        fold::count(false);
+        self.paths.count(false);
         let mut inv = self.script.prepare_invoke();
         inv.key(full_key(&self.prefix, slot, WATERMARK_KEY));
         // Each distinct key is sent once; ops name it by its index in KEYS.
@@ -282,8 +281,7 @@ impl RedisStore {
         let expect = batch.expect_through.map(|e| e.to_string());
         inv.arg(&batch.source_topic)
             .arg(batch.records.len())
-            .arg(expect.unwrap_or_default())
-            .arg(fold::new_token());
+            .arg(expect.unwrap_or_default());
         for (offset, ops) in &batch.records {
             inv.arg(*offset).arg(ops.len());
             for op in ops {
@@ -323,8 +321,9 @@ impl RedisStore {
             .iter()
             .map(|k| full_key(&self.prefix, slot, k.key))
             .collect();
-        // A write between the read and the commit (a zombie consumer of
-        // the partition, a compare-and-set) sends the fold round again.
+        // A write between the read and the commit to a value the fold read
+        // (a zombie consumer of the partition, a compare-and-set, a
+        // restore) sends the fold round again.
         for _ in 0..3 {
             let cmds = fold::reads(&plan, &wm_key, &batch.source_topic, &names);
             let Ok(replies) = query_by_slot(&self.conn, cmds).await else {
@@ -350,18 +349,17 @@ impl RedisStore {
             let top = f.top.map(|t| t.to_string()).unwrap_or_default();
             inv.arg(&batch.source_topic)
                 .arg(&f.wm_raw)
-                .arg(&f.token_raw)
-                .arg(fold::new_token())
                 .arg(top)
-                .arg(f.applied);
-            for (key, code, items) in &f.sections {
+                .arg(f.applied)
+                .arg(f.checks.len());
+            for (key, code, items) in f.checks.iter().chain(&f.sections) {
                 inv.arg(*key).arg(*code).arg(items.len()).arg(items);
             }
             let done: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
             if done == 1 {
                 return Ok(Some(applied));
             }
-            fold::count_refold();
+            self.paths.count_refold();
             tracing::debug!(
                 source_topic = %batch.source_topic,
                 partition = batch.partition,
@@ -542,8 +540,7 @@ impl RedisStore {
     ) -> Result<bool> {
         let mut inv = self.cas.prepare_invoke();
         inv.key(full_key(&self.prefix, slot, key));
-        inv.key(full_key(&self.prefix, slot, WATERMARK_KEY));
-        inv.arg(fold::new_token()).arg(guard.len());
+        inv.arg(guard.len());
         for (field, expected) in guard {
             match expected {
                 Some(v) => inv.arg(*field).arg("v").arg(*v),

@@ -97,6 +97,8 @@ pub fn link_ops(member: &str, fields: &[String]) -> Vec<Op> {
 pub struct Known {
     /// Members already erased.
     pub erased: HashSet<String>,
+    /// Their erasure times as stored (Unix ms), where readable.
+    pub erased_at: HashMap<String, i64>,
     /// Link fields of each member erased by the batch.
     pub links: HashMap<String, BTreeSet<String>>,
 }
@@ -140,12 +142,13 @@ pub async fn read(
     let mut known = Known::default();
     if !members.is_empty() {
         if let Some(HashReply::Fields(v)) = replies.next() {
-            known.erased = members
-                .iter()
-                .zip(v)
-                .filter(|(_, v)| v.is_some())
-                .map(|(m, _)| m.clone())
-                .collect();
+            for (m, v) in members.iter().zip(v) {
+                let Some(v) = v else { continue };
+                if let Ok(at) = v.parse::<i64>() {
+                    known.erased_at.insert(m.clone(), at);
+                }
+                known.erased.insert(m.clone());
+            }
         }
     }
     for m in erasing {

@@ -317,6 +317,18 @@ impl Handler for FraudHandler {
             .await
             .map_err(err)?;
         let mut erased = known.erased;
+        // A redelivered range (at or below the user slot's watermark) may
+        // hold the erasure the store already applied: the user's records
+        // before it are not erased, and their entity ops must still reach
+        // home slots that missed them (a store restored from a snapshot
+        // taken before them). The erasure record re-marks the user below.
+        for p in &parsed {
+            if let Parsed::Erased(env, m) = p {
+                if known.erased_at.get(m) == Some(&env.occurred_at_ms) {
+                    erased.remove(m);
+                }
+            }
+        }
         // Links of this batch's records not applied yet, per user.
         let mut pending_links: HashMap<String, BTreeSet<String>> = HashMap::new();
         let mut write =

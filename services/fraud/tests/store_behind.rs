@@ -259,11 +259,16 @@ async fn keys(c: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<St
     out
 }
 
-/// Deletes every key under `prefix`: a store restored empty.
+/// Deletes every key under `prefix` in one `DEL`: a store restored empty,
+/// all at once, as a Redis restarted without its data.
 async fn flush(c: &mut redis::aio::MultiplexedConnection, prefix: &str) -> usize {
     let all = keys(c, prefix).await;
-    for k in &all {
-        let _: i64 = redis::cmd("DEL").arg(k).query_async(c).await.expect("del");
+    if !all.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(&all)
+            .query_async(c)
+            .await
+            .expect("del");
     }
     all.len()
 }
@@ -272,37 +277,45 @@ async fn flush(c: &mut redis::aio::MultiplexedConnection, prefix: &str) -> usize
 type Snapshot = Vec<(String, Vec<u8>, i64)>;
 
 async fn snapshot(c: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Snapshot {
-    let mut out = Vec::new();
-    for k in keys(c, prefix).await {
-        let dump: Option<Vec<u8>> = redis::cmd("DUMP")
-            .arg(&k)
-            .query_async(c)
-            .await
-            .expect("dump");
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(&k)
-            .query_async(c)
-            .await
-            .expect("pttl");
-        if let Some(dump) = dump {
-            out.push((k, dump, ttl.max(0)));
-        }
+    // One MULTI: a point-in-time copy, as an RDB snapshot is.
+    let all = keys(c, prefix).await;
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for k in &all {
+        pipe.cmd("DUMP").arg(k).cmd("PTTL").arg(k);
     }
-    out
+    let replies: Vec<(Option<Vec<u8>>, i64)> = pipe.query_async(c).await.expect("dump");
+    all.into_iter()
+        .zip(replies)
+        .filter_map(|(k, (dump, ttl))| dump.map(|d| (k, d, ttl.max(0))))
+        .collect()
+}
+
+/// Replaces every key of `gone` with the snapshot's keys in one MULTI: a
+/// Redis restarted from an older snapshot (or a failover to a replica that
+/// missed writes) goes back all at once. A key-by-key restore would let
+/// the running consumer see (and write into) a store that is half old,
+/// half empty: a state no real fault produces.
+async fn replace(c: &mut redis::aio::MultiplexedConnection, gone: &[String], snap: &Snapshot) {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    if !gone.is_empty() {
+        pipe.cmd("DEL").arg(gone).ignore();
+    }
+    for (k, dump, ttl) in snap {
+        pipe.cmd("RESTORE")
+            .arg(k)
+            .arg(*ttl)
+            .arg(dump.as_slice())
+            .ignore();
+    }
+    let () = pipe.query_async(c).await.expect("restore");
 }
 
 /// The store as `snap` had it: every key deleted, the snapshot's restored.
 async fn restore(c: &mut redis::aio::MultiplexedConnection, prefix: &str, snap: &Snapshot) {
-    flush(c, prefix).await;
-    for (k, dump, ttl) in snap {
-        let _: String = redis::cmd("RESTORE")
-            .arg(k)
-            .arg(*ttl)
-            .arg(dump.as_slice())
-            .query_async(c)
-            .await
-            .expect("restore");
-    }
+    let all = keys(c, prefix).await;
+    replace(c, &all, snap).await;
 }
 
 /// Publishes `events` on the order topic, folds them, and remembers the
@@ -440,24 +453,12 @@ async fn a_store_restored_from_a_snapshot_or_emptied_is_rebuilt_by_the_running_c
     let p5 = phase(5, &mut t, Vec::new());
     publish(&h, &mut fold, &mut last, &p5).await;
     settled(&h, &last).await;
-    for k in keys(&mut redis, &prefix).await {
-        if k.starts_with(&tag) {
-            let _: i64 = redis::cmd("DEL")
-                .arg(&k)
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-        }
-    }
-    for (k, dump, ttl) in &slot_snap {
-        let _: String = redis::cmd("RESTORE")
-            .arg(k)
-            .arg(*ttl)
-            .arg(dump.as_slice())
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-    }
+    let gone: Vec<String> = keys(&mut redis, &prefix)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(&tag))
+        .collect();
+    replace(&mut redis, &gone, &slot_snap).await;
     let p6 = phase(6, &mut t, Vec::new());
     publish(&h, &mut fold, &mut last, &p6).await;
     settled(&h, &last).await;
