@@ -505,6 +505,15 @@ pub(crate) fn fold<'a>(
     })
 }
 
+/// A score as the apply script receives it: non-finite is 0.
+fn finite_or_zero(v: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        0.0
+    }
+}
+
 /// A float as the apply script receives it (`redis_store::float`).
 fn float_arg(v: f64) -> String {
     if v.is_finite() {
@@ -679,7 +688,8 @@ fn step<'a>(st: &mut State<'a>, k: u32, op: &'a Op) -> Result<bool, NotFolded> {
         }
         Op::ZIncr { delta, .. } => {
             let cur = st.scores.get(&(k, member)).ok_or(Fallback)?.0;
-            let v = cur.unwrap_or(0.0) + delta;
+            // As the apply script receives it: a non-finite delta is 0.
+            let v = cur.unwrap_or(0.0) + finite_or_zero(*delta);
             if v.is_nan() {
                 return Err(Fallback);
             }
@@ -687,10 +697,8 @@ fn step<'a>(st: &mut State<'a>, k: u32, op: &'a Op) -> Result<bool, NotFolded> {
             return Ok(true);
         }
         Op::ZSet { score, .. } => {
-            if score.is_nan() {
-                return Err(Fallback);
-            }
-            write(&mut st.scores, &mut st.written[ki], k, member, Some(*score));
+            let score = finite_or_zero(*score);
+            write(&mut st.scores, &mut st.written[ki], k, member, Some(score));
             return Ok(true);
         }
         Op::ZRem { .. } => {
@@ -848,6 +856,27 @@ mod tests {
         assert!(out
             .iter()
             .all(|(_, _, v)| v.len() % 2 == 0 && v.len() <= CHUNK));
+    }
+
+    #[test]
+    fn non_finite_scores_fold_as_the_script_receives_them() {
+        // The apply script gets non-finite floats as "0" (a decayed
+        // popularity delta that overflowed): the fold must agree.
+        let z = |delta: f64| Op::ZIncr {
+            key: "z".into(),
+            member: "m".into(),
+            delta,
+        };
+        let b = batch(vec![(0, vec![z(f64::INFINITY), z(2.5)])]);
+        let p = plan(&b).unwrap();
+        let replies = vec![
+            Value::Array(vec![Value::Nil]),
+            Value::Array(vec![bulk("1")]),
+        ];
+        let f = fold(&b, &p, replies).unwrap();
+        assert!(f
+            .sections
+            .contains(&(2, "z", vec!["3.5".to_string(), "m".to_string()])));
     }
 
     #[test]
