@@ -241,7 +241,10 @@ impl Handler for FraudHandler {
         let applied = stored.all;
         if let Some(expected) = expect.filter(|e| applied < Some(*e)) {
             // The store lost writes this consumer made: score, publish and
-            // write nothing; the consumer re-reads from `applied`.
+            // write nothing; the consumer re-reads from `applied`. The home
+            // slots may have gone back too: what this process last wrote
+            // there is no longer what they hold.
+            self.home_marks.forget(&first.topic, first.partition);
             return Err(HandlerError::from(mesh_store::Error::Behind {
                 source_topic: first.topic.clone(),
                 partition: first.partition,

@@ -290,9 +290,14 @@ impl Engine {
         };
         // Popularity always takes part: the whole answer for a new user, the
         // backfill for everyone else.
-        let from_pop =
-            self.live
-                .cold_candidates(&q.tenant, &q.context, &self.cold_weights, pool, &exclude);
+        let from_pop = self.live.cold_candidates(
+            &q.tenant,
+            &q.context,
+            &self.cold_weights,
+            pool,
+            now,
+            &exclude,
+        );
         let (mut candidates, co, pop) =
             futures::future::try_join3(from_model, from_cooc, from_pop).await?;
         candidates.extend(co.into_iter().map(|(item, score)| Candidate {

@@ -587,7 +587,12 @@ mod tests {
             scope: SCOPE,
             partition: keys::item_partition("t", item, PARTITIONS),
         };
-        store.ztop(slot, &keys::cooc("t", item), 10).await.unwrap()
+        // The records' time (2027-01-15) is in epoch 0 of the co-occurrence decay.
+        let epoch = LiveConfig::default().cooc_decay().epoch(1_800_000_000.0);
+        store
+            .ztop(slot, &keys::cooc("t", item, epoch), 10)
+            .await
+            .unwrap()
     }
 
     #[tokio::test]

@@ -43,13 +43,25 @@ pub fn cart(tenant: &str, user: &str) -> String {
     format!("cart:{tenant}/{user}")
 }
 
-/// Co-occurrence of `item` with other items (sorted set, forward-decayed).
-pub fn cooc(tenant: &str, item: &str) -> String {
-    format!("co:{tenant}:{item}")
+/// Co-occurrence of `item` with other items in one epoch of the decay
+/// (sorted set, forward-decayed; see [`mesh_recommend::live::Decay`]).
+pub fn cooc(tenant: &str, item: &str, epoch: i64) -> String {
+    format!("co:{tenant}:{item}{}", epoch_suffix(epoch))
 }
 
-/// Popularity of items in one scope and horizon (sorted set, forward-decayed).
-pub fn popularity(tenant: &str, scope: &Scope, horizon: Horizon) -> String {
+/// Epoch 0 keeps the key names from before epochs (no suffix), so its stored
+/// values stay in use; other epochs end in `:e<epoch>`.
+fn epoch_suffix(epoch: i64) -> String {
+    if epoch == 0 {
+        String::new()
+    } else {
+        format!(":e{epoch}")
+    }
+}
+
+/// Popularity of items in one scope, horizon and epoch of the horizon's decay
+/// (sorted set, forward-decayed).
+pub fn popularity(tenant: &str, scope: &Scope, horizon: Horizon, epoch: i64) -> String {
     let s = match scope {
         Scope::Global => "all".to_string(),
         Scope::Category(c) => format!("cat={c}"),
@@ -60,7 +72,7 @@ pub fn popularity(tenant: &str, scope: &Scope, horizon: Horizon) -> String {
         Horizon::Long => "long",
         Horizon::Short => "short",
     };
-    format!("pop:{tenant}:{s}:{h}")
+    format!("pop:{tenant}:{s}:{h}{}", epoch_suffix(epoch))
 }
 
 /// Catalog entry of an item (hash). Events write `category`, `price` and
@@ -219,10 +231,18 @@ mod tests {
     }
 
     #[test]
-    fn popularity_keys_separate_scopes_and_horizons() {
-        let a = popularity("t", &Scope::Category("x".into()), Horizon::Long);
-        let b = popularity("t", &Scope::Device("x".into()), Horizon::Long);
-        let c = popularity("t", &Scope::Category("x".into()), Horizon::Short);
-        assert!(a != b && a != c && b != c);
+    fn popularity_keys_separate_scopes_horizons_and_epochs() {
+        let a = popularity("t", &Scope::Category("x".into()), Horizon::Long, 0);
+        let b = popularity("t", &Scope::Device("x".into()), Horizon::Long, 0);
+        let c = popularity("t", &Scope::Category("x".into()), Horizon::Short, 0);
+        let d = popularity("t", &Scope::Category("x".into()), Horizon::Short, 2);
+        let e = popularity("t", &Scope::Category("x".into()), Horizon::Short, -1);
+        let keys: std::collections::HashSet<&String> = [&a, &b, &c, &d, &e].into();
+        assert_eq!(keys.len(), 5);
+        // Epoch 0 keeps the names stored before epochs.
+        assert_eq!(a, "pop:t:cat=x:long");
+        assert_eq!(d, "pop:t:cat=x:short:e2");
+        assert_eq!(cooc("t", "i", 0), "co:t:i");
+        assert_eq!(cooc("t", "i", 3), "co:t:i:e3");
     }
 }

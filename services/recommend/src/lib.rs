@@ -73,8 +73,8 @@ pub struct RecommendConfig {
     pub model_poll: Duration,
     /// Live-signal settings: `t_ref` from `MESH_RECOMMEND_T_REF` (Unix
     /// seconds, default 2024-01-01) and `history_len` from
-    /// `MESH_RECOMMEND_HISTORY_LEN` (default 50). Changing `t_ref` needs an
-    /// empty store (or a rebase of every stored score).
+    /// `MESH_RECOMMEND_HISTORY_LEN` (default 50). `t_ref` is where the
+    /// decay epochs start; changing it needs an empty store.
     pub live: LiveConfig,
     /// How long a churn or promotion-abuse flag counts after its alert
     /// (`MESH_RECOMMEND_FLAG_TTL_MS`, default 30 days).

@@ -167,7 +167,7 @@ impl LiveReader {
             .store
             .ztop(
                 self.item_slot(tenant, item),
-                &keys::cooc(tenant, item),
+                &keys::cooc(tenant, item, d.epoch(now)),
                 n + 1,
             )
             .await?;
@@ -224,6 +224,7 @@ impl LiveReader {
         ctx: &ColdContext,
         weights: &ColdWeights,
         n: usize,
+        now: f64,
         exclude: &HashSet<String>,
     ) -> Result<Vec<Candidate>> {
         let mut scopes = vec![(Scope::Global, weights.global)];
@@ -237,9 +238,10 @@ impl LiveReader {
             scopes.push((Scope::Device(d.clone()), weights.device));
         }
         let k = Self::depth(n) + exclude.len();
+        let epoch = self.live.popularity_decay().epoch(now);
         let pop_keys: Vec<String> = scopes
             .iter()
-            .map(|(s, _)| keys::popularity(tenant, s, Horizon::Long))
+            .map(|(s, _)| keys::popularity(tenant, s, Horizon::Long, epoch))
             .collect();
         let reads = pop_keys.iter().map(|key| self.popularity(key, k));
         let pops = futures::future::try_join_all(reads).await?;
@@ -277,9 +279,12 @@ impl LiveReader {
     ) -> Result<Vec<(String, f64)>> {
         let scope = category.map_or(Scope::Global, |c| Scope::Category(c.to_string()));
         let k = Self::depth(n);
+        // Both stored values are read from `now`'s epoch of their decay.
+        let es = self.live.trending_decay().epoch(now);
+        let el = self.live.popularity_decay().epoch(now);
         let (short, long) = futures::future::try_join(
-            self.popularity(&keys::popularity(tenant, &scope, Horizon::Short), k),
-            self.popularity(&keys::popularity(tenant, &scope, Horizon::Long), k * 4),
+            self.popularity(&keys::popularity(tenant, &scope, Horizon::Short, es), k),
+            self.popularity(&keys::popularity(tenant, &scope, Horizon::Long, el), k * 4),
         )
         .await?;
         Ok(top_n(

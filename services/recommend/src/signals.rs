@@ -166,12 +166,12 @@ pub fn routed_ops(e: &Envelope, history: &mut Vec<HistEntry>, cfg: &LiveConfig) 
     for s in sigs {
         let past: Vec<Interaction> = history.iter().map(|h| interaction(user, h)).collect();
         let mut now = interaction(user, &s.entry);
-        for (a, b, delta) in cooccurrence_updates(&past, &now, cfg) {
+        for (a, b, epoch, delta) in cooccurrence_updates(&past, &now, cfg) {
             let home = Home::item(tenant, &a);
             ops.push((
                 home,
                 Op::ZIncr {
-                    key: keys::cooc(tenant, &a),
+                    key: keys::cooc(tenant, &a, epoch),
                     member: b,
                     delta,
                 },
@@ -183,7 +183,7 @@ pub fn routed_ops(e: &Envelope, history: &mut Vec<HistEntry>, cfg: &LiveConfig) 
             ops.push((
                 Home::Key,
                 Op::ZIncr {
-                    key: keys::popularity(tenant, &up.scope, up.horizon),
+                    key: keys::popularity(tenant, &up.scope, up.horizon, up.epoch),
                     member: up.item,
                     delta: up.delta,
                 },
@@ -354,6 +354,7 @@ fn catalog_ops(tenant: &str, h: &HistEntry, at_ms: i64) -> Vec<Op> {
 mod tests {
     use super::*;
     use mesh_proto::events::v1::{AddToCart, LineItem, OrderPlaced, ProductView};
+    use mesh_recommend::live::{Horizon, Scope};
     use mesh_recommend::rank::Source;
 
     fn env(body: Body, ms: i64) -> Envelope {
@@ -395,12 +396,42 @@ mod tests {
     fn a_second_view_pairs_with_the_first_in_both_directions() {
         let cfg = LiveConfig::default();
         let mut h = Vec::new();
+        let e = cfg.cooc_decay().epoch(1_800_000_000.0);
         let first = ops(&view("a", 1_800_000_000_000), &mut h, &cfg);
-        assert!(zincr(&first, &keys::cooc("t", "a"), "b").is_none());
+        assert!(zincr(&first, &keys::cooc("t", "a", e), "b").is_none());
         let second = ops(&view("b", 1_800_000_001_000), &mut h, &cfg);
-        let ab = zincr(&second, &keys::cooc("t", "a"), "b").unwrap();
-        assert_eq!(zincr(&second, &keys::cooc("t", "b"), "a"), Some(ab));
+        let ab = zincr(&second, &keys::cooc("t", "a", e), "b").unwrap();
+        assert_eq!(zincr(&second, &keys::cooc("t", "b", e), "a"), Some(ab));
         assert_eq!(h.len(), 2);
+    }
+
+    /// 2027-01-15, past the day (2026-10-21) a single reference time at the default
+    /// `t_ref` overflowed the 1-day trending half-life: every popularity increment is
+    /// finite and positive, and trending writes the key of its epoch.
+    #[test]
+    fn popularity_increments_stay_finite_years_after_t_ref() {
+        let cfg = LiveConfig::default();
+        let ts = 1_800_000_000.0;
+        let o = ops(&view("a", 1_800_000_000_000), &mut Vec::new(), &cfg);
+        let short = keys::popularity(
+            "t",
+            &Scope::Global,
+            Horizon::Short,
+            cfg.trending_decay().epoch(ts),
+        );
+        assert!(short.ends_with(":e2"), "{short}");
+        let mut n = 0;
+        for op in &o {
+            if let Op::ZIncr { key, delta, .. } = op {
+                if key.starts_with("pop:") {
+                    assert!(delta.is_finite() && *delta > 0.0, "{key}: {delta}");
+                    n += 1;
+                }
+            }
+        }
+        assert!(n >= 2);
+        let d = zincr(&o, &short, "a").expect("a trending increment in its epoch's key");
+        assert!((cfg.trending_decay().read(d, ts) - cfg.weights.view).abs() < 1e-9);
     }
 
     #[test]
@@ -422,7 +453,8 @@ mod tests {
             1_800_000_000_000,
         );
         let o = ops(&e, &mut h, &cfg);
-        assert!(zincr(&o, &keys::cooc("t", "x"), "y").is_some());
+        let epoch = cfg.cooc_decay().epoch(1_800_000_000.0);
+        assert!(zincr(&o, &keys::cooc("t", "x", epoch), "y").is_some());
         let bought: Vec<&str> = o
             .iter()
             .filter_map(|op| match op {

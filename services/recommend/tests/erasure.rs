@@ -306,10 +306,12 @@ async fn item_seen(store: &StateStore, item: &str) -> bool {
         scope: SCOPE,
         partition: keys::item_partition(TENANT, item, PARTITIONS),
     };
+    let live = LiveConfig::default();
     let pop = keys::popularity(
         TENANT,
         &mesh_recommend::live::Scope::Global,
         mesh_recommend::live::Horizon::Long,
+        live.popularity_decay().epoch(NOW),
     );
     let pop_slot = Slot {
         scope: SCOPE,
@@ -321,7 +323,11 @@ async fn item_seen(store: &StateStore, item: &str) -> bool {
         .unwrap()
         .is_empty()
         || !store
-            .ztop(home, &keys::cooc(TENANT, item), 10)
+            .ztop(
+                home,
+                &keys::cooc(TENANT, item, live.cooc_decay().epoch(NOW)),
+                10,
+            )
             .await
             .unwrap()
             .is_empty()

@@ -17,8 +17,10 @@ use crate::types::{Interaction, ItemId, UserId};
 pub struct LiveIndex {
     cfg: LiveConfig,
     histories: HashMap<UserId, VecDeque<Interaction>>,
-    cooc: HashMap<ItemId, HashMap<ItemId, f64>>,
-    popularity: HashMap<(Scope, Horizon), HashMap<ItemId, f64>>,
+    /// Per epoch of the co-occurrence decay.
+    cooc: HashMap<i64, HashMap<ItemId, HashMap<ItemId, f64>>>,
+    /// Per scope, horizon and epoch of the horizon's decay.
+    popularity: HashMap<(Scope, Horizon, i64), HashMap<ItemId, f64>>,
     categories: HashMap<ItemId, String>,
 }
 
@@ -44,13 +46,20 @@ impl LiveIndex {
             .get(&event.user)
             .map(|h| h.iter().cloned().collect())
             .unwrap_or_default();
-        for (a, b, delta) in cooccurrence_updates(&history, &event, &self.cfg) {
-            *self.cooc.entry(a).or_default().entry(b).or_insert(0.0) += delta;
+        for (a, b, epoch, delta) in cooccurrence_updates(&history, &event, &self.cfg) {
+            *self
+                .cooc
+                .entry(epoch)
+                .or_default()
+                .entry(a)
+                .or_default()
+                .entry(b)
+                .or_insert(0.0) += delta;
         }
         for up in popularity_updates(&event, &self.cfg) {
             *self
                 .popularity
-                .entry((up.scope, up.horizon))
+                .entry((up.scope, up.horizon, up.epoch))
                 .or_default()
                 .entry(up.item)
                 .or_insert(0.0) += up.delta;
@@ -79,11 +88,16 @@ impl LiveIndex {
         self.categories.get(item).map(String::as_str)
     }
 
+    /// Stored co-occurrences of `item` in `now`'s epoch.
+    fn cooc_of(&self, item: &str, now: f64) -> Option<&HashMap<ItemId, f64>> {
+        let e = self.cfg.cooc_decay().epoch(now);
+        self.cooc.get(&e).and_then(|m| m.get(item))
+    }
+
     /// Decayed co-occurrence score of an ordered pair at `now`.
     pub fn cooccurrence(&self, a: &str, b: &str, now: f64) -> f64 {
         let stored = self
-            .cooc
-            .get(a)
+            .cooc_of(a, now)
             .and_then(|m| m.get(b))
             .copied()
             .unwrap_or(0.0);
@@ -93,7 +107,7 @@ impl LiveIndex {
     /// Items most co-occurring with `item`, decayed to `now`.
     pub fn similar_items(&self, item: &str, n: usize, now: f64) -> Vec<(ItemId, f64)> {
         let d = self.cfg.cooc_decay();
-        match self.cooc.get(item) {
+        match self.cooc_of(item, now) {
             Some(m) => top_n(m.iter().map(|(k, &v)| (k.clone(), d.read(v, now))), n),
             None => Vec::new(),
         }
@@ -114,7 +128,7 @@ impl LiveIndex {
         let mut acc: HashMap<&str, f64> = HashMap::new();
         for h in &hist {
             let w = self.cfg.weights.of(h.kind);
-            if let Some(m) = self.cooc.get(&h.item) {
+            if let Some(m) = self.cooc_of(&h.item, now) {
                 for (other, &v) in m {
                     if !seen.contains(other.as_str()) && !exclude.contains(other) {
                         *acc.entry(other.as_str()).or_insert(0.0) += w * d.read(v, now);
@@ -129,7 +143,7 @@ impl LiveIndex {
     pub fn popularity_scores(&self, scope: &Scope, now: f64) -> HashMap<ItemId, f64> {
         let d = self.cfg.popularity_decay();
         self.popularity
-            .get(&(scope.clone(), Horizon::Long))
+            .get(&(scope.clone(), Horizon::Long, d.epoch(now)))
             .map(|m| {
                 m.iter()
                     .map(|(k, &v)| (k.clone(), d.read(v, now)))
@@ -145,8 +159,10 @@ impl LiveIndex {
 
     /// Items whose short-term traffic most exceeds their long-term rate in `scope`.
     pub fn trending(&self, scope: &Scope, n: usize, now: f64) -> Vec<(ItemId, f64)> {
-        let long = self.popularity.get(&(scope.clone(), Horizon::Long));
-        let Some(short) = self.popularity.get(&(scope.clone(), Horizon::Short)) else {
+        let el = self.cfg.popularity_decay().epoch(now);
+        let es = self.cfg.trending_decay().epoch(now);
+        let long = self.popularity.get(&(scope.clone(), Horizon::Long, el));
+        let Some(short) = self.popularity.get(&(scope.clone(), Horizon::Short, es)) else {
             return Vec::new();
         };
         top_n(
@@ -226,5 +242,39 @@ mod tests {
         assert_eq!(top[0].0, "new");
         assert_eq!(ix.trending(&Scope::Global, 1, 30.0 * day)[0].0, "new");
         assert_eq!(ix.category_of("old"), Some("x"));
+    }
+
+    /// With the default `t_ref` (2024-01-01), across a boundary of the trending
+    /// epochs: a burst an hour before the boundary still trends right after it, and
+    /// scores are finite and close to the ones just before.
+    #[test]
+    fn trending_crosses_an_epoch_boundary() {
+        let mut ix = LiveIndex::new(LiveConfig::default());
+        let d = ix.config().trending_decay();
+        let boundary = d.epoch_start(d.epoch(1_796_083_200.0) + 1);
+        let day = 86_400.0;
+        // Steady traffic on "steady" for 10 days, a burst on "hot" in the last hour.
+        for h in 0..240 {
+            let t = boundary - 10.0 * day + h as f64 * 3_600.0;
+            ix.record(Interaction::new("s", "steady", EventKind::View, t));
+        }
+        for k in 0..30 {
+            let t = boundary - 3_600.0 + k as f64 * 60.0;
+            ix.record(Interaction::new(format!("h{k}"), "hot", EventKind::View, t));
+        }
+        let before = ix.trending(&Scope::Global, 2, boundary - 1.0);
+        let after = ix.trending(&Scope::Global, 2, boundary + 1.0);
+        assert_eq!(before[0].0, "hot");
+        assert_eq!(after[0].0, "hot");
+        // The two seconds between the reads move a ratio by (λ_short − λ_long)·2 s
+        // ≈ 1.4e-5 of itself; a lost or doubled epoch would move it by far more.
+        for (b, a) in before.iter().zip(&after) {
+            assert_eq!(b.0, a.0);
+            assert!(
+                a.1.is_finite() && (a.1 - b.1).abs() < 3e-5 * b.1,
+                "{b:?} {a:?}"
+            );
+        }
+        assert_eq!(ix.popular(&Scope::Global, 1, boundary + 1.0)[0].0, "steady");
     }
 }

@@ -43,7 +43,7 @@ impl EventWeights {
 /// Settings of the live layer. Defaults suit a shop with daily traffic cycles.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveConfig {
-    /// Reference time of every stored decayed value (Unix seconds); see [`Decay`].
+    /// Start of epoch 0 of every stored decayed value (Unix seconds); see [`Decay`].
     pub t_ref: f64,
     /// Event weights.
     pub weights: EventWeights,
@@ -67,7 +67,7 @@ pub struct LiveConfig {
 impl Default for LiveConfig {
     fn default() -> Self {
         Self {
-            // 2024-01-01T00:00:00Z: exp() stays finite for ~1000 half-lives after it.
+            // 2024-01-01T00:00:00Z. Any time works: stored values are kept per epoch.
             t_ref: 1_704_067_200.0,
             weights: EventWeights::default(),
             cooc_half_life_secs: 14.0 * 86_400.0,
@@ -129,21 +129,24 @@ pub struct PopularityUpdate {
     pub horizon: Horizon,
     /// The item whose counter grows.
     pub item: ItemId,
+    /// The epoch of the stored value ([`Decay::epoch`]); each epoch is its own counter.
+    pub epoch: i64,
     /// Forward-decayed increment (add it to the stored value).
     pub delta: f64,
 }
 
 /// Co-occurrence increments caused by `new`, given the user's recent `history`.
 ///
-/// Returns `(a, b, delta)` in both directions for each distinct recent item `b != new.item`
+/// Returns `(a, b, epoch, delta)` in both directions for each distinct recent item `b != new.item`
 /// whose latest event is at most `cooc_max_gap_secs` before `new` (at most `cooc_window`
 /// items, most recent first). The pair weight is the geometric mean of the two event weights
-/// (the strongest event per history item counts), stored forward-decayed at `new.ts`.
+/// (the strongest event per history item counts), stored forward-decayed at `new.ts` in
+/// each epoch [`Decay::forward`] names.
 pub fn cooccurrence_updates(
     history: &[Interaction],
     new: &Interaction,
     cfg: &LiveConfig,
-) -> Vec<(ItemId, ItemId, f64)> {
+) -> Vec<(ItemId, ItemId, i64, f64)> {
     // Strongest weight and latest time per distinct history item.
     let mut per_item: HashMap<&str, (f64, f64)> = HashMap::new();
     for h in history {
@@ -164,9 +167,10 @@ pub fn cooccurrence_updates(
     let w_new = cfg.weights.of(new.kind);
     let mut out = Vec::with_capacity(items.len() * 2);
     for (other, w_other, _) in items {
-        let delta = decay.forward((w_new * w_other).sqrt(), new.ts);
-        out.push((new.item.clone(), other.to_string(), delta));
-        out.push((other.to_string(), new.item.clone(), delta));
+        for (epoch, delta) in decay.forward((w_new * w_other).sqrt(), new.ts) {
+            out.push((new.item.clone(), other.to_string(), epoch, delta));
+            out.push((other.to_string(), new.item.clone(), epoch, delta));
+        }
     }
     out
 }
@@ -185,15 +189,23 @@ pub fn popularity_updates(new: &Interaction, cfg: &LiveConfig) -> Vec<Popularity
     if let Some(s) = &new.segment {
         scopes.push(Scope::Segment(s.clone()));
     }
-    let long = cfg.popularity_decay().forward(w, new.ts);
-    let short = cfg.trending_decay().forward(w, new.ts);
-    let mut out = Vec::with_capacity(scopes.len() * 2);
+    let long = cfg
+        .popularity_decay()
+        .forward(w, new.ts)
+        .map(|u| (Horizon::Long, u));
+    let short = cfg
+        .trending_decay()
+        .forward(w, new.ts)
+        .map(|u| (Horizon::Short, u));
+    let ups: Vec<(Horizon, (i64, f64))> = long.chain(short).collect();
+    let mut out = Vec::with_capacity(scopes.len() * ups.len());
     for scope in scopes {
-        for (horizon, delta) in [(Horizon::Long, long), (Horizon::Short, short)] {
+        for &(horizon, (epoch, delta)) in &ups {
             out.push(PopularityUpdate {
                 scope: scope.clone(),
                 horizon,
                 item: new.item.clone(),
+                epoch,
                 delta,
             });
         }
@@ -201,7 +213,9 @@ pub fn popularity_updates(new: &Interaction, cfg: &LiveConfig) -> Vec<Popularity
     out
 }
 
-/// Trending score from the stored long- and short-horizon values of one item.
+/// Trending score from the stored long- and short-horizon values of one item, each read
+/// from the epoch of `now` ([`LiveConfig::popularity_decay`] and
+/// [`LiveConfig::trending_decay`] name them).
 ///
 /// Each decayed sum is turned into a rate (`λ · S(t)`, which equals the event rate when it
 /// is steady), and the score is `rate_short / (rate_long + prior·λ_long)`: about 1 for steady
@@ -243,8 +257,8 @@ mod tests {
         let new = Interaction::new("u", "c", EventKind::Order, 40.0);
         let ups = cooccurrence_updates(&hist, &new, &c);
         assert_eq!(ups.len(), 4);
-        let f = c.cooc_decay().forward(1.0, 40.0);
-        let get = |a: &str, b: &str| ups.iter().find(|u| u.0 == a && u.1 == b).unwrap().2;
+        let f = c.cooc_decay().forward(1.0, 40.0).next().unwrap().1;
+        let get = |a: &str, b: &str| ups.iter().find(|u| u.0 == a && u.1 == b).unwrap().3;
         // a's strongest event is Cart (3), new is Order (5).
         assert!((get("c", "a") - (15.0f64).sqrt() * f).abs() < 1e-12);
         assert!((get("a", "c") - get("c", "a")).abs() < 1e-15);
@@ -292,28 +306,49 @@ mod tests {
         assert!((c.popularity_decay().read(long.delta, 500.0) - 3.0).abs() < 1e-9);
     }
 
+    /// What a store keyed by epoch holds for `now`'s epoch after events `(w, t)`.
+    fn stored_at(d: &Decay, events: impl Iterator<Item = (f64, f64)>, now: f64) -> f64 {
+        let e = d.epoch(now);
+        events
+            .flat_map(|(w, t)| d.forward(w, t))
+            .filter(|u| u.0 == e)
+            .map(|u| u.1)
+            .sum()
+    }
+
+    /// Steady traffic trends near 1, a burst high: with `t_ref` at 0 and, with the
+    /// default `t_ref` (2024-01-01), in 2026-12 (after the date a single reference time
+    /// overflowed the 1-day half-life), at an epoch boundary, and decades later.
     #[test]
     fn steady_traffic_trends_near_one_and_a_burst_trends_high() {
-        let c = cfg();
-        let (dl, ds) = (c.popularity_decay(), c.trending_decay());
-        // One event per hour for 60 days: steady.
-        let (mut l, mut s) = (0.0, 0.0);
-        for h in 0..(60 * 24) {
-            let t = h as f64 * 3_600.0;
-            l += dl.forward(1.0, t);
-            s += ds.forward(1.0, t);
+        let day = 86_400.0;
+        let defaults = LiveConfig::default();
+        let boundary = defaults.trending_decay().epoch_start(3);
+        for (c, start) in [
+            (cfg(), 0.0),
+            (defaults.clone(), 1_796_083_200.0 - 60.0 * day), // up to 2026-12-01
+            (defaults.clone(), boundary - 30.0 * day),
+            (defaults.clone(), defaults.t_ref + 40.0 * 365.25 * day),
+        ] {
+            let (dl, ds) = (c.popularity_decay(), c.trending_decay());
+            // One event per hour for 60 days: steady.
+            let hours = || (0..(60 * 24)).map(|h| (1.0, start + h as f64 * 3_600.0));
+            let now = start + 60.0 * day;
+            let (l, s) = (stored_at(&dl, hours(), now), stored_at(&ds, hours(), now));
+            let steady = trending_score(l, s, now, &c);
+            assert!(
+                (0.8..1.2).contains(&steady),
+                "steady trend {steady} from {start}"
+            );
+            // 50 events in the last hour only.
+            let burst = || (0..50).map(|k| (1.0, now - 3_600.0 + k as f64 * 60.0));
+            let (l2, s2) = (stored_at(&dl, burst(), now), stored_at(&ds, burst(), now));
+            let hot = trending_score(l2, s2, now, &c);
+            assert!(
+                hot.is_finite() && hot > 3.0,
+                "burst trend {hot} from {start}"
+            );
         }
-        let now = 60.0 * 86_400.0;
-        let steady = trending_score(l, s, now, &c);
-        assert!((0.8..1.2).contains(&steady), "steady trend {steady}");
-        // 50 events in the last hour only.
-        let (mut l2, mut s2) = (0.0, 0.0);
-        for k in 0..50 {
-            let t = now - 3_600.0 + k as f64 * 60.0;
-            l2 += dl.forward(1.0, t);
-            s2 += ds.forward(1.0, t);
-        }
-        assert!(trending_score(l2, s2, now, &c) > 3.0);
     }
 
     #[test]
