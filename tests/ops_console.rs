@@ -201,6 +201,12 @@ async fn console_shows_live_numbers_in_a_browser() {
         "stage distribution: {}",
         v["lifecycle"]
     );
+    // Beside a table of stages the API no longer says none was published.
+    assert!(
+        v["lifecycle"]["note"].is_null(),
+        "note beside the stages: {}",
+        v["lifecycle"]
+    );
     assert!(
         v["fraud"]["review_queue"].is_array(),
         "review queue: {}",

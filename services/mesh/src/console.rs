@@ -401,7 +401,12 @@ fn lifecycle(ctx: &ConsoleCtx) -> Value {
     json!({
         "stages": if stages.stages.is_empty() { Value::Null } else { json!(stages.stages) },
         "stage_transitions_read": stages.transitions,
-        "note": stages.error.unwrap_or_else(|| "no stage transition published yet (users still new)".into()),
+        // Why there is no table, or what went wrong reading the topic.
+        "note": match (&stages.error, stages.stages.is_empty()) {
+            (Some(e), _) => json!(e),
+            (None, true) => json!("no stage transition published yet (users still new)"),
+            (None, false) => Value::Null,
+        },
         "transitions_published": transitions,
         "events_by_topic": metric_by(&fams, "mesh_bus_consumed_total", &[], Some("topic")),
     })

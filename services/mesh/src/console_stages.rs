@@ -80,6 +80,10 @@ async fn read(
             m = c.recv() => m,
         };
         let mut s = out.lock().expect("stages lock");
+        if m.is_ok() {
+            // A consumer error is shown until the reader gets going again.
+            s.error = None;
+        }
         match m {
             Ok(m) => match m.payload().map(StageTransition::decode) {
                 Some(Ok(t)) => {
