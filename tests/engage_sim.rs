@@ -95,3 +95,99 @@ async fn the_bandit_finds_the_best_offer_and_the_report_covers_the_true_lift() {
     );
     shutdown.cancel();
 }
+
+/// `mesh up --simulate`'s retention customers against the running engage
+/// service: 40 users decided over gRPC (30% control), every offer answered
+/// by an order and no control user ordering, so the campaign report must
+/// count each treated user converted once and no control user: the offers
+/// are read from the engagement topic, the orders go through ingest and
+/// engage attributes them from the order stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_customers_answer_offers_and_the_report_attributes_them() {
+    use mesh_cli::sim_retention::{drive, Responses};
+    use mesh_proto::engage::v1 as pb;
+    use mesh_proto::engage::v1::engage_service_client::EngageServiceClient;
+    use mesh_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+    use std::time::Duration;
+
+    let _e2e = mesh_e2e::shared().await;
+    let cfg = config(Servers::Real, "engage-retention");
+    let (mesh, shutdown) = start(&cfg).await;
+    let _stop_on_panic = shutdown.clone().drop_guard();
+    let tenant = "simr";
+    let channel = |a: std::net::SocketAddr| {
+        mesh_runtime::auth::authed(
+            mesh_runtime::tls::endpoint(&format!("http://{a}"))
+                .unwrap()
+                .connect_lazy(),
+        )
+    };
+    let mut engage = EngageServiceClient::new(channel(mesh.engage.grpc_addr));
+    engage
+        .create_campaign(pb::Campaign {
+            tenant_id: tenant.into(),
+            campaign_id: "win-back".into(),
+            name: "win back".into(),
+            audience: Some(pb::AudienceRule::default()),
+            offers: vec!["coupon".into(), "bundle".into()],
+            control_share: 0.3,
+            cap_per_user: 1,
+            cap_window_hours: 24.0,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let every = Responses {
+        control: 0.0,
+        offers: Default::default(),
+        other_offer: 1.0,
+        delay: (Duration::ZERO, Duration::from_millis(500)),
+    };
+    let customers = tokio::spawn({
+        let ingest = IngestServiceClient::new(channel(mesh.ingest.grpc_addr));
+        let (brokers, topic) = (mesh.backends.brokers.clone(), cfg.topics().engagement);
+        let (partitions, stop) = (cfg.partitions, shutdown.clone());
+        async move { drive(&brokers, &topic, partitions, ingest, tenant, every, stop).await }
+    });
+    let mut treated = 0;
+    for u in 0..40 {
+        let d = engage
+            .choose_offer(pb::ChooseOfferRequest {
+                tenant_id: tenant.into(),
+                campaign_id: "win-back".into(),
+                user_id: format!("r{u}"),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        treated += u64::from(d.arm == "treatment");
+    }
+    assert!((10..40).contains(&treated), "{treated} of 40 treated");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let r = engage
+            .campaign_report(pb::CampaignReportRequest {
+                tenant_id: tenant.into(),
+                campaign_id: "win-back".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let t = r.treatment.unwrap_or_default();
+        if t.converted >= treated {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {treated} treated users converted",
+            t.converted
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (t, c) = (report.treatment.unwrap(), report.control.unwrap());
+    assert_eq!((t.participants, t.converted), (treated, treated), "{t:?}");
+    assert_eq!((c.participants, c.converted), (40 - treated, 0), "{c:?}");
+    shutdown.cancel();
+    let published = customers.await.unwrap().unwrap();
+    assert_eq!(published, treated, "one order per treated user");
+}

@@ -96,6 +96,26 @@ fn order(
     }
 }
 
+/// The order a shop customer places in answer to a retention offer (or, in
+/// the campaign's control group, without one): one line of the shop's
+/// catalog at `at_ms`; event and order id `<user>-r-<tag>`.
+pub fn answer_order(tenant: &str, user: &str, tag: &str, at_ms: i64, rng: &mut StdRng) -> Envelope {
+    let line = shop_line(rng);
+    let id = format!("{user}-r-{tag}");
+    Envelope {
+        event_id: id.clone(),
+        tenant_id: tenant.into(),
+        user_id: user.into(),
+        occurred_at_ms: at_ms,
+        source: "sim-retention".into(),
+        context: Some(user_context(user, "web")),
+        body: Some(Body::OrderPlaced(ev::OrderPlaced {
+            payment_hash: card_of(user),
+            ..order(id, line, "card", rng)
+        })),
+    }
+}
+
 /// Generates `n` events for `users` users, seeded, starting at `start_ms`
 /// and moving forward a few seconds per event; one in ten is an order.
 /// Event ids are `<prefix>-<i>`.

@@ -54,16 +54,18 @@ pub fn spawn(
     shared
 }
 
-async fn read(
+/// A consumer of every partition of `topic` from the beginning, assigned
+/// (no group membership: nothing committed, nothing to rebalance; `group`
+/// only names it to the broker).
+pub fn read_from_start(
     brokers: &str,
+    group: &str,
     topic: &str,
     partitions: i32,
-    out: &SharedStages,
-    shutdown: &CancellationToken,
-) -> rdkafka::error::KafkaResult<()> {
+) -> rdkafka::error::KafkaResult<StreamConsumer> {
     let c: StreamConsumer = mesh_bus::security::client_config()
         .set("bootstrap.servers", brokers)
-        .set("group.id", "mesh-console-stages")
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .create()?;
@@ -72,6 +74,17 @@ async fn read(
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     c.assign(&tpl)?;
+    Ok(c)
+}
+
+async fn read(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    out: &SharedStages,
+    shutdown: &CancellationToken,
+) -> rdkafka::error::KafkaResult<()> {
+    let c = read_from_start(brokers, "mesh-console-stages", topic, partitions)?;
     // user -> (seq, stage)
     let mut latest: HashMap<String, (u32, i32)> = HashMap::new();
     loop {

@@ -43,4 +43,5 @@ pub mod serve;
 pub mod sim;
 pub mod sim_campaign;
 pub mod sim_priced;
+pub mod sim_retention;
 pub mod status;

@@ -237,6 +237,13 @@ const SIM_SHOP_TENANT: &str = "demo";
 /// out of the shop's demand series.
 const FRAUD_LAB_TENANT: &str = "fraud-lab";
 
+/// Where engage publishes its offers.
+struct Engagement {
+    brokers: String,
+    topic: String,
+    partitions: i32,
+}
+
 /// Starts the traffic simulator against ingest at `addr` until `stop` (the
 /// shop's opening stock, then its history and live traffic: `rate`
 /// browsing events a second and its customers' orders), and beside it
@@ -246,6 +253,7 @@ fn simulate_into(
     addr: std::net::SocketAddr,
     fraud: std::net::SocketAddr,
     logistics: std::net::SocketAddr,
+    engagement: Engagement,
     rate: u32,
     stop: &tokio_util::sync::CancellationToken,
 ) {
@@ -256,6 +264,27 @@ fn simulate_into(
         set_sim_stock(logistics).await;
         mesh_ingest::traffic::drive(addr, traffic, shop_stop).await
     });
+    // The shop's customers answer the retention campaign's offers.
+    if let Ok(e) = mesh_runtime::tls::endpoint(&format!("http://{addr}")) {
+        let ingest = mesh_proto::ingest::v1::ingest_service_client::IngestServiceClient::new(
+            mesh_runtime::auth::authed(e.connect_lazy()),
+        );
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let run = mesh_cli::sim_retention::drive(
+                &engagement.brokers,
+                &engagement.topic,
+                engagement.partitions,
+                ingest,
+                SIM_SHOP_TENANT,
+                mesh_cli::sim_retention::Responses::default(),
+                stop,
+            );
+            if let Err(e) = run.await {
+                tracing::warn!(%e, "retention simulator stopped");
+            }
+        });
+    }
     let orders_per_s = f64::from(rate) / 100.0;
     let stop = stop.clone();
     tokio::spawn(async move {
@@ -278,7 +307,8 @@ fn simulate_into(
     });
     println!(
         "  simulator     shop of {} customers ({}-day history, then their orders live), \
-         {rate} browsing events/s, {orders_per_s} labelled fraud-simulator orders/s",
+         {rate} browsing events/s, {orders_per_s} labelled fraud-simulator orders/s; \
+         retention offers answered (control 5%, offers 12-30%, within 90 s)",
         traffic.customers,
         mesh_ingest::traffic::HISTORY_DAYS
     );
@@ -406,6 +436,11 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
                     cfg.ingest.grpc_addr,
                     cfg.fraud.grpc_addr,
                     cfg.logistics.grpc_addr,
+                    Engagement {
+                        brokers: procs.brokers.clone(),
+                        topic: cfg.topics().engagement,
+                        partitions: cfg.partitions,
+                    },
                     rate,
                     &shutdown,
                 );
@@ -465,6 +500,11 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
                     mesh.ingest.grpc_addr,
                     mesh.fraud.grpc_addr,
                     mesh.logistics.grpc_addr,
+                    Engagement {
+                        brokers: mesh.backends.brokers.clone(),
+                        topic: cfg.topics().engagement,
+                        partitions: cfg.partitions,
+                    },
                     rate,
                     &shutdown,
                 );
