@@ -187,6 +187,10 @@ async fn retention_customers_answer_offers_and_the_report_attributes_them() {
     let (t, c) = (report.treatment.unwrap(), report.control.unwrap());
     assert_eq!((t.participants, t.converted), (treated, treated), "{t:?}");
     assert_eq!((c.participants, c.converted), (40 - treated, 0), "{c:?}");
+    // Below the test's burn-in per arm the sequential p-value stays 1, and
+    // the report says from how many users it looks.
+    assert_eq!(report.sequential_min_per_arm, 100);
+    assert_eq!(report.sequential_p_value, 1.0);
     shutdown.cancel();
     let published = customers.await.unwrap().unwrap();
     assert_eq!(published, treated, "one order per treated user");

@@ -1092,6 +1092,7 @@ impl Engage {
             control: Some(arm_stats(&core.control)),
             alpha,
             sequential_p_value: 1.0,
+            sequential_min_per_arm: core.config.sequential.min_per_arm,
             at_ms: self.now(),
             ..Default::default()
         };

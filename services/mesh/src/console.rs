@@ -280,6 +280,7 @@ async fn campaigns(ctx: &ConsoleCtx) -> Value {
             "revenue_lift_cuped": lift(&r.revenue_lift_cuped),
             "cuped_variance_reduction": r.cuped_variance_reduction,
             "sequential_p_value": r.sequential_p_value, "significant": r.significant,
+            "sequential_min_per_arm": r.sequential_min_per_arm,
             "offers_sent": r.offers_sent,
         }));
     }
