@@ -89,10 +89,6 @@ async fn the_bandit_finds_the_best_offer_and_the_report_covers_the_true_lift() {
         assert!(l.excludes_zero, "{name}: {l:?}");
     }
     assert!(r.significant, "the sequential test calls a +0.17 lift");
-    assert!(
-        started.elapsed().as_secs() < 90,
-        "the simulation took too long"
-    );
     shutdown.cancel();
 }
 
