@@ -224,8 +224,12 @@ enum BreakerState {
     Open {
         until: Instant,
     },
-    /// One probe call is out; others are refused until it returns.
-    HalfOpen,
+    /// One trial call is out; others are refused until it returns or its
+    /// lease ends (a trial whose future was dropped never returns, and must
+    /// not keep the peer refused for good).
+    HalfOpen {
+        until: Instant,
+    },
 }
 
 /// A client of one peer service; cheap to clone.
@@ -357,9 +361,15 @@ impl Peer {
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let cfg = &self.inner.cfg;
-        if !self.admit() {
+        let Some(trial) = self.admit() else {
             return Err(PeerError::Open(cfg.name));
-        }
+        };
+        // A trial that ends without an outcome (skipped, or its future
+        // dropped) hands the next call the trial at once.
+        let mut trial = TrialGuard {
+            inner: &self.inner,
+            armed: trial,
+        };
         self.inner.budget.deposit();
         let mut attempt = 0;
         loop {
@@ -383,11 +393,13 @@ impl Peer {
             let res = tokio::time::timeout(deadline, f(self.inner.channel.clone(), request)).await;
             let err = match res {
                 Ok(Ok(resp)) => {
+                    trial.armed = false;
                     self.record(true);
                     return Ok(resp.into_inner());
                 }
                 Ok(Err(s)) if !retryable(&s) => {
                     // The peer answered: it is up, the answer is an error.
+                    trial.armed = false;
                     self.record(true);
                     return Err(PeerError::Status(cfg.name, s));
                 }
@@ -395,6 +407,7 @@ impl Peer {
                 Err(_) => PeerError::Deadline(cfg.name, deadline),
             };
             if attempt >= cfg.attempts || !self.inner.budget.withdraw() {
+                trial.armed = false;
                 self.record(false);
                 tracing::debug!(peer = cfg.name, method, %err, attempt, "peer call failed");
                 return Err(err);
@@ -404,17 +417,21 @@ impl Peer {
         }
     }
 
-    /// Whether the breaker lets this call through.
-    fn admit(&self) -> bool {
+    /// Whether the breaker lets this call through: `None` when it does not,
+    /// `Some(true)` when the call is the half-open trial.
+    fn admit(&self) -> Option<bool> {
+        let cfg = &self.inner.cfg;
         let mut b = self.inner.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
         match *b {
-            BreakerState::Closed { .. } => true,
-            BreakerState::HalfOpen => false,
-            BreakerState::Open { until } if Instant::now() >= until => {
-                *b = BreakerState::HalfOpen;
-                true
+            BreakerState::Closed { .. } => Some(false),
+            BreakerState::Open { until } | BreakerState::HalfOpen { until } if now >= until => {
+                // Long enough for every attempt and the pauses between them.
+                let lease = cfg.deadline * cfg.attempts.max(1) + Duration::from_secs(1);
+                *b = BreakerState::HalfOpen { until: now + lease };
+                Some(true)
             }
-            BreakerState::Open { .. } => false,
+            BreakerState::Open { .. } | BreakerState::HalfOpen { .. } => None,
         }
     }
 
@@ -461,6 +478,27 @@ impl Peer {
             )
             .await;
         res.is_ok()
+    }
+}
+
+/// The half-open trial of one call: dropped while armed (the call ended
+/// without a verdict on the peer), it lets the next call try at once.
+struct TrialGuard<'a> {
+    inner: &'a Inner,
+    armed: bool,
+}
+
+impl Drop for TrialGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut b = self.inner.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*b, BreakerState::HalfOpen { .. }) {
+            *b = BreakerState::Open {
+                until: Instant::now(),
+            };
+        }
     }
 }
 
@@ -709,5 +747,84 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, PeerError::Open("profile")), "{e}");
         assert!(started.elapsed() < Duration::from_millis(50));
+    }
+
+    /// Opens the breaker of a peer set to trip after one failure, and waits
+    /// out its cool-down, so the next call is the half-open trial.
+    async fn tripped_peer() -> Peer {
+        let mut cfg = dead_peer();
+        cfg.trip_after = 1;
+        cfg.attempts = 1;
+        cfg.deadline = Duration::from_millis(50);
+        cfg.cool_down = Duration::from_millis(20);
+        let peer = Peer::connect(cfg).unwrap();
+        let e = peer
+            .call("Health/Check", (), |_ch, _r| async {
+                Err::<tonic::Response<()>, _>(tonic::Status::unavailable("down"))
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, PeerError::Status(..)), "{e}");
+        assert!(!peer.is_closed());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        peer
+    }
+
+    async fn answers(peer: &Peer) -> std::result::Result<(), PeerError> {
+        peer.call("Health/Check", (), |_ch, _r| async {
+            Ok::<_, tonic::Status>(tonic::Response::new(()))
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_trial_call_dropped_midway_does_not_keep_the_circuit_open() {
+        let peer = tripped_peer().await;
+        // The trial's caller gives up (a client hung up, a select! moved on):
+        // its future is dropped while the peer has not answered.
+        let trial = peer.call("Health/Check", (), |_ch, _r| {
+            std::future::pending::<std::result::Result<tonic::Response<()>, tonic::Status>>()
+        });
+        assert!(tokio::time::timeout(Duration::from_millis(5), trial)
+            .await
+            .is_err());
+        answers(&peer)
+            .await
+            .expect("the next call is the new trial");
+        assert!(peer.is_closed());
+        assert!(peer.has_answered());
+    }
+
+    #[tokio::test]
+    async fn a_trial_that_never_ends_is_replaced_after_its_lease() {
+        let peer = tripped_peer().await;
+        // A trial that neither finishes nor is dropped (leaked).
+        let mut trial = Box::pin(peer.call("Health/Check", (), |_ch, _r| {
+            std::future::pending::<std::result::Result<tonic::Response<()>, tonic::Status>>()
+        }));
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(trial.as_mut().poll(&mut cx).is_pending());
+        std::mem::forget(trial);
+        let e = answers(&peer).await.unwrap_err();
+        assert!(matches!(e, PeerError::Open("profile")), "{e}");
+        // Lease: one attempt of 50 ms plus a second.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        answers(&peer)
+            .await
+            .expect("a call after the lease is the new trial");
+        assert!(peer.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_trial_skipped_for_its_callers_deadline_hands_the_trial_on() {
+        let peer = tripped_peer().await;
+        let past = Some(Instant::now() - Duration::from_millis(1));
+        let r = with_caller_deadline(past, answers(&peer)).await;
+        assert!(matches!(r, Err(PeerError::Deadline(..))), "{r:?}");
+        answers(&peer)
+            .await
+            .expect("the next call is the new trial");
+        assert!(peer.is_closed());
     }
 }
