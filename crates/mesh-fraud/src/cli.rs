@@ -138,6 +138,10 @@ pub struct TabularArgs {
     /// GBDT L2 penalty on leaf weights.
     #[arg(long, default_value_t = GbdtParams::default().l2)]
     pub gbdt_l2: f64,
+    /// Most fit rows for the forest, logistic and isolation-forest baselines (a seeded
+    /// uniform sample above it; 0 = all rows). The GBDT always fits every row.
+    #[arg(long, default_value_t = crate::tabular::BASELINE_MAX_ROWS)]
+    pub baseline_max_rows: usize,
 }
 
 impl Default for TabularArgs {
@@ -152,6 +156,7 @@ impl Default for TabularArgs {
             gbdt_max_leaves: g.max_leaves,
             gbdt_min_samples_leaf: g.min_samples_leaf,
             gbdt_l2: g.l2,
+            baseline_max_rows: crate::tabular::BASELINE_MAX_ROWS,
         }
     }
 }
@@ -171,6 +176,7 @@ impl TabularArgs {
             },
             baselines,
             validation_fraction: self.validation_fraction,
+            baseline_max_rows: self.baseline_max_rows,
         }
     }
 }

@@ -79,7 +79,14 @@ pub struct TabularOptions {
     pub baselines: TrainParams,
     /// Share of the training period (its latest rows) held out for validation.
     pub validation_fraction: f64,
+    /// Most fit rows the baselines (forest, logistic, isolation forest) train on; 0 = all.
+    /// Above it they get a seeded uniform sample of that many ([`baseline_rows`]): their dense encoding and smartcore's forest cost minutes and
+    /// gigabytes on a few hundred thousand rows, while the GBDT always fits every row.
+    pub baseline_max_rows: usize,
 }
+
+/// Default of [`TabularOptions::baseline_max_rows`].
+pub const BASELINE_MAX_ROWS: usize = 50_000;
 
 impl Default for TabularOptions {
     fn default() -> Self {
@@ -88,8 +95,25 @@ impl Default for TabularOptions {
             gbdt: GbdtParams::default(),
             baselines: TrainParams::default(),
             validation_fraction: 0.1,
+            baseline_max_rows: BASELINE_MAX_ROWS,
         }
     }
+}
+
+/// The fit rows the baselines train on, in their time order: all of `fit` when it holds at
+/// most `cap` rows (or `cap` is 0), else a seeded uniform sample of `cap` of them. Uniform, so
+/// the cap changes only how much the baselines see, not the class balance they learn from
+/// (a sample enriched in positives was tried: on the flights table it moved the choice on the
+/// validation slice to a forest that was worse on the test split, ARCHITECTURE.md).
+pub fn baseline_rows(fit: &[usize], cap: usize, seed: u64) -> Vec<usize> {
+    use rand::SeedableRng;
+    if cap == 0 || fit.len() <= cap {
+        return fit.to_vec();
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut keep = rand::seq::index::sample(&mut rng, fit.len(), cap).into_vec();
+    keep.sort_unstable();
+    keep.into_iter().map(|p| fit[p]).collect()
 }
 
 /// Result of [`eval_table`].
@@ -129,6 +153,10 @@ pub struct TabularReport {
     pub columns_with_missing: usize,
     /// Width of the baselines' encoded matrix (0 when no baseline ran).
     pub encoded_features: usize,
+    /// Fit rows the baselines trained on (all, or the sample of
+    /// [`TabularOptions::baseline_max_rows`]); 0 when no baseline ran.
+    #[serde(default)]
+    pub baseline_fit_rows: usize,
     /// Gradient-boosted trees on the test split.
     pub gbdt: Option<Metrics>,
     /// Logistic regression on the test split.
@@ -286,16 +314,20 @@ pub fn eval_loaded(table: &Table, opts: &TabularOptions) -> Result<TabularReport
         rss_after_gbdt = peak_rss_mib();
     }
     let mut encoded_features = 0;
+    let mut baseline_fit_rows = 0;
     if wants(TabularModel::Forest) || wants(TabularModel::Logistic) || wants(TabularModel::Anomaly)
     {
         let t = Instant::now();
-        let enc = encode::Encoding::fit(table, &split.fit);
+        let base_fit = baseline_rows(&split.fit, opts.baseline_max_rows, opts.baselines.seed);
+        baseline_fit_rows = base_fit.len();
+        let y_fit = labels_of(&base_fit);
+        let enc = encode::Encoding::fit(table, &base_fit);
         encoded_features = enc.names.len();
         let rows = |idx: &[usize], in_fit: bool| -> Vec<Vec<f64>> {
             idx.iter().map(|i| enc.row(table, *i, in_fit)).collect()
         };
         let (x_fit, x_val, x_test) = (
-            rows(&split.fit, true),
+            rows(&base_fit, true),
             rows(&split.validation, false),
             rows(&split.test, false),
         );
@@ -393,6 +425,7 @@ pub fn eval_loaded(table: &Table, opts: &TabularOptions) -> Result<TabularReport
         categorical_columns,
         columns_with_missing,
         encoded_features,
+        baseline_fit_rows,
         gbdt: test.get("gbdt").copied(),
         logistic: test.get("logistic").copied(),
         forest: test.get("forest").copied(),
@@ -407,4 +440,27 @@ pub fn eval_loaded(table: &Table, opts: &TabularOptions) -> Result<TabularReport
         peak_rss_mib_after_gbdt: rss_after_gbdt,
         peak_rss_mib: peak_rss_mib(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn baseline_rows_are_a_seeded_uniform_sample_in_time_order() {
+        // 10,000 fit rows in time order (every third index)
+        let fit: Vec<usize> = (0..10_000).map(|i| i * 3).collect();
+        let rows = baseline_rows(&fit, 1_000, 7);
+        assert_eq!(rows.len(), 1_000);
+        assert!(rows.windows(2).all(|w| w[0] < w[1]), "time order kept");
+        assert!(rows.iter().all(|i| i % 3 == 0), "only fit rows");
+        // spread over the whole period, not its start
+        let late = rows.iter().filter(|&&i| i >= 15_000).count();
+        assert!((400..600).contains(&late), "{late}");
+        assert_eq!(rows, baseline_rows(&fit, 1_000, 7), "seeded");
+        assert_ne!(rows, baseline_rows(&fit, 1_000, 8));
+        // at or under the cap, or no cap: every row
+        assert_eq!(baseline_rows(&fit, 10_000, 7), fit);
+        assert_eq!(baseline_rows(&fit, 0, 7), fit);
+    }
 }
