@@ -70,7 +70,7 @@ impl Sizes {
             }
         } else {
             Sizes {
-                ingest_events: 20_000,
+                ingest_events: 50_000,
                 ingest_rate: 5_000,
                 ingest_baseline_records: 100_000,
                 profile_events: 50_000,
@@ -356,7 +356,7 @@ pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchA
             events: sizes.ingest_events,
             rate: sizes.ingest_rate,
             batch: 100,
-            concurrency: 16,
+            concurrency: crate::bench::DEFAULT_CONCURRENCY.to_vec(),
             baseline_records: sizes.ingest_baseline_records,
             json: true,
         },

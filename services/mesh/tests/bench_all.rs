@@ -44,6 +44,24 @@ fn bench_all_quick_prints_every_key() {
             report.get(key)
         );
     }
+    // Ingest's capacity is the best of its closed-loop levels, each run.
+    let levels = report["ingest"]["throughput_levels"]
+        .as_array()
+        .expect("ingest.throughput_levels");
+    let publishers: Vec<u64> = levels
+        .iter()
+        .map(|l| l["publishers"].as_u64().expect("publishers"))
+        .collect();
+    assert_eq!(publishers, [16, 64, 128], "{levels:?}");
+    let best = levels
+        .iter()
+        .map(|l| l["events_per_sec"].as_f64().expect("events_per_sec"))
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert!(levels.iter().all(|l| l["events"].as_u64() == Some(2_000)));
+    assert_eq!(
+        report["ingest"]["ingest_events_per_sec"].as_f64(),
+        Some(best)
+    );
     let rows = report["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 8, "one row per benchmark: {rows:?}");
     eprintln!(
