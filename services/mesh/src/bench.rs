@@ -31,10 +31,13 @@ use crate::node::{self, MeshConfig};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct IngestBenchArgs {
-    /// Events to publish through the mesh in each phase (latency, then
-    /// throughput).
+    /// Events to publish through the mesh in the latency phase.
     #[arg(long, default_value_t = 50_000)]
     pub events: usize,
+    /// Events to publish at each throughput level (long enough that a
+    /// level is not a second's sample of a shared machine).
+    #[arg(long, default_value_t = 200_000)]
+    pub throughput_events: usize,
     /// Offered rate of the latency phase, events per second.
     #[arg(long, default_value_t = 5_000)]
     pub rate: u32,
@@ -208,7 +211,7 @@ pub async fn ingest(cfg: &MeshConfig, args: &IngestBenchArgs) -> anyhow::Result<
     };
     for (k, &publishers) in concurrency.iter().enumerate() {
         let publishers = publishers.max(1);
-        let events = batches(&format!("{run}t{k}"), args.events, batch);
+        let events = batches(&format!("{run}t{k}"), args.throughput_events, batch);
         let started = Instant::now();
         let accepted = publish_all(&ingest, events, publishers).await?;
         levels.push(ThroughputLevel {

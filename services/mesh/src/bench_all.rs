@@ -42,6 +42,7 @@ pub struct BenchAllArgs {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Sizes {
     pub ingest_events: usize,
+    pub ingest_throughput_events: usize,
     pub ingest_rate: u32,
     pub ingest_baseline_records: usize,
     pub profile_events: usize,
@@ -58,6 +59,7 @@ impl Sizes {
         if quick {
             Sizes {
                 ingest_events: 2_000,
+                ingest_throughput_events: 2_000,
                 ingest_rate: 1_000,
                 ingest_baseline_records: 10_000,
                 profile_events: 4_000,
@@ -71,6 +73,7 @@ impl Sizes {
         } else {
             Sizes {
                 ingest_events: 50_000,
+                ingest_throughput_events: 200_000,
                 ingest_rate: 5_000,
                 ingest_baseline_records: 100_000,
                 profile_events: 50_000,
@@ -354,6 +357,7 @@ pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchA
         &cfg,
         &IngestBenchArgs {
             events: sizes.ingest_events,
+            throughput_events: sizes.ingest_throughput_events,
             rate: sizes.ingest_rate,
             batch: 100,
             concurrency: crate::bench::DEFAULT_CONCURRENCY.to_vec(),
