@@ -12,7 +12,7 @@
 //! cannot stop a partition; while the store does not answer, records are
 //! retried without limit.
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +69,28 @@ pub fn set_rejoin_empty(d: Duration) {
     REJOIN_EMPTY_MS.store(d.as_millis() as u64, Ordering::Relaxed);
 }
 
+/// `MESH_CONSUMER_MAX_BATCH`, 0 (the consumer's default) unless set.
+static MAX_BATCH: AtomicUsize = AtomicUsize::new(0);
+
+/// `MESH_CONSUMER_MAX_BATCH` (default: [`ConsumerConfig`]'s 500): the most
+/// records of one partition a consumer hands its handler at once, and so
+/// the size of one store step. Larger batches cost fewer round trips per
+/// record; each store step holds Redis for longer (the atomic step is one
+/// script), which every read waiting behind it feels. A value that is not a
+/// positive whole number is an error naming the variable.
+pub fn max_batch_from(env: &Env) -> crate::Result<usize> {
+    if env.get("MESH_CONSUMER_MAX_BATCH").is_none() {
+        return Ok(0);
+    }
+    Ok(env.positive("MESH_CONSUMER_MAX_BATCH", 500)? as usize)
+}
+
+/// Sets the batch bound of the consumers built after this call (0: the
+/// consumer's default).
+pub fn set_max_batch(n: usize) {
+    MAX_BATCH.store(n, Ordering::Relaxed);
+}
+
 /// What a service needs from the process: the broker, the topic names, the
 /// store, the shared producer, its peers and "now". One value is built per
 /// process and cloned into every service (each with its own peers).
@@ -113,6 +135,10 @@ impl Deps {
         cc.poison = Some(self.poison_policy());
         let rejoin = REJOIN_EMPTY_MS.load(Ordering::Relaxed);
         cc.rejoin_when_empty = (rejoin > 0).then(|| Duration::from_millis(rejoin));
+        let max_batch = MAX_BATCH.load(Ordering::Relaxed);
+        if max_batch > 0 {
+            cc.max_batch = max_batch;
+        }
         cc
     }
 
@@ -242,5 +268,18 @@ mod tests {
             runs_within(FirstRun::AfterInterval, Duration::from_secs(150)).await,
             2
         );
+    }
+
+    #[test]
+    fn the_batch_bound_is_the_consumers_default_unless_set_and_must_be_positive() {
+        assert_eq!(max_batch_from(&Env::from_pairs([])).unwrap(), 0);
+        let set = Env::from_pairs([("MESH_CONSUMER_MAX_BATCH", "200")]);
+        assert_eq!(max_batch_from(&set).unwrap(), 200);
+        for bad in ["0", "-3", "lots"] {
+            let e = max_batch_from(&Env::from_pairs([("MESH_CONSUMER_MAX_BATCH", bad)]))
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains("MESH_CONSUMER_MAX_BATCH"), "{e}");
+        }
     }
 }

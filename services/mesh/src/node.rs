@@ -62,6 +62,9 @@ pub struct MeshConfig {
     /// no partition for this long rejoins its group (a tansu 0.6
     /// workaround, see `mesh_bus::ConsumerConfig::rejoin_when_empty`).
     pub rejoin_empty: Duration,
+    /// `MESH_CONSUMER_MAX_BATCH` (default 500; 0 here: the consumer's
+    /// default): records of one partition per handler call and store step.
+    pub consumer_max_batch: usize,
     /// `MESH_CONSOLE_TENANT` (default: every tenant's demand summed): whose
     /// demand forecasts the console shows.
     pub console_tenant: String,
@@ -244,6 +247,7 @@ impl MeshConfig {
             support: mesh_support_svc::SupportConfig::from_env(env)?,
             poison_attempts: mesh_runtime::service::poison_attempts_from(env)?,
             rejoin_empty: mesh_runtime::service::rejoin_empty_from(env)?,
+            consumer_max_batch: mesh_runtime::service::max_batch_from(env)?,
             console_tenant: console_tenant(env)?,
             redis_tls: redis_tls(env)?,
             kafka_tls: kafka_tls(env)?,
@@ -422,6 +426,7 @@ impl Backends {
     pub fn deps(&self, cfg: &MeshConfig) -> Deps {
         mesh_runtime::service::set_poison_attempts(cfg.poison_attempts);
         mesh_runtime::service::set_rejoin_empty(cfg.rejoin_empty);
+        mesh_runtime::service::set_max_batch(cfg.consumer_max_batch);
         Deps {
             brokers: self.brokers.clone(),
             topics: cfg.topics(),
