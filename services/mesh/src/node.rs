@@ -62,8 +62,9 @@ pub struct MeshConfig {
     /// no partition for this long rejoins its group (a tansu 0.6
     /// workaround, see `mesh_bus::ConsumerConfig::rejoin_when_empty`).
     pub rejoin_empty: Duration,
-    /// `MESH_CONSUMER_MAX_BATCH` (default 500; 0 here: the consumer's
-    /// default): records of one partition per handler call and store step.
+    /// `MESH_CONSUMER_MAX_BATCH` (default 100,
+    /// `mesh_runtime::service::DEFAULT_MAX_BATCH`): records of one
+    /// partition per handler call and store step.
     pub consumer_max_batch: usize,
     /// `MESH_CONSOLE_TENANT` (default: every tenant's demand summed): whose
     /// demand forecasts the console shows.
