@@ -37,7 +37,7 @@ fn setup() -> (MemoryFeatures, Vec<Order>, mesh_fraud::Policy, RuleSet) {
 fn bench(c: &mut Criterion) {
     let (mem, orders, policy, rules) = setup();
     let mut i = 0;
-    c.bench_function("score_order/features+rules+rf+iforest+policy", |b| {
+    c.bench_function("score_order/features+rules+model+iforest+policy", |b| {
         b.iter(|| {
             let o = &orders[i % orders.len()];
             i += 1;
@@ -56,6 +56,9 @@ fn bench(c: &mut Criterion) {
     let model = policy.model.clone().expect("model");
     c.bench_function("score_order/forest_only", |b| {
         b.iter(|| black_box(model.score_rf(&f.0).expect("rf")))
+    });
+    c.bench_function("score_order/gbdt_only", |b| {
+        b.iter(|| black_box(model.score_gbdt(&f.0).expect("gbdt")))
     });
     c.bench_function("score_order/logistic_only", |b| {
         b.iter(|| black_box(model.score_lr(&f.0).expect("lr")))

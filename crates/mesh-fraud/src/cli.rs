@@ -205,7 +205,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub rules: Option<PathBuf>,
     /// Model used by the policy.
-    #[arg(long, value_enum, default_value_t = ModelKind::Forest)]
+    #[arg(long, value_enum, default_value_t = ModelKind::Auto)]
     pub model: ModelKind,
     /// Trees in the random forest.
     #[arg(long, default_value_t = 60)]
@@ -324,6 +324,20 @@ impl fmt::Display for SimEvalReport {
             self.train_orders, self.holdout_orders, self.holdout_fraud
         )?;
         writeln!(f, "fraud orders by pattern: {:?}", self.fraud_orders)?;
+        write!(f, "policy model: {}", self.policy_model)?;
+        if !self.model_selection.is_empty() {
+            let picks: Vec<String> = self
+                .model_selection
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.3}"))
+                .collect();
+            write!(
+                f,
+                " (validation PR-AUC, latest tenth of training: {})",
+                picks.join(", ")
+            )?;
+        }
+        writeln!(f)?;
         for s in &self.scorers {
             writeln!(f, "{}:", s.scorer)?;
             metrics_row(f, "overall", &s.overall)?;

@@ -23,7 +23,7 @@ use crate::updates::updates;
 /// Metrics of one scorer, overall and per pattern (pattern orders vs legitimate orders).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScorerReport {
-    /// Scorer name: `rules`, `logistic`, `forest`, `anomaly`, `policy`.
+    /// Scorer name: `rules`, `logistic`, `forest`, `gbdt`, `anomaly`, `policy`.
     pub scorer: String,
     /// All holdout orders.
     pub overall: Metrics,
@@ -59,6 +59,11 @@ pub struct SimEvalReport {
     pub holdout_orders: usize,
     /// Fraud orders in the holdout.
     pub holdout_fraud: usize,
+    /// The policy's model (`logistic`, `forest`, `blend` or `gbdt`).
+    pub policy_model: String,
+    /// With `--model auto`: each candidate's PR-AUC on the latest tenth of the training orders
+    /// (fitted on the rest), which chose `policy_model`.
+    pub model_selection: Vec<(String, f64)>,
     /// Scorers on the holdout.
     pub scorers: Vec<ScorerReport>,
     /// Policy actions on the holdout: `approve`/`review`/`reject` → (orders, of which fraud).
@@ -166,7 +171,7 @@ pub fn budget_report(
 /// report: up to [`PR_CURVE_POINTS`] points per scorer).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrCurve {
-    /// `rules`, the policy's model (`logistic`, `forest` or `blend`), `policy`.
+    /// `rules`, the policy's model (`logistic`, `forest`, `blend` or `gbdt`), `policy`.
     pub scorer: String,
     /// `(recall, precision)` by descending score threshold.
     pub points: Vec<(f64, f64)>,
@@ -348,6 +353,10 @@ pub fn eval_simulated_with(
         .collect::<Result<_>>()?;
     let rows: Vec<Vec<f64>> = test_x.iter().map(|f| f.0.clone()).collect();
     let rf = model.score_rf_batch(&rows)?;
+    let gb: Vec<f64> = test_x
+        .iter()
+        .map(|f| model.score_gbdt(&f.0))
+        .collect::<Result<_>>()?;
     let an: Vec<f64> = test_x.iter().map(|f| iso.score(&f.0)).collect();
     let mut pol = Vec::with_capacity(test_x.len());
     let mut policy_actions: BTreeMap<String, (usize, usize)> = BTreeMap::new();
@@ -361,12 +370,20 @@ pub fn eval_simulated_with(
     for a in [Action::Approve, Action::Review, Action::Reject] {
         policy_actions.entry(a.to_string()).or_default();
     }
-    let (model_name, model_scores): (&str, Vec<f64>) = match train_params.primary {
+    let (model_name, model_scores): (&str, Vec<f64>) = match model.primary {
         ModelKind::Logistic => ("logistic", lr.clone()),
         ModelKind::Forest => ("forest", rf.clone()),
         ModelKind::Blend => (
             "blend",
             lr.iter().zip(&rf).map(|(a, b)| (a + b) / 2.0).collect(),
+        ),
+        ModelKind::Gbdt => ("gbdt", gb.clone()),
+        ModelKind::Auto => (
+            "auto",
+            test_x
+                .iter()
+                .map(|f| model.score(&f.0))
+                .collect::<Result<_>>()?,
         ),
     };
     let curves = [
@@ -385,6 +402,7 @@ pub fn eval_simulated_with(
         report("rules", &rule_scores, test_y, test_p),
         report("logistic", &lr, test_y, test_p),
         report("forest", &rf, test_y, test_p),
+        report("gbdt", &gb, test_y, test_p),
         report("anomaly", &an, test_y, test_p),
         report("policy", &pol, test_y, test_p),
     ];
@@ -403,6 +421,12 @@ pub fn eval_simulated_with(
         train_orders: split,
         holdout_orders: n - split,
         holdout_fraud: test_y.iter().filter(|l| **l).count(),
+        policy_model: model.primary.name().to_string(),
+        model_selection: model
+            .selection
+            .iter()
+            .map(|(k, v)| (k.name().to_string(), *v))
+            .collect(),
         scorers,
         policy_actions,
         detectors: ds.detectors,

@@ -1,5 +1,5 @@
-//! Supervised models: smartcore logistic regression and random forest, one versioned,
-//! serializable [`FraudModel`].
+//! Supervised models: smartcore logistic regression and random forest, and our histogram
+//! gradient-boosted trees ([`crate::gbdt`]), in one versioned, serializable [`FraudModel`].
 //!
 //! Inputs go through a signed `log1p` and a standardization fitted on the training rows (the
 //! counts and amounts are heavy tailed; LR needs the scaling, the forest does not care). The
@@ -7,6 +7,10 @@
 //! sample weights: the mean of its trees is a fraud probability, which smartcore's
 //! classifier (majority vote only, no `predict_proba`) cannot give. LR scoring is done from the
 //! fitted coefficients (a dot product), which also yields per-feature contributions.
+//!
+//! The GBDT takes the raw features (trees do not care about monotone transforms). Rows are in
+//! time order: it stops early on the log-loss of the latest tenth of the training rows, then is
+//! refitted on every training row for the rounds that stop found best.
 
 use serde::{Deserialize, Serialize};
 use smartcore::ensemble::random_forest_regressor::{
@@ -17,6 +21,7 @@ use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegress
 
 use crate::error::{Error, Result};
 use crate::features::{FeatureVector, FEATURE_NAMES};
+use crate::gbdt::{Column, Gbdt, GbdtParams};
 
 /// Serialized format version this build reads and writes.
 pub const MODEL_FORMAT_VERSION: u32 = 1;
@@ -31,8 +36,26 @@ pub enum ModelKind {
     Logistic,
     /// Random forest.
     Forest,
-    /// Mean of both.
+    /// Mean of logistic regression and forest.
     Blend,
+    /// Gradient-boosted trees.
+    Gbdt,
+    /// Whichever of the four scores the best PR-AUC on the latest tenth of the training rows
+    /// when fitted on the rest (a fitted model stores the kind chosen, never `auto`).
+    Auto,
+}
+
+impl ModelKind {
+    /// Lower-case name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Logistic => "logistic",
+            ModelKind::Forest => "forest",
+            ModelKind::Blend => "blend",
+            ModelKind::Gbdt => "gbdt",
+            ModelKind::Auto => "auto",
+        }
+    }
 }
 
 /// Training hyper-parameters.
@@ -54,6 +77,17 @@ pub struct TrainParams {
     pub primary: ModelKind,
     /// Free-form version tag stored with the model.
     pub version: String,
+    /// Hyper-parameters of the gradient-boosted trees.
+    #[serde(default)]
+    pub gbdt: GbdtParams,
+    /// Whether [`train_matrix`] fits the gradient-boosted trees (the tabular evaluation fits
+    /// its own on every row and turns this off for its sampled baselines).
+    #[serde(default = "yes")]
+    pub fit_gbdt: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for TrainParams {
@@ -65,8 +99,10 @@ impl Default for TrainParams {
             min_samples_leaf: 3,
             max_pos_weight: 10.0,
             seed: 7,
-            primary: ModelKind::Forest,
+            primary: ModelKind::Auto,
             version: "fraud-v1".to_string(),
+            gbdt: GbdtParams::default(),
+            fit_gbdt: true,
         }
     }
 }
@@ -82,6 +118,10 @@ pub struct FraudModel {
     pub feature_names: Vec<String>,
     /// Model used by [`FraudModel::score`].
     pub primary: ModelKind,
+    /// With [`ModelKind::Auto`]: each candidate's PR-AUC on the latest tenth of the training
+    /// rows, fitted on the rest, that chose `primary`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selection: Vec<(ModelKind, f64)>,
     /// Training rows.
     pub train_rows: usize,
     /// Positive training rows.
@@ -91,6 +131,9 @@ pub struct FraudModel {
     lr_coef: Vec<f64>,
     lr_intercept: f64,
     forest: Forest,
+    /// Gradient-boosted trees (absent in files written before they were part of the model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gbdt: Option<Gbdt>,
 }
 
 fn slog(x: f64) -> f64 {
@@ -200,11 +243,22 @@ pub fn train_matrix(
     )
     .map_err(|e| Error::Model(format!("random forest: {e}")))?;
 
+    let gbdt = if params.fit_gbdt {
+        Some(fit_gbdt(rows, labels, &params.gbdt)?)
+    } else {
+        None
+    };
+    let (primary, selection) = match params.primary {
+        ModelKind::Auto => choose_primary(rows, labels, &feature_names, params)?,
+        kind => (kind, Vec::new()),
+    };
+
     Ok(FraudModel {
         format_version: MODEL_FORMAT_VERSION,
         version: params.version.clone(),
         feature_names,
-        primary: params.primary,
+        primary,
+        selection,
         train_rows: n,
         train_positives: pos,
         mean,
@@ -212,7 +266,101 @@ pub fn train_matrix(
         lr_coef,
         lr_intercept,
         forest,
+        gbdt,
     })
+}
+
+/// Fewest positives in the validation tenth for [`ModelKind::Auto`] to choose by it: with fewer,
+/// PR-AUC differences between the candidates are noise.
+const MIN_VALIDATION_POSITIVES: usize = 20;
+
+/// [`ModelKind::Auto`]: fits every model on the earliest nine tenths of the (time-ordered) rows
+/// and picks the best PR-AUC on the latest tenth; the forest when that tenth cannot measure
+/// (too few rows or positives, or one class only in the earlier part).
+fn choose_primary(
+    rows: &[Vec<f64>],
+    labels: &[bool],
+    feature_names: &[String],
+    params: &TrainParams,
+) -> Result<(ModelKind, Vec<(ModelKind, f64)>)> {
+    let n = rows.len();
+    let cut = n - n / 10;
+    let both = |y: &[bool]| y.iter().any(|l| *l) && !y.iter().all(|l| *l);
+    let val_pos = labels[cut..].iter().filter(|l| **l).count();
+    if n < MIN_VALIDATED_ROWS
+        || !both(&labels[..cut])
+        || !both(&labels[cut..])
+        || val_pos < MIN_VALIDATION_POSITIVES
+    {
+        return Ok((ModelKind::Forest, Vec::new()));
+    }
+    let inner = TrainParams {
+        primary: ModelKind::Forest,
+        ..params.clone()
+    };
+    let model = train_matrix(&rows[..cut], &labels[..cut], feature_names.to_vec(), &inner)?;
+    let (val, yv) = (&rows[cut..], &labels[cut..]);
+    let lr: Vec<f64> = val
+        .iter()
+        .map(|r| model.score_lr(r))
+        .collect::<Result<_>>()?;
+    let rf = model.score_rf_batch(val)?;
+    let blend: Vec<f64> = lr.iter().zip(&rf).map(|(a, b)| (a + b) / 2.0).collect();
+    let mut scored = vec![
+        (ModelKind::Logistic, crate::metrics::pr_auc(&lr, yv)),
+        (ModelKind::Forest, crate::metrics::pr_auc(&rf, yv)),
+        (ModelKind::Blend, crate::metrics::pr_auc(&blend, yv)),
+    ];
+    if params.fit_gbdt {
+        let gb: Vec<f64> = val
+            .iter()
+            .map(|r| model.score_gbdt(r))
+            .collect::<Result<_>>()?;
+        scored.push((ModelKind::Gbdt, crate::metrics::pr_auc(&gb, yv)));
+    }
+    // first best in the order above on ties: the simpler model
+    let best = scored
+        .iter()
+        .fold(scored[0], |b, c| if c.1 > b.1 { *c } else { b })
+        .0;
+    Ok((best, scored))
+}
+
+/// Fewest training rows for the validation tenth that stops the boosting; below it the GBDT
+/// fits [`SMALL_DATA_ROUNDS`] rounds.
+const MIN_VALIDATED_ROWS: usize = 500;
+/// Boosting rounds on training sets too small to hold out a validation tenth.
+const SMALL_DATA_ROUNDS: usize = 50;
+
+/// Boosting on time-ordered rows: stop on the latest tenth, refit on all rows for the rounds
+/// found best.
+fn fit_gbdt(rows: &[Vec<f64>], labels: &[bool], params: &GbdtParams) -> Result<Gbdt> {
+    let n = rows.len();
+    let d = rows.first().map_or(0, Vec::len);
+    let columns: Vec<Column> = (0..d)
+        .map(|j| Column::Numeric(rows.iter().map(|r| r[j]).collect()))
+        .collect();
+    let all: Vec<usize> = (0..n).collect();
+    let rounds = if n >= MIN_VALIDATED_ROWS {
+        let cut = n - n / 10;
+        let (fit, val) = all.split_at(cut);
+        let fit_has_both = {
+            let pos = fit.iter().filter(|r| labels[**r]).count();
+            pos > 0 && pos < fit.len()
+        };
+        if fit_has_both {
+            Gbdt::fit(&columns, labels, fit, val, params)?.trees.len()
+        } else {
+            SMALL_DATA_ROUNDS
+        }
+    } else {
+        SMALL_DATA_ROUNDS
+    };
+    let refit = GbdtParams {
+        max_iter: rounds.clamp(1, params.max_iter.max(1)),
+        ..params.clone()
+    };
+    Gbdt::fit(&columns, labels, &all, &[], &refit)
 }
 
 impl FraudModel {
@@ -263,12 +411,36 @@ impl FraudModel {
         Ok(p.into_iter().map(|v| v.clamp(0.0, 1.0)).collect())
     }
 
+    /// Gradient-boosted trees probability; an error for a model file written before the
+    /// trees were part of it.
+    pub fn score_gbdt(&self, x: &[f64]) -> Result<f64> {
+        self.check(x)?;
+        match &self.gbdt {
+            Some(g) => g.predict_row(x),
+            None => Err(Error::Model(format!(
+                "model {} has no gradient-boosted trees (trained before they were part of the \
+                 model, or with `fit_gbdt` off): retrain it, or score with the forest or \
+                 logistic model",
+                self.version
+            ))),
+        }
+    }
+
+    /// Whether the model carries gradient-boosted trees.
+    pub fn has_gbdt(&self) -> bool {
+        self.gbdt.is_some()
+    }
+
     /// Score of the primary model.
     pub fn score(&self, x: &[f64]) -> Result<f64> {
         match self.primary {
             ModelKind::Logistic => self.score_lr(x),
             ModelKind::Forest => self.score_rf(x),
             ModelKind::Blend => Ok(0.5 * (self.score_lr(x)? + self.score_rf(x)?)),
+            ModelKind::Gbdt => self.score_gbdt(x),
+            // a fitted model never stores `auto`; a hand-edited file scores with what it has
+            ModelKind::Auto if self.gbdt.is_some() => self.score_gbdt(x),
+            ModelKind::Auto => self.score_rf(x),
         }
     }
 

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use mesh_fraud::cli::{eval_csv, EvalCsvArgs};
 use mesh_fraud::model::train_matrix;
-use mesh_fraud::{Error, FraudModel, TrainParams};
+use mesh_fraud::{Error, FraudModel, ModelKind, TrainParams};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -34,12 +34,24 @@ fn small_params() -> TrainParams {
 fn trains_scores_and_round_trips() {
     let (x, y) = synthetic(600, 1);
     let names = vec!["a".to_string(), "b".to_string(), "noise".to_string()];
-    let model = train_matrix(&x, &y, names, &small_params()).unwrap();
+    let params = TrainParams {
+        primary: ModelKind::Gbdt,
+        ..small_params()
+    };
+    let model = train_matrix(&x, &y, names, &params).unwrap();
     let (tx, ty) = synthetic(300, 2);
     let lr: Vec<f64> = tx.iter().map(|r| model.score_lr(r).unwrap()).collect();
     let rf = model.score_rf_batch(&tx).unwrap();
+    let gb: Vec<f64> = tx.iter().map(|r| model.score_gbdt(r).unwrap()).collect();
     assert!(mesh_fraud::metrics::roc_auc(&lr, &ty) > 0.9);
     assert!(mesh_fraud::metrics::roc_auc(&rf, &ty) > 0.85);
+    assert!(mesh_fraud::metrics::roc_auc(&gb, &ty) > 0.85);
+    assert!(gb.iter().all(|p| (0.0..=1.0).contains(p)));
+    assert_eq!(
+        model.score(&tx[0]).unwrap(),
+        gb[0],
+        "the GBDT is the primary model"
+    );
     let top = model.top_contributions(&[9.0, 9.0, 0.5], 2).unwrap();
     assert!(top.iter().all(|(n, _)| n != "noise"), "{top:?}");
 
@@ -49,13 +61,103 @@ fn trains_scores_and_round_trips() {
     for r in tx.iter().take(20) {
         assert_eq!(model.score_lr(r).unwrap(), back.score_lr(r).unwrap());
         assert_eq!(model.score_rf(r).unwrap(), back.score_rf(r).unwrap());
+        assert_eq!(model.score_gbdt(r).unwrap(), back.score_gbdt(r).unwrap());
     }
+    // a file written before the trees were part of the model still loads and scores with the
+    // forest; asking it for the trees is an error that says to retrain
+    let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    value.as_object_mut().unwrap().remove("gbdt");
+    value["primary"] = serde_json::json!("forest");
+    let older = FraudModel::from_json(&value.to_string()).unwrap();
+    assert!(!older.has_gbdt());
+    assert_eq!(
+        older.score(&tx[0]).unwrap(),
+        model.score_rf(&tx[0]).unwrap()
+    );
+    let e = older.score_gbdt(&tx[0]).unwrap_err().to_string();
+    assert!(
+        e.contains("no gradient-boosted trees") && e.contains("retrain"),
+        "{e}"
+    );
+    assert!(model.score_gbdt(&[1.0]).is_err(), "wrong width is an error");
     let old = json.replacen("\"format_version\":1", "\"format_version\":0", 1);
     assert!(matches!(
         FraudModel::from_json(&old),
         Err(Error::ModelVersion { found: 0, .. })
     ));
     assert!(model.score_lr(&[1.0]).is_err(), "wrong width is an error");
+}
+
+/// `auto` fits every model on the earliest nine tenths, keeps the one with the best PR-AUC on
+/// the latest tenth, and scores with it; too few validation positives fall back to the forest.
+#[test]
+fn auto_chooses_the_model_by_the_latest_tenth() {
+    let (x, y) = synthetic(3_000, 7);
+    let names = vec!["a".to_string(), "b".to_string(), "noise".to_string()];
+    let model = train_matrix(&x, &y, names.clone(), &small_params()).unwrap();
+    let kinds: Vec<ModelKind> = model.selection.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        kinds,
+        [
+            ModelKind::Logistic,
+            ModelKind::Forest,
+            ModelKind::Blend,
+            ModelKind::Gbdt
+        ]
+    );
+    let best = model
+        .selection
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    assert_eq!(model.primary, best.0, "{:?}", model.selection);
+    let r = &x[0];
+    let expected = match model.primary {
+        ModelKind::Logistic => model.score_lr(r).unwrap(),
+        ModelKind::Forest => model.score_rf(r).unwrap(),
+        ModelKind::Blend => 0.5 * (model.score_lr(r).unwrap() + model.score_rf(r).unwrap()),
+        ModelKind::Gbdt => model.score_gbdt(r).unwrap(),
+        ModelKind::Auto => panic!("a fitted model stores the kind it chose"),
+    };
+    assert_eq!(model.score(r).unwrap(), expected);
+    let back = FraudModel::from_json(&model.to_json().unwrap()).unwrap();
+    assert_eq!(back.primary, model.primary);
+    assert_eq!(back.selection, model.selection);
+
+    // 600 rows: about a dozen positives in the latest tenth, too few to choose by
+    let (x, y) = synthetic(600, 8);
+    let small = train_matrix(&x, &y, names, &small_params()).unwrap();
+    assert_eq!(small.primary, ModelKind::Forest);
+    assert!(small.selection.is_empty());
+}
+
+/// Extreme magnitudes and missing values far outside the training range score finitely: the
+/// trees send them to the outermost bins or the learned missing side.
+#[test]
+fn gbdt_scores_values_far_outside_the_training_range() {
+    let (x, y) = synthetic(600, 4);
+    let names = vec!["a".to_string(), "b".to_string(), "noise".to_string()];
+    let model = train_matrix(&x, &y, names, &small_params()).unwrap();
+    for row in [
+        [1e300, -1e300, 0.5],
+        [f64::NAN, f64::NAN, f64::NAN],
+        [f64::INFINITY, f64::NEG_INFINITY, 1e-300],
+        [-1e12, 1e12, -7.0],
+    ] {
+        let p = model.score_gbdt(&row).unwrap();
+        assert!(p.is_finite() && (0.0..=1.0).contains(&p), "{row:?} -> {p}");
+    }
+}
+
+/// Small training sets (no room for a validation tenth) still fit the trees.
+#[test]
+fn gbdt_fits_a_small_training_set() {
+    let (x, y) = synthetic(120, 5);
+    let names = vec!["a".into(), "b".into(), "c".into()];
+    let model = train_matrix(&x, &y, names, &small_params()).unwrap();
+    let (tx, ty) = synthetic(300, 6);
+    let gb: Vec<f64> = tx.iter().map(|r| model.score_gbdt(r).unwrap()).collect();
+    assert!(mesh_fraud::metrics::roc_auc(&gb, &ty) > 0.8);
 }
 
 #[test]

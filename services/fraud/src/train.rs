@@ -1,5 +1,5 @@
-//! `mesh train fraud`: logistic regression and random forest (plus the
-//! isolation forest) from labelled history, with a time split, written as
+//! `mesh train fraud`: gradient-boosted trees (the policy's model), logistic
+//! regression and random forest (plus the isolation forest) from labelled history, with a time split, written as
 //! one versioned models file the service swaps in without a restart.
 //!
 //! Labelled history comes from two sources, kept apart for the split:
@@ -165,11 +165,13 @@ pub struct TrainReport {
     pub train_fraud: usize,
     pub holdout_rows: usize,
     pub holdout_fraud: usize,
-    /// Holdout metrics of the logistic regression, the forest and the
-    /// policy score (forest blended with the anomaly score, plus rule
-    /// boosts of the default rules); `None` when the holdout lacks a class.
+    /// Holdout metrics of the logistic regression, the forest, the
+    /// gradient-boosted trees and the policy score (the primary model,
+    /// trees by default, blended with the anomaly score, plus rule boosts of
+    /// the default rules); `None` when the holdout lacks a class.
     pub logistic: Option<Metrics>,
     pub forest: Option<Metrics>,
+    pub gbdt: Option<Metrics>,
     pub policy: Option<Metrics>,
     pub train_secs: f64,
     /// Where the models were written.
@@ -231,7 +233,7 @@ pub fn train_and_save(
     let train_secs = started.elapsed().as_secs_f64();
     let holdout_fraud = test_y.iter().filter(|y| **y).count();
     let measurable = holdout_fraud > 0 && holdout_fraud < test_y.len();
-    let (mut logistic, mut forest, mut pol) = (None, None, None);
+    let (mut logistic, mut forest, mut gbdt, mut pol) = (None, None, None, None);
     if measurable {
         let model = policy.model.as_ref().expect("fitted above");
         let lr: Vec<f64> = test_x
@@ -240,6 +242,10 @@ pub fn train_and_save(
             .collect::<mesh_fraud::Result<_>>()?;
         let rows: Vec<Vec<f64>> = test_x.iter().map(|f| f.0.clone()).collect();
         let rf = model.score_rf_batch(&rows)?;
+        let gb: Vec<f64> = test_x
+            .iter()
+            .map(|f| model.score_gbdt(&f.0))
+            .collect::<mesh_fraud::Result<_>>()?;
         let rules = RuleSet::default_rules();
         let ps: Vec<f64> = test_x
             .iter()
@@ -247,6 +253,7 @@ pub fn train_and_save(
             .collect::<mesh_fraud::Result<_>>()?;
         logistic = Some(Metrics::compute(&lr, &test_y));
         forest = Some(Metrics::compute(&rf, &test_y));
+        gbdt = Some(Metrics::compute(&gb, &test_y));
         pol = Some(Metrics::compute(&ps, &test_y));
     }
     let saved = match out {
@@ -265,6 +272,7 @@ pub fn train_and_save(
         holdout_fraud,
         logistic,
         forest,
+        gbdt,
         policy: pol,
         train_secs,
         saved,
@@ -293,6 +301,7 @@ impl std::fmt::Display for TrainReport {
         for (name, m) in [
             ("logistic", &self.logistic),
             ("forest", &self.forest),
+            ("gbdt", &self.gbdt),
             ("policy", &self.policy),
         ] {
             match m {

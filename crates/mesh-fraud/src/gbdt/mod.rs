@@ -306,6 +306,39 @@ impl Gbdt {
             .collect())
     }
 
+    /// Raw score (log-odds) of one row of numbers (`NaN` = missing), one per input column; the
+    /// row-at-a-time path a service scores an order on. Every column must be numeric.
+    pub fn raw_score_row(&self, x: &[f64]) -> Result<f64> {
+        if x.len() != self.mappers.len() {
+            return Err(Error::Model(format!(
+                "got {} values, model expects {}",
+                x.len(),
+                self.mappers.len()
+            )));
+        }
+        if let Some(f) = self.mappers.iter().position(BinMapper::is_categorical) {
+            return Err(Error::Model(format!(
+                "column {f} is categorical: a row of numbers cannot be scored"
+            )));
+        }
+        let bins: Vec<u8> = x
+            .iter()
+            .zip(&self.mappers)
+            .map(|(v, m)| m.bin_value(*v))
+            .collect();
+        Ok(self.init
+            + self
+                .trees
+                .iter()
+                .map(|t| t.predict_bins(&bins))
+                .sum::<f64>())
+    }
+
+    /// Probability of one row of numbers (see [`Gbdt::raw_score_row`]).
+    pub fn predict_row(&self, x: &[f64]) -> Result<f64> {
+        Ok(sigmoid(self.raw_score_row(x)?))
+    }
+
     /// Probabilities of `rows`.
     pub fn predict(&self, columns: &[Column], rows: &[usize]) -> Result<Vec<f64>> {
         Ok(self

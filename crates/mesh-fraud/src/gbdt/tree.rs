@@ -99,6 +99,23 @@ impl Tree {
         }
     }
 
+    /// Output for one row given as its bins, feature by feature.
+    #[inline]
+    pub fn predict_bins(&self, bins: &[u8]) -> f64 {
+        let mut k = 0;
+        loop {
+            let n = &self.nodes[k];
+            if n.left == 0 {
+                return n.value;
+            }
+            k = if n.left_bins.contains(bins[n.feature as usize]) {
+                n.left
+            } else {
+                n.right
+            } as usize;
+        }
+    }
+
     /// Leaves.
     pub fn leaves(&self) -> usize {
         self.nodes.iter().filter(|n| n.left == 0).count()

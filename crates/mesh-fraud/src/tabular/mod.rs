@@ -334,7 +334,11 @@ pub fn eval_loaded(table: &Table, opts: &TabularOptions) -> Result<TabularReport
         let encode_secs = t.elapsed().as_secs_f64();
         if wants(TabularModel::Forest) || wants(TabularModel::Logistic) {
             let t = Instant::now();
-            let model = train_matrix(&x_fit, &y_fit, enc.names.clone(), &opts.baselines)?;
+            let baselines = TrainParams {
+                fit_gbdt: false,
+                ..opts.baselines.clone()
+            };
+            let model = train_matrix(&x_fit, &y_fit, enc.names.clone(), &baselines)?;
             train_secs.insert(
                 "logistic+forest".to_string(),
                 encode_secs + t.elapsed().as_secs_f64(),
