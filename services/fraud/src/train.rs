@@ -173,6 +173,12 @@ pub struct TrainReport {
     pub forest: Option<Metrics>,
     pub gbdt: Option<Metrics>,
     pub policy: Option<Metrics>,
+    /// The policy's model (`logistic`, `forest`, `blend` or `gbdt`).
+    pub policy_model: String,
+    /// Each candidate's PR-AUC on the latest tenth of the training part,
+    /// fitted on the rest, that chose `policy_model` (empty when that tenth
+    /// has too few fraud orders to choose by, and the forest is kept).
+    pub model_selection: Vec<(String, f64)>,
     pub train_secs: f64,
     /// Where the models were written.
     pub saved: Option<String>,
@@ -233,9 +239,15 @@ pub fn train_and_save(
     let train_secs = started.elapsed().as_secs_f64();
     let holdout_fraud = test_y.iter().filter(|y| **y).count();
     let measurable = holdout_fraud > 0 && holdout_fraud < test_y.len();
+    let model = policy.model.as_ref().expect("fitted above");
+    let policy_model = model.primary.name().to_string();
+    let model_selection = model
+        .selection
+        .iter()
+        .map(|(k, v)| (k.name().to_string(), *v))
+        .collect();
     let (mut logistic, mut forest, mut gbdt, mut pol) = (None, None, None, None);
     if measurable {
-        let model = policy.model.as_ref().expect("fitted above");
         let lr: Vec<f64> = test_x
             .iter()
             .map(|f| model.score_lr(&f.0))
@@ -274,6 +286,8 @@ pub fn train_and_save(
         forest,
         gbdt,
         policy: pol,
+        policy_model,
+        model_selection,
         train_secs,
         saved,
     })
@@ -298,6 +312,24 @@ impl std::fmt::Display for TrainReport {
             self.holdout_rows,
             self.holdout_fraud
         )?;
+        write!(f, "  policy model: {}", self.policy_model)?;
+        if self.model_selection.is_empty() {
+            writeln!(
+                f,
+                " (too few fraud orders in the latest tenth of the training part to choose by)"
+            )?;
+        } else {
+            let picks: Vec<String> = self
+                .model_selection
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.3}"))
+                .collect();
+            writeln!(
+                f,
+                " (PR-AUC on the latest tenth of the training part: {})",
+                picks.join(", ")
+            )?;
+        }
         for (name, m) in [
             ("logistic", &self.logistic),
             ("forest", &self.forest),
