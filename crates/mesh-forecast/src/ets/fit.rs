@@ -21,6 +21,17 @@ const PHI_UPPER: f64 = 0.98;
 /// gives ETS sMAPE 13.12 / comb 12.52, 50 gives 13.14 / 12.53 in a quarter of the time
 /// (the simplex rarely meets the tolerance before the budget either way).
 const ITERS_PER_PARAM: u64 = 50;
+/// Largest smoothing parameter of the slope that [`auto_ets`] allows on a series without a
+/// seasonal period (`period <= 1`), in place of the usual `beta <= alpha`.
+///
+/// This is the region statsforecast's `AutoETS` searches: its `initparam` lowers the upper
+/// bound of `beta` to the starting `alpha`, `LOWER + 0.2 (UPPER - LOWER) / m` (0.2 for
+/// `m = 1`), and nothing else bounds `beta` during its optimisation. With the usual region a
+/// short yearly series that ends in a level shift is fitted with a slope that follows the
+/// last step (Tourism `Y13`: `beta` 0.78, forecasts falling to 4% of the last value).
+/// Chosen on the last `h` values of each history (`forecast_eval --holdout`), against the
+/// usual region and statsforecast's region for every period: see NOTES-issue16.md, round 5.
+pub const NONSEASONAL_BETA_MAX: f64 = LOWER + 0.2 * (UPPER - LOWER);
 /// Largest seasonal period for which seasonal ETS models are tried (as in `forecast`).
 pub const MAX_SEASONAL_PERIOD: usize = 24;
 
@@ -100,6 +111,8 @@ impl FittedEts {
 struct Layout {
     spec: EtsSpec,
     n_season_free: usize,
+    /// Fixed upper bound of `beta` replacing `beta <= alpha` ([`NONSEASONAL_BETA_MAX`]).
+    beta_max: Option<f64>,
 }
 
 impl Layout {
@@ -129,7 +142,7 @@ impl Layout {
         };
         if self.spec.has_trend() {
             p.beta = it.next()?;
-            if p.beta < LOWER || p.beta > alpha {
+            if p.beta < LOWER || p.beta > self.beta_max.unwrap_or(alpha) {
                 return None;
             }
         }
@@ -270,6 +283,11 @@ pub(crate) fn linear_fit(y: &[f64]) -> (f64, f64) {
 
 /// Fit one ETS model by maximum likelihood.
 pub fn fit_ets(y: &[f64], spec: EtsSpec) -> Result<FittedEts> {
+    fit_ets_bounded(y, spec, None)
+}
+
+/// [`fit_ets`] with `beta` bounded by `beta_max` instead of by `alpha` (when given).
+pub fn fit_ets_bounded(y: &[f64], spec: EtsSpec, beta_max: Option<f64>) -> Result<FittedEts> {
     let fail = |reason: &str| Error::Fit {
         model: spec.code(),
         reason: reason.to_string(),
@@ -287,6 +305,11 @@ pub fn fit_ets(y: &[f64], spec: EtsSpec) -> Result<FittedEts> {
             "multiplicative components need strictly positive data",
         ));
     }
+    if let Some(b) = beta_max {
+        if !(LOWER..=UPPER).contains(&b) {
+            return Err(fail("beta_max must lie in the usual region [1e-4, 0.9999]"));
+        }
+    }
     let layout = Layout {
         spec,
         n_season_free: if spec.has_season() {
@@ -294,6 +317,7 @@ pub fn fit_ets(y: &[f64], spec: EtsSpec) -> Result<FittedEts> {
         } else {
             0
         },
+        beta_max,
     };
     let np = layout.n_params();
     if n < np + 2 {
@@ -379,12 +403,15 @@ pub fn candidate_specs(period: usize, allow_season: bool) -> Vec<EtsSpec> {
     out
 }
 
-/// Fit every candidate and keep the one with the lowest AICc.
+/// Fit every candidate and keep the one with the lowest AICc. On a series without a seasonal
+/// period (`period <= 1`) the slope's smoothing parameter is bounded by
+/// [`NONSEASONAL_BETA_MAX`].
 pub fn auto_ets(y: &[f64], period: usize) -> Result<FittedEts> {
     let allow_season = period > 1 && period <= MAX_SEASONAL_PERIOD && y.len() >= 3 * period;
+    let beta_max = (period <= 1).then_some(NONSEASONAL_BETA_MAX);
     let best = candidate_specs(period, allow_season)
         .into_iter()
-        .filter_map(|spec| fit_ets(y, spec).ok())
+        .filter_map(|spec| fit_ets_bounded(y, spec, beta_max).ok())
         .filter(|f| f.aicc.is_finite())
         .min_by(|a, b| a.aicc.total_cmp(&b.aicc));
     best.ok_or_else(|| Error::Fit {
