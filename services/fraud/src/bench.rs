@@ -80,7 +80,8 @@ pub struct FraudBenchReport {
     pub process_cpu_us_per_request: Option<f64>,
     pub redis_cpu_us_per_request: Option<f64>,
     /// One order at a time, without gRPC: the feature read (one pipelined
-    /// store round trip) and the decision (rules + forest + isolation forest).
+    /// store round trip) and the decision (rules, the policy's chosen model —
+    /// forest, logistic, blend or GBDT — and the isolation forest).
     pub sequential_read_p50_ms: f64,
     pub sequential_read_p99_ms: f64,
     pub sequential_decide_p50_ms: f64,
