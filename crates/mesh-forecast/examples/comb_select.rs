@@ -7,7 +7,11 @@
 //! named rules on the test split, for reporting after the choice. `--holdouts 2` scores
 //! every series on both holdout cuts of the dump (last `h` and the `h` before), `--base R`
 //! names the rule the criterion is relative to (default: `auto`'s rule before issue 16
-//! round 4).
+//! round 4). `--forecasts PREFIX` writes the first `--rule`'s forecasts after every holdout
+//! cut and after the whole history to `PREFIX<file stem>.json` (nothing is scored), so they
+//! can be compared per series with forecasts made elsewhere. `--half 0|1` keeps one half
+//! of the series (split by a hash of the name), to choose on one half and check on the
+//! other. A rule may name members per seasonal period: `ets+theta,m12:ets+snaive/0.25/3/1`.
 //! `cargo run --release -p mesh-forecast --example comb_select -- --split holdout A.json B.json`
 //! `cargo run --release -p mesh-forecast --example comb_select -- --split test --rule ets+theta+dotm+arima/0.5/2/1 A.json`
 use std::collections::HashMap;
@@ -34,6 +38,7 @@ struct Origin {
 
 #[derive(Deserialize)]
 struct Row {
+    name: String,
     m: usize,
     h: usize,
     x: Vec<f64>,
@@ -48,33 +53,62 @@ struct Row {
 #[derive(Clone, Debug)]
 struct Rule {
     members: Vec<usize>,
+    /// Members for series of one seasonal period, in place of `members`.
+    by_period: Vec<(usize, Vec<usize>)>,
     cfg: CvConfig,
 }
 
+fn parse_members(s: &str) -> Vec<usize> {
+    s.split('+')
+        .map(|n| {
+            (0..MEMBERS)
+                .position(|i| member_name(i) == n)
+                .unwrap_or_else(|| panic!("unknown member {n}"))
+        })
+        .collect()
+}
+
+fn member_names(members: &[usize]) -> String {
+    let m: Vec<&str> = members.iter().map(|i| member_name(*i)).collect();
+    m.join("+")
+}
+
 impl Rule {
+    /// The members used on series of seasonal period `m`.
+    fn members_for(&self, m: usize) -> &[usize] {
+        self.by_period
+            .iter()
+            .find(|(p, _)| *p == m)
+            .map_or(&self.members, |(_, v)| v)
+    }
+
     fn name(&self) -> String {
-        let m: Vec<&str> = self.members.iter().map(|i| member_name(*i)).collect();
+        let mut m = member_names(&self.members);
+        for (p, v) in &self.by_period {
+            m.push_str(&format!(",m{p}:{}", member_names(v)));
+        }
         format!(
             "{}/{}/{}/{}",
-            m.join("+"),
-            self.cfg.shrink,
-            self.cfg.origins,
-            self.cfg.power
+            m, self.cfg.shrink, self.cfg.origins, self.cfg.power
         )
     }
 
+    /// `A+B/shrink/origins/power`, or per period `A+B,m4:C+D,m12:E/...` (the first list is
+    /// the default, `mK:` lists replace it on series of seasonal period K).
     fn parse(s: &str) -> Rule {
         let p: Vec<&str> = s.split('/').collect();
-        let members = p[0]
-            .split('+')
-            .map(|n| {
-                (0..MEMBERS)
-                    .position(|i| member_name(i) == n)
-                    .unwrap_or_else(|| panic!("unknown member {n}"))
+        let mut lists = p[0].split(',');
+        let members = parse_members(lists.next().expect("members"));
+        let by_period = lists
+            .map(|l| {
+                let (k, v) = l.split_once(':').expect("mK:members");
+                let k = k.strip_prefix('m').expect("mK:members").parse().expect("K");
+                (k, parse_members(v))
             })
             .collect();
         Rule {
             members,
+            by_period,
             cfg: CvConfig {
                 shrink: p[1].parse().expect("shrink"),
                 origins: p[2].parse().expect("origins"),
@@ -93,9 +127,19 @@ fn score(
     actual: &[f64],
     rule: &Rule,
 ) -> (f64, f64) {
+    let f = combined(row, by_origin, y, rule);
+    (
+        smape(actual, &f.mean).expect("smape"),
+        mase(y, actual, &f.mean, row.m).expect("mase"),
+    )
+}
+
+/// The rule's forecast of the `h` values after `y` (a prefix of the row's series).
+fn combined(row: &Row, by_origin: &HashMap<usize, &Origin>, y: &[f64], rule: &Rule) -> Forecast {
     let n = y.len();
+    let members = rule.members_for(row.m);
     let at = |o: usize, c: usize| -> Option<Forecast> {
-        let k = rule.members[c];
+        let k = members[c];
         let f = by_origin.get(&o)?.f[k].clone()?;
         Some(Forecast {
             sd: vec![0.0; f.len()],
@@ -103,9 +147,7 @@ fn score(
         })
     };
     // Members that could not be fitted on the whole history are left out, as in `auto`.
-    let ok: Vec<usize> = (0..rule.members.len())
-        .filter(|c| at(n, *c).is_some())
-        .collect();
+    let ok: Vec<usize> = (0..members.len()).filter(|c| at(n, *c).is_some()).collect();
     let parts: Vec<Forecast> = ok.iter().map(|c| at(n, *c).expect("fitted")).collect();
     let weights = cv_weights(y, row.m, row.h, ok.len(), &rule.cfg, |c, train, steps| {
         at(train.len(), ok[c]).map(|mut f| {
@@ -114,11 +156,40 @@ fn score(
             f
         })
     });
-    let f = Forecast::combine_weighted(&parts, &weights);
-    (
-        smape(actual, &f.mean).expect("smape"),
-        mase(y, actual, &f.mean, row.m).expect("mase"),
-    )
+    Forecast::combine_weighted(&parts, &weights)
+}
+
+/// Which half (0 or 1) of a split by series a series falls in: FNV-1a of its name through
+/// SplitMix64's finaliser (FNV's own bits split names like `N0001` by period), so the split
+/// is fixed by the data and needs no seed.
+fn name_half(name: &str) -> u64 {
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) & 1
+}
+
+/// Per row, the first rule's forecast after every holdout cut (keyed by the cut) and after
+/// the whole history (`"test"`), for scoring beside forecasts made elsewhere.
+fn write_forecasts(rows: &[Row], rule: &Rule, path: &str) {
+    let out: Vec<serde_json::Map<String, serde_json::Value>> = rows
+        .par_iter()
+        .map(|r| {
+            let by_origin: HashMap<usize, &Origin> = r.fc.iter().map(|o| (o.o, o)).collect();
+            let mut m = serde_json::Map::new();
+            for &cut in &r.cuts {
+                let f = combined(r, &by_origin, &r.x[..cut], rule);
+                m.insert(cut.to_string(), serde_json::json!(f.mean));
+            }
+            let f = combined(r, &by_origin, &r.x, rule);
+            m.insert("test".into(), serde_json::json!(f.mean));
+            m
+        })
+        .collect();
+    std::fs::write(path, serde_json::to_string(&out).expect("json")).expect("write forecasts");
 }
 
 /// (seasonal period, sMAPE, MASE) of one rule on each series of one data set.
@@ -186,6 +257,7 @@ fn grid() -> Vec<Rule> {
                     }
                     out.push(Rule {
                         members: members.clone(),
+                        by_period: Vec::new(),
                         cfg: CvConfig {
                             shrink,
                             origins,
@@ -207,6 +279,8 @@ fn main() {
     let mut files = Vec::new();
     let mut no_worse = 0;
     let mut holdouts = 1;
+    let mut forecasts: Option<String> = None;
+    let mut half: Option<u64> = None;
     // The rule `auto` used before this round (`--base` to compare against another one).
     let mut base = "ets+theta+dotm+arima/0.25/3/1".to_string();
     let mut it = args.into_iter();
@@ -217,6 +291,8 @@ fn main() {
             "--holdouts" => holdouts = it.next().expect("--holdouts K").parse().expect("K"),
             "--base" => base = it.next().expect("--base R"),
             "--rule" => rules.push(Rule::parse(&it.next().expect("--rule R"))),
+            "--half" => half = Some(it.next().expect("--half 0|1").parse().expect("0|1")),
+            "--forecasts" => forecasts = Some(it.next().expect("--forecasts PREFIX")),
             _ => files.push(a),
         }
     }
@@ -240,9 +316,23 @@ fn main() {
         .iter()
         .map(|f| {
             let text = std::fs::read_to_string(f).expect("read dump");
-            (f.clone(), serde_json::from_str(&text).expect("dump json"))
+            let mut rows: Vec<Row> = serde_json::from_str(&text).expect("dump json");
+            if let Some(k) = half {
+                rows.retain(|r| name_half(&r.name) == k);
+            }
+            (f.clone(), rows)
         })
         .collect();
+    if let Some(prefix) = &forecasts {
+        for (file, rows) in &data {
+            let stem = std::path::Path::new(file)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("data");
+            write_forecasts(rows, &rules[0], &format!("{prefix}{stem}.json"));
+        }
+        return;
+    }
     let scores: Vec<Vec<SeriesScores>> = rules
         .iter()
         .map(|r| {

@@ -237,15 +237,36 @@ pub fn auto_arima(y: &[f64]) -> Result<FittedArima> {
     let mut best: Option<FittedArima> = None;
     for p in 0..=MAX_ORDER {
         for q in 0..=MAX_ORDER {
-            for constant in [false, true] {
-                if constant && d >= 2 {
-                    continue;
-                }
-                let order = ArimaOrder { p, d, q, constant };
-                if let Ok(f) = fit_arima(y, order) {
-                    if best.as_ref().is_none_or(|b| f.aicc < b.aicc) {
-                        best = Some(f);
-                    }
+            // With d < 2 the order without a mean or drift is considered only where the one
+            // with it can be fitted too: on a series too short for the constant, the lone
+            // zero-mean (d = 0) or no-drift (d = 1) order would win by default and forecast
+            // zero or the last value for any level or trend.
+            let with = (d < 2).then(|| {
+                fit_arima(
+                    y,
+                    ArimaOrder {
+                        p,
+                        d,
+                        q,
+                        constant: true,
+                    },
+                )
+            });
+            if matches!(with, Some(Err(_))) {
+                continue;
+            }
+            let without = fit_arima(
+                y,
+                ArimaOrder {
+                    p,
+                    d,
+                    q,
+                    constant: false,
+                },
+            );
+            for f in with.into_iter().flatten().chain(without) {
+                if best.as_ref().is_none_or(|b| f.aicc < b.aicc) {
+                    best = Some(f);
                 }
             }
         }

@@ -139,13 +139,36 @@ fn seasonal_naive_and_naive_forecast_the_obvious() {
         forecast(Method::Snaive, &y, 3, 4).unwrap().mean,
         vec![1.0, 5.0, 9.0, 1.0]
     );
-    // A short series falls back to seasonal naive for model methods.
+    // A series shorter than MIN_MODEL_LEN falls back to seasonal naive for model methods.
     assert_eq!(
-        forecast(Method::Comb, &y, 3, 3).unwrap().mean,
+        forecast(Method::Comb, &y[2..], 3, 3).unwrap().mean,
         vec![1.0, 5.0, 9.0]
     );
     assert!(forecast(Method::Ets, &[], 1, 3).is_err());
     assert!(forecast(Method::Ets, &[1.0, f64::NAN], 1, 3).is_err());
+}
+
+#[test]
+fn short_series_from_min_model_len_are_fitted_not_naive() {
+    // Six yearly values on a steady climb: the naive fallback would repeat 20; `auto` and the
+    // Theta members carry the climb on, and no member collapses (ARIMA once chose the
+    // zero-mean order here, the only one short enough to fit, and forecast 0).
+    let y = [10.0, 12.1, 13.9, 16.0, 18.1, 20.0];
+    assert!(y.len() >= mesh_forecast::method::MIN_MODEL_LEN);
+    for method in [Method::Auto, Method::Theta, Method::Dotm] {
+        let f = forecast(method, &y, 1, 4).unwrap().mean;
+        assert!(
+            f[0] > 20.5 && f[3] > f[0] + 2.0,
+            "{method}: {f:?} does not continue the climb"
+        );
+    }
+    for method in [Method::Ets, Method::Arima, Method::Damped] {
+        let f = forecast(method, &y, 1, 4).unwrap().mean;
+        assert!(
+            f.iter().all(|v| *v >= 19.0),
+            "{method}: {f:?} falls below the last values"
+        );
+    }
 }
 
 fn airline() -> Vec<f64> {
