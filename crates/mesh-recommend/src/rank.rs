@@ -202,7 +202,26 @@ struct Scored<'a> {
     meta: &'a ItemMeta,
     score: f64,
     source: Source,
-    notes: Vec<String>,
+    affinity: f64,
+}
+
+impl Scored<'_> {
+    /// The reason shown with the item: built only for the items returned
+    /// (the pool is several times the answer, and the text costs
+    /// allocations per item).
+    fn reason(&self, ctx: &UserContext) -> String {
+        let mut notes = vec![self.source.phrase().to_string()];
+        if self.affinity >= 0.5 {
+            notes.push(format!("you like {}", self.meta.category));
+        }
+        if (self.meta.rating / 5.0).clamp(0.0, 1.0) >= 0.9 {
+            notes.push("highly rated".into());
+        }
+        if ctx.at_risk && self.meta.retention_offer {
+            notes.push("retention offer for you".into());
+        }
+        notes.join("; ")
+    }
 }
 
 /// Ranks `candidates` for one user. See the module docs for the scoring.
@@ -277,22 +296,14 @@ pub fn rank(
             + w.recency * recency
             + w.margin * margin
             + w.price_fit * price_fit;
-        let mut notes = vec![source.phrase().to_string()];
-        if affinity >= 0.5 {
-            notes.push(format!("you like {}", meta.category));
-        }
-        if rating >= 0.9 {
-            notes.push("highly rated".into());
-        }
         if ctx.at_risk && meta.retention_offer {
             score += cfg.retention_boost;
-            notes.push("retention offer for you".into());
         }
         pool.push(Scored {
             meta,
             score,
             source,
-            notes,
+            affinity,
         });
     }
     // Deterministic order before the greedy pass.
@@ -301,31 +312,41 @@ pub fn rank(
             .total_cmp(&a.score)
             .then_with(|| a.meta.id.cmp(&b.meta.id))
     });
-    let mut taken: HashMap<&str, usize> = HashMap::new();
+    // Categories as small numbers, so the greedy pass (the answer's size
+    // times the pool's) counts in a vector instead of hashing names.
+    let mut category_ids: HashMap<&str, usize> = HashMap::new();
+    let category: Vec<usize> = pool
+        .iter()
+        .map(|s| {
+            let next = category_ids.len();
+            *category_ids.entry(s.meta.category.as_str()).or_insert(next)
+        })
+        .collect();
+    let mut taken = vec![0usize; category_ids.len()];
+    let mut left: Vec<usize> = (0..pool.len()).collect();
     let mut out = Vec::with_capacity(cfg.n);
     while out.len() < cfg.n {
-        let best = pool
+        let best = left
             .iter()
             .enumerate()
-            .filter(|(_, s)| {
-                taken.get(s.meta.category.as_str()).copied().unwrap_or(0) < cfg.max_per_category
-            })
-            .map(|(i, s)| {
-                let same = taken.get(s.meta.category.as_str()).copied().unwrap_or(0);
-                (i, s.score - cfg.diversity_penalty * same as f64)
+            .filter(|&(_, &p)| taken[category[p]] < cfg.max_per_category)
+            .map(|(i, &p)| {
+                let same = taken[category[p]];
+                (i, pool[p].score - cfg.diversity_penalty * same as f64)
             })
             .fold(None, |acc: Option<(usize, f64)>, x| match acc {
                 Some(a) if a.1 >= x.1 => Some(a),
                 _ => Some(x),
             });
         let Some((i, adjusted)) = best else { break };
-        let s = pool.remove(i);
-        *taken.entry(s.meta.category.as_str()).or_insert(0) += 1;
+        let p = left.remove(i);
+        taken[category[p]] += 1;
+        let s = &pool[p];
         out.push(Ranked {
             item: s.meta.id.clone(),
             score: adjusted,
             source: s.source,
-            reason: s.notes.join("; "),
+            reason: s.reason(ctx),
         });
     }
     out

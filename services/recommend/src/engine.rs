@@ -105,7 +105,16 @@ pub struct Engine {
 #[derive(Default)]
 pub struct CatalogCache {
     pub ttl: Duration,
-    entries: Mutex<HashMap<(String, String), (Instant, ItemMeta)>>,
+    /// Per tenant, per item: when read and what. Nested so that a lookup
+    /// borrows the tenant and item ids instead of building a key of two
+    /// new strings per item (a `Recommend` looks up ~150 items).
+    entries: Mutex<CatalogEntries>,
+}
+
+#[derive(Default)]
+struct CatalogEntries {
+    by_tenant: HashMap<String, HashMap<String, (Instant, ItemMeta)>>,
+    len: usize,
 }
 
 /// Most entries kept; past it the cache starts over (a simple bound).
@@ -119,7 +128,7 @@ impl CatalogCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Instant, ItemMeta)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CatalogEntries> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -130,10 +139,13 @@ impl CatalogCache {
         }
         let now = Instant::now();
         let entries = self.lock();
-        let mut hit = HashMap::new();
+        let Some(cached) = entries.by_tenant.get(tenant) else {
+            return (HashMap::new(), items.to_vec());
+        };
+        let mut hit = HashMap::with_capacity(items.len());
         let mut miss = Vec::new();
         for id in items {
-            match entries.get(&(tenant.to_string(), id.clone())) {
+            match cached.get(id.as_str()) {
                 Some((at, m)) if now.duration_since(*at) < self.ttl => {
                     hit.insert(id.clone(), m.clone());
                 }
@@ -148,19 +160,29 @@ impl CatalogCache {
             return;
         }
         let now = Instant::now();
-        let mut entries = self.lock();
-        if entries.len() + read.len() > CATALOG_CACHE_MAX {
-            entries.clear();
+        let mut guard = self.lock();
+        let entries = &mut *guard;
+        if entries.len + read.len() > CATALOG_CACHE_MAX {
+            entries.by_tenant.clear();
+            entries.len = 0;
         }
+        let cached = entries.by_tenant.entry(tenant.to_string()).or_default();
         for (id, m) in read {
-            entries.insert((tenant.to_string(), id.clone()), (now, m.clone()));
+            if cached.insert(id.clone(), (now, m.clone())).is_none() {
+                entries.len += 1;
+            }
         }
     }
 
     fn forget(&self, tenant: &str, items: &[ItemMeta]) {
-        let mut entries = self.lock();
-        for m in items {
-            entries.remove(&(tenant.to_string(), m.id.clone()));
+        let mut guard = self.lock();
+        let entries = &mut *guard;
+        if let Some(cached) = entries.by_tenant.get_mut(tenant) {
+            for m in items {
+                if cached.remove(m.id.as_str()).is_some() {
+                    entries.len -= 1;
+                }
+            }
         }
     }
 }
@@ -540,6 +562,45 @@ mod tests {
     use super::*;
     use crate::keys::HistEntry;
     use mesh_recommend::EventKind;
+
+    #[test]
+    fn catalog_cache_keeps_tenants_apart_expires_forgets_and_stays_bounded() {
+        let meta = |id: &str| ItemMeta::new(id, "c", 1.0);
+        let read = |ids: &[&str]| -> HashMap<String, ItemMeta> {
+            ids.iter().map(|i| (i.to_string(), meta(i))).collect()
+        };
+        let ids = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+        let cache = CatalogCache::new(Duration::from_secs(60));
+        cache.put("shop", &read(&["a", "b"]));
+        let (hit, miss) = cache.get("shop", &ids(&["a", "b", "c"]));
+        assert_eq!(hit.len(), 2);
+        assert_eq!(hit["a"], meta("a"));
+        assert_eq!(miss, ids(&["c"]));
+        // Another tenant's same ids are not this tenant's.
+        let (hit, miss) = cache.get("mall", &ids(&["a"]));
+        assert!(hit.is_empty());
+        assert_eq!(miss, ids(&["a"]));
+        // Putting an id again does not count it twice; forgetting drops it.
+        cache.put("shop", &read(&["a"]));
+        assert_eq!(cache.lock().len, 2);
+        cache.forget("shop", &[meta("a"), meta("zz")]);
+        assert_eq!(cache.lock().len, 1);
+        assert_eq!(cache.get("shop", &ids(&["a", "b"])).1, ids(&["a"]));
+        // Past the bound the cache starts over.
+        let many: Vec<String> = (0..CATALOG_CACHE_MAX).map(|k| format!("i{k}")).collect();
+        let big: HashMap<String, ItemMeta> = many.iter().map(|i| (i.clone(), meta(i))).collect();
+        cache.put("mall", &big);
+        assert_eq!(cache.lock().len, CATALOG_CACHE_MAX);
+        assert!(cache.get("shop", &ids(&["b"])).0.is_empty());
+        // A zero TTL caches nothing; an expired entry is read again.
+        let off = CatalogCache::new(Duration::ZERO);
+        off.put("shop", &read(&["a"]));
+        assert_eq!(off.get("shop", &ids(&["a"])).1, ids(&["a"]));
+        let short = CatalogCache::new(Duration::from_millis(1));
+        short.put("shop", &read(&["a"]));
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(short.get("shop", &ids(&["a"])).1, ids(&["a"]));
+    }
 
     #[test]
     fn affinity_and_price_come_from_history() {
