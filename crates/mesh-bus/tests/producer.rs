@@ -100,3 +100,40 @@ async fn the_broker_probe_tells_a_running_broker_from_none() {
             .await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_sends_to_a_topic_share_one_partition_lookup() {
+    let (brokers, names) = topics().await;
+    let producer = Producer::new(ProducerConfig::new(&brokers, "lookup-test")).expect("producer");
+    let headers = HeaderList::new();
+    // 300 sends at once, none of which knows the topic yet: each used to
+    // start a metadata client of its own.
+    let sends = (0..300).map(|i| {
+        let (producer, topic, headers) = (producer.clone(), names.order_events.clone(), &headers);
+        async move {
+            producer
+                .send(&topic, &format!("user-{i}"), b"x", headers)
+                .await
+        }
+    });
+    let results = futures::future::join_all(sends).await;
+    for r in &results {
+        let d = r.as_ref().expect("acknowledged");
+        assert!((0..PARTITIONS).contains(&d.partition), "{d:?}");
+    }
+    assert_eq!(producer.partition_lookups(), 1);
+    assert_eq!(
+        producer.partitions(&names.order_events).await.unwrap(),
+        PARTITIONS
+    );
+    assert_eq!(producer.partition_lookups(), 1);
+    // A topic that does not exist is not cached: every caller gets the
+    // error, and a later call looks again.
+    let mut cfg = ProducerConfig::new(&brokers, "lookup-missing");
+    cfg.delivery_timeout = Duration::from_millis(300);
+    let missing = Producer::new(cfg).expect("producer");
+    let topic = mesh_testkit::unique("no-such-topic");
+    assert!(missing.partitions(&topic).await.is_err());
+    assert!(missing.partitions(&topic).await.is_err());
+    assert_eq!(missing.partition_lookups(), 2);
+}

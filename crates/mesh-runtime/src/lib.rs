@@ -22,6 +22,7 @@
 //! - [`background`]: the runtime consumers run on, apart from the gRPC servers.
 //! - [`model_file`]: model files written atomically and hot-reloaded when they change.
 //! - [`announce`]: "announce once, then mark sent" for alerts and transitions.
+//! - [`procfs`]: a process's resident memory (benchmarks and reports).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -34,6 +35,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod model_file;
 pub mod peers;
+pub mod procfs;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

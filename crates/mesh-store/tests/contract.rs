@@ -938,3 +938,116 @@ async fn a_batch_redis_refuses_changes_nothing() {
         );
     }
 }
+
+/// The Redis ledger's generations: an id marked done is found for at
+/// least `done_ttl` (into the next generation), not after the generation
+/// past that; a pending claim expires after `pending_ttl` whatever the
+/// generation; and the ids cost small hash fields, not a key each.
+#[tokio::test]
+async fn ledger_generations_keep_done_ids_for_done_ttl_and_cost_little() {
+    let prefix = mesh_testkit::unique("ledger-gen");
+    let client = redis::Client::open(mesh_testkit::redis_url()).unwrap();
+    let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let day_ms: u64 = 86_400_000;
+    let ledger = IdLedger::redis(
+        conn.clone(),
+        &prefix,
+        Duration::from_secs(30),
+        Duration::from_millis(day_ms),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // One second before a generation ends (and after now, so the hashes'
+    // expiry is in the future).
+    let t0 = (now / day_ms + 1) * day_ms - 1_000;
+    let ids: Vec<String> = (0..50).map(|i| format!("t/e-{i}")).collect();
+    let (done, pending) = ids.split_at(25);
+    assert_eq!(
+        ledger.claim_at(&ids, t0).await.unwrap(),
+        vec![Claim::New; 50]
+    );
+    ledger.mark_done_at(done, t0 + 500).await.unwrap();
+    // The next generation sees both.
+    let mut want = vec![Claim::Done; 25];
+    want.extend(vec![Claim::Pending; 25]);
+    assert_eq!(ledger.claim_at(&ids, t0 + 2_000).await.unwrap(), want);
+    // Pending claims expire: claimed anew (in the new generation).
+    assert_eq!(
+        ledger.claim_at(pending, t0 + 31_000).await.unwrap(),
+        vec![Claim::New; 25]
+    );
+    // Done ids are still done a whole done_ttl after they were marked ...
+    assert_eq!(
+        ledger.claim_at(done, t0 + 500 + day_ms - 1).await.unwrap(),
+        vec![Claim::Done; 25]
+    );
+    // ... and forgotten two generations on.
+    assert_eq!(
+        ledger.claim_at(done, t0 + 1_000 + day_ms).await.unwrap(),
+        vec![Claim::New; 25]
+    );
+    // Released claims are gone from either generation.
+    ledger.release_at(pending, t0 + 31_500).await.unwrap();
+    assert_eq!(
+        ledger.claim_at(pending, t0 + 32_000).await.unwrap(),
+        vec![Claim::New; 25]
+    );
+
+    // An id twice in one call: the second copy finds the first's claim.
+    let twice = vec![
+        "t/dup".to_string(),
+        "t/other".to_string(),
+        "t/dup".to_string(),
+    ];
+    assert_eq!(
+        ledger.claim_at(&twice, t0).await.unwrap(),
+        [Claim::New, Claim::New, Claim::Pending]
+    );
+
+    // Memory: 20,000 ids claimed and marked in one generation.
+    let many: Vec<String> = (0..20_000).map(|i| format!("t/m-{i}")).collect();
+    for chunk in many.chunks(500) {
+        ledger.claim_at(chunk, now).await.unwrap();
+        ledger.mark_done_at(chunk, now).await.unwrap();
+    }
+    let gen = now / day_ms;
+    let mut bytes = 0u64;
+    let mut keys = 0u64;
+    for b in 0..mesh_store::ledger::BUCKETS {
+        let key = format!("{prefix}:ids:{{{b}}}:{gen}");
+        let size: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if let Some(s) = size {
+            bytes += s;
+            keys += 1;
+        }
+    }
+    let per_id = bytes as f64 / many.len() as f64;
+    eprintln!("ledger: {keys} hashes, {bytes} bytes, {per_id:.1} bytes per id");
+    assert!(
+        keys > 4_000 && keys <= u64::from(mesh_store::ledger::BUCKETS),
+        "{keys}"
+    );
+    // A key per id cost ~120 bytes.
+    assert!(per_id < 60.0, "{per_id:.1} bytes per id");
+    // Leave nothing behind (the hashes would live three days).
+    let mut scan_conn = conn.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:ids:*"))
+        .query_async(&mut scan_conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}

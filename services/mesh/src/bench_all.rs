@@ -11,7 +11,10 @@
 //!    into an empty scope, vs the bare loop's rate;
 //! 4. reads ([`crate::bench_reads`]): `GetProfile`, `Recommend` and
 //!    `ScoreOrder` at a fixed rate while a writer publishes through ingest
-//!    and every consumer applies it, vs the same calls on the idle mesh.
+//!    and every consumer applies it, vs the same calls on the idle mesh;
+//! 5. scale ([`crate::bench_scale`]): profile's apply rate, Redis bytes per
+//!    user and the processes' memory at 10k, 100k and 1M users, and the
+//!    replay rate of the largest level.
 //!
 //! Broker and Redis: `MESH_KAFKA_BROKERS` / `MESH_REDIS_URL`, or tansu and
 //! redis-server started for the run ([`crate::bench_servers`]). Every stage
@@ -24,6 +27,7 @@ use serde_json::{json, Map, Value};
 
 use crate::bench::{IngestBenchArgs, IngestBenchReport};
 use crate::bench_reads::{ReadOptions, ReadStats, ReadsReport};
+use crate::bench_servers::Servers;
 use crate::node::MeshConfig;
 
 /// Arguments of `mesh bench all`.
@@ -52,6 +56,8 @@ pub struct Sizes {
     pub read_seconds: f64,
     pub load_rate: u32,
     pub read_seed_events: usize,
+    /// User counts of the scale stage ([`crate::bench_scale`]).
+    pub scale_users: Vec<u32>,
 }
 
 impl Sizes {
@@ -69,6 +75,7 @@ impl Sizes {
                 read_seconds: 2.0,
                 load_rate: 500,
                 read_seed_events: 2_000,
+                scale_users: crate::bench_scale::QUICK_USERS.to_vec(),
             }
         } else {
             Sizes {
@@ -83,6 +90,7 @@ impl Sizes {
                 read_seconds: 10.0,
                 load_rate: 5_000,
                 read_seed_events: 20_000,
+                scale_users: crate::bench_scale::DEFAULT_USERS.to_vec(),
             }
         }
     }
@@ -111,6 +119,93 @@ pub struct RedisBytes {
     pub bare_bytes: u64,
 }
 
+/// Redis memory of one service's keys in the reads stage's mesh.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ScopeBytes {
+    pub scope: String,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// Redis memory (`MEMORY USAGE`) of every service's keys after the reads
+/// stage: the whole mesh applied the seed and the load there.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ServiceBytes {
+    /// Per store scope (service; `ingest` is its id ledger), largest first.
+    pub scopes: Vec<ScopeBytes>,
+    /// Users profile holds state for (`u:` keys).
+    pub users: u64,
+    /// Items recommend holds metadata for (`item:` keys).
+    pub items: u64,
+    /// Recommend's per-item keys: item metadata, co-occurrence rows and
+    /// popularity buckets (`item:`, `co:`, `pop:`).
+    pub recommend_item_keys: u64,
+    pub recommend_item_bytes: u64,
+}
+
+impl ServiceBytes {
+    /// All services' bytes over the users (item keys included).
+    pub fn bytes_per_user(&self) -> f64 {
+        self.scopes.iter().map(|s| s.bytes).sum::<u64>() as f64 / self.users.max(1) as f64
+    }
+
+    /// Recommend's per-item keys over the items.
+    pub fn recommend_bytes_per_item(&self) -> f64 {
+        self.recommend_item_bytes as f64 / self.items.max(1) as f64
+    }
+}
+
+/// Sums `MEMORY USAGE` of the keys under `prefix` per store scope
+/// (`<prefix>:{<scope>.<partition>}:<key>`; a key outside a slot counts
+/// for its first name part, [`split_slot_key`]).
+async fn service_bytes(url: &str, prefix: &str) -> anyhow::Result<ServiceBytes> {
+    let mut by: std::collections::BTreeMap<String, ScopeBytes> = Default::default();
+    let mut out = ServiceBytes::default();
+    key_sizes(url, prefix, |k, size| {
+        let (scope, rest) = split_slot_key(&k[(prefix.len() + 1).min(k.len())..]);
+        let e = by.entry(scope.to_string()).or_insert_with(|| ScopeBytes {
+            scope: scope.to_string(),
+            ..Default::default()
+        });
+        e.keys += 1;
+        e.bytes += size;
+        match scope {
+            "profile" if rest.starts_with("u:") => out.users += 1,
+            "recommend" if ["item:", "co:", "pop:"].iter().any(|p| rest.starts_with(p)) => {
+                out.items += u64::from(rest.starts_with("item:"));
+                out.recommend_item_keys += 1;
+                out.recommend_item_bytes += size;
+            }
+            _ => {}
+        }
+    })
+    .await?;
+    out.scopes = by.into_values().collect();
+    out.scopes.sort_by_key(|s| std::cmp::Reverse(s.bytes));
+    Ok(out)
+}
+
+/// `{<scope>.<partition>}:<key>` → (scope, key); a key outside a slot,
+/// `<owner>:<rest>` (ingest's id ledger: `ingest:ids:...`) → (owner, all);
+/// anything else → ("-", all).
+fn split_slot_key(k: &str) -> (&str, &str) {
+    let Some(inner) = k.strip_prefix('{') else {
+        return match k.split_once(':') {
+            Some((owner, _)) if !owner.is_empty() && !owner.contains('{') => (owner, k),
+            _ => ("-", k),
+        };
+    };
+    match (inner.find('}'), inner.find('.')) {
+        (Some(close), Some(dot)) if dot < close => {
+            let rest = inner[close + 1..]
+                .strip_prefix(':')
+                .unwrap_or(&inner[close + 1..]);
+            (&inner[..dot], rest)
+        }
+        _ => ("-", k),
+    }
+}
+
 /// What `mesh bench all` measured.
 #[derive(Debug, serde::Serialize)]
 pub struct BenchAllReport {
@@ -127,6 +222,9 @@ pub struct BenchAllReport {
     pub redis: RedisBytes,
     pub replay: crate::replay::ReplayReport,
     pub reads: ReadsReport,
+    /// Every service's Redis memory after the reads stage.
+    pub services_redis: ServiceBytes,
+    pub scale: crate::bench_scale::ScaleReport,
 }
 
 /// The keys every run prints (CI checks each is present and finite).
@@ -144,6 +242,12 @@ pub const KEYS: &[&str] = &[
     "score_order_cpu_us_per_call",
     "redis_bytes_per_user",
     "replay_events_per_s",
+    "mesh_redis_bytes_per_user",
+    "recommend_redis_bytes_per_item",
+    "scale_max_users",
+    "scale_profile_events_per_s",
+    "scale_redis_bytes_per_user",
+    "scale_replay_events_per_s",
 ];
 
 impl BenchAllReport {
@@ -152,6 +256,7 @@ impl BenchAllReport {
     pub fn to_json(&self) -> Value {
         let (i, p, r) = (&self.ingest, &self.profile, &self.reads);
         let replay = self.replay.records as f64 / self.replay.seconds.max(1e-9);
+        let largest = self.scale.largest();
         let headline = [
             i.ratio_ingest_to_bare,
             i.ingest_events_per_sec,
@@ -166,6 +271,12 @@ impl BenchAllReport {
             r.score_order_load.cpu_us_per_call,
             self.redis.profile_bytes as f64 / self.redis.users.max(1) as f64,
             replay,
+            self.services_redis.bytes_per_user(),
+            self.services_redis.recommend_bytes_per_item(),
+            largest.map_or(f64::NAN, |l| f64::from(l.users)),
+            largest.map_or(f64::NAN, |l| l.profile_events_per_s),
+            largest.map_or(f64::NAN, |l| l.redis_bytes_per_user),
+            self.scale.replay_events_per_s,
         ];
         let mut m = Map::new();
         for (k, v) in KEYS.iter().zip(headline) {
@@ -209,7 +320,7 @@ impl std::fmt::Display for BenchAllReport {
                     .map_or(String::new(), |c| format!("{c:.0} µs"))
             )?;
         }
-        write!(
+        writeln!(
             f,
             "reads: {}/s each for {} s; load {} events/s offered, {:.0} accepted; background CPU {:.2} cores; idle baseline {}",
             self.reads.rate_per_s,
@@ -222,7 +333,31 @@ impl std::fmt::Display for BenchAllReport {
             } else {
                 "taken before the mesh settled (60 s)"
             }
-        )
+        )?;
+        let sb = &self.services_redis;
+        writeln!(
+            f,
+            "redis after the reads stage: {:.0} bytes per user over every service ({} users); recommend {:.0} bytes per item ({} items)",
+            sb.bytes_per_user(),
+            sb.users,
+            sb.recommend_bytes_per_item(),
+            sb.items
+        )?;
+        for s in &sb.scopes {
+            writeln!(
+                f,
+                "  {:<12} {:>9} keys {:>12} bytes {:>8.0} per user",
+                s.scope,
+                s.keys,
+                s.bytes,
+                s.bytes as f64 / sb.users.max(1) as f64
+            )?;
+        }
+        writeln!(
+            f,
+            "cost as work grows (profile apply, one event per user on average):"
+        )?;
+        write!(f, "{}", self.scale)
     }
 }
 
@@ -249,11 +384,28 @@ fn read_row(name: &'static str, idle: &ReadStats, load: &ReadStats) -> Row {
 
 /// Sums `MEMORY USAGE` of every key under `prefix`, split into the bare
 /// loop's keys (`{bare.<p>}`) and the rest (profile's state).
-async fn redis_bytes(url: &str, prefix: &str) -> anyhow::Result<RedisBytes> {
+pub(crate) async fn redis_bytes(url: &str, prefix: &str) -> anyhow::Result<RedisBytes> {
+    let mut out = RedisBytes::default();
+    key_sizes(url, prefix, |k, s| {
+        if k.contains("{bare.") {
+            out.bare_keys += 1;
+            out.bare_bytes += s;
+            out.users += u64::from(k.contains(":u:"));
+        } else {
+            out.profile_keys += 1;
+            out.profile_bytes += s;
+        }
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Calls `each(key, MEMORY USAGE)` for every key under `prefix` (a key
+/// gone meanwhile counts 0 bytes), 1,000 keys per pipeline.
+async fn key_sizes(url: &str, prefix: &str, mut each: impl FnMut(&str, u64)) -> anyhow::Result<()> {
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let keys = scan(&mut conn, prefix).await?;
-    let mut out = RedisBytes::default();
     for chunk in keys.chunks(1_000) {
         let mut pipe = redis::pipe();
         for k in chunk {
@@ -261,18 +413,10 @@ async fn redis_bytes(url: &str, prefix: &str) -> anyhow::Result<RedisBytes> {
         }
         let sizes: Vec<Option<u64>> = pipe.query_async(&mut conn).await?;
         for (k, s) in chunk.iter().zip(sizes) {
-            let s = s.unwrap_or(0);
-            if k.contains("{bare.") {
-                out.bare_keys += 1;
-                out.bare_bytes += s;
-                out.users += u64::from(k.contains(":u:"));
-            } else {
-                out.profile_keys += 1;
-                out.profile_bytes += s;
-            }
+            each(k, s.unwrap_or(0));
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 async fn scan(
@@ -299,7 +443,7 @@ async fn scan(
 }
 
 /// Deletes every key under each prefix.
-async fn delete_keys(url: &str, prefixes: &[String]) -> anyhow::Result<()> {
+pub(crate) async fn delete_keys(url: &str, prefixes: &[String]) -> anyhow::Result<()> {
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     for p in prefixes {
@@ -314,19 +458,10 @@ async fn delete_keys(url: &str, prefixes: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs every stage; `cfg` supplies the broker and Redis (started here
-/// when unset) and the services' settings.
-pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchAllReport> {
-    let started = Instant::now();
-    let sizes = Sizes::of(args.quick);
-    let bar = crate::cmd_progress::bar("bench all", 9);
-    let step = |what: &str| {
-        bar.set_message(format!("bench all: {what}"));
-        bar.inc(1);
-    };
-    bar.set_message("bench all: broker and redis");
-    let servers =
-        crate::bench_servers::ensure(cfg.brokers.as_deref(), cfg.redis_url.as_deref()).await?;
+/// The bench's settings on `servers`: their broker and Redis, a delivery
+/// timeout of at least 60 s, a 6 s session timeout unless one is set, and
+/// every listener on a free port (the bench may run beside a mesh).
+pub(crate) fn bench_config(cfg: &MeshConfig, servers: &Servers) -> MeshConfig {
     let mut cfg = cfg.clone();
     cfg.brokers = Some(servers.brokers.clone());
     cfg.redis_url = Some(servers.redis_url.clone());
@@ -341,14 +476,62 @@ pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchA
         cfg.consumer_extra
             .push(("session.timeout.ms".into(), "6000".into()));
     }
-    // Every listener on a free port: the bench may run beside a mesh.
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.admin_addr = any;
     for role in crate::serve::Role::ALL {
         if let Some((_, addr)) = cfg.group_and_addr(role) {
             *addr = any;
         }
     }
+    cfg
+}
+
+/// `cfg` for one profile bench run named `run`: its own topics, keys,
+/// consumer group and a free gRPC port.
+pub(crate) fn profile_run_config(cfg: &MeshConfig, run: &str) -> MeshConfig {
+    let mut pcfg = cfg.clone();
+    pcfg.topic_prefix = format!("{}.{run}", cfg.topic_prefix);
+    pcfg.key_prefix = format!("{}:{run}", cfg.key_prefix);
+    pcfg.profile.group = format!("{run}-profile");
+    pcfg.profile.grpc_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    pcfg
+}
+
+/// `mesh bench profile`'s run on `pcfg` ([`profile_run_config`]).
+pub(crate) async fn profile_bench(
+    pcfg: &MeshConfig,
+    backends: &crate::node::Backends,
+    servers: &Servers,
+    run: &str,
+    opts: &mesh_profile::bench::BenchOptions,
+) -> anyhow::Result<mesh_profile::bench::BenchProfileReport> {
+    mesh_profile::bench::run(
+        &pcfg.profile,
+        &backends.deps(pcfg),
+        &servers.redis_url,
+        &pcfg.key_prefix,
+        run,
+        &backends.broker_name(),
+        opts,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Runs every stage; `cfg` supplies the broker and Redis (started here
+/// when unset) and the services' settings.
+pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchAllReport> {
+    let started = Instant::now();
+    let sizes = Sizes::of(args.quick);
+    let bar = crate::cmd_progress::bar("bench all", 10 + sizes.scale_users.len() as u64);
+    let step = |what: &str| {
+        bar.set_message(format!("bench all: {what}"));
+        bar.inc(1);
+    };
+    bar.set_message("bench all: broker and redis");
+    let servers =
+        crate::bench_servers::ensure(cfg.brokers.as_deref(), cfg.redis_url.as_deref()).await?;
+    let cfg = bench_config(cfg, &servers);
     let base_prefix = cfg.key_prefix.clone();
     let pid = std::process::id();
 
@@ -370,27 +553,16 @@ pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchA
 
     step("profile vs a bare consume + redis loop");
     let run = format!("allp{pid}");
-    let mut pcfg = cfg.clone();
-    pcfg.topic_prefix = format!("{}.{run}", cfg.topic_prefix);
-    pcfg.key_prefix = format!("{base_prefix}:{run}");
-    pcfg.profile.group = format!("{run}-profile");
-    pcfg.profile.grpc_addr = "127.0.0.1:0".parse()?;
+    let pcfg = profile_run_config(&cfg, &run);
     let backends = crate::node::Backends::connect(&pcfg).await?;
-    let profile = mesh_profile::bench::run(
-        &pcfg.profile,
-        &backends.deps(&pcfg),
-        &servers.redis_url,
-        &pcfg.key_prefix,
-        &run,
-        &backends.broker_name(),
-        &mesh_profile::bench::BenchOptions {
-            events: sizes.profile_events,
-            users: sizes.profile_users,
-            readers: sizes.profile_readers,
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("stage profile: {e}"))?;
+    let opts = mesh_profile::bench::BenchOptions {
+        events: sizes.profile_events,
+        users: sizes.profile_users,
+        readers: sizes.profile_readers,
+    };
+    let profile = profile_bench(&pcfg, &backends, &servers, &run, &opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("stage profile: {e}"))?;
     // The service's consumer stops with the bench's shutdown; let it
     // leave before the replay group reads the same topics.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -417,6 +589,9 @@ pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchA
     .await
     .map_err(|e| e.context("stage reads"))?;
 
+    let services_redis = service_bytes(&servers.redis_url, &format!("{base_prefix}:allr{pid}"))
+        .await
+        .map_err(|e| e.context("redis bytes per service"))?;
     delete_keys(
         &servers.redis_url,
         &[
@@ -426,6 +601,11 @@ pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchA
         ],
     )
     .await?;
+
+    // Last: its largest level leaves the broker holding a million records.
+    let scale = crate::bench_scale::run(&cfg, &servers, &sizes.scale_users, &step)
+        .await
+        .map_err(|e| e.context("stage scale"))?;
     bar.finish_and_clear();
 
     let replay_rate = replay.records as f64 / replay.seconds.max(1e-9);
@@ -513,5 +693,31 @@ pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchA
         redis,
         replay,
         reads,
+        services_redis,
+        scale,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_slot_key;
+
+    #[test]
+    fn slot_keys_split_into_scope_and_key() {
+        assert_eq!(
+            split_slot_key("{recommend.3}:co:demo:sku-1"),
+            ("recommend", "co:demo:sku-1")
+        );
+        assert_eq!(
+            split_slot_key("{profile.0}:u:demo/u1"),
+            ("profile", "u:demo/u1")
+        );
+        assert_eq!(
+            split_slot_key("ingest:ids:{12}:20000"),
+            ("ingest", "ingest:ids:{12}:20000")
+        );
+        assert_eq!(split_slot_key("plain"), ("-", "plain"));
+        assert_eq!(split_slot_key("{nodot}:k"), ("-", "{nodot}:k"));
+        assert_eq!(split_slot_key("{a}.b}:k"), ("-", "{a}.b}:k"));
+    }
 }

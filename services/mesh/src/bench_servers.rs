@@ -15,6 +15,10 @@ pub struct Servers {
     pub redis_url: String,
     /// How the report names them.
     pub description: String,
+    /// Process ids of the broker and the redis-server started here (for
+    /// their memory); `None` for configured ones.
+    pub broker_pid: Option<u32>,
+    pub redis_pid: Option<u32>,
 }
 
 impl Drop for Servers {
@@ -80,6 +84,8 @@ pub async fn ensure(brokers: Option<&str>, redis_url: Option<&str>) -> anyhow::R
         brokers: String::new(),
         redis_url: String::new(),
         description: String::new(),
+        broker_pid: None,
+        redis_pid: None,
     };
     match brokers {
         Some(b) => {
@@ -108,6 +114,7 @@ pub async fn ensure(brokers: Option<&str>, redis_url: Option<&str>) -> anyhow::R
                     .spawn()
                     .map_err(|e| anyhow::anyhow!("starting {}: {e}", tansu.display()))?,
             );
+            s.broker_pid = s.children.last().map(Child::id);
             wait_port(port, "tansu", Duration::from_secs(20)).await?;
             s.brokers = format!("127.0.0.1:{port}");
             s.description = format!("tansu {} (memory storage, started here)", s.brokers);
@@ -134,6 +141,7 @@ pub async fn ensure(brokers: Option<&str>, redis_url: Option<&str>) -> anyhow::R
                         )
                     })?,
             );
+            s.redis_pid = s.children.last().map(Child::id);
             wait_port(port, "redis-server", Duration::from_secs(10)).await?;
             s.redis_url = format!("redis://127.0.0.1:{port}");
             s.description += &format!(", redis-server {} (started here)", s.redis_url);

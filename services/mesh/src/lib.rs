@@ -25,6 +25,7 @@
 pub mod bench;
 pub mod bench_all;
 pub mod bench_reads;
+pub mod bench_scale;
 pub mod bench_servers;
 pub mod chaos;
 pub mod cmd_churn;

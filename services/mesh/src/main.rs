@@ -361,6 +361,10 @@ enum BenchCommand {
     /// its bare baseline and the ratio (starts tansu and redis-server when
     /// MESH_KAFKA_BROKERS / MESH_REDIS_URL are unset).
     All(mesh_cli::bench_all::BenchAllArgs),
+    /// Cost as work grows: profile's apply rate, Redis bytes per user and
+    /// the processes' memory at 10k, 100k and 1M users, and the replay
+    /// rate of the largest level (also the last stage of `bench all`).
+    Scale(mesh_cli::bench_scale::BenchScaleArgs),
 }
 
 /// mimalloc instead of glibc's malloc: every service process is this
@@ -665,6 +669,9 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
             } else {
                 println!("{r}");
             }
+        }
+        Command::Bench(BenchCommand::Scale(a)) => {
+            print_report(&mesh_cli::bench_scale::bench(&cfg, &a).await?, a.json)?
         }
         Command::Bench(BenchCommand::Ingest(args)) => {
             print_report(&bench::ingest(&cfg, &args).await?, args.json)?

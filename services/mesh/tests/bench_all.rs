@@ -64,6 +64,41 @@ fn bench_all_quick_prints_every_key() {
     );
     let rows = report["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 8, "one row per benchmark: {rows:?}");
+    // Cost as work grows: one level per quick user count, each with state
+    // for most of its users and the memory read; the largest replayed.
+    let levels = report["scale"]["levels"].as_array().expect("scale.levels");
+    let users: Vec<u64> = levels
+        .iter()
+        .map(|l| l["users"].as_u64().expect("users"))
+        .collect();
+    assert_eq!(users, [1_000, 4_000], "{levels:?}");
+    for l in levels {
+        let with_state = l["users_with_state"].as_u64().expect("users_with_state");
+        let n = l["users"].as_u64().unwrap();
+        // One event per user on average, users drawn at random: ~63% of
+        // them have state.
+        assert!(with_state > n / 2 && with_state <= n, "{l}");
+        assert!(l["redis_bytes_per_user"].as_f64().unwrap() > 100.0, "{l}");
+        assert!(l["redis_used_memory_bytes"].as_u64().unwrap() > 0, "{l}");
+        assert!(l["process_rss_after_bytes"].as_u64().unwrap() > 0, "{l}");
+    }
+    assert_eq!(
+        report["scale"]["replay_records"].as_u64(),
+        Some(4_000),
+        "{}",
+        report["scale"]
+    );
+    // Every service's keys after the reads stage, by scope.
+    let scopes: Vec<&str> = report["services_redis"]["scopes"]
+        .as_array()
+        .expect("services_redis.scopes")
+        .iter()
+        .map(|s| s["scope"].as_str().expect("scope"))
+        .collect();
+    for want in ["profile", "recommend", "fraud"] {
+        assert!(scopes.contains(&want), "{want} not in {scopes:?}");
+    }
+    assert!(report["services_redis"]["items"].as_u64().unwrap() > 0);
     eprintln!(
         "mesh bench all --quick took {:.1} s",
         started.elapsed().as_secs_f64()

@@ -115,6 +115,15 @@ pub struct BenchProfileReport {
     pub batches_folded: u64,
     pub batches_scripted: u64,
     pub batches_refolded: u64,
+    /// Resident memory of this process just before the service started
+    /// and when it had applied every event, bytes (Linux; 0 elsewhere):
+    /// the growth is what the running profile service holds at this size.
+    pub rss_before_service_bytes: u64,
+    pub rss_after_apply_bytes: u64,
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -152,10 +161,16 @@ impl std::fmt::Display for BenchProfileReport {
             "GetProfile under load p50 {:.2} ms  p99 {:.2} ms  ({} calls, {} callers)",
             self.get_profile_p50_ms, self.get_profile_p99_ms, self.get_profile_calls, self.readers
         )?;
-        write!(
+        writeln!(
             f,
             "store batches         {} folded, {} by the apply script, {} folded again",
             self.batches_folded, self.batches_scripted, self.batches_refolded
+        )?;
+        write!(
+            f,
+            "process memory        {:.0} MiB before the service started, {:.0} MiB when every event was applied",
+            mib(self.rss_before_service_bytes),
+            mib(self.rss_after_apply_bytes)
         )
     }
 }
@@ -182,12 +197,15 @@ pub async fn run(
 
     let topics = &deps.topics;
     let now = chrono::Utc::now().timestamp_millis();
+    // The simulated events are 1.5 s apart on average: a long run starts
+    // further back, so that it ends about now.
+    let span_ms = (opts.events as i64).saturating_mul(1_500);
     let events = mesh_proto::sim::events(
         11,
         run,
         opts.users,
         opts.events,
-        now - crate::features::DAY_MS,
+        now - span_ms.max(crate::features::DAY_MS),
     );
     // Produce everything first, concurrently; remember the last offset of
     // every partition to know when a consumer is done.
@@ -230,7 +248,16 @@ pub async fn run(
     .map_err(BoxError::from)?;
 
     let shutdown = tokio_util::sync::CancellationToken::new();
+    // Built before the memory reading: the callers' user list is not the
+    // service's.
+    let users: Vec<String> = if opts.readers > 0 {
+        events.iter().map(|e| e.user_id.clone()).collect()
+    } else {
+        Vec::new()
+    };
     let paths = mesh_store::apply_paths();
+    let rss = || mesh_runtime::procfs::rss_bytes(None).unwrap_or(0);
+    let rss_before_service_bytes = rss();
     let running = crate::start(cfg, deps, shutdown.clone()).await?;
     let store = deps.store.clone();
     let done = || async {
@@ -256,7 +283,6 @@ pub async fn run(
     }
     let started = Instant::now();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let users: Vec<String> = events.iter().map(|e| e.user_id.clone()).collect();
     let mut readers = Vec::new();
     for r in 0..opts.readers {
         let (stop, users) = (stop.clone(), users.clone());
@@ -283,6 +309,7 @@ pub async fn run(
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let secs = started.elapsed().as_secs_f64();
+    let rss_after_apply_bytes = rss();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut lat = Vec::new();
     for r in readers {
@@ -305,5 +332,7 @@ pub async fn run(
         batches_folded: after.folded - paths.folded,
         batches_scripted: after.scripted - paths.scripted,
         batches_refolded: after.refolded - paths.refolded,
+        rss_before_service_bytes,
+        rss_after_apply_bytes,
     })
 }
