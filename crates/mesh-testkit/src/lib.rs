@@ -114,7 +114,9 @@ pub async fn store_traces(
             "set" => redis::cmd("SMEMBERS").arg(&k).clone(),
             _ => redis::cmd("GET").arg(&k).clone(),
         };
-        let items: Vec<String> = if kind == "string" {
+        // Bytes, not text: some values are binary (the id ledger's fields
+        // are digests), and a name is searched in them as text.
+        let items: Vec<Vec<u8>> = if kind == "string" {
             vec![read.query_async(&mut c).await.expect("get")]
         } else if matches!(kind.as_str(), "hash" | "zset" | "list" | "set") {
             read.query_async(&mut c).await.expect("read")
@@ -122,7 +124,7 @@ pub async fn store_traces(
             Vec::new()
         };
         let named = |s: &str| needles.iter().any(|n| s.contains(n));
-        if named(&k) || items.iter().any(|i| named(i)) {
+        if named(&k) || items.iter().any(|i| named(&String::from_utf8_lossy(i))) {
             found.push(k);
         }
     }
