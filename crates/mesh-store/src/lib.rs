@@ -257,6 +257,37 @@ impl StateStore {
         }
     }
 
+    /// Caps sorted sets of one slot: each of `keys` with more than `above`
+    /// members keeps its `keep` highest-scored ones (ties: the greater
+    /// member, the order of [`Self::ztop`]). Returns how many keys were cut.
+    ///
+    /// Not tied to an offset (like [`Self::hset_if`]): callers run it after
+    /// an apply, so a crash in between leaves a set longer until the next
+    /// cap, never an op lost or applied twice; a member cut and incremented
+    /// again starts from its new increments. `above` at or below Redis's
+    /// `zset-max-listpack-entries` (128) keeps each set in the compact
+    /// encoding: on Redis a cut set is rewritten, not trimmed in place.
+    pub async fn zcap(
+        &self,
+        slot: Slot<'_>,
+        keys: &[&str],
+        keep: usize,
+        above: usize,
+    ) -> Result<usize> {
+        if keep == 0 || above < keep {
+            return Err(Error::Config(format!(
+                "zcap(keep {keep}, above {above}): keep must be at least 1 and above at least keep"
+            )));
+        }
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        match self {
+            StateStore::Redis(s) => s.zcap(slot, keys, keep, above).await,
+            StateStore::Memory(s) => Ok(s.zcap(slot, keys, keep, above)),
+        }
+    }
+
     /// A list, newest first.
     pub async fn lrange(&self, slot: Slot<'_>, key: &str, n: usize) -> Result<Vec<String>> {
         match self {

@@ -154,6 +154,24 @@ impl MemoryStore {
         v
     }
 
+    pub(crate) fn zcap(&self, slot: Slot<'_>, keys: &[&str], keep: usize, above: usize) -> usize {
+        let mut data = self.lock();
+        let mut cut = 0;
+        for key in keys {
+            if let Some(Value::ZSet(z)) = data.get_mut(&full_key(&self.prefix, slot, key)) {
+                if z.len() > above {
+                    let mut v: Vec<(String, f64)> = z.drain().collect();
+                    // The order of `ztop` (and of Redis's `ZRANGE ... REV`).
+                    v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+                    v.truncate(keep);
+                    z.extend(v);
+                    cut += 1;
+                }
+            }
+        }
+        cut
+    }
+
     pub(crate) fn lrange(&self, slot: Slot<'_>, key: &str, n: usize) -> Vec<String> {
         match self.lock().get(&full_key(&self.prefix, slot, key)) {
             Some(Value::List(l)) => l.iter().take(n).cloned().collect(),

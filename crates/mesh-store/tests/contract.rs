@@ -1051,3 +1051,132 @@ async fn ledger_generations_keep_done_ids_for_done_ttl_and_cost_little() {
             .unwrap();
     }
 }
+
+/// `zcap` keeps each long set's highest-scored members with their exact
+/// scores (ties: the greater member), leaves short sets, absent keys and
+/// keys of another type alone, and on Redis leaves the cut set in the
+/// compact listpack encoding (a trim in place would leave a skiplist).
+#[tokio::test]
+async fn zcap_keeps_the_top_members_exactly_and_compact() {
+    let slot = Slot {
+        scope: "svc",
+        partition: 3,
+    };
+    // 300 members with scores that are not short decimals, and a tie at
+    // the cut (m150 and m151 score the same).
+    let score = |i: usize| {
+        if i == 151 {
+            150.0 / 3.0
+        } else {
+            i as f64 / 3.0
+        }
+    };
+    let mut want: Vec<(String, f64)> = (0..300).map(|i| (format!("m{i}"), score(i))).collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    want.truncate(100);
+    for (name, store) in stores().await {
+        let mut b = PartitionBatch::new("t", slot.partition);
+        b.push(
+            0,
+            (0..300)
+                .map(|i| zset("big", &format!("m{i}"), score(i)))
+                .collect(),
+        );
+        b.push(
+            1,
+            (0..5)
+                .map(|i| zset("small", &format!("s{i}"), i as f64))
+                .collect(),
+        );
+        b.push(2, vec![hset("h", "f", "v")]);
+        store.apply("svc", &b).await.unwrap();
+        let keys = ["big", "small", "missing", "h"];
+        assert_eq!(
+            store.zcap(slot, &keys, 100, 128).await.unwrap(),
+            1,
+            "{name}"
+        );
+        assert_eq!(store.ztop(slot, "big", 1000).await.unwrap(), want, "{name}");
+        assert_eq!(
+            store.ztop(slot, "small", 10).await.unwrap().len(),
+            5,
+            "{name}"
+        );
+        assert!(
+            store.ztop(slot, "missing", 10).await.unwrap().is_empty(),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .hgetall(slot, "h")
+                .await
+                .unwrap()
+                .get("f")
+                .map(String::as_str),
+            Some("v"),
+            "{name}"
+        );
+        // Nothing above the bound: nothing to cut.
+        assert_eq!(
+            store.zcap(slot, &keys, 100, 128).await.unwrap(),
+            0,
+            "{name}"
+        );
+        // A member cut and incremented again starts from its increment.
+        let mut b = PartitionBatch::new("t", slot.partition);
+        b.push(
+            3,
+            vec![Op::ZIncr {
+                key: "big".into(),
+                member: "m0".into(),
+                delta: 1000.0,
+            }],
+        );
+        store.apply("svc", &b).await.unwrap();
+        assert_eq!(
+            store.ztop(slot, "big", 1).await.unwrap(),
+            vec![("m0".to_string(), 1000.0)],
+            "{name}"
+        );
+        for (keep, above) in [(0, 10), (10, 9)] {
+            let err = store.zcap(slot, &keys, keep, above).await.unwrap_err();
+            assert!(
+                err.to_string().contains("keep must be at least 1"),
+                "{name}: {err}"
+            );
+        }
+    }
+    // The encoding Redis keeps for the cut set.
+    let prefix = mesh_testkit::unique("zcap");
+    let store = StateStore::Redis(
+        RedisStore::connect(&mesh_testkit::redis_url(), &prefix)
+            .await
+            .unwrap(),
+    );
+    let mut b = PartitionBatch::new("t", slot.partition);
+    b.push(
+        0,
+        (0..300)
+            .map(|i| zset("big", &format!("m{i}"), score(i)))
+            .collect(),
+    );
+    store.apply("svc", &b).await.unwrap();
+    let client = redis::Client::open(mesh_testkit::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let full = format!("{prefix}:{{svc.3}}:big");
+    let encoding = |c: &mut redis::aio::MultiplexedConnection| {
+        let mut c = c.clone();
+        let full = full.clone();
+        async move {
+            redis::cmd("OBJECT")
+                .arg("ENCODING")
+                .arg(&full)
+                .query_async::<String>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(encoding(&mut conn).await, "skiplist");
+    store.zcap(slot, &["big"], 100, 128).await.unwrap();
+    assert_eq!(encoding(&mut conn).await, "listpack");
+}

@@ -49,6 +49,11 @@ pub fn cooc(tenant: &str, item: &str, epoch: i64) -> String {
     format!("co:{tenant}:{item}{}", epoch_suffix(epoch))
 }
 
+/// Whether `key` is a co-occurrence row (of any tenant and epoch).
+pub fn is_cooc(key: &str) -> bool {
+    key.starts_with("co:")
+}
+
 /// Epoch 0 keeps the key names from before epochs (no suffix), so its stored
 /// values stay in use; other epochs end in `:e<epoch>`.
 fn epoch_suffix(epoch: i64) -> String {
@@ -244,5 +249,6 @@ mod tests {
         assert_eq!(d, "pop:t:cat=x:short:e2");
         assert_eq!(cooc("t", "i", 0), "co:t:i");
         assert_eq!(cooc("t", "i", 3), "co:t:i:e3");
+        assert!(is_cooc(&cooc("t", "i", 3)) && !is_cooc(&history("t", "u")));
     }
 }

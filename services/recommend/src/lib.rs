@@ -73,8 +73,10 @@ pub struct RecommendConfig {
     pub model_poll: Duration,
     /// Live-signal settings: `t_ref` from `MESH_RECOMMEND_T_REF` (Unix
     /// seconds, default 2024-01-01) and `history_len` from
-    /// `MESH_RECOMMEND_HISTORY_LEN` (default 50). `t_ref` is where the
-    /// decay epochs start; changing it needs an empty store.
+    /// `MESH_RECOMMEND_HISTORY_LEN` (default 50), `cooc_keep` from
+    /// `MESH_RECOMMEND_COOC_KEEP` (neighbours kept per item, default 100;
+    /// 0 = no cap). `t_ref` is where the decay epochs start; changing it
+    /// needs an empty store.
     pub live: LiveConfig,
     /// How long a churn or promotion-abuse flag counts after its alert
     /// (`MESH_RECOMMEND_FLAG_TTL_MS`, default 30 days).
@@ -132,6 +134,11 @@ impl RecommendConfig {
             live: LiveConfig {
                 t_ref,
                 history_len: env.positive("MESH_RECOMMEND_HISTORY_LEN", 50)? as usize,
+                cooc_keep: env.parse::<usize>(
+                    "MESH_RECOMMEND_COOC_KEEP",
+                    defaults.cooc_keep,
+                    "a count of neighbours per item, e.g. 100; 0 = no cap",
+                )?,
                 ..defaults
             },
         })

@@ -1,5 +1,8 @@
 //! Metric names of the recommend service, defined once.
-use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, HistogramVec,
+    IntCounter, IntCounterVec,
+};
 use std::sync::LazyLock;
 
 /// Interactions applied from events, by kind (`view`, `cart`, `order`).
@@ -8,6 +11,15 @@ pub static INTERACTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "mesh_recommend_interactions_total",
         "User-item interactions applied to the live signals, by kind",
         &["kind"]
+    )
+    .expect("metric registers once")
+});
+
+/// Co-occurrence rows cut back to `MESH_RECOMMEND_COOC_KEEP` neighbours.
+pub static COOC_ROWS_CUT: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "mesh_recommend_cooc_rows_cut_total",
+        "Co-occurrence rows cut back to their MESH_RECOMMEND_COOC_KEEP strongest neighbours"
     )
     .expect("metric registers once")
 });

@@ -24,6 +24,15 @@ pub struct LiveIndex {
     categories: HashMap<ItemId, String>,
 }
 
+/// Keeps a row's `keep` highest-scored neighbours (ties: the greater id), as
+/// the recommend service's store does (`StateStore::zcap`).
+fn cut_row(row: &mut HashMap<ItemId, f64>, keep: usize) {
+    let mut v: Vec<(ItemId, f64)> = row.drain().collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    v.truncate(keep);
+    row.extend(v);
+}
+
 impl LiveIndex {
     /// Empty index with the given settings.
     pub fn new(cfg: LiveConfig) -> Self {
@@ -46,15 +55,13 @@ impl LiveIndex {
             .get(&event.user)
             .map(|h| h.iter().cloned().collect())
             .unwrap_or_default();
+        let cut_above = self.cfg.cooc_cut_above();
         for (a, b, epoch, delta) in cooccurrence_updates(&history, &event, &self.cfg) {
-            *self
-                .cooc
-                .entry(epoch)
-                .or_default()
-                .entry(a)
-                .or_default()
-                .entry(b)
-                .or_insert(0.0) += delta;
+            let row = self.cooc.entry(epoch).or_default().entry(a).or_default();
+            *row.entry(b).or_insert(0.0) += delta;
+            if cut_above.is_some_and(|above| row.len() > above) {
+                cut_row(row, self.cfg.cooc_keep);
+            }
         }
         for up in popularity_updates(&event, &self.cfg) {
             *self
@@ -201,6 +208,39 @@ mod tests {
             vec!["c", "b"]
         );
         assert!((ix.cooccurrence("a", "c", 50.0) - ix.cooccurrence("c", "a", 50.0)).abs() < 1e-12);
+    }
+
+    /// A hub viewed between 150 new items: the first time its row passes
+    /// 128 neighbours it is cut to exactly the uncapped row's 100 strongest
+    /// (same scores), and it never holds more than 128.
+    #[test]
+    fn rows_are_cut_back_to_the_cap_past_128() {
+        let mut whole = LiveIndex::new(LiveConfig {
+            t_ref: 0.0,
+            cooc_keep: 0,
+            ..LiveConfig::default()
+        });
+        let mut cut = idx();
+        let mut compared = false;
+        for k in 0..150 {
+            let t = 10.0 * k as f64;
+            for (item, at) in [(format!("x{k}"), t), ("hub".to_string(), t + 5.0)] {
+                for ix in [&mut whole, &mut cut] {
+                    ix.record(Interaction::new("u", item.clone(), EventKind::View, at));
+                }
+                let (w, c) = (
+                    whole.similar_items("hub", 1000, 2000.0),
+                    cut.similar_items("hub", 1000, 2000.0),
+                );
+                assert!(c.len() <= 128, "{} neighbours", c.len());
+                if w.len() == 129 && !compared {
+                    assert_eq!(c, w[..100], "the first cut keeps the 100 strongest");
+                    compared = true;
+                }
+            }
+        }
+        assert!(compared);
+        assert_eq!(whole.similar_items("hub", 1000, 2000.0).len(), 150);
     }
 
     #[test]

@@ -62,6 +62,19 @@ pub struct LiveConfig {
     /// Pseudo-count added to the long-term rate when computing trending ratios, so an item
     /// seen once is not "infinitely trending".
     pub trending_prior: f64,
+    /// Most neighbours an item's co-occurrence row keeps (its highest-scored);
+    /// 0 = no cap. A row is cut back to this many once it holds more than
+    /// [`LiveConfig::cooc_cut_above`]. Reads use at most the top 101
+    /// (`SimilarItems`' largest answer), seeds the top 20.
+    #[serde(default = "default_cooc_keep")]
+    pub cooc_keep: usize,
+}
+
+/// The default of [`LiveConfig::cooc_keep`].
+pub const DEFAULT_COOC_KEEP: usize = 100;
+
+fn default_cooc_keep() -> usize {
+    DEFAULT_COOC_KEEP
 }
 
 impl Default for LiveConfig {
@@ -77,11 +90,25 @@ impl Default for LiveConfig {
             cooc_window: 20,
             cooc_max_gap_secs: 3.0 * 86_400.0,
             trending_prior: 1.0,
+            cooc_keep: DEFAULT_COOC_KEEP,
         }
     }
 }
 
 impl LiveConfig {
+    /// The row length above which a row is cut back to
+    /// [`LiveConfig::cooc_keep`] (`None`: no cap): 128, Redis's
+    /// `zset-max-listpack-entries`, for caps up to 128, so a row stays in the
+    /// compact encoding between cuts; a quarter above the cap for larger
+    /// caps, so a row is not rewritten at every new neighbour.
+    pub fn cooc_cut_above(&self) -> Option<usize> {
+        match self.cooc_keep {
+            0 => None,
+            k if k <= 128 => Some(128),
+            k => Some(k + k / 4),
+        }
+    }
+
     /// The co-occurrence decay.
     pub fn cooc_decay(&self) -> Decay {
         Decay::with_half_life(self.cooc_half_life_secs, self.t_ref)
