@@ -73,16 +73,7 @@ pub struct ReadOptions {
 
 /// User + system CPU seconds of this process (Linux `/proc`; 0 elsewhere).
 pub fn process_cpu_secs() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces) start at ")".
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (tick(11) + tick(12)) / 100.0
+    mesh_runtime::procfs::cpu_secs(None).unwrap_or(0.0)
 }
 
 pub fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -236,7 +227,7 @@ const WRITER_IN_FLIGHT: usize = 64;
 /// call on its own task (at most [`WRITER_IN_FLIGHT`] at once; a tick that
 /// finds them all busy is skipped, so the load never queues up); returns
 /// the events ingest accepted and the seconds the writer ran.
-async fn write_load(
+pub(crate) async fn write_load(
     ingest: IngestServiceClient<tonic::transport::Channel>,
     run: String,
     rate: u32,

@@ -24,6 +24,7 @@
 
 pub mod bench;
 pub mod bench_all;
+pub mod bench_procs;
 pub mod bench_reads;
 pub mod bench_scale;
 pub mod bench_servers;

@@ -365,6 +365,9 @@ enum BenchCommand {
     /// the processes' memory at 10k, 100k and 1M users, and the replay
     /// rate of the largest level (also the last stage of `bench all`).
     Scale(mesh_cli::bench_scale::BenchScaleArgs),
+    /// Memory and CPU of each service process: the mesh as one process per
+    /// service (as `mesh up --processes`) under a write load through ingest.
+    Processes(mesh_cli::bench_procs::BenchProcessesArgs),
 }
 
 /// mimalloc instead of glibc's malloc: every service process is this
@@ -672,6 +675,9 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
         }
         Command::Bench(BenchCommand::Scale(a)) => {
             print_report(&mesh_cli::bench_scale::bench(&cfg, &a).await?, a.json)?
+        }
+        Command::Bench(BenchCommand::Processes(a)) => {
+            print_report(&mesh_cli::bench_procs::bench(&cfg, &a).await?, a.json)?
         }
         Command::Bench(BenchCommand::Ingest(args)) => {
             print_report(&bench::ingest(&cfg, &args).await?, args.json)?

@@ -32,6 +32,29 @@ pub struct ChildService {
     child: Child,
 }
 
+impl ChildService {
+    /// The child's process id (for its memory and CPU in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// The variable that sets a role's gRPC address (`None`: the console,
+/// which serves on its admin address).
+fn grpc_var(role: Role) -> Option<&'static str> {
+    Some(match role {
+        Role::Ingest => "MESH_INGEST_GRPC_ADDR",
+        Role::Profile => "MESH_PROFILE_GRPC_ADDR",
+        Role::Churn => "MESH_CHURN_GRPC_ADDR",
+        Role::Recommend => "MESH_RECOMMEND_GRPC_ADDR",
+        Role::Fraud => "MESH_FRAUD_GRPC_ADDR",
+        Role::Logistics => "MESH_LOGISTICS_GRPC_ADDR",
+        Role::Engage => "MESH_ENGAGE_GRPC_ADDR",
+        Role::Support => "MESH_SUPPORT_GRPC_ADDR",
+        Role::Console => return None,
+    })
+}
+
 /// The whole mesh as child processes.
 pub struct Processes {
     pub children: Vec<ChildService>,
@@ -58,6 +81,13 @@ fn grpc_addr(cfg: &MeshConfig, role: Role) -> SocketAddr {
 
 /// Starts Redis (when needed) and one child per role.
 pub async fn start(cfg: &MeshConfig) -> anyhow::Result<Processes> {
+    start_with(cfg, true).await
+}
+
+/// [`start`], with the children's standard output (their logs and start
+/// lines) on this process's standard output (`to_stdout`) or its standard
+/// error (a benchmark whose report is its standard output).
+pub async fn start_with(cfg: &MeshConfig, to_stdout: bool) -> anyhow::Result<Processes> {
     let (embedded, brokers) = match &cfg.brokers {
         Some(b) => (None, b.clone()),
         None => {
@@ -116,8 +146,20 @@ pub async fn start(cfg: &MeshConfig) -> anyhow::Result<Processes> {
     let mut children = Vec::new();
     for (i, role) in Role::ALL.into_iter().enumerate() {
         let admin = SocketAddr::new(cfg.admin_addr.ip(), cfg.admin_addr.port() + 1 + i as u16);
-        let child = Command::new(&exe)
+        let mut cmd = Command::new(&exe);
+        // Each child listens where this process says it does (the same
+        // values as the inherited environment, unless a caller chose others).
+        if let Some(var) = grpc_var(role) {
+            cmd.env(var, grpc_addr(cfg, role).to_string());
+        }
+        if let Some((group, _)) = cfg.clone().group_and_addr(role) {
+            cmd.env(format!("MESH_{}_GROUP", role.name().to_uppercase()), group);
+        }
+        let child = cmd
             .args(["serve", role.name()])
+            .env("MESH_INGEST_HTTP_ADDR", cfg.ingest.http_addr.to_string())
+            .env("MESH_TOPIC_PREFIX", &cfg.topic_prefix)
+            .env("MESH_REDIS_PREFIX", &cfg.key_prefix)
             .env("MESH_KAFKA_BROKERS", &brokers)
             .env("MESH_REDIS_URL", &redis_url)
             .env("MESH_ADMIN_ADDR", admin.to_string())
@@ -130,6 +172,11 @@ pub async fn start(cfg: &MeshConfig) -> anyhow::Result<Processes> {
             .env("MESH_ENGAGE_ADDR", url(Role::Engage))
             .env("MESH_SUPPORT_ADDR", url(Role::Support))
             .stdin(Stdio::null())
+            .stdout(if to_stdout {
+                Stdio::inherit()
+            } else {
+                Stdio::from(std::io::stderr())
+            })
             .own_process_group()
             .spawn()?;
         children.push(ChildService {
