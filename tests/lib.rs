@@ -37,12 +37,49 @@ pub fn config(servers: Servers, name: &str) -> MeshConfig {
     }
 }
 
+/// Starts the mesh and waits until every consumer has partitions (what
+/// `/ready` waits for), so a test's traffic never races the group joins.
 pub async fn start(cfg: &MeshConfig) -> (Mesh, CancellationToken) {
     let shutdown = CancellationToken::new();
     let mesh = node::start(cfg, shutdown.clone())
         .await
         .expect("mesh starts");
+    wait_assigned(&mesh).await;
     (mesh, shutdown)
+}
+
+/// Waits up to 90 s until every consumer of `mesh` has partitions assigned.
+/// Until then a consumer has not joined its group: a test that publishes
+/// and expects effects at once (a bandit learning from conversions as they
+/// come) would see them late. The support service's start used to hide the
+/// joins (it trained its models for ~20 s); it shares them now.
+pub async fn wait_assigned(mesh: &Mesh) {
+    let consumers = [
+        ("profile", &mesh.profile.assigned),
+        ("fraud", &mesh.fraud.assigned),
+        ("churn", &mesh.churn.assigned),
+        ("logistics", &mesh.logistics.assigned),
+        ("recommend", &mesh.recommend.assigned),
+        ("recommend flags", &mesh.recommend.flags_assigned),
+        ("engage", &mesh.engage.assigned),
+        ("support", &mesh.support.assigned),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let waiting: Vec<&str> = consumers
+            .iter()
+            .filter(|(_, a)| a.partitions() == 0)
+            .map(|(name, _)| *name)
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "consumers without partitions 90 s after the mesh started: {waiting:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Events of `users` users over the last day.

@@ -1,5 +1,6 @@
 //! The served sentiment model (`SentimentModel::train_served`): the e5 head with
-//! `$MESH_E5_MODEL` (cached, read back on the next start), the n-gram model without it, and
+//! `$MESH_E5_MODEL` (cached, read back on the next start), the n-gram model without it
+//! (cached per executable), and
 //! an e5 path that holds no model refused with an error naming the variable. Trains on a
 //! seeded 640-row Amazon subset and 1,000 Chinese lines so a debug test stays in minutes; the
 //! e5 test needs `MESH_E5_MODEL` (scripts/test.sh exports it) and fails saying how to set it.
@@ -120,10 +121,37 @@ fn without_e5_the_served_model_is_the_ngram_model() {
     assert_eq!(blank.e5_model, None);
     assert_eq!(blank.cache_dir, Some(PathBuf::from("/c")));
 
-    let (m, report) = train(&cfg).unwrap();
+    // The n-gram model is cached too, keyed by this test binary: written, then read back
+    // scoring the same; a damaged file is trained over; no directory, no cache.
+    let dir = temp_dir("ngram");
+    let cached = ServeConfig {
+        e5_model: None,
+        cache_dir: Some(dir.clone()),
+    };
+    let (m, report) = train(&cached).unwrap();
     assert_eq!(m.kind(), "en=ngram zh=ngram");
-    assert_eq!(report.cache, CacheUse::Off);
+    let CacheUse::Written(file) = &report.cache else {
+        panic!("expected the n-gram model written, got {:?}", report.cache);
+    };
+    assert!(file.starts_with(&dir), "{file:?}");
     assert_eq!(report.english_cv_macro_f1, None);
+    let first = assert_scores_reviews(&m);
+    let (again, report) = train(&cached).unwrap();
+    assert_eq!(report.cache, CacheUse::Hit(file.clone()));
+    assert_eq!(assert_scores_reviews(&again), first);
+    let zh = "质量很好，物流很快，非常满意";
+    assert_eq!(again.score(zh), m.score(zh));
+    std::fs::write(file, "{ damaged").unwrap();
+    let (_, report) = train(&cached).unwrap();
+    assert!(
+        matches!(&report.cache, CacheUse::Failed(why) if why.contains("retrained")),
+        "{:?}",
+        report.cache
+    );
+    assert_eq!(train(&cached).unwrap().1.cache, CacheUse::Hit(file.clone()));
+    std::fs::remove_dir_all(&dir).ok();
+    let (m, report) = train(&ServeConfig::default()).unwrap();
+    assert_eq!(report.cache, CacheUse::Off);
     assert_scores_reviews(&m);
     // Chinese goes to the Chinese model (its labels are tested on the full data in the
     // crate's model tests; 3,000 lines are too few to pin one).

@@ -47,6 +47,7 @@
 //! - [`planner`]: the debounced planner task.
 //! - [`stock`]: stock moves and stock alerts from the order stream.
 //! - [`forecasting`]: series, forecasts, stock and reorder suggestions.
+//! - [`retention`]: past waves and old demand days leave the store.
 //! - [`grpc`]: the `LogisticsService` implementation.
 //! - [`error`]: the error type and its gRPC status mapping.
 //! - [`metrics`]: metric names.
@@ -61,6 +62,7 @@ pub mod handler;
 pub mod metrics;
 pub mod plan_store;
 pub mod planner;
+pub mod retention;
 pub mod stock;
 pub mod wave;
 
@@ -118,6 +120,13 @@ pub struct LogisticsConfig {
     /// Inventory: `MESH_LOGISTICS_LEAD_TIME_DAYS` (3), `MESH_LOGISTICS_SERVICE_LEVEL` (0.95),
     /// `MESH_LOGISTICS_STOCKOUT_THRESHOLD` (0.2), `MESH_LOGISTICS_HISTORY_DAYS` (365).
     pub inventory: forecasting::Inventory,
+    /// Past waves and demand days removed ([`retention`]): waves more than
+    /// `MESH_LOGISTICS_RETAIN_DAYS` (30; 0 = keep every wave) days past,
+    /// demand days older than `MESH_LOGISTICS_HISTORY_DAYS`.
+    pub retention: retention::Retention,
+    /// How often retention runs (`MESH_LOGISTICS_RETENTION_EVERY_MS`,
+    /// 3600000; the first run is at start).
+    pub retention_every: Duration,
 }
 
 fn bad(var: &str, value: &str, reason: &str) -> mesh_runtime::Error {
@@ -193,6 +202,7 @@ impl LogisticsConfig {
     }
 
     fn read(env: &Env) -> mesh_runtime::Result<Self> {
+        let history_days = env.positive("MESH_LOGISTICS_HISTORY_DAYS", 365)?;
         let vehicles = env.parse::<usize>(
             "MESH_LOGISTICS_VEHICLES",
             0,
@@ -250,8 +260,20 @@ impl LogisticsConfig {
                 lead_time_days: env.positive("MESH_LOGISTICS_LEAD_TIME_DAYS", 3)? as usize,
                 service_level: probability(env, "MESH_LOGISTICS_SERVICE_LEVEL", 0.95)?,
                 stockout_threshold: probability(env, "MESH_LOGISTICS_STOCKOUT_THRESHOLD", 0.2)?,
-                max_history_days: env.positive("MESH_LOGISTICS_HISTORY_DAYS", 365)? as usize,
+                max_history_days: history_days as usize,
             },
+            retention: retention::Retention {
+                keep_days: env.parse(
+                    "MESH_LOGISTICS_RETAIN_DAYS",
+                    30,
+                    "a whole number of days (0 = keep every wave)",
+                )?,
+                history_days: history_days.unsigned_abs(),
+            },
+            retention_every: env.millis(
+                "MESH_LOGISTICS_RETENTION_EVERY_MS",
+                Duration::from_secs(3600),
+            )?,
         })
     }
 }
@@ -267,6 +289,8 @@ pub struct Consumer {
     pub assigned: Assignment,
     pub consumer: tokio::task::JoinHandle<()>,
     pub planner: tokio::task::JoinHandle<()>,
+    /// The periodic retention run ([`retention`]).
+    pub retention: tokio::task::JoinHandle<()>,
 }
 
 /// A started logistics service.
@@ -275,6 +299,7 @@ pub struct Running {
     pub assigned: Assignment,
     pub consumer: tokio::task::JoinHandle<()>,
     pub planner: tokio::task::JoinHandle<()>,
+    pub retention: tokio::task::JoinHandle<()>,
     pub server: tokio::task::JoinHandle<()>,
 }
 
@@ -314,12 +339,55 @@ pub fn start_consumer(cfg: &LogisticsConfig, deps: &Deps, shutdown: Cancellation
         stock_marks: Default::default(),
     });
     let (assigned, consumer) =
-        mesh_runtime::service::start_consumer("logistics", cc, handler, shutdown);
+        mesh_runtime::service::start_consumer("logistics", cc, handler, shutdown.clone());
+    let retention = spawn_retention(cfg, deps, shutdown);
     Consumer {
         assigned,
         consumer,
         planner,
+        retention,
     }
+}
+
+/// Runs [`retention::expire`] at start and every `retention_every`.
+fn spawn_retention(
+    cfg: &LogisticsConfig,
+    deps: &Deps,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let state = (
+        deps.store.clone(),
+        deps.partitions,
+        deps.clock.clone(),
+        cfg.retention,
+    );
+    mesh_runtime::service::spawn_periodic(
+        "logistics retention",
+        cfg.retention_every,
+        mesh_runtime::service::FirstRun::AtStart,
+        shutdown,
+        state,
+        |(store, partitions, clock, keep)| async move {
+            let gone = retention::expire(&store, partitions, clock.now_ms(), keep).await?;
+            for (kind, n) in [
+                ("waves", gone.waves),
+                ("orders", gone.orders),
+                ("series_days", gone.series_days),
+            ] {
+                metrics::EXPIRED.with_label_values(&[kind]).inc_by(n as u64);
+            }
+            if gone.waves + gone.series_days > 0 || gone.skipped > 0 {
+                tracing::info!(
+                    waves = gone.waves,
+                    orders = gone.orders,
+                    series_days = gone.series_days,
+                    skipped_slots = gone.skipped,
+                    "retention removed past waves and demand days"
+                );
+            }
+            Ok::<_, Error>(())
+        },
+    )
 }
 
 /// The gRPC service over `deps`.
@@ -354,6 +422,7 @@ pub async fn start(
         assigned: c.assigned,
         consumer: c.consumer,
         planner: c.planner,
+        retention: c.retention,
         server,
     })
 }

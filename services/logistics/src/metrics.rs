@@ -77,3 +77,13 @@ pub static STOCK_MOVES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// What retention removed, by kind (`waves`, `orders`, `series_days`).
+pub static EXPIRED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "mesh_logistics_expired_total",
+        "Past waves, their orders and old demand days removed by retention, by kind",
+        &["kind"]
+    )
+    .expect("metric registers once")
+});

@@ -84,7 +84,7 @@ impl StoredPlan {
     }
 }
 
-fn plan_key(wave: &str) -> String {
+pub(crate) fn plan_key(wave: &str) -> String {
     format!("p:{wave}")
 }
 

@@ -1,9 +1,14 @@
-//! `user_erased` against the real broker and Redis, through the consumer's
-//! handler with records of one partition: the erased user's orders (with
-//! their location) leave the store and their stops leave the wave and its
-//! plan, other users are untouched, a later event of the user changes
-//! nothing (stock included), and a replay that keeps the erasures rebuilds
-//! everyone but the user.
+//! Data leaving the store, against the real broker and Redis, through the
+//! consumer's handler with records of one partition.
+//!
+//! `user_erased`: the erased user's orders (with their location) leave the
+//! store and their stops leave the wave and its plan, other users are
+//! untouched, a later event of the user changes nothing (stock included),
+//! and a replay that keeps the erasures rebuilds everyone but the user.
+//!
+//! Retention: waves past `keep_days` leave with their orders, plans and
+//! index entries, demand days past `history_days` with them; everything
+//! newer is untouched and a second run removes nothing.
 mod common;
 
 use std::sync::Arc;
@@ -12,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::{create_topics, envelope, DAY, MIN, NOW, PARTITIONS};
 use mesh_bus::{Handler, Producer, ProducerConfig, Record, TopicNames};
 use mesh_logistics_svc::handler::LogisticsHandler;
+use mesh_logistics_svc::retention::{self, Expired, Retention};
 use mesh_logistics_svc::{fold, forecasting, planner, wave, LogisticsConfig, SCOPE};
 use mesh_proto::events::v1::envelope::Body;
 use mesh_proto::events::v1::{
@@ -428,4 +434,194 @@ async fn an_erased_users_stops_and_location_leave_and_stay_gone_through_a_replay
         |p| *p == kept,
     )
     .await;
+}
+
+/// An order of `user` placed at `at` for delivery on the day of `at`, of
+/// `sku` (2 units, category socks), cash on delivery.
+fn placed_on(id: &str, user: &str, at: i64, sku: &str) -> Envelope {
+    let mut e = placed(id, user, at, "cod", 52.51);
+    if let Some(Body::OrderPlaced(o)) = &mut e.body {
+        o.items[0].sku = sku.into();
+        o.promised_from_ms = at + 8 * 60 * MIN;
+        o.promised_to_ms = at + 18 * 60 * MIN;
+    }
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_waves_and_old_demand_days_leave_the_store_and_nothing_newer() {
+    let s = setup(1).await;
+    let a = user_in(s.partition, "ret-a");
+    let b = user_in(s.partition, "ret-b");
+    let old_at = NOW - 40 * DAY;
+    let ancient_at = NOW - 400 * DAY;
+    let stop = |o: &str| fold::stop_id("shop", o);
+    let (a_old, b_old, a_ancient, a_new) = (
+        format!("{a}-old"),
+        format!("{b}-old"),
+        format!("{a}-ancient"),
+        format!("{a}-new"),
+    );
+    let events = [
+        placed_on(&a_ancient, &a, ancient_at, "s-gone"),
+        placed_on(&a_old, &a, old_at, "s1"),
+        placed_on(&b_old, &b, old_at + 1, "s1"),
+        placed(&a_new, &a, NOW, "cod", 52.52),
+    ];
+    let wave_of = |e: &Envelope| fold::placement(e, "default").unwrap().1;
+    let (ancient_wave, old_wave, new_wave) = (
+        wave_of(&events[0]),
+        wave_of(&events[1]),
+        wave_of(&events[3]),
+    );
+    assert_eq!(new_wave, WAVE);
+    s.handler
+        .handle(&records(&s, &events, 0))
+        .await
+        .expect("batch");
+    let mut old_stops = vec![stop(&a_old), stop(&b_old)];
+    old_stops.sort();
+    until(
+        "old wave planned",
+        || planned_in(&s.store, &old_wave),
+        |p| *p == old_stops,
+    )
+    .await;
+    until(
+        "new wave planned",
+        || planned_in(&s.store, WAVE),
+        |p| *p == vec![stop(&a_new)],
+    )
+    .await;
+    until(
+        "ancient wave planned",
+        || planned_in(&s.store, &ancient_wave),
+        |p| *p == vec![stop(&a_ancient)],
+    )
+    .await;
+    let new_before = s
+        .store
+        .hgetall(slot(s.partition), &fold::order_key("shop", &a_new))
+        .await
+        .unwrap();
+    let new_plan = wave::load_plan(&s.store, PARTITIONS, WAVE).await.unwrap();
+
+    let keep = Retention {
+        keep_days: 30,
+        history_days: 365,
+    };
+    let gone = retention::expire(&s.store, PARTITIONS, NOW, keep)
+        .await
+        .unwrap();
+    assert_eq!(
+        gone,
+        Expired {
+            waves: 2,
+            orders: 3,
+            // The ancient order's four series, one day each.
+            series_days: 4,
+            skipped: 0,
+        }
+    );
+    for o in [&a_old, &b_old, &a_ancient] {
+        let h = s
+            .store
+            .hgetall(slot(s.partition), &fold::order_key("shop", o))
+            .await
+            .unwrap();
+        assert!(h.is_empty(), "order {o} still stored: {h:?}");
+    }
+    for w in [&old_wave, &ancient_wave] {
+        assert!(wave::load_plan(&s.store, PARTITIONS, w)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(wave::load_wave(&s.store, PARTITIONS, w)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    assert_eq!(
+        wave::list_waves(&s.store, PARTITIONS).await.unwrap(),
+        vec![WAVE.to_string()]
+    );
+    assert_eq!(
+        mesh_logistics_svc::plan_store::live_waves(&s.store, PARTITIONS)
+            .await
+            .unwrap(),
+        vec![WAVE.to_string()]
+    );
+    // The buyers' indexes keep only the new order; B's is gone.
+    let index = |u: &str| {
+        let (store, key) = (s.store.clone(), fold::buyer_key(&format!("shop/{u}")));
+        let partition = s.partition;
+        async move { store.hgetall(slot(partition), &key).await.unwrap() }
+    };
+    assert_eq!(
+        index(&a).await.into_keys().collect::<Vec<_>>(),
+        vec![stop(&a_new)]
+    );
+    assert!(index(&b).await.is_empty());
+    // The new wave is untouched.
+    assert_eq!(
+        s.store
+            .hgetall(slot(s.partition), &fold::order_key("shop", &a_new))
+            .await
+            .unwrap(),
+        new_before
+    );
+    assert_eq!(
+        wave::load_plan(&s.store, PARTITIONS, WAVE).await.unwrap(),
+        new_plan
+    );
+    // Demand: days within the history stay; a series left with no day
+    // leaves the index.
+    let series = |name: &str| {
+        let (store, key) = (s.store.clone(), fold::series_hash(&format!("shop/{name}")));
+        let partition = s.partition;
+        async move { store.hgetall(slot(partition), &key).await.unwrap() }
+    };
+    let socks = series("cat:socks").await;
+    let mut days: Vec<i64> = socks.keys().map(|d| d.parse().unwrap()).collect();
+    days.sort();
+    assert_eq!(days, vec![fold::day_of(old_at), fold::day_of(NOW)]);
+    assert_eq!(socks[&fold::day_of(old_at).to_string()], "4");
+    assert!(series("sku:s-gone").await.is_empty());
+    let index = s
+        .store
+        .hgetall(slot(s.partition), fold::SERIES)
+        .await
+        .unwrap();
+    assert!(!index.contains_key("shop/sku:s-gone"), "{index:?}");
+    assert!(index.contains_key("shop/sku:s1"), "{index:?}");
+
+    // Nothing left to remove.
+    let later = retention::expire(&s.store, PARTITIONS, NOW + MIN, keep)
+        .await
+        .unwrap();
+    assert_eq!(later, Expired::default());
+    // A late replan of an expired wave is refused: its plan stays gone.
+    s.handler.planner.touch(&old_wave);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(wave::load_plan(&s.store, PARTITIONS, &old_wave)
+        .await
+        .unwrap()
+        .is_none());
+    // keep_days 0 keeps every wave.
+    let none = retention::expire(
+        &s.store,
+        PARTITIONS,
+        NOW + 400 * DAY,
+        Retention {
+            keep_days: 0,
+            history_days: 0,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(none, Expired::default());
+    assert_eq!(
+        wave::list_waves(&s.store, PARTITIONS).await.unwrap(),
+        vec![WAVE.to_string()]
+    );
 }

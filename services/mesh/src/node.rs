@@ -754,6 +754,7 @@ impl Mesh {
             self.profile.sweeper,
             self.churn.sweeper,
             self.logistics.planner,
+            self.logistics.retention,
             self.recommend.watcher,
             self.engage.pricer,
         ];

@@ -234,7 +234,7 @@ pub async fn serve(
             let r = mesh_logistics_svc::start(&cfg.logistics, &deps, shutdown.clone()).await?;
             assigned.push(("logistics", r.assigned.clone()));
             consumers.push(r.consumer);
-            others.extend([r.server, r.planner]);
+            others.extend([r.server, r.planner, r.retention]);
             Some(r.grpc_addr)
         }
         Role::Engage => {

@@ -54,6 +54,27 @@ impl Models {
         };
         Ok((models, report))
     }
+
+    /// [`Models::train_with`] once per process for each `(seed, sentiment)`; later calls
+    /// share the first call's models (`true` in the result when they did). Training is
+    /// deterministic for a seed, so a process that starts the service again (an embedded
+    /// mesh restarted in the same process, the whole-mesh tests) gets the same models
+    /// without tens of seconds of CPU. Concurrent first calls train once: the others wait.
+    pub fn shared(seed: u64, sentiment: &ServeConfig) -> Result<(Arc<Models>, ServeReport, bool)> {
+        type Trained = Vec<((u64, ServeConfig), Arc<Models>, ServeReport)>;
+        static TRAINED: std::sync::Mutex<Trained> = std::sync::Mutex::new(Vec::new());
+        let mut trained = TRAINED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, models, report)) = trained
+            .iter()
+            .find(|((s, c), _, _)| *s == seed && c == sentiment)
+        {
+            return Ok((models.clone(), report.clone(), true));
+        }
+        let (models, report) = Self::train_with(seed, sentiment)?;
+        let models = Arc::new(models);
+        trained.push(((seed, sentiment.clone()), models.clone(), report.clone()));
+        Ok((models, report, false))
+    }
 }
 
 pub struct Support {

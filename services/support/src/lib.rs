@@ -20,7 +20,10 @@
 //! data and seeded generators (a few seconds). With `MESH_SUPPORT_SENTIMENT=e5` the
 //! English sentiment model is the multilingual-e5 head, trained once (minutes)
 //! and then read from its cache; which sentiment model serves is logged at
-//! start and exported as `mesh_support_sentiment_model_info{model}`.
+//! start and exported as `mesh_support_sentiment_model_info{model}`. A process
+//! trains them once ([`engine::Models::shared`]): a second start of the
+//! service in the same process (an embedded mesh restarted, the whole-mesh
+//! tests) shares the first one's models.
 //!
 //! # Layout
 //! - [`engine`]: analysis, trends, spikes, conversations, catalog, search.
@@ -133,12 +136,12 @@ pub async fn start(
 ) -> Result<Running> {
     let (seed, sentiment) = (cfg.seed, cfg.sentiment.clone());
     let started = std::time::Instant::now();
-    let (models, report) =
-        tokio::task::spawn_blocking(move || Models::train_with(seed, &sentiment))
+    let (models, report, reused) =
+        tokio::task::spawn_blocking(move || Models::shared(seed, &sentiment))
             .await
             .map_err(|e| Error::invalid("models", e.to_string()))??;
     if let mesh_text::sentiment::CacheUse::Failed(why) = &report.cache {
-        tracing::warn!(%why, "sentiment head cache not used; the head was trained");
+        tracing::warn!(%why, "sentiment model cache not used; the model was trained");
     }
     metrics::SENTIMENT_MODEL
         .with_label_values(&[report.model.as_str()])
@@ -149,7 +152,8 @@ pub async fn start(
         english_cv_macro_f1 = ?report.english_cv_macro_f1,
         sentiment_seconds = report.seconds,
         seconds = started.elapsed().as_secs_f64(),
-        "support models trained"
+        reused,
+        "support models ready"
     );
     let support = Arc::new(Support {
         store: deps.store.clone(),
@@ -158,7 +162,7 @@ pub async fn start(
         alerts_topic: deps.topics.alerts.clone(),
         partitions: deps.partitions,
         peers: deps.peers.clone(),
-        models: Arc::new(models),
+        models,
         indexes: Default::default(),
         clock: deps.clock.clone(),
         writes: Default::default(),

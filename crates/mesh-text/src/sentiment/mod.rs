@@ -377,7 +377,7 @@ impl SentimentModel {
     }
 
     /// `english` next to a Chinese model trained on the deduplicated lines.
-    fn with_english(
+    pub(crate) fn with_english(
         english: EnglishModel,
         zh_pos: Vec<String>,
         zh_neg: Vec<String>,

@@ -6,7 +6,10 @@
 //! both e5 variants, a 48-point CV grid) takes minutes, so the trained head is cached as
 //! JSON under a directory (`$MESH_SENTIMENT_CACHE_DIR`, default `<temp>/mesh-sentiment`),
 //! keyed by a hash of the training rows, the seed, the encoder files and [`HEAD_FORMAT`].
-//! A hit costs only the n-gram training the service always did. The cache is written to a
+//! A hit costs only the n-gram training. Without e5, the n-gram model itself (English and
+//! Chinese, ~20 s of CPU in a debug build) is cached the same way, keyed also by the running
+//! executable (path, length, modification time), so a restart of the same build reads it
+//! and a new build trains again. The cache is written to a
 //! temporary file and renamed, so concurrent first starts each train and the last rename
 //! wins with identical content; an unreadable or stale file is retrained over, and a cache
 //! that cannot be written is reported, not fatal.
@@ -60,13 +63,13 @@ impl ServeConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CacheUse {
-    /// No e5 model, or no cache directory.
+    /// No cache directory (or, for the n-gram model, no executable to key it by).
     Off,
-    /// The head was read from the file.
+    /// The e5 head (with e5) or the n-gram model (without) was read from the file.
     Hit(PathBuf),
-    /// The head was trained and written to the file.
+    /// It was trained and written to the file.
     Written(PathBuf),
-    /// The head was trained; the file could not be written or read (the reason).
+    /// It was trained; the file could not be written or read (the reason).
     Failed(String),
 }
 
@@ -107,11 +110,13 @@ impl SentimentModel {
         cfg: &ServeConfig,
     ) -> Result<(Self, ServeReport)> {
         let started = std::time::Instant::now();
-        let (en, cache) = match &cfg.e5_model {
-            None => (EnglishModel::train(english, seed)?, CacheUse::Off),
-            Some(path) => english_e5(english, seed, path, cfg.cache_dir.as_deref())?,
+        let (m, cache) = match &cfg.e5_model {
+            None => ngram_model(english, zh_pos, zh_neg, seed, cfg.cache_dir.as_deref())?,
+            Some(path) => {
+                let (en, cache) = english_e5(english, seed, path, cfg.cache_dir.as_deref())?;
+                (Self::with_english(en, zh_pos, zh_neg, seed)?, cache)
+            }
         };
-        let m = Self::with_english(en, zh_pos, zh_neg, seed)?;
         let report = ServeReport {
             model: m.kind(),
             cache,
@@ -120,6 +125,124 @@ impl SentimentModel {
         };
         Ok((m, report))
     }
+}
+
+/// The cached n-gram file's content.
+#[derive(Serialize, Deserialize)]
+struct CachedNgram {
+    format: u32,
+    key: String,
+    model: SentimentModel,
+}
+
+/// The n-gram model (English and Chinese), read from `cache_dir` when this executable
+/// trained it on the same rows and seed before, else trained and written there. One file
+/// per executable path and seed, holding the key of what it was trained from (the rows,
+/// the seed and the executable's length and modification time): a new build of the same
+/// binary (whose training may differ) misses and overwrites it, so files do not pile up
+/// across builds. No directory, or no executable identity: trained, `Off`.
+fn ngram_model(
+    english: &[RatedText],
+    zh_pos: Vec<String>,
+    zh_neg: Vec<String>,
+    seed: u64,
+    cache_dir: Option<&Path>,
+) -> Result<(SentimentModel, CacheUse)> {
+    let (Some(dir), Some((exe, identity))) = (cache_dir, exe_identity()) else {
+        let en = EnglishModel::train(english, seed)?;
+        return Ok((
+            SentimentModel::with_english(en, zh_pos, zh_neg, seed)?,
+            CacheUse::Off,
+        ));
+    };
+    let key = format!(
+        "{:016x}",
+        ngram_key(english, &zh_pos, &zh_neg, seed, &identity)
+    );
+    let name = fnv1a(&["ngram", &exe, &seed.to_string()]);
+    let file = dir.join(format!("sentiment-ngram-{name:016x}.json"));
+    let mut failed = None;
+    match read_json::<CachedNgram>(&file) {
+        Ok(Some(c)) if c.format == NGRAM_FORMAT && c.key == key => {
+            return Ok((c.model, CacheUse::Hit(file)));
+        }
+        // Another build's or another format's: overwritten below.
+        Ok(_) => {}
+        Err(e) => failed = Some(format!("{}: {e}; retrained", file.display())),
+    }
+    let en = EnglishModel::train(english, seed)?;
+    let model = SentimentModel::with_english(en, zh_pos, zh_neg, seed)?;
+    let cached = CachedNgram {
+        format: NGRAM_FORMAT,
+        key,
+        model,
+    };
+    let cache = match write_atomic(dir, &file, &serde_json::to_string(&cached)?) {
+        Ok(()) => failed.map_or(CacheUse::Written(file), CacheUse::Failed),
+        Err(e) => CacheUse::Failed(format!("cannot write {}: {e}", file.display())),
+    };
+    Ok((cached.model, cache))
+}
+
+/// Bumped whenever the n-gram models' JSON changes.
+const NGRAM_FORMAT: u32 = 1;
+
+/// The running executable's path, and its path, length and modification time.
+fn exe_identity() -> Option<(String, String)> {
+    let exe = std::env::current_exe().ok()?;
+    let meta = std::fs::metadata(&exe).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let path = exe.display().to_string();
+    let identity = format!("{path} {} {}", meta.len(), modified.as_nanos());
+    Some((path, identity))
+}
+
+/// FNV-1a over the format, the seed, the executable and every training row.
+fn ngram_key(
+    english: &[RatedText],
+    zh_pos: &[String],
+    zh_neg: &[String],
+    seed: u64,
+    exe: &str,
+) -> u64 {
+    let head = [
+        format!("ngram format {NGRAM_FORMAT}"),
+        format!("seed {seed}"),
+        format!("exe {exe}"),
+        format!("rows {} {} {}", english.len(), zh_pos.len(), zh_neg.len()),
+    ];
+    let en: Vec<String> = english
+        .iter()
+        .map(|r| format!("{}\t{}", r.rating, r.text))
+        .collect();
+    let parts: Vec<&str> = head
+        .iter()
+        .chain(&en)
+        .map(String::as_str)
+        .chain(zh_pos.iter().map(String::as_str))
+        .chain(std::iter::once("--"))
+        .chain(zh_neg.iter().map(String::as_str))
+        .collect();
+    fnv1a(&parts)
+}
+
+/// A JSON file's value; `Ok(None)` when there is no file.
+fn read_json<T: serde::de::DeserializeOwned>(file: &Path) -> Result<Option<T>> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Error::Io {
+                path: file.to_path_buf(),
+                source,
+            })
+        }
+    };
+    Ok(Some(serde_json::from_str(&text)?))
 }
 
 fn english_e5(
@@ -172,17 +295,9 @@ fn read_cached(
     key: &str,
     encoders: &[Arc<dyn mesh_embed::Encoder>],
 ) -> Result<Option<EmbedHead>> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(Error::Io {
-                path: file.to_path_buf(),
-                source,
-            })
-        }
+    let Some(c) = read_json::<CachedHead>(file)? else {
+        return Ok(None);
     };
-    let c: CachedHead = serde_json::from_str(&text)?;
     if c.format != HEAD_FORMAT || c.key != key {
         return Err(Error::InvalidInput(format!(
             "format {} key {} (expected {HEAD_FORMAT}, {key})",
@@ -259,6 +374,38 @@ mod tests {
         write_atomic(&dir, &file, foreign).unwrap();
         assert!(read_cached(&file, "k", &[]).is_err());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_ngram_key_follows_rows_seed_and_build() {
+        let row = |t: &str| RatedText {
+            id: "1".into(),
+            rating: 1.5,
+            text: t.into(),
+        };
+        let en = vec![row("good"), row("bad")];
+        let (pos, neg) = (vec!["好".to_string()], vec!["差".to_string()]);
+        let k = ngram_key(&en, &pos, &neg, 1, "/bin/mesh 10 5");
+        assert_eq!(k, ngram_key(&en, &pos, &neg, 1, "/bin/mesh 10 5"));
+        assert_ne!(
+            k,
+            ngram_key(&en, &pos, &neg, 1, "/bin/mesh 10 6"),
+            "a new build"
+        );
+        assert_ne!(k, ngram_key(&en, &pos, &neg, 2, "/bin/mesh 10 5"));
+        assert_ne!(k, ngram_key(&en[..1], &pos, &neg, 1, "/bin/mesh 10 5"));
+        // A line moved from one class to the other.
+        assert_ne!(
+            k,
+            ngram_key(
+                &en,
+                &[],
+                &[pos[0].clone(), neg[0].clone()],
+                1,
+                "/bin/mesh 10 5"
+            )
+        );
+        assert!(exe_identity().is_some_and(|(path, id)| id.starts_with(&path)));
     }
 
     #[test]
