@@ -1,24 +1,32 @@
 //! The consumer loop: at-least-once delivery with offsets stored only after
 //! a handler applied a batch's effects.
 //!
-//! One `select!` over shutdown, a linger tick and the next record (biased in
-//! that order). Records are buffered per partition and handed to the
-//! [`Handler`] as one batch per partition; after every batch of a flush
-//! succeeded the next offsets are stored and committed in the background.
-//! A failing handler is retried with backoff: the loop stops taking new
-//! records until the batch is applied or shutdown is asked. With a
-//! [`PoisonPolicy`] (`ConsumerConfig::poison`), a batch that keeps failing
-//! is split to find the record that fails, and that record alone is
+//! One `select!` over shutdown, a finished batch, the linger deadline and
+//! the next record (biased in that order). Records are buffered per
+//! partition and handed to the [`Handler`] as batches of one partition:
+//! a partition's batch starts when its buffer holds
+//! [`ConsumerConfig::max_batch`] records or its oldest record has waited
+//! [`ConsumerConfig::linger`]. Up to [`ConsumerConfig::max_in_flight`]
+//! batches of different partitions are in the handler at once, while the
+//! loop goes on taking records; a partition's next batch waits for the one
+//! before it, so each partition is applied in order. After a batch is
+//! applied its partition's next offset is stored and committed in the
+//! background. A failing handler is retried with backoff: its partition
+//! buffers what arrives meanwhile, up to a few batches, and then the loop
+//! stops taking records until the batch is applied or shutdown is asked.
+//! With a [`PoisonPolicy`] (`ConsumerConfig::poison`), a batch that keeps
+//! failing is split to find the record that fails, and that record alone is
 //! dead-lettered after a bounded number of attempts if the handler's
 //! dependencies answer (see [`crate::poison`]); without one, it is retried
-//! forever. On shutdown the loop finishes the flush in progress, commits
-//! synchronously and returns.
-use std::collections::HashMap;
+//! forever. On shutdown the loop lets the batches in the handler end,
+//! applies what it had received, commits synchronously and returns.
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -155,6 +163,12 @@ enum Track {
     Expect(Option<i64>),
 }
 
+/// [`ConsumerConfig::max_in_flight`] of [`ConsumerConfig::new`]: what a
+/// rebuild from the log (`mesh replay`) wants. The mesh's services set
+/// their own (`MESH_CONSUMER_IN_FLIGHT`, default 1): more batches at once
+/// apply faster but make reads wait longer behind the store's steps.
+pub const DEFAULT_IN_FLIGHT: usize = 4;
+
 /// Consumer settings.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -165,6 +179,11 @@ pub struct ConsumerConfig {
     pub max_batch: usize,
     /// Flush whatever is buffered after this long.
     pub linger: Duration,
+    /// Batches (of different partitions) in the handler at once. While
+    /// one is applied the loop goes on taking records, and another
+    /// partition's batch can use the store's round trips' wait; batches of
+    /// one partition are applied one after another, in order.
+    pub max_in_flight: usize,
     /// librdkafka `fetch.wait.max.ms`: how long the broker may hold a fetch
     /// that has too little data to answer (default 10 ms; librdkafka's own
     /// 500 ms). tansu holds a fetch for the whole wait, so the wait is the
@@ -202,6 +221,7 @@ impl ConsumerConfig {
             topics: topics.iter().map(|t| t.to_string()).collect(),
             max_batch: 500,
             linger: Duration::from_millis(5),
+            max_in_flight: DEFAULT_IN_FLIGHT,
             fetch_wait: Duration::from_millis(10),
             session_timeout: Duration::from_secs(10),
             extra: Vec::new(),
@@ -277,6 +297,7 @@ pub async fn run_consumer<H: Handler>(
     for (k, v) in &cfg.extra {
         cc.set(k, v);
     }
+    let cfg = Arc::new(cfg);
     let generation = Arc::new(AtomicU64::new(0));
     let held = assigned.clone();
     let consumer: StreamConsumer<Ctx> = cc.create_with_context(Ctx {
@@ -287,34 +308,94 @@ pub async fn run_consumer<H: Handler>(
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
 
-    let mut buffers: HashMap<(String, i32), Vec<Record>> = HashMap::new();
+    let mut buffers: HashMap<Key, Buffer> = HashMap::new();
     let mut buffered = 0usize;
-    let mut tracks: HashMap<(String, i32), Track> = HashMap::new();
+    let mut tracks: HashMap<Key, Track> = HashMap::new();
+    // Partitions with a batch in the handler, and those batches.
+    let mut busy: HashSet<Key> = HashSet::new();
+    let mut inflight = FuturesUnordered::new();
+    let max_in_flight = cfg.max_in_flight.max(1);
+    // A partition's buffer may grow this far while its batch is applied
+    // (librdkafka hands out runs of one partition); the loop stops taking
+    // records when one reaches it.
+    let cap = cfg.max_batch.max(1).saturating_mul(BUFFER_BATCHES);
     let mut seen_generation = 0;
-    let mut tick = tokio::time::interval(cfg.linger);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let linger = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(linger);
+    let mut armed: Option<Instant> = None;
     // Since when the consumer has held no partition (`rejoin_when_empty`).
     let mut empty_since = Instant::now();
     let mut audit = tokio::time::interval(cfg.store_audit);
     audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Hand every due partition that is not being applied to the
+        // handler, as far as the bound on batches in flight allows.
+        let now = Instant::now();
+        for key in due(&buffers, &busy, &cfg, now) {
+            if inflight.len() >= max_in_flight {
+                break;
+            }
+            if let Some(recs) = take_batch(&mut buffers, &key, cfg.max_batch, now) {
+                buffered -= recs.len();
+                let expect = match tracks.get(&key) {
+                    Some(Track::Expect(e)) => *e,
+                    _ => None,
+                };
+                busy.insert(key.clone());
+                inflight.push(run_batch(&cfg, &handler, key, recs, expect, &shutdown));
+            }
+        }
+        // The earliest linger deadline of a partition that could start.
+        let deadline = (inflight.len() < max_in_flight)
+            .then(|| {
+                buffers
+                    .iter()
+                    .filter(|(k, _)| !busy.contains(*k))
+                    .map(|(_, b)| b.since + cfg.linger)
+                    .min()
+            })
+            .flatten();
+        if let Some(d) = deadline {
+            if armed != Some(d) {
+                linger.as_mut().reset(tokio::time::Instant::from_std(d));
+                armed = Some(d);
+            }
+        }
+        let open = buffers.values().all(|b| b.recs.len() < cap);
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = tick.tick(), if buffered > 0 => {
-                if !flush(&cfg, &consumer, &*handler, &mut buffers, &mut tracks, &shutdown).await { break; }
-                buffered = 0;
+            Some(done) = inflight.next(), if !inflight.is_empty() => {
+                busy.remove(&done.key);
+                if !settle(&cfg, &consumer, &mut tracks, &mut buffers, &mut buffered, done) { break; }
             }
-            _ = audit.tick(), if buffered == 0 => {
+            _ = &mut linger, if deadline.is_some() => {
+                armed = None;
+            }
+            _ = audit.tick() => {
                 // Tracks of an earlier assignment are stale, as when a
-                // record arrives.
+                // record arrives (and, as then, batches of the old
+                // assignment finish first).
                 let g = generation.load(Ordering::SeqCst);
                 if g != seen_generation {
+                    if !drain(&mut inflight, &mut busy, &cfg, &consumer, &mut tracks, &mut buffers, &mut buffered).await {
+                        break;
+                    }
                     seen_generation = g;
                     tracks.clear();
                 }
-                audit_unchecked(&cfg.group_id, &consumer, &*handler, &mut tracks).await;
-                audit_quiet(&cfg.group_id, &consumer, &*handler, &mut tracks).await;
+                // Partitions with a batch in the handler are left alone: the
+                // batch's outcome says whether the store went back.
+                audit_unchecked(&cfg.group_id, &consumer, &*handler, &mut tracks, &busy).await;
+                audit_quiet(&cfg.group_id, &consumer, &*handler, &mut tracks, &busy).await;
+                // What was buffered of a partition now re-read comes again.
+                buffers.retain(|key, b| {
+                    let keep = !matches!(tracks.get(key), Some(Track::Resumed(_)));
+                    if !keep {
+                        buffered -= b.recs.len();
+                    }
+                    keep
+                });
                 if held.partitions() > 0 {
                     empty_since = Instant::now();
                 } else if cfg.rejoin_when_empty.is_some_and(|d| empty_since.elapsed() >= d) {
@@ -326,16 +407,21 @@ pub async fn run_consumer<H: Handler>(
                     empty_since = Instant::now();
                 }
             }
-            msg = consumer.recv() => match msg {
+            msg = consumer.recv(), if open => match msg {
                 Ok(m) => {
                     let g = generation.load(Ordering::SeqCst);
                     if g != seen_generation {
+                        // Batches of the old assignment finish first: their
+                        // outcomes update tracks that are about to be reset.
+                        if !drain(&mut inflight, &mut busy, &cfg, &consumer, &mut tracks, &mut buffers, &mut buffered).await {
+                            break;
+                        }
                         seen_generation = g;
                         tracks.clear();
                     }
                     let key = (m.topic().to_string(), m.partition());
                     if !admit(&cfg.group_id, &consumer, &*handler, &mut tracks, &key, m.offset()).await {
-                        buffered -= buffers.remove(&key).map_or(0, |b| b.len());
+                        buffered -= buffers.remove(&key).map_or(0, |b| b.recs.len());
                         continue;
                     }
                     let rec = Record {
@@ -347,16 +433,12 @@ pub async fn run_consumer<H: Handler>(
                         headers: HeaderList::from_kafka(m.headers()),
                         timestamp_ms: m.timestamp().to_millis(),
                     };
-                    let full = {
-                        let buf = buffers.entry((rec.topic.clone(), rec.partition)).or_default();
-                        buf.push(rec);
-                        buf.len() >= cfg.max_batch
-                    };
+                    buffers
+                        .entry(key)
+                        .or_insert_with(|| Buffer { recs: Vec::new(), since: Instant::now() })
+                        .recs
+                        .push(rec);
                     buffered += 1;
-                    if full {
-                        if !flush(&cfg, &consumer, &*handler, &mut buffers, &mut tracks, &shutdown).await { break; }
-                        buffered = 0;
-                    }
                 }
                 Err(e) => {
                     tracing::warn!(group = %cfg.group_id, %e, "consumer error");
@@ -365,17 +447,49 @@ pub async fn run_consumer<H: Handler>(
             }
         }
     }
-    // Finish what was received, then commit what was applied.
+    // Let the batches in the handler end (a retry ends at once: shutdown
+    // was asked), then apply what was received, then commit what was
+    // applied.
+    drain(
+        &mut inflight,
+        &mut busy,
+        &cfg,
+        &consumer,
+        &mut tracks,
+        &mut buffers,
+        &mut buffered,
+    )
+    .await;
+    drop(inflight);
     if buffered > 0 {
-        flush(
-            &cfg,
-            &consumer,
-            &*handler,
-            &mut buffers,
-            &mut tracks,
-            &CancellationToken::new(),
-        )
-        .await;
+        // At most `cap` records per partition (the loop stopped taking
+        // records there), in batches of at most `max_batch`, in order; a
+        // partition stops at its first batch not applied.
+        let last = CancellationToken::new();
+        for (key, buf) in std::mem::take(&mut buffers) {
+            let mut recs = buf.recs;
+            while !recs.is_empty() {
+                let rest = recs.split_off(recs.len().min(cfg.max_batch.max(1)));
+                let expect = match tracks.get(&key) {
+                    Some(Track::Expect(e)) => *e,
+                    _ => None,
+                };
+                let done = run_batch(&cfg, &handler, key.clone(), recs, expect, &last).await;
+                let applied = matches!(done.outcome, Outcome::Applied { .. });
+                settle(
+                    &cfg,
+                    &consumer,
+                    &mut tracks,
+                    &mut buffers,
+                    &mut buffered,
+                    done,
+                );
+                if !applied {
+                    break;
+                }
+                recs = rest;
+            }
+        }
     }
     close_bounded(consumer, cfg.group_id.clone(), FINAL_COMMIT_TIMEOUT).await;
     Ok(())
@@ -507,8 +621,12 @@ async fn audit_unchecked<H: Handler>(
     consumer: &StreamConsumer<Ctx>,
     handler: &H,
     tracks: &mut HashMap<(String, i32), Track>,
+    skip: &HashSet<Key>,
 ) {
     for (key, next) in unchecked_starts(group, consumer, tracks) {
+        if skip.contains(&key) {
+            continue;
+        }
         let mark = match handler.applied_through(&key.0, key.1).await {
             Ok(mark) => mark,
             Err(e) => {
@@ -586,18 +704,19 @@ fn unchecked_starts(
 /// store lost. A batch refused as behind finds a store that went back only
 /// when a record arrives: a quiet partition (traffic stopped, a rarely
 /// written topic) would stay without the lost effects until its next
-/// record. Runs while nothing is buffered, every
-/// [`ConsumerConfig::store_audit`]; one watermark read per partition.
+/// record. Runs every [`ConsumerConfig::store_audit`], skipping the
+/// partitions with a batch in the handler; one watermark read per partition.
 async fn audit_quiet<H: Handler>(
     group: &str,
     consumer: &StreamConsumer<Ctx>,
     handler: &H,
     tracks: &mut HashMap<(String, i32), Track>,
+    skip: &HashSet<Key>,
 ) {
     let applied: Vec<((String, i32), i64)> = tracks
         .iter()
         .filter_map(|(k, t)| match t {
-            Track::Expect(Some(o)) => Some((k.clone(), *o)),
+            Track::Expect(Some(o)) if !skip.contains(k) => Some((k.clone(), *o)),
             _ => None,
         })
         .collect();
@@ -643,82 +762,184 @@ fn resume(
     }
 }
 
-/// Hands every buffered partition batch to the handler (concurrently across
-/// partitions), retrying failures, then stores the next offsets. Returns
-/// false when shutdown interrupted a retry; nothing of that batch's offsets
-/// is stored then. A batch the store refused as behind (it lost writes
-/// this consumer had applied) stores nothing either: its partition is
-/// re-read from the store's watermark.
-async fn flush<H: Handler>(
+/// A topic and partition.
+type Key = (String, i32);
+
+/// Records of one partition received and not yet handed to the handler.
+struct Buffer {
+    recs: Vec<Record>,
+    /// When the oldest of them arrived: the linger runs from here.
+    since: Instant,
+}
+
+/// How many batches' worth of records a partition's buffer may hold while
+/// its batch is in the handler.
+const BUFFER_BATCHES: usize = 64;
+
+/// Partitions whose buffer holds a full batch or has lingered long enough
+/// and that have no batch in the handler, fullest first.
+fn due(
+    buffers: &HashMap<Key, Buffer>,
+    busy: &HashSet<Key>,
+    cfg: &ConsumerConfig,
+    now: Instant,
+) -> Vec<Key> {
+    let mut due: Vec<(&Key, usize)> = buffers
+        .iter()
+        .filter(|(k, b)| {
+            !busy.contains(*k)
+                && !b.recs.is_empty()
+                && (b.recs.len() >= cfg.max_batch || now >= b.since + cfg.linger)
+        })
+        .map(|(k, b)| (k, b.recs.len()))
+        .collect();
+    due.sort_by_key(|d| std::cmp::Reverse(d.1));
+    due.into_iter().map(|(k, _)| k.clone()).collect()
+}
+
+/// Takes the oldest `max_batch` records of `key`'s buffer; what stays
+/// lingers from `now`.
+fn take_batch(
+    buffers: &mut HashMap<Key, Buffer>,
+    key: &Key,
+    max_batch: usize,
+    now: Instant,
+) -> Option<Vec<Record>> {
+    let buf = buffers.get_mut(key)?;
+    let n = buf.recs.len().min(max_batch.max(1));
+    if n == 0 {
+        return None;
+    }
+    let recs: Vec<Record> = if n == buf.recs.len() {
+        buffers.remove(key).map(|b| b.recs).unwrap_or_default()
+    } else {
+        buf.since = now;
+        buf.recs.drain(..n).collect()
+    };
+    Some(recs)
+}
+
+/// One partition's batch after the handler.
+struct Done {
+    key: Key,
+    recs: Vec<Record>,
+    outcome: Outcome,
+}
+
+/// Applies one partition's batch, retrying failures ([`apply_with_retry`]),
+/// as a task of its own, so that batches of different partitions compute
+/// on different threads. A handler that panics takes the consumer down
+/// with it, as it would on the consumer's own task.
+fn run_batch<H: Handler>(
+    cfg: &Arc<ConsumerConfig>,
+    handler: &Arc<H>,
+    key: Key,
+    recs: Vec<Record>,
+    expect: Option<i64>,
+    shutdown: &CancellationToken,
+) -> impl Future<Output = Done> {
+    let (cfg, handler, shutdown) = (cfg.clone(), handler.clone(), shutdown.clone());
+    let task = tokio::spawn(async move {
+        let outcome = apply_with_retry(&cfg, &*handler, &recs, expect, &shutdown).await;
+        (recs, outcome)
+    });
+    async move {
+        match task.await {
+            Ok((recs, outcome)) => Done { key, recs, outcome },
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down: nothing of it is stored.
+            Err(_) => Done {
+                key,
+                recs: Vec::new(),
+                outcome: Outcome::Interrupted,
+            },
+        }
+    }
+}
+
+/// Waits for every batch in the handler and settles each
+/// ([`settle`]); false when shutdown interrupted one of them.
+async fn drain<F: Future<Output = Done>>(
+    inflight: &mut FuturesUnordered<F>,
+    busy: &mut HashSet<Key>,
     cfg: &ConsumerConfig,
     consumer: &StreamConsumer<Ctx>,
-    handler: &H,
-    buffers: &mut HashMap<(String, i32), Vec<Record>>,
-    tracks: &mut HashMap<(String, i32), Track>,
-    shutdown: &CancellationToken,
+    tracks: &mut HashMap<Key, Track>,
+    buffers: &mut HashMap<Key, Buffer>,
+    buffered: &mut usize,
 ) -> bool {
-    let batches: Vec<((String, i32), Vec<Record>)> =
-        buffers.drain().filter(|(_, v)| !v.is_empty()).collect();
-    let runs = batches.iter().map(|(key, recs)| {
-        let expect = match tracks.get(key) {
-            Some(Track::Expect(e)) => *e,
-            _ => None,
-        };
-        apply_with_retry(cfg, handler, recs, expect, shutdown)
-    });
-    let done = futures::future::join_all(runs).await;
-    let mut tpl = TopicPartitionList::new();
     let mut all = true;
-    for ((key, recs), outcome) in batches.iter().zip(done) {
-        let (topic, partition) = key;
-        let last = recs.last().map(|r| r.offset).unwrap_or_default();
-        match outcome {
-            Outcome::Interrupted => {
-                all = false;
-                continue;
-            }
-            Outcome::Behind(watermark) => {
-                tracing::warn!(group = %cfg.group_id, %topic, partition, applied = last,
-                    store = ?watermark, "the store went back; re-reading the partition from its watermark");
-                STORE_RESUMES.with_label_values(&[&cfg.group_id]).inc();
-                resume(
-                    &cfg.group_id,
-                    consumer,
-                    tracks,
-                    key,
-                    watermark.map(|w| w + 1),
-                );
-                continue;
-            }
-            Outcome::Applied { through } => {
-                if let Some(Track::Expect(e)) = tracks.get_mut(key) {
-                    // A dead-lettered record never reached the store, so
-                    // the watermark may be below its offset.
-                    *e = through;
-                }
-            }
-        }
-        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(last + 1));
-        CONSUMED
-            .with_label_values(&[&cfg.group_id, topic])
-            .inc_by(recs.len() as u64);
-        let now = now_ms();
-        for r in recs {
-            if let Some(ts) = r.timestamp_ms {
-                PROCESS_LATENCY
-                    .with_label_values(&[&cfg.group_id])
-                    .observe((now - ts).max(0) as f64 / 1000.0);
-            }
-        }
-    }
-    if tpl.count() > 0 {
-        if let Err(e) = consumer.store_offsets(&tpl) {
-            // The partition was revoked meanwhile; its new owner re-reads the
-            // records and the store's watermark drops them.
-            tracing::debug!(group = %cfg.group_id, %e, "offset store refused");
-        }
+    while let Some(done) = inflight.next().await {
+        busy.remove(&done.key);
+        all &= settle(cfg, consumer, tracks, buffers, buffered, done);
     }
     all
+}
+
+/// Records what became of one partition's batch: an applied batch stores
+/// its partition's next offset (committed in the background); a batch the
+/// store refused as behind (it lost writes this consumer had applied)
+/// stores nothing and its partition is re-read from the store's watermark,
+/// dropping what was buffered after the batch. Returns false when shutdown
+/// interrupted a retry; nothing of that batch's offsets is stored then,
+/// nor anything buffered after it applied.
+fn settle(
+    cfg: &ConsumerConfig,
+    consumer: &StreamConsumer<Ctx>,
+    tracks: &mut HashMap<Key, Track>,
+    buffers: &mut HashMap<Key, Buffer>,
+    buffered: &mut usize,
+    done: Done,
+) -> bool {
+    let Done { key, recs, outcome } = done;
+    let (topic, partition) = &key;
+    let last = recs.last().map(|r| r.offset).unwrap_or_default();
+    match outcome {
+        Outcome::Interrupted => {
+            *buffered -= buffers.remove(&key).map_or(0, |b| b.recs.len());
+            return false;
+        }
+        Outcome::Behind(watermark) => {
+            tracing::warn!(group = %cfg.group_id, %topic, partition, applied = last,
+                store = ?watermark, "the store went back; re-reading the partition from its watermark");
+            STORE_RESUMES.with_label_values(&[&cfg.group_id]).inc();
+            *buffered -= buffers.remove(&key).map_or(0, |b| b.recs.len());
+            resume(
+                &cfg.group_id,
+                consumer,
+                tracks,
+                &key,
+                watermark.map(|w| w + 1),
+            );
+            return true;
+        }
+        Outcome::Applied { through } => {
+            if let Some(Track::Expect(e)) = tracks.get_mut(&key) {
+                // A dead-lettered record never reached the store, so
+                // the watermark may be below its offset.
+                *e = through;
+            }
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(last + 1));
+    if let Err(e) = consumer.store_offsets(&tpl) {
+        // The partition was revoked meanwhile; its new owner re-reads the
+        // records and the store's watermark drops them.
+        tracing::debug!(group = %cfg.group_id, %e, "offset store refused");
+    }
+    CONSUMED
+        .with_label_values(&[&cfg.group_id, topic])
+        .inc_by(recs.len() as u64);
+    let now = now_ms();
+    for r in &recs {
+        if let Some(ts) = r.timestamp_ms {
+            PROCESS_LATENCY
+                .with_label_values(&[&cfg.group_id])
+                .observe((now - ts).max(0) as f64 / 1000.0);
+        }
+    }
+    true
 }
 
 async fn apply_with_retry<H: Handler>(

@@ -66,6 +66,10 @@ pub struct MeshConfig {
     /// `mesh_runtime::service::DEFAULT_MAX_BATCH`): records of one
     /// partition per handler call and store step.
     pub consumer_max_batch: usize,
+    /// `MESH_CONSUMER_IN_FLIGHT` (default 1,
+    /// `mesh_runtime::service::DEFAULT_IN_FLIGHT`): batches of different
+    /// partitions a consumer has in its handler at once.
+    pub consumer_in_flight: usize,
     /// `MESH_CONSOLE_TENANT` (default: every tenant's demand summed): whose
     /// demand forecasts the console shows.
     pub console_tenant: String,
@@ -249,6 +253,7 @@ impl MeshConfig {
             poison_attempts: mesh_runtime::service::poison_attempts_from(env)?,
             rejoin_empty: mesh_runtime::service::rejoin_empty_from(env)?,
             consumer_max_batch: mesh_runtime::service::max_batch_from(env)?,
+            consumer_in_flight: mesh_runtime::service::in_flight_from(env)?,
             console_tenant: console_tenant(env)?,
             redis_tls: redis_tls(env)?,
             kafka_tls: kafka_tls(env)?,
@@ -428,6 +433,7 @@ impl Backends {
         mesh_runtime::service::set_poison_attempts(cfg.poison_attempts);
         mesh_runtime::service::set_rejoin_empty(cfg.rejoin_empty);
         mesh_runtime::service::set_max_batch(cfg.consumer_max_batch);
+        mesh_runtime::service::set_in_flight(cfg.consumer_in_flight);
         Deps {
             brokers: self.brokers.clone(),
             topics: cfg.topics(),
