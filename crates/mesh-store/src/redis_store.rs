@@ -306,10 +306,21 @@ impl RedisStore {
             }
         }
         self.paths.count(false);
-        let mut inv = self.script.prepare_invoke();
-        inv.key(full_key(&self.prefix, slot, WATERMARK_KEY));
-        // Each distinct key is sent once; ops name it by its index in KEYS.
+        // Each distinct key is sent once; ops name it by its index in KEYS
+        // (the watermark hash is KEYS[1]).
         let mut key_index: HashMap<&str, usize> = HashMap::new();
+        let mut keys = vec![full_key(&self.prefix, slot, WATERMARK_KEY)];
+        let mut args = 3;
+        for (_, ops) in &batch.records {
+            args += 2 + 4 * ops.len();
+            for op in ops {
+                key_index.entry(op.key()).or_insert_with(|| {
+                    keys.push(full_key(&self.prefix, slot, op.key()));
+                    keys.len()
+                });
+            }
+        }
+        let mut inv = ScriptCall::new(&self.script, &keys, args);
         let expect = batch.expect_through.map(|e| e.to_string());
         inv.arg(&batch.source_topic)
             .arg(batch.records.len())
@@ -317,17 +328,12 @@ impl RedisStore {
         for (offset, ops) in &batch.records {
             inv.arg(*offset).arg(ops.len());
             for op in ops {
-                let next = key_index.len() + 2;
-                let idx = *key_index.entry(op.key()).or_insert_with(|| {
-                    inv.key(full_key(&self.prefix, slot, op.key()));
-                    next
-                });
                 let (code, a) = encode(op);
-                inv.arg(code).arg(idx).arg(a);
+                inv.arg(code).arg(key_index[op.key()]).arg(a);
                 push_b(&mut inv, op);
             }
         }
-        let (applied, skipped): (i64, i64) = inv.invoke_async(&mut self.conn.clone()).await?;
+        let (applied, skipped): (i64, i64) = inv.invoke(&self.conn).await?;
         if applied < 0 {
             return Err(behind(batch, (skipped >= 0).then_some(skipped)));
         }
@@ -373,11 +379,14 @@ impl RedisStore {
             if f.applied == 0 {
                 return Ok(Some(applied));
             }
-            let mut inv = self.commit.prepare_invoke();
-            inv.key(&wm_key);
-            for name in &names {
-                inv.key(name);
-            }
+            let args = 5 + f
+                .checks
+                .iter()
+                .chain(&f.sections)
+                .map(|s| 3 + s.2.len())
+                .sum::<usize>();
+            let mut inv =
+                ScriptCall::new(&self.commit, std::iter::once(&wm_key).chain(&names), args);
             let top = f.top.map(|t| t.to_string()).unwrap_or_default();
             inv.arg(&batch.source_topic)
                 .arg(&f.wm_raw)
@@ -387,7 +396,7 @@ impl RedisStore {
             for (key, code, items) in f.checks.iter().chain(&f.sections) {
                 inv.arg(*key).arg(*code).arg(items.len()).arg(items);
             }
-            let done: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+            let done: i64 = inv.invoke(&self.conn).await?;
             if done == 1 {
                 return Ok(Some(applied));
             }
@@ -570,8 +579,8 @@ impl RedisStore {
         guard: &[(&str, Option<&str>)],
         set: &[(&str, &str)],
     ) -> Result<bool> {
-        let mut inv = self.cas.prepare_invoke();
-        inv.key(full_key(&self.prefix, slot, key));
+        let key = full_key(&self.prefix, slot, key);
+        let mut inv = ScriptCall::new(&self.cas, [&key], 1 + 3 * guard.len() + 2 * set.len());
         inv.arg(guard.len());
         for (field, expected) in guard {
             match expected {
@@ -582,7 +591,7 @@ impl RedisStore {
         for (field, value) in set {
             inv.arg(*field).arg(*value);
         }
-        let done: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+        let done: i64 = inv.invoke(&self.conn).await?;
         Ok(done == 1)
     }
 
@@ -618,6 +627,58 @@ impl RedisStore {
     }
 }
 
+/// One `EVALSHA` of a script, built straight into one command buffer.
+///
+/// `redis::ScriptInvocation` first copies every argument into a `Vec` of
+/// its own and then all of them into the command: one allocation and one
+/// free per argument, and a commit carries thousands (in `perf` of `mesh
+/// bench profile`, the growth of that argument list and the fresh pages it
+/// zeroed were ~4% of the consumer's samples). The keys are known before
+/// the arguments, so the command is written in its final order at once.
+struct ScriptCall<'s> {
+    script: &'s Script,
+    cmd: redis::Cmd,
+}
+
+impl<'s> ScriptCall<'s> {
+    /// `EVALSHA <hash> <number of keys> <keys>`; `args` is how many
+    /// arguments will follow (a capacity hint).
+    fn new<K: AsRef<str>>(
+        script: &'s Script,
+        keys: impl IntoIterator<Item = K>,
+        args: usize,
+    ) -> Self {
+        let keys: Vec<K> = keys.into_iter().collect();
+        // Arguments are mostly short names and numbers: ~12 bytes each.
+        let bytes = 64 + keys.iter().map(|k| k.as_ref().len()).sum::<usize>() + 12 * args;
+        let mut cmd = redis::Cmd::with_capacity(3 + keys.len() + args, bytes);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());
+        for k in &keys {
+            cmd.arg(k.as_ref());
+        }
+        Self { script, cmd }
+    }
+
+    fn arg<T: redis::ToRedisArgs>(&mut self, a: T) -> &mut Self {
+        self.cmd.arg(a);
+        self
+    }
+
+    /// Runs the command; a server that does not know the script yet (a
+    /// restart, `SCRIPT FLUSH`, a failover) gets it loaded, then the same
+    /// command again.
+    async fn invoke<T: redis::FromRedisValue>(&self, conn: &StoreConnection) -> Result<T> {
+        let mut conn = conn.clone();
+        match self.cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.script.load_async(&mut conn).await?;
+                Ok(self.cmd.query_async(&mut conn).await?)
+            }
+            r => Ok(r?),
+        }
+    }
+}
+
 /// The code and `a` of an op (see `APPLY_LUA`).
 fn encode(op: &Op) -> (&'static str, &str) {
     match op {
@@ -640,7 +701,7 @@ fn encode(op: &Op) -> (&'static str, &str) {
 
 /// Appends the `b` of an op (see `APPLY_LUA`); integers go as they are,
 /// with no `String` in between.
-fn push_b(inv: &mut redis::ScriptInvocation<'_>, op: &Op) {
+fn push_b(inv: &mut ScriptCall<'_>, op: &Op) {
     match op {
         Op::HIncr { delta, .. } => inv.arg(*delta),
         Op::HMax { value, .. } | Op::HMin { value, .. } => inv.arg(*value),

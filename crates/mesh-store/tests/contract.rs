@@ -1180,3 +1180,71 @@ async fn zcap_keeps_the_top_members_exactly_and_compact() {
     store.zcap(slot, &["big"], 100, 128).await.unwrap();
     assert_eq!(encoding(&mut conn).await, "listpack");
 }
+
+/// `SCRIPT FLUSH` on every server behind `store` (each master of a cluster).
+async fn flush_scripts(name: &str) {
+    let urls = match name {
+        "redis" => vec![mesh_testkit::redis_url()],
+        _ => redis_cluster_url().split(',').map(str::to_string).collect(),
+    };
+    for url in urls {
+        let mut c = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+}
+
+/// A server that lost its scripts (restart, failover, `SCRIPT FLUSH`) gets
+/// each one loaded again by the call that needs it: the batch fold's
+/// commit, the apply script and the compare-and-set all still apply, once.
+#[tokio::test]
+async fn scripts_a_server_lost_are_loaded_again() {
+    for (name, store) in stores().await {
+        if name == "memory" {
+            continue;
+        }
+        let slot = Slot {
+            scope: "svc",
+            partition: 3,
+        };
+        let mut b = PartitionBatch::new("events", 3);
+        b.push(0, vec![incr("u:a", "n", 2), hset("u:a", "s", "x")]);
+        flush_scripts(name).await;
+        let a = store.apply("svc", &b).await.unwrap();
+        assert_eq!((a.applied, a.skipped), (1, 0), "{name}: the fold's commit");
+        // A key deletion goes through the apply script.
+        let mut b = PartitionBatch::new("events", 3);
+        b.push(
+            1,
+            vec![
+                Op::Del {
+                    key: "u:gone".into(),
+                },
+                incr("u:a", "n", 3),
+            ],
+        );
+        flush_scripts(name).await;
+        let a = store.apply("svc", &b).await.unwrap();
+        assert_eq!((a.applied, a.skipped), (1, 0), "{name}: the apply script");
+        flush_scripts(name).await;
+        assert!(
+            store
+                .hset_if(slot, "u:a", &[("s", Some("x"))], &[("s", "y")])
+                .await
+                .unwrap(),
+            "{name}: the compare-and-set"
+        );
+        let h = store.hgetall(slot, "u:a").await.unwrap();
+        assert_eq!((h["n"].as_str(), h["s"].as_str()), ("5", "y"), "{name}");
+        // Redelivered: nothing changes.
+        let a = store.apply("svc", &b).await.unwrap();
+        assert_eq!((a.applied, a.skipped), (0, 1), "{name}");
+    }
+}

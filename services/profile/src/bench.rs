@@ -260,24 +260,27 @@ pub async fn run(
     let rss_before_service_bytes = rss();
     let running = crate::start(cfg, deps, shutdown.clone()).await?;
     let store = deps.store.clone();
-    let done = || async {
-        let mut applied = 0i64;
-        let mut all = true;
-        for ((topic, partition), off) in &last {
-            let slot = mesh_store::Slot {
-                scope: crate::handler::SCOPE,
-                partition: *partition,
-            };
-            match store.watermark(slot, topic).await? {
-                Some(w) => {
-                    applied += 1;
-                    all &= w >= *off;
-                }
-                None => all = false,
-            }
-        }
-        Ok::<_, mesh_store::Error>((applied > 0, all))
-    };
+    // Every watermark at once (one pipelined round trip on the store's
+    // connection), every 10 ms: polling them one after another every 5 ms
+    // sent ~2,000 reads a second to the Redis the measured consumer uses.
+    let done =
+        || async {
+            let marks =
+                futures::future::try_join_all(last.iter().map(|((topic, partition), off)| {
+                    let slot = mesh_store::Slot {
+                        scope: crate::handler::SCOPE,
+                        partition: *partition,
+                    };
+                    let store = &store;
+                    async move {
+                        Ok::<_, mesh_store::Error>((store.watermark(slot, topic).await?, *off))
+                    }
+                }))
+                .await?;
+            let any = marks.iter().any(|(w, _)| w.is_some());
+            let all = marks.iter().all(|(w, off)| w.is_some_and(|w| w >= *off));
+            Ok::<_, mesh_store::Error>((any, all))
+        };
     while !done().await?.0 {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
@@ -306,7 +309,7 @@ pub async fn run(
         }));
     }
     while !done().await?.1 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let secs = started.elapsed().as_secs_f64();
     let rss_after_apply_bytes = rss();
