@@ -353,8 +353,17 @@ pub fn default_horizon(period: usize) -> usize {
     (2 * period).max(6)
 }
 
+/// Whether a member's forecast can stand in a combination: finite, and above zero when
+/// the series it continues is.
+fn plausible(f: &Forecast, positive: bool) -> bool {
+    f.mean
+        .iter()
+        .all(|v| v.is_finite() && (!positive || *v > 0.0))
+}
+
 /// Fit `members` on all of `y`; with `cv`, weight them by rolling-origin validation for
-/// horizon `h` on `y` itself (members that cannot be fitted are left out).
+/// horizon `h` on `y` itself (members that cannot be fitted, or whose forecast of a
+/// positive series is not positive, are left out).
 fn fit_comb_all(
     y: &[f64],
     period: usize,
@@ -364,8 +373,16 @@ fn fit_comb_all(
 ) -> Result<FittedModel> {
     let mut parts = Vec::new();
     let mut kinds = Vec::new();
+    // A member whose forecast of a positive series reaches zero or below is left out like
+    // one that cannot be fitted: an ARIMA on differences extends a last-step crash below
+    // zero (Tourism's yearly series that fall 60% in their last year), and one such member
+    // moves the weighted mean far more than its validation weight suggests.
+    let positive = y.iter().all(|v| *v > 0.0);
     for &kind in members {
         if let Ok(p) = fit_part(kind, y, period) {
+            if !plausible(&p.forecast(h), positive) {
+                continue;
+            }
             parts.push(p);
             kinds.push(kind);
         }

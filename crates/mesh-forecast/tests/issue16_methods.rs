@@ -257,3 +257,44 @@ fn seasonal_arima_differences_the_airline_series_and_beats_seasonal_naive() {
     // The intervals widen with the horizon (the seasonal integration adds variance).
     assert!(f.sd[11] > f.sd[0], "{:?}", f.sd);
 }
+
+/// A yearly series that climbs slowly, then steeply, levels off and falls 60% in its last
+/// year (the shape of some of Tourism's yearly series): ARIMA on the differences extends the
+/// fall below zero, and `auto` leaves that member out rather than averaging it in.
+#[test]
+fn a_member_forecasting_a_positive_series_below_zero_is_left_out() {
+    let y: Vec<f64> = [
+        5.0, 6.0, 7.0, 6.0, 6.5, 7.0, 8.0, 11.0, 16.0, 15.0, 18.0, 20.0, 25.0, 44.0, 70.0, 90.0,
+        98.0, 95.0, 38.0,
+    ]
+    .iter()
+    .map(|v| v * 1_000.0)
+    .collect();
+    let h = 4;
+    let arima = forecast(Method::Arima, &y, 1, h).unwrap();
+    assert!(
+        arima.mean.iter().any(|v| *v <= 0.0),
+        "the case needs an ARIMA that falls below zero: {:?}",
+        arima.mean
+    );
+    let fitted = fit_for_horizon(Method::Auto, &y, 1, h).unwrap();
+    let described = fitted.describe();
+    match &fitted {
+        FittedModel::Combination { parts, weights, .. } => {
+            assert_eq!(parts.len(), auto_rule().members.len() - 1, "{described}");
+            assert!(!described.contains("ARIMA"), "{described}");
+            assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+        other => panic!("expected a combination, got {}", other.describe()),
+    }
+    let f = fitted.forecast(h);
+    assert!(f.mean.iter().all(|v| *v > 0.0), "{:?}", f.mean);
+    // A series that is not all positive keeps every member, negative forecasts included.
+    let shifted: Vec<f64> = y.iter().map(|v| v - 6_000.0).collect();
+    match fit_for_horizon(Method::Auto, &shifted, 1, h).unwrap() {
+        FittedModel::Combination { parts, .. } => {
+            assert_eq!(parts.len(), auto_rule().members.len())
+        }
+        other => panic!("expected a combination, got {}", other.describe()),
+    }
+}
