@@ -320,8 +320,14 @@ impl Engine {
             now,
             &exclude,
         );
-        let (mut candidates, co, pop) =
-            futures::future::try_join3(from_model, from_cooc, from_pop).await?;
+        // Profile's features depend on the user only, so they are asked for
+        // while the generators run rather than after them.
+        let (generated, from_profile) = futures::future::join(
+            futures::future::try_join3(from_model, from_cooc, from_pop),
+            self.features_for(q, &state),
+        )
+        .await;
+        let (mut candidates, co, pop) = generated?;
         candidates.extend(co.into_iter().map(|(item, score)| Candidate {
             item,
             score,
@@ -342,7 +348,15 @@ impl Engine {
             }));
         }
         let (items, user_features, degraded) = self
-            .rank_candidates(q, &state, candidates, q.n, now, weights)
+            .rank_candidates(
+                q,
+                &state,
+                candidates,
+                q.n,
+                now,
+                weights,
+                futures::future::ready(from_profile),
+            )
             .await?;
         let shown: Vec<(Source, u32)> = items
             .iter()
@@ -413,6 +427,7 @@ impl Engine {
                 items.len(),
                 now,
                 SourceWeights::default(),
+                self.features_for(q, &state),
             )
             .await?;
         for r in ranked.iter_mut().filter(|r| r.source == Source::Rule) {
@@ -428,6 +443,24 @@ impl Engine {
         })
     }
 
+    /// Profile's features of the query's user. Profile is not asked about
+    /// an erased user (it may not have applied the erasure yet): the answer
+    /// is the one for a user profile does not know.
+    async fn features_for(
+        &self,
+        q: &Query,
+        state: &UserState,
+    ) -> std::result::Result<Option<ProfileFeatures>, String> {
+        if state.erased {
+            return Ok(None);
+        }
+        self.profile_features(&q.tenant, &q.user).await
+    }
+
+    /// Ranks `candidates` with the catalog entries they need and the user's
+    /// features from profile (`from_profile`, read together with the
+    /// catalog when not already done).
+    #[allow(clippy::too_many_arguments)]
     async fn rank_candidates(
         &self,
         q: &Query,
@@ -436,19 +469,13 @@ impl Engine {
         n: usize,
         now: f64,
         source_weights: SourceWeights,
+        from_profile: impl std::future::Future<
+            Output = std::result::Result<Option<ProfileFeatures>, String>,
+        >,
     ) -> Result<(Vec<Ranked>, &'static str, Vec<String>)> {
         let mut ids: Vec<String> = candidates.iter().map(|c| c.item.clone()).collect();
         ids.sort();
         ids.dedup();
-        // Catalog and profile are read together. Profile is not asked about
-        // an erased user (it may not have applied the erasure yet): the
-        // answer is the one for a user profile does not know.
-        let from_profile = async {
-            if state.erased {
-                return Ok(None);
-            }
-            self.profile_features(&q.tenant, &q.user).await
-        };
         let (catalog, from_profile) =
             futures::future::join(self.catalog(&q.tenant, &ids), from_profile).await;
         let catalog = catalog?;
