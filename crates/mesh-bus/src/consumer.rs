@@ -18,8 +18,11 @@
 //! failing is split to find the record that fails, and that record alone is
 //! dead-lettered after a bounded number of attempts if the handler's
 //! dependencies answer (see [`crate::poison`]); without one, it is retried
-//! forever. On shutdown the loop lets the batches in the handler end,
-//! applies what it had received, commits synchronously and returns.
+//! forever. On shutdown the loop lets the batches in the handler end and
+//! stores their offsets, drops what it had buffered (neither applied nor
+//! committed: the partition's next owner reads it again from the committed
+//! offset), commits what was applied, synchronously but bounded, and
+//! returns: a stop waits for the batches in the handler, not for a backlog.
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -309,7 +312,6 @@ pub async fn run_consumer<H: Handler>(
     consumer.subscribe(&topics)?;
 
     let mut buffers: HashMap<Key, Buffer> = HashMap::new();
-    let mut buffered = 0usize;
     let mut tracks: HashMap<Key, Track> = HashMap::new();
     // Partitions with a batch in the handler, and those batches.
     let mut busy: HashSet<Key> = HashSet::new();
@@ -336,7 +338,6 @@ pub async fn run_consumer<H: Handler>(
                 break;
             }
             if let Some(recs) = take_batch(&mut buffers, &key, cfg.max_batch, now) {
-                buffered -= recs.len();
                 let expect = match tracks.get(&key) {
                     Some(Track::Expect(e)) => *e,
                     _ => None,
@@ -367,7 +368,7 @@ pub async fn run_consumer<H: Handler>(
             _ = shutdown.cancelled() => break,
             Some(done) = inflight.next(), if !inflight.is_empty() => {
                 busy.remove(&done.key);
-                if !settle(&cfg, &consumer, &mut tracks, &mut buffers, &mut buffered, done) { break; }
+                if !settle(&cfg, &consumer, &mut tracks, &mut buffers, done) { break; }
             }
             _ = &mut linger, if deadline.is_some() => {
                 armed = None;
@@ -378,7 +379,7 @@ pub async fn run_consumer<H: Handler>(
                 // assignment finish first).
                 let g = generation.load(Ordering::SeqCst);
                 if g != seen_generation {
-                    if !drain(&mut inflight, &mut busy, &cfg, &consumer, &mut tracks, &mut buffers, &mut buffered).await {
+                    if !drain(&mut inflight, &mut busy, &cfg, &consumer, &mut tracks, &mut buffers).await {
                         break;
                     }
                     seen_generation = g;
@@ -389,13 +390,7 @@ pub async fn run_consumer<H: Handler>(
                 audit_unchecked(&cfg.group_id, &consumer, &*handler, &mut tracks, &busy).await;
                 audit_quiet(&cfg.group_id, &consumer, &*handler, &mut tracks, &busy).await;
                 // What was buffered of a partition now re-read comes again.
-                buffers.retain(|key, b| {
-                    let keep = !matches!(tracks.get(key), Some(Track::Resumed(_)));
-                    if !keep {
-                        buffered -= b.recs.len();
-                    }
-                    keep
-                });
+                buffers.retain(|key, _| !matches!(tracks.get(key), Some(Track::Resumed(_))));
                 if held.partitions() > 0 {
                     empty_since = Instant::now();
                 } else if cfg.rejoin_when_empty.is_some_and(|d| empty_since.elapsed() >= d) {
@@ -413,7 +408,7 @@ pub async fn run_consumer<H: Handler>(
                     if g != seen_generation {
                         // Batches of the old assignment finish first: their
                         // outcomes update tracks that are about to be reset.
-                        if !drain(&mut inflight, &mut busy, &cfg, &consumer, &mut tracks, &mut buffers, &mut buffered).await {
+                        if !drain(&mut inflight, &mut busy, &cfg, &consumer, &mut tracks, &mut buffers).await {
                             break;
                         }
                         seen_generation = g;
@@ -421,7 +416,7 @@ pub async fn run_consumer<H: Handler>(
                     }
                     let key = (m.topic().to_string(), m.partition());
                     if !admit(&cfg.group_id, &consumer, &*handler, &mut tracks, &key, m.offset()).await {
-                        buffered -= buffers.remove(&key).map_or(0, |b| b.recs.len());
+                        buffers.remove(&key);
                         continue;
                     }
                     let rec = Record {
@@ -438,7 +433,6 @@ pub async fn run_consumer<H: Handler>(
                         .or_insert_with(|| Buffer { recs: Vec::new(), since: Instant::now() })
                         .recs
                         .push(rec);
-                    buffered += 1;
                 }
                 Err(e) => {
                     tracing::warn!(group = %cfg.group_id, %e, "consumer error");
@@ -448,8 +442,13 @@ pub async fn run_consumer<H: Handler>(
         }
     }
     // Let the batches in the handler end (a retry ends at once: shutdown
-    // was asked), then apply what was received, then commit what was
-    // applied.
+    // was asked) and store their offsets, then commit what was applied.
+    // What is still buffered is dropped: applying it (up to `cap` records
+    // per partition, batch after batch) made a stop under a backlog outlast
+    // the caller's grace. None of it was applied or had its offset stored
+    // (an offset is stored only in `settle`, just past a batch the handler
+    // applied), so the partition's next owner reads it again from the
+    // committed offset.
     drain(
         &mut inflight,
         &mut busy,
@@ -457,40 +456,15 @@ pub async fn run_consumer<H: Handler>(
         &consumer,
         &mut tracks,
         &mut buffers,
-        &mut buffered,
     )
     .await;
     drop(inflight);
-    if buffered > 0 {
-        // At most `cap` records per partition (the loop stopped taking
-        // records there), in batches of at most `max_batch`, in order; a
-        // partition stops at its first batch not applied.
-        let last = CancellationToken::new();
-        for (key, buf) in std::mem::take(&mut buffers) {
-            let mut recs = buf.recs;
-            while !recs.is_empty() {
-                let rest = recs.split_off(recs.len().min(cfg.max_batch.max(1)));
-                let expect = match tracks.get(&key) {
-                    Some(Track::Expect(e)) => *e,
-                    _ => None,
-                };
-                let done = run_batch(&cfg, &handler, key.clone(), recs, expect, &last).await;
-                let applied = matches!(done.outcome, Outcome::Applied { .. });
-                settle(
-                    &cfg,
-                    &consumer,
-                    &mut tracks,
-                    &mut buffers,
-                    &mut buffered,
-                    done,
-                );
-                if !applied {
-                    break;
-                }
-                recs = rest;
-            }
-        }
+    let left: usize = buffers.values().map(|b| b.recs.len()).sum();
+    if left > 0 {
+        tracing::debug!(group = %cfg.group_id, records = left, partitions = buffers.len(),
+            "shutdown: buffered records not applied; the partitions' next owner reads them again");
     }
+    drop(buffers);
     close_bounded(consumer, cfg.group_id.clone(), FINAL_COMMIT_TIMEOUT).await;
     Ok(())
 }
@@ -866,12 +840,11 @@ async fn drain<F: Future<Output = Done>>(
     consumer: &StreamConsumer<Ctx>,
     tracks: &mut HashMap<Key, Track>,
     buffers: &mut HashMap<Key, Buffer>,
-    buffered: &mut usize,
 ) -> bool {
     let mut all = true;
     while let Some(done) = inflight.next().await {
         busy.remove(&done.key);
-        all &= settle(cfg, consumer, tracks, buffers, buffered, done);
+        all &= settle(cfg, consumer, tracks, buffers, done);
     }
     all
 }
@@ -888,7 +861,6 @@ fn settle(
     consumer: &StreamConsumer<Ctx>,
     tracks: &mut HashMap<Key, Track>,
     buffers: &mut HashMap<Key, Buffer>,
-    buffered: &mut usize,
     done: Done,
 ) -> bool {
     let Done { key, recs, outcome } = done;
@@ -896,14 +868,14 @@ fn settle(
     let last = recs.last().map(|r| r.offset).unwrap_or_default();
     match outcome {
         Outcome::Interrupted => {
-            *buffered -= buffers.remove(&key).map_or(0, |b| b.recs.len());
+            buffers.remove(&key);
             return false;
         }
         Outcome::Behind(watermark) => {
             tracing::warn!(group = %cfg.group_id, %topic, partition, applied = last,
                 store = ?watermark, "the store went back; re-reading the partition from its watermark");
             STORE_RESUMES.with_label_values(&[&cfg.group_id]).inc();
-            *buffered -= buffers.remove(&key).map_or(0, |b| b.recs.len());
+            buffers.remove(&key);
             resume(
                 &cfg.group_id,
                 consumer,

@@ -334,6 +334,12 @@ impl std::fmt::Display for BenchAllReport {
                 "taken before the mesh settled (60 s)"
             }
         )?;
+        if !self.reads.consumers_stopped {
+            writeln!(
+                f,
+                "reads: the mesh's consumers did not stop within the shutdown grace; later stages ran beside them and its keys were left in Redis"
+            )?;
+        }
         let sb = &self.services_redis;
         writeln!(
             f,
@@ -592,15 +598,13 @@ pub async fn run(cfg: &MeshConfig, args: &BenchAllArgs) -> anyhow::Result<BenchA
     let services_redis = service_bytes(&servers.redis_url, &format!("{base_prefix}:allr{pid}"))
         .await
         .map_err(|e| e.context("redis bytes per service"))?;
-    delete_keys(
-        &servers.redis_url,
-        &[
-            pcfg.key_prefix.clone(),
-            format!("{base_prefix}:allr{pid}"),
-            format!("{base_prefix}:bench{pid}"),
-        ],
-    )
-    .await?;
+    let mut spent = vec![pcfg.key_prefix.clone(), format!("{base_prefix}:bench{pid}")];
+    // Not under a consumer of the reads mesh that is still running (the
+    // stage warned; see `bench_reads::run`).
+    if reads.consumers_stopped {
+        spent.push(format!("{base_prefix}:allr{pid}"));
+    }
+    delete_keys(&servers.redis_url, &spent).await?;
 
     // Last: its largest level leaves the broker holding a million records.
     let scale = crate::bench_scale::run(&cfg, &servers, &sizes.scale_users, &step)

@@ -533,7 +533,10 @@ async fn run(embedded: &mut Option<mesh_bus::EmbeddedKafka>) -> anyhow::Result<(
             }
             // Ordered, bounded: servers, consumers (commit, leave the
             // group), periodic work, producer flush; the broker after all.
-            *embedded = mesh.stopped(std::time::Duration::from_secs(10)).await;
+            *embedded = mesh
+                .stopped(std::time::Duration::from_secs(10))
+                .await
+                .embedded;
         }
         Command::Serve { role } => {
             let shutdown = mesh_runtime::shutdown::on_signals();

@@ -721,18 +721,13 @@ pub fn ready_check(
 impl Mesh {
     /// The ordered stop, after the shutdown token was cancelled: the gRPC
     /// and HTTP servers stop accepting and finish their requests; the
-    /// consumers finish their batch, commit and leave their groups; the
-    /// periodic work (sweeps, planner, pricer, reloads) ends; the producer
-    /// is flushed. Every step shares one `grace` deadline; servers and
-    /// periodic work still running after it are aborted, consumers are
-    /// left to their own bounded final commit.
-    ///
-    /// Returns the embedded broker, if any, for the caller to stop last:
-    /// after the runtime is shut down and with it every task still holding
-    /// a client of the broker (samplers, the shared producer), so that no
-    /// client loses its broker while it is still connected (librdkafka logs
-    /// an ERROR per lost connection).
-    pub async fn stopped(self, grace: Duration) -> Option<EmbeddedKafka> {
+    /// consumers finish the batches in their handler (dropping what they
+    /// had buffered), commit and leave their groups; the periodic work
+    /// (sweeps, planner, pricer, reloads) ends; the producer is flushed.
+    /// Every step shares one `grace` deadline; servers and periodic work
+    /// still running after it are aborted, consumers are left to their own
+    /// bounded final commit, and [`Stopped::consumers_stopped`] says so.
+    pub async fn stopped(self, grace: Duration) -> Stopped {
         let deadline = tokio::time::Instant::now() + grace;
         let mut servers = self.ingest.tasks;
         servers.extend([
@@ -755,7 +750,7 @@ impl Mesh {
             self.engage.consumer,
             self.support.consumer,
         ];
-        join_until(deadline, "consumers", consumers, false).await;
+        let consumers_stopped = join_until(deadline, "consumers", consumers, false).await;
         let mut periodic = vec![
             self.profile.sweeper,
             self.churn.sweeper,
@@ -770,28 +765,48 @@ impl Mesh {
         if let Err(e) = self.backends.producer.flush(Duration::from_secs(5)) {
             tracing::warn!(%e, "producer flush at shutdown failed; unsent records are lost");
         }
-        self.backends.embedded
+        Stopped {
+            embedded: self.backends.embedded,
+            consumers_stopped,
+        }
     }
 }
 
+/// What [`Mesh::stopped`] leaves to its caller.
+pub struct Stopped {
+    /// The embedded broker, if any, for the caller to stop last: after the
+    /// runtime is shut down and with it every task still holding a client
+    /// of the broker (samplers, the shared producer), so that no client
+    /// loses its broker while it is still connected (librdkafka logs an
+    /// ERROR per lost connection).
+    pub embedded: Option<EmbeddedKafka>,
+    /// Whether every consumer returned within the grace. When false some
+    /// are still running (applying a batch or in their final commit) and
+    /// still write to the store: a caller must not delete or reuse the
+    /// mesh's keys yet.
+    pub consumers_stopped: bool,
+}
+
 /// Waits for `tasks` until `deadline`; then aborts the ones still running
-/// when `abort`, or leaves them be.
+/// when `abort`, or leaves them be. True when every task ended in time.
 pub(crate) async fn join_until(
     deadline: tokio::time::Instant,
     what: &'static str,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     abort: bool,
-) {
+) -> bool {
     let handles: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
     if tokio::time::timeout_at(deadline, futures::future::join_all(tasks))
         .await
-        .is_err()
+        .is_ok()
     {
-        tracing::warn!(what, "did not stop within the shutdown grace period");
-        if abort {
-            handles.iter().for_each(|h| h.abort());
-        }
+        return true;
     }
+    tracing::warn!(what, "did not stop within the shutdown grace period");
+    if abort {
+        handles.iter().for_each(|h| h.abort());
+    }
+    false
 }
 
 /// Zero-valued series for alert inputs that only move on failures (handler
